@@ -1,0 +1,56 @@
+//! The HTTP surface (poem-openapi). Handlers parse, call a service, map the result.
+
+mod health;
+mod messages;
+mod security;
+mod session;
+mod threads;
+mod types;
+
+use poem_openapi::{OpenApiService, Tags};
+
+pub use security::{ClientSecret, UpstreamBearer};
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// client_secret lifecycle: exchange a Better Auth JWT, refresh, sign out
+    Session,
+    /// The user's conversation threads
+    Threads,
+    /// Sending a message to the assistant
+    Messages,
+    /// Liveness and readiness
+    Health,
+}
+
+pub type Apis = (
+    health::HealthApi,
+    session::SessionApi,
+    threads::ThreadsApi,
+    messages::MessagesApi,
+);
+
+/// The OpenAPI service with every route; state is read from request data.
+pub fn service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (
+            health::HealthApi,
+            session::SessionApi,
+            threads::ThreadsApi,
+            messages::MessagesApi,
+        ),
+        "chatkit-gateway",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Backend-for-frontend for ChatKit-style chat UIs. Exchange a Better Auth JWT for a \
+         client_secret at POST /api/chatkit/session, then call every other route with \
+         `Authorization: Bearer <client_secret>`. Errors are \
+         `{\"error\":{\"code\",\"message\"}}` with stable codes.",
+    )
+}
+
+/// The OpenAPI document as JSON.
+pub fn spec_json() -> String {
+    service().spec()
+}

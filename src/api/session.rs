@@ -1,0 +1,68 @@
+use poem::{web::Data, Request};
+use poem_openapi::{param::Query, payload::Json, OpenApi};
+
+use super::{
+    types::{NoContent, RefreshRequest, SessionResponse},
+    ApiTags, ClientSecret, UpstreamBearer,
+};
+use crate::{app::AppState, auth::bearer_token, error::ApiError};
+
+pub struct SessionApi;
+
+#[OpenApi(prefix_path = "/api/chatkit", tag = "ApiTags::Session")]
+impl SessionApi {
+    /// Exchange a Better Auth JWT for a client_secret.
+    ///
+    /// Send the upstream token as `Authorization: Bearer <jwt>`. The client_secret is an
+    /// HS256 JWT valid for `expires_in` seconds (1800 by default); renew it at /refresh.
+    #[oai(path = "/session", method = "post")]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        auth: UpstreamBearer,
+    ) -> Result<Json<SessionResponse>, ApiError> {
+        let minted = state.auth.start_session(&auth.0.token).await?;
+        Ok(Json(minted.into()))
+    }
+
+    /// Rotate a client_secret (what ChatKit's `getClientSecret(existing)` calls).
+    ///
+    /// `token` is the current client_secret, which may have expired up to the grace period
+    /// (24 h by default). Each client_secret refreshes once: a second refresh within 10 s
+    /// (two tabs) is allowed, a later one signs the whole session out (`auth.token_reused`).
+    /// An `Authorization: Bearer <Better Auth JWT>` may be sent as well; it must then be
+    /// valid and name the same user.
+    #[oai(path = "/refresh", method = "post")]
+    async fn refresh(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<RefreshRequest>,
+    ) -> Result<Json<SessionResponse>, ApiError> {
+        let upstream = match req.headers().get(poem::http::header::AUTHORIZATION) {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(bearer_token)
+                    .ok_or(ApiError::Auth(crate::auth::AuthError::InvalidToken))?,
+            ),
+        };
+        let minted = state.auth.refresh(&body.0.token, upstream).await?;
+        Ok(Json(minted.into()))
+    }
+
+    /// Sign out: revoke this session (every refresh of it), or with `all=true` every
+    /// session the user has started so far.
+    #[oai(path = "/session", method = "delete")]
+    async fn revoke(
+        &self,
+        state: Data<&AppState>,
+        auth: ClientSecret,
+        all: Query<Option<bool>>,
+    ) -> Result<NoContent, ApiError> {
+        state.auth.revoke(&auth.0, all.0.unwrap_or(false)).await?;
+        Ok(NoContent::Done)
+    }
+}

@@ -1,0 +1,199 @@
+//! `Application::build(settings)` wires the services and binds the listener (port 0 is
+//! fine); `run_until_stopped` serves until SIGINT/SIGTERM and drains in-flight requests.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use poem::{
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    middleware::{Cors, SizeLimit},
+    Endpoint, EndpointExt, IntoEndpoint, Route, Server,
+};
+use secrecy::ExposeSecret;
+
+use crate::{
+    agent::{Agent, LocalAgent},
+    api,
+    auth::{AuthService, Hs256Verifier, Upstream},
+    chat::ChatService,
+    config::Settings,
+    error::envelope_errors,
+    store::Store,
+};
+
+/// What every handler can reach (installed as request data).
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub auth: AuthService,
+    pub chat: ChatService,
+}
+
+pub struct Application {
+    acceptor: TcpAcceptor,
+    port: u16,
+    state: AppState,
+}
+
+/// Connects to the database and applies migrations when configured to.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let db = &settings.database;
+    let store = Store::connect(
+        db.url.expose_secret(),
+        db.max_connections,
+        Duration::from_millis(db.busy_timeout_ms),
+    )
+    .await
+    .context("could not connect to the database (DATABASE_URL)")?;
+    if db.run_migrations {
+        store
+            .migrate()
+            .await
+            .context("could not apply migrations")?;
+    }
+    Ok(store)
+}
+
+fn upstream(settings: &Settings) -> Upstream {
+    let mut upstream = Upstream::default();
+    if !settings.upstream.hs256_secret.expose_secret().is_empty() {
+        upstream = upstream.with_hs256(Arc::new(Hs256Verifier::new(
+            &settings.upstream,
+            &settings.session.audience,
+        )));
+    }
+    upstream
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_agent(settings, None).await
+    }
+
+    /// As `build`, with an agent chosen by the caller instead of by configuration.
+    pub async fn build_with_agent(
+        settings: Settings,
+        agent: Option<Arc<dyn Agent>>,
+    ) -> anyhow::Result<Self> {
+        let store = open_store(&settings).await?;
+        let agent = agent.unwrap_or_else(|| Arc::new(LocalAgent));
+        let auth = AuthService::new(upstream(&settings), &settings.session, store.clone());
+        let chat = ChatService::new(store.clone(), agent, settings.messages.clone());
+        let acceptor = TcpListener::bind(settings.bind_address())
+            .into_acceptor()
+            .await
+            .with_context(|| format!("could not listen on {}", settings.bind_address()))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .context("listener has no address")?;
+        let state = AppState {
+            settings: Arc::new(settings),
+            store,
+            auth,
+            chat,
+        };
+        Ok(Self {
+            acceptor,
+            port,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        let grace = Duration::from_secs(self.state.settings.server.shutdown_grace_secs);
+        let purge = spawn_purger(self.state.auth.clone());
+        let app = routes(self.state.clone());
+        tracing::info!(port = self.port, "chatkit-gateway listening");
+        let result = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(grace))
+            .await;
+        purge.abort();
+        self.state.store.close().await;
+        result
+    }
+}
+
+/// The whole HTTP application: API, docs, middleware and the error envelope.
+pub fn routes(state: AppState) -> impl Endpoint {
+    let server = &state.settings.server;
+    let api = api::service();
+    let ui = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let mut cors = Cors::new()
+        .allow_methods(["GET", "POST", "PATCH", "DELETE", "OPTIONS"])
+        .allow_headers([
+            "authorization",
+            "content-type",
+            "idempotency-key",
+            "accept-language",
+        ])
+        .max_age(600);
+    for origin in &server.cors_allowed_origins {
+        cors = cors.allow_origin(origin.as_str());
+    }
+    let body_limit = server.body_limit_bytes;
+    let route = Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", ui)
+        .nest("/", api);
+    let route = if server.cors_allowed_origins.is_empty() {
+        route.boxed()
+    } else {
+        route.with(cors).boxed()
+    };
+    route
+        .with(SizeLimit::new(body_limit))
+        .data(state)
+        .catch_all_error(envelope_errors)
+        .into_endpoint()
+}
+
+/// Consumed refresh tokens expire; clear them out now and then.
+fn spawn_purger(auth: AuthService) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            auth.purge_expired().await;
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

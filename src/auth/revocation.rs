@@ -1,0 +1,79 @@
+//! Revocation checks on every request, through short-TTL caches over the database. All
+//! instances converge within the TTL; the instance that revokes updates its own cache at once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use moka::future::Cache;
+
+use crate::{
+    domain::UserId,
+    store::{Store, StoreError},
+};
+
+#[derive(Clone)]
+pub struct RevocationCache {
+    families: Cache<String, bool>,
+    users: Cache<String, Option<DateTime<Utc>>>,
+}
+
+/// When a session family started, from its id (`sid_` + UUID v7, whose first 48 bits are
+/// the creation time in milliseconds). Ids we did not mint have no start: treated as oldest.
+pub(crate) fn family_started_at(sid: &str) -> DateTime<Utc> {
+    sid.strip_prefix("sid_")
+        .and_then(|hex| uuid::Uuid::parse_str(hex).ok())
+        .and_then(|id| id.get_timestamp())
+        .and_then(|ts| {
+            let (secs, nanos) = ts.to_unix();
+            DateTime::from_timestamp(secs as i64, nanos)
+        })
+        .unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+impl RevocationCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            families: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+            users: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    pub async fn is_revoked(
+        &self,
+        store: &Store,
+        user: &UserId,
+        sid: &str,
+    ) -> Result<bool, StoreError> {
+        let (family, cutoff) = match (
+            self.families.get(sid).await,
+            self.users.get(user.as_str()).await,
+        ) {
+            (Some(family), Some(cutoff)) => (family, cutoff),
+            _ => {
+                let state = store.revocation_state(user, sid).await?;
+                self.families
+                    .insert(sid.to_owned(), state.family_revoked)
+                    .await;
+                self.users
+                    .insert(user.as_str().to_owned(), state.user_not_before)
+                    .await;
+                (state.family_revoked, state.user_not_before)
+            }
+        };
+        Ok(family || cutoff.is_some_and(|not_before| family_started_at(sid) < not_before))
+    }
+
+    pub async fn family_revoked(&self, sid: &str) {
+        self.families.insert(sid.to_owned(), true).await;
+    }
+
+    pub async fn user_revoked(&self, user: &UserId, at: DateTime<Utc>) {
+        self.users.insert(user.as_str().to_owned(), Some(at)).await;
+    }
+}

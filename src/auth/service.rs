@@ -1,0 +1,227 @@
+//! The session lifecycle: start (upstream token → client_secret), refresh (rotation with
+//! reuse detection), authenticate (every request), revoke.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+
+use super::{
+    revocation::RevocationCache,
+    session::{SessionClaims, SessionSigner, SESSION_TYP},
+    upstream::Upstream,
+    AuthError,
+};
+use crate::{
+    config::SessionSettings,
+    domain::{new_id, now, UserId},
+    store::{ConsumeOutcome, Store},
+};
+
+/// The caller behind a valid client_secret.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user: UserId,
+    pub sid: String,
+}
+
+/// A freshly minted client_secret.
+#[derive(Clone, Debug)]
+pub struct MintedSession {
+    pub client_secret: String,
+    pub user: UserId,
+    pub expires_at: DateTime<Utc>,
+    pub expires_in: u64,
+}
+
+#[derive(Clone)]
+pub struct AuthService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    upstream: Upstream,
+    signer: SessionSigner,
+    store: Store,
+    revocations: RevocationCache,
+    settings: SessionSettings,
+}
+
+impl AuthService {
+    pub fn new(upstream: Upstream, settings: &SessionSettings, store: Store) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                upstream,
+                signer: SessionSigner::new(settings),
+                store,
+                revocations: RevocationCache::new(Duration::from_secs(
+                    settings.revocation_cache_ttl_secs,
+                )),
+                settings: settings.clone(),
+            }),
+        }
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.inner.upstream
+    }
+
+    fn mint(&self, user: &UserId, sid: String, auth_time: i64) -> MintedSession {
+        let issued = Utc::now().timestamp();
+        let ttl = self.inner.settings.ttl_secs;
+        let exp = issued + ttl as i64;
+        let claims = SessionClaims {
+            iss: self.inner.signer.issuer.clone(),
+            aud: self.inner.signer.audience.clone(),
+            sub: user.as_str().to_owned(),
+            user_id: user.as_str().to_owned(),
+            typ: SESSION_TYP.to_owned(),
+            iat: issued,
+            nbf: issued,
+            exp,
+            jti: new_id("jti"),
+            sid,
+            auth_time,
+        };
+        MintedSession {
+            client_secret: self.inner.signer.sign(&claims),
+            user: user.clone(),
+            expires_at: DateTime::from_timestamp(exp, 0).unwrap_or_default(),
+            expires_in: ttl,
+        }
+    }
+
+    /// `POST /session`: pure CPU, no database write.
+    pub async fn start_session(&self, upstream_token: &str) -> Result<MintedSession, AuthError> {
+        let identity = self.inner.upstream.verify(upstream_token).await?;
+        Ok(self.mint(&identity.user, new_id("sid"), Utc::now().timestamp()))
+    }
+
+    /// `POST /refresh`: rotates a (possibly expired) client_secret within the grace period.
+    pub async fn refresh(
+        &self,
+        token: &str,
+        upstream_token: Option<&str>,
+    ) -> Result<MintedSession, AuthError> {
+        let settings = &self.inner.settings;
+        let claims = self.inner.signer.verify_ignoring_expiry(token)?;
+        let user = UserId::parse(&claims.sub).ok_or(AuthError::InvalidToken)?;
+        let now_secs = Utc::now().timestamp();
+        if now_secs
+            > claims
+                .exp
+                .saturating_add(settings.refresh_grace_secs as i64)
+        {
+            return Err(AuthError::Expired);
+        }
+        if now_secs
+            > claims
+                .auth_time
+                .saturating_add(settings.max_session_age_secs as i64)
+        {
+            return Err(AuthError::SessionTooOld);
+        }
+        match upstream_token {
+            Some(bearer) => {
+                let identity = self.inner.upstream.verify(bearer).await?;
+                if identity.user != user {
+                    return Err(AuthError::UserMismatch);
+                }
+            }
+            None if settings.require_upstream_on_refresh => return Err(AuthError::MissingToken),
+            None => {}
+        }
+        // Decided by the database, not the cache: a refresh must see a revocation at once.
+        let state = self
+            .inner
+            .store
+            .revocation_state(&user, &claims.sid)
+            .await?;
+        let family_start = super::revocation::family_started_at(&claims.sid);
+        if state.family_revoked || state.user_not_before.is_some_and(|nb| family_start < nb) {
+            return Err(AuthError::Revoked);
+        }
+        let refreshable_until = DateTime::from_timestamp(
+            claims
+                .exp
+                .saturating_add(settings.refresh_grace_secs as i64),
+            0,
+        )
+        .unwrap_or_else(Utc::now);
+        let outcome = self
+            .inner
+            .store
+            .consume_token(&user, &claims.jti, &claims.sid, refreshable_until)
+            .await?;
+        if let ConsumeOutcome::Again { consumed_at } = outcome {
+            let window = chrono::Duration::seconds(settings.refresh_race_window_secs as i64);
+            if now() - consumed_at > window {
+                // A rotated-away token came back: assume it was stolen and end the family.
+                self.inner.store.revoke_family(&user, &claims.sid).await?;
+                self.inner.revocations.family_revoked(&claims.sid).await;
+                tracing::warn!(user_id = %user, sid = %claims.sid, "refresh token reuse; session family revoked");
+                return Err(AuthError::TokenReused);
+            }
+        }
+        Ok(self.mint(&user, claims.sid, claims.auth_time))
+    }
+
+    /// Every client_secret-authenticated request.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        let claims = self.inner.signer.verify(token)?;
+        let user = UserId::parse(&claims.sub).ok_or(AuthError::InvalidToken)?;
+        if self
+            .inner
+            .revocations
+            .is_revoked(&self.inner.store, &user, &claims.sid)
+            .await?
+        {
+            return Err(AuthError::Revoked);
+        }
+        Ok(Principal {
+            user,
+            sid: claims.sid,
+        })
+    }
+
+    /// `DELETE /session`: this family, or (`all`) every family the user has started so far.
+    pub async fn revoke(&self, principal: &Principal, all: bool) -> Result<(), AuthError> {
+        if all {
+            let at = now();
+            self.inner.store.revoke_all(&principal.user, at).await?;
+            self.inner
+                .revocations
+                .user_revoked(&principal.user, at)
+                .await;
+        } else {
+            self.inner
+                .store
+                .revoke_family(&principal.user, &principal.sid)
+                .await?;
+            self.inner.revocations.family_revoked(&principal.sid).await;
+        }
+        Ok(())
+    }
+
+    /// Purges token state that can no longer matter (run periodically).
+    pub async fn purge_expired(&self) {
+        match self.inner.store.purge_consumed_tokens(now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "purged consumed refresh tokens"),
+            Err(e) => tracing::warn!(error = %e, "could not purge consumed refresh tokens"),
+        }
+    }
+
+    /// Dev helper: an upstream-style HS256 token for `user`, as Better Auth would issue.
+    pub fn dev_upstream_token(secret: &str, user: &str, ttl_secs: u64) -> String {
+        let now = Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "sub": user, "id": user, "iat": now, "exp": now + ttl_secs as i64,
+        });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("HS256 signing cannot fail")
+    }
+}

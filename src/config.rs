@@ -1,0 +1,215 @@
+//! Layered settings: the compiled-in `config/default.toml` → `config/default.toml` on disk
+//! → `config/$APP_ENV.toml` → `GATEWAY__SECTION__KEY` variables → the public variable names
+//! (`HOST`, `PORT`, `DATABASE_URL`, ...), which deployment scripts rely on.
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+/// Every development secret carries this marker, so production can recognise them.
+pub const DEV_SECRET_MARKER: &str = "INSECURE-DEV";
+const MIN_SECRET_BYTES: usize = 32;
+
+/// Public environment names and the setting each one sets.
+const PUBLIC_ENV: &[(&str, &str)] = &[
+    ("HOST", "server.host"),
+    ("PORT", "server.port"),
+    ("DATABASE_URL", "database.url"),
+    ("BETTER_AUTH_SECRET", "upstream.hs256_secret"),
+    ("BETTER_AUTH_ISSUER", "upstream.issuer"),
+    ("BETTER_AUTH_AUDIENCE", "upstream.audience"),
+    ("CHATKIT_SESSION_SECRET", "session.secret"),
+    ("CHATKIT_SESSION_TTL_SECS", "session.ttl_secs"),
+    ("AGENT_PROVIDER", "agent.provider"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not load settings: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("refusing to start: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Settings {
+    #[serde(default = "default_env")]
+    pub env: AppEnv,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub upstream: UpstreamSettings,
+    pub session: SessionSettings,
+    pub messages: MessageSettings,
+    pub agent: AgentSettings,
+    pub log: LogSettings,
+}
+
+fn default_env() -> AppEnv {
+    AppEnv::Development
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub body_limit_bytes: usize,
+    pub cors_allowed_origins: Vec<String>,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub busy_timeout_ms: u64,
+    pub run_migrations: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct UpstreamSettings {
+    pub hs256_secret: SecretString,
+    pub user_id_claim: String,
+    pub leeway_secs: u64,
+    pub issuer: String,
+    pub audience: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct SessionSettings {
+    pub secret: SecretString,
+    pub previous_secrets: Vec<SecretString>,
+    pub issuer: String,
+    pub audience: String,
+    pub ttl_secs: u64,
+    pub leeway_secs: u64,
+    pub refresh_grace_secs: u64,
+    pub max_session_age_secs: u64,
+    pub refresh_race_window_secs: u64,
+    pub revocation_cache_ttl_secs: u64,
+    pub require_upstream_on_refresh: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct MessageSettings {
+    pub max_chars: usize,
+    pub history_max_items: u64,
+    pub history_max_chars: usize,
+    pub stale_pending_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct AgentSettings {
+    pub provider: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+impl Settings {
+    /// Settings from every layer, reading the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(&vars)
+    }
+
+    /// Settings from every layer with `vars` standing in for the environment (tests use it).
+    pub fn load_from(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let env_name = lookup("APP_ENV").unwrap_or_else(|| "development".into());
+        let dir = lookup("APP_CONFIG_DIR").unwrap_or_else(|| "config".into());
+        let mut builder = Config::builder()
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .add_source(File::with_name(&format!("{dir}/default")).required(false))
+            .add_source(File::with_name(&format!("{dir}/{env_name}")).required(false))
+            .add_source(
+                Environment::with_prefix("GATEWAY")
+                    .separator("__")
+                    .prefix_separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("server.cors_allowed_origins")
+                    .with_list_parse_key("session.previous_secrets")
+                    .try_parsing(true)
+                    .source(Some(vars.iter().cloned().collect())),
+            )
+            .set_override("env", env_name.as_str())?;
+        for (name, key) in PUBLIC_ENV {
+            builder = builder.set_override_option(*key, lookup(name))?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Settings from the compiled-in defaults only (no files, no environment).
+    pub fn defaults() -> Self {
+        Self::load_from(&[("APP_CONFIG_DIR".into(), "/nonexistent".into())])
+            .expect("compiled-in defaults are valid")
+    }
+
+    /// Rules every environment must satisfy, plus the production refusals.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.session.ttl_secs == 0 || self.session.ttl_secs > 86_400 {
+            return bad("session.ttl_secs (CHATKIT_SESSION_TTL_SECS) must be 1..=86400".into());
+        }
+        if self.messages.max_chars == 0 {
+            return bad("messages.max_chars must be at least 1".into());
+        }
+        if self.agent.provider != "local" {
+            return bad(format!(
+                "agent.provider (AGENT_PROVIDER) = {:?} is not a known provider; use \"local\"",
+                self.agent.provider
+            ));
+        }
+        let session = self.session.secret.expose_secret();
+        let upstream = self.upstream.hs256_secret.expose_secret();
+        if session.len() < MIN_SECRET_BYTES {
+            return bad(format!(
+                "session.secret (CHATKIT_SESSION_SECRET) is {} bytes; it must be at least {MIN_SECRET_BYTES}",
+                session.len()
+            ));
+        }
+        if !upstream.is_empty() && session == upstream {
+            return bad("CHATKIT_SESSION_SECRET must differ from BETTER_AUTH_SECRET, or upstream tokens could pass as client_secrets".into());
+        }
+        if self.env == AppEnv::Production {
+            if session.contains(DEV_SECRET_MARKER) {
+                return bad("session.secret (CHATKIT_SESSION_SECRET) is the development secret; set a random secret of at least 32 bytes".into());
+            }
+            if upstream.is_empty() {
+                return bad("no upstream verifier is configured; set BETTER_AUTH_SECRET".into());
+            }
+            if upstream.contains(DEV_SECRET_MARKER) {
+                return bad("upstream.hs256_secret (BETTER_AUTH_SECRET) is the development secret; set the secret of your Better Auth deployment".into());
+            }
+            if upstream.len() < MIN_SECRET_BYTES {
+                return bad(format!(
+                    "upstream.hs256_secret (BETTER_AUTH_SECRET) is {} bytes; it must be at least {MIN_SECRET_BYTES}",
+                    upstream.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn bind_address(&self) -> String {
+        format!("{}:{}", self.server.host, self.server.port)
+    }
+}

@@ -1,0 +1,249 @@
+//! Parsed values: once a value has one of these types it has been checked.
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use chrono::{DateTime, SubsecRound, Utc};
+
+/// The authenticated user. Every store call takes one, so isolation lives in the store.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UserId(String);
+
+impl UserId {
+    /// User ids come from verified tokens; they are bounded so they fit the columns.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = !raw.is_empty() && raw.len() <= 255 && !raw.chars().any(char::is_control);
+        ok.then(|| Self(raw.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A new id: type prefix + time-ordered random body (UUID v7), never a sequence.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Checks the shape of an id we generated (`thr_` + 32 hex), so junk never reaches SQL.
+pub fn is_valid_id(prefix: &str, raw: &str) -> bool {
+    raw.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The current instant at the storage precision (microseconds), so a value read back
+/// equals the value written and keyset cursors compare exactly on every database.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// RFC 3339 UTC with milliseconds, the wire format of every timestamp.
+pub fn format_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// An opaque keyset cursor: the sort timestamp and id of the last row of a page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub at: DateTime<Utc>,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}|{}", self.at.timestamp_micros(), self.id))
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        if raw.len() > 200 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (micros, id) = text.split_once('|')?;
+        let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        (!id.is_empty() && id.len() <= 64).then(|| Self {
+            at,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// Page size: 1..=100, default 20.
+pub fn page_limit(raw: Option<i64>) -> Result<u64, String> {
+    match raw {
+        None => Ok(20),
+        Some(n) if (1..=100).contains(&n) => Ok(n as u64),
+        Some(n) => Err(format!("limit must be between 1 and 100, got {n}")),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+impl Order {
+    pub fn parse(raw: Option<&str>) -> Result<Self, String> {
+        match raw {
+            None | Some("desc") => Ok(Self::Desc),
+            Some("asc") => Ok(Self::Asc),
+            Some(other) => Err(format!("order must be \"asc\" or \"desc\", got {other:?}")),
+        }
+    }
+}
+
+/// A thread title: trimmed, 1..=200 characters, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let clean: String = raw
+            .trim()
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if clean.is_empty() {
+            return Err("title must not be empty".into());
+        }
+        if clean.chars().count() > Self::MAX_CHARS {
+            return Err(format!(
+                "title is longer than {} characters",
+                Self::MAX_CHARS
+            ));
+        }
+        Ok(Self(clean))
+    }
+
+    /// A title derived from the first message of a thread created by `POST /messages`.
+    pub fn from_message(message: &str) -> Self {
+        const LEN: usize = 60;
+        let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut title: String = one_line.chars().take(LEN).collect();
+        if one_line.chars().count() > LEN {
+            title.push('…');
+        }
+        Self::parse(&title).unwrap_or_else(|_| Self("New chat".into()))
+    }
+
+    pub fn default_new() -> Self {
+        Self("New chat".into())
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// Free-form thread metadata: a JSON object of at most 16 KiB.
+pub fn parse_metadata(raw: serde_json::Value) -> Result<serde_json::Value, String> {
+    const MAX_BYTES: usize = 16 * 1024;
+    if !raw.is_object() {
+        return Err("metadata must be a JSON object".into());
+    }
+    if raw.to_string().len() > MAX_BYTES {
+        return Err(format!("metadata is larger than {MAX_BYTES} bytes"));
+    }
+    Ok(raw)
+}
+
+/// A user's message: non-blank and at most `max_chars` characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageText(String);
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum MessageTextError {
+    Empty,
+    TooLong { max: usize, got: usize },
+}
+
+impl MessageText {
+    pub fn parse(raw: &str, max_chars: usize) -> Result<Self, MessageTextError> {
+        if raw.trim().is_empty() {
+            return Err(MessageTextError::Empty);
+        }
+        let got = raw.chars().count();
+        if got > max_chars {
+            return Err(MessageTextError::TooLong {
+                max: max_chars,
+                got,
+            });
+        }
+        Ok(Self(raw.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An `Idempotency-Key`: 1..=255 visible ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_junk() {
+        let c = Cursor {
+            at: now(),
+            id: new_id("thr"),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("not-a-cursor"), None);
+        assert_eq!(Cursor::decode(&URL_SAFE_NO_PAD.encode("12|")), None);
+    }
+
+    #[test]
+    fn ids_are_prefixed_and_checked() {
+        let id = new_id("thr");
+        assert!(is_valid_id("thr", &id));
+        assert!(!is_valid_id("msg", &id));
+        assert!(!is_valid_id("thr", "thr_1"));
+        assert!(!is_valid_id(
+            "thr",
+            "thr_' OR 1=1 --aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        ));
+    }
+
+    #[test]
+    fn titles_and_messages_are_bounded() {
+        assert!(Title::parse("   ").is_err());
+        assert_eq!(
+            Title::parse(" Groceries ").unwrap().into_inner(),
+            "Groceries"
+        );
+        assert!(Title::parse(&"x".repeat(201)).is_err());
+        assert_eq!(Title::from_message("").into_inner(), "New chat");
+        assert_eq!(MessageText::parse(" \n", 10), Err(MessageTextError::Empty));
+        assert!(matches!(
+            MessageText::parse("ééééé", 4),
+            Err(MessageTextError::TooLong { max: 4, got: 5 })
+        ));
+        assert!(MessageText::parse("ééééé", 5).is_ok());
+    }
+}

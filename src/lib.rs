@@ -1,0 +1,15 @@
+//! chatkit-gateway: a backend-for-frontend for ChatKit-style chat UIs.
+
+pub mod agent;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod store;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Settings;

@@ -1,0 +1,144 @@
+//! Token state that must agree across instances: consumed refresh `jti`s and revocations.
+//! Each decision is a single atomic statement, never read-then-write.
+
+use chrono::{DateTime, Utc};
+use entity::{consumed_token, revocation};
+use sea_orm::{sea_query::OnConflict, ColumnTrait, EntityTrait, QueryFilter, Set};
+
+use super::{Store, StoreError};
+use crate::domain::{now, UserId};
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConsumeOutcome {
+    /// This request consumed the token.
+    First,
+    /// The token had been consumed before, at this instant.
+    Again { consumed_at: DateTime<Utc> },
+}
+
+fn sid_key(sid: &str) -> String {
+    format!("sid:{sid}")
+}
+
+fn user_key(user: &UserId) -> String {
+    format!("user:{}", user.as_str())
+}
+
+/// What the database says about one session family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RevocationState {
+    pub family_revoked: bool,
+    /// Families started before this instant are revoked (`DELETE /session?all=true`).
+    pub user_not_before: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Records `jti` as consumed; the primary key makes the first caller win everywhere.
+    pub async fn consume_token(
+        &self,
+        user: &UserId,
+        jti: &str,
+        sid: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<ConsumeOutcome, StoreError> {
+        let row = consumed_token::ActiveModel {
+            jti: Set(jti.to_owned()),
+            user_id: Set(user.as_str().to_owned()),
+            sid: Set(sid.to_owned()),
+            consumed_at: Set(now()),
+            expires_at: Set(expires_at),
+        };
+        let inserted = consumed_token::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(consumed_token::Column::Jti)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.write)
+            .await?;
+        if inserted == 1 {
+            return Ok(ConsumeOutcome::First);
+        }
+        let existing = consumed_token::Entity::find_by_id(jti)
+            .filter(consumed_token::Column::UserId.eq(user.as_str()))
+            .one(&self.write)
+            .await?;
+        // A jti consumed under another user cannot happen with our signatures; treat as reuse.
+        let consumed_at = existing
+            .map(|e| e.consumed_at)
+            .unwrap_or(DateTime::UNIX_EPOCH);
+        Ok(ConsumeOutcome::Again { consumed_at })
+    }
+
+    /// Revokes one session family. Idempotent.
+    pub async fn revoke_family(&self, user: &UserId, sid: &str) -> Result<(), StoreError> {
+        let at = now();
+        let row = revocation::ActiveModel {
+            id: Set(sid_key(sid)),
+            user_id: Set(user.as_str().to_owned()),
+            sid: Set(Some(sid.to_owned())),
+            not_before: Set(at),
+            created_at: Set(at),
+        };
+        revocation::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(revocation::Column::Id)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes every family the user started before `at`.
+    pub async fn revoke_all(&self, user: &UserId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let row = revocation::ActiveModel {
+            id: Set(user_key(user)),
+            user_id: Set(user.as_str().to_owned()),
+            sid: Set(None),
+            not_before: Set(at),
+            created_at: Set(at),
+        };
+        revocation::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(revocation::Column::Id)
+                    .update_column(revocation::Column::NotBefore)
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Both revocation facts for one family in one query.
+    pub async fn revocation_state(
+        &self,
+        user: &UserId,
+        sid: &str,
+    ) -> Result<RevocationState, StoreError> {
+        let rows = revocation::Entity::find()
+            .filter(revocation::Column::Id.is_in([sid_key(sid), user_key(user)]))
+            .filter(revocation::Column::UserId.eq(user.as_str()))
+            .all(&self.read)
+            .await?;
+        let mut state = RevocationState::default();
+        for row in rows {
+            if row.sid.is_some() {
+                state.family_revoked = true;
+            } else {
+                state.user_not_before = Some(row.not_before);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Deletes consumed-token rows that can no longer matter. Returns how many went.
+    pub async fn purge_consumed_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let result = consumed_token::Entity::delete_many()
+            .filter(consumed_token::Column::ExpiresAt.lt(before))
+            .exec(&self.write)
+            .await?;
+        Ok(result.rows_affected)
+    }
+}

@@ -1,0 +1,294 @@
+//! Conversation turns: the user's message, and later the assistant's reply with the tool
+//! calls that produced it. Each half is its own transaction, so a failed agent never
+//! leaves half a reply and never loses the user's message.
+
+use chrono::{DateTime, Utc};
+use entity::{thread, thread_item};
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{is_unique_violation, threads::MESSAGE_TYPES, Store, StoreError};
+use crate::domain::{new_id, now, IdempotencyKey, Title, UserId};
+
+/// A recorded user message (`thread_items` row of type `user_message`).
+pub type Turn = thread_item::Model;
+
+/// One tool call the agent made, as recorded and as returned to the client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallRecord {
+    pub tool: String,
+    pub args: Value,
+    pub result: Value,
+}
+
+/// A recorded assistant reply and the tool calls made for it, in order.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub item: thread_item::Model,
+    pub tool_calls: Vec<ToolCallRecord>,
+}
+
+pub const STATUS_PENDING: &str = "pending";
+pub const STATUS_COMPLETED: &str = "completed";
+pub const STATUS_FAILED: &str = "failed";
+
+fn item(
+    thread_id: &str,
+    user: &UserId,
+    kind: &str,
+    role: &str,
+    content: String,
+    at: DateTime<Utc>,
+) -> thread_item::ActiveModel {
+    let prefix = if kind == "tool_call" { "tc" } else { "msg" };
+    thread_item::ActiveModel {
+        id: Set(new_id(prefix)),
+        thread_id: Set(thread_id.to_owned()),
+        user_id: Set(user.as_str().to_owned()),
+        item_type: Set(kind.to_owned()),
+        role: Set(role.to_owned()),
+        content: Set(content),
+        payload: Set(None),
+        client_key: Set(None),
+        reply_to: Set(None),
+        status: Set(STATUS_COMPLETED.to_owned()),
+        created_at: Set(at),
+        updated_at: Set(at),
+    }
+}
+
+impl Store {
+    /// The user message recorded under `key`, if any.
+    pub async fn find_turn(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Turn>, StoreError> {
+        Ok(thread_item::Entity::find()
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .filter(thread_item::Column::ClientKey.eq(key.as_str()))
+            .one(&self.write)
+            .await?)
+    }
+
+    /// Records the user's message as a pending turn, creating the thread when `thread_id`
+    /// is `None`. One transaction: either both the thread change and the item exist, or
+    /// neither. `DuplicateKey` when another request recorded `key` first.
+    pub async fn record_user_turn(
+        &self,
+        user: &UserId,
+        thread_id: Option<&str>,
+        text: &str,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<(thread::Model, Turn), StoreError> {
+        // Checked before the transaction so a bad id costs no write lock.
+        let existing = match thread_id {
+            Some(id) => Some(self.get_thread(user, id).await?),
+            None => None,
+        };
+        let at = now();
+        let txn = self.write.begin().await?;
+        let thread = match existing {
+            Some(mut thread) => {
+                Self::bump_thread(&txn, user, &thread.id, at, 1).await?;
+                thread.message_count += 1;
+                thread.updated_at = at;
+                thread
+            }
+            None => {
+                thread::ActiveModel {
+                    id: Set(new_id("thr")),
+                    user_id: Set(user.as_str().to_owned()),
+                    title: Set(Title::from_message(text).into_inner()),
+                    metadata: Set(Value::Object(Default::default())),
+                    status: Set("active".into()),
+                    message_count: Set(1),
+                    created_at: Set(at),
+                    updated_at: Set(at),
+                }
+                .insert(&txn)
+                .await?
+            }
+        };
+        let mut turn = item(
+            &thread.id,
+            user,
+            "user_message",
+            "user",
+            text.to_owned(),
+            at,
+        );
+        turn.client_key = Set(key.map(|k| k.as_str().to_owned()));
+        turn.status = Set(STATUS_PENDING.to_owned());
+        let turn = match turn.insert(&txn).await {
+            Ok(turn) => turn,
+            Err(e) if key.is_some() && is_unique_violation(&e) => {
+                return Err(StoreError::DuplicateKey)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        txn.commit().await?;
+        Ok((thread, turn))
+    }
+
+    /// Atomically takes over a turn for another agent run: a failed turn, or a pending one
+    /// whose runner went silent before `stale_before`. `false` when someone else holds it.
+    pub async fn claim_turn(
+        &self,
+        user: &UserId,
+        turn_id: &str,
+        stale_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = thread_item::Entity::update_many()
+            .col_expr(thread_item::Column::Status, Expr::value(STATUS_PENDING))
+            .col_expr(thread_item::Column::UpdatedAt, Expr::value(now()))
+            .filter(thread_item::Column::Id.eq(turn_id))
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .filter(
+                Condition::any()
+                    .add(thread_item::Column::Status.eq(STATUS_FAILED))
+                    .add(
+                        Condition::all()
+                            .add(thread_item::Column::Status.eq(STATUS_PENDING))
+                            .add(thread_item::Column::UpdatedAt.lt(stale_before)),
+                    ),
+            )
+            .exec(&self.write)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Marks a pending turn failed so an `Idempotency-Key` retry may claim it.
+    pub async fn fail_turn(&self, user: &UserId, turn_id: &str) -> Result<(), StoreError> {
+        thread_item::Entity::update_many()
+            .col_expr(thread_item::Column::Status, Expr::value(STATUS_FAILED))
+            .col_expr(thread_item::Column::UpdatedAt, Expr::value(now()))
+            .filter(thread_item::Column::Id.eq(turn_id))
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .filter(thread_item::Column::Status.eq(STATUS_PENDING))
+            .exec(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the assistant's reply and its tool calls and completes the turn, in one
+    /// transaction. `ThreadNotFound` if the thread was deleted while the agent ran.
+    pub async fn complete_turn(
+        &self,
+        user: &UserId,
+        turn: &Turn,
+        text: &str,
+        tool_calls: &[ToolCallRecord],
+    ) -> Result<Reply, StoreError> {
+        let at = now();
+        let txn = self.write.begin().await?;
+        Self::bump_thread(&txn, user, &turn.thread_id, at, 1).await?;
+        for call in tool_calls {
+            let mut row = item(
+                &turn.thread_id,
+                user,
+                "tool_call",
+                "tool",
+                call.tool.clone(),
+                at,
+            );
+            row.payload = Set(Some(serde_json::to_value(call).unwrap_or(Value::Null)));
+            row.reply_to = Set(Some(turn.id.clone()));
+            row.insert(&txn).await?;
+        }
+        let mut reply = item(
+            &turn.thread_id,
+            user,
+            "assistant_message",
+            "assistant",
+            text.to_owned(),
+            at,
+        );
+        reply.reply_to = Set(Some(turn.id.clone()));
+        let reply = reply.insert(&txn).await?;
+        thread_item::Entity::update_many()
+            .col_expr(thread_item::Column::Status, Expr::value(STATUS_COMPLETED))
+            .col_expr(thread_item::Column::UpdatedAt, Expr::value(at))
+            .filter(thread_item::Column::Id.eq(turn.id.as_str()))
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Reply {
+            item: reply,
+            tool_calls: tool_calls.to_vec(),
+        })
+    }
+
+    /// The recorded reply to a turn, if the turn was completed.
+    pub async fn load_reply(
+        &self,
+        user: &UserId,
+        turn_id: &str,
+    ) -> Result<Option<Reply>, StoreError> {
+        let rows = thread_item::Entity::find()
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .filter(thread_item::Column::ReplyTo.eq(turn_id))
+            .order_by_asc(thread_item::Column::CreatedAt)
+            .order_by_asc(thread_item::Column::Id)
+            .all(&self.write)
+            .await?;
+        let mut tool_calls = Vec::new();
+        let mut reply = None;
+        for row in rows {
+            if row.item_type == "assistant_message" {
+                reply = Some(row);
+            } else if let Some(payload) = row.payload.clone() {
+                if let Ok(call) = serde_json::from_value(payload) {
+                    tool_calls.push(call);
+                }
+            }
+        }
+        Ok(reply.map(|item| Reply { item, tool_calls }))
+    }
+
+    /// The messages before `turn` in its thread, oldest first: at most `max_items`, and
+    /// no more (newest kept) than `max_chars` characters of content in all.
+    pub async fn history(
+        &self,
+        user: &UserId,
+        turn: &Turn,
+        max_items: u64,
+        max_chars: usize,
+    ) -> Result<Vec<thread_item::Model>, StoreError> {
+        let rows = thread_item::Entity::find()
+            .filter(thread_item::Column::ThreadId.eq(turn.thread_id.as_str()))
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .filter(thread_item::Column::ItemType.is_in(MESSAGE_TYPES))
+            .filter(
+                Condition::any()
+                    .add(thread_item::Column::CreatedAt.lt(turn.created_at))
+                    .add(
+                        Condition::all()
+                            .add(thread_item::Column::CreatedAt.eq(turn.created_at))
+                            .add(thread_item::Column::Id.lt(turn.id.as_str())),
+                    ),
+            )
+            .order_by_desc(thread_item::Column::CreatedAt)
+            .order_by_desc(thread_item::Column::Id)
+            .limit(max_items)
+            .all(&self.read)
+            .await?;
+        let mut budget = max_chars;
+        let mut kept: Vec<_> = rows
+            .into_iter()
+            .take_while(|m| {
+                let len = m.content.chars().count();
+                let fits = len <= budget;
+                budget = budget.saturating_sub(len);
+                fits
+            })
+            .collect();
+        kept.reverse();
+        Ok(kept)
+    }
+}
