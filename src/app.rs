@@ -5,9 +5,10 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use poem::{
+    http::{header, StatusCode},
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
-    middleware::{Cors, SizeLimit},
-    Endpoint, EndpointExt, IntoEndpoint, Route, Server,
+    middleware::Cors,
+    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route, Server,
 };
 use secrecy::ExposeSecret;
 
@@ -159,10 +160,37 @@ pub fn routes(state: AppState) -> impl Endpoint {
         route.with(cors).boxed()
     };
     route
-        .with(SizeLimit::new(body_limit))
+        .around(move |ep, req| limit_body(ep, req, body_limit))
         .data(state)
+        .with(poem::middleware::CatchPanic::new())
         .catch_all_error(envelope_errors)
         .into_endpoint()
+}
+
+/// Refuses bodies over `limit` bytes: by `Content-Length` up front, or while reading a
+/// chunked body. (poem's `SizeLimit` demands a `Content-Length`, which bodiless POSTs lack.)
+async fn limit_body<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    limit: usize,
+) -> poem::Result<Response> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(len) if len > limit => {
+            return Err(poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE))
+        }
+        Some(_) => {}
+        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+            let body = req.take_body().into_bytes_limit(limit).await?;
+            req.set_body(body);
+        }
+        None => {}
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
 }
 
 /// Consumed refresh tokens expire; clear them out now and then.

@@ -12,7 +12,7 @@ use crate::{
     agent::{Agent, AgentError, AgentRequest, EventSink, HistoryMessage, TaskTools},
     config::MessageSettings,
     domain::{now, IdempotencyKey, MessageText, UserId},
-    store::{Reply, Store, StoreError, ToolCallRecord, Turn},
+    store::{Reply, Store, StoreError, ToolCallRecord, Turn, STATUS_COMPLETED},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +55,13 @@ impl TurnResult {
     }
 }
 
-/// Reported as soon as the user's message is recorded (streaming clients show it first).
+/// Where a turn stands once the user's message is durable.
 #[derive(Clone, Debug)]
-pub struct RecordedTurn {
-    pub thread_id: String,
-    pub message_id: String,
+pub enum Recorded {
+    /// This request holds the turn and must get it answered.
+    NeedsAnswer(Turn),
+    /// The turn was answered before (an idempotent replay).
+    Answered(Turn),
 }
 
 #[derive(Clone)]
@@ -85,17 +87,18 @@ impl ChatService {
         request: SendMessage,
         events: EventSink,
     ) -> Result<TurnResult, ChatError> {
-        let (turn, _) = self.record(user, &request).await?;
-        self.answer(user, turn, events).await
+        match self.record(user, &request).await? {
+            Recorded::NeedsAnswer(turn) => self.answer(user, turn, events).await,
+            Recorded::Answered(turn) => self.load_completed(user, &turn).await,
+        }
     }
 
-    /// Step one of a turn: the user's message is durable when this returns. The flag says
-    /// whether the turn still needs an agent run (false: `load_completed` has the answer).
+    /// Step one of a turn: the user's message is durable when this returns.
     pub async fn record(
         &self,
         user: &UserId,
         request: &SendMessage,
-    ) -> Result<(Turn, bool), ChatError> {
+    ) -> Result<Recorded, ChatError> {
         if let Some(key) = &request.key {
             if let Some(turn) = self.store.find_turn(user, key).await? {
                 return self.resume(user, turn, request).await;
@@ -111,7 +114,7 @@ impl ChatService {
             )
             .await;
         match recorded {
-            Ok((_, turn)) => Ok((turn, true)),
+            Ok((_, turn)) => Ok(Recorded::NeedsAnswer(turn)),
             // Another request with the same key won the insert race.
             Err(StoreError::DuplicateKey) => {
                 let key = request.key.as_ref().ok_or(ChatError::InProgress)?;
@@ -131,7 +134,7 @@ impl ChatService {
         user: &UserId,
         turn: Turn,
         request: &SendMessage,
-    ) -> Result<(Turn, bool), ChatError> {
+    ) -> Result<Recorded, ChatError> {
         let same_thread = request
             .thread_id
             .as_deref()
@@ -139,16 +142,16 @@ impl ChatService {
         if turn.content != request.message.as_str() || !same_thread {
             return Err(ChatError::IdempotencyMismatch);
         }
-        if turn.status == crate::store::STATUS_COMPLETED {
-            return Ok((turn, false));
+        if turn.status == STATUS_COMPLETED {
+            return Ok(Recorded::Answered(turn));
         }
         let stale = now() - chrono::Duration::seconds(self.settings.stale_pending_secs as i64);
         if self.store.claim_turn(user, &turn.id, stale).await? {
-            return Ok((turn, true));
+            return Ok(Recorded::NeedsAnswer(turn));
         }
         // Lost the claim: it may have completed meanwhile.
         match self.store.load_reply(user, &turn.id).await? {
-            Some(_) => Ok((turn, false)),
+            Some(_) => Ok(Recorded::Answered(turn)),
             None => Err(ChatError::InProgress),
         }
     }
@@ -167,17 +170,14 @@ impl ChatService {
         Ok(TurnResult::new(turn, reply))
     }
 
-    /// Step two: runs the agent for a recorded turn and records its reply, on a task of its
-    /// own so that a caller going away does not abandon the turn half way.
+    /// Step two: runs the agent for a turn this request holds and records its reply, on a
+    /// task of its own so that a caller going away does not abandon the turn half way.
     pub async fn answer(
         &self,
         user: &UserId,
         turn: Turn,
         events: EventSink,
     ) -> Result<TurnResult, ChatError> {
-        if turn.status == crate::store::STATUS_COMPLETED {
-            return self.load_completed(user, &turn).await;
-        }
         let this = self.clone();
         let user = user.clone();
         let task = tokio::spawn(async move { this.run_agent(&user, turn, events).await });
@@ -194,6 +194,10 @@ impl ChatService {
         events: EventSink,
     ) -> Result<TurnResult, ChatError> {
         let result = self.try_run_agent(user, &turn, &events).await;
+        if let Err(ChatError::Store(StoreError::TurnAlreadyAnswered)) = result {
+            // Someone else recorded an answer first; theirs stands.
+            return self.load_completed(user, &turn).await;
+        }
         if result.is_err() {
             if let Err(e) = self.store.fail_turn(user, &turn.id).await {
                 tracing::warn!(error = %e, turn = %turn.id, "could not mark turn failed");

@@ -32,6 +32,8 @@ pub enum StoreError {
     InvalidCursor,
     #[error("a turn with this idempotency key exists")]
     DuplicateKey,
+    #[error("the turn was answered by another request")]
+    TurnAlreadyAnswered,
     #[error("database unavailable: {0}")]
     Unavailable(DbErr),
     #[error("database error: {0}")]

@@ -115,13 +115,16 @@ impl Store {
             model.completed = Set(completed);
         }
         model.updated_at = Set(now());
-        let rows = task::Entity::update_many()
+        let result = task::Entity::update_many()
             .set(model)
             .filter(task::Column::UserId.eq(user.as_str()))
             .filter(task::Column::Number.eq(number))
-            .exec_with_returning(&self.write)
+            .exec(&self.write)
             .await?;
-        Ok(rows.into_iter().next())
+        if result.rows_affected == 0 {
+            return Ok(None);
+        }
+        self.get_task(user, number).await
     }
 
     /// Deletes the user's task `number`, returning it; `None` if there is no such task.

@@ -125,9 +125,16 @@ impl Store {
             .set(model)
             .filter(thread::Column::Id.eq(id))
             .filter(thread::Column::UserId.eq(user.as_str()))
-            .exec_with_returning(&self.write)
+            .exec(&self.write)
             .await?;
-        result.into_iter().next().ok_or(StoreError::ThreadNotFound)
+        if result.rows_affected == 0 {
+            return Err(StoreError::ThreadNotFound);
+        }
+        thread::Entity::find_by_id(id)
+            .filter(thread::Column::UserId.eq(user.as_str()))
+            .one(&self.write)
+            .await?
+            .ok_or(StoreError::ThreadNotFound)
     }
 
     /// Deletes the thread; its items go with it (foreign key cascade).

@@ -186,6 +186,19 @@ impl Store {
     ) -> Result<Reply, StoreError> {
         let at = now();
         let txn = self.write.begin().await?;
+        // Only the holder of a pending turn may answer it: a second answer is impossible
+        // even if two runs raced to here.
+        let claimed = thread_item::Entity::update_many()
+            .col_expr(thread_item::Column::Status, Expr::value(STATUS_COMPLETED))
+            .col_expr(thread_item::Column::UpdatedAt, Expr::value(at))
+            .filter(thread_item::Column::Id.eq(turn.id.as_str()))
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .filter(thread_item::Column::Status.eq(STATUS_PENDING))
+            .exec(&txn)
+            .await?;
+        if claimed.rows_affected != 1 {
+            return Err(StoreError::TurnAlreadyAnswered);
+        }
         Self::bump_thread(&txn, user, &turn.thread_id, at, 1).await?;
         for call in tool_calls {
             let mut row = item(
@@ -210,13 +223,6 @@ impl Store {
         );
         reply.reply_to = Set(Some(turn.id.clone()));
         let reply = reply.insert(&txn).await?;
-        thread_item::Entity::update_many()
-            .col_expr(thread_item::Column::Status, Expr::value(STATUS_COMPLETED))
-            .col_expr(thread_item::Column::UpdatedAt, Expr::value(at))
-            .filter(thread_item::Column::Id.eq(turn.id.as_str()))
-            .filter(thread_item::Column::UserId.eq(user.as_str()))
-            .exec(&txn)
-            .await?;
         txn.commit().await?;
         Ok(Reply {
             item: reply,

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, then the black-box API suite on SQLite, then the same
+# suite on PostgreSQL. Each test gets its own database (a fresh SQLite file, or a fresh
+# PostgreSQL schema that is dropped at the end of the run).
+#
+#   TEST_DATABASE_URL  PostgreSQL to use (default postgres://postgres@127.0.0.1:5432/test)
+#   REQUIRE_POSTGRES=1 fail instead of skipping when PostgreSQL is unreachable (CI sets it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_url="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+echo "== unit tests and API tests on SQLite"
+env -u TEST_DATABASE_URL cargo test --workspace --locked
+
+pg_reachable() {
+  command -v pg_isready >/dev/null 2>&1 && pg_isready -q -d "$pg_url"
+}
+
+if pg_reachable; then
+  echo "== API tests on PostgreSQL ($pg_url)"
+  status=0
+  TEST_DATABASE_URL="$pg_url" cargo test --locked --test api || status=$?
+  # Each test made a schema t_<uuid>; drop them whatever the outcome.
+  psql -q "$pg_url" -v ON_ERROR_STOP=0 <<'SQL' >/dev/null 2>&1 || true
+DO $$ DECLARE s text; BEGIN
+  FOR s IN SELECT nspname FROM pg_namespace WHERE nspname ~ '^t_[0-9a-f]{32}$' LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', s);
+  END LOOP;
+END $$;
+SQL
+  exit "$status"
+elif [ "${REQUIRE_POSTGRES:-0}" = 1 ]; then
+  echo "PostgreSQL is required but not reachable at $pg_url" >&2
+  exit 1
+else
+  echo "== PostgreSQL not reachable at $pg_url: skipped the PostgreSQL run (set TEST_DATABASE_URL)"
+fi

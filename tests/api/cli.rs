@@ -1,0 +1,151 @@
+//! The binary itself: configuration refusals, dev-token, openapi.
+
+use std::process::Command;
+
+use chatkit_gateway::Settings;
+use secrecy::ExposeSecret;
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatkit-gateway"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("APP_CONFIG_DIR", "/nonexistent");
+    cmd
+}
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn public_environment_names_override_defaults() {
+    let s = Settings::load_from(&vars(&[
+        ("APP_CONFIG_DIR", "/nonexistent"),
+        ("HOST", "0.0.0.0"),
+        ("PORT", "9123"),
+        ("DATABASE_URL", "postgres://db/x"),
+        ("CHATKIT_SESSION_TTL_SECS", "600"),
+        ("GATEWAY__MESSAGES__MAX_CHARS", "100"),
+    ]))
+    .unwrap();
+    assert_eq!(s.bind_address(), "0.0.0.0:9123");
+    assert_eq!(s.database.url.expose_secret(), "postgres://db/x");
+    assert_eq!(s.session.ttl_secs, 600);
+    assert_eq!(s.messages.max_chars, 100);
+    assert!(Settings::load_from(&vars(&[
+        ("APP_CONFIG_DIR", "/nonexistent"),
+        ("PORT", "http")
+    ]))
+    .is_err());
+}
+
+#[test]
+fn production_refuses_development_or_weak_secrets() {
+    let strong_a = "a-strong-random-session-secret-0123456789";
+    let strong_b = "a-strong-random-upstream-secret-987654321";
+    let base = [
+        ("APP_CONFIG_DIR", "/nonexistent"),
+        ("APP_ENV", "production"),
+    ];
+    let load = |extra: &[(&str, &str)]| {
+        let mut all = base.to_vec();
+        all.extend_from_slice(extra);
+        Settings::load_from(&vars(&all)).map_err(|e| e.to_string())
+    };
+    let err = load(&[("BETTER_AUTH_SECRET", strong_b)]).unwrap_err();
+    assert!(
+        err.contains("CHATKIT_SESSION_SECRET") && err.contains("development"),
+        "{err}"
+    );
+    let err = load(&[
+        ("CHATKIT_SESSION_SECRET", "short"),
+        ("BETTER_AUTH_SECRET", strong_b),
+    ])
+    .unwrap_err();
+    assert!(
+        err.contains("CHATKIT_SESSION_SECRET") && err.contains("32"),
+        "{err}"
+    );
+    let err = load(&[("CHATKIT_SESSION_SECRET", strong_a)]).unwrap_err();
+    assert!(err.contains("BETTER_AUTH_SECRET"), "{err}");
+    let err = load(&[
+        ("CHATKIT_SESSION_SECRET", strong_a),
+        ("BETTER_AUTH_SECRET", ""),
+    ])
+    .unwrap_err();
+    assert!(err.contains("upstream verifier"), "{err}");
+    let err = load(&[
+        ("CHATKIT_SESSION_SECRET", strong_a),
+        ("BETTER_AUTH_SECRET", strong_a),
+    ])
+    .unwrap_err();
+    assert!(err.contains("differ"), "{err}");
+    let ok = load(&[
+        ("CHATKIT_SESSION_SECRET", strong_a),
+        ("BETTER_AUTH_SECRET", strong_b),
+    ])
+    .unwrap();
+    assert_eq!(ok.env, chatkit_gateway::config::AppEnv::Production);
+    // Development accepts its own defaults.
+    assert!(Settings::load_from(&vars(&[("APP_CONFIG_DIR", "/nonexistent")])).is_ok());
+}
+
+#[test]
+fn the_binary_refuses_to_start_in_production_with_the_development_secret() {
+    let out = bin()
+        .env("APP_ENV", "production")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to start") && stderr.contains("CHATKIT_SESSION_SECRET"),
+        "{stderr}"
+    );
+    let out = bin()
+        .env("APP_ENV", "production")
+        .args(["dev-token", "--user", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn openapi_prints_the_document() {
+    let out = bin().arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(spec["info"]["title"], "chatkit-gateway");
+    assert!(spec["paths"]["/api/chatkit/messages"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn dev_token_is_accepted_by_session() {
+    let out = bin()
+        .args(["dev-token", "--user", "alice", "--ttl", "120"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (app, _db) = crate::helpers::spawn_app().await;
+    let reply = app
+        .request(
+            reqwest::Method::POST,
+            "/api/chatkit/session",
+            Some(&token),
+            None,
+            &[],
+        )
+        .await
+        .ok();
+    assert_eq!(reply["user_id"], "alice");
+    app.stop().await;
+}

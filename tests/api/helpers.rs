@@ -1,0 +1,299 @@
+use std::{sync::Arc, time::Duration};
+
+use chatkit_gateway::{
+    agent::Agent,
+    auth::{AuthService, SessionClaims, SessionSigner, SESSION_TYP},
+    Application, Settings,
+};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// A database of the test's own: `url` for the service, plus what removes it afterwards.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(base) if base.starts_with("postgres") => {
+                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                let admin = sea_orm::Database::connect(&base)
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                use sea_orm::ConnectionTrait;
+                admin
+                    .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                    .await
+                    .expect("create schema");
+                admin.close().await.ok();
+                let sep = if base.contains('?') { '&' } else { '?' };
+                Self {
+                    url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+                    _dir: None,
+                }
+            }
+            _ => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}/gateway.db", dir.path().display());
+                Self {
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+}
+
+pub fn test_settings(db: &TestDb) -> Settings {
+    let mut s = Settings::defaults();
+    s.server.port = 0;
+    s.server.shutdown_grace_secs = 2;
+    s.database.url = SecretString::from(db.url.clone());
+    s.database.max_connections = 4;
+    s
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+pub async fn spawn_app() -> (TestApp, TestDb) {
+    let db = TestDb::new().await;
+    let app = spawn_with(test_settings(&db), None).await;
+    (app, db)
+}
+
+pub async fn spawn_with(settings: Settings, agent: Option<Arc<dyn Agent>>) -> TestApp {
+    let app = Application::build_with_agent(settings.clone(), agent)
+        .await
+        .expect("app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        settings,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+/// A response with its status and parsed JSON body (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    /// The stable error code of an error response.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.code(), code, "body: {}", self.body);
+        assert!(self.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Value {
+        assert!(
+            self.status.is_success(),
+            "status {} body {}",
+            self.status,
+            self.body
+        );
+        self.body
+    }
+}
+
+impl TestApp {
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
+    }
+
+    pub fn upstream_token(&self, user: &str) -> String {
+        AuthService::dev_upstream_token(
+            self.settings.upstream.hs256_secret.expose_secret(),
+            user,
+            600,
+        )
+    }
+
+    pub fn signer(&self) -> SessionSigner {
+        SessionSigner::new(&self.settings.session)
+    }
+
+    /// A client_secret signed with the service's key and arbitrary claims.
+    pub fn forge_session(&self, user: &str, edit: impl FnOnce(&mut SessionClaims)) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = SessionClaims {
+            iss: self.settings.session.issuer.clone(),
+            aud: self.settings.session.audience.clone(),
+            sub: user.into(),
+            user_id: user.into(),
+            typ: SESSION_TYP.into(),
+            iat: now,
+            nbf: now,
+            exp: now + 600,
+            jti: format!("jti_{}", uuid::Uuid::now_v7().simple()),
+            sid: format!("sid_{}", uuid::Uuid::now_v7().simple()),
+            auth_time: now,
+        };
+        edit(&mut claims);
+        self.signer().sign(&claims)
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.request(Method::GET, path, Some(token), None, &[])
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request(Method::POST, path, Some(token), Some(body), &[])
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request(Method::PATCH, path, Some(token), Some(body), &[])
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.request(Method::DELETE, path, Some(token), None, &[])
+            .await
+    }
+
+    /// `POST /session` for `user`: the full response.
+    pub async fn start_session(&self, user: &str) -> Value {
+        let upstream = self.upstream_token(user);
+        self.request(
+            Method::POST,
+            "/api/chatkit/session",
+            Some(&upstream),
+            None,
+            &[],
+        )
+        .await
+        .ok()
+    }
+
+    /// A client_secret for `user`.
+    pub async fn login(&self, user: &str) -> String {
+        self.start_session(user).await["client_secret"]
+            .as_str()
+            .expect("client_secret")
+            .to_owned()
+    }
+
+    pub async fn refresh(&self, token: &str) -> Reply {
+        self.request(
+            Method::POST,
+            "/api/chatkit/refresh",
+            None,
+            Some(json!({"token": token})),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn create_thread(&self, token: &str, title: &str) -> Value {
+        let reply = self
+            .post("/api/chatkit/threads", token, json!({"title": title}))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body
+    }
+
+    pub async fn send(&self, token: &str, thread_id: Option<&str>, message: &str) -> Reply {
+        self.post(
+            "/api/chatkit/messages",
+            token,
+            json!({"thread_id": thread_id, "message": message}),
+        )
+        .await
+    }
+
+    /// Follows `after` cursors from `path` (which already has a query string) to the last
+    /// page; returns every element of `key` and the number of pages read.
+    pub async fn walk(&self, path: &str, token: &str, key: &str) -> (Vec<Value>, usize) {
+        let (mut out, mut pages) = (Vec::new(), 0);
+        let mut after: Option<String> = None;
+        loop {
+            let url = match &after {
+                Some(a) => format!("{path}&after={a}"),
+                None => path.to_owned(),
+            };
+            let page = self.get(&url, token).await.ok();
+            pages += 1;
+            out.extend(page[key].as_array().expect("page array").iter().cloned());
+            if page["has_more"] == false {
+                assert!(page["after"].is_null(), "last page has no cursor");
+                return (out, pages);
+            }
+            after = Some(page["after"].as_str().expect("cursor").to_owned());
+        }
+    }
+
+    /// Every message of a thread, oldest first.
+    pub async fn all_messages(&self, token: &str, thread_id: &str) -> Vec<Value> {
+        let path = format!("/api/chatkit/threads/{thread_id}/messages?order=asc&limit=100");
+        self.walk(&path, token, "data").await.0
+    }
+}

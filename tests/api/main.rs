@@ -1,0 +1,9 @@
+//! Black-box tests: each spawns the service on 127.0.0.1:0 with a database of its own
+//! (a fresh SQLite file, or a fresh PostgreSQL schema when TEST_DATABASE_URL is set) and
+//! talks to it over real HTTP.
+
+mod cli;
+mod helpers;
+mod messages;
+mod session;
+mod threads;

@@ -1,0 +1,391 @@
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
+};
+
+use async_trait::async_trait;
+use chatkit_gateway::agent::{
+    Agent, AgentError, AgentReply, AgentRequest, EventSink, LocalAgent, TaskTools,
+};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_with, test_settings, TestApp, TestDb};
+
+/// The local agent, failing its first `failures` calls as an unreachable model would.
+struct FlakyAgent {
+    failures: AtomicUsize,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Agent for FlakyAgent {
+    async fn respond(
+        &self,
+        req: AgentRequest<'_>,
+        tools: &TaskTools,
+        events: &EventSink,
+    ) -> Result<AgentReply, AgentError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let failed = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failed {
+            return Err(AgentError::Unavailable("model offline".into()));
+        }
+        LocalAgent.respond(req, tools, events).await
+    }
+}
+
+async fn flaky_app(failures: usize) -> (TestApp, TestDb, Arc<FlakyAgent>) {
+    let db = TestDb::new().await;
+    let agent = Arc::new(FlakyAgent {
+        failures: AtomicUsize::new(failures),
+        calls: AtomicUsize::new(0),
+    });
+    let app = spawn_with(test_settings(&db), Some(agent.clone())).await;
+    (app, db, agent)
+}
+
+async fn say(app: &TestApp, token: &str, thread: &str, message: &str) -> serde_json::Value {
+    app.send(token, Some(thread), message).await.ok()
+}
+
+#[tokio::test]
+async fn first_message_creates_a_thread_and_records_both_turns() {
+    let (app, _db) = spawn_app().await;
+    let t = app.login("alice").await;
+    let reply = app.send(&t, None, "Add a task to buy milk").await.ok();
+    assert_eq!(reply["response"], "Added task 1: buy milk.");
+    assert_eq!(
+        reply["tool_calls"],
+        json!([{
+            "tool": "add_task", "args": {"title": "buy milk"},
+            "result": reply["tool_calls"][0]["result"].clone()
+        }])
+    );
+    assert_eq!(reply["tool_calls"][0]["result"]["task"]["task_id"], 1);
+    let thread_id = reply["thread_id"].as_str().unwrap();
+    let thread = app
+        .get(&format!("/api/chatkit/threads/{thread_id}"), &t)
+        .await
+        .ok();
+    assert_eq!(thread["title"], "Add a task to buy milk");
+    assert_eq!(thread["message_count"], 2);
+    let messages = thread["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["id"], reply["message_id"]);
+    assert_eq!(messages[0]["role"], "user");
+    assert_eq!(messages[0]["status"], "completed");
+    assert_eq!(messages[1]["id"], reply["response_id"]);
+    assert_eq!(messages[1]["content"], "Added task 1: buy milk.");
+    assert!(thread["updated_at"].as_str() >= thread["created_at"].as_str());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_local_agent_manages_tasks_in_english() {
+    let (app, _db) = spawn_app().await;
+    let t = app.login("alice").await;
+    let thread = app.create_thread(&t, "Tasks").await;
+    let id = thread["id"].as_str().unwrap();
+    assert_eq!(
+        say(&app, &t, id, "list my tasks").await["response"],
+        "You have no tasks yet. Try \"add a task to buy milk\"."
+    );
+    say(&app, &t, id, "add a task to buy milk").await;
+    say(&app, &t, id, "please add call the bank to my list").await;
+    say(&app, &t, id, "remind me to water the plants").await;
+    let done = say(&app, &t, id, "complete task 2").await;
+    assert_eq!(done["response"], "Marked task 2 as done: call the bank.");
+    let renamed = say(&app, &t, id, "rename task 3 to water the garden").await;
+    assert_eq!(
+        renamed["response"],
+        "Renamed task 3 to \"water the garden\"."
+    );
+    assert_eq!(renamed["tool_calls"][0]["tool"], "update_task");
+    let deleted = say(&app, &t, id, "delete task 1").await;
+    assert_eq!(deleted["response"], "Deleted task 1: buy milk.");
+    let list = say(&app, &t, id, "show my tasks").await;
+    assert_eq!(
+        list["response"],
+        "Your tasks:\n2. [x] call the bank\n3. [ ] water the garden"
+    );
+    let pending = say(&app, &t, id, "what are my pending tasks?").await;
+    assert_eq!(
+        pending["response"],
+        "Your pending tasks:\n3. [ ] water the garden"
+    );
+    let missing = say(&app, &t, id, "complete task 9").await;
+    assert!(missing["response"]
+        .as_str()
+        .unwrap()
+        .contains("couldn't find task 9"));
+    let unknown = say(&app, &t, id, "what's the weather like?").await;
+    assert!(unknown["response"]
+        .as_str()
+        .unwrap()
+        .contains("list my tasks"));
+    assert_eq!(unknown["tool_calls"], json!([]));
+    // Numbers stay stable after a delete: the next task is 4.
+    assert_eq!(
+        say(&app, &t, id, "add task: pay rent").await["response"],
+        "Added task 4: pay rent."
+    );
+    let thread = app
+        .get(&format!("/api/chatkit/threads/{id}"), &t)
+        .await
+        .ok();
+    assert_eq!(thread["message_count"], 24);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_local_agent_understands_roman_urdu() {
+    let (app, _db) = spawn_app().await;
+    let t = app.login("ali").await;
+    let first = app.send(&t, None, "doodh lena add karo").await.ok();
+    assert_eq!(first["response"], "Task 1 add kar diya: doodh lena.");
+    let id = first["thread_id"].as_str().unwrap();
+    say(&app, &t, id, "naya task: sabzi lana").await;
+    assert_eq!(
+        say(&app, &t, id, "task 1 mukammal karo").await["response"],
+        "Task 1 mukammal kar diya: doodh lena."
+    );
+    assert_eq!(
+        say(&app, &t, id, "task 2 ka naam phal lana rakh do").await["response"],
+        "Task 2 ka naam \"phal lana\" rakh diya."
+    );
+    assert_eq!(
+        say(&app, &t, id, "meri tasks dikhao").await["response"],
+        "Aap ke tasks:\n1. [x] doodh lena\n2. [ ] phal lana"
+    );
+    assert_eq!(
+        say(&app, &t, id, "task 1 delete karo").await["response"],
+        "Task 1 delete kar diya: doodh lena."
+    );
+    assert!(say(&app, &t, id, "aaj mausam kaisa hai").await["response"]
+        .as_str()
+        .unwrap()
+        .starts_with("Main aap ke tasks"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_messages_are_refused_and_record_nothing() {
+    let db = TestDb::new().await;
+    let mut settings = test_settings(&db);
+    settings.messages.max_chars = 50;
+    let app = spawn_with(settings, None).await;
+    let t = app.login("alice").await;
+    let thread = app.create_thread(&t, "x").await;
+    let id = thread["id"].as_str().unwrap();
+    app.send(&t, Some(id), "   ")
+        .await
+        .assert_error(422, "message.empty");
+    app.send(&t, Some(id), &"é".repeat(51))
+        .await
+        .assert_error(422, "message.too_long");
+    app.send(&t, Some(id), &"é".repeat(50)).await.ok();
+    app.post("/api/chatkit/messages", &t, json!({"thread_id": id}))
+        .await
+        .assert_error(400, "request.malformed");
+    app.request(
+        Method::POST,
+        "/api/chatkit/messages",
+        Some(&t),
+        Some(json!({"thread_id": id, "message": "hi"})),
+        &[("idempotency-key", "has space")],
+    )
+    .await
+    .assert_error(422, "request.invalid");
+    app.send(&t, Some("thr_nope"), "hello")
+        .await
+        .assert_error(404, "thread.not_found");
+    app.send(&t, None, "")
+        .await
+        .assert_error(422, "message.empty");
+    assert_eq!(app.all_messages(&t, id).await.len(), 2);
+    let threads = app.get("/api/chatkit/threads", &t).await.ok();
+    assert_eq!(
+        threads["threads"].as_array().unwrap().len(),
+        1,
+        "no thread created by refused messages"
+    );
+    app.stop().await;
+}
+
+async fn post_keyed(
+    app: &TestApp,
+    token: &str,
+    thread: Option<&str>,
+    message: &str,
+    key: &str,
+) -> crate::helpers::Reply {
+    app.request(
+        Method::POST,
+        "/api/chatkit/messages",
+        Some(token),
+        Some(json!({"thread_id": thread, "message": message})),
+        &[("Idempotency-Key", key)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_returns_the_stored_result() {
+    let (app, _db) = spawn_app().await;
+    let t = app.login("alice").await;
+    let first = post_keyed(&app, &t, None, "add a task to buy milk", "key-1")
+        .await
+        .ok();
+    let again = post_keyed(&app, &t, None, "add a task to buy milk", "key-1")
+        .await
+        .ok();
+    assert_eq!(first, again);
+    let id = first["thread_id"].as_str().unwrap();
+    assert_eq!(app.all_messages(&t, id).await.len(), 2);
+    assert_eq!(
+        app.get("/api/chatkit/threads", &t).await.ok()["threads"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let list = app.send(&t, Some(id), "list my tasks").await.ok();
+    assert_eq!(
+        list["response"], "Your tasks:\n1. [ ] buy milk",
+        "the tool ran once"
+    );
+    // Same key, different request.
+    post_keyed(&app, &t, None, "add a task to buy eggs", "key-1")
+        .await
+        .assert_error(422, "idempotency.mismatch");
+    // Keys are per user.
+    let bob = app.login("bob").await;
+    let bobs = post_keyed(&app, &bob, None, "add a task to buy milk", "key-1")
+        .await
+        .ok();
+    assert_ne!(bobs["thread_id"], first["thread_id"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_agent_keeps_the_message_and_a_retry_completes_it() {
+    let (app, _db, agent) = flaky_app(1).await;
+    let t = app.login("alice").await;
+    let failed = post_keyed(&app, &t, None, "add a task to buy milk", "retry-1").await;
+    failed.assert_error(502, "agent.unavailable");
+    let threads = app.get("/api/chatkit/threads", &t).await.ok();
+    let thread = &threads["threads"][0];
+    assert_eq!(thread["message_count"], 1);
+    let id = thread["id"].as_str().unwrap();
+    let messages = app.all_messages(&t, id).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["content"], "add a task to buy milk");
+    assert_eq!(messages[0]["status"], "failed");
+
+    let retried = post_keyed(&app, &t, None, "add a task to buy milk", "retry-1")
+        .await
+        .ok();
+    assert_eq!(retried["thread_id"], id);
+    assert_eq!(retried["message_id"], messages[0]["id"]);
+    assert_eq!(retried["response"], "Added task 1: buy milk.");
+    let messages = app.all_messages(&t, id).await;
+    assert_eq!(
+        messages.len(),
+        2,
+        "the user's message was not recorded twice"
+    );
+    assert_eq!(messages[0]["status"], "completed");
+    assert_eq!(agent.calls.load(Ordering::SeqCst), 2);
+    // A later retry replays without running the agent.
+    post_keyed(&app, &t, None, "add a task to buy milk", "retry-1")
+        .await
+        .ok();
+    assert_eq!(agent.calls.load(Ordering::SeqCst), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_agent_without_a_key_still_keeps_the_message() {
+    let (app, _db, _agent) = flaky_app(1).await;
+    let t = app.login("alice").await;
+    let thread = app.create_thread(&t, "x").await;
+    let id = thread["id"].as_str().unwrap();
+    app.send(&t, Some(id), "list my tasks")
+        .await
+        .assert_error(502, "agent.unavailable");
+    app.send(&t, Some(id), "list my tasks").await.ok();
+    let messages = app.all_messages(&t, id).await;
+    let shape: Vec<_> = messages
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap(), m["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("user", "failed"),
+            ("user", "completed"),
+            ("assistant", "completed")
+        ]
+    );
+    let detail = app
+        .get(&format!("/api/chatkit/threads/{id}"), &t)
+        .await
+        .ok();
+    assert_eq!(detail["message_count"], 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_record_one_turn() {
+    let (app, _db) = spawn_app().await;
+    let t = app.login("alice").await;
+    let results = futures_util::future::join_all(
+        (0..6).map(|_| post_keyed(&app, &t, None, "add a task to buy milk", "race-1")),
+    )
+    .await;
+    let ok: Vec<_> = results.iter().filter(|r| r.status == 200).collect();
+    assert!(!ok.is_empty());
+    for r in &results {
+        assert!(
+            r.status == 200 || r.code() == "idempotency.in_progress",
+            "{r:?}"
+        );
+    }
+    let thread_ids: std::collections::HashSet<_> =
+        ok.iter().map(|r| r.body["thread_id"].clone()).collect();
+    assert_eq!(thread_ids.len(), 1);
+    let threads = app.get("/api/chatkit/threads", &t).await.ok();
+    assert_eq!(threads["threads"].as_array().unwrap().len(), 1);
+    let id = threads["threads"][0]["id"].as_str().unwrap();
+    let messages = app.all_messages(&t, id).await;
+    assert_eq!(messages.len(), 2, "{messages:#?} {results:#?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let db = TestDb::new().await;
+    let app = spawn_with(test_settings(&db), None).await;
+    let t = app.login("alice").await;
+    let sent = app
+        .send(&t, None, "add a task to renew passport")
+        .await
+        .ok();
+    app.stop().await;
+
+    let app = spawn_with(test_settings(&db), None).await;
+    // The client_secret is stateless: it still works on the new process.
+    let id = sent["thread_id"].as_str().unwrap();
+    let thread = app
+        .get(&format!("/api/chatkit/threads/{id}"), &t)
+        .await
+        .ok();
+    assert_eq!(thread["message_count"], 2);
+    let listed = app.send(&t, Some(id), "list my tasks").await.ok();
+    assert_eq!(listed["response"], "Your tasks:\n1. [ ] renew passport");
+    app.stop().await;
+}
