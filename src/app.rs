@@ -164,6 +164,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .data(state)
         .with(poem::middleware::CatchPanic::new())
         .catch_all_error(envelope_errors)
+        .around(crate::telemetry::request_id)
         .into_endpoint()
 }
 

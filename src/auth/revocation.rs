@@ -30,6 +30,16 @@ pub(crate) fn family_started_at(sid: &str) -> DateTime<Utc> {
         .unwrap_or(DateTime::UNIX_EPOCH)
 }
 
+/// The one revocation rule: the family was revoked, or it started before the user's
+/// "sign out everywhere" instant.
+pub(crate) fn revokes(
+    family_revoked: bool,
+    user_not_before: Option<DateTime<Utc>>,
+    sid: &str,
+) -> bool {
+    family_revoked || user_not_before.is_some_and(|not_before| family_started_at(sid) < not_before)
+}
+
 impl RevocationCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
@@ -66,7 +76,7 @@ impl RevocationCache {
                 (state.family_revoked, state.user_not_before)
             }
         };
-        Ok(family || cutoff.is_some_and(|not_before| family_started_at(sid) < not_before))
+        Ok(revokes(family, cutoff, sid))
     }
 
     pub async fn family_revoked(&self, sid: &str) {

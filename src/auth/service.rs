@@ -136,8 +136,7 @@ impl AuthService {
             .store
             .revocation_state(&user, &claims.sid)
             .await?;
-        let family_start = super::revocation::family_started_at(&claims.sid);
-        if state.family_revoked || state.user_not_before.is_some_and(|nb| family_start < nb) {
+        if super::revocation::revokes(state.family_revoked, state.user_not_before, &claims.sid) {
             return Err(AuthError::Revoked);
         }
         let refreshable_until = DateTime::from_timestamp(
