@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, then the black-box API suite on SQLite, then the same
-# suite on PostgreSQL. Each test gets its own database (a fresh SQLite file, or a fresh
+# The whole test suite: unit tests, then the black-box API suite on SQLite (including the
+# end-to-end tests against a real Better Auth server run by Node), then the same suite on
+# PostgreSQL. Each test gets its own database (a fresh SQLite file, or a fresh
 # PostgreSQL schema that is dropped at the end of the run).
 #
 #   TEST_DATABASE_URL  PostgreSQL to use (default postgres://postgres@127.0.0.1:5432/test)
@@ -9,6 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pg_url="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+# The real Better Auth server the end-to-end tests run (Node >= 20, pinned by the lockfile).
+if [ ! -d tests/better-auth/node_modules/better-auth ]; then
+  echo "== installing the Better Auth test fixture (npm ci)"
+  npm ci --prefix tests/better-auth --no-audit --no-fund
+fi
 
 echo "== unit tests and API tests on SQLite"
 env -u TEST_DATABASE_URL cargo test --workspace --locked

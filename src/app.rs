@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use crate::{
     agent::{Agent, LocalAgent},
     api,
-    auth::{AuthService, Hs256Verifier, Upstream},
+    auth::{AuthService, Hs256Verifier, JwksVerifier, Upstream},
     chat::ChatService,
     config::Settings,
     error::envelope_errors,
@@ -63,6 +63,17 @@ fn upstream(settings: &Settings) -> Upstream {
             &settings.upstream,
             &settings.session.audience,
         )));
+    }
+    if let Some(url) = settings.upstream.jwks_url() {
+        let jwks = Arc::new(JwksVerifier::new(
+            url,
+            &settings.upstream,
+            &settings.session.audience,
+        ));
+        // Warm the key cache without delaying start-up.
+        let warm = jwks.clone();
+        tokio::spawn(async move { warm.prefetch().await });
+        upstream = upstream.with_jwks(jwks);
     }
     upstream
 }

@@ -1,5 +1,6 @@
-//! Layered settings: the compiled-in `config/default.toml` → `config/default.toml` on disk
-//! → `config/$APP_ENV.toml` → `GATEWAY__SECTION__KEY` variables → the public variable names
+//! Layered settings: the compiled-in `config/default.toml` (and, in development, the
+//! compiled-in `config/development.toml`) → `config/default.toml` on disk →
+//! `config/$APP_ENV.toml` → `GATEWAY__SECTION__KEY` variables → the public variable names
 //! (`HOST`, `PORT`, `DATABASE_URL`, ...), which deployment scripts rely on.
 
 use config::{Config, Environment, File, FileFormat};
@@ -7,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+const DEVELOPMENT_TOML: &str = include_str!("../config/development.toml");
 /// Every development secret carries this marker, so production can recognise them.
 pub const DEV_SECRET_MARKER: &str = "INSECURE-DEV";
 const MIN_SECRET_BYTES: usize = 32;
@@ -17,6 +19,8 @@ const PUBLIC_ENV: &[(&str, &str)] = &[
     ("PORT", "server.port"),
     ("DATABASE_URL", "database.url"),
     ("BETTER_AUTH_SECRET", "upstream.hs256_secret"),
+    ("BETTER_AUTH_URL", "upstream.base_url"),
+    ("BETTER_AUTH_JWKS_URL", "upstream.jwks_url"),
     ("BETTER_AUTH_ISSUER", "upstream.issuer"),
     ("BETTER_AUTH_AUDIENCE", "upstream.audience"),
     ("CHATKIT_SESSION_SECRET", "session.secret"),
@@ -76,10 +80,40 @@ pub struct DatabaseSettings {
 #[derive(Clone, Debug, Deserialize)]
 pub struct UpstreamSettings {
     pub hs256_secret: SecretString,
+    pub base_url: String,
+    pub jwks_url: String,
+    pub algorithms: Vec<String>,
     pub user_id_claim: String,
     pub leeway_secs: u64,
     pub issuer: String,
     pub audience: String,
+    pub jwks_cache_ttl_secs: u64,
+    pub jwks_min_ttl_secs: u64,
+    pub jwks_max_ttl_secs: u64,
+    pub jwks_refetch_cooldown_secs: u64,
+    pub jwks_timeout_ms: u64,
+}
+
+impl UpstreamSettings {
+    /// The JWKS URL: explicit, else `<BETTER_AUTH_URL>/api/auth/jwks`, else none.
+    pub fn jwks_url(&self) -> Option<String> {
+        if !self.jwks_url.is_empty() {
+            return Some(self.jwks_url.clone());
+        }
+        (!self.base_url.is_empty())
+            .then(|| format!("{}/api/auth/jwks", self.base_url.trim_end_matches('/')))
+    }
+
+    /// `scheme://host[:port]` of BETTER_AUTH_URL: Better Auth's default `iss` and `aud`.
+    pub fn base_origin(&self) -> Option<String> {
+        let url = self.base_url.trim();
+        let (scheme, rest) = url.split_once("://")?;
+        let host = rest
+            .split(['/', '?', '#'])
+            .next()
+            .filter(|h| !h.is_empty())?;
+        Some(format!("{scheme}://{host}"))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -134,8 +168,12 @@ impl Settings {
         let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let env_name = lookup("APP_ENV").unwrap_or_else(|| "development".into());
         let dir = lookup("APP_CONFIG_DIR").unwrap_or_else(|| "config".into());
-        let mut builder = Config::builder()
-            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if env_name == "development" {
+            builder = builder.add_source(File::from_str(DEVELOPMENT_TOML, FileFormat::Toml));
+        }
+        let mut builder = builder
             .add_source(File::with_name(&format!("{dir}/default")).required(false))
             .add_source(File::with_name(&format!("{dir}/{env_name}")).required(false))
             .add_source(
@@ -145,6 +183,7 @@ impl Settings {
                     .list_separator(",")
                     .with_list_parse_key("server.cors_allowed_origins")
                     .with_list_parse_key("session.previous_secrets")
+                    .with_list_parse_key("upstream.algorithms")
                     .try_parsing(true)
                     .source(Some(vars.iter().cloned().collect())),
             )
@@ -189,12 +228,22 @@ impl Settings {
         if !upstream.is_empty() && session == upstream {
             return bad("CHATKIT_SESSION_SECRET must differ from BETTER_AUTH_SECRET, or upstream tokens could pass as client_secrets".into());
         }
+        if let Some(url) = self.upstream.jwks_url() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return bad(format!(
+                    "the JWKS URL {url:?} (BETTER_AUTH_URL / BETTER_AUTH_JWKS_URL) must be http(s)"
+                ));
+            }
+        }
         if self.env == AppEnv::Production {
             if session.contains(DEV_SECRET_MARKER) {
                 return bad("session.secret (CHATKIT_SESSION_SECRET) is the development secret; set a random secret of at least 32 bytes".into());
             }
+            if upstream.is_empty() && self.upstream.jwks_url().is_none() {
+                return bad("no upstream verifier is configured; set BETTER_AUTH_URL (JWKS) or BETTER_AUTH_SECRET".into());
+            }
             if upstream.is_empty() {
-                return bad("no upstream verifier is configured; set BETTER_AUTH_SECRET".into());
+                return Ok(());
             }
             if upstream.contains(DEV_SECRET_MARKER) {
                 return bad("upstream.hs256_secret (BETTER_AUTH_SECRET) is the development secret; set the secret of your Better Auth deployment".into());

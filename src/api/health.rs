@@ -10,14 +10,29 @@ struct Health {
     status: String,
 }
 
+#[derive(Object)]
+struct ReadyReport {
+    /// `ready` or `database unavailable`.
+    status: String,
+    /// The upstream key set, when BETTER_AUTH_URL is configured: `not_fetched`, `ready`,
+    /// `stale` (serving the last good keys while the key server fails) or `unavailable`
+    /// (no keys: new sessions cannot start; existing client_secrets keep working).
+    #[oai(skip_serializing_if_is_none)]
+    jwks: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    jwks_keys: Option<usize>,
+    #[oai(skip_serializing_if_is_none)]
+    jwks_error: Option<String>,
+}
+
 #[derive(ApiResponse)]
 enum Readiness {
     /// The database answers.
     #[oai(status = 200)]
-    Ready(Json<Health>),
+    Ready(Json<ReadyReport>),
     /// The database does not answer.
     #[oai(status = 503)]
-    NotReady(Json<Health>),
+    NotReady(Json<ReadyReport>),
 }
 
 #[OpenApi(tag = "ApiTags::Health")]
@@ -30,18 +45,29 @@ impl HealthApi {
         })
     }
 
-    /// Readiness: the database answers a query.
+    /// Readiness: the database answers a query. The upstream key state is reported but
+    /// does not fail readiness: signed-in users keep working while Better Auth is down.
     #[oai(path = "/readyz", method = "get")]
     async fn readyz(&self, state: poem::web::Data<&AppState>) -> Readiness {
+        use crate::auth::JwksState;
+        let (jwks, jwks_keys, jwks_error) = match state.auth.upstream().jwks().map(|j| j.state()) {
+            None => (None, None, None),
+            Some(JwksState::NotFetched) => (Some("not_fetched"), None, None),
+            Some(JwksState::Ready { keys }) => (Some("ready"), Some(keys), None),
+            Some(JwksState::Stale { keys, error }) => (Some("stale"), Some(keys), Some(error)),
+            Some(JwksState::Unavailable { error }) => (Some("unavailable"), None, Some(error)),
+        };
+        let report = |status: &str| ReadyReport {
+            status: status.into(),
+            jwks: jwks.map(str::to_owned),
+            jwks_keys,
+            jwks_error: jwks_error.clone(),
+        };
         match state.store.ping().await {
-            Ok(()) => Readiness::Ready(Json(Health {
-                status: "ready".into(),
-            })),
+            Ok(()) => Readiness::Ready(Json(report("ready"))),
             Err(e) => {
                 tracing::warn!(error = %e, "readiness check failed");
-                Readiness::NotReady(Json(Health {
-                    status: "database unavailable".into(),
-                }))
+                Readiness::NotReady(Json(report("database unavailable")))
             }
         }
     }

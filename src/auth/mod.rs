@@ -1,11 +1,13 @@
 //! Identity: the upstream (Better Auth) token in, our client_secret out, and the checks
 //! every authenticated request passes through.
 
+mod jwks;
 mod revocation;
 mod service;
 mod session;
 mod upstream;
 
+pub use jwks::{JwksState, JwksVerifier};
 pub use service::{AuthService, MintedSession, Principal};
 pub use session::{SessionClaims, SessionSigner, SESSION_TYP};
 pub use upstream::{Hs256Verifier, Upstream, UpstreamIdentity, UpstreamVerifier};
@@ -32,6 +34,8 @@ pub enum AuthError {
     TokenReused,
     #[error("the upstream token names a different user than the client_secret")]
     UserMismatch,
+    #[error("the upstream signing keys are unavailable; try again shortly")]
+    KeysUnavailable,
     #[error("token state is unavailable")]
     Store(#[from] StoreError),
 }
@@ -39,7 +43,7 @@ pub enum AuthError {
 impl AuthError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) | Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -54,6 +58,7 @@ impl AuthError {
             Self::SessionTooOld => "auth.session_too_old",
             Self::TokenReused => "auth.token_reused",
             Self::UserMismatch => "auth.user_mismatch",
+            Self::KeysUnavailable => "auth.keys_unavailable",
             Self::Store(_) => "service.unavailable",
         }
     }

@@ -1,16 +1,17 @@
 //! Upstream identity verification. Handlers see one [`Upstream`]; which verifier checks a
 //! token is decided by configuration and the token's header together, never by the token
-//! alone: an HS256 token only reaches the shared-secret verifier, anything else only the
-//! asymmetric one (JWKS), and a family with no configured verifier is refused.
+//! alone: an HS256 token only reaches the shared-secret verifier, an allowed asymmetric
+//! algorithm only the JWKS verifier (so a public key can never serve as an HMAC secret),
+//! and anything else is refused.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{str::FromStr, sync::Arc};
 
 use async_trait::async_trait;
-use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
-use super::{from_jwt_error, session::SESSION_TYP, AuthError};
+use super::{from_jwt_error, jwks::JwksVerifier, session::SESSION_TYP, AuthError};
 use crate::{config::UpstreamSettings, domain::UserId};
 
 /// Who the upstream token says the caller is.
@@ -101,8 +102,16 @@ impl UpstreamVerifier for Hs256Verifier {
 #[derive(Clone, Default)]
 pub struct Upstream {
     hs256: Option<Arc<dyn UpstreamVerifier>>,
-    asymmetric: Option<Arc<dyn UpstreamVerifier>>,
-    asymmetric_algs: HashSet<Algorithm>,
+    jwks: Option<Arc<JwksVerifier>>,
+}
+
+/// The `alg` a token claims, read from its header without trusting anything else in it.
+fn claimed_alg(token: &str) -> Option<String> {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    let header = token.split('.').next()?;
+    let bytes = URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).ok()?;
+    let value: Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("alg")?.as_str().map(str::to_owned)
 }
 
 impl Upstream {
@@ -111,27 +120,32 @@ impl Upstream {
         self
     }
 
-    /// Adds the public-key verifier (JWKS) for the allowed asymmetric algorithms.
-    pub fn with_asymmetric(
-        mut self,
-        verifier: Arc<dyn UpstreamVerifier>,
-        algorithms: impl IntoIterator<Item = Algorithm>,
-    ) -> Self {
-        self.asymmetric = Some(verifier);
-        self.asymmetric_algs = algorithms.into_iter().collect();
+    /// Adds the public-key verifier for its allowed asymmetric algorithms.
+    pub fn with_jwks(mut self, verifier: Arc<JwksVerifier>) -> Self {
+        self.jwks = Some(verifier);
         self
     }
 
     pub fn is_configured(&self) -> bool {
-        self.hs256.is_some() || self.asymmetric.is_some()
+        self.hs256.is_some() || self.jwks.is_some()
+    }
+
+    pub fn jwks(&self) -> Option<&Arc<JwksVerifier>> {
+        self.jwks.as_ref()
     }
 
     pub async fn verify(&self, token: &str) -> Result<UpstreamIdentity, AuthError> {
-        let header = decode_header(token).map_err(|_| AuthError::InvalidToken)?;
-        let verifier = match header.alg {
-            Algorithm::HS256 => self.hs256.as_ref(),
-            alg if self.asymmetric_algs.contains(&alg) => self.asymmetric.as_ref(),
-            _ => None,
+        let alg = claimed_alg(token).ok_or(AuthError::InvalidToken)?;
+        let verifier: Option<&dyn UpstreamVerifier> = match Algorithm::from_str(&alg) {
+            Ok(Algorithm::HS256) => self.hs256.as_deref(),
+            Ok(alg) => self
+                .jwks
+                .as_deref()
+                .filter(|j| j.allowed().contains(&alg))
+                .map(|j| j as &dyn UpstreamVerifier),
+            // "none", ES512 and anything else jsonwebtoken cannot verify.
+            Err(_) if alg.eq_ignore_ascii_case("none") => return Err(AuthError::InvalidToken),
+            Err(_) => None,
         };
         verifier
             .ok_or(AuthError::UnsupportedAlgorithm)?

@@ -55,9 +55,30 @@ fn production_refuses_development_or_weak_secrets() {
         all.extend_from_slice(extra);
         Settings::load_from(&vars(&all)).map_err(|e| e.to_string())
     };
+    // Production has no session secret unless one is given.
     let err = load(&[("BETTER_AUTH_SECRET", strong_b)]).unwrap_err();
     assert!(
+        err.contains("CHATKIT_SESSION_SECRET") && err.contains("32"),
+        "{err}"
+    );
+    let dev = "INSECURE-DEV-chatkit-session-secret-do-not-use-in-production";
+    let err = load(&[
+        ("CHATKIT_SESSION_SECRET", dev),
+        ("BETTER_AUTH_SECRET", strong_b),
+    ])
+    .unwrap_err();
+    assert!(
         err.contains("CHATKIT_SESSION_SECRET") && err.contains("development"),
+        "{err}"
+    );
+    let dev_upstream = "INSECURE-DEV-better-auth-secret-do-not-use-in-production";
+    let err = load(&[
+        ("CHATKIT_SESSION_SECRET", strong_a),
+        ("BETTER_AUTH_SECRET", dev_upstream),
+    ])
+    .unwrap_err();
+    assert!(
+        err.contains("BETTER_AUTH_SECRET") && err.contains("development"),
         "{err}"
     );
     let err = load(&[
@@ -70,13 +91,30 @@ fn production_refuses_development_or_weak_secrets() {
         "{err}"
     );
     let err = load(&[("CHATKIT_SESSION_SECRET", strong_a)]).unwrap_err();
-    assert!(err.contains("BETTER_AUTH_SECRET"), "{err}");
+    assert!(
+        err.contains("upstream verifier") && err.contains("BETTER_AUTH_URL"),
+        "{err}"
+    );
+    // JWKS alone is a complete production setup.
+    let jwks_only = load(&[
+        ("CHATKIT_SESSION_SECRET", strong_a),
+        ("BETTER_AUTH_URL", "https://auth.example.com/base"),
+    ])
+    .unwrap();
+    assert_eq!(
+        jwks_only.upstream.jwks_url().as_deref(),
+        Some("https://auth.example.com/base/api/auth/jwks")
+    );
+    assert_eq!(
+        jwks_only.upstream.base_origin().as_deref(),
+        Some("https://auth.example.com")
+    );
     let err = load(&[
         ("CHATKIT_SESSION_SECRET", strong_a),
-        ("BETTER_AUTH_SECRET", ""),
+        ("BETTER_AUTH_JWKS_URL", "ftp://x"),
     ])
     .unwrap_err();
-    assert!(err.contains("upstream verifier"), "{err}");
+    assert!(err.contains("http"), "{err}");
     let err = load(&[
         ("CHATKIT_SESSION_SECRET", strong_a),
         ("BETTER_AUTH_SECRET", strong_a),

@@ -2,8 +2,10 @@
 //! (a fresh SQLite file, or a fresh PostgreSQL schema when TEST_DATABASE_URL is set) and
 //! talks to it over real HTTP.
 
+mod better_auth;
 mod cli;
 mod helpers;
+mod jwks;
 mod messages;
 mod session;
 mod threads;

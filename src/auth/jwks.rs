@@ -1,0 +1,353 @@
+//! Better Auth's public-key mode: tokens signed with EdDSA (the default), ES256, RS256 or
+//! PS256, verified against the key set at `<BETTER_AUTH_URL>/api/auth/jwks`.
+//!
+//! The key set is cached (moka) for its `Cache-Control: max-age` (clamped) or a configured
+//! TTL, fetched by one request at a time however many callers wait (moka's `try_get_with`),
+//! refetched for an unknown `kid` at most once per cooldown, and kept as the last good set
+//! while the key server fails, so an outage of Better Auth does not sign everyone out.
+
+use std::{
+    collections::{HashMap, HashSet},
+    str::FromStr,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use jsonwebtoken::{decode, jwk::Jwk, Algorithm, DecodingKey, Validation};
+use moka::{future::Cache, Expiry};
+use serde_json::{Map, Value};
+
+use super::{
+    from_jwt_error,
+    upstream::{identity_from_claims, upstream_validation, UpstreamIdentity, UpstreamVerifier},
+    AuthError,
+};
+use crate::config::UpstreamSettings;
+
+/// The asymmetric algorithms this build can verify.
+pub const SUPPORTED: [Algorithm; 4] = [
+    Algorithm::EdDSA,
+    Algorithm::ES256,
+    Algorithm::RS256,
+    Algorithm::PS256,
+];
+
+/// After a failed fetch with no key set to fall back on, wait this long before the next try.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("fetching the key set failed: {0}")]
+    Fetch(String),
+    #[error("the key set is not valid JSON of the form {{\"keys\": [...]}}")]
+    Malformed,
+}
+
+#[derive(Clone)]
+struct Key {
+    decoding: DecodingKey,
+    kty: String,
+    crv: Option<String>,
+    alg: Option<String>,
+}
+
+impl Key {
+    /// The key may verify `alg`: its type (and curve) fit, and its own `alg`, if any, agrees.
+    fn fits(&self, alg: Algorithm) -> bool {
+        let shape = match alg {
+            Algorithm::EdDSA => self.kty == "OKP" && self.crv.as_deref() == Some("Ed25519"),
+            Algorithm::ES256 => self.kty == "EC" && self.crv.as_deref() == Some("P-256"),
+            Algorithm::RS256 | Algorithm::PS256 => self.kty == "RSA",
+            _ => false,
+        };
+        shape
+            && self
+                .alg
+                .as_deref()
+                .is_none_or(|a| Algorithm::from_str(a).ok() == Some(alg))
+    }
+}
+
+#[derive(Clone)]
+struct KeySet {
+    keys: HashMap<String, Key>,
+    /// kids whose keys this build cannot use (e.g. ES512 / P-521), with their `alg`.
+    unsupported: HashMap<String, String>,
+    ttl: Duration,
+}
+
+/// What /readyz reports about the key set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwksState {
+    NotFetched,
+    Ready {
+        keys: usize,
+    },
+    /// Serving the last good set because the key server is failing.
+    Stale {
+        keys: usize,
+        error: String,
+    },
+    Unavailable {
+        error: String,
+    },
+}
+
+struct SetExpiry;
+
+impl Expiry<(), Arc<KeySet>> for SetExpiry {
+    fn expire_after_create(&self, _: &(), set: &Arc<KeySet>, _: Instant) -> Option<Duration> {
+        Some(set.ttl)
+    }
+}
+
+pub struct JwksVerifier {
+    url: String,
+    client: reqwest::Client,
+    cache: Cache<(), Arc<KeySet>>,
+    last_good: RwLock<Option<Arc<KeySet>>>,
+    state: RwLock<JwksState>,
+    last_failure: RwLock<Option<Instant>>,
+    forced_refetch: tokio::sync::Mutex<Option<Instant>>,
+    allowed: HashSet<Algorithm>,
+    settings: UpstreamSettings,
+    session_audience: String,
+}
+
+/// `max-age` from a Cache-Control header.
+fn max_age(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    let value = headers.get(reqwest::header::CACHE_CONTROL)?.to_str().ok()?;
+    value
+        .split(',')
+        .find_map(|d| d.trim().strip_prefix("max-age=")?.trim().parse().ok())
+}
+
+/// The algorithms of `names` this build verifies; the others are reported once.
+pub fn allowed_algorithms(names: &[String]) -> HashSet<Algorithm> {
+    let mut allowed = HashSet::new();
+    for name in names {
+        match Algorithm::from_str(name) {
+            Ok(alg) if SUPPORTED.contains(&alg) => {
+                allowed.insert(alg);
+            }
+            _ => tracing::warn!(
+                algorithm = %name,
+                "upstream.algorithms lists an algorithm this gateway cannot verify; tokens using it get auth.unsupported_algorithm"
+            ),
+        }
+    }
+    allowed
+}
+
+impl JwksVerifier {
+    pub fn new(url: String, settings: &UpstreamSettings, session_audience: &str) -> Self {
+        let mut settings = settings.clone();
+        // Better Auth sets iss and aud to its base URL's origin by default.
+        if let Some(origin) = settings.base_origin() {
+            if settings.issuer.is_empty() {
+                settings.issuer = origin.clone();
+            }
+            if settings.audience.is_empty() {
+                settings.audience = origin;
+            }
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.jwks_timeout_ms))
+            .connect_timeout(Duration::from_millis(settings.jwks_timeout_ms))
+            .user_agent(concat!("chatkit-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a reqwest client with timeouts builds");
+        Self {
+            url,
+            client,
+            cache: Cache::builder()
+                .max_capacity(1)
+                .expire_after(SetExpiry)
+                .build(),
+            last_good: RwLock::new(None),
+            state: RwLock::new(JwksState::NotFetched),
+            last_failure: RwLock::new(None),
+            forced_refetch: tokio::sync::Mutex::new(None),
+            allowed: allowed_algorithms(&settings.algorithms),
+            settings,
+            session_audience: session_audience.to_owned(),
+        }
+    }
+
+    pub fn allowed(&self) -> &HashSet<Algorithm> {
+        &self.allowed
+    }
+
+    pub fn state(&self) -> JwksState {
+        self.state.read().expect("state lock").clone()
+    }
+
+    fn set_state(&self, state: JwksState) {
+        *self.state.write().expect("state lock") = state;
+    }
+
+    async fn fetch(&self) -> Result<KeySet, JwksError> {
+        let resp = self
+            .client
+            .get(&self.url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| JwksError::Fetch(e.without_url().to_string()))?;
+        if !resp.status().is_success() {
+            return Err(JwksError::Fetch(format!("HTTP {}", resp.status())));
+        }
+        let ttl = max_age(resp.headers())
+            .unwrap_or(self.settings.jwks_cache_ttl_secs)
+            .clamp(
+                self.settings.jwks_min_ttl_secs,
+                self.settings
+                    .jwks_max_ttl_secs
+                    .max(self.settings.jwks_min_ttl_secs),
+            );
+        let body: Value = resp.json().await.map_err(|_| JwksError::Malformed)?;
+        let entries = body
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or(JwksError::Malformed)?;
+        let mut set = KeySet {
+            keys: HashMap::new(),
+            unsupported: HashMap::new(),
+            ttl: Duration::from_secs(ttl),
+        };
+        for entry in entries {
+            let field = |k: &str| entry.get(k).and_then(Value::as_str).map(str::to_owned);
+            let Some(kid) = field("kid") else { continue };
+            let parsed = serde_json::from_value::<Jwk>(entry.clone())
+                .ok()
+                .and_then(|jwk| DecodingKey::from_jwk(&jwk).ok());
+            match parsed {
+                Some(decoding) => {
+                    let key = Key {
+                        decoding,
+                        kty: field("kty").unwrap_or_default(),
+                        crv: field("crv"),
+                        alg: field("alg"),
+                    };
+                    set.keys.insert(kid, key);
+                }
+                None => {
+                    let alg = field("alg")
+                        .or_else(|| field("crv"))
+                        .unwrap_or_else(|| "unknown".into());
+                    tracing::warn!(%kid, %alg, "JWKS key this gateway cannot use; skipped");
+                    set.unsupported.insert(kid, alg);
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Fetches the set; on failure falls back to the last good set for a short while.
+    async fn load(&self) -> Result<Arc<KeySet>, AuthError> {
+        if let Some(failed) = *self.last_failure.read().expect("lock") {
+            if failed.elapsed() < FAILURE_BACKOFF && self.last_good.read().expect("lock").is_none()
+            {
+                return Err(AuthError::KeysUnavailable);
+            }
+        }
+        match self.fetch().await {
+            Ok(set) => {
+                let set = Arc::new(set);
+                *self.last_good.write().expect("lock") = Some(set.clone());
+                *self.last_failure.write().expect("lock") = None;
+                self.set_state(JwksState::Ready {
+                    keys: set.keys.len(),
+                });
+                Ok(set)
+            }
+            Err(e) => {
+                tracing::warn!(url = %self.url, error = %e, "could not fetch the upstream JWKS");
+                *self.last_failure.write().expect("lock") = Some(Instant::now());
+                let last = self.last_good.read().expect("lock").clone();
+                match last {
+                    Some(good) => {
+                        self.set_state(JwksState::Stale {
+                            keys: good.keys.len(),
+                            error: e.to_string(),
+                        });
+                        // Serve it again for one cooldown before the next attempt.
+                        let cooldown =
+                            Duration::from_secs(self.settings.jwks_refetch_cooldown_secs.max(1));
+                        Ok(Arc::new(KeySet {
+                            ttl: cooldown,
+                            ..(*good).clone()
+                        }))
+                    }
+                    None => {
+                        self.set_state(JwksState::Unavailable {
+                            error: e.to_string(),
+                        });
+                        Err(AuthError::KeysUnavailable)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn key_set(&self) -> Result<Arc<KeySet>, AuthError> {
+        self.cache
+            .try_get_with((), self.load())
+            .await
+            .map_err(|_: Arc<AuthError>| AuthError::KeysUnavailable)
+    }
+
+    /// Warms the cache (called at start-up; failures are only logged).
+    pub async fn prefetch(&self) {
+        let _ = self.key_set().await;
+    }
+
+    /// Finds the key for `kid`, refetching once per cooldown when it is unknown
+    /// (Better Auth rotated its keys).
+    async fn key_for(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, AuthError> {
+        let lookup = |set: &KeySet| -> Option<Result<DecodingKey, AuthError>> {
+            if let Some(key) = set.keys.get(kid) {
+                return Some(if key.fits(alg) {
+                    Ok(key.decoding.clone())
+                } else {
+                    Err(AuthError::InvalidToken)
+                });
+            }
+            set.unsupported
+                .get(kid)
+                .map(|_| Err(AuthError::UnsupportedAlgorithm))
+        };
+        if let Some(found) = lookup(&*self.key_set().await?) {
+            return found;
+        }
+        let cooldown = Duration::from_secs(self.settings.jwks_refetch_cooldown_secs);
+        let mut last = self.forced_refetch.lock().await;
+        if last.is_none_or(|t| t.elapsed() >= cooldown) {
+            *last = Some(Instant::now());
+            self.cache.invalidate(&()).await;
+        }
+        drop(last);
+        lookup(&*self.key_set().await?).unwrap_or(Err(AuthError::InvalidToken))
+    }
+}
+
+#[async_trait]
+impl UpstreamVerifier for JwksVerifier {
+    async fn verify(&self, token: &str) -> Result<UpstreamIdentity, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::InvalidToken)?;
+        if !self.allowed.contains(&header.alg) {
+            return Err(AuthError::UnsupportedAlgorithm);
+        }
+        let kid = header.kid.as_deref().ok_or(AuthError::InvalidToken)?;
+        let key = self.key_for(kid, header.alg).await?;
+        let validation: Validation = upstream_validation(header.alg, &self.settings);
+        let data =
+            decode::<Map<String, Value>>(token, &key, &validation).map_err(from_jwt_error)?;
+        identity_from_claims(
+            &data.claims,
+            &self.settings.user_id_claim,
+            &self.session_audience,
+        )
+    }
+}

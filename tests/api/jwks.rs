@@ -1,0 +1,556 @@
+//! The JWKS verifier against a fake Better Auth key server on loopback, with keys made here.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex, OnceLock,
+    },
+    time::Duration,
+};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use poem::{
+    get, handler,
+    listener::{Acceptor, Listener, TcpListener},
+    web::Data,
+    EndpointExt, Response, Route, Server,
+};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_with, test_settings, TestApp, TestDb};
+
+/// A key the test signs with, and its public JWK.
+#[derive(Clone)]
+pub struct TestKey {
+    pub alg: Algorithm,
+    pub kid: String,
+    pub encoding: EncodingKey,
+    pub jwk: Value,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn ed25519(kid: &str) -> TestKey {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let der = key.to_pkcs8_der().unwrap();
+    TestKey {
+        alg: Algorithm::EdDSA,
+        kid: kid.into(),
+        encoding: EncodingKey::from_ed_der(der.as_bytes()),
+        jwk: json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key.verifying_key().as_bytes()), "kid": kid, "alg": "EdDSA"}),
+    }
+}
+
+pub fn p256(kid: &str) -> TestKey {
+    use p256::{elliptic_curve::sec1::ToEncodedPoint, pkcs8::EncodePrivateKey};
+    let key = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let der = key.to_pkcs8_der().unwrap();
+    let point = key.public_key().to_encoded_point(false);
+    TestKey {
+        alg: Algorithm::ES256,
+        kid: kid.into(),
+        encoding: EncodingKey::from_ec_der(der.as_bytes()),
+        jwk: json!({"kty": "EC", "crv": "P-256", "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap()), "kid": kid, "alg": "ES256"}),
+    }
+}
+
+/// RSA keys are slow to make in a debug build: one per test binary.
+fn rsa_key() -> &'static rsa::RsaPrivateKey {
+    static KEY: OnceLock<rsa::RsaPrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap())
+}
+
+pub fn rsa(kid: &str, alg: Algorithm) -> TestKey {
+    use rsa::{pkcs1::EncodeRsaPrivateKey, traits::PublicKeyParts};
+    let key = rsa_key();
+    let der = key.to_pkcs1_der().unwrap();
+    let name = if alg == Algorithm::PS256 {
+        "PS256"
+    } else {
+        "RS256"
+    };
+    TestKey {
+        alg,
+        kid: kid.into(),
+        encoding: EncodingKey::from_rsa_der(der.as_bytes()),
+        jwk: json!({"kty": "RSA", "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be()), "kid": kid, "alg": name}),
+    }
+}
+
+/// A Better Auth-shaped token: header `{alg, kid}`, claims user record + sub/iat/exp/iss/aud.
+pub fn sign(key: &TestKey, claims: Value) -> String {
+    let mut header = Header::new(key.alg);
+    header.typ = None;
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
+}
+
+/// The fake key server.
+pub struct FakeJwks {
+    pub base: String,
+    pub hits: Arc<AtomicUsize>,
+    pub failing: Arc<AtomicBool>,
+    keys: Arc<Mutex<Vec<Value>>>,
+    max_age: Arc<Mutex<Option<u64>>>,
+    delay_ms: Arc<AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct FakeState {
+    hits: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+    keys: Arc<Mutex<Vec<Value>>>,
+    max_age: Arc<Mutex<Option<u64>>>,
+    delay_ms: Arc<AtomicUsize>,
+}
+
+#[handler]
+async fn serve_jwks(state: Data<&FakeState>) -> Response {
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+    }
+    if state.failing.load(Ordering::SeqCst) {
+        return Response::builder()
+            .status(poem::http::StatusCode::SERVICE_UNAVAILABLE)
+            .body("down");
+    }
+    let body = json!({"keys": *state.keys.lock().unwrap()}).to_string();
+    let mut resp = Response::builder().content_type("application/json");
+    if let Some(age) = *state.max_age.lock().unwrap() {
+        resp = resp.header("cache-control", format!("public, max-age={age}"));
+    }
+    resp.body(body)
+}
+
+impl FakeJwks {
+    pub async fn start(keys: &[&TestKey]) -> Self {
+        let state = FakeState {
+            hits: Arc::default(),
+            failing: Arc::default(),
+            keys: Arc::new(Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect())),
+            max_age: Arc::default(),
+            delay_ms: Arc::default(),
+        };
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+        let app = Route::new()
+            .at("/api/auth/jwks", get(serve_jwks))
+            .data(state.clone());
+        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            hits: state.hits,
+            failing: state.failing,
+            keys: state.keys,
+            max_age: state.max_age,
+            delay_ms: state.delay_ms,
+        }
+    }
+
+    pub fn set_keys(&self, keys: &[&TestKey]) {
+        *self.keys.lock().unwrap() = keys.iter().map(|k| k.jwk.clone()).collect();
+    }
+
+    pub fn add_raw_key(&self, jwk: Value) {
+        self.keys.lock().unwrap().push(jwk);
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+fn claims(issuer: &str, user: &str) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({
+        "id": user, "sub": user, "name": "Test User", "email": "t@example.com", "emailVerified": false,
+        "iat": now, "exp": now + 900, "iss": issuer, "aud": issuer,
+    })
+}
+
+async fn gateway(
+    jwks: &FakeJwks,
+    edit: impl FnOnce(&mut chatkit_gateway::Settings),
+) -> (TestApp, TestDb) {
+    let db = TestDb::new().await;
+    let mut settings = test_settings(&db);
+    settings.upstream.base_url = jwks.base.clone();
+    edit(&mut settings);
+    (spawn_with(settings, None).await, db)
+}
+
+async fn exchange(app: &TestApp, token: &str) -> crate::helpers::Reply {
+    app.request(Method::POST, "/api/chatkit/session", Some(token), None, &[])
+        .await
+}
+
+#[tokio::test]
+async fn tokens_of_every_supported_algorithm_are_accepted() {
+    let keys = [
+        ed25519("ed"),
+        p256("ec"),
+        rsa("rs", Algorithm::RS256),
+        rsa("ps", Algorithm::PS256),
+    ];
+    let jwks = FakeJwks::start(&keys.iter().collect::<Vec<_>>()).await;
+    let (app, _db) = gateway(&jwks, |_| {}).await;
+    for key in &keys {
+        let user = format!("user-{}", key.kid);
+        let session = exchange(&app, &sign(key, claims(&jwks.base, &user)))
+            .await
+            .ok();
+        assert_eq!(session["user_id"], user.as_str(), "{:?}", key.alg);
+        // The client_secret works on the thread API.
+        app.get(
+            "/api/chatkit/threads",
+            session["client_secret"].as_str().unwrap(),
+        )
+        .await
+        .ok();
+    }
+    // `aud` may be an array.
+    let mut c = claims(&jwks.base, "arr");
+    c["aud"] = json!(["https://other.example", jwks.base]);
+    exchange(&app, &sign(&keys[0], c)).await.ok();
+    // HS256 dev tokens still work beside JWKS.
+    exchange(&app, &app.upstream_token("hs-user")).await.ok();
+    assert_eq!(jwks.hits(), 1, "one fetch served every key");
+    let ready: Value = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (ready["jwks"].as_str(), ready["jwks_keys"].as_u64()),
+        (Some("ready"), Some(4))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_addressing_expiry_and_tampering_are_refused() {
+    let key = ed25519("k1");
+    let jwks = FakeJwks::start(&[&key]).await;
+    let (app, _db) = gateway(&jwks, |_| {}).await;
+    let now = chrono::Utc::now().timestamp();
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut c = claims(&jwks.base, "alice");
+        edit(&mut c);
+        sign(&key, c)
+    };
+    exchange(&app, &with(&|c| c["iss"] = json!("https://evil.example")))
+        .await
+        .assert_error(401, "auth.invalid_token");
+    exchange(&app, &with(&|c| c["aud"] = json!("https://evil.example")))
+        .await
+        .assert_error(401, "auth.invalid_token");
+    exchange(&app, &with(&|c| c["exp"] = json!(now - 60)))
+        .await
+        .assert_error(401, "auth.expired");
+    exchange(&app, &with(&|c| c["exp"] = json!(now - 10)))
+        .await
+        .ok();
+    exchange(
+        &app,
+        &with(&|c| {
+            c.as_object_mut().unwrap().remove("exp");
+        }),
+    )
+    .await
+    .assert_error(401, "auth.invalid_token");
+    exchange(
+        &app,
+        &with(&|c| {
+            c.as_object_mut().unwrap().remove("sub");
+        }),
+    )
+    .await
+    .assert_error(401, "auth.invalid_token");
+    exchange(&app, &with(&|c| c["aud"] = json!("chatkit")))
+        .await
+        .assert_error(401, "auth.invalid_token");
+    // Tampered payload, same signature.
+    let good = with(&|_| {});
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut payload: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    payload["sub"] = json!("mallory");
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(payload.to_string().as_bytes()),
+        parts[2]
+    );
+    exchange(&app, &tampered)
+        .await
+        .assert_error(401, "auth.invalid_token");
+    // Signed by a key the server never published, under a published kid.
+    let impostor = ed25519("k1");
+    exchange(&app, &sign(&impostor, claims(&jwks.base, "alice")))
+        .await
+        .assert_error(401, "auth.invalid_token");
+    // Explicit issuer/audience settings replace the defaults.
+    let (strict, _db2) = gateway(&jwks, |s| {
+        s.upstream.audience = "https://api.example".into()
+    })
+    .await;
+    exchange(&strict, &with(&|_| {}))
+        .await
+        .assert_error(401, "auth.invalid_token");
+    exchange(&strict, &with(&|c| c["aud"] = json!("https://api.example")))
+        .await
+        .ok();
+    app.stop().await;
+    strict.stop().await;
+}
+
+#[tokio::test]
+async fn algorithm_confusion_is_refused() {
+    let ed = ed25519("ed");
+    let rs = rsa("rs", Algorithm::RS256);
+    let jwks = FakeJwks::start(&[&ed, &rs]).await;
+    let (app, _db) = gateway(&jwks, |_| {}).await;
+    let header = |alg: &str, kid: &str| b64(json!({"alg": alg, "kid": kid}).to_string().as_bytes());
+    let body = b64(claims(&jwks.base, "alice").to_string().as_bytes());
+
+    // HS256 signed with the published public key as the HMAC secret.
+    let n = rs.jwk["n"].as_str().unwrap();
+    let forged = {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("rs".into());
+        jsonwebtoken::encode(
+            &h,
+            &claims(&jwks.base, "alice"),
+            &EncodingKey::from_secret(n.as_bytes()),
+        )
+        .unwrap()
+    };
+    exchange(&app, &forged)
+        .await
+        .assert_error(401, "auth.invalid_token");
+    // With no shared secret configured, HS256 has no verifier at all.
+    let (jwks_only, _db2) = gateway(&jwks, |s| {
+        s.upstream.hs256_secret = secrecy::SecretString::from("")
+    })
+    .await;
+    exchange(&jwks_only, &forged)
+        .await
+        .assert_error(401, "auth.unsupported_algorithm");
+    exchange(&jwks_only, &format!("{}.{body}.", header("none", "ed")))
+        .await
+        .assert_error(401, "auth.invalid_token");
+    // A key used with an algorithm its type does not fit.
+    let es_claiming_ed = format!("{}.{body}.{}", header("ES256", "ed"), b64(&[0u8; 64]));
+    exchange(&app, &es_claiming_ed)
+        .await
+        .assert_error(401, "auth.invalid_token");
+    // The RSA key is published for RS256 only: a PS256 token under its kid is refused.
+    let ps = TestKey {
+        alg: Algorithm::PS256,
+        ..rs.clone()
+    };
+    exchange(&app, &sign(&ps, claims(&jwks.base, "alice")))
+        .await
+        .assert_error(401, "auth.invalid_token");
+    // An algorithm outside the allow-list, even with a fitting key.
+    let (ed_only, _db3) = gateway(&jwks, |s| s.upstream.algorithms = vec!["EdDSA".into()]).await;
+    exchange(&ed_only, &sign(&rs, claims(&jwks.base, "alice")))
+        .await
+        .assert_error(401, "auth.unsupported_algorithm");
+    exchange(&ed_only, &sign(&ed, claims(&jwks.base, "alice")))
+        .await
+        .ok();
+    // ES512 (Better Auth can issue it; this gateway cannot verify it): a clear code, and
+    // a P-521 key in the set does not spoil the others.
+    jwks.add_raw_key(
+        json!({"kty": "EC", "crv": "P-521", "alg": "ES512", "kid": "p521",
+        "x": b64(&[1u8; 66]), "y": b64(&[2u8; 66])}),
+    );
+    let (fresh, _db4) = gateway(&jwks, |_| {}).await;
+    let es512 = format!("{}.{body}.{}", header("ES512", "p521"), b64(&[0u8; 132]));
+    exchange(&fresh, &es512)
+        .await
+        .assert_error(401, "auth.unsupported_algorithm");
+    exchange(&fresh, &sign(&ed, claims(&jwks.base, "alice")))
+        .await
+        .ok();
+    for a in [app, jwks_only, ed_only, fresh] {
+        a.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn rotated_keys_are_picked_up_and_forged_kids_do_not_flood_the_key_server() {
+    let old = ed25519("old");
+    let jwks = FakeJwks::start(&[&old]).await;
+    let (app, _db) = gateway(&jwks, |s| s.upstream.jwks_refetch_cooldown_secs = 2).await;
+    exchange(&app, &sign(&old, claims(&jwks.base, "alice")))
+        .await
+        .ok();
+    assert_eq!(jwks.hits(), 1);
+
+    // Better Auth rotates: a token under a new kid triggers one refetch.
+    let new = p256("new");
+    jwks.set_keys(&[&old, &new]);
+    exchange(&app, &sign(&new, claims(&jwks.base, "alice")))
+        .await
+        .ok();
+    assert_eq!(jwks.hits(), 2);
+
+    // 60 concurrent tokens with forged kids: refused, and at most one refetch per cooldown.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let forged: Vec<String> = (0..60)
+        .map(|i| sign(&ed25519(&format!("forged-{i}")), claims(&jwks.base, "x")))
+        .collect();
+    let replies = futures_util::future::join_all(forged.iter().map(|t| exchange(&app, t))).await;
+    for r in &replies {
+        r.assert_error(401, "auth.invalid_token");
+    }
+    assert_eq!(jwks.hits(), 3, "one refetch for the whole flood");
+    let again =
+        futures_util::future::join_all(forged.iter().take(10).map(|t| exchange(&app, t))).await;
+    assert!(again.iter().all(|r| r.code() == "auth.invalid_token"));
+    assert_eq!(jwks.hits(), 3, "still inside the cooldown");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_key_set_is_fetched_once_for_concurrent_callers_and_honours_max_age() {
+    let key = ed25519("k");
+    let jwks = FakeJwks::start(&[&key]).await;
+    *jwks.max_age.lock().unwrap() = Some(1);
+    jwks.delay_ms.store(200, Ordering::SeqCst);
+    let (app, _db) = gateway(&jwks, |s| s.upstream.jwks_min_ttl_secs = 1).await;
+    // The start-up prefetch may be in flight; either way the callers share one fetch.
+    let token = sign(&key, claims(&jwks.base, "alice"));
+    let replies = futures_util::future::join_all((0..20).map(|_| exchange(&app, &token))).await;
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert_eq!(jwks.hits(), 1);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    exchange(&app, &token).await.ok();
+    assert_eq!(jwks.hits(), 2, "max-age=1 expired the cached set");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_outage_keeps_the_last_good_keys() {
+    let key = ed25519("k");
+    let jwks = FakeJwks::start(&[&key]).await;
+    *jwks.max_age.lock().unwrap() = Some(1);
+    let (app, _db) = gateway(&jwks, |s| {
+        s.upstream.jwks_min_ttl_secs = 1;
+        s.upstream.jwks_refetch_cooldown_secs = 1;
+    })
+    .await;
+    let token = sign(&key, claims(&jwks.base, "alice"));
+    let secret = exchange(&app, &token).await.ok()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    jwks.failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    exchange(&app, &token).await.ok();
+    let hits = jwks.hits();
+    assert!(hits >= 2, "the expired set was refetched");
+    let ready: Value = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["jwks"], "stale");
+    assert!(ready["jwks_error"].as_str().unwrap().contains("503"));
+    // Stale keys are re-served for a cooldown, not refetched per request.
+    for _ in 0..10 {
+        exchange(&app, &token).await.ok();
+    }
+    assert_eq!(jwks.hits(), hits);
+    app.get("/api/chatkit/threads", &secret).await.ok();
+    // Recovery.
+    jwks.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    exchange(&app, &token).await.ok();
+    let ready: Value = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["jwks"], "ready");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_outage_with_no_keys_is_a_clear_503_and_recovers() {
+    let key = ed25519("k");
+    let jwks = FakeJwks::start(&[&key]).await;
+    jwks.failing.store(true, Ordering::SeqCst);
+    let (app, _db) = gateway(&jwks, |_| {}).await;
+    let token = sign(&key, claims(&jwks.base, "alice"));
+    exchange(&app, &token)
+        .await
+        .assert_error(503, "auth.keys_unavailable");
+    // Failures back off: a burst does not become a burst of fetches.
+    let before = jwks.hits();
+    for _ in 0..10 {
+        exchange(&app, &token)
+            .await
+            .assert_error(503, "auth.keys_unavailable");
+    }
+    assert!(jwks.hits() <= before + 1);
+    let ready: Value = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["jwks"], "unavailable");
+    // HS256 sessions keep working meanwhile.
+    app.login("hs-user").await;
+    jwks.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    exchange(&app, &token).await.ok();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_hanging_key_server_times_out() {
+    let key = ed25519("k");
+    let jwks = FakeJwks::start(&[&key]).await;
+    jwks.delay_ms.store(5_000, Ordering::SeqCst);
+    let (app, _db) = gateway(&jwks, |s| s.upstream.jwks_timeout_ms = 300).await;
+    let started = std::time::Instant::now();
+    exchange(&app, &sign(&key, claims(&jwks.base, "alice")))
+        .await
+        .assert_error(503, "auth.keys_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    app.stop().await;
+}
