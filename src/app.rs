@@ -13,7 +13,7 @@ use poem::{
 use secrecy::ExposeSecret;
 
 use crate::{
-    agent::{Agent, LocalAgent},
+    agent::Agent,
     api,
     auth::{AuthService, Hs256Verifier, JwksVerifier, Upstream},
     chat::ChatService,
@@ -89,7 +89,7 @@ impl Application {
         agent: Option<Arc<dyn Agent>>,
     ) -> anyhow::Result<Self> {
         let store = open_store(&settings).await?;
-        let agent = agent.unwrap_or_else(|| Arc::new(LocalAgent));
+        let agent = agent.unwrap_or_else(|| crate::agent::from_settings(&settings.agent));
         let auth = AuthService::new(upstream(&settings), &settings.session, store.clone());
         let chat = ChatService::new(store.clone(), agent, settings.messages.clone());
         let acceptor = TcpListener::bind(settings.bind_address())

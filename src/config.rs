@@ -26,6 +26,9 @@ const PUBLIC_ENV: &[(&str, &str)] = &[
     ("CHATKIT_SESSION_SECRET", "session.secret"),
     ("CHATKIT_SESSION_TTL_SECS", "session.ttl_secs"),
     ("AGENT_PROVIDER", "agent.provider"),
+    ("OPENAI_API_KEY", "agent.openai.api_key"),
+    ("OPENAI_BASE_URL", "agent.openai.base_url"),
+    ("OPENAI_MODEL", "agent.openai.model"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,7 @@ pub struct Settings {
     pub session: SessionSettings,
     pub messages: MessageSettings,
     pub agent: AgentSettings,
+    pub stream: StreamSettings,
     pub log: LogSettings,
 }
 
@@ -142,6 +146,29 @@ pub struct MessageSettings {
 #[derive(Clone, Debug, Deserialize)]
 pub struct AgentSettings {
     pub provider: String,
+    pub system_prompt_file: String,
+    pub openai: OpenAiSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct OpenAiSettings {
+    pub base_url: String,
+    pub api_key: SecretString,
+    pub model: String,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub connect_timeout_ms: u64,
+    pub first_token_timeout_ms: u64,
+    pub total_timeout_ms: u64,
+    pub max_tool_steps: u32,
+    pub max_retries: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct StreamSettings {
+    pub keep_alive_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -211,11 +238,25 @@ impl Settings {
         if self.messages.max_chars == 0 {
             return bad("messages.max_chars must be at least 1".into());
         }
-        if self.agent.provider != "local" {
-            return bad(format!(
-                "agent.provider (AGENT_PROVIDER) = {:?} is not a known provider; use \"local\"",
-                self.agent.provider
-            ));
+        match self.agent.provider.as_str() {
+            "local" => {}
+            "openai" => {
+                let o = &self.agent.openai;
+                if !(o.base_url.starts_with("http://") || o.base_url.starts_with("https://")) {
+                    return bad(format!("OPENAI_BASE_URL {:?} must be an http(s) URL", o.base_url));
+                }
+                if o.model.trim().is_empty() {
+                    return bad("OPENAI_MODEL must name a model".into());
+                }
+                if o.max_tool_steps == 0 {
+                    return bad("agent.openai.max_tool_steps must be at least 1".into());
+                }
+            }
+            other => {
+                return bad(format!(
+                    "agent.provider (AGENT_PROVIDER) = {other:?} is not a known provider; use \"local\" or \"openai\""
+                ))
+            }
         }
         let session = self.session.secret.expose_secret();
         let upstream = self.upstream.hs256_secret.expose_secret();

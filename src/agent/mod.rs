@@ -2,12 +2,16 @@
 //! tasks through [`TaskTools`]. Providers stream their output through an [`EventSink`].
 
 mod local;
+mod openai;
+mod prompt;
 mod tools;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 pub use local::LocalAgent;
+pub use openai::OpenAiAgent;
+pub use prompt::PromptTemplate;
 pub use tools::{TaskTools, ToolError};
 
 use crate::{domain::UserId, store::ToolCallRecord};
@@ -71,4 +75,15 @@ pub trait Agent: Send + Sync {
         tools: &TaskTools,
         events: &EventSink,
     ) -> Result<AgentReply, AgentError>;
+}
+
+/// The provider named by configuration.
+pub fn from_settings(settings: &crate::config::AgentSettings) -> std::sync::Arc<dyn Agent> {
+    match settings.provider.as_str() {
+        "openai" => std::sync::Arc::new(OpenAiAgent::new(
+            settings.openai.clone(),
+            PromptTemplate::load(&settings.system_prompt_file),
+        )),
+        _ => std::sync::Arc::new(LocalAgent),
+    }
 }

@@ -1,7 +1,14 @@
-use poem::web::Data;
-use poem_openapi::{param::Header, payload::Json, OpenApi};
+use poem::{web::Data, IntoResponse, Request, Response};
+use poem_openapi::{
+    param::Header,
+    payload::Json,
+    registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
+    types::Type,
+    ApiResponse, OpenApi,
+};
 
 use super::{
+    stream::turn_events,
     types::{SendMessageRequest, SendMessageResponse},
     ApiTags, ClientSecret,
 };
@@ -15,24 +22,79 @@ use crate::{
 
 pub struct MessagesApi;
 
+/// The answer as one JSON object, or as server-sent events.
+pub enum SendReply {
+    Json(SendMessageResponse),
+    Events(Response),
+}
+
+impl IntoResponse for SendReply {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Json(body) => Json(body).into_response(),
+            Self::Events(resp) => resp,
+        }
+    }
+}
+
+impl ApiResponse for SendReply {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "The recorded turn: JSON, or with `Accept: text/event-stream` the events \
+                    `message.recorded` {thread_id, message_id}, `delta` {text}, `tool_call` \
+                    {tool, args, result}, then `done` (this JSON object) or `error` {code, message}, \
+                    with `: keep-alive` comments in between.",
+                status: Some(200),
+                status_range: None,
+                content: vec![
+                    MetaMediaType {
+                        content_type: "application/json",
+                        schema: SendMessageResponse::schema_ref(),
+                    },
+                    MetaMediaType {
+                        content_type: "text/event-stream",
+                        schema: String::schema_ref(),
+                    },
+                ],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        SendMessageResponse::register(registry);
+    }
+}
+
+fn wants_events(req: &Request) -> bool {
+    req.headers()
+        .get(poem::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"))
+}
+
 #[OpenApi(prefix_path = "/api/chatkit", tag = "ApiTags::Messages")]
 impl MessagesApi {
-    /// Send a message and get the assistant's answer.
+    /// Send a message and get the assistant's answer (JSON, or streamed as SSE).
     ///
     /// The message is recorded before the agent runs. `thread_id: null` starts a new thread.
-    /// If the agent fails (502 `agent.unavailable`) the message stays recorded; retry with
-    /// the same `Idempotency-Key` to have it answered without recording it twice. A retry
-    /// after success returns the stored answer.
+    /// If the agent fails (502 `agent.unavailable`, or an `error` event when streaming) the
+    /// message stays recorded; retry with the same `Idempotency-Key` to have it answered
+    /// without recording it twice. A retry after success returns the stored answer.
+    /// Errors found before the agent runs (auth, validation, unknown thread) are JSON 4xx
+    /// even when streaming was asked for.
     #[oai(path = "/messages", method = "post")]
     async fn send(
         &self,
         state: Data<&AppState>,
         auth: ClientSecret,
+        req: &Request,
         body: Json<SendMessageRequest>,
         /// Makes retries safe: 1 to 255 visible ASCII characters, unique per request.
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
-    ) -> Result<Json<SendMessageResponse>, ApiError> {
+    ) -> Result<SendReply, ApiError> {
         let max = state.settings.messages.max_chars;
         let message = MessageText::parse(&body.0.message, max).map_err(|e| match e {
             MessageTextError::Empty => ApiError::MessageEmpty,
@@ -49,10 +111,21 @@ impl MessagesApi {
             message,
             key,
         };
+        let user = auth.0.user;
+        if wants_events(req) {
+            let recorded = state.chat.record(&user, &request).await?;
+            let keep_alive = std::time::Duration::from_secs(state.settings.stream.keep_alive_secs);
+            return Ok(SendReply::Events(turn_events(
+                state.chat.clone(),
+                user,
+                recorded,
+                keep_alive,
+            )));
+        }
         let result = state
             .chat
-            .send(&auth.0.user, request, EventSink::default())
+            .send(&user, request, EventSink::default())
             .await?;
-        Ok(Json(result.into()))
+        Ok(SendReply::Json(result.into()))
     }
 }

@@ -4,6 +4,7 @@ mod health;
 mod messages;
 mod security;
 mod session;
+mod stream;
 mod threads;
 mod types;
 

@@ -7,5 +7,6 @@ mod cli;
 mod helpers;
 mod jwks;
 mod messages;
+mod openai;
 mod session;
 mod threads;

@@ -1,0 +1,473 @@
+//! Any OpenAI-compatible Chat Completions endpoint (OpenAI, Gemini's OpenAI-compatible
+//! endpoint, Ollama, vLLM), streamed, with the task tools in a loop.
+//!
+//! Vendors differ in small ways; the parser takes chunks as loose JSON: tool-call deltas
+//! with or without `index`/`id`, arguments split over many chunks (or sent whole, even as
+//! an object), `finish_reason` in any spelling or absent, usage-only chunks with empty
+//! `choices`, and streams that end with or without `[DONE]`.
+//!
+//! Retries (connect errors, timeouts before the first chunk, 429, 5xx; `Retry-After`
+//! honoured) happen only while nothing has been streamed to the user for this request.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use rand::Rng;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+
+use super::{
+    prompt::PromptTemplate, Agent, AgentError, AgentEvent, AgentReply, AgentRequest, EventSink,
+    TaskTools,
+};
+use crate::{config::OpenAiSettings, store::ToolCallRecord};
+
+pub struct OpenAiAgent {
+    client: reqwest::Client,
+    url: String,
+    settings: OpenAiSettings,
+    prompt: PromptTemplate,
+}
+
+/// One tool call as it accumulates from streamed deltas.
+#[derive(Debug, Default)]
+struct PartialCall {
+    id: Option<String>,
+    name: String,
+    arguments: String,
+}
+
+/// What one model call produced.
+#[derive(Debug, Default)]
+struct StepOutput {
+    text: String,
+    calls: Vec<PartialCall>,
+}
+
+/// Why one attempt failed, and whether another may follow.
+enum AttemptError {
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    Fatal(String),
+}
+
+fn retryable(reason: impl Into<String>) -> AttemptError {
+    AttemptError::Retryable {
+        reason: reason.into(),
+        retry_after: None,
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from model APIs; backoff covers it).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Folds one streamed tool-call delta into the calls seen so far.
+fn merge_tool_delta(calls: &mut Vec<PartialCall>, delta: &Value) {
+    let id = delta
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let function = delta.get("function");
+    let name = function
+        .and_then(|f| f.get("name"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let arguments = match function.and_then(|f| f.get("arguments")) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let slot = match delta.get("index").and_then(Value::as_u64) {
+        Some(i) => {
+            let i = i as usize;
+            if calls.len() <= i {
+                calls.resize_with(i + 1, PartialCall::default);
+            }
+            i
+        }
+        // No index: an id names the call; a name without a known id starts a new one;
+        // anything else continues the last call.
+        None => match id.and_then(|id| calls.iter().position(|c| c.id.as_deref() == Some(id))) {
+            Some(i) => i,
+            None if id.is_some() || name.is_some() || calls.is_empty() => {
+                calls.push(PartialCall::default());
+                calls.len() - 1
+            }
+            None => calls.len() - 1,
+        },
+    };
+    let call = &mut calls[slot];
+    if call.id.is_none() {
+        call.id = id.map(str::to_owned);
+    }
+    if let Some(name) = name {
+        if call.name.is_empty() {
+            call.name = name.to_owned();
+        }
+    }
+    call.arguments.push_str(&arguments);
+}
+
+impl OpenAiAgent {
+    pub fn new(settings: OpenAiSettings, prompt: PromptTemplate) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+            .user_agent(concat!("chatkit-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a reqwest client with timeouts builds");
+        let url = format!(
+            "{}/chat/completions",
+            settings.base_url.trim_end_matches('/')
+        );
+        Self {
+            client,
+            url,
+            settings,
+            prompt,
+        }
+    }
+
+    fn backoff(&self, attempt: u32, hinted: Option<Duration>) -> Duration {
+        let max = Duration::from_millis(self.settings.retry_max_ms);
+        if let Some(hint) = hinted {
+            return hint.min(max);
+        }
+        let ceiling = self
+            .settings
+            .retry_base_ms
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.settings.retry_max_ms)
+            .max(1);
+        // Jitter in [ceiling/2, ceiling] so retrying clients spread out.
+        Duration::from_millis(rand::thread_rng().gen_range(ceiling / 2..=ceiling))
+    }
+
+    /// One model call, retried while nothing has been streamed.
+    async fn step(&self, messages: &[Value], events: &EventSink) -> Result<StepOutput, AgentError> {
+        let mut body = json!({
+            "model": self.settings.model,
+            "messages": messages,
+            "tools": TaskTools::definitions(),
+            "tool_choice": "auto",
+            "stream": true,
+        });
+        if let Some(t) = self.settings.temperature {
+            body["temperature"] = json!(t);
+        }
+        if let Some(m) = self.settings.max_tokens {
+            body["max_tokens"] = json!(m);
+        }
+        let mut attempt = 0;
+        loop {
+            let mut out = StepOutput::default();
+            match self.attempt(&body, events, &mut out).await {
+                Ok(()) => return Ok(out),
+                // Text reached the user: a retry would repeat it, so this is final.
+                Err(AttemptError::Retryable { reason, .. }) | Err(AttemptError::Fatal(reason))
+                    if !out.text.is_empty() =>
+                {
+                    return Err(AgentError::Unavailable(reason))
+                }
+                Err(AttemptError::Retryable {
+                    reason,
+                    retry_after,
+                }) if attempt < self.settings.max_retries => {
+                    let wait = self.backoff(attempt, retry_after);
+                    tracing::warn!(%reason, attempt, wait_ms = wait.as_millis() as u64, "model call failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(AttemptError::Retryable { reason, .. }) | Err(AttemptError::Fatal(reason)) => {
+                    return Err(AgentError::Unavailable(reason))
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        body: &Value,
+        events: &EventSink,
+        out: &mut StepOutput,
+    ) -> Result<(), AttemptError> {
+        let first_token = Duration::from_millis(self.settings.first_token_timeout_ms);
+        let started = tokio::time::Instant::now();
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(body);
+        let key = self.settings.api_key.expose_secret();
+        if !key.is_empty() {
+            request = request.bearer_auth(key);
+        }
+        let response = match tokio::time::timeout(first_token, request.send()).await {
+            Err(_) => return Err(retryable("timed out waiting for the model")),
+            Ok(Err(e)) => return Err(retryable(format!("request failed: {}", e.without_url()))),
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status();
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Err(AttemptError::Retryable {
+                reason: format!("the model API answered HTTP {status}"),
+                retry_after: retry_after(response.headers()),
+            });
+        }
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            let excerpt: String = text.chars().take(300).collect();
+            return Err(AttemptError::Fatal(format!(
+                "the model API answered HTTP {status}: {excerpt}"
+            )));
+        }
+        let mut stream = response.bytes_stream().eventsource();
+        let mut finished = false;
+        let mut got_any = false;
+        loop {
+            let next = if got_any {
+                stream.next().await
+            } else {
+                let left = first_token.saturating_sub(started.elapsed());
+                match tokio::time::timeout(left, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        return Err(retryable("timed out waiting for the model's first token"))
+                    }
+                }
+            };
+            let event = match next {
+                None => break,
+                Some(Err(e)) => return Err(retryable(format!("the model's stream broke: {e}"))),
+                Some(Ok(event)) => event,
+            };
+            got_any = true;
+            let data = event.data.trim();
+            if data == "[DONE]" {
+                finished = true;
+                break;
+            }
+            if data.is_empty() {
+                continue;
+            }
+            let chunk: Value = serde_json::from_str(data).map_err(|_| {
+                AttemptError::Fatal("the model sent a chunk that is not JSON".into())
+            })?;
+            if let Some(err) = chunk.get("error") {
+                let message = err
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown error");
+                return Err(retryable(format!("the model reported an error: {message}")));
+            }
+            let Some(choice) = chunk
+                .get("choices")
+                .and_then(Value::as_array)
+                .and_then(|c| c.first())
+            else {
+                continue; // usage-only chunk
+            };
+            // Some vendors put the last chunk's payload under `message` instead of `delta`.
+            let delta = choice.get("delta").or_else(|| choice.get("message"));
+            if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str) {
+                if !text.is_empty() {
+                    out.text.push_str(text);
+                    events.emit(AgentEvent::TextDelta(text.to_owned()));
+                }
+            }
+            if let Some(calls) = delta
+                .and_then(|d| d.get("tool_calls"))
+                .and_then(Value::as_array)
+            {
+                for call in calls {
+                    merge_tool_delta(&mut out.calls, call);
+                }
+            }
+            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                finished = true;
+            }
+        }
+        if finished {
+            Ok(())
+        } else {
+            Err(retryable("the model's stream ended before it finished"))
+        }
+    }
+
+    async fn run(
+        &self,
+        request: AgentRequest<'_>,
+        tools: &TaskTools,
+        events: &EventSink,
+    ) -> Result<AgentReply, AgentError> {
+        let system = self
+            .prompt
+            .render(request.user.as_str(), &chrono::Utc::now());
+        let mut messages = vec![json!({"role": "system", "content": system})];
+        for m in request.history {
+            messages.push(json!({"role": m.role, "content": m.content}));
+        }
+        messages.push(json!({"role": "user", "content": request.message}));
+        let mut reply = AgentReply::default();
+        for step in 0..self.settings.max_tool_steps {
+            let out = self.step(&messages, events).await?;
+            reply.text.push_str(&out.text);
+            let calls: Vec<PartialCall> = out
+                .calls
+                .into_iter()
+                .filter(|c| !c.name.is_empty())
+                .collect();
+            if calls.is_empty() {
+                if reply.text.trim().is_empty() {
+                    let fallback = "I have no answer to that.";
+                    events.emit(AgentEvent::TextDelta(fallback.into()));
+                    reply.text.push_str(fallback);
+                }
+                return Ok(reply);
+            }
+            let ids: Vec<String> = calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| c.id.clone().unwrap_or_else(|| format!("call_{step}_{i}")))
+                .collect();
+            messages.push(json!({
+                "role": "assistant",
+                "content": if out.text.is_empty() { Value::Null } else { json!(out.text) },
+                "tool_calls": calls.iter().zip(&ids).map(|(c, id)| json!({
+                    "id": id, "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                })).collect::<Vec<_>>(),
+            }));
+            for (call, id) in calls.into_iter().zip(ids) {
+                let raw = if call.arguments.trim().is_empty() {
+                    "{}".to_owned()
+                } else {
+                    call.arguments
+                };
+                let (args, result) = match serde_json::from_str::<Value>(&raw) {
+                    Ok(args) if args.is_object() => {
+                        let result = tools.call(&call.name, &args).await.map_err(|e| {
+                            AgentError::Unavailable(format!("task storage failed: {e}"))
+                        })?;
+                        (args, result)
+                    }
+                    Ok(args) => (args, json!({"error": "arguments must be a JSON object"})),
+                    Err(e) => (
+                        Value::String(raw),
+                        json!({"error": format!("arguments are not valid JSON: {e}")}),
+                    ),
+                };
+                let record = ToolCallRecord {
+                    tool: call.name,
+                    args,
+                    result,
+                };
+                events.emit(AgentEvent::ToolCall(record.clone()));
+                messages.push(json!({"role": "tool", "tool_call_id": id, "content": record.result.to_string()}));
+                reply.tool_calls.push(record);
+            }
+        }
+        let note = format!(
+            "{}I stopped after {} tool steps without a final answer; please try again or ask for less at once.",
+            if reply.text.is_empty() { "" } else { "\n\n" },
+            self.settings.max_tool_steps
+        );
+        events.emit(AgentEvent::TextDelta(note.clone()));
+        reply.text.push_str(&note);
+        Ok(reply)
+    }
+}
+
+#[async_trait]
+impl Agent for OpenAiAgent {
+    async fn respond(
+        &self,
+        request: AgentRequest<'_>,
+        tools: &TaskTools,
+        events: &EventSink,
+    ) -> Result<AgentReply, AgentError> {
+        let total = Duration::from_millis(self.settings.total_timeout_ms);
+        tokio::time::timeout(total, self.run(request, tools, events))
+            .await
+            .map_err(|_| AgentError::Timeout)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merged(deltas: &[Value]) -> Vec<(Option<String>, String, String)> {
+        let mut calls = Vec::new();
+        for d in deltas {
+            merge_tool_delta(&mut calls, d);
+        }
+        calls
+            .into_iter()
+            .map(|c| (c.id, c.name, c.arguments))
+            .collect()
+    }
+
+    #[test]
+    fn tool_call_deltas_merge_with_or_without_index_and_id() {
+        // OpenAI: index on every delta, id and name only on the first.
+        let openai = merged(&[
+            json!({"index": 0, "id": "call_a", "type": "function", "function": {"name": "add_task", "arguments": ""}}),
+            json!({"index": 0, "function": {"arguments": "{\"ti"}}),
+            json!({"index": 0, "function": {"arguments": "tle\":\"x\"}"}}),
+            json!({"index": 1, "id": "call_b", "function": {"name": "list_tasks", "arguments": "{}"}}),
+        ]);
+        assert_eq!(
+            openai,
+            vec![
+                (
+                    Some("call_a".into()),
+                    "add_task".into(),
+                    "{\"title\":\"x\"}".into()
+                ),
+                (Some("call_b".into()), "list_tasks".into(), "{}".into()),
+            ]
+        );
+        // No index: ids, then bare continuations, and object arguments.
+        let loose = merged(&[
+            json!({"id": "c1", "function": {"name": "add_task", "arguments": "{\"title\":"}}),
+            json!({"function": {"arguments": "\"y\"}"}}),
+            json!({"function": {"name": "list_tasks", "arguments": {"status": "all"}}}),
+        ]);
+        assert_eq!(
+            loose,
+            vec![
+                (
+                    Some("c1".into()),
+                    "add_task".into(),
+                    "{\"title\":\"y\"}".into()
+                ),
+                (None, "list_tasks".into(), "{\"status\":\"all\"}".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+}

@@ -1,0 +1,26 @@
+//! The system prompt: `agent.system_prompt_file` when it exists, else the built-in one.
+
+const BUILT_IN: &str = include_str!("../../config/system_prompt.md");
+
+#[derive(Clone, Debug)]
+pub struct PromptTemplate(String);
+
+impl PromptTemplate {
+    pub fn load(path: &str) -> Self {
+        match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => Self(text),
+            _ => Self(BUILT_IN.to_owned()),
+        }
+    }
+
+    pub fn built_in() -> Self {
+        Self(BUILT_IN.to_owned())
+    }
+
+    pub fn render(&self, user_id: &str, now: &chrono::DateTime<chrono::Utc>) -> String {
+        self.0.replace("{{user_id}}", user_id).replace(
+            "{{current_time}}",
+            &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+    }
+}

@@ -1,0 +1,874 @@
+//! The `openai` provider against a fake OpenAI-compatible server on loopback that plays
+//! scripted responses in the real wire format (SSE `data:` chunks).
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use poem::{
+    handler,
+    listener::{Acceptor, Listener, TcpListener},
+    post,
+    web::{Data, Json},
+    Body, EndpointExt, Request, Response, Route, Server,
+};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_with, test_settings, Reply, TestApp, TestDb};
+
+/// One scripted answer of the fake model API.
+#[derive(Clone)]
+enum Script {
+    /// SSE `data:` payloads, `delay` apart, then `[DONE]` if `done`.
+    Chunks {
+        chunks: Vec<Value>,
+        delay: Duration,
+        done: bool,
+    },
+    Status {
+        code: u16,
+        retry_after: Option<&'static str>,
+    },
+    /// Some chunks, then the connection breaks.
+    Die { chunks: Vec<Value> },
+    /// Headers only after `delay`.
+    Hang { delay: Duration },
+}
+
+/// A request the fake received: its JSON body and Authorization header.
+type Seen = (Value, Option<String>);
+
+#[derive(Clone, Default)]
+struct Fake {
+    scripts: Arc<Mutex<VecDeque<Script>>>,
+    requests: Arc<Mutex<Vec<Seen>>>,
+}
+
+#[handler]
+async fn completions(fake: Data<&Fake>, req: &Request, body: Json<Value>) -> Response {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    fake.requests.lock().unwrap().push((body.0, auth));
+    let script = fake.scripts.lock().unwrap().pop_front();
+    let sse = |frames: Vec<Result<String, std::io::Error>>, delay: Duration| {
+        let stream = futures_util::stream::iter(frames).then(move |f| async move {
+            tokio::time::sleep(delay).await;
+            f
+        });
+        Response::builder()
+            .content_type("text/event-stream")
+            .body(Body::from_bytes_stream(stream))
+    };
+    let data = |c: &Value| Ok(format!("data: {c}\n\n"));
+    match script {
+        None => Response::builder()
+            .status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+            .body("no script"),
+        Some(Script::Status { code, retry_after }) => {
+            let mut r = Response::builder().status(poem::http::StatusCode::from_u16(code).unwrap());
+            if let Some(ra) = retry_after {
+                r = r.header("retry-after", ra);
+            }
+            r.body(json!({"error": {"message": "scripted", "type": "server_error"}}).to_string())
+        }
+        Some(Script::Chunks {
+            chunks,
+            delay,
+            done,
+        }) => {
+            let mut frames: Vec<_> = chunks.iter().map(data).collect();
+            if done {
+                frames.push(Ok("data: [DONE]\n\n".into()));
+            }
+            sse(frames, delay)
+        }
+        Some(Script::Die { chunks }) => {
+            let mut frames: Vec<_> = chunks.iter().map(data).collect();
+            frames.push(Err(std::io::Error::other("cut")));
+            sse(frames, Duration::from_millis(5))
+        }
+        Some(Script::Hang { delay }) => {
+            tokio::time::sleep(delay).await;
+            sse(vec![], Duration::ZERO)
+        }
+    }
+}
+
+struct FakeModel {
+    base: String,
+    fake: Fake,
+}
+
+impl FakeModel {
+    async fn start(scripts: Vec<Script>) -> Self {
+        let fake = Fake::default();
+        fake.scripts.lock().unwrap().extend(scripts);
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+        let app = Route::new()
+            .at("/v1/chat/completions", post(completions))
+            .data(fake.clone());
+        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+        Self {
+            base: format!("http://127.0.0.1:{port}/v1"),
+            fake,
+        }
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        self.fake
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(b, _)| b.clone())
+            .collect()
+    }
+
+    fn push(&self, script: Script) {
+        self.fake.scripts.lock().unwrap().push_back(script);
+    }
+}
+
+// Chunk builders in OpenAI's shape.
+fn chunk(delta: Value, finish: Option<&str>) -> Value {
+    json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "fake",
+           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+}
+
+fn text(parts: &[&str]) -> Script {
+    let mut chunks = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+    chunks.extend(parts.iter().map(|p| chunk(json!({"content": p}), None)));
+    chunks.push(chunk(json!({}), Some("stop")));
+    Script::Chunks {
+        chunks,
+        delay: Duration::from_millis(2),
+        done: true,
+    }
+}
+
+/// One tool call with its arguments split into `parts`.
+fn tool_call(id: &str, name: &str, parts: &[&str]) -> Script {
+    let mut chunks = vec![chunk(
+        json!({"role": "assistant", "tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+        None,
+    )];
+    chunks.extend(parts.iter().map(|p| {
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}),
+            None,
+        )
+    }));
+    chunks.push(chunk(json!({}), Some("tool_calls")));
+    Script::Chunks {
+        chunks,
+        delay: Duration::from_millis(1),
+        done: true,
+    }
+}
+
+async fn gateway(
+    model: &FakeModel,
+    edit: impl FnOnce(&mut chatkit_gateway::Settings),
+) -> (TestApp, TestDb) {
+    let db = TestDb::new().await;
+    let mut s = test_settings(&db);
+    s.agent.provider = "openai".into();
+    s.agent.openai.base_url = model.base.clone();
+    s.agent.openai.api_key = secrecy::SecretString::from("sk-test");
+    s.agent.openai.model = "fake-model".into();
+    s.agent.openai.retry_base_ms = 20;
+    s.agent.openai.first_token_timeout_ms = 3000;
+    edit(&mut s);
+    (spawn_with(s, None).await, db)
+}
+
+/// Parses a whole SSE body into (event, data) pairs; comments are kept as ("comment", text).
+fn parse_sse(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter(|f| !f.trim().is_empty())
+        .map(|frame| {
+            let mut event = String::new();
+            let mut data = Value::Null;
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).unwrap();
+                } else if let Some(c) = line.strip_prefix(':') {
+                    event = "comment".into();
+                    data = json!(c.trim());
+                }
+            }
+            (event, data)
+        })
+        .collect()
+}
+
+async fn stream_message(
+    app: &TestApp,
+    token: &str,
+    thread: Option<&str>,
+    message: &str,
+    key: Option<&str>,
+) -> (u16, Vec<(String, Value)>) {
+    let mut req = app
+        .client
+        .post(format!("{}/api/chatkit/messages", app.base))
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .json(&json!({"thread_id": thread, "message": message}));
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    if status == 200 {
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        assert_eq!(resp.headers()["cache-control"], "no-cache");
+        assert_eq!(resp.headers()["x-accel-buffering"], "no");
+    }
+    (status, parse_sse(&resp.text().await.unwrap()))
+}
+
+fn roles(messages: &[Value]) -> Vec<(String, String)> {
+    messages
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_owned(),
+                m["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pair(role: &str, status: &str) -> (String, String) {
+    (role.to_owned(), status.to_owned())
+}
+
+#[tokio::test]
+async fn a_plain_answer_is_recorded_and_the_request_is_well_formed() {
+    let model = FakeModel::start(vec![text(&["Hello", " there", "!"])]).await;
+    let (app, _db) = gateway(&model, |_| {}).await;
+    let t = app.login("alice").await;
+    let reply = app.send(&t, None, "hi").await.ok();
+    assert_eq!(reply["response"], "Hello there!");
+    assert_eq!(reply["tool_calls"], json!([]));
+    let messages = app
+        .all_messages(&t, reply["thread_id"].as_str().unwrap())
+        .await;
+    assert_eq!(messages[1]["content"], "Hello there!");
+    assert_eq!(
+        roles(&messages),
+        [pair("user", "completed"), pair("assistant", "completed")]
+    );
+
+    let (body, auth) = model.fake.requests.lock().unwrap()[0].clone();
+    assert_eq!(auth.as_deref(), Some("Bearer sk-test"));
+    assert_eq!(body["model"], "fake-model");
+    assert_eq!(body["stream"], true);
+    let tools: Vec<_> = body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tools,
+        [
+            "add_task",
+            "list_tasks",
+            "complete_task",
+            "delete_task",
+            "update_task"
+        ]
+    );
+    let sent = body["messages"].as_array().unwrap();
+    assert_eq!(sent[0]["role"], "system");
+    let system = sent[0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("alice") && system.contains("Roman Urdu") && !system.contains("{{"),
+        "{system}"
+    );
+    assert_eq!(sent[1], json!({"role": "user", "content": "hi"}));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_answer_streams_as_server_sent_events() {
+    let model = FakeModel::start(vec![text(&["Your ", "list ", "is ", "empty."])]).await;
+    let (app, _db) = gateway(&model, |_| {}).await;
+    let t = app.login("alice").await;
+    let (status, events) = stream_message(&app, &t, None, "what's on my list?", None).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message.recorded",
+            "delta",
+            "delta",
+            "delta",
+            "delta",
+            "done"
+        ]
+    );
+    let deltas: String = events
+        .iter()
+        .filter(|(e, _)| e == "delta")
+        .map(|(_, d)| d["text"].as_str().unwrap())
+        .collect();
+    let done = &events.last().unwrap().1;
+    assert_eq!(deltas, "Your list is empty.");
+    assert_eq!(done["response"], deltas.as_str());
+    assert_eq!(done["message_id"], events[0].1["message_id"]);
+    let messages = app
+        .all_messages(&t, done["thread_id"].as_str().unwrap())
+        .await;
+    assert_eq!(messages[1]["id"], done["response_id"]);
+    assert_eq!(messages[1]["content"], "Your list is empty.");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tool_call_split_over_many_chunks_runs_and_its_result_goes_back() {
+    let model = FakeModel::start(vec![
+        tool_call(
+            "call_1",
+            "add_task",
+            &["{\"ti", "tle\":", " \"buy ", "milk\"", "}"],
+        ),
+        text(&["Added ", "\"buy milk\"."]),
+    ])
+    .await;
+    let (app, _db) = gateway(&model, |_| {}).await;
+    let t = app.login("alice").await;
+    let (_, events) = stream_message(&app, &t, None, "remember to buy milk", None).await;
+    let tool_event = events.iter().find(|(e, _)| e == "tool_call").unwrap();
+    assert_eq!(tool_event.1["tool"], "add_task");
+    assert_eq!(tool_event.1["args"], json!({"title": "buy milk"}));
+    assert_eq!(tool_event.1["result"]["task"]["task_id"], 1);
+    let done = &events.last().unwrap().1;
+    assert_eq!(done["response"], "Added \"buy milk\".");
+    assert_eq!(done["tool_calls"].as_array().unwrap().len(), 1);
+
+    let second = &model.requests()[1]["messages"];
+    let n = second.as_array().unwrap().len();
+    assert_eq!(second[n - 2]["role"], "assistant");
+    assert_eq!(second[n - 2]["tool_calls"][0]["id"], "call_1");
+    assert_eq!(
+        second[n - 2]["tool_calls"][0]["function"]["arguments"],
+        "{\"title\": \"buy milk\"}"
+    );
+    assert_eq!(second[n - 1]["role"], "tool");
+    assert_eq!(second[n - 1]["tool_call_id"], "call_1");
+    let fed_back: Value = serde_json::from_str(second[n - 1]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(fed_back["task"]["title"], "buy milk");
+
+    // The task really exists: the model's next list_tasks sees it.
+    model.push(tool_call("call_2", "list_tasks", &["{}"]));
+    model.push(text(&["ok"]));
+    let listed = app
+        .send(&t, Some(done["thread_id"].as_str().unwrap()), "list")
+        .await
+        .ok();
+    assert_eq!(
+        listed["tool_calls"][0]["result"]["tasks"][0]["title"],
+        "buy milk"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_tool_calls_in_one_step_and_a_multi_step_loop() {
+    let two_calls = Script::Chunks {
+        chunks: vec![
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "add_task", "arguments": "{\"title\":\"one\"}"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 1, "id": "b", "function": {"name": "add_task", "arguments": "{\"title\":"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 1, "function": {"arguments": "\"two\"}"}}]}),
+                None,
+            ),
+            chunk(json!({}), Some("tool_calls")),
+        ],
+        delay: Duration::from_millis(1),
+        done: true,
+    };
+    let model = FakeModel::start(vec![
+        two_calls,
+        tool_call("c", "complete_task", &["{\"task_id\": 2}"]),
+        tool_call("d", "list_tasks", &["{\"status\":\"pending\"}"]),
+        text(&["Done: one is pending, two is complete."]),
+    ])
+    .await;
+    let (app, _db) = gateway(&model, |_| {}).await;
+    let t = app.login("alice").await;
+    let reply = app
+        .send(&t, None, "add one and two, then finish two")
+        .await
+        .ok();
+    let tools: Vec<_> = reply["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["tool"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tools,
+        ["add_task", "add_task", "complete_task", "list_tasks"]
+    );
+    assert_eq!(reply["tool_calls"][2]["result"]["task"]["completed"], true);
+    assert_eq!(
+        reply["tool_calls"][3]["result"]["tasks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(reply["response"], "Done: one is pending, two is complete.");
+    assert_eq!(model.requests().len(), 4);
+    // Tool calls are recorded with the reply: a replayed idempotent request would return them;
+    // the thread shows just the two messages.
+    let messages = app
+        .all_messages(&t, reply["thread_id"].as_str().unwrap())
+        .await;
+    assert_eq!(messages.len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_step_limit_stops_a_model_that_keeps_calling_tools() {
+    let model = FakeModel::start(vec![
+        tool_call("1", "list_tasks", &["{}"]),
+        tool_call("2", "list_tasks", &["{}"]),
+        tool_call("3", "list_tasks", &["{}"]),
+    ])
+    .await;
+    let (app, _db) = gateway(&model, |s| s.agent.openai.max_tool_steps = 2).await;
+    let t = app.login("alice").await;
+    let reply = app.send(&t, None, "loop forever").await.ok();
+    assert_eq!(model.requests().len(), 2);
+    assert_eq!(reply["tool_calls"].as_array().unwrap().len(), 2);
+    assert!(reply["response"]
+        .as_str()
+        .unwrap()
+        .contains("stopped after 2 tool steps"));
+    let messages = app
+        .all_messages(&t, reply["thread_id"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        roles(&messages),
+        [pair("user", "completed"), pair("assistant", "completed")]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_tool_arguments_become_an_error_the_model_sees() {
+    let model = FakeModel::start(vec![
+        tool_call("x", "add_task", &["{\"title\": tru"]),
+        tool_call("y", "complete_task", &["{\"task_id\": \"seven\"}"]),
+        tool_call("z", "no_such_tool", &["{}"]),
+        text(&["Sorry, something went wrong."]),
+    ])
+    .await;
+    let (app, _db) = gateway(&model, |_| {}).await;
+    let t = app.login("alice").await;
+    let reply = app.send(&t, None, "add something").await.ok();
+    let calls = reply["tool_calls"].as_array().unwrap();
+    assert_eq!(calls[0]["args"], "{\"title\": tru");
+    assert!(calls[0]["result"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
+    assert!(calls[1]["result"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("invalid arguments"));
+    assert!(calls[2]["result"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown tool"));
+    let requests = model.requests();
+    let fed: Vec<String> = requests[1..]
+        .iter()
+        .map(|r| {
+            r["messages"].as_array().unwrap().last().unwrap()["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(fed[0].contains("not valid JSON"), "{fed:?}");
+    assert_eq!(reply["response"], "Sorry, something went wrong.");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn gemini_and_ollama_chunk_shapes_are_understood() {
+    // Gemini: tool calls whole and without index, finish_reason "stop", a trailing
+    // usage-only chunk with empty choices, and no [DONE].
+    let gemini = Script::Chunks {
+        chunks: vec![
+            json!({"choices": [{"delta": {"role": "assistant", "tool_calls": [
+                {"id": "g1", "type": "function", "function": {"name": "add_task", "arguments": "{\"title\":\"g one\"}"}},
+                {"id": "g2", "type": "function", "function": {"name": "add_task", "arguments": "{\"title\":\"g two\"}"}}
+            ]}, "finish_reason": "stop", "index": 0}]}),
+            json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5}}),
+        ],
+        delay: Duration::from_millis(1),
+        done: false,
+    };
+    let gemini_text = Script::Chunks {
+        chunks: vec![
+            json!({"choices": [{"delta": {"content": "Added both", "role": "assistant"}, "index": 0}]}),
+            json!({"choices": [{"delta": {"content": "."}, "finish_reason": "STOP", "index": 0}]}),
+        ],
+        delay: Duration::from_millis(1),
+        done: false,
+    };
+    // Ollama: tool call with index but finish_reason "stop"; final chunk carries `message`.
+    let ollama = Script::Chunks {
+        chunks: vec![
+            json!({"id": "o", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "",
+                "tool_calls": [{"id": "call_o", "index": 0, "type": "function", "function": {"name": "list_tasks", "arguments": "{}"}}]}, "finish_reason": null}]}),
+            json!({"id": "o", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": "stop"}]}),
+        ],
+        delay: Duration::from_millis(1),
+        done: true,
+    };
+    let ollama_text = Script::Chunks {
+        chunks: vec![
+            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "You have 2 tasks."}, "finish_reason": "stop"}]}),
+        ],
+        delay: Duration::from_millis(1),
+        done: true,
+    };
+    let model = FakeModel::start(vec![gemini, gemini_text, ollama, ollama_text]).await;
+    let (app, _db) = gateway(&model, |_| {}).await;
+    let t = app.login("alice").await;
+    let first = app.send(&t, None, "add g one and g two").await.ok();
+    assert_eq!(first["response"], "Added both.");
+    assert_eq!(first["tool_calls"].as_array().unwrap().len(), 2);
+    let second = app
+        .send(&t, first["thread_id"].as_str(), "how many?")
+        .await
+        .ok();
+    assert_eq!(second["response"], "You have 2 tasks.");
+    assert_eq!(
+        second["tool_calls"][0]["result"]["tasks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limits_are_retried_honouring_retry_after() {
+    let model = FakeModel::start(vec![
+        Script::Status {
+            code: 429,
+            retry_after: Some("1"),
+        },
+        text(&["ok"]),
+    ])
+    .await;
+    let (app, _db) = gateway(&model, |_| {}).await;
+    let t = app.login("alice").await;
+    let started = Instant::now();
+    let reply = app.send(&t, None, "hi").await.ok();
+    assert_eq!(reply["response"], "ok");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(model.requests().len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_the_turn_fails_and_a_keyed_retry_completes_it() {
+    let fail = || Script::Status {
+        code: 500,
+        retry_after: None,
+    };
+    let model = FakeModel::start(vec![fail(), fail(), fail()]).await;
+    let (app, _db) = gateway(&model, |s| s.agent.openai.max_retries = 2).await;
+    let t = app.login("alice").await;
+    let keyed = |key: &'static str| {
+        let app = &app;
+        let t = t.clone();
+        async move {
+            app.request(
+                Method::POST,
+                "/api/chatkit/messages",
+                Some(&t),
+                Some(json!({"thread_id": null, "message": "hi"})),
+                &[("idempotency-key", key)],
+            )
+            .await
+        }
+    };
+    keyed("k1").await.assert_error(502, "agent.unavailable");
+    assert_eq!(model.requests().len(), 3, "one try and two retries");
+    let threads = app.get("/api/chatkit/threads", &t).await.ok();
+    let id = threads["threads"][0]["id"].as_str().unwrap().to_owned();
+    let messages = app.all_messages(&t, &id).await;
+    assert_eq!(roles(&messages), [pair("user", "failed")]);
+
+    // A client error is not retried.
+    model.push(Script::Status {
+        code: 400,
+        retry_after: None,
+    });
+    app.send(&t, Some(&id), "bad request")
+        .await
+        .assert_error(502, "agent.unavailable");
+    assert_eq!(model.requests().len(), 4);
+
+    model.push(text(&["Hello again"]));
+    let done: Reply = keyed("k1").await;
+    let done = done.ok();
+    assert_eq!(done["message_id"], messages[0]["id"]);
+    assert_eq!(done["response"], "Hello again");
+    let messages = app.all_messages(&t, &id).await;
+    assert_eq!(
+        roles(&messages),
+        [
+            pair("user", "completed"),
+            pair("user", "failed"),
+            pair("assistant", "completed")
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_dies_half_way_records_no_partial_answer() {
+    let model = FakeModel::start(vec![Script::Die {
+        chunks: vec![chunk(json!({"content": "Half an ans"}), None)],
+    }])
+    .await;
+    let (app, _db) = gateway(&model, |_| {}).await;
+    let t = app.login("alice").await;
+    let (status, events) = stream_message(&app, &t, None, "tell me", Some("die-1")).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names, ["message.recorded", "delta", "error"]);
+    assert_eq!(events[2].1["code"], "agent.unavailable");
+    assert_eq!(model.requests().len(), 1, "no retry once text has streamed");
+    let id = events[0].1["thread_id"].as_str().unwrap();
+    let messages = app.all_messages(&t, id).await;
+    assert_eq!(roles(&messages), [pair("user", "failed")]);
+    // The keyed retry completes the same turn.
+    model.push(text(&["The whole answer."]));
+    let (_, events) = stream_message(&app, &t, None, "tell me", Some("die-1")).await;
+    assert_eq!(events.last().unwrap().0, "done");
+    assert_eq!(events[0].1["message_id"], messages[0]["id"]);
+    let messages = app.all_messages(&t, id).await;
+    assert_eq!(
+        roles(&messages),
+        [pair("user", "completed"), pair("assistant", "completed")]
+    );
+    assert_eq!(messages[1]["content"], "The whole answer.");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_first_token_times_out() {
+    let model = FakeModel::start(vec![Script::Hang {
+        delay: Duration::from_secs(3),
+    }])
+    .await;
+    let (app, _db) = gateway(&model, |s| {
+        s.agent.openai.first_token_timeout_ms = 300;
+        s.agent.openai.max_retries = 0;
+    })
+    .await;
+    let t = app.login("alice").await;
+    let started = Instant::now();
+    app.send(&t, None, "hi")
+        .await
+        .assert_error(502, "agent.unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Slow chunks after a fast start are fine (only the first token has a deadline).
+    // 200 ms between chunks: the first arrives within 300 ms, the whole answer takes longer.
+    let slow = Script::Chunks {
+        chunks: vec![
+            chunk(json!({"content": "sl"}), None),
+            chunk(json!({"content": "ow"}), None),
+            chunk(json!({}), Some("stop")),
+        ],
+        delay: Duration::from_millis(200),
+        done: true,
+    };
+    model.push(slow);
+    let threads = app.get("/api/chatkit/threads", &t).await.ok();
+    let id = threads["threads"][0]["id"].as_str().unwrap();
+    assert_eq!(
+        app.send(&t, Some(id), "again").await.ok()["response"],
+        "slow"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_stream_still_gets_the_whole_answer_recorded() {
+    let parts = ["one ", "two ", "three ", "four ", "five"];
+    let slow = Script::Chunks {
+        chunks: parts
+            .iter()
+            .map(|p| chunk(json!({"content": p}), None))
+            .chain([chunk(json!({}), Some("stop"))])
+            .collect(),
+        delay: Duration::from_millis(150),
+        done: true,
+    };
+    let model = FakeModel::start(vec![slow]).await;
+    let (app, _db) = gateway(&model, |_| {}).await;
+    let t = app.login("alice").await;
+    let resp = app
+        .client
+        .post(format!("{}/api/chatkit/messages", app.base))
+        .bearer_auth(&t)
+        .header("accept", "text/event-stream")
+        .json(&json!({"thread_id": null, "message": "count"}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("event: delta") {
+        seen.push_str(&String::from_utf8_lossy(
+            &body.next().await.unwrap().unwrap(),
+        ));
+    }
+    drop(body); // hang up after the first delta
+    let recorded = parse_sse(seen.split("event: delta").next().unwrap());
+    let thread_id = recorded[0].1["thread_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let messages = app.all_messages(&t, &thread_id).await;
+        if messages.len() == 2 {
+            assert_eq!(messages[1]["content"], "one two three four five");
+            assert_eq!(
+                roles(&messages),
+                [pair("user", "completed"), pair("assistant", "completed")]
+            );
+            break;
+        }
+        assert_eq!(
+            roles(&messages),
+            [pair("user", "pending")],
+            "nothing partial is recorded meanwhile"
+        );
+        assert!(Instant::now() < deadline, "the answer was never recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn history_is_sent_in_order_within_its_window_and_keep_alives_flow() {
+    let model = FakeModel::start(vec![text(&["first answer"]), text(&["second answer"])]).await;
+    let (app, _db) = gateway(&model, |s| {
+        s.messages.history_max_items = 2;
+        s.stream.keep_alive_secs = 0; // the floor (100 ms) applies
+    })
+    .await;
+    let t = app.login("alice").await;
+    let first = app.send(&t, None, "first question").await.ok();
+    let slow = Script::Chunks {
+        chunks: vec![
+            chunk(json!({"content": "third"}), None),
+            chunk(json!({}), Some("stop")),
+        ],
+        delay: Duration::from_millis(350),
+        done: true,
+    };
+    app.send(&t, first["thread_id"].as_str(), "second question")
+        .await
+        .ok();
+    let sent = &model.requests()[1]["messages"];
+    let shape: Vec<(&str, &str)> = sent.as_array().unwrap()[1..]
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("user", "first question"),
+            ("assistant", "first answer"),
+            ("user", "second question")
+        ]
+    );
+    // Window of 2: the oldest message drops out.
+    model.push(slow);
+    let (_, events) = stream_message(
+        &app,
+        &t,
+        first["thread_id"].as_str(),
+        "third question",
+        None,
+    )
+    .await;
+    let sent = &model.requests()[2]["messages"];
+    let contents: Vec<&str> = sent.as_array().unwrap()[1..]
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        ["second question", "second answer", "third question"]
+    );
+    assert!(
+        events.iter().any(|(e, _)| e == "comment"),
+        "keep-alive comments while waiting: {events:?}"
+    );
+    assert_eq!(events.last().unwrap().0, "done");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn streaming_errors_before_the_agent_runs_are_plain_json() {
+    let model = FakeModel::start(vec![]).await;
+    let (app, _db) = gateway(&model, |_| {}).await;
+    let t = app.login("alice").await;
+    let (status, _) = stream_message(
+        &app,
+        &t,
+        Some("thr_00000000000000000000000000000000"),
+        "hi",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = stream_message(&app, &t, None, "  ", None).await;
+    assert_eq!(status, 422);
+    assert!(model.requests().is_empty());
+    app.stop().await;
+}
