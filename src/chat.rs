@@ -114,7 +114,7 @@ impl ChatService {
             )
             .await;
         match recorded {
-            Ok((_, turn)) => Ok(Recorded::NeedsAnswer(turn)),
+            Ok(turn) => Ok(Recorded::NeedsAnswer(turn)),
             // Another request with the same key won the insert race.
             Err(StoreError::DuplicateKey) => {
                 let key = request.key.as_ref().ok_or(ChatError::InProgress)?;
@@ -212,21 +212,24 @@ impl ChatService {
         turn: &Turn,
         events: &EventSink,
     ) -> Result<TurnResult, ChatError> {
-        let history: Vec<HistoryMessage> = self
-            .store
-            .history(
-                user,
-                turn,
-                self.settings.history_max_items,
-                self.settings.history_max_chars,
-            )
-            .await?
-            .into_iter()
-            .map(|m| HistoryMessage {
-                role: m.role,
-                content: m.content,
-            })
-            .collect();
+        let history: Vec<HistoryMessage> = if self.agent.uses_history() {
+            self.store
+                .history(
+                    user,
+                    turn,
+                    self.settings.history_max_items,
+                    self.settings.history_max_chars,
+                )
+                .await?
+                .into_iter()
+                .map(|m| HistoryMessage {
+                    role: m.role,
+                    content: m.content,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let tools = TaskTools::new(self.store.clone(), user.clone());
         let request = AgentRequest {
             user,

@@ -481,6 +481,11 @@ pub struct LocalAgent;
 
 #[async_trait]
 impl Agent for LocalAgent {
+    /// Each request stands alone ("complete task 2"), so earlier turns are not needed.
+    fn uses_history(&self) -> bool {
+        false
+    }
+
     async fn respond(
         &self,
         request: AgentRequest<'_>,

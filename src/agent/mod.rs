@@ -69,6 +69,11 @@ impl EventSink {
 
 #[async_trait]
 pub trait Agent: Send + Sync {
+    /// Whether `respond` reads `history` (when not, the store skips loading it).
+    fn uses_history(&self) -> bool {
+        true
+    }
+
     async fn respond(
         &self,
         request: AgentRequest<'_>,

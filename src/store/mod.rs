@@ -49,6 +49,25 @@ impl From<DbErr> for StoreError {
     }
 }
 
+/// Inserts fully built rows without reading them back. (SeaORM re-selects every inserted
+/// row on SQLite, one more round trip to the connection's worker per row; these rows are
+/// already known in full.)
+pub(crate) async fn insert_rows<E, C>(conn: &C, rows: Vec<E::Model>) -> Result<(), DbErr>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: sea_orm::IntoActiveModel<E::ActiveModel>,
+    C: ConnectionTrait,
+{
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+    if rows.is_empty() {
+        return Ok(());
+    }
+    E::insert_many(rows.into_iter().map(|m| m.into_active_model().reset_all()))
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
 pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
@@ -89,10 +108,13 @@ impl Store {
                     })?;
                 }
             }
+            // No ping on every acquire: for SQLite it is a round trip to the connection's
+            // worker thread per query, and a broken file surfaces as an error anyway.
             let pool = |n: u32| {
                 SqlitePoolOptions::new()
                     .max_connections(n)
                     .min_connections(1)
+                    .test_before_acquire(false)
                     .acquire_timeout(busy_timeout + Duration::from_secs(5))
                     .connect_with(opts.clone())
             };
@@ -112,6 +134,9 @@ impl Store {
                 .min_connections(1)
                 .connect_timeout(Duration::from_secs(5))
                 .acquire_timeout(Duration::from_secs(10))
+                // A ping per acquire doubles the round trips of every query; dead
+                // connections are replaced when a query on them fails.
+                .test_before_acquire(false)
                 .sqlx_logging(false);
             let db = Database::connect(opts).await?;
             Ok(Self {

@@ -2,8 +2,7 @@
 
 use entity::task;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 use super::{is_unique_violation, Store, StoreError};
@@ -42,19 +41,19 @@ impl Store {
                 .await?
                 .flatten();
             let at = now();
-            let row = task::ActiveModel {
-                id: Set(new_id("tsk")),
-                user_id: Set(user.as_str().to_owned()),
-                number: Set(max.unwrap_or(0) + 1),
-                title: Set(title.to_owned()),
-                description: Set(description.map(str::to_owned)),
-                completed: Set(false),
-                due: Set(None),
-                created_at: Set(at),
-                updated_at: Set(at),
+            let task = task::Model {
+                id: new_id("tsk"),
+                user_id: user.as_str().to_owned(),
+                number: max.unwrap_or(0) + 1,
+                title: title.to_owned(),
+                description: description.map(str::to_owned),
+                completed: false,
+                due: None,
+                created_at: at,
+                updated_at: at,
             };
-            match row.insert(&self.write).await {
-                Ok(task) => return Ok(task),
+            match super::insert_rows::<task::Entity, _>(&self.write, vec![task.clone()]).await {
+                Ok(()) => return Ok(task),
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e.into()),
             }

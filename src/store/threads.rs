@@ -1,7 +1,7 @@
 use entity::{thread, thread_item};
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, Condition, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    sea_query::Expr, ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use serde_json::Value;
 
@@ -76,17 +76,18 @@ impl Store {
         metadata: Value,
     ) -> Result<thread::Model, StoreError> {
         let at = now();
-        let model = thread::ActiveModel {
-            id: Set(new_id("thr")),
-            user_id: Set(user.as_str().to_owned()),
-            title: Set(title.into_inner()),
-            metadata: Set(metadata),
-            status: Set("active".into()),
-            message_count: Set(0),
-            created_at: Set(at),
-            updated_at: Set(at),
+        let thread = thread::Model {
+            id: new_id("thr"),
+            user_id: user.as_str().to_owned(),
+            title: title.into_inner(),
+            metadata,
+            status: "active".into(),
+            message_count: 0,
+            created_at: at,
+            updated_at: at,
         };
-        Ok(model.insert(&self.write).await?)
+        super::insert_rows::<thread::Entity, _>(&self.write, vec![thread.clone()]).await?;
+        Ok(thread)
     }
 
     /// The thread if it exists and belongs to `user`; anything else is `ThreadNotFound`.

@@ -5,14 +5,14 @@
 use chrono::{DateTime, Utc};
 use entity::{thread, thread_item};
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    sea_query::Expr, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{is_unique_violation, threads::MESSAGE_TYPES, Store, StoreError};
-use crate::domain::{new_id, now, IdempotencyKey, Title, UserId};
+use super::{insert_rows, is_unique_violation, threads::MESSAGE_TYPES, Store, StoreError};
+use crate::domain::{is_valid_id, new_id, now, IdempotencyKey, Title, UserId};
 
 /// A recorded user message (`thread_items` row of type `user_message`).
 pub type Turn = thread_item::Model;
@@ -43,21 +43,21 @@ fn item(
     role: &str,
     content: String,
     at: DateTime<Utc>,
-) -> thread_item::ActiveModel {
+) -> thread_item::Model {
     let prefix = if kind == "tool_call" { "tc" } else { "msg" };
-    thread_item::ActiveModel {
-        id: Set(new_id(prefix)),
-        thread_id: Set(thread_id.to_owned()),
-        user_id: Set(user.as_str().to_owned()),
-        item_type: Set(kind.to_owned()),
-        role: Set(role.to_owned()),
-        content: Set(content),
-        payload: Set(None),
-        client_key: Set(None),
-        reply_to: Set(None),
-        status: Set(STATUS_COMPLETED.to_owned()),
-        created_at: Set(at),
-        updated_at: Set(at),
+    thread_item::Model {
+        id: new_id(prefix),
+        thread_id: thread_id.to_owned(),
+        user_id: user.as_str().to_owned(),
+        item_type: kind.to_owned(),
+        role: role.to_owned(),
+        content,
+        payload: None,
+        client_key: None,
+        reply_to: None,
+        status: STATUS_COMPLETED.to_owned(),
+        created_at: at,
+        updated_at: at,
     }
 }
 
@@ -77,62 +77,61 @@ impl Store {
 
     /// Records the user's message as a pending turn, creating the thread when `thread_id`
     /// is `None`. One transaction: either both the thread change and the item exist, or
-    /// neither. `DuplicateKey` when another request recorded `key` first.
+    /// neither. `ThreadNotFound` unless the thread exists and is the user's;
+    /// `DuplicateKey` when another request recorded `key` first.
     pub async fn record_user_turn(
         &self,
         user: &UserId,
         thread_id: Option<&str>,
         text: &str,
         key: Option<&IdempotencyKey>,
-    ) -> Result<(thread::Model, Turn), StoreError> {
-        // Checked before the transaction so a bad id costs no write lock.
-        let existing = match thread_id {
-            Some(id) => Some(self.get_thread(user, id).await?),
-            None => None,
-        };
+    ) -> Result<Turn, StoreError> {
+        if thread_id.is_some_and(|id| !is_valid_id("thr", id)) {
+            return Err(StoreError::ThreadNotFound);
+        }
         let at = now();
         let txn = self.write.begin().await?;
-        let thread = match existing {
-            Some(mut thread) => {
-                Self::bump_thread(&txn, user, &thread.id, at, 1).await?;
-                thread.message_count += 1;
-                thread.updated_at = at;
-                thread
+        let thread_id = match thread_id {
+            // The scoped bump is the ownership check: no row, no thread of this user's.
+            Some(id) => {
+                Self::bump_thread(&txn, user, id, at, 1).await?;
+                id.to_owned()
             }
             None => {
-                thread::ActiveModel {
-                    id: Set(new_id("thr")),
-                    user_id: Set(user.as_str().to_owned()),
-                    title: Set(Title::from_message(text).into_inner()),
-                    metadata: Set(Value::Object(Default::default())),
-                    status: Set("active".into()),
-                    message_count: Set(1),
-                    created_at: Set(at),
-                    updated_at: Set(at),
-                }
-                .insert(&txn)
-                .await?
+                let thread = thread::Model {
+                    id: new_id("thr"),
+                    user_id: user.as_str().to_owned(),
+                    title: Title::from_message(text).into_inner(),
+                    metadata: Value::Object(Default::default()),
+                    status: "active".into(),
+                    message_count: 1,
+                    created_at: at,
+                    updated_at: at,
+                };
+                let id = thread.id.clone();
+                insert_rows::<thread::Entity, _>(&txn, vec![thread]).await?;
+                id
             }
         };
         let mut turn = item(
-            &thread.id,
+            &thread_id,
             user,
             "user_message",
             "user",
             text.to_owned(),
             at,
         );
-        turn.client_key = Set(key.map(|k| k.as_str().to_owned()));
-        turn.status = Set(STATUS_PENDING.to_owned());
-        let turn = match turn.insert(&txn).await {
-            Ok(turn) => turn,
+        turn.client_key = key.map(|k| k.as_str().to_owned());
+        turn.status = STATUS_PENDING.to_owned();
+        match insert_rows::<thread_item::Entity, _>(&txn, vec![turn.clone()]).await {
+            Ok(()) => {}
             Err(e) if key.is_some() && is_unique_violation(&e) => {
                 return Err(StoreError::DuplicateKey)
             }
             Err(e) => return Err(e.into()),
-        };
+        }
         txn.commit().await?;
-        Ok((thread, turn))
+        Ok(turn)
     }
 
     /// Atomically takes over a turn for another agent run: a failed turn, or a pending one
@@ -200,19 +199,23 @@ impl Store {
             return Err(StoreError::TurnAlreadyAnswered);
         }
         Self::bump_thread(&txn, user, &turn.thread_id, at, 1).await?;
-        for call in tool_calls {
-            let mut row = item(
-                &turn.thread_id,
-                user,
-                "tool_call",
-                "tool",
-                call.tool.clone(),
-                at,
-            );
-            row.payload = Set(Some(serde_json::to_value(call).unwrap_or(Value::Null)));
-            row.reply_to = Set(Some(turn.id.clone()));
-            row.insert(&txn).await?;
-        }
+        // Tool calls, then the reply: the ids are time-ordered, so they list in this order.
+        let mut rows: Vec<thread_item::Model> = tool_calls
+            .iter()
+            .map(|call| {
+                let mut row = item(
+                    &turn.thread_id,
+                    user,
+                    "tool_call",
+                    "tool",
+                    call.tool.clone(),
+                    at,
+                );
+                row.payload = Some(serde_json::to_value(call).unwrap_or(Value::Null));
+                row.reply_to = Some(turn.id.clone());
+                row
+            })
+            .collect();
         let mut reply = item(
             &turn.thread_id,
             user,
@@ -221,8 +224,9 @@ impl Store {
             text.to_owned(),
             at,
         );
-        reply.reply_to = Set(Some(turn.id.clone()));
-        let reply = reply.insert(&txn).await?;
+        reply.reply_to = Some(turn.id.clone());
+        rows.push(reply.clone());
+        insert_rows::<thread_item::Entity, _>(&txn, rows).await?;
         txn.commit().await?;
         Ok(Reply {
             item: reply,
