@@ -195,8 +195,15 @@ impl ChatService {
     ) -> Result<TurnResult, ChatError> {
         let result = self.try_run_agent(user, &turn, &events).await;
         if let Err(ChatError::Store(StoreError::TurnAlreadyAnswered)) = result {
-            // Someone else recorded an answer first; theirs stands.
-            return self.load_completed(user, &turn).await;
+            // Someone else recorded an answer first, and theirs stands; or the thread (and
+            // the turn with it) was deleted while the agent ran.
+            return match self.store.load_reply(user, &turn.id).await? {
+                Some(reply) => Ok(TurnResult::new(&turn, reply)),
+                None => {
+                    self.store.get_thread(user, &turn.thread_id).await?;
+                    Err(ChatError::InProgress)
+                }
+            };
         }
         if result.is_err() {
             if let Err(e) = self.store.fail_turn(user, &turn.id).await {

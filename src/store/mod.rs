@@ -9,6 +9,7 @@ mod tasks;
 mod threads;
 mod tokens;
 mod turns;
+mod writer;
 
 use std::{str::FromStr, time::Duration};
 
@@ -83,6 +84,7 @@ pub struct Page<T> {
 pub struct Store {
     read: DatabaseConnection,
     write: DatabaseConnection,
+    writer: writer::TurnWriter,
 }
 
 impl Store {
@@ -124,9 +126,11 @@ impl Store {
             let read = pool(max_connections.max(1))
                 .await
                 .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+            let write = SqlxSqliteConnector::from_sqlx_sqlite_pool(write);
             Ok(Self {
                 read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
-                write: SqlxSqliteConnector::from_sqlx_sqlite_pool(write),
+                writer: writer::TurnWriter::spawn(write.clone()),
+                write,
             })
         } else {
             let mut opts = ConnectOptions::new(url.to_owned());
@@ -141,6 +145,7 @@ impl Store {
             let db = Database::connect(opts).await?;
             Ok(Self {
                 read: db.clone(),
+                writer: writer::TurnWriter::spawn(db.clone()),
                 write: db,
             })
         }

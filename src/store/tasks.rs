@@ -23,28 +23,26 @@ pub struct TaskUpdate {
 }
 
 impl Store {
-    /// Adds a task with the next free number for the user. Two concurrent adds race for
-    /// the same number; the unique index picks one and the other takes the next.
+    /// Adds a task with the next free number for the user. The number is computed inside
+    /// the insert (`INSERT … SELECT MAX(number) + 1 … RETURNING`), one atomic statement:
+    /// on SQLite nothing can interleave; on PostgreSQL two instances may still pick the same
+    /// number, the unique index refuses one, and it tries again.
     pub async fn add_task(
         &self,
         user: &UserId,
         title: &str,
         description: Option<&str>,
     ) -> Result<task::Model, StoreError> {
-        for _ in 0..5 {
-            let max: Option<i32> = task::Entity::find()
-                .select_only()
-                .column_as(task::Column::Number.max(), "max")
-                .filter(task::Column::UserId.eq(user.as_str()))
-                .into_tuple::<Option<i32>>()
-                .one(&self.write)
-                .await?
-                .flatten();
+        use sea_orm::{
+            sea_query::{Expr, Func, Query},
+            ConnectionTrait,
+        };
+        for _ in 0..20 {
             let at = now();
-            let task = task::Model {
+            let mut task = task::Model {
                 id: new_id("tsk"),
                 user_id: user.as_str().to_owned(),
-                number: max.unwrap_or(0) + 1,
+                number: 0,
                 title: title.to_owned(),
                 description: description.map(str::to_owned),
                 completed: false,
@@ -52,8 +50,45 @@ impl Store {
                 created_at: at,
                 updated_at: at,
             };
-            match super::insert_rows::<task::Entity, _>(&self.write, vec![task.clone()]).await {
-                Ok(()) => return Ok(task),
+            let next_number =
+                Func::coalesce([Expr::col(task::Column::Number).max(), Expr::val(0).into()]);
+            let values = Query::select()
+                .expr(Expr::val(task.id.clone()))
+                .expr(Expr::val(task.user_id.clone()))
+                .expr(Expr::expr(next_number).add(1))
+                .expr(Expr::val(task.title.clone()))
+                .expr(Expr::val(task.description.clone()))
+                .expr(Expr::val(false))
+                .expr(Expr::val(task.due))
+                .expr(Expr::val(at))
+                .expr(Expr::val(at))
+                .from(task::Entity)
+                .and_where(task::Column::UserId.eq(user.as_str()))
+                .to_owned();
+            let insert = Query::insert()
+                .into_table(task::Entity)
+                .columns([
+                    task::Column::Id,
+                    task::Column::UserId,
+                    task::Column::Number,
+                    task::Column::Title,
+                    task::Column::Description,
+                    task::Column::Completed,
+                    task::Column::Due,
+                    task::Column::CreatedAt,
+                    task::Column::UpdatedAt,
+                ])
+                .select_from(values)
+                .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?
+                .returning_col(task::Column::Number)
+                .to_owned();
+            let statement = self.write.get_database_backend().build(&insert);
+            match self.write.query_one(statement).await {
+                Ok(Some(row)) => {
+                    task.number = row.try_get("", "number")?;
+                    return Ok(task);
+                }
+                Ok(None) => break,
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -3,16 +3,19 @@
 //! leaves half a reply and never loses the user's message.
 
 use chrono::{DateTime, Utc};
-use entity::{thread, thread_item};
+use entity::thread_item;
 use sea_orm::{
     sea_query::Expr, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{insert_rows, is_unique_violation, threads::MESSAGE_TYPES, Store, StoreError};
-use crate::domain::{is_valid_id, new_id, now, IdempotencyKey, Title, UserId};
+use super::{
+    threads::MESSAGE_TYPES,
+    writer::{CompleteOp, RecordOp},
+    Store, StoreError,
+};
+use crate::domain::{new_id, now, IdempotencyKey, UserId};
 
 /// A recorded user message (`thread_items` row of type `user_message`).
 pub type Turn = thread_item::Model;
@@ -36,7 +39,7 @@ pub const STATUS_PENDING: &str = "pending";
 pub const STATUS_COMPLETED: &str = "completed";
 pub const STATUS_FAILED: &str = "failed";
 
-fn item(
+pub(crate) fn item(
     thread_id: &str,
     user: &UserId,
     kind: &str,
@@ -76,9 +79,9 @@ impl Store {
     }
 
     /// Records the user's message as a pending turn, creating the thread when `thread_id`
-    /// is `None`. One transaction: either both the thread change and the item exist, or
-    /// neither. `ThreadNotFound` unless the thread exists and is the user's;
-    /// `DuplicateKey` when another request recorded `key` first.
+    /// is `None`, through the group-commit writer. Atomic per request: the thread change
+    /// and the item exist together or not at all. `ThreadNotFound` unless the thread exists
+    /// and is the user's; `DuplicateKey` when another request recorded `key` first.
     pub async fn record_user_turn(
         &self,
         user: &UserId,
@@ -86,52 +89,14 @@ impl Store {
         text: &str,
         key: Option<&IdempotencyKey>,
     ) -> Result<Turn, StoreError> {
-        if thread_id.is_some_and(|id| !is_valid_id("thr", id)) {
-            return Err(StoreError::ThreadNotFound);
-        }
-        let at = now();
-        let txn = self.write.begin().await?;
-        let thread_id = match thread_id {
-            // The scoped bump is the ownership check: no row, no thread of this user's.
-            Some(id) => {
-                Self::bump_thread(&txn, user, id, at, 1).await?;
-                id.to_owned()
-            }
-            None => {
-                let thread = thread::Model {
-                    id: new_id("thr"),
-                    user_id: user.as_str().to_owned(),
-                    title: Title::from_message(text).into_inner(),
-                    metadata: Value::Object(Default::default()),
-                    status: "active".into(),
-                    message_count: 1,
-                    created_at: at,
-                    updated_at: at,
-                };
-                let id = thread.id.clone();
-                insert_rows::<thread::Entity, _>(&txn, vec![thread]).await?;
-                id
-            }
-        };
-        let mut turn = item(
-            &thread_id,
-            user,
-            "user_message",
-            "user",
-            text.to_owned(),
-            at,
-        );
-        turn.client_key = key.map(|k| k.as_str().to_owned());
-        turn.status = STATUS_PENDING.to_owned();
-        match insert_rows::<thread_item::Entity, _>(&txn, vec![turn.clone()]).await {
-            Ok(()) => {}
-            Err(e) if key.is_some() && is_unique_violation(&e) => {
-                return Err(StoreError::DuplicateKey)
-            }
-            Err(e) => return Err(e.into()),
-        }
-        txn.commit().await?;
-        Ok(turn)
+        self.writer
+            .record(RecordOp {
+                user: user.clone(),
+                thread_id: thread_id.map(str::to_owned),
+                text: text.to_owned(),
+                key: key.map(|k| k.as_str().to_owned()),
+            })
+            .await
     }
 
     /// Atomically takes over a turn for another agent run: a failed turn, or a pending one
@@ -174,8 +139,10 @@ impl Store {
         Ok(())
     }
 
-    /// Records the assistant's reply and its tool calls and completes the turn, in one
-    /// transaction. `ThreadNotFound` if the thread was deleted while the agent ran.
+    /// Records the assistant's reply and its tool calls and completes the turn, atomically,
+    /// through the group-commit writer. Only a still-pending turn is answered:
+    /// `TurnAlreadyAnswered` if another run got there first, `ThreadNotFound` if the thread
+    /// was deleted while the agent ran.
     pub async fn complete_turn(
         &self,
         user: &UserId,
@@ -183,55 +150,14 @@ impl Store {
         text: &str,
         tool_calls: &[ToolCallRecord],
     ) -> Result<Reply, StoreError> {
-        let at = now();
-        let txn = self.write.begin().await?;
-        // Only the holder of a pending turn may answer it: a second answer is impossible
-        // even if two runs raced to here.
-        let claimed = thread_item::Entity::update_many()
-            .col_expr(thread_item::Column::Status, Expr::value(STATUS_COMPLETED))
-            .col_expr(thread_item::Column::UpdatedAt, Expr::value(at))
-            .filter(thread_item::Column::Id.eq(turn.id.as_str()))
-            .filter(thread_item::Column::UserId.eq(user.as_str()))
-            .filter(thread_item::Column::Status.eq(STATUS_PENDING))
-            .exec(&txn)
-            .await?;
-        if claimed.rows_affected != 1 {
-            return Err(StoreError::TurnAlreadyAnswered);
-        }
-        Self::bump_thread(&txn, user, &turn.thread_id, at, 1).await?;
-        // Tool calls, then the reply: the ids are time-ordered, so they list in this order.
-        let mut rows: Vec<thread_item::Model> = tool_calls
-            .iter()
-            .map(|call| {
-                let mut row = item(
-                    &turn.thread_id,
-                    user,
-                    "tool_call",
-                    "tool",
-                    call.tool.clone(),
-                    at,
-                );
-                row.payload = Some(serde_json::to_value(call).unwrap_or(Value::Null));
-                row.reply_to = Some(turn.id.clone());
-                row
+        self.writer
+            .complete(CompleteOp {
+                user: user.clone(),
+                turn: turn.clone(),
+                text: text.to_owned(),
+                tool_calls: tool_calls.to_vec(),
             })
-            .collect();
-        let mut reply = item(
-            &turn.thread_id,
-            user,
-            "assistant_message",
-            "assistant",
-            text.to_owned(),
-            at,
-        );
-        reply.reply_to = Some(turn.id.clone());
-        rows.push(reply.clone());
-        insert_rows::<thread_item::Entity, _>(&txn, rows).await?;
-        txn.commit().await?;
-        Ok(Reply {
-            item: reply,
-            tool_calls: tool_calls.to_vec(),
-        })
+            .await
     }
 
     /// The recorded reply to a turn, if the turn was completed.

@@ -389,3 +389,112 @@ async fn data_survives_a_restart() {
     assert_eq!(listed["response"], "Your tasks:\n1. [ ] renew passport");
     app.stop().await;
 }
+
+/// The local agent, after a pause (time for the test to act while it "thinks").
+struct SlowAgent(std::time::Duration);
+
+#[async_trait]
+impl Agent for SlowAgent {
+    async fn respond(
+        &self,
+        req: AgentRequest<'_>,
+        tools: &TaskTools,
+        events: &EventSink,
+    ) -> Result<AgentReply, AgentError> {
+        tokio::time::sleep(self.0).await;
+        LocalAgent.respond(req, tools, events).await
+    }
+}
+
+#[tokio::test]
+async fn deleting_the_thread_while_the_agent_runs_records_nothing() {
+    let db = TestDb::new().await;
+    let agent = Arc::new(SlowAgent(std::time::Duration::from_millis(400)));
+    let app = spawn_with(test_settings(&db), Some(agent)).await;
+    let t = app.login("alice").await;
+    let thread = app.create_thread(&t, "short-lived").await;
+    let id = thread["id"].as_str().unwrap().to_owned();
+    let sending = app.send(&t, Some(&id), "add a task to vanish");
+    let deleting = async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        app.delete(&format!("/api/chatkit/threads/{id}"), &t).await
+    };
+    let (sent, deleted) = tokio::join!(sending, deleting);
+    assert_eq!(deleted.status, 204);
+    sent.assert_error(404, "thread.not_found");
+    app.get(&format!("/api/chatkit/threads/{id}"), &t)
+        .await
+        .assert_error(404, "thread.not_found");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn many_concurrent_turns_are_all_recorded_in_order() {
+    let (app, _db) = spawn_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let shared = app.create_thread(&alice, "busy").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // 30 turns into one thread, 10 new threads, 10 turns of another user, at once.
+    let mut jobs: Vec<(&str, Option<&str>, String)> = Vec::new();
+    for i in 0..30 {
+        jobs.push((&alice, Some(&shared), format!("add a task to item {i}")));
+    }
+    for i in 0..10 {
+        jobs.push((&alice, None, format!("add a task to fresh {i}")));
+        jobs.push((&bob, None, format!("add a task to bob {i}")));
+    }
+    let requests = jobs
+        .iter()
+        .map(|(token, thread, text)| app.send(token, *thread, text));
+    let replies = futures_util::future::join_all(requests).await;
+    assert!(
+        replies.iter().all(|r| r.status == 200),
+        "{:?}",
+        replies.iter().find(|r| r.status != 200)
+    );
+    let messages = app.all_messages(&alice, &shared).await;
+    assert_eq!(messages.len(), 60);
+    let detail = app
+        .get(&format!("/api/chatkit/threads/{shared}"), &alice)
+        .await
+        .ok();
+    assert_eq!(detail["message_count"], 60);
+    // Each assistant reply follows its own user message somewhere later in the thread.
+    for reply in &replies[..30] {
+        let user_at = messages
+            .iter()
+            .position(|m| m["id"] == reply.body["message_id"])
+            .unwrap();
+        let reply_at = messages
+            .iter()
+            .position(|m| m["id"] == reply.body["response_id"])
+            .unwrap();
+        assert!(user_at < reply_at);
+    }
+    // Task numbers were handed out once each.
+    let mut numbers: Vec<i64> = replies
+        .iter()
+        .filter(|r| {
+            r.body["thread_id"] == shared.as_str()
+                || r.body["response"].as_str().unwrap().contains("fresh")
+        })
+        .map(|r| {
+            r.body["tool_calls"][0]["result"]["task"]["task_id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=40).collect::<Vec<_>>());
+    assert_eq!(
+        app.get("/api/chatkit/threads", &bob).await.ok()["threads"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    app.stop().await;
+}

@@ -1,0 +1,363 @@
+//! Group commit for the two writes of every conversation turn (record the user's message;
+//! record the reply). Requests hand their write to one writer task, which takes whatever
+//! has queued up (up to [`MAX_BATCH`]) and commits it as one transaction: one multi-row
+//! insert, one counter bump per thread, one atomic claim. Under load this turns a dozen
+//! serialized round trips per turn into a few per batch; SQLite admits one writer at a
+//! time, so this is where its throughput is decided. With nothing queued a batch is one
+//! request, written at once: no added latency.
+//!
+//! Every decision stays an atomic statement (scoped bumps for ownership, the unique index
+//! for idempotency keys, `UPDATE … WHERE status = 'pending' RETURNING` for claims), so
+//! batches from several instances on one PostgreSQL still agree. If a batch fails as a
+//! whole (e.g. a key another instance inserted meanwhile), it is replayed one request at a
+//! time so each gets its own answer.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use entity::{thread, thread_item};
+use futures_util::FutureExt;
+use sea_orm::{
+    sea_query::Expr, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, TransactionTrait,
+};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    insert_rows, is_unique_violation,
+    turns::{item, STATUS_COMPLETED, STATUS_PENDING},
+    Reply, Store, StoreError, ToolCallRecord, Turn,
+};
+use crate::domain::{is_valid_id, new_id, now, Title, UserId};
+
+/// The most requests one transaction carries.
+pub const MAX_BATCH: usize = 64;
+
+pub(crate) struct RecordOp {
+    pub user: UserId,
+    pub thread_id: Option<String>,
+    pub text: String,
+    pub key: Option<String>,
+}
+
+pub(crate) struct CompleteOp {
+    pub user: UserId,
+    pub turn: Turn,
+    pub text: String,
+    pub tool_calls: Vec<ToolCallRecord>,
+}
+
+type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Op {
+    Record(RecordOp, Answer<Turn>),
+    Complete(Box<CompleteOp>, Answer<Reply>),
+}
+
+#[derive(Clone)]
+pub(crate) struct TurnWriter {
+    tx: mpsc::Sender<Op>,
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable(DbErr::Custom("the turn writer has stopped".into()))
+}
+
+impl TurnWriter {
+    pub fn spawn(db: DatabaseConnection) -> Self {
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run(db, rx));
+        Self { tx }
+    }
+
+    async fn submit<T>(&self, op: impl FnOnce(Answer<T>) -> Op) -> Result<T, StoreError> {
+        let (answer, rx) = oneshot::channel();
+        self.tx.send(op(answer)).await.map_err(|_| writer_gone())?;
+        rx.await.map_err(|_| writer_gone())?
+    }
+
+    pub async fn record(&self, op: RecordOp) -> Result<Turn, StoreError> {
+        self.submit(|a| Op::Record(op, a)).await
+    }
+
+    pub async fn complete(&self, op: CompleteOp) -> Result<Reply, StoreError> {
+        self.submit(|a| Op::Complete(Box::new(op), a)).await
+    }
+}
+
+async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Op>) {
+    while let Some(first) = rx.recv().await {
+        let mut records = Vec::new();
+        let mut completes = Vec::new();
+        let mut take = |op| match op {
+            Op::Record(op, a) => records.push((op, a)),
+            Op::Complete(op, a) => completes.push((*op, a)),
+        };
+        take(first);
+        for _ in 1..MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => take(op),
+                Err(_) => break,
+            }
+        }
+        // A bug in one batch must not stop the writer: its callers see an error, the
+        // next batch runs.
+        let work = async {
+            if !records.is_empty() {
+                settle(&db, records, record_batch, |op, e| match e {
+                    e if op.key.is_some() && is_unique_violation(&e) => StoreError::DuplicateKey,
+                    e => e.into(),
+                })
+                .await;
+            }
+            if !completes.is_empty() {
+                settle(&db, completes, complete_batch, |_, e| e.into()).await;
+            }
+        };
+        if std::panic::AssertUnwindSafe(work)
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            tracing::error!("turn writer batch panicked; its requests failed");
+        }
+    }
+}
+
+/// Runs `batch` over all ops; if the transaction fails as a whole, replays them one by one.
+async fn settle<O, T, F>(
+    db: &DatabaseConnection,
+    ops: Vec<(O, Answer<T>)>,
+    batch: F,
+    single_error: impl Fn(&O, DbErr) -> StoreError,
+) where
+    F: for<'a> AsyncBatch<'a, O, T>,
+{
+    let (inputs, answers): (Vec<O>, Vec<Answer<T>>) = ops.into_iter().unzip();
+    match batch.call(db, &inputs).await {
+        Ok(results) => {
+            for (answer, result) in answers.into_iter().zip(results) {
+                let _ = answer.send(result);
+            }
+        }
+        Err(e) if inputs.len() == 1 => {
+            let _ = answers
+                .into_iter()
+                .next()
+                .map(|a| a.send(Err(single_error(&inputs[0], e))));
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, size = inputs.len(), "batch failed; replaying one by one");
+            for (i, answer) in answers.into_iter().enumerate() {
+                let one = std::slice::from_ref(&inputs[i]);
+                let result = match batch.call(db, one).await {
+                    Ok(mut r) => r.pop().unwrap_or_else(|| Err(writer_gone())),
+                    Err(e) => Err(single_error(&inputs[i], e)),
+                };
+                let _ = answer.send(result);
+            }
+        }
+    }
+}
+
+/// An async batch function over borrowed inputs (a named trait so `settle` can call it
+/// more than once).
+pub(crate) trait AsyncBatch<'a, O: 'a, T> {
+    type Fut: std::future::Future<Output = Result<Vec<Result<T, StoreError>>, DbErr>> + 'a;
+    fn call(&self, db: &'a DatabaseConnection, ops: &'a [O]) -> Self::Fut;
+}
+
+impl<'a, O: 'a, T, F, Fut> AsyncBatch<'a, O, T> for F
+where
+    F: Fn(&'a DatabaseConnection, &'a [O]) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Result<T, StoreError>>, DbErr>> + 'a,
+{
+    type Fut = Fut;
+    fn call(&self, db: &'a DatabaseConnection, ops: &'a [O]) -> Fut {
+        self(db, ops)
+    }
+}
+
+/// A database error out of a store helper (the not-found kinds are decided per request).
+fn db_err(e: StoreError) -> DbErr {
+    match e {
+        StoreError::Db(e) | StoreError::Unavailable(e) => e,
+        other => DbErr::Custom(other.to_string()),
+    }
+}
+
+/// Adds `n` messages to each (thread, user) and reports which threads were not the user's.
+async fn bump_all(
+    txn: &DatabaseTransaction,
+    counts: HashMap<(String, UserId), i32>,
+    at: DateTime<Utc>,
+) -> Result<HashSet<(String, UserId)>, DbErr> {
+    let mut missing = HashSet::new();
+    for ((thread_id, user), n) in counts {
+        match Store::bump_thread(txn, &user, &thread_id, at, n).await {
+            Ok(()) => {}
+            Err(StoreError::ThreadNotFound) => {
+                missing.insert((thread_id, user));
+            }
+            Err(e) => return Err(db_err(e)),
+        }
+    }
+    Ok(missing)
+}
+
+async fn record_batch(
+    db: &DatabaseConnection,
+    ops: &[RecordOp],
+) -> Result<Vec<Result<Turn, StoreError>>, DbErr> {
+    let at = now();
+    let mut results: Vec<Option<Result<Turn, StoreError>>> = ops.iter().map(|_| None).collect();
+    // Refusals that need no database.
+    let mut keys_seen = HashSet::new();
+    for (i, op) in ops.iter().enumerate() {
+        if op
+            .thread_id
+            .as_deref()
+            .is_some_and(|id| !is_valid_id("thr", id))
+        {
+            results[i] = Some(Err(StoreError::ThreadNotFound));
+        } else if let Some(key) = &op.key {
+            if !keys_seen.insert((op.user.clone(), key.clone())) {
+                results[i] = Some(Err(StoreError::DuplicateKey));
+            }
+        }
+    }
+    let txn = db.begin().await?;
+    let mut counts: HashMap<(String, UserId), i32> = HashMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        if let (None, Some(id)) = (&results[i], &op.thread_id) {
+            *counts.entry((id.clone(), op.user.clone())).or_default() += 1;
+        }
+    }
+    let missing = bump_all(&txn, counts, at).await?;
+    let mut threads = Vec::new();
+    let mut items = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        if results[i].is_some() {
+            continue;
+        }
+        let thread_id = match &op.thread_id {
+            Some(id) if missing.contains(&(id.clone(), op.user.clone())) => {
+                results[i] = Some(Err(StoreError::ThreadNotFound));
+                continue;
+            }
+            Some(id) => id.clone(),
+            None => {
+                let thread = thread::Model {
+                    id: new_id("thr"),
+                    user_id: op.user.as_str().to_owned(),
+                    title: Title::from_message(&op.text).into_inner(),
+                    metadata: Value::Object(Default::default()),
+                    status: "active".into(),
+                    message_count: 1,
+                    created_at: at,
+                    updated_at: at,
+                };
+                let id = thread.id.clone();
+                threads.push(thread);
+                id
+            }
+        };
+        let mut turn = item(
+            &thread_id,
+            &op.user,
+            "user_message",
+            "user",
+            op.text.clone(),
+            at,
+        );
+        turn.client_key = op.key.clone();
+        turn.status = STATUS_PENDING.to_owned();
+        results[i] = Some(Ok(turn.clone()));
+        items.push(turn);
+    }
+    insert_rows::<thread::Entity, _>(&txn, threads).await?;
+    insert_rows::<thread_item::Entity, _>(&txn, items).await?;
+    txn.commit().await?;
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(writer_gone())))
+        .collect())
+}
+
+async fn complete_batch(
+    db: &DatabaseConnection,
+    ops: &[CompleteOp],
+) -> Result<Vec<Result<Reply, StoreError>>, DbErr> {
+    let at = now();
+    let txn = db.begin().await?;
+    // Only pending turns are answered, each once, whoever else is trying.
+    let mine = ops.iter().fold(Condition::any(), |c, op| {
+        c.add(
+            Condition::all()
+                .add(thread_item::Column::Id.eq(op.turn.id.as_str()))
+                .add(thread_item::Column::UserId.eq(op.user.as_str())),
+        )
+    });
+    let claimed: HashSet<String> = thread_item::Entity::update_many()
+        .col_expr(thread_item::Column::Status, Expr::value(STATUS_COMPLETED))
+        .col_expr(thread_item::Column::UpdatedAt, Expr::value(at))
+        .filter(mine)
+        .filter(thread_item::Column::Status.eq(STATUS_PENDING))
+        .exec_with_returning(&txn)
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let mut counts: HashMap<(String, UserId), i32> = HashMap::new();
+    for op in ops.iter().filter(|op| claimed.contains(&op.turn.id)) {
+        *counts
+            .entry((op.turn.thread_id.clone(), op.user.clone()))
+            .or_default() += 1;
+    }
+    let missing = bump_all(&txn, counts, at).await?;
+    let mut rows = Vec::new();
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        let turn = &op.turn;
+        if !claimed.contains(&turn.id) {
+            results.push(Err(StoreError::TurnAlreadyAnswered));
+            continue;
+        }
+        if missing.contains(&(turn.thread_id.clone(), op.user.clone())) {
+            results.push(Err(StoreError::ThreadNotFound));
+            continue;
+        }
+        // Tool calls, then the reply: ids are time-ordered, so they list in this order.
+        for call in &op.tool_calls {
+            let mut row = item(
+                &turn.thread_id,
+                &op.user,
+                "tool_call",
+                "tool",
+                call.tool.clone(),
+                at,
+            );
+            row.payload = Some(serde_json::to_value(call).unwrap_or(Value::Null));
+            row.reply_to = Some(turn.id.clone());
+            rows.push(row);
+        }
+        let mut reply = item(
+            &turn.thread_id,
+            &op.user,
+            "assistant_message",
+            "assistant",
+            op.text.clone(),
+            at,
+        );
+        reply.reply_to = Some(turn.id.clone());
+        rows.push(reply.clone());
+        results.push(Ok(Reply {
+            item: reply,
+            tool_calls: op.tool_calls.clone(),
+        }));
+    }
+    insert_rows::<thread_item::Entity, _>(&txn, rows).await?;
+    txn.commit().await?;
+    Ok(results)
+}
