@@ -57,7 +57,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 }
 
 fn upstream(settings: &Settings) -> Upstream {
-    let mut upstream = Upstream::default();
+    let mut upstream = Upstream::default().with_verified_cache(
+        Duration::from_secs(settings.upstream.verified_cache_secs),
+        settings.upstream.leeway_secs,
+    );
     if !settings.upstream.hs256_secret.expose_secret().is_empty() {
         upstream = upstream.with_hs256(Arc::new(Hs256Verifier::new(
             &settings.upstream,

@@ -96,6 +96,7 @@ pub struct UpstreamSettings {
     pub jwks_max_ttl_secs: u64,
     pub jwks_refetch_cooldown_secs: u64,
     pub jwks_timeout_ms: u64,
+    pub verified_cache_secs: u64,
 }
 
 impl UpstreamSettings {

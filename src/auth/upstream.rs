@@ -14,10 +14,11 @@ use serde_json::{Map, Value};
 use super::{from_jwt_error, jwks::JwksVerifier, session::SESSION_TYP, AuthError};
 use crate::{config::UpstreamSettings, domain::UserId};
 
-/// Who the upstream token says the caller is.
+/// Who the upstream token says the caller is, and until when (its `exp`).
 #[derive(Clone, Debug)]
 pub struct UpstreamIdentity {
     pub user: UserId,
+    pub expires_at: i64,
 }
 
 #[async_trait]
@@ -67,7 +68,11 @@ pub(crate) fn identity_from_claims(
         .and_then(Value::as_str)
         .and_then(UserId::parse)
         .ok_or(AuthError::InvalidToken)?;
-    Ok(UpstreamIdentity { user })
+    let expires_at = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or(AuthError::InvalidToken)?;
+    Ok(UpstreamIdentity { user, expires_at })
 }
 
 /// Better Auth's shared-secret mode: HS256 with `BETTER_AUTH_SECRET`.
@@ -98,11 +103,21 @@ impl UpstreamVerifier for Hs256Verifier {
     }
 }
 
-/// The configured upstream verifiers, dispatched by algorithm family.
+/// The configured upstream verifiers, dispatched by algorithm family, behind a short-lived
+/// memory of tokens already verified.
 #[derive(Clone, Default)]
 pub struct Upstream {
     hs256: Option<Arc<dyn UpstreamVerifier>>,
     jwks: Option<Arc<JwksVerifier>>,
+    verified: Option<VerifiedTokens>,
+}
+
+/// Successful verifications by SHA-256 of the whole token: the same bytes always verify the
+/// same way, so only the time checks are repeated. Failures are never remembered.
+#[derive(Clone)]
+struct VerifiedTokens {
+    cache: moka::sync::Cache<[u8; 32], UpstreamIdentity>,
+    leeway: i64,
 }
 
 /// The `alg` a token claims, read from its header without trusting anything else in it.
@@ -120,6 +135,18 @@ fn claimed_alg(token: &str) -> Option<String> {
 }
 
 impl Upstream {
+    /// Remembers verified tokens for `ttl` (none when zero); `exp` still applies with `leeway`.
+    pub fn with_verified_cache(mut self, ttl: std::time::Duration, leeway_secs: u64) -> Self {
+        self.verified = (!ttl.is_zero()).then(|| VerifiedTokens {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+            leeway: leeway_secs as i64,
+        });
+        self
+    }
+
     pub fn with_hs256(mut self, verifier: Arc<dyn UpstreamVerifier>) -> Self {
         self.hs256 = Some(verifier);
         self
@@ -140,6 +167,27 @@ impl Upstream {
     }
 
     pub async fn verify(&self, token: &str) -> Result<UpstreamIdentity, AuthError> {
+        let Some(verified) = &self.verified else {
+            return self.verify_signature(token).await;
+        };
+        use sha2::{Digest, Sha256};
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let identity = match verified.cache.get(&key) {
+            Some(identity) => identity,
+            None => {
+                let identity = self.verify_signature(token).await?;
+                verified.cache.insert(key, identity.clone());
+                identity
+            }
+        };
+        if chrono::Utc::now().timestamp() > identity.expires_at.saturating_add(verified.leeway) {
+            verified.cache.invalidate(&key);
+            return Err(AuthError::Expired);
+        }
+        Ok(identity)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<UpstreamIdentity, AuthError> {
         let alg = claimed_alg(token).ok_or(AuthError::InvalidToken)?;
         let verifier: Option<&dyn UpstreamVerifier> = match Algorithm::from_str(&alg) {
             Ok(Algorithm::HS256) => self.hs256.as_deref(),

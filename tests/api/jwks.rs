@@ -434,7 +434,12 @@ async fn the_key_set_is_fetched_once_for_concurrent_callers_and_honours_max_age(
     let jwks = FakeJwks::start(&[&key]).await;
     *jwks.max_age.lock().unwrap() = Some(1);
     jwks.delay_ms.store(200, Ordering::SeqCst);
-    let (app, _db) = gateway(&jwks, |s| s.upstream.jwks_min_ttl_secs = 1).await;
+    // Token verifications are not remembered here: every request must consult the key set.
+    let (app, _db) = gateway(&jwks, |s| {
+        s.upstream.jwks_min_ttl_secs = 1;
+        s.upstream.verified_cache_secs = 0;
+    })
+    .await;
     // The start-up prefetch may be in flight; either way the callers share one fetch.
     let token = sign(&key, claims(&jwks.base, "alice"));
     let replies = futures_util::future::join_all((0..20).map(|_| exchange(&app, &token))).await;
@@ -454,6 +459,7 @@ async fn an_outage_keeps_the_last_good_keys() {
     let (app, _db) = gateway(&jwks, |s| {
         s.upstream.jwks_min_ttl_secs = 1;
         s.upstream.jwks_refetch_cooldown_secs = 1;
+        s.upstream.verified_cache_secs = 0;
     })
     .await;
     let token = sign(&key, claims(&jwks.base, "alice"));
@@ -552,5 +558,33 @@ async fn a_hanging_key_server_times_out() {
         "took {:?}",
         started.elapsed()
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_remembered_token_still_expires_and_copies_of_it_are_checked_in_full() {
+    let key = ed25519("k");
+    let jwks = FakeJwks::start(&[&key]).await;
+    let (app, _db) = gateway(&jwks, |s| {
+        s.upstream.leeway_secs = 0;
+        s.upstream.verified_cache_secs = 60;
+    })
+    .await;
+    let mut c = claims(&jwks.base, "alice");
+    c["exp"] = json!(chrono::Utc::now().timestamp() + 2);
+    let token = sign(&key, c);
+    exchange(&app, &token).await.ok();
+    exchange(&app, &token).await.ok();
+    // Same payload, forged signature: a different string, so no shortcut.
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let forged_sig = b64(&[7u8; 64]);
+    parts[2] = &forged_sig;
+    exchange(&app, &parts.join("."))
+        .await
+        .assert_error(401, "auth.invalid_token");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    exchange(&app, &token)
+        .await
+        .assert_error(401, "auth.expired");
     app.stop().await;
 }
