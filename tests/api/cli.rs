@@ -29,8 +29,35 @@ fn public_environment_names_override_defaults() {
         ("DATABASE_URL", "postgres://db/x"),
         ("CHATKIT_SESSION_TTL_SECS", "600"),
         ("GATEWAY__MESSAGES__MAX_CHARS", "100"),
+        ("GATEWAY__UPSTREAM__ALGORITHMS", "EdDSA,ES256"),
+        (
+            "GATEWAY__SERVER__CORS_ALLOWED_ORIGINS",
+            "https://a.example,https://b.example",
+        ),
+        ("BETTER_AUTH_URL", "https://auth.example.com"),
+        ("AGENT_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1"),
+        ("OPENAI_MODEL", "llama3.1"),
     ]))
     .unwrap();
+    assert_eq!(s.upstream.algorithms, ["EdDSA", "ES256"]);
+    assert_eq!(
+        s.server.cors_allowed_origins,
+        ["https://a.example", "https://b.example"]
+    );
+    assert_eq!(
+        s.upstream.jwks_url().as_deref(),
+        Some("https://auth.example.com/api/auth/jwks")
+    );
+    assert_eq!(
+        (s.agent.provider.as_str(), s.agent.openai.model.as_str()),
+        ("openai", "llama3.1")
+    );
+    assert!(Settings::load_from(&vars(&[
+        ("APP_CONFIG_DIR", "/nonexistent"),
+        ("AGENT_PROVIDER", "claude")
+    ]))
+    .is_err());
     assert_eq!(s.bind_address(), "0.0.0.0:9123");
     assert_eq!(s.database.url.expose_secret(), "postgres://db/x");
     assert_eq!(s.session.ttl_secs, 600);
