@@ -13,10 +13,6 @@ impl PromptTemplate {
         }
     }
 
-    pub fn built_in() -> Self {
-        Self(BUILT_IN.to_owned())
-    }
-
     pub fn render(&self, user_id: &str, now: &chrono::DateTime<chrono::Utc>) -> String {
         self.0.replace("{{user_id}}", user_id).replace(
             "{{current_time}}",

@@ -158,10 +158,6 @@ impl Upstream {
         self
     }
 
-    pub fn is_configured(&self) -> bool {
-        self.hs256.is_some() || self.jwks.is_some()
-    }
-
     pub fn jwks(&self) -> Option<&Arc<JwksVerifier>> {
         self.jwks.as_ref()
     }

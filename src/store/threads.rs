@@ -1,7 +1,6 @@
 use entity::{thread, thread_item};
 use sea_orm::{
-    sea_query::Expr, ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    sea_query::Expr, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::Value;
 
@@ -109,21 +108,25 @@ impl Store {
         title: Option<Title>,
         metadata: Option<Value>,
     ) -> Result<thread::Model, StoreError> {
-        let current = self.get_thread(user, id).await?;
+        let mut thread = self.get_thread(user, id).await?;
         if title.is_none() && metadata.is_none() {
-            return Ok(current);
+            return Ok(thread);
         }
-        let mut model = current.into_active_model();
         if let Some(title) = title {
-            model.title = Set(title.into_inner());
+            thread.title = title.into_inner();
         }
         if let Some(metadata) = metadata {
-            model.metadata = Set(metadata);
+            thread.metadata = metadata;
         }
-        model.updated_at = Set(now());
+        thread.updated_at = now();
         // Scoped update: a row deleted (or never owned) in between is not resurrected.
         let result = thread::Entity::update_many()
-            .set(model)
+            .col_expr(thread::Column::Title, Expr::value(thread.title.clone()))
+            .col_expr(
+                thread::Column::Metadata,
+                Expr::value(thread.metadata.clone()),
+            )
+            .col_expr(thread::Column::UpdatedAt, Expr::value(thread.updated_at))
             .filter(thread::Column::Id.eq(id))
             .filter(thread::Column::UserId.eq(user.as_str()))
             .exec(&self.write)
@@ -131,11 +134,7 @@ impl Store {
         if result.rows_affected == 0 {
             return Err(StoreError::ThreadNotFound);
         }
-        thread::Entity::find_by_id(id)
-            .filter(thread::Column::UserId.eq(user.as_str()))
-            .one(&self.write)
-            .await?
-            .ok_or(StoreError::ThreadNotFound)
+        Ok(thread)
     }
 
     /// Deletes the thread; its items go with it (foreign key cascade).

@@ -42,6 +42,14 @@ async fn thread_crud() {
     assert_eq!(renamed["title"], "Trip plans");
     assert_eq!(renamed["metadata"], json!({"pinned": true}));
     assert!(renamed["updated_at"].as_str() >= thread["updated_at"].as_str());
+    // What PATCH answered is what was stored.
+    let reread = app
+        .get(&format!("/api/chatkit/threads/{id}"), &t)
+        .await
+        .ok();
+    assert_eq!(reread["title"], "Trip plans");
+    assert_eq!(reread["metadata"], json!({"pinned": true}));
+    assert_eq!(reread["updated_at"], renamed["updated_at"]);
     // An empty patch changes nothing.
     let same = app
         .patch(&format!("/api/chatkit/threads/{id}"), &t, json!({}))
