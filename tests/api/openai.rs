@@ -491,7 +491,24 @@ async fn invalid_tool_arguments_become_an_error_the_model_sees() {
     .await;
     let (app, _db) = gateway(&model, |_| {}).await;
     let t = app.login("alice").await;
-    let reply = app.send(&t, None, "add something").await.ok();
+    let keyed = || {
+        app.request(
+            Method::POST,
+            "/api/chatkit/messages",
+            Some(&t),
+            Some(json!({"thread_id": null, "message": "add something"})),
+            &[("idempotency-key", "bad-args")],
+        )
+    };
+    let reply = keyed().await.ok();
+    // The replay is read back from the database: the tool calls were recorded, raw
+    // unparsable arguments included.
+    assert_eq!(keyed().await.ok(), reply);
+    assert_eq!(
+        model.requests().len(),
+        4,
+        "the replay did not call the model"
+    );
     let calls = reply["tool_calls"].as_array().unwrap();
     assert_eq!(calls[0]["args"], "{\"title\": tru");
     assert!(calls[0]["result"]["error"]
@@ -579,6 +596,22 @@ async fn gemini_and_ollama_chunk_shapes_are_understood() {
             .len(),
         2
     );
+    let messages = app
+        .all_messages(&t, first["thread_id"].as_str().unwrap())
+        .await;
+    let contents: Vec<&str> = messages
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        [
+            "add g one and g two",
+            "Added both.",
+            "how many?",
+            "You have 2 tasks."
+        ]
+    );
     app.stop().await;
 }
 
@@ -603,6 +636,14 @@ async fn rate_limits_are_retried_honouring_retry_after() {
         started.elapsed()
     );
     assert_eq!(model.requests().len(), 2);
+    let messages = app
+        .all_messages(&t, reply["thread_id"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        roles(&messages),
+        [pair("user", "completed"), pair("assistant", "completed")]
+    );
+    assert_eq!(messages[1]["content"], "ok");
     app.stop().await;
 }
 
