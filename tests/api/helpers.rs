@@ -48,6 +48,27 @@ impl TestDb {
     }
 }
 
+/// Serves `endpoint` on 127.0.0.1 (a free port) for the rest of the test; returns its base URL.
+/// The fakes of outside services (a key server, a model API) run on this.
+pub async fn serve_on_loopback<E>(endpoint: E) -> String
+where
+    E: poem::IntoEndpoint,
+    E::Endpoint: 'static,
+{
+    use poem::{
+        listener::{Acceptor, Listener, TcpListener},
+        EndpointExt, Server,
+    };
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
+    let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+    let endpoint = endpoint.into_endpoint().map_to_response();
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(endpoint));
+    format!("http://127.0.0.1:{port}")
+}
+
 pub fn test_settings(db: &TestDb) -> Settings {
     let mut s = Settings::defaults();
     s.server.port = 0;
@@ -198,6 +219,13 @@ impl TestApp {
             body,
             headers,
         }
+    }
+
+    /// The `/readyz` report.
+    pub async fn ready(&self) -> Value {
+        self.request(Method::GET, "/readyz", None, None, &[])
+            .await
+            .body
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {

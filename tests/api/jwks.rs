@@ -10,16 +10,11 @@ use std::{
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use poem::{
-    get, handler,
-    listener::{Acceptor, Listener, TcpListener},
-    web::Data,
-    EndpointExt, Response, Route, Server,
-};
+use poem::{get, handler, web::Data, EndpointExt, Response, Route};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_with, test_settings, TestApp, TestDb};
+use crate::helpers::{serve_on_loopback, spawn_with, test_settings, TestApp, TestDb};
 
 /// A key the test signs with, and its public JWK.
 #[derive(Clone)]
@@ -138,17 +133,14 @@ impl FakeJwks {
             max_age: Arc::default(),
             delay_ms: Arc::default(),
         };
-        let acceptor = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
-            .await
-            .unwrap();
-        let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
-        let app = Route::new()
-            .at("/api/auth/jwks", get(serve_jwks))
-            .data(state.clone());
-        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+        let base = serve_on_loopback(
+            Route::new()
+                .at("/api/auth/jwks", get(serve_jwks))
+                .data(state.clone()),
+        )
+        .await;
         Self {
-            base: format!("http://127.0.0.1:{port}"),
+            base,
             hits: state.hits,
             failing: state.failing,
             keys: state.keys,
@@ -225,15 +217,7 @@ async fn tokens_of_every_supported_algorithm_are_accepted() {
     // HS256 dev tokens still work beside JWKS.
     exchange(&app, &app.upstream_token("hs-user")).await.ok();
     assert_eq!(jwks.hits(), 1, "one fetch served every key");
-    let ready: Value = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = app.ready().await;
     assert_eq!(
         (ready["jwks"].as_str(), ready["jwks_keys"].as_u64()),
         (Some("ready"), Some(4))
@@ -472,15 +456,7 @@ async fn an_outage_keeps_the_last_good_keys() {
     exchange(&app, &token).await.ok();
     let hits = jwks.hits();
     assert!(hits >= 2, "the expired set was refetched");
-    let ready: Value = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = app.ready().await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["jwks"], "stale");
     assert!(ready["jwks_error"].as_str().unwrap().contains("503"));
@@ -494,15 +470,7 @@ async fn an_outage_keeps_the_last_good_keys() {
     jwks.failing.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     exchange(&app, &token).await.ok();
-    let ready: Value = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = app.ready().await;
     assert_eq!(ready["jwks"], "ready");
     app.stop().await;
 }
@@ -525,15 +493,7 @@ async fn an_outage_with_no_keys_is_a_clear_503_and_recovers() {
             .assert_error(503, "auth.keys_unavailable");
     }
     assert!(jwks.hits() <= before + 1);
-    let ready: Value = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = app.ready().await;
     assert_eq!(ready["jwks"], "unavailable");
     // HS256 sessions keep working meanwhile.
     app.login("hs-user").await;

@@ -9,16 +9,14 @@ use std::{
 
 use futures_util::StreamExt;
 use poem::{
-    handler,
-    listener::{Acceptor, Listener, TcpListener},
-    post,
+    handler, post,
     web::{Data, Json},
-    Body, EndpointExt, Request, Response, Route, Server,
+    Body, EndpointExt, Request, Response, Route,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_with, test_settings, Reply, TestApp, TestDb};
+use crate::helpers::{serve_on_loopback, spawn_with, test_settings, Reply, TestApp, TestDb};
 
 /// One scripted answer of the fake model API.
 #[derive(Clone)]
@@ -110,17 +108,14 @@ impl FakeModel {
     async fn start(scripts: Vec<Script>) -> Self {
         let fake = Fake::default();
         fake.scripts.lock().unwrap().extend(scripts);
-        let acceptor = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
-            .await
-            .unwrap();
-        let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
-        let app = Route::new()
-            .at("/v1/chat/completions", post(completions))
-            .data(fake.clone());
-        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+        let base = serve_on_loopback(
+            Route::new()
+                .at("/v1/chat/completions", post(completions))
+                .data(fake.clone()),
+        )
+        .await;
         Self {
-            base: format!("http://127.0.0.1:{port}/v1"),
+            base: format!("{base}/v1"),
             fake,
         }
     }
