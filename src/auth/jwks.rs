@@ -111,6 +111,8 @@ pub struct JwksVerifier {
     last_failure: RwLock<Option<Instant>>,
     forced_refetch: tokio::sync::Mutex<Option<Instant>>,
     allowed: HashSet<Algorithm>,
+    /// The claim rules for each allowed algorithm, built once.
+    validations: HashMap<Algorithm, Validation>,
     settings: UpstreamSettings,
     session_audience: String,
 }
@@ -152,6 +154,7 @@ impl JwksVerifier {
                 settings.audience = origin;
             }
         }
+        let allowed = allowed_algorithms(&settings.algorithms);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.jwks_timeout_ms))
             .connect_timeout(Duration::from_millis(settings.jwks_timeout_ms))
@@ -169,7 +172,11 @@ impl JwksVerifier {
             state: RwLock::new(JwksState::NotFetched),
             last_failure: RwLock::new(None),
             forced_refetch: tokio::sync::Mutex::new(None),
-            allowed: allowed_algorithms(&settings.algorithms),
+            validations: allowed
+                .iter()
+                .map(|alg| (*alg, upstream_validation(*alg, &settings)))
+                .collect(),
+            allowed,
             settings,
             session_audience: session_audience.to_owned(),
         }
@@ -336,14 +343,13 @@ impl JwksVerifier {
 impl UpstreamVerifier for JwksVerifier {
     async fn verify(&self, token: &str) -> Result<UpstreamIdentity, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::InvalidToken)?;
-        if !self.allowed.contains(&header.alg) {
-            return Err(AuthError::UnsupportedAlgorithm);
-        }
+        let validation = self
+            .validations
+            .get(&header.alg)
+            .ok_or(AuthError::UnsupportedAlgorithm)?;
         let kid = header.kid.as_deref().ok_or(AuthError::InvalidToken)?;
         let key = self.key_for(kid, header.alg).await?;
-        let validation: Validation = upstream_validation(header.alg, &self.settings);
-        let data =
-            decode::<Map<String, Value>>(token, &key, &validation).map_err(from_jwt_error)?;
+        let data = decode::<Map<String, Value>>(token, &key, validation).map_err(from_jwt_error)?;
         identity_from_claims(
             &data.claims,
             &self.settings.user_id_claim,
