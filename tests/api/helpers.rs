@@ -69,6 +69,14 @@ where
     format!("http://127.0.0.1:{port}")
 }
 
+/// `(role, status)` of each message, to compare a thread's shape at a glance.
+pub fn roles(messages: &[Value]) -> Vec<(&str, &str)> {
+    messages
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap(), m["status"].as_str().unwrap()))
+        .collect()
+}
+
 pub fn test_settings(db: &TestDb) -> Settings {
     let mut s = Settings::defaults();
     s.server.port = 0;
@@ -219,6 +227,13 @@ impl TestApp {
             body,
             headers,
         }
+    }
+
+    /// `GET /threads/{id}`, which must succeed.
+    pub async fn thread(&self, token: &str, id: &str) -> Value {
+        self.get(&format!("/api/chatkit/threads/{id}"), token)
+            .await
+            .ok()
     }
 
     /// The `/readyz` report.

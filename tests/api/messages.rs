@@ -10,7 +10,7 @@ use chatkit_gateway::agent::{
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_with, test_settings, TestApp, TestDb};
+use crate::helpers::{roles, spawn_app, spawn_with, test_settings, TestApp, TestDb};
 
 /// The local agent, failing its first `failures` calls as an unreachable model would.
 struct FlakyAgent {
@@ -67,10 +67,7 @@ async fn first_message_creates_a_thread_and_records_both_turns() {
     );
     assert_eq!(reply["tool_calls"][0]["result"]["task"]["task_id"], 1);
     let thread_id = reply["thread_id"].as_str().unwrap();
-    let thread = app
-        .get(&format!("/api/chatkit/threads/{thread_id}"), &t)
-        .await
-        .ok();
+    let thread = app.thread(&t, thread_id).await;
     assert_eq!(thread["title"], "Add a task to buy milk");
     assert_eq!(thread["message_count"], 2);
     let messages = thread["messages"].as_array().unwrap();
@@ -133,10 +130,7 @@ async fn the_local_agent_manages_tasks_in_english() {
         say(&app, &t, id, "add task: pay rent").await["response"],
         "Added task 4: pay rent."
     );
-    let thread = app
-        .get(&format!("/api/chatkit/threads/{id}"), &t)
-        .await
-        .ok();
+    let thread = app.thread(&t, id).await;
     assert_eq!(thread["message_count"], 24);
     app.stop().await;
 }
@@ -319,10 +313,7 @@ async fn a_failed_agent_without_a_key_still_keeps_the_message() {
         .assert_error(502, "agent.unavailable");
     app.send(&t, Some(id), "list my tasks").await.ok();
     let messages = app.all_messages(&t, id).await;
-    let shape: Vec<_> = messages
-        .iter()
-        .map(|m| (m["role"].as_str().unwrap(), m["status"].as_str().unwrap()))
-        .collect();
+    let shape = roles(&messages);
     assert_eq!(
         shape,
         [
@@ -331,10 +322,7 @@ async fn a_failed_agent_without_a_key_still_keeps_the_message() {
             ("assistant", "completed")
         ]
     );
-    let detail = app
-        .get(&format!("/api/chatkit/threads/{id}"), &t)
-        .await
-        .ok();
+    let detail = app.thread(&t, id).await;
     assert_eq!(detail["message_count"], 3);
     app.stop().await;
 }
@@ -380,10 +368,7 @@ async fn data_survives_a_restart() {
     let app = spawn_with(test_settings(&db), None).await;
     // The client_secret is stateless: it still works on the new process.
     let id = sent["thread_id"].as_str().unwrap();
-    let thread = app
-        .get(&format!("/api/chatkit/threads/{id}"), &t)
-        .await
-        .ok();
+    let thread = app.thread(&t, id).await;
     assert_eq!(thread["message_count"], 2);
     let listed = app.send(&t, Some(id), "list my tasks").await.ok();
     assert_eq!(listed["response"], "Your tasks:\n1. [ ] renew passport");
@@ -457,10 +442,7 @@ async fn many_concurrent_turns_are_all_recorded_in_order() {
     );
     let messages = app.all_messages(&alice, &shared).await;
     assert_eq!(messages.len(), 60);
-    let detail = app
-        .get(&format!("/api/chatkit/threads/{shared}"), &alice)
-        .await
-        .ok();
+    let detail = app.thread(&alice, &shared).await;
     assert_eq!(detail["message_count"], 60);
     // Each assistant reply follows its own user message somewhere later in the thread.
     for reply in &replies[..30] {

@@ -16,7 +16,7 @@ use poem::{
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{serve_on_loopback, spawn_with, test_settings, Reply, TestApp, TestDb};
+use crate::helpers::{roles, serve_on_loopback, spawn_with, test_settings, Reply, TestApp, TestDb};
 
 /// One scripted answer of the fake model API.
 #[derive(Clone)]
@@ -236,22 +236,6 @@ async fn stream_message(
     (status, parse_sse(&resp.text().await.unwrap()))
 }
 
-fn roles(messages: &[Value]) -> Vec<(String, String)> {
-    messages
-        .iter()
-        .map(|m| {
-            (
-                m["role"].as_str().unwrap().to_owned(),
-                m["status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn pair(role: &str, status: &str) -> (String, String) {
-    (role.to_owned(), status.to_owned())
-}
-
 #[tokio::test]
 async fn a_plain_answer_is_recorded_and_the_request_is_well_formed() {
     let model = FakeModel::start(vec![text(&["Hello", " there", "!"])]).await;
@@ -266,7 +250,7 @@ async fn a_plain_answer_is_recorded_and_the_request_is_well_formed() {
     assert_eq!(messages[1]["content"], "Hello there!");
     assert_eq!(
         roles(&messages),
-        [pair("user", "completed"), pair("assistant", "completed")]
+        [("user", "completed"), ("assistant", "completed")]
     );
 
     let (body, auth) = model.fake.requests.lock().unwrap()[0].clone();
@@ -470,7 +454,7 @@ async fn the_step_limit_stops_a_model_that_keeps_calling_tools() {
         .await;
     assert_eq!(
         roles(&messages),
-        [pair("user", "completed"), pair("assistant", "completed")]
+        [("user", "completed"), ("assistant", "completed")]
     );
     app.stop().await;
 }
@@ -636,7 +620,7 @@ async fn rate_limits_are_retried_honouring_retry_after() {
         .await;
     assert_eq!(
         roles(&messages),
-        [pair("user", "completed"), pair("assistant", "completed")]
+        [("user", "completed"), ("assistant", "completed")]
     );
     assert_eq!(messages[1]["content"], "ok");
     app.stop().await;
@@ -670,7 +654,7 @@ async fn server_errors_are_retried_then_the_turn_fails_and_a_keyed_retry_complet
     let threads = app.get("/api/chatkit/threads", &t).await.ok();
     let id = threads["threads"][0]["id"].as_str().unwrap().to_owned();
     let messages = app.all_messages(&t, &id).await;
-    assert_eq!(roles(&messages), [pair("user", "failed")]);
+    assert_eq!(roles(&messages), [("user", "failed")]);
 
     // A client error is not retried.
     model.push(Script::Status {
@@ -691,9 +675,9 @@ async fn server_errors_are_retried_then_the_turn_fails_and_a_keyed_retry_complet
     assert_eq!(
         roles(&messages),
         [
-            pair("user", "completed"),
-            pair("user", "failed"),
-            pair("assistant", "completed")
+            ("user", "completed"),
+            ("user", "failed"),
+            ("assistant", "completed")
         ]
     );
     app.stop().await;
@@ -715,7 +699,7 @@ async fn a_stream_that_dies_half_way_records_no_partial_answer() {
     assert_eq!(model.requests().len(), 1, "no retry once text has streamed");
     let id = events[0].1["thread_id"].as_str().unwrap();
     let messages = app.all_messages(&t, id).await;
-    assert_eq!(roles(&messages), [pair("user", "failed")]);
+    assert_eq!(roles(&messages), [("user", "failed")]);
     // The keyed retry completes the same turn.
     model.push(text(&["The whole answer."]));
     let (_, events) = stream_message(&app, &t, None, "tell me", Some("die-1")).await;
@@ -724,7 +708,7 @@ async fn a_stream_that_dies_half_way_records_no_partial_answer() {
     let messages = app.all_messages(&t, id).await;
     assert_eq!(
         roles(&messages),
-        [pair("user", "completed"), pair("assistant", "completed")]
+        [("user", "completed"), ("assistant", "completed")]
     );
     assert_eq!(messages[1]["content"], "The whole answer.");
     app.stop().await;
@@ -813,13 +797,13 @@ async fn a_client_that_disconnects_mid_stream_still_gets_the_whole_answer_record
             assert_eq!(messages[1]["content"], "one two three four five");
             assert_eq!(
                 roles(&messages),
-                [pair("user", "completed"), pair("assistant", "completed")]
+                [("user", "completed"), ("assistant", "completed")]
             );
             break;
         }
         assert_eq!(
             roles(&messages),
-            [pair("user", "pending")],
+            [("user", "pending")],
             "nothing partial is recorded meanwhile"
         );
         assert!(Instant::now() < deadline, "the answer was never recorded");

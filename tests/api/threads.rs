@@ -23,10 +23,7 @@ async fn thread_crud() {
     let named = app.create_thread(&t, "Groceries").await;
     assert_eq!(named["title"], "Groceries");
 
-    let got = app
-        .get(&format!("/api/chatkit/threads/{id}"), &t)
-        .await
-        .ok();
+    let got = app.thread(&t, &id).await;
     assert_eq!(got["id"], id.as_str());
     assert_eq!(got["messages"], json!([]));
     assert_eq!(got["has_more"], false);
@@ -43,10 +40,7 @@ async fn thread_crud() {
     assert_eq!(renamed["metadata"], json!({"pinned": true}));
     assert!(renamed["updated_at"].as_str() >= thread["updated_at"].as_str());
     // What PATCH answered is what was stored.
-    let reread = app
-        .get(&format!("/api/chatkit/threads/{id}"), &t)
-        .await
-        .ok();
+    let reread = app.thread(&t, &id).await;
     assert_eq!(reread["title"], "Trip plans");
     assert_eq!(reread["metadata"], json!({"pinned": true}));
     assert_eq!(reread["updated_at"], renamed["updated_at"]);
