@@ -480,3 +480,31 @@ async fn many_concurrent_turns_are_all_recorded_in_order() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_stale_turn_is_reclaimed_and_only_one_answer_is_recorded() {
+    // Every pending turn counts as stale at once: a keyed retry takes over a turn whose
+    // first run is still going, as it would after the first instance died.
+    let db = TestDb::new().await;
+    let mut settings = test_settings(&db);
+    settings.messages.stale_pending_secs = 0;
+    let agent = Arc::new(SlowAgent(std::time::Duration::from_millis(400)));
+    let app = spawn_with(settings, Some(agent)).await;
+    let t = app.login("alice").await;
+    let first = post_keyed(&app, &t, None, "list my tasks", "stale-1");
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        post_keyed(&app, &t, None, "list my tasks", "stale-1").await
+    };
+    let (first, second) = tokio::join!(first, second);
+    let (first, second) = (first.ok(), second.ok());
+    assert_eq!(first, second, "both callers get the one recorded answer");
+    let id = first["thread_id"].as_str().unwrap();
+    let messages = app.all_messages(&t, id).await;
+    assert_eq!(
+        roles(&messages),
+        [("user", "completed"), ("assistant", "completed")]
+    );
+    assert_eq!(messages[1]["id"], first["response_id"]);
+    app.stop().await;
+}

@@ -326,3 +326,63 @@ async fn two_instances_agree_on_revocation_and_single_use_refresh() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn consumed_refresh_tokens_are_purged_once_they_cannot_matter() {
+    use chatkit_gateway::{
+        domain::UserId,
+        store::{ConsumeOutcome, Store},
+    };
+    let db = TestDb::new().await;
+    let store = Store::connect(&db.url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let user = UserId::parse("alice").unwrap();
+    let past = chrono::Utc::now() - chrono::Duration::hours(1);
+    let future = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(
+        store
+            .consume_token(&user, "jti_old", "sid_a", past)
+            .await
+            .unwrap(),
+        ConsumeOutcome::First
+    );
+    assert_eq!(
+        store
+            .consume_token(&user, "jti_live", "sid_a", future)
+            .await
+            .unwrap(),
+        ConsumeOutcome::First
+    );
+    assert!(matches!(
+        store
+            .consume_token(&user, "jti_live", "sid_a", future)
+            .await
+            .unwrap(),
+        ConsumeOutcome::Again { .. }
+    ));
+    assert_eq!(
+        store
+            .purge_consumed_tokens(chrono::Utc::now())
+            .await
+            .unwrap(),
+        1
+    );
+    // The live one is still remembered; the purged one is gone.
+    assert!(matches!(
+        store
+            .consume_token(&user, "jti_live", "sid_a", future)
+            .await
+            .unwrap(),
+        ConsumeOutcome::Again { .. }
+    ));
+    assert_eq!(
+        store
+            .consume_token(&user, "jti_old", "sid_a", future)
+            .await
+            .unwrap(),
+        ConsumeOutcome::First
+    );
+    store.close().await;
+}
