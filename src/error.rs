@@ -150,7 +150,6 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::ThreadNotFound => Self::ThreadNotFound,
-            StoreError::InvalidCursor => Self::Invalid("the cursor is not valid".into()),
             StoreError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
                 Self::Unavailable

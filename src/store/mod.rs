@@ -29,8 +29,6 @@ use crate::domain::Cursor;
 pub enum StoreError {
     #[error("thread not found")]
     ThreadNotFound,
-    #[error("invalid cursor")]
-    InvalidCursor,
     #[error("a turn with this idempotency key exists")]
     DuplicateKey,
     #[error("the turn was answered by another request")]
