@@ -17,6 +17,7 @@ use crate::{
     api,
     auth::{AuthService, Hs256Verifier, JwksVerifier, Upstream},
     chat::ChatService,
+    chatkit::ChatKitService,
     config::Settings,
     error::envelope_errors,
     store::Store,
@@ -29,6 +30,7 @@ pub struct AppState {
     pub store: Store,
     pub auth: AuthService,
     pub chat: ChatService,
+    pub chatkit: ChatKitService,
 }
 
 pub struct Application {
@@ -95,6 +97,7 @@ impl Application {
         let agent = agent.unwrap_or_else(|| crate::agent::from_settings(&settings.agent));
         let auth = AuthService::new(upstream(&settings), &settings.session, store.clone());
         let chat = ChatService::new(store.clone(), agent, settings.messages.clone());
+        let chatkit = ChatKitService::new(store.clone(), chat.clone(), settings.messages.max_chars);
         let acceptor = TcpListener::bind(settings.bind_address())
             .into_acceptor()
             .await
@@ -109,6 +112,7 @@ impl Application {
             store,
             auth,
             chat,
+            chatkit,
         };
         Ok(Self {
             acceptor,
@@ -161,6 +165,10 @@ pub fn routes(state: AppState) -> impl Endpoint {
     }
     let body_limit = server.body_limit_bytes;
     let route = Route::new()
+        .at(
+            state.settings.chatkit.path.as_str(),
+            poem::post(api::chatkit::endpoint),
+        )
         .at("/openapi.json", spec)
         .nest("/docs", ui)
         .nest("/", api);

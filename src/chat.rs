@@ -1,4 +1,6 @@
 //! One conversation turn: record the user's message, run the agent, record the reply.
+//! This is the only place a turn runs; the wire formats (REST JSON, REST SSE, ChatKit SSE)
+//! are encoders over the [`TurnEvent`]s it produces.
 //!
 //! Failure semantics: the user's message is committed before the agent runs. If the agent
 //! fails, the turn is marked failed (502 to the caller) and an `Idempotency-Key` retry
@@ -8,11 +10,15 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
 use crate::{
-    agent::{Agent, AgentError, AgentRequest, EventSink, HistoryMessage, TaskTools},
+    agent::{Agent, AgentError, AgentEvent, AgentRequest, EventSink, HistoryMessage, TaskTools},
     config::MessageSettings,
-    domain::{now, IdempotencyKey, MessageText, UserId},
-    store::{Reply, Store, StoreError, ToolCallRecord, Turn, STATUS_COMPLETED},
+    domain::{new_id, now, IdempotencyKey, MessageText, UserId},
+    store::{AnswerIds, Reply, Store, StoreError, ToolCallRecord, Turn, STATUS_COMPLETED},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +37,9 @@ pub struct SendMessage {
     pub thread_id: Option<String>,
     pub message: MessageText,
     pub key: Option<IdempotencyKey>,
+    /// The message as the client sent it, when richer than its text (ChatKit content
+    /// parts); stored with the turn so a reload shows what was sent.
+    pub payload: Option<Value>,
 }
 
 /// The outcome of a completed turn (fresh or replayed).
@@ -40,7 +49,10 @@ pub struct TurnResult {
     pub message_id: String,
     pub response_id: String,
     pub response: String,
+    pub response_at: DateTime<Utc>,
     pub tool_calls: Vec<ToolCallRecord>,
+    /// The id and instant of the item holding `tool_calls`, when one was recorded.
+    pub workflow: Option<(String, DateTime<Utc>)>,
 }
 
 impl TurnResult {
@@ -50,7 +62,169 @@ impl TurnResult {
             message_id: turn.id.clone(),
             response_id: reply.item.id,
             response: reply.item.content,
+            response_at: reply.item.created_at,
             tool_calls: reply.tool_calls,
+            workflow: reply.workflow.map(|w| (w.id, w.created_at)),
+        }
+    }
+}
+
+/// What a running turn reports, in order. Items are announced (`*Started`) with the id
+/// and instant they will be recorded under; the last event is `Completed` or `Failed`.
+#[derive(Debug)]
+pub enum TurnEvent {
+    /// The first tool call opened the item that lists the answer's tool calls.
+    WorkflowStarted { id: String, at: DateTime<Utc> },
+    /// A tool ran; `index` is its place in the workflow.
+    ToolCall { index: usize, call: ToolCallRecord },
+    /// The workflow is complete (the answer's text has begun, or the agent finished).
+    WorkflowDone {
+        id: String,
+        at: DateTime<Utc>,
+        calls: Vec<ToolCallRecord>,
+    },
+    /// A tool ran after its workflow was done: the workflow as it now stands.
+    WorkflowReplaced {
+        id: String,
+        at: DateTime<Utc>,
+        calls: Vec<ToolCallRecord>,
+    },
+    /// The assistant's message has begun.
+    MessageStarted { id: String, at: DateTime<Utc> },
+    /// Assistant text as it is written; the deltas add up to the recorded text.
+    TextDelta(String),
+    /// The turn is recorded (or was, for a replay).
+    Completed(TurnResult),
+    /// The agent or the store failed; the user's message stays recorded.
+    Failed(ChatError),
+}
+
+/// Where turn events go; with no listener (a JSON request) they are dropped.
+#[derive(Clone, Default)]
+pub struct TurnSink(Option<mpsc::UnboundedSender<TurnEvent>>);
+
+impl TurnSink {
+    fn emit(&self, event: TurnEvent) {
+        if let Some(tx) = &self.0 {
+            // A listener that went away does not stop the turn: it is still recorded.
+            let _ = tx.send(event);
+        }
+    }
+}
+
+struct WorkflowState {
+    id: String,
+    at: DateTime<Utc>,
+    calls: Vec<ToolCallRecord>,
+    done: bool,
+}
+
+/// Turns the agent's raw events into [`TurnEvent`]s and allocates the answer's item ids
+/// at the moment each item is first announced, so what a stream showed is what is stored,
+/// in the same order.
+struct AnswerTracker {
+    sink: TurnSink,
+    workflow: Option<WorkflowState>,
+    message: Option<(String, DateTime<Utc>)>,
+    last_at: DateTime<Utc>,
+}
+
+impl AnswerTracker {
+    fn new(sink: TurnSink, after: DateTime<Utc>) -> Self {
+        Self {
+            sink,
+            workflow: None,
+            message: None,
+            last_at: after,
+        }
+    }
+
+    /// A fresh instant strictly after every earlier one of this turn, so stored items sort
+    /// in announcement order whatever their id prefixes.
+    fn next_at(&mut self) -> DateTime<Utc> {
+        let at = now().max(self.last_at + chrono::Duration::microseconds(1));
+        self.last_at = at;
+        at
+    }
+
+    fn close_workflow(&mut self) {
+        if let Some(w) = self.workflow.as_mut().filter(|w| !w.done) {
+            w.done = true;
+            self.sink.emit(TurnEvent::WorkflowDone {
+                id: w.id.clone(),
+                at: w.at,
+                calls: w.calls.clone(),
+            });
+        }
+    }
+
+    fn start_message(&mut self) {
+        if self.message.is_none() {
+            let (id, at) = (new_id("msg"), self.next_at());
+            self.sink
+                .emit(TurnEvent::MessageStarted { id: id.clone(), at });
+            self.message = Some((id, at));
+        }
+    }
+
+    fn on_agent_event(&mut self, event: AgentEvent) {
+        match event {
+            AgentEvent::ToolCall(call) => {
+                if self.workflow.is_none() {
+                    let (id, at) = (new_id("wf"), self.next_at());
+                    self.sink
+                        .emit(TurnEvent::WorkflowStarted { id: id.clone(), at });
+                    self.workflow = Some(WorkflowState {
+                        id,
+                        at,
+                        calls: Vec::new(),
+                        done: false,
+                    });
+                }
+                let Some(w) = self.workflow.as_mut() else {
+                    return;
+                };
+                w.calls.push(call.clone());
+                if w.done {
+                    self.sink.emit(TurnEvent::WorkflowReplaced {
+                        id: w.id.clone(),
+                        at: w.at,
+                        calls: w.calls.clone(),
+                    });
+                } else {
+                    self.sink.emit(TurnEvent::ToolCall {
+                        index: w.calls.len() - 1,
+                        call,
+                    });
+                }
+            }
+            AgentEvent::TextDelta(text) => {
+                self.close_workflow();
+                self.start_message();
+                self.sink.emit(TurnEvent::TextDelta(text));
+            }
+        }
+    }
+
+    /// The agent is done: close what is open and fix the ids the answer is recorded under.
+    /// `calls` is what the agent reports it ran (a provider may not have streamed them).
+    fn finish(&mut self, calls: &[ToolCallRecord]) -> AnswerIds {
+        if self.workflow.is_none() && !calls.is_empty() {
+            let (id, at) = (new_id("wf"), self.next_at());
+            self.workflow = Some(WorkflowState {
+                id,
+                at,
+                calls: calls.to_vec(),
+                done: false,
+            });
+        }
+        self.close_workflow();
+        self.start_message();
+        let (message_id, message_at) = self.message.clone().unwrap_or_default();
+        AnswerIds {
+            message_id,
+            message_at,
+            workflow: self.workflow.as_ref().map(|w| (w.id.clone(), w.at)),
         }
     }
 }
@@ -81,16 +255,32 @@ impl ChatService {
     }
 
     /// Records the user's turn (or finds the one `key` names) and gets it answered.
-    pub async fn send(
-        &self,
-        user: &UserId,
-        request: SendMessage,
-        events: EventSink,
-    ) -> Result<TurnResult, ChatError> {
+    pub async fn send(&self, user: &UserId, request: SendMessage) -> Result<TurnResult, ChatError> {
         match self.record(user, &request).await? {
-            Recorded::NeedsAnswer(turn) => self.answer(user, turn, events).await,
+            Recorded::NeedsAnswer(turn) => self.answer(user, turn, TurnSink::default()).await,
             Recorded::Answered(turn) => self.load_completed(user, &turn).await,
         }
+    }
+
+    /// Gets a recorded turn answered (or replays its stored answer) on a task of its own,
+    /// reporting as it goes. The last event is `Completed` or `Failed`; a listener that
+    /// drops the receiver does not stop the turn.
+    pub fn stream(&self, user: &UserId, recorded: Recorded) -> mpsc::UnboundedReceiver<TurnEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let this = self.clone();
+        let user = user.clone();
+        tokio::spawn(async move {
+            let sink = TurnSink(Some(tx));
+            let result = match recorded {
+                Recorded::NeedsAnswer(turn) => this.answer(&user, turn, sink.clone()).await,
+                Recorded::Answered(turn) => this.load_completed(&user, &turn).await,
+            };
+            sink.emit(match result {
+                Ok(done) => TurnEvent::Completed(done),
+                Err(e) => TurnEvent::Failed(e),
+            });
+        });
+        rx
     }
 
     /// Step one of a turn: the user's message is durable when this returns.
@@ -111,6 +301,7 @@ impl ChatService {
                 request.thread_id.as_deref(),
                 request.message.as_str(),
                 request.key.as_ref(),
+                request.payload.clone(),
             )
             .await;
         match recorded {
@@ -156,6 +347,22 @@ impl ChatService {
         }
     }
 
+    /// Takes a recorded user message back for a new answer (ChatKit's retry): what came
+    /// after it is removed and the turn is this request's to answer.
+    pub async fn reopen(
+        &self,
+        user: &UserId,
+        thread_id: &str,
+        item_id: &str,
+    ) -> Result<Recorded, ChatError> {
+        let stale = now() - chrono::Duration::seconds(self.settings.stale_pending_secs as i64);
+        let turn = self
+            .store
+            .reopen_turn(user, thread_id, item_id, stale)
+            .await?;
+        Ok(Recorded::NeedsAnswer(turn))
+    }
+
     /// The stored answer of a completed turn.
     pub async fn load_completed(
         &self,
@@ -172,11 +379,11 @@ impl ChatService {
 
     /// Step two: runs the agent for a turn this request holds and records its reply, on a
     /// task of its own so that a caller going away does not abandon the turn half way.
-    pub async fn answer(
+    async fn answer(
         &self,
         user: &UserId,
         turn: Turn,
-        events: EventSink,
+        events: TurnSink,
     ) -> Result<TurnResult, ChatError> {
         let this = self.clone();
         let user = user.clone();
@@ -191,9 +398,9 @@ impl ChatService {
         &self,
         user: &UserId,
         turn: Turn,
-        events: EventSink,
+        events: TurnSink,
     ) -> Result<TurnResult, ChatError> {
-        let result = self.try_run_agent(user, &turn, &events).await;
+        let result = self.try_run_agent(user, &turn, events).await;
         if let Err(ChatError::Store(StoreError::TurnAlreadyAnswered)) = result {
             // Someone else recorded an answer first, and theirs stands; or the thread (and
             // the turn with it) was deleted while the agent ran.
@@ -217,7 +424,7 @@ impl ChatService {
         &self,
         user: &UserId,
         turn: &Turn,
-        events: &EventSink,
+        events: TurnSink,
     ) -> Result<TurnResult, ChatError> {
         let history: Vec<HistoryMessage> = if self.agent.uses_history() {
             self.store
@@ -243,10 +450,27 @@ impl ChatService {
             history: &history,
             message: &turn.content,
         };
-        let reply = self.agent.respond(request, &tools, events).await?;
+        // The agent's events are translated as they come; the tracker allocates the ids
+        // the answer is recorded under.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sink = EventSink::new(tx);
+        let respond = async move {
+            let sink = sink;
+            self.agent.respond(request, &tools, &sink).await
+        };
+        let track = async move {
+            let mut tracker = AnswerTracker::new(events, turn.created_at);
+            while let Some(event) = rx.recv().await {
+                tracker.on_agent_event(event);
+            }
+            tracker
+        };
+        let (reply, mut tracker) = tokio::join!(respond, track);
+        let reply = reply?;
+        let ids = tracker.finish(&reply.tool_calls);
         let stored = self
             .store
-            .complete_turn(user, turn, &reply.text, &reply.tool_calls)
+            .complete_turn(user, turn, ids, &reply.text, &reply.tool_calls)
             .await?;
         Ok(TurnResult::new(turn, stored))
     }

@@ -58,6 +58,23 @@ pub struct Settings {
     pub agent: AgentSettings,
     pub stream: StreamSettings,
     pub log: LogSettings,
+    #[serde(default)]
+    pub chatkit: ChatKitSettings,
+}
+
+/// The ChatKit protocol endpoint.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ChatKitSettings {
+    /// Where `POST` speaks the protocol: the widget's `api.url`.
+    pub path: String,
+}
+
+impl Default for ChatKitSettings {
+    fn default() -> Self {
+        Self {
+            path: "/chatkit".into(),
+        }
+    }
 }
 
 fn default_env() -> AppEnv {

@@ -23,6 +23,12 @@ pub enum ApiError {
     MessageTooLong { max: usize, got: usize },
     #[error("thread not found")]
     ThreadNotFound,
+    #[error("item not found in this thread")]
+    ItemNotFound,
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("a turn of this thread is still being answered; wait for it to finish")]
+    TurnInProgress,
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyMismatch,
     #[error("a request with this Idempotency-Key is still being processed")]
@@ -46,8 +52,9 @@ impl ApiError {
             | Self::MessageEmpty
             | Self::MessageTooLong { .. }
             | Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::ThreadNotFound => StatusCode::NOT_FOUND,
-            Self::IdempotencyInProgress => StatusCode::CONFLICT,
+            Self::ThreadNotFound | Self::ItemNotFound => StatusCode::NOT_FOUND,
+            Self::Unsupported(_) => StatusCode::BAD_REQUEST,
+            Self::IdempotencyInProgress | Self::TurnInProgress => StatusCode::CONFLICT,
             Self::AgentUnavailable => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -62,6 +69,9 @@ impl ApiError {
             Self::MessageEmpty => "message.empty",
             Self::MessageTooLong { .. } => "message.too_long",
             Self::ThreadNotFound => "thread.not_found",
+            Self::ItemNotFound => "item.not_found",
+            Self::Unsupported(_) => "chatkit.unsupported",
+            Self::TurnInProgress => "turn.in_progress",
             Self::IdempotencyMismatch => "idempotency.mismatch",
             Self::IdempotencyInProgress => "idempotency.in_progress",
             Self::AgentUnavailable => "agent.unavailable",
@@ -150,6 +160,11 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::ThreadNotFound => Self::ThreadNotFound,
+            StoreError::ItemNotFound => Self::ItemNotFound,
+            StoreError::TurnInProgress => Self::TurnInProgress,
+            StoreError::CursorNotFound => {
+                Self::Invalid("`after` does not name an element of this list".into())
+            }
             StoreError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
                 Self::Unavailable
@@ -215,6 +230,19 @@ impl From<crate::chat::ChatError> for ApiError {
             ChatError::Agent(e) => e.into(),
             ChatError::IdempotencyMismatch => Self::IdempotencyMismatch,
             ChatError::InProgress => Self::IdempotencyInProgress,
+        }
+    }
+}
+
+impl From<crate::chatkit::ChatKitError> for ApiError {
+    fn from(err: crate::chatkit::ChatKitError) -> Self {
+        use crate::chatkit::ChatKitError;
+        match err {
+            ChatKitError::Malformed(m) => Self::Malformed(m),
+            ChatKitError::Unsupported(m) => Self::Unsupported(m),
+            ChatKitError::Invalid(m) => Self::Invalid(m),
+            ChatKitError::Store(e) => e.into(),
+            ChatKitError::Chat(e) => e.into(),
         }
     }
 }

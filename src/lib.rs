@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod chat;
+pub mod chatkit;
 pub mod config;
 pub mod domain;
 pub mod error;

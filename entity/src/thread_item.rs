@@ -8,7 +8,8 @@ pub struct Model {
     pub id: String,
     pub thread_id: String,
     pub user_id: String,
-    /// `user_message`, `assistant_message` or `tool_call`.
+    /// `user_message`, `assistant_message`, `workflow` (the tool calls made for one
+    /// answer, in `payload`) or `tool_call` (one call per row; written before workflows).
     pub item_type: String,
     pub role: String,
     pub content: String,
@@ -19,6 +20,8 @@ pub struct Model {
     pub reply_to: Option<String>,
     /// User messages: `pending` (agent running), `completed`, `failed`.
     pub status: String,
+    /// The user's rating of the item (`positive` or `negative`), from ChatKit feedback.
+    pub feedback: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -13,7 +13,6 @@ use super::{
     ApiTags, ClientSecret,
 };
 use crate::{
-    agent::EventSink,
     app::AppState,
     chat::SendMessage,
     domain::{IdempotencyKey, MessageText, MessageTextError},
@@ -110,22 +109,20 @@ impl MessagesApi {
             thread_id: body.0.thread_id,
             message,
             key,
+            payload: None,
         };
         let user = auth.0.user;
         if wants_events(req) {
             let recorded = state.chat.record(&user, &request).await?;
             let keep_alive = std::time::Duration::from_secs(state.settings.stream.keep_alive_secs);
             return Ok(SendReply::Events(turn_events(
-                state.chat.clone(),
-                user,
+                &state.chat,
+                &user,
                 recorded,
                 keep_alive,
             )));
         }
-        let result = state
-            .chat
-            .send(&user, request, EventSink::default())
-            .await?;
+        let result = state.chat.send(&user, request).await?;
         Ok(SendReply::Json(result.into()))
     }
 }

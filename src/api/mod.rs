@@ -1,5 +1,6 @@
 //! The HTTP surface (poem-openapi). Handlers parse, call a service, map the result.
 
+pub mod chatkit;
 mod health;
 mod messages;
 mod security;

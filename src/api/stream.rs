@@ -1,4 +1,5 @@
-//! Server-sent events for `POST /messages` with `Accept: text/event-stream`.
+//! Server-sent events for `POST /messages` with `Accept: text/event-stream`: an encoder
+//! over the turn's [`TurnEvent`]s (the turn itself runs in [`crate::chat`]).
 //!
 //! Events (each `event: <name>` + one line of JSON `data`):
 //! - `message.recorded` `{thread_id, message_id}`: the user's message is durable
@@ -20,8 +21,7 @@ use tokio::sync::mpsc;
 
 use super::types::SendMessageResponse;
 use crate::{
-    agent::{AgentEvent, EventSink},
-    chat::{ChatService, Recorded},
+    chat::{ChatService, Recorded, TurnEvent},
     domain::UserId,
     error::ApiError,
 };
@@ -30,78 +30,77 @@ fn frame(event: &str, data: &Value) -> String {
     format!("event: {event}\ndata: {data}\n\n")
 }
 
-fn event_frame(event: AgentEvent) -> String {
-    match event {
-        AgentEvent::TextDelta(text) => frame("delta", &json!({ "text": text })),
-        AgentEvent::ToolCall(call) => frame("tool_call", &json!(call)),
-    }
+/// The frame for one turn event; `None` for events this format does not carry (the
+/// ChatKit item bookkeeping).
+fn encode(event: TurnEvent) -> Option<String> {
+    Some(match event {
+        TurnEvent::TextDelta(text) => frame("delta", &json!({ "text": text })),
+        TurnEvent::ToolCall { call, .. } => frame("tool_call", &json!(call)),
+        TurnEvent::WorkflowReplaced { calls, .. } => {
+            // A tool that ran after the answer's text began: still one `tool_call` each.
+            let last = calls.last()?;
+            frame("tool_call", &json!(last))
+        }
+        TurnEvent::Completed(done) => {
+            use poem_openapi::types::ToJSON;
+            frame(
+                "done",
+                &SendMessageResponse::from(done)
+                    .to_json()
+                    .unwrap_or_default(),
+            )
+        }
+        TurnEvent::Failed(e) => {
+            let e = ApiError::from(e);
+            frame(
+                "error",
+                &json!({"code": e.code(), "message": e.to_string()}),
+            )
+        }
+        TurnEvent::WorkflowStarted { .. }
+        | TurnEvent::WorkflowDone { .. }
+        | TurnEvent::MessageStarted { .. } => return None,
+    })
 }
 
 /// Streams the answer to a recorded turn.
 pub fn turn_events(
-    chat: ChatService,
-    user: UserId,
+    chat: &ChatService,
+    user: &UserId,
     recorded: Recorded,
     keep_alive: Duration,
 ) -> Response {
+    let turn = match &recorded {
+        Recorded::NeedsAnswer(t) | Recorded::Answered(t) => t.clone(),
+    };
+    let mut events = chat.stream(user, recorded);
     let (tx, rx) = mpsc::channel::<String>(64);
     tokio::spawn(async move {
-        // A send fails only when the client has gone; the turn goes on regardless.
-        let send = |text: String| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(text).await;
-            }
-        };
-        let turn = match &recorded {
-            Recorded::NeedsAnswer(t) | Recorded::Answered(t) => t.clone(),
-        };
-        send(frame(
+        let first = frame(
             "message.recorded",
             &json!({"thread_id": turn.thread_id, "message_id": turn.id}),
-        ))
-        .await;
-        let result = match recorded {
-            Recorded::Answered(turn) => chat.load_completed(&user, &turn).await,
-            Recorded::NeedsAnswer(turn) => {
-                let (events_tx, mut events) = mpsc::unbounded_channel();
-                let answer = chat.answer(&user, turn, EventSink::new(events_tx));
-                tokio::pin!(answer);
-                let mut tick = tokio::time::interval(keep_alive.max(Duration::from_millis(100)));
-                tick.tick().await;
-                loop {
-                    tokio::select! {
-                        result = &mut answer => {
-                            while let Ok(event) = events.try_recv() {
-                                send(event_frame(event)).await;
-                            }
-                            break result;
-                        }
-                        Some(event) = events.recv() => send(event_frame(event)).await,
-                        _ = tick.tick() => send(": keep-alive\n\n".to_owned()).await,
-                    }
-                }
+        );
+        // A send fails only when the client has gone; the turn goes on regardless.
+        if tx.send(first).await.is_err() {
+            return;
+        }
+        let mut tick = tokio::time::interval(keep_alive.max(Duration::from_millis(100)));
+        tick.tick().await;
+        loop {
+            let text = tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => match encode(event) {
+                        Some(text) => text,
+                        None => continue,
+                    },
+                    None => break,
+                },
+                _ = tick.tick() => ": keep-alive\n\n".to_owned(),
+            };
+            if tx.send(text).await.is_err() {
+                break;
             }
-        };
-        let last = match result {
-            Ok(done) => {
-                use poem_openapi::types::ToJSON;
-                frame(
-                    "done",
-                    &SendMessageResponse::from(done)
-                        .to_json()
-                        .unwrap_or_default(),
-                )
-            }
-            Err(e) => {
-                let e = ApiError::from(e);
-                frame(
-                    "error",
-                    &json!({"code": e.code(), "message": e.to_string()}),
-                )
-            }
-        };
-        send(last).await;
+        }
     });
     let body = stream::unfold(rx, |mut rx| async move {
         rx.recv()

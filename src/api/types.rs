@@ -84,6 +84,8 @@ pub struct Message {
     pub created_at: String,
     /// User messages: `pending`, `completed` or `failed` (the agent did not answer it).
     pub status: String,
+    /// The user's rating (`positive` or `negative`), given through ChatKit's feedback.
+    pub feedback: Option<String>,
 }
 
 impl From<thread_item::Model> for Message {
@@ -94,6 +96,7 @@ impl From<thread_item::Model> for Message {
             content: m.content,
             created_at: format_time(&m.created_at),
             status: m.status,
+            feedback: m.feedback,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! writer at a time and a deferred transaction that upgrades to a write can fail with
 //! SQLITE_BUSY instead of waiting. On PostgreSQL both handles are the same pool.
 
+mod items;
 mod tasks;
 mod threads;
 mod tokens;
@@ -21,7 +22,10 @@ use sea_orm::{
 
 pub use tasks::{TaskFilter, TaskUpdate};
 pub use tokens::{ConsumeOutcome, RevocationState};
-pub use turns::{Reply, ToolCallRecord, Turn, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING};
+pub use turns::{
+    tool_calls_of, AnswerIds, Reply, ToolCallRecord, Turn, ITEM_ASSISTANT, ITEM_TOOL_CALL,
+    ITEM_USER, ITEM_WORKFLOW, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING,
+};
 
 use crate::domain::Cursor;
 
@@ -33,6 +37,12 @@ pub enum StoreError {
     DuplicateKey,
     #[error("the turn was answered by another request")]
     TurnAlreadyAnswered,
+    #[error("item not found")]
+    ItemNotFound,
+    #[error("no such element to page after")]
+    CursorNotFound,
+    #[error("a turn of this thread is still being answered")]
+    TurnInProgress,
     #[error("database unavailable: {0}")]
     Unavailable(DbErr),
     #[error("database error: {0}")]

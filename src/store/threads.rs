@@ -31,6 +31,28 @@ pub(crate) fn after_cursor<T: ColumnTrait, I: ColumnTrait>(
     }
 }
 
+/// A keyset page query: rows strictly after `after` in `order` of (time, id), sorted so.
+pub(crate) fn keyset<E, T, I>(
+    mut query: sea_orm::Select<E>,
+    time_col: T,
+    id_col: I,
+    after: Option<&Cursor>,
+    order: Order,
+) -> sea_orm::Select<E>
+where
+    E: sea_orm::EntityTrait,
+    T: ColumnTrait,
+    I: ColumnTrait,
+{
+    if let Some(cursor) = after {
+        query = query.filter(after_cursor(time_col, id_col, cursor, order));
+    }
+    match order {
+        Order::Asc => query.order_by_asc(time_col).order_by_asc(id_col),
+        Order::Desc => query.order_by_desc(time_col).order_by_desc(id_col),
+    }
+}
+
 /// Splits a `limit + 1` fetch into the page and the cursor of its last row.
 pub(crate) fn into_page<T>(mut rows: Vec<T>, limit: u64, key: impl Fn(&T) -> Cursor) -> Page<T> {
     let has_more = rows.len() as u64 > limit;
@@ -175,26 +197,16 @@ impl Store {
         after: Option<&Cursor>,
         order: Order,
     ) -> Result<Page<thread_item::Model>, StoreError> {
-        let mut query = thread_item::Entity::find()
-            .filter(thread_item::Column::ThreadId.eq(thread_id))
-            .filter(thread_item::Column::UserId.eq(user.as_str()))
-            .filter(thread_item::Column::ItemType.is_in(MESSAGE_TYPES));
-        if let Some(cursor) = after {
-            query = query.filter(after_cursor(
-                thread_item::Column::CreatedAt,
-                thread_item::Column::Id,
-                cursor,
-                order,
-            ));
-        }
-        query = match order {
-            Order::Asc => query
-                .order_by_asc(thread_item::Column::CreatedAt)
-                .order_by_asc(thread_item::Column::Id),
-            Order::Desc => query
-                .order_by_desc(thread_item::Column::CreatedAt)
-                .order_by_desc(thread_item::Column::Id),
-        };
+        let query = keyset(
+            thread_item::Entity::find()
+                .filter(thread_item::Column::ThreadId.eq(thread_id))
+                .filter(thread_item::Column::UserId.eq(user.as_str()))
+                .filter(thread_item::Column::ItemType.is_in(MESSAGE_TYPES)),
+            thread_item::Column::CreatedAt,
+            thread_item::Column::Id,
+            after,
+            order,
+        );
         let rows = query.limit(limit + 1).all(&self.read).await?;
         Ok(into_page(rows, limit, |m| Cursor {
             at: m.created_at,

@@ -33,7 +33,50 @@ pub struct ToolCallRecord {
 pub struct Reply {
     pub item: thread_item::Model,
     pub tool_calls: Vec<ToolCallRecord>,
+    /// The row holding the tool calls (absent when no tool ran, and for answers recorded
+    /// before workflows existed, whose calls are one `tool_call` row each).
+    pub workflow: Option<thread_item::Model>,
 }
+
+/// Ids and instants of the items an answer will be recorded as. They are chosen when the
+/// items are first announced to a listener, so a stream and a later reload agree.
+#[derive(Clone, Debug)]
+pub struct AnswerIds {
+    pub message_id: String,
+    pub message_at: DateTime<Utc>,
+    pub workflow: Option<(String, DateTime<Utc>)>,
+}
+
+/// The payload of a `workflow` row.
+#[derive(Serialize, Deserialize)]
+struct WorkflowPayload {
+    tool_calls: Vec<ToolCallRecord>,
+}
+
+pub(crate) fn workflow_payload(calls: &[ToolCallRecord]) -> Value {
+    serde_json::json!({ "tool_calls": calls })
+}
+
+/// The tool calls a `workflow` (or legacy `tool_call`) row holds.
+pub fn tool_calls_of(row: &thread_item::Model) -> Vec<ToolCallRecord> {
+    let Some(payload) = row.payload.clone() else {
+        return Vec::new();
+    };
+    match row.item_type.as_str() {
+        ITEM_WORKFLOW => serde_json::from_value::<WorkflowPayload>(payload)
+            .map(|w| w.tool_calls)
+            .unwrap_or_default(),
+        ITEM_TOOL_CALL => serde_json::from_value(payload)
+            .map(|c| vec![c])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+pub const ITEM_USER: &str = "user_message";
+pub const ITEM_ASSISTANT: &str = "assistant_message";
+pub const ITEM_WORKFLOW: &str = "workflow";
+pub const ITEM_TOOL_CALL: &str = "tool_call";
 
 pub const STATUS_PENDING: &str = "pending";
 pub const STATUS_COMPLETED: &str = "completed";
@@ -59,6 +102,7 @@ pub(crate) fn item(
         client_key: None,
         reply_to: None,
         status: STATUS_COMPLETED.to_owned(),
+        feedback: None,
         created_at: at,
         updated_at: at,
     }
@@ -88,6 +132,7 @@ impl Store {
         thread_id: Option<&str>,
         text: &str,
         key: Option<&IdempotencyKey>,
+        payload: Option<Value>,
     ) -> Result<Turn, StoreError> {
         self.writer
             .record(RecordOp {
@@ -95,6 +140,7 @@ impl Store {
                 thread_id: thread_id.map(str::to_owned),
                 text: text.to_owned(),
                 key: key.map(|k| k.as_str().to_owned()),
+                payload,
             })
             .await
     }
@@ -147,6 +193,7 @@ impl Store {
         &self,
         user: &UserId,
         turn: &Turn,
+        ids: AnswerIds,
         text: &str,
         tool_calls: &[ToolCallRecord],
     ) -> Result<Reply, StoreError> {
@@ -154,6 +201,7 @@ impl Store {
             .complete(CompleteOp {
                 user: user.clone(),
                 turn: turn.clone(),
+                ids,
                 text: text.to_owned(),
                 tool_calls: tool_calls.to_vec(),
             })
@@ -175,16 +223,22 @@ impl Store {
             .await?;
         let mut tool_calls = Vec::new();
         let mut reply = None;
+        let mut workflow = None;
         for row in rows {
-            if row.item_type == "assistant_message" {
+            if row.item_type == ITEM_ASSISTANT {
                 reply = Some(row);
-            } else if let Some(payload) = row.payload.clone() {
-                if let Ok(call) = serde_json::from_value(payload) {
-                    tool_calls.push(call);
+            } else {
+                tool_calls.extend(tool_calls_of(&row));
+                if row.item_type == ITEM_WORKFLOW {
+                    workflow = Some(row);
                 }
             }
         }
-        Ok(reply.map(|item| Reply { item, tool_calls }))
+        Ok(reply.map(|item| Reply {
+            item,
+            tool_calls,
+            workflow,
+        }))
     }
 
     /// The messages before `turn` in its thread, oldest first: at most `max_items`, and

@@ -26,7 +26,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     insert_rows, is_unique_violation,
-    turns::{item, STATUS_COMPLETED, STATUS_PENDING},
+    turns::{
+        item, workflow_payload, AnswerIds, ITEM_ASSISTANT, ITEM_USER, ITEM_WORKFLOW,
+        STATUS_COMPLETED, STATUS_PENDING,
+    },
     Reply, Store, StoreError, ToolCallRecord, Turn,
 };
 use crate::domain::{is_valid_id, new_id, now, Title, UserId};
@@ -39,11 +42,14 @@ pub(crate) struct RecordOp {
     pub thread_id: Option<String>,
     pub text: String,
     pub key: Option<String>,
+    /// The item as the client sent it (ChatKit content parts), kept for faithful reloads.
+    pub payload: Option<Value>,
 }
 
 pub(crate) struct CompleteOp {
     pub user: UserId,
     pub turn: Turn,
+    pub ids: AnswerIds,
     pub text: String,
     pub tool_calls: Vec<ToolCallRecord>,
 }
@@ -263,15 +269,9 @@ async fn record_batch(
                 id
             }
         };
-        let mut turn = item(
-            &thread_id,
-            &op.user,
-            "user_message",
-            "user",
-            op.text.clone(),
-            at,
-        );
+        let mut turn = item(&thread_id, &op.user, ITEM_USER, "user", op.text.clone(), at);
         turn.client_key = op.key.clone();
+        turn.payload = op.payload.clone();
         turn.status = STATUS_PENDING.to_owned();
         results[i] = Some(Ok(turn.clone()));
         items.push(turn);
@@ -328,33 +328,41 @@ async fn complete_batch(
             results.push(Err(StoreError::ThreadNotFound));
             continue;
         }
-        // Tool calls, then the reply: ids are time-ordered, so they list in this order.
-        for call in &op.tool_calls {
-            let mut row = item(
-                &turn.thread_id,
-                &op.user,
-                "tool_call",
-                "tool",
-                call.tool.clone(),
-                at,
-            );
-            row.payload = Some(serde_json::to_value(call).unwrap_or(Value::Null));
-            row.reply_to = Some(turn.id.clone());
-            rows.push(row);
-        }
+        // The tool calls (one workflow row) and the reply, under the ids and instants
+        // the pipeline announced them with.
+        let workflow = match (&op.ids.workflow, op.tool_calls.is_empty()) {
+            (Some((id, created)), false) => {
+                let mut row = item(
+                    &turn.thread_id,
+                    &op.user,
+                    ITEM_WORKFLOW,
+                    "tool",
+                    String::new(),
+                    *created,
+                );
+                row.id = id.clone();
+                row.payload = Some(workflow_payload(&op.tool_calls));
+                row.reply_to = Some(turn.id.clone());
+                rows.push(row.clone());
+                Some(row)
+            }
+            _ => None,
+        };
         let mut reply = item(
             &turn.thread_id,
             &op.user,
-            "assistant_message",
+            ITEM_ASSISTANT,
             "assistant",
             op.text.clone(),
-            at,
+            op.ids.message_at,
         );
+        reply.id = op.ids.message_id.clone();
         reply.reply_to = Some(turn.id.clone());
         rows.push(reply.clone());
         results.push(Ok(Reply {
             item: reply,
             tool_calls: op.tool_calls.clone(),
+            workflow,
         }));
     }
     insert_rows::<thread_item::Entity, _>(&txn, rows).await?;

@@ -3,6 +3,7 @@
 //! talks to it over real HTTP.
 
 mod better_auth;
+mod chatkit;
 mod cli;
 mod helpers;
 mod jwks;

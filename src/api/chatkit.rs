@@ -1,0 +1,64 @@
+//! `POST /chatkit` (path configurable): the ChatKit protocol endpoint. Thin: authenticate
+//! (before any byte of a stream), hand the body to [`ChatKitService`], frame the answer.
+//! Plain poem rather than poem-openapi, because the widget's body is one tagged union and
+//! need not be sent as `application/json`.
+
+use futures_util::stream;
+use poem::{handler, http::header, web::Data, Body, IntoResponse, Request, Response};
+
+use crate::{
+    app::AppState,
+    chatkit::{ChatKitService, Outcome},
+    error::ApiError,
+};
+
+fn bearer(req: &Request) -> Result<&str, ApiError> {
+    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+    let value = values.next().ok_or(crate::auth::AuthError::MissingToken)?;
+    if values.next().is_some() {
+        return Err(ApiError::Malformed(
+            "send exactly one Authorization header".into(),
+        ));
+    }
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| crate::auth::AuthError::MissingToken.into())
+}
+
+#[handler]
+pub async fn endpoint(
+    req: &Request,
+    state: Data<&AppState>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let principal = state.auth.authenticate(bearer(req)?).await?;
+    let limit = state.settings.server.body_limit_bytes;
+    let body = body.into_bytes_limit(limit).await.map_err(|_| {
+        ApiError::Malformed(format!("the body could not be read (limit {limit} bytes)"))
+    })?;
+    let service: &ChatKitService = &state.chatkit;
+    match service.handle(&principal.user, &body).await? {
+        Outcome::Json(value) => Ok(Response::builder()
+            .content_type("application/json")
+            .body(value.to_string())),
+        Outcome::Stream(events) => {
+            let frames = stream::unfold(events, |mut events| async move {
+                let event = events.recv().await?;
+                Some((Ok::<_, std::io::Error>(event.frame()), events))
+            });
+            Ok(Response::builder()
+                .content_type("text/event-stream")
+                .header("cache-control", "no-cache")
+                .header("x-accel-buffering", "no")
+                .body(Body::from_bytes_stream(frames))
+                .into_response())
+        }
+    }
+}

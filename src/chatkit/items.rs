@@ -1,0 +1,166 @@
+//! Stored rows as ChatKit items. REST and ChatKit read the same rows: a turn posted
+//! through either API shows in both.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use entity::{thread, thread_item};
+use serde_json::{json, Map, Value};
+
+use super::wire::{Item, OutputText, Page, Summary, Task, Thread, ThreadStatus, Workflow};
+use crate::store::{tool_calls_of, ToolCallRecord, ITEM_ASSISTANT, ITEM_USER, ITEM_WORKFLOW};
+
+/// Item types ChatKit shows, in the store's vocabulary.
+pub const VISIBLE_TYPES: [&str; 3] = [ITEM_USER, ITEM_ASSISTANT, ITEM_WORKFLOW];
+
+/// ChatKit timestamps: RFC 3339 UTC with microseconds (the storage precision).
+pub fn timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub fn thread(t: &thread::Model, items: Page<Item>) -> Thread {
+    Thread {
+        id: t.id.clone(),
+        title: Some(t.title.clone()),
+        created_at: timestamp(&t.created_at),
+        status: ThreadStatus::Active,
+        metadata: Map::new(),
+        items,
+    }
+}
+
+/// A stored row as the item a client is shown; `None` for rows ChatKit does not show.
+pub fn item(row: &thread_item::Model) -> Option<Item> {
+    let (id, thread_id, created_at) = (
+        row.id.clone(),
+        row.thread_id.clone(),
+        timestamp(&row.created_at),
+    );
+    match row.item_type.as_str() {
+        ITEM_USER => {
+            let payload = row.payload.as_ref();
+            let content = payload
+                .and_then(|p| p.get("content"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_else(|| vec![json!({"type": "input_text", "text": row.content})]);
+            Some(Item::UserMessage {
+                id,
+                thread_id,
+                created_at,
+                content,
+                attachments: Vec::new(),
+                quoted_text: payload
+                    .and_then(|p| p.get("quoted_text"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                inference_options: payload
+                    .and_then(|p| p.get("inference_options"))
+                    .filter(|o| o.is_object())
+                    .cloned()
+                    .unwrap_or_else(|| json!({})),
+            })
+        }
+        ITEM_ASSISTANT => Some(Item::AssistantMessage {
+            id,
+            thread_id,
+            created_at,
+            content: vec![OutputText::new(row.content.clone())],
+        }),
+        ITEM_WORKFLOW => Some(workflow_item(
+            id,
+            thread_id,
+            &row.created_at,
+            &tool_calls_of(row),
+        )),
+        _ => None,
+    }
+}
+
+pub fn assistant_item(id: &str, thread_id: &str, at: &DateTime<Utc>, text: &str) -> Item {
+    Item::AssistantMessage {
+        id: id.to_owned(),
+        thread_id: thread_id.to_owned(),
+        created_at: timestamp(at),
+        content: if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![OutputText::new(text.to_owned())]
+        },
+    }
+}
+
+pub fn workflow_item(
+    id: String,
+    thread_id: String,
+    at: &DateTime<Utc>,
+    calls: &[ToolCallRecord],
+) -> Item {
+    let tasks: Vec<Task> = calls.iter().map(task).collect();
+    let summary = match tasks.as_slice() {
+        [] => None,
+        [one] => Some(one.title.clone()),
+        many => Some(format!("{} task actions", many.len())),
+    }
+    .map(|title| Summary {
+        title,
+        icon: "check-circle",
+    });
+    Item::Workflow {
+        id,
+        thread_id,
+        created_at: timestamp(at),
+        workflow: Workflow {
+            kind: "custom",
+            tasks,
+            summary,
+            expanded: false,
+        },
+    }
+}
+
+fn task_ref(call: &ToolCallRecord) -> Option<(i64, String)> {
+    let task = call
+        .result
+        .get("task")
+        .or_else(|| call.result.get("deleted"))?;
+    Some((
+        task.get("task_id")?.as_i64()?,
+        task.get("title")?.as_str()?.to_owned(),
+    ))
+}
+
+/// A readable line for one tool call, e.g. "Added task 3: buy milk".
+pub fn task(call: &ToolCallRecord) -> Task {
+    let failed = call.result.get("error").and_then(Value::as_str);
+    let (title, icon) = match (call.tool.as_str(), failed, task_ref(call)) {
+        (tool, Some(error), _) => (format!("{tool} failed: {error}"), "info"),
+        ("add_task", None, Some((n, t))) => (format!("Added task {n}: {t}"), "plus"),
+        ("complete_task", None, Some((n, t))) => (format!("Completed task {n}: {t}"), "check"),
+        ("update_task", None, Some((n, t))) => (format!("Updated task {n}: {t}"), "write"),
+        ("delete_task", None, Some((n, t))) => (format!("Deleted task {n}: {t}"), "empty-circle"),
+        ("list_tasks", None, _) => {
+            let n = call
+                .result
+                .get("tasks")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let noun = if n == 1 { "task" } else { "tasks" };
+            (format!("Listed {n} {noun}"), "search")
+        }
+        (tool, None, _) => (format!("Ran {tool}"), "bolt"),
+    };
+    Task {
+        kind: "custom",
+        title,
+        icon,
+        content: None,
+        status_indicator: "complete",
+    }
+}
+
+/// Whether a tool call changed the user's tasks (the host page may want to refresh).
+pub fn changes_tasks(call: &ToolCallRecord) -> bool {
+    matches!(
+        call.tool.as_str(),
+        "add_task" | "complete_task" | "update_task" | "delete_task"
+    ) && call.result.get("error").is_none()
+}

@@ -1,0 +1,388 @@
+//! The ChatKit protocol (`POST /chatkit`): what the ChatKit React widget speaks in its
+//! custom-backend mode. One endpoint dispatching on the request's `type`; turns run
+//! through the same pipeline as REST ([`crate::chat`]) and read the same rows, so a
+//! thread can be used from both APIs at once.
+//!
+//! Unlike the Python SDK, every request problem (malformed body, unknown type, missing
+//! params, unknown or foreign thread) is a 4xx JSON error *before* any stream starts;
+//! only what happens during a turn is reported in the stream.
+
+pub mod items;
+mod stream;
+pub mod wire;
+
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use self::wire::{
+    AddMessageParams, CreateParams, Envelope, Event, FeedbackParams, Item, ItemsListParams,
+    ListParams, Page, RetryParams, StreamOptions, ThreadParams, UpdateParams, UserInput,
+};
+use crate::{
+    chat::{ChatError, ChatService, Recorded, SendMessage},
+    domain::{MessageText, MessageTextError, Order, Title, UserId},
+    store::{Store, StoreError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatKitError {
+    /// Not a ChatKit request: bad JSON, unknown type, missing or ill-typed params.
+    #[error("{0}")]
+    Malformed(String),
+    /// A request type this server does not implement.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Well-formed, but a value is not acceptable (e.g. an empty title).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+}
+
+/// What a request answers: one JSON value, or a stream of events.
+pub enum Outcome {
+    Json(Value),
+    Stream(mpsc::UnboundedReceiver<Event>),
+}
+
+/// Request types of the protocol this server does not implement (no attachments store,
+/// no transcription, no client tools, no widget actions).
+const UNSUPPORTED: [&str; 7] = [
+    "threads.add_client_tool_output",
+    "threads.custom_action",
+    "threads.sync_custom_action",
+    "threads.add_structured_input",
+    "attachments.create",
+    "attachments.delete",
+    "input.transcribe",
+];
+
+/// Items embedded by `threads.get_by_id`: the oldest ones, as the SDK does.
+const EMBEDDED_ITEMS: u64 = 20;
+
+/// Turns announce `allow_cancel: false`: a client that hangs up does not stop the
+/// answer, which is recorded in full (a stop button would promise what is not done).
+const ALLOW_CANCEL: bool = false;
+
+#[derive(Clone)]
+pub struct ChatKitService {
+    store: Store,
+    chat: ChatService,
+    max_chars: usize,
+}
+
+fn params<T: DeserializeOwned>(kind: &str, params: Value) -> Result<T, ChatKitError> {
+    serde_json::from_value(params)
+        .map_err(|e| ChatKitError::Malformed(format!("invalid params for {kind}: {e}")))
+}
+
+fn page_size(raw: Option<i64>) -> u64 {
+    match raw {
+        None | Some(0) => 20,
+        Some(n) => n.clamp(1, 100).unsigned_abs(),
+    }
+}
+
+fn order(raw: Option<&str>) -> Result<Order, ChatKitError> {
+    Order::parse(raw).map_err(ChatKitError::Malformed)
+}
+
+fn page_of<T, U>(page: crate::store::Page<T>, map: impl Fn(&T) -> Option<U>) -> Page<U> {
+    let after = page.next.map(|c| c.id);
+    Page {
+        has_more: after.is_some(),
+        after,
+        data: page.items.iter().filter_map(map).collect(),
+    }
+}
+
+/// A user message as sent: its text for the agent, and its parts (normalised to the
+/// fields the protocol defines) for a faithful reload.
+struct ParsedInput {
+    text: String,
+    payload: Value,
+}
+
+fn parse_input(input: UserInput) -> Result<ParsedInput, ChatKitError> {
+    if !input.attachments.is_empty() {
+        return Err(ChatKitError::Unsupported(
+            "attachments are not supported by this server".into(),
+        ));
+    }
+    let mut text = String::new();
+    let mut parts = Vec::with_capacity(input.content.len());
+    for part in &input.content {
+        let kind = part.get("type").and_then(Value::as_str);
+        let part_text = part.get("text").and_then(Value::as_str);
+        match (kind, part_text) {
+            (Some("input_text"), Some(t)) => {
+                text.push_str(t);
+                parts.push(json!({"type": "input_text", "text": t}));
+            }
+            (Some("input_tag"), Some(t)) => {
+                let id = part.get("id").and_then(Value::as_str).ok_or_else(|| {
+                    ChatKitError::Malformed("an input_tag needs a string id".into())
+                })?;
+                text.push_str(t);
+                let mut tag = json!({
+                    "type": "input_tag", "id": id, "text": t,
+                    "data": part.get("data").filter(|d| d.is_object()).cloned().unwrap_or_else(|| json!({})),
+                    "interactive": part.get("interactive").and_then(Value::as_bool).unwrap_or(false),
+                });
+                if let Some(group) = part.get("group").and_then(Value::as_str) {
+                    tag["group"] = json!(group);
+                }
+                parts.push(tag);
+            }
+            _ => return Err(ChatKitError::Malformed(
+                "each content part must be {\"type\":\"input_text\",\"text\":…} or an input_tag"
+                    .into(),
+            )),
+        }
+    }
+    let mut options = serde_json::Map::new();
+    if let Some(o) = input.inference_options.as_ref().filter(|o| !o.is_null()) {
+        if !o.is_object() {
+            return Err(ChatKitError::Malformed(
+                "inference_options must be an object".into(),
+            ));
+        }
+        if let Some(model) = o.get("model").and_then(Value::as_str) {
+            options.insert("model".into(), json!(model));
+        }
+        if let Some(id) = o
+            .get("tool_choice")
+            .and_then(|t| t.get("id"))
+            .and_then(Value::as_str)
+        {
+            options.insert("tool_choice".into(), json!({ "id": id }));
+        }
+    }
+    let mut payload = json!({"content": parts, "inference_options": options});
+    if let Some(quote) = input.quoted_text.filter(|q| !q.is_empty()) {
+        payload["quoted_text"] = json!(quote);
+    }
+    Ok(ParsedInput { text, payload })
+}
+
+/// A message the widget should show inline instead of an HTTP error (an empty or
+/// over-long message): a stream of one `error` event; nothing is recorded.
+fn inline_error(message: String) -> Outcome {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let _ = tx.send(Event::Error {
+        code: "custom",
+        message: Some(message),
+        allow_retry: false,
+    });
+    Outcome::Stream(rx)
+}
+
+impl ChatKitService {
+    pub fn new(store: Store, chat: ChatService, max_chars: usize) -> Self {
+        Self {
+            store,
+            chat,
+            max_chars,
+        }
+    }
+
+    /// Handles one request body for `user`.
+    pub async fn handle(&self, user: &UserId, body: &[u8]) -> Result<Outcome, ChatKitError> {
+        let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
+            ChatKitError::Malformed(format!(
+                "the body must be a ChatKit request {{\"type\", \"params\"}}: {e}"
+            ))
+        })?;
+        let kind = envelope.kind.as_str();
+        if UNSUPPORTED.contains(&kind) {
+            return Err(ChatKitError::Unsupported(format!(
+                "{kind} is not supported by this server"
+            )));
+        }
+        let p = envelope
+            .params
+            .filter(Value::is_object)
+            .ok_or_else(|| ChatKitError::Malformed("`params` must be an object".into()))?;
+        match kind {
+            "threads.create" => self.create(user, params(kind, p)?).await,
+            "threads.add_user_message" => self.add_message(user, params(kind, p)?).await,
+            "threads.retry_after_item" => self.retry(user, params(kind, p)?).await,
+            "threads.get_by_id" => self.get(user, params(kind, p)?).await,
+            "threads.list" => self.list_threads(user, params(kind, p)?).await,
+            "items.list" => self.list_items(user, params(kind, p)?).await,
+            "threads.update" => self.update(user, params(kind, p)?).await,
+            "threads.delete" => {
+                let p: ThreadParams = params(kind, p)?;
+                self.store.delete_thread(user, &p.thread_id).await?;
+                Ok(Outcome::Json(json!({})))
+            }
+            "items.feedback" => {
+                let p: FeedbackParams = params(kind, p)?;
+                self.store
+                    .set_feedback(user, &p.thread_id, &p.item_ids, p.kind.as_str())
+                    .await?;
+                Ok(Outcome::Json(json!({})))
+            }
+            other => Err(ChatKitError::Malformed(format!(
+                "unknown request type {other:?}"
+            ))),
+        }
+    }
+
+    fn message(&self, input: &ParsedInput) -> Result<MessageText, String> {
+        MessageText::parse(&input.text, self.max_chars).map_err(|e| match e {
+            MessageTextError::Empty => "Type a message before sending.".to_owned(),
+            MessageTextError::TooLong { max, got } => {
+                format!("That message has {got} characters; the limit is {max}.")
+            }
+        })
+    }
+
+    async fn create(&self, user: &UserId, p: CreateParams) -> Result<Outcome, ChatKitError> {
+        let input = parse_input(p.input)?;
+        let message = match self.message(&input) {
+            Ok(m) => m,
+            Err(e) => return Ok(inline_error(e)),
+        };
+        let recorded = self.record(user, None, message, input.payload).await?;
+        let turn = recorded_turn(&recorded);
+        let thread = self.store.get_thread(user, &turn.thread_id).await?;
+        let first = Event::ThreadCreated {
+            thread: items::thread(&thread, Page::empty()),
+        };
+        Ok(self.turn_stream(user, vec![first], recorded, true))
+    }
+
+    async fn add_message(
+        &self,
+        user: &UserId,
+        p: AddMessageParams,
+    ) -> Result<Outcome, ChatKitError> {
+        self.store.get_thread(user, &p.thread_id).await?;
+        let input = parse_input(p.input)?;
+        let message = match self.message(&input) {
+            Ok(m) => m,
+            Err(e) => return Ok(inline_error(e)),
+        };
+        let recorded = self
+            .record(user, Some(p.thread_id), message, input.payload)
+            .await?;
+        Ok(self.turn_stream(user, Vec::new(), recorded, true))
+    }
+
+    async fn retry(&self, user: &UserId, p: RetryParams) -> Result<Outcome, ChatKitError> {
+        self.store.get_thread(user, &p.thread_id).await?;
+        let recorded = self.chat.reopen(user, &p.thread_id, &p.item_id).await?;
+        Ok(self.turn_stream(user, Vec::new(), recorded, false))
+    }
+
+    async fn record(
+        &self,
+        user: &UserId,
+        thread_id: Option<String>,
+        message: MessageText,
+        payload: Value,
+    ) -> Result<Recorded, ChatKitError> {
+        let request = SendMessage {
+            thread_id,
+            message,
+            key: None,
+            payload: Some(payload),
+        };
+        Ok(self.chat.record(user, &request).await?)
+    }
+
+    /// `first` events, the user's message (unless retrying), `stream_options`, then the
+    /// turn as it runs.
+    fn turn_stream(
+        &self,
+        user: &UserId,
+        first: Vec<Event>,
+        recorded: Recorded,
+        echo_user_message: bool,
+    ) -> Outcome {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let turn = recorded_turn(&recorded).clone();
+        for event in first {
+            let _ = tx.send(event);
+        }
+        if echo_user_message {
+            if let Some(item) = items::item(&turn) {
+                let _ = tx.send(Event::ItemDone { item });
+            }
+        }
+        let _ = tx.send(Event::StreamOptions {
+            stream_options: StreamOptions {
+                allow_cancel: ALLOW_CANCEL,
+            },
+        });
+        let events = self.chat.stream(user, recorded);
+        tokio::spawn(stream::encode_turn(turn.thread_id, events, tx));
+        Outcome::Stream(rx)
+    }
+
+    async fn get(&self, user: &UserId, p: ThreadParams) -> Result<Outcome, ChatKitError> {
+        let thread = self.store.get_thread(user, &p.thread_id).await?;
+        let page = self
+            .store
+            .list_items(
+                user,
+                &thread.id,
+                &items::VISIBLE_TYPES,
+                EMBEDDED_ITEMS,
+                None,
+                Order::Asc,
+            )
+            .await?;
+        let thread = items::thread(&thread, page_of(page, items::item));
+        Ok(Outcome::Json(json!(thread)))
+    }
+
+    async fn list_threads(&self, user: &UserId, p: ListParams) -> Result<Outcome, ChatKitError> {
+        let page = self
+            .store
+            .list_threads_by_creation(
+                user,
+                page_size(p.limit),
+                p.after.as_deref(),
+                order(p.order.as_deref())?,
+            )
+            .await?;
+        let page = page_of(page, |t| Some(items::thread(t, Page::empty())));
+        Ok(Outcome::Json(json!(page)))
+    }
+
+    async fn list_items(&self, user: &UserId, p: ItemsListParams) -> Result<Outcome, ChatKitError> {
+        let page = self
+            .store
+            .list_items(
+                user,
+                &p.thread_id,
+                &items::VISIBLE_TYPES,
+                page_size(p.page.limit),
+                p.page.after.as_deref(),
+                order(p.page.order.as_deref())?,
+            )
+            .await?;
+        let page: Page<Item> = page_of(page, items::item);
+        Ok(Outcome::Json(json!(page)))
+    }
+
+    async fn update(&self, user: &UserId, p: UpdateParams) -> Result<Outcome, ChatKitError> {
+        let title = Title::parse(&p.title).map_err(ChatKitError::Invalid)?;
+        let thread = self
+            .store
+            .update_thread(user, &p.thread_id, Some(title), None)
+            .await?;
+        Ok(Outcome::Json(json!(items::thread(&thread, Page::empty()))))
+    }
+}
+
+fn recorded_turn(recorded: &Recorded) -> &crate::store::Turn {
+    match recorded {
+        Recorded::NeedsAnswer(t) | Recorded::Answered(t) => t,
+    }
+}

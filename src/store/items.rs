@@ -1,0 +1,227 @@
+//! The item-level operations ChatKit needs beyond REST: lists paged by element id,
+//! feedback, and re-answering a turn (retry). Scoped by user like everything else.
+
+use chrono::{DateTime, Utc};
+use entity::{thread, thread_item};
+use sea_orm::{
+    sea_query::Expr, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    TransactionTrait,
+};
+
+use super::{
+    threads::{after_cursor, into_page, keyset},
+    Page, Store, StoreError, Turn, ITEM_ASSISTANT, ITEM_USER, STATUS_PENDING,
+};
+use crate::domain::{is_valid_id, now, Cursor, Order, UserId};
+
+impl Store {
+    /// The user's threads by creation time (ChatKit does not reorder by activity); `after`
+    /// is the id of the last thread of the previous page.
+    pub async fn list_threads_by_creation(
+        &self,
+        user: &UserId,
+        limit: u64,
+        after: Option<&str>,
+        order: Order,
+    ) -> Result<Page<thread::Model>, StoreError> {
+        let after = match after {
+            Some(id) => {
+                let anchor = self
+                    .get_thread(user, id)
+                    .await
+                    .map_err(|_| StoreError::CursorNotFound)?;
+                Some(Cursor {
+                    at: anchor.created_at,
+                    id: anchor.id,
+                })
+            }
+            None => None,
+        };
+        let query = keyset(
+            thread::Entity::find().filter(thread::Column::UserId.eq(user.as_str())),
+            thread::Column::CreatedAt,
+            thread::Column::Id,
+            after.as_ref(),
+            order,
+        );
+        let rows = query.limit(limit + 1).all(&self.read).await?;
+        Ok(into_page(rows, limit, |t| Cursor {
+            at: t.created_at,
+            id: t.id.clone(),
+        }))
+    }
+
+    /// A page of a thread's items of `types`; `after` is the id of the last item of the
+    /// previous page. `ThreadNotFound` unless the thread is the user's.
+    pub async fn list_items(
+        &self,
+        user: &UserId,
+        thread_id: &str,
+        types: &[&str],
+        limit: u64,
+        after: Option<&str>,
+        order: Order,
+    ) -> Result<Page<thread_item::Model>, StoreError> {
+        self.get_thread(user, thread_id).await?;
+        let after = match after {
+            Some(id) => {
+                let anchor = self
+                    .find_item(user, thread_id, id)
+                    .await?
+                    .ok_or(StoreError::CursorNotFound)?;
+                Some(Cursor {
+                    at: anchor.created_at,
+                    id: anchor.id,
+                })
+            }
+            None => None,
+        };
+        let query = keyset(
+            thread_item::Entity::find()
+                .filter(thread_item::Column::ThreadId.eq(thread_id))
+                .filter(thread_item::Column::UserId.eq(user.as_str()))
+                .filter(thread_item::Column::ItemType.is_in(types.iter().copied())),
+            thread_item::Column::CreatedAt,
+            thread_item::Column::Id,
+            after.as_ref(),
+            order,
+        );
+        let rows = query.limit(limit + 1).all(&self.read).await?;
+        Ok(into_page(rows, limit, |m| Cursor {
+            at: m.created_at,
+            id: m.id.clone(),
+        }))
+    }
+
+    /// One item of the user's thread, if it exists.
+    pub async fn find_item(
+        &self,
+        user: &UserId,
+        thread_id: &str,
+        item_id: &str,
+    ) -> Result<Option<thread_item::Model>, StoreError> {
+        if item_id.is_empty() || item_id.len() > 64 {
+            return Ok(None);
+        }
+        Ok(thread_item::Entity::find_by_id(item_id)
+            .filter(thread_item::Column::ThreadId.eq(thread_id))
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .one(&self.read)
+            .await?)
+    }
+
+    /// Records the user's rating of items of their thread. All or nothing: an id that is
+    /// not an item of this thread is `ItemNotFound` and nothing is written.
+    pub async fn set_feedback(
+        &self,
+        user: &UserId,
+        thread_id: &str,
+        item_ids: &[String],
+        kind: &str,
+    ) -> Result<(), StoreError> {
+        self.get_thread(user, thread_id).await?;
+        let mut ids: Vec<&str> = item_ids.iter().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.iter().any(|id| id.is_empty() || id.len() > 64) {
+            return Err(StoreError::ItemNotFound);
+        }
+        let txn = self.write.begin().await?;
+        let result = thread_item::Entity::update_many()
+            .col_expr(thread_item::Column::Feedback, Expr::value(kind))
+            .filter(thread_item::Column::Id.is_in(ids.iter().copied()))
+            .filter(thread_item::Column::ThreadId.eq(thread_id))
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .exec(&txn)
+            .await?;
+        if result.rows_affected != ids.len() as u64 {
+            txn.rollback().await?;
+            return Err(StoreError::ItemNotFound);
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Re-opens the turn of user message `item_id` for a new answer, atomically: every
+    /// item after it goes, the message counts follow, and the turn is pending again.
+    /// `TurnInProgress` if a turn of the thread is still being answered (one that went
+    /// silent before `stale_before` is not).
+    pub async fn reopen_turn(
+        &self,
+        user: &UserId,
+        thread_id: &str,
+        item_id: &str,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Turn, StoreError> {
+        if !is_valid_id("thr", thread_id) {
+            return Err(StoreError::ThreadNotFound);
+        }
+        let at = now();
+        let txn = self.write.begin().await?;
+        // The thread row first: every writer of a thread takes its lock in this order.
+        Self::bump_thread(&txn, user, thread_id, at, 0).await?;
+        let target = thread_item::Entity::find_by_id(item_id)
+            .filter(thread_item::Column::ThreadId.eq(thread_id))
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .one(&txn)
+            .await?
+            .filter(|row| row.item_type == ITEM_USER)
+            .ok_or(StoreError::ItemNotFound)?;
+        let running = thread_item::Entity::find()
+            .filter(thread_item::Column::ThreadId.eq(thread_id))
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .filter(thread_item::Column::ItemType.eq(ITEM_USER))
+            .filter(thread_item::Column::Status.eq(STATUS_PENDING))
+            .filter(thread_item::Column::UpdatedAt.gte(stale_before))
+            .count(&txn)
+            .await?;
+        if running > 0 {
+            return Err(StoreError::TurnInProgress);
+        }
+        let later = after_cursor(
+            thread_item::Column::CreatedAt,
+            thread_item::Column::Id,
+            &Cursor {
+                at: target.created_at,
+                id: target.id.clone(),
+            },
+            Order::Asc,
+        );
+        let scope = || {
+            thread_item::Entity::find()
+                .filter(thread_item::Column::ThreadId.eq(thread_id))
+                .filter(thread_item::Column::UserId.eq(user.as_str()))
+        };
+        let removed_messages = scope()
+            .filter(later.clone())
+            .filter(thread_item::Column::ItemType.is_in([ITEM_USER, ITEM_ASSISTANT]))
+            .count(&txn)
+            .await?;
+        thread_item::Entity::delete_many()
+            .filter(thread_item::Column::ThreadId.eq(thread_id))
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .filter(later)
+            .exec(&txn)
+            .await?;
+        // Answers recorded for the turn are gone with it (they came after it).
+        thread_item::Entity::delete_many()
+            .filter(thread_item::Column::ReplyTo.eq(target.id.as_str()))
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .exec(&txn)
+            .await?;
+        let removed = i32::try_from(removed_messages).unwrap_or(i32::MAX);
+        Self::bump_thread(&txn, user, thread_id, at, -removed).await?;
+        thread_item::Entity::update_many()
+            .col_expr(thread_item::Column::Status, Expr::value(STATUS_PENDING))
+            .col_expr(thread_item::Column::UpdatedAt, Expr::value(at))
+            .filter(thread_item::Column::Id.eq(target.id.as_str()))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Turn {
+            status: STATUS_PENDING.to_owned(),
+            updated_at: at,
+            ..target
+        })
+    }
+}

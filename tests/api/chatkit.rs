@@ -1,0 +1,801 @@
+//! `POST /chatkit`: the ChatKit protocol, as the ChatKit React widget speaks it in its
+//! custom-backend mode (see chatkit-protocol.md). Turns, lists, paging, retry, feedback,
+//! errors before streaming, isolation, and the same rows seen through REST.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use chatkit_gateway::agent::{
+    Agent, AgentError, AgentEvent, AgentReply, AgentRequest, EventSink, TaskTools,
+};
+use poem::{handler, post, web::Data, Body, EndpointExt, Response, Route};
+use serde_json::{json, Value};
+
+use crate::helpers::{serve_on_loopback, spawn_app, spawn_with, test_settings, TestApp, TestDb};
+
+/// A protocol request: the status, the content type and the JSON body (or the events).
+struct Answer {
+    status: u16,
+    content_type: String,
+    json: Value,
+    events: Vec<Value>,
+    raw: String,
+}
+
+impl Answer {
+    #[track_caller]
+    fn error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.raw);
+        assert_eq!(self.json["error"]["code"], code, "{}", self.raw);
+        assert!(self.content_type.starts_with("application/json"));
+    }
+
+    #[track_caller]
+    fn ok(&self) -> &Value {
+        assert_eq!(self.status, 200, "{}", self.raw);
+        assert!(self.content_type.starts_with("application/json"));
+        &self.json
+    }
+
+    fn types(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect()
+    }
+}
+
+/// Parses an SSE body that must be framed exactly as ChatKit's server frames it:
+/// `data: <one-line JSON>\n\n` and nothing else.
+fn events_of(raw: &str) -> Vec<Value> {
+    assert!(raw.is_empty() || raw.ends_with("\n\n"), "{raw:?}");
+    raw.split_terminator("\n\n")
+        .map(|frame| {
+            let json = frame
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not a data frame: {frame:?}"));
+            assert!(!json.contains('\n'), "multi-line frame {frame:?}");
+            serde_json::from_str(json).unwrap()
+        })
+        .collect()
+}
+
+async fn send_raw(app: &TestApp, token: Option<&str>, body: String) -> Answer {
+    let mut req = app.client.post(format!("{}/chatkit", app.base)).body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let raw = resp.text().await.unwrap();
+    let (json, events) = if content_type == "text/event-stream" {
+        (Value::Null, events_of(&raw))
+    } else {
+        (serde_json::from_str(&raw).unwrap_or(Value::Null), vec![])
+    };
+    Answer {
+        status,
+        content_type,
+        json,
+        events,
+        raw,
+    }
+}
+
+async fn ck(app: &TestApp, token: &str, kind: &str, params: Value) -> Answer {
+    send_raw(
+        app,
+        Some(token),
+        json!({"type": kind, "params": params}).to_string(),
+    )
+    .await
+}
+
+fn input(text: &str) -> Value {
+    json!({"content": [{"type": "input_text", "text": text}], "attachments": [], "inference_options": {}})
+}
+
+async fn create(app: &TestApp, token: &str, text: &str) -> Answer {
+    let a = ck(
+        app,
+        token,
+        "threads.create",
+        json!({ "input": input(text) }),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(a.content_type, "text/event-stream");
+    a
+}
+
+fn thread_id(a: &Answer) -> String {
+    a.events[0]["thread"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Every item a stream finished (`thread.item.done`, or replaced), in first-shown order.
+fn finished_items(events: &[Value]) -> Vec<Value> {
+    let mut order: Vec<String> = Vec::new();
+    let mut items: std::collections::HashMap<String, Value> = Default::default();
+    for e in events {
+        match e["type"].as_str().unwrap() {
+            "thread.item.added" | "thread.item.done" | "thread.item.replaced" => {
+                let id = e["item"]["id"].as_str().unwrap().to_owned();
+                if !order.contains(&id) {
+                    order.push(id.clone());
+                }
+                if e["type"] != "thread.item.added" {
+                    items.insert(id, e["item"].clone());
+                }
+            }
+            "thread.item.removed" => {
+                let id = e["item_id"].as_str().unwrap();
+                order.retain(|o| o != id);
+                items.remove(id);
+            }
+            _ => {}
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|id| items.remove(&id))
+        .collect()
+}
+
+/// Asserts no `null` anywhere and that every `created_at` is an RFC 3339 string.
+fn assert_clean(v: &Value) {
+    match v {
+        Value::Null => panic!("null on the wire"),
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "created_at" {
+                    let s = x.as_str().expect("created_at is a string");
+                    chrono::DateTime::parse_from_rfc3339(s).expect("RFC 3339");
+                }
+                assert_clean(x);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(assert_clean),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn a_new_thread_streams_its_turn_in_protocol_order_and_reloads_identically() {
+    let (app, _db) = spawn_app().await;
+    let token = app.login("alice").await;
+    let a = create(&app, &token, "add a task to buy milk").await;
+    a.events.iter().for_each(assert_clean);
+    let types = a.types();
+    assert_eq!(
+        types[..3],
+        ["thread.created", "thread.item.done", "stream_options"]
+    );
+    assert_eq!(a.events[1]["item"]["type"], "user_message");
+    assert_eq!(
+        a.events[1]["item"]["content"][0]["text"],
+        "add a task to buy milk"
+    );
+    assert_eq!(a.events[2]["stream_options"]["allow_cancel"], false);
+    // The workflow is added and done before the answer starts.
+    let wf_added = types
+        .iter()
+        .position(|t| *t == "thread.item.added")
+        .unwrap();
+    assert_eq!(a.events[wf_added]["item"]["type"], "workflow");
+    let wf_id = a.events[wf_added]["item"]["id"].clone();
+    let task = a
+        .events
+        .iter()
+        .find(|e| e["update"]["type"] == "workflow.task.added")
+        .unwrap();
+    assert_eq!(task["item_id"], wf_id);
+    assert_eq!(task["update"]["task"]["title"], "Added task 1: buy milk");
+    let effect = a
+        .events
+        .iter()
+        .find(|e| e["type"] == "client_effect")
+        .unwrap();
+    assert_eq!(effect["name"], "tasks.changed");
+    assert_eq!(effect["data"]["tool"], "add_task");
+    let wf_done = a
+        .events
+        .iter()
+        .position(|e| e["type"] == "thread.item.done" && e["item"]["id"] == wf_id)
+        .unwrap();
+    let msg_added = a
+        .events
+        .iter()
+        .position(|e| e["type"] == "thread.item.added" && e["item"]["type"] == "assistant_message")
+        .unwrap();
+    assert!(wf_done < msg_added);
+    let msg_id = a.events[msg_added]["item"]["id"].clone();
+    // The assistant message: added, part added, deltas, part done, done; one id throughout.
+    let updates: Vec<&str> = a.events[msg_added + 1..]
+        .iter()
+        .take_while(|e| e["type"] == "thread.item.updated")
+        .map(|e| {
+            assert_eq!(e["item_id"], msg_id);
+            e["update"]["type"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(updates[0], "assistant_message.content_part.added");
+    assert_eq!(
+        updates.last().unwrap(),
+        &"assistant_message.content_part.done"
+    );
+    assert!(updates[1..updates.len() - 1]
+        .iter()
+        .all(|u| *u == "assistant_message.content_part.text_delta"));
+    let deltas: String = a
+        .events
+        .iter()
+        .filter(|e| e["update"]["type"] == "assistant_message.content_part.text_delta")
+        .map(|e| e["update"]["delta"].as_str().unwrap())
+        .collect();
+    let last = a.events.last().unwrap();
+    assert_eq!(last["type"], "thread.item.done");
+    assert_eq!(last["item"]["id"], msg_id);
+    assert_eq!(last["item"]["content"][0]["text"], deltas);
+    assert_eq!(deltas, "Added task 1: buy milk.");
+
+    // A reload shows exactly what the stream showed, in the same order.
+    let tid = thread_id(&a);
+    let shown = finished_items(&a.events);
+    let thread = ck(&app, &token, "threads.get_by_id", json!({"thread_id": tid})).await;
+    let thread = thread.ok();
+    assert_clean(thread);
+    assert_eq!(thread["items"]["data"], json!(shown));
+    assert_eq!(thread["items"]["has_more"], false);
+    assert_eq!(thread["title"], "add a task to buy milk");
+    assert_eq!(thread["metadata"], json!({}));
+    assert_eq!(thread["status"], json!({"type": "active"}));
+}
+
+#[tokio::test]
+async fn rest_and_chatkit_read_the_same_rows() {
+    let (app, _db) = spawn_app().await;
+    let token = app.login("alice").await;
+    // A REST turn shows in ChatKit, with its workflow.
+    let rest = app.send(&token, None, "add a task to call mom").await.ok();
+    let tid = rest["thread_id"].as_str().unwrap();
+    let items = ck(
+        &app,
+        &token,
+        "items.list",
+        json!({"thread_id": tid, "order": "asc"}),
+    )
+    .await;
+    let data = items.ok()["data"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = data.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["user_message", "workflow", "assistant_message"]);
+    assert_eq!(data[0]["id"], rest["message_id"]);
+    assert_eq!(data[2]["id"], rest["response_id"]);
+    assert_eq!(
+        data[1]["workflow"]["tasks"][0]["title"],
+        "Added task 1: call mom"
+    );
+    // A ChatKit turn shows in REST, tool calls included.
+    let a = ck(
+        &app,
+        &token,
+        "threads.add_user_message",
+        json!({"thread_id": tid, "input": input("list my tasks")}),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.types()[0], "thread.item.done");
+    let messages = app.all_messages(&token, tid).await;
+    assert_eq!(messages.len(), 4);
+    assert_eq!(messages[2]["content"], "list my tasks");
+    assert_eq!(messages[3]["status"], "completed");
+    let answer_id = a.events.last().unwrap()["item"]["id"].clone();
+    assert_eq!(messages[3]["id"], answer_id);
+    assert_eq!(app.thread(&token, tid).await["message_count"], 4);
+    // Feedback given in ChatKit is visible in REST.
+    ck(
+        &app,
+        &token,
+        "items.feedback",
+        json!({"thread_id": tid, "item_ids": [answer_id], "kind": "negative"}),
+    )
+    .await
+    .ok();
+    let messages = app.all_messages(&token, tid).await;
+    assert_eq!(messages[3]["feedback"], "negative");
+    assert!(messages[1]["feedback"].is_null());
+}
+
+#[tokio::test]
+async fn lists_page_by_element_id_in_either_order() {
+    let (app, _db) = spawn_app().await;
+    let token = app.login("alice").await;
+    let mut ids = Vec::new();
+    for i in 0..23 {
+        ids.push(app.create_thread(&token, &format!("t{i}")).await["id"].clone());
+    }
+    // Default: 20 newest first; `after` is the last element's id.
+    let page = ck(&app, &token, "threads.list", json!({})).await;
+    let page = page.ok();
+    assert_eq!(page["data"].as_array().unwrap().len(), 20);
+    assert_eq!(page["has_more"], true);
+    assert_eq!(page["data"][0]["id"], ids[22]);
+    assert_eq!(page["after"], page["data"][19]["id"]);
+    assert_eq!(
+        page["data"][0]["items"],
+        json!({"data": [], "has_more": false})
+    );
+    let rest = ck(
+        &app,
+        &token,
+        "threads.list",
+        json!({"after": page["after"], "limit": null, "order": "desc"}),
+    )
+    .await;
+    let rest = rest.ok();
+    let tail: Vec<&Value> = rest["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["id"])
+        .collect();
+    assert_eq!(tail, [&ids[2], &ids[1], &ids[0]]);
+    assert_eq!(rest["has_more"], false);
+    assert!(rest.get("after").is_none(), "last page has no after");
+    // Ascending, clamped limits.
+    let asc = ck(
+        &app,
+        &token,
+        "threads.list",
+        json!({"order": "asc", "limit": 2}),
+    )
+    .await;
+    let asc = asc.ok();
+    assert_eq!(asc["data"][0]["id"], ids[0]);
+    assert_eq!(asc["after"], ids[1]);
+    let one = ck(&app, &token, "threads.list", json!({"limit": -5})).await;
+    assert_eq!(one.ok()["data"].as_array().unwrap().len(), 1);
+    let many = ck(&app, &token, "threads.list", json!({"limit": 1000})).await;
+    assert_eq!(many.ok()["data"].as_array().unwrap().len(), 23);
+    ck(&app, &token, "threads.list", json!({"order": "sideways"}))
+        .await
+        .error(400, "request.malformed");
+    ck(&app, &token, "threads.list", json!({"after": "thr_nope"}))
+        .await
+        .error(422, "request.invalid");
+
+    // Items page the same way.
+    let a = create(&app, &token, "add a task to one").await;
+    let tid = thread_id(&a);
+    for text in ["add a task to two", "list my tasks"] {
+        ck(
+            &app,
+            &token,
+            "threads.add_user_message",
+            json!({"thread_id": tid, "input": input(text)}),
+        )
+        .await;
+    }
+    let all = ck(
+        &app,
+        &token,
+        "items.list",
+        json!({"thread_id": tid, "order": "asc", "limit": 100}),
+    )
+    .await;
+    let all = all.ok()["data"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 9);
+    let (mut walked, mut after) = (Vec::new(), Value::Null);
+    loop {
+        let p = ck(
+            &app,
+            &token,
+            "items.list",
+            json!({"thread_id": tid, "order": "desc", "limit": 4, "after": after}),
+        )
+        .await;
+        let p = p.ok().clone();
+        walked.extend(p["data"].as_array().unwrap().iter().cloned());
+        if p["has_more"] == false {
+            break;
+        }
+        after = p["after"].clone();
+    }
+    walked.reverse();
+    assert_eq!(walked, all);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_before_any_stream_starts() {
+    let (app, _db) = spawn_app().await;
+    let token = app.login("alice").await;
+    let a = create(&app, &token, "hello").await;
+    let tid = thread_id(&a);
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("not json".into(), 400, "request.malformed"),
+        ("[]".into(), 400, "request.malformed"),
+        (json!({"params": {}}).to_string(), 400, "request.malformed"),
+        (json!({"type": "threads.list"}).to_string(), 400, "request.malformed"),
+        (json!({"type": "threads.list", "params": null}).to_string(), 400, "request.malformed"),
+        (json!({"type": "threads.fly", "params": {}}).to_string(), 400, "request.malformed"),
+        (json!({"type": "threads.create", "params": {}}).to_string(), 400, "request.malformed"),
+        (json!({"type": "threads.create", "params": {"input": {"content": [{"type": "input_image"}], "attachments": [], "inference_options": {}}}}).to_string(), 400, "request.malformed"),
+        (json!({"type": "threads.create", "params": {"input": {"content": [], "attachments": ["atc_1"], "inference_options": {}}}}).to_string(), 400, "chatkit.unsupported"),
+        (json!({"type": "threads.add_user_message", "params": {"input": input("x")}}).to_string(), 400, "request.malformed"),
+        (json!({"type": "threads.add_user_message", "params": {"thread_id": "thr_00000000000000000000000000000000", "input": input("x")}}).to_string(), 404, "thread.not_found"),
+        (json!({"type": "threads.get_by_id", "params": {"thread_id": 5}}).to_string(), 400, "request.malformed"),
+        (json!({"type": "threads.retry_after_item", "params": {"thread_id": tid, "item_id": "msg_nope"}}).to_string(), 404, "item.not_found"),
+        (json!({"type": "items.feedback", "params": {"thread_id": tid, "item_ids": ["msg_nope"], "kind": "positive"}}).to_string(), 404, "item.not_found"),
+        (json!({"type": "items.feedback", "params": {"thread_id": tid, "item_ids": [], "kind": "meh"}}).to_string(), 400, "request.malformed"),
+        (json!({"type": "threads.update", "params": {"thread_id": tid, "title": "  "}}).to_string(), 422, "request.invalid"),
+        (json!({"type": "attachments.create", "params": {"name": "a", "size": 1, "mime_type": "text/plain"}}).to_string(), 400, "chatkit.unsupported"),
+        (json!({"type": "input.transcribe", "params": {}}).to_string(), 400, "chatkit.unsupported"),
+        (json!({"type": "threads.custom_action", "params": {"thread_id": tid, "action": {"type": "x"}}}).to_string(), 400, "chatkit.unsupported"),
+        (json!({"type": "threads.add_client_tool_output", "params": {"thread_id": tid, "result": {}}}).to_string(), 400, "chatkit.unsupported"),
+    ];
+    for (body, status, code) in cases {
+        let a = send_raw(&app, Some(&token), body.clone()).await;
+        assert_eq!(a.status, status, "{body} -> {}", a.raw);
+        assert_eq!(a.json["error"]["code"], code, "{body} -> {}", a.raw);
+    }
+    // No credential, or a bad one: 401 with the envelope and WWW-Authenticate.
+    for token in [None, Some("nope")] {
+        let mut req = app
+            .client
+            .post(format!("{}/chatkit", app.base))
+            .body(json!({"type": "threads.create", "params": {"input": input("hi")}}).to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["error"]["code"].as_str().unwrap().starts_with("auth."));
+    }
+    // Unknown fields, explicit nulls and no Content-Type are all fine; nothing above
+    // recorded anything.
+    let ok = send_raw(
+        &app,
+        Some(&token),
+        json!({"type": "threads.list", "params": {"limit": null, "after": null, "extra": 1}, "metadata": null, "x": true}).to_string(),
+    )
+    .await;
+    assert_eq!(ok.ok()["data"].as_array().unwrap().len(), 1);
+    assert_eq!(app.thread(&token, &tid).await["message_count"], 2);
+}
+
+#[tokio::test]
+async fn empty_or_overlong_messages_are_shown_inline_and_record_nothing() {
+    let (app, _db) = spawn_app().await;
+    let token = app.login("alice").await;
+    let long = "x".repeat(app.settings.messages.max_chars + 1);
+    for text in ["", "   ", long.as_str()] {
+        let a = create(&app, &token, text).await;
+        assert_eq!(a.events.len(), 1, "{}", a.raw);
+        assert_eq!(a.events[0]["type"], "error");
+        assert_eq!(a.events[0]["code"], "custom");
+        assert_eq!(a.events[0]["allow_retry"], false);
+        assert!(!a.events[0]["message"].as_str().unwrap().is_empty());
+    }
+    let list = ck(&app, &token, "threads.list", json!({})).await;
+    assert_eq!(list.ok()["data"], json!([]));
+}
+
+#[tokio::test]
+async fn another_users_threads_are_not_found_on_every_type() {
+    let (app, _db) = spawn_app().await;
+    let alice = app.login("alice").await;
+    let bob = app.login("bob").await;
+    let a = create(&app, &alice, "add a task to secret plan").await;
+    let tid = thread_id(&a);
+    let item = a.events[1]["item"]["id"].clone();
+    let requests = [
+        ("threads.get_by_id", json!({"thread_id": tid})),
+        ("items.list", json!({"thread_id": tid})),
+        ("threads.update", json!({"thread_id": tid, "title": "mine"})),
+        ("threads.delete", json!({"thread_id": tid})),
+        (
+            "items.feedback",
+            json!({"thread_id": tid, "item_ids": [item], "kind": "positive"}),
+        ),
+        (
+            "threads.add_user_message",
+            json!({"thread_id": tid, "input": input("hi")}),
+        ),
+        (
+            "threads.retry_after_item",
+            json!({"thread_id": tid, "item_id": item}),
+        ),
+    ];
+    for (kind, params) in requests {
+        ck(&app, &bob, kind, params)
+            .await
+            .error(404, "thread.not_found");
+    }
+    let bobs = ck(&app, &bob, "threads.list", json!({})).await;
+    assert_eq!(bobs.ok()["data"], json!([]));
+    ck(&app, &bob, "threads.list", json!({"after": tid}))
+        .await
+        .error(422, "request.invalid");
+    // Alice's thread is untouched.
+    let thread = ck(&app, &alice, "threads.get_by_id", json!({"thread_id": tid})).await;
+    let thread = thread.ok();
+    assert_eq!(thread["title"], "add a task to secret plan");
+    assert_eq!(thread["items"]["data"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn rename_delete_and_feedback() {
+    let (app, _db) = spawn_app().await;
+    let token = app.login("alice").await;
+    let a = create(&app, &token, "hello").await;
+    let tid = thread_id(&a);
+    let renamed = ck(
+        &app,
+        &token,
+        "threads.update",
+        json!({"thread_id": tid, "title": " Groceries "}),
+    )
+    .await;
+    let renamed = renamed.ok();
+    assert_eq!(renamed["title"], "Groceries");
+    assert_eq!(renamed["items"], json!({"data": [], "has_more": false}));
+    assert_eq!(app.thread(&token, &tid).await["title"], "Groceries");
+    // Feedback is all or nothing.
+    let answer = a.events.last().unwrap()["item"]["id"].clone();
+    ck(
+        &app,
+        &token,
+        "items.feedback",
+        json!({"thread_id": tid, "item_ids": [answer, "msg_nope"], "kind": "positive"}),
+    )
+    .await
+    .error(404, "item.not_found");
+    assert!(app.all_messages(&token, &tid).await[1]["feedback"].is_null());
+    let fb = ck(
+        &app,
+        &token,
+        "items.feedback",
+        json!({"thread_id": tid, "item_ids": [answer, answer], "kind": "positive"}),
+    )
+    .await;
+    assert_eq!(fb.ok(), &json!({}));
+    assert_eq!(
+        app.all_messages(&token, &tid).await[1]["feedback"],
+        "positive"
+    );
+    let deleted = ck(&app, &token, "threads.delete", json!({"thread_id": tid})).await;
+    assert_eq!(deleted.ok(), &json!({}));
+    ck(&app, &token, "threads.get_by_id", json!({"thread_id": tid}))
+        .await
+        .error(404, "thread.not_found");
+    app.get(&format!("/api/chatkit/threads/{tid}"), &token)
+        .await
+        .assert_error(404, "thread.not_found");
+}
+
+#[tokio::test]
+async fn retry_answers_the_message_again_and_removes_what_followed() {
+    let (app, _db) = spawn_app().await;
+    let token = app.login("alice").await;
+    let a = create(&app, &token, "add a task to water plants").await;
+    let tid = thread_id(&a);
+    let first_user = a.events[1]["item"]["id"].clone();
+    let b = ck(
+        &app,
+        &token,
+        "threads.add_user_message",
+        json!({"thread_id": tid, "input": input("list my tasks")}),
+    )
+    .await;
+    assert_eq!(b.status, 200);
+    assert_eq!(app.thread(&token, &tid).await["message_count"], 4);
+    // Retrying a message that is not a user message is refused before streaming.
+    let answer = a.events.last().unwrap()["item"]["id"].clone();
+    ck(
+        &app,
+        &token,
+        "threads.retry_after_item",
+        json!({"thread_id": tid, "item_id": answer}),
+    )
+    .await
+    .error(404, "item.not_found");
+    let r = ck(
+        &app,
+        &token,
+        "threads.retry_after_item",
+        json!({"thread_id": tid, "item_id": first_user}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.types()[0], "stream_options", "no user message echo");
+    let new_items = finished_items(&r.events);
+    let thread = ck(&app, &token, "threads.get_by_id", json!({"thread_id": tid})).await;
+    let data = thread.ok()["items"]["data"].as_array().unwrap().clone();
+    assert_eq!(data.len(), 3, "{data:?}");
+    assert_eq!(data[0]["id"], first_user);
+    assert_eq!(data[1..], new_items[..]);
+    assert_eq!(
+        data[1]["workflow"]["tasks"][0]["title"],
+        "Added task 2: water plants"
+    );
+    let messages = app.all_messages(&token, &tid).await;
+    assert_eq!(messages.len(), 2);
+    assert_eq!(app.thread(&token, &tid).await["message_count"], 2);
+}
+
+/// An agent that runs a tool, says a little, then fails (or waits first, to hold a turn).
+struct Stumbling {
+    hold: Duration,
+}
+
+#[async_trait]
+impl Agent for Stumbling {
+    async fn respond(
+        &self,
+        _request: AgentRequest<'_>,
+        tools: &TaskTools,
+        events: &EventSink,
+    ) -> Result<AgentReply, AgentError> {
+        let args = json!({"title": "half done"});
+        let result = tools.call("add_task", &args).await.unwrap();
+        events.emit(AgentEvent::ToolCall(
+            chatkit_gateway::store::ToolCallRecord {
+                tool: "add_task".into(),
+                args,
+                result,
+            },
+        ));
+        events.emit(AgentEvent::TextDelta("Working on".into()));
+        tokio::time::sleep(self.hold).await;
+        Err(AgentError::Unavailable("scripted failure".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_agent_removes_what_it_showed_and_keeps_the_message() {
+    let db = TestDb::new().await;
+    let agent = Arc::new(Stumbling {
+        hold: Duration::ZERO,
+    });
+    let app = spawn_with(test_settings(&db), Some(agent)).await;
+    let token = app.login("alice").await;
+    let a = create(&app, &token, "do something").await;
+    let tid = thread_id(&a);
+    let removed: Vec<&Value> = a
+        .events
+        .iter()
+        .filter(|e| e["type"] == "thread.item.removed")
+        .map(|e| &e["item_id"])
+        .collect();
+    let added: Vec<&Value> = a
+        .events
+        .iter()
+        .filter(|e| e["type"] == "thread.item.added")
+        .map(|e| &e["item"]["id"])
+        .collect();
+    assert_eq!(added.len(), 2);
+    assert_eq!(removed, added.into_iter().rev().collect::<Vec<_>>());
+    let last = a.events.last().unwrap();
+    assert_eq!(last["type"], "error");
+    assert_eq!(last["code"], "stream.error");
+    assert_eq!(last["allow_retry"], true);
+    // What remains is what the stream left standing: the user's message, failed.
+    let thread = ck(&app, &token, "threads.get_by_id", json!({"thread_id": tid})).await;
+    let data = thread.ok()["items"]["data"].clone();
+    assert_eq!(data, json!(finished_items(&a.events)));
+    assert_eq!(data.as_array().unwrap().len(), 1);
+    let messages = app.all_messages(&token, &tid).await;
+    assert_eq!(messages[0]["status"], "failed");
+}
+
+#[tokio::test]
+async fn a_retry_while_the_turn_runs_is_a_conflict() {
+    let db = TestDb::new().await;
+    let agent = Arc::new(Stumbling {
+        hold: Duration::from_millis(1500),
+    });
+    let app = spawn_with(test_settings(&db), Some(agent)).await;
+    let token = app.login("alice").await;
+    let thread = app.create_thread(&token, "slow").await;
+    let tid = thread["id"].as_str().unwrap().to_owned();
+    let running = {
+        let (app_base, client, token, tid) = (
+            app.base.clone(),
+            app.client.clone(),
+            token.clone(),
+            tid.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .post(format!("{app_base}/chatkit"))
+                .bearer_auth(token)
+                .body(json!({"type": "threads.add_user_message", "params": {"thread_id": tid, "input": input("wait")}}).to_string())
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let items = ck(&app, &token, "items.list", json!({"thread_id": tid})).await;
+    let user = items.ok()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "user_message")
+        .expect("the message is recorded while the agent runs")["id"]
+        .clone();
+    ck(
+        &app,
+        &token,
+        "threads.retry_after_item",
+        json!({"thread_id": tid, "item_id": user}),
+    )
+    .await
+    .error(409, "turn.in_progress");
+    let body = running.await.unwrap();
+    assert!(body.contains("\"stream.error\""));
+}
+
+/// A fake OpenAI-compatible server that answers every completion with HTTP 500.
+#[derive(Clone, Default)]
+struct Broken {
+    calls: Arc<Mutex<VecDeque<()>>>,
+}
+
+#[handler]
+async fn broken_completions(fake: Data<&Broken>) -> Response {
+    fake.calls.lock().unwrap().push_back(());
+    Response::builder()
+        .status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+        .body(Body::from_string(
+            json!({"error": {"message": "down", "type": "server_error"}}).to_string(),
+        ))
+}
+
+#[tokio::test]
+async fn a_model_api_that_fails_ends_the_stream_with_a_retryable_error() {
+    let fake = Broken::default();
+    let base = serve_on_loopback(
+        Route::new()
+            .at("/v1/chat/completions", post(broken_completions))
+            .data(fake.clone()),
+    )
+    .await;
+    let db = TestDb::new().await;
+    let mut s = test_settings(&db);
+    s.agent.provider = "openai".into();
+    s.agent.openai.base_url = format!("{base}/v1");
+    s.agent.openai.retry_base_ms = 10;
+    let app = spawn_with(s, None).await;
+    let token = app.login("alice").await;
+    let a = create(&app, &token, "hello there").await;
+    assert_eq!(
+        a.types(),
+        [
+            "thread.created",
+            "thread.item.done",
+            "stream_options",
+            "error"
+        ]
+    );
+    assert_eq!(a.events[3]["allow_retry"], true);
+    assert!(fake.calls.lock().unwrap().len() >= 2, "retried");
+    let tid = thread_id(&a);
+    let messages = app.all_messages(&token, &tid).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["content"], "hello there");
+    assert_eq!(messages[0]["status"], "failed");
+}
