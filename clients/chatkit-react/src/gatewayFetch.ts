@@ -154,7 +154,7 @@ export function createGatewayFetch(options: GatewayFetchOptions): GatewayFetch {
     // direct-upload URL that ChatKit also fetches through `api.fetch`).
     if (originOf(urlOf(input)) !== gatewayOrigin) return transport(input, init);
     const signal = init.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
-    const replayable = !(init.body instanceof ReadableStream);
+    const replayable = !(typeof ReadableStream !== "undefined" && init.body instanceof ReadableStream);
     // A Request's own body is consumed by the first send; keep a copy for the resend.
     const spare = replayable && input instanceof Request ? input.clone() : input;
 

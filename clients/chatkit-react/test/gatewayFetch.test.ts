@@ -172,6 +172,44 @@ describe("createGatewayFetch against a real gateway", () => {
     assert.equal((await rawStatus(fresh)).status, 200);
   });
 
+  test("a late 401 for a secret already replaced resends with the new one, without renewing again", async () => {
+    const rec = recordingFetch();
+    // Holds back the first answer of requests marked `x-hold` until `release()`.
+    let release!: () => void;
+    let gate: Promise<void> | null = new Promise<void>((resolve) => (release = resolve));
+    const holding: typeof fetch = async (input, init) => {
+      const res = await rec.fetch(input, init);
+      if (gate !== null && new Headers(init?.headers).has("x-hold")) {
+        const wait = gate;
+        gate = null;
+        await wait;
+      }
+      return res;
+    };
+    const gf = createGatewayFetch({
+      gatewayUrl: gw.url,
+      getUpstreamToken: () => gw.devToken("kit-late-401"),
+      fetch: holding,
+    });
+    assert.equal((await listThreads(gf)).status, 200);
+    const revoked = await gf.clientSecret();
+    await fetch(`${gw.url}${SESSION}`, { method: "DELETE", headers: { Authorization: `Bearer ${revoked}` } });
+
+    const late = listThreads(gf, { headers: { "x-hold": "1" } });
+    // The other request meets the 401, renews (refresh refused, new session) and succeeds…
+    assert.equal((await listThreads(gf)).status, 200);
+    // …and only then does the held one see its 401 for the old secret.
+    release();
+    assert.equal((await late).status, 200);
+
+    assert.equal(rec.count(REFRESH), 1);
+    assert.equal(rec.count(SESSION), 2);
+    const fresh = `Bearer ${await gf.clientSecret()}`;
+    const resent = rec.wire.filter((e) => e.path === THREADS).at(-1)!;
+    assert.equal(resent.authorization, fresh);
+    assert.equal(resent.status, 200);
+  });
+
   test("signOut revokes the secret and the next request starts a new session", async () => {
     const { gf, count } = kit("kit-signout");
     assert.equal((await listThreads(gf)).status, 200);
@@ -183,6 +221,28 @@ describe("createGatewayFetch against a real gateway", () => {
     assert.equal(count(SESSION, "DELETE"), 1);
     assert.equal(count(REFRESH), 0, "a signed-out secret is not refreshed");
     assert.equal(count(SESSION), 2);
+  });
+
+  test("a Request with a body is resent whole after a 401", async () => {
+    const { gf, wire } = kit("kit-request-input");
+    assert.equal((await listThreads(gf)).status, 200);
+    await fetch(`${gw.url}${SESSION}`, {
+      method: "DELETE",
+      headers: { Authorization: `Bearer ${await gf.clientSecret()}` },
+    });
+    const request = new Request(`${gw.url}${THREADS}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Request-Id": "kit-request-input" },
+      body: JSON.stringify({ title: "sent twice" }),
+    });
+    const res = await gf(request);
+    assert.equal(res.status, 201);
+    assert.equal(res.headers.get("x-request-id"), "kit-request-input", "the Request's own headers are kept");
+    assert.equal(((await res.json()) as { title: string }).title, "sent twice");
+    assert.deepEqual(
+      wire.filter((e) => e.path === THREADS && e.method === "POST").map((e) => e.status),
+      [401, 201],
+    );
   });
 
   test("a streamed body cannot be replayed: its 401 is returned as it is", async () => {
