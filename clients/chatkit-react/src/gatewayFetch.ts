@@ -79,6 +79,7 @@ export function createGatewayFetch(options: GatewayFetchOptions): GatewayFetch {
 
   let secret: string | null = null;
   let renewAt = 0;
+  let expiresAt = 0;
   let renewal: Promise<string> | null = null;
 
   async function install(res: Response, sentAt: number): Promise<string> {
@@ -90,7 +91,8 @@ export function createGatewayFetch(options: GatewayFetchOptions): GatewayFetch {
     // already gone; counting from when the request left avoids trusting the two clocks agree.
     const lifetimeMs = Math.max(0, body.expires_in * 1000 - 1000);
     secret = body.client_secret;
-    renewAt = sentAt + lifetimeMs - Math.min(renewBeforeMs, lifetimeMs / 4);
+    expiresAt = sentAt + lifetimeMs;
+    renewAt = expiresAt - Math.min(renewBeforeMs, lifetimeMs / 4);
     return body.client_secret;
   }
 
@@ -113,6 +115,9 @@ export function createGatewayFetch(options: GatewayFetchOptions): GatewayFetch {
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ token: current }),
       });
+      // A transport failure leaves `secret` in place: the gateway may not have seen the
+      // refresh, and if it did, a repeat within its race window is still accepted (later,
+      // it answers 401 and we fall back to a new session below).
       if (res.ok) return install(res, sentAt);
       if (res.status !== 401) throw await refused("refresh", res);
       await discard(res);
@@ -138,9 +143,17 @@ export function createGatewayFetch(options: GatewayFetchOptions): GatewayFetch {
   }
 
   function current(): Promise<string> {
-    if (renewal !== null) return renewal;
-    if (secret !== null && Date.now() < renewAt) return Promise.resolve(secret);
-    return renew(secret);
+    const now = Date.now();
+    if (renewal === null && secret !== null && now < renewAt) return Promise.resolve(secret);
+    const pending = renewal ?? renew(secret);
+    // Renewing early leaves a margin: if the renewal fails without the gateway refusing the
+    // secret (network, 5xx), the secret is still good until it expires.
+    const usable = secret !== null && now < expiresAt ? secret : null;
+    if (usable === null) return pending;
+    return pending.catch((error: unknown) => {
+      if (secret === usable) return usable;
+      throw error;
+    });
   }
 
   async function send(input: FetchInput, init: RequestInit, token: string): Promise<Response> {
@@ -173,6 +186,7 @@ export function createGatewayFetch(options: GatewayFetchOptions): GatewayFetch {
       const token = await (renewal ?? Promise.resolve(secret)).catch(() => secret);
       secret = null;
       renewAt = 0;
+      expiresAt = 0;
       if (token === null) return;
       const res = await transport(base + SESSION_PATH + (opts.all ? "?all=true" : ""), {
         method: "DELETE",

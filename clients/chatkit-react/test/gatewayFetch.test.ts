@@ -112,6 +112,36 @@ describe("createGatewayFetch against a real gateway", () => {
     );
   });
 
+  test("an early renewal lost on the network keeps the secret in use and is tried again", async () => {
+    const rec = recordingFetch();
+    let dropNextRefresh = true;
+    const flaky: typeof fetch = async (input, init) => {
+      if (dropNextRefresh && String(input).endsWith(REFRESH)) {
+        dropNextRefresh = false;
+        throw new TypeError("fetch failed");
+      }
+      return rec.fetch(input, init);
+    };
+    const gf = createGatewayFetch({
+      gatewayUrl: gw.url,
+      getUpstreamToken: () => gw.devToken("kit-flaky-refresh"),
+      fetch: flaky,
+    });
+    const start = Date.now();
+    assert.equal((await listThreads(gf)).status, 200);
+    const first = await gf.clientSecret();
+
+    await sleep(PAST_RENEWAL_MS - (Date.now() - start));
+    assert.equal((await listThreads(gf)).status, 200, "the still-valid secret carries the request");
+    assert.equal(dropNextRefresh, false, "a refresh was attempted");
+    assert.equal(rec.wire.at(-1)!.authorization, `Bearer ${first}`);
+
+    assert.equal((await listThreads(gf)).status, 200);
+    assert.equal(rec.count(REFRESH), 1, "the next request renews");
+    assert.notEqual(await gf.clientSecret(), first);
+    assert.equal(rec.count(SESSION), 1);
+  });
+
   test("concurrent callers share one session and one renewal", async () => {
     const { gf, wire, count, upstreamCalls } = kit("kit-concurrent");
     const start = Date.now();
