@@ -70,7 +70,7 @@ describe("createGatewayFetch against a real gateway", () => {
     const { gf, wire, count, upstreamCalls } = kit("kit-first");
     const res = await listThreads(gf);
     assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), { threads: [], has_more: false, after: null });
+    assert.deepEqual(((await res.json()) as { threads: unknown[] }).threads, []);
     const again = await listThreads(gf);
     assert.equal(again.status, 200);
 
