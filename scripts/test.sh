@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, then the black-box API suite on SQLite (including the
-# end-to-end tests against a real Better Auth server run by Node), then the same suite on
-# PostgreSQL. Each test gets its own database (a fresh SQLite file, or a fresh
+# end-to-end tests against a real Better Auth server run by Node), the ChatKit client kit's
+# tests, then the API suite on PostgreSQL. Each test gets its own database (a fresh SQLite file, or a fresh
 # PostgreSQL schema that is dropped at the end of the run).
 #
 #   TEST_DATABASE_URL  PostgreSQL to use (default postgres://postgres@127.0.0.1:5432/test)
@@ -19,6 +19,11 @@ fi
 
 echo "== unit tests and API tests on SQLite"
 env -u TEST_DATABASE_URL cargo test --workspace --locked
+
+# The ChatKit React client kit: type-check, build its example, and run its Node tests
+# against the gateway binary the cargo run above built.
+echo "== ChatKit React client kit"
+GATEWAY_BIN="$PWD/target/debug/chatkit-gateway" clients/chatkit-react/test.sh
 
 pg_reachable() {
   command -v pg_isready >/dev/null 2>&1 && pg_isready -q -d "$pg_url"

@@ -6,8 +6,6 @@
 #   GATEWAY_BIN=target/debug/chatkit-gateway clients/chatkit-react/test.sh
 #
 # GATEWAY_BIN defaults to the repository's target/debug/chatkit-gateway (build it first).
-# CHATKIT_ENDPOINT_TESTS=1 also runs test/chatkit-endpoint.test.ts, the streamed turn over the
-# ChatKit protocol endpoint (POST /chatkit).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,8 +35,4 @@ npx vite build example --logLevel warn
 echo "== chatkit-react: node tests against $GATEWAY_BIN"
 rm -rf build
 npx tsc -p tsconfig.json
-tests=(build/test/gatewayFetch.test.js)
-if [[ "${CHATKIT_ENDPOINT_TESTS:-0}" == 1 ]]; then
-  tests+=(build/test/chatkit-endpoint.test.js)
-fi
-node --test --test-reporter=spec "${tests[@]}"
+node --test --test-reporter=spec build/test/gatewayFetch.test.js build/test/chatkit-endpoint.test.js

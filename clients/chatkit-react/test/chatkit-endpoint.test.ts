@@ -1,5 +1,5 @@
 // The ChatKit protocol endpoint (`POST /chatkit`) read through createGatewayFetch, as the
-// widget reads it in custom-backend mode. Run by `CHATKIT_ENDPOINT_TESTS=1 test.sh`.
+// widget reads it in custom-backend mode. Run by `test.sh`.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
