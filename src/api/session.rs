@@ -25,7 +25,7 @@ impl SessionApi {
         Ok(Json(minted.into()))
     }
 
-    /// Rotate a client_secret (what ChatKit's `getClientSecret(existing)` calls).
+    /// Rotate a client_secret before it expires (what the client kit's `api.fetch` calls).
     ///
     /// `token` is the current client_secret, which may have expired up to the grace period
     /// (24 h by default). Each client_secret refreshes once: a second refresh within 10 s
