@@ -6,8 +6,9 @@
 #
 # What it does: builds the release binary, starts it on 127.0.0.1 with a fresh SQLite file
 # in a temporary directory, measures start-up time (second start, migrations already
-# applied) and idle RSS, seeds a user with threads and messages, drives four endpoints with
-# `wrk -t2 -c32 --latency`, and prints a markdown table plus memory figures.
+# applied) and idle RSS, seeds a user with threads and messages, drives the REST endpoints
+# and the ChatKit protocol (`threads.list`, and a streamed `threads.add_user_message` turn)
+# with `wrk -t2 -c32 --latency`, and prints a markdown table plus memory figures.
 #
 # Environment:
 #   BENCH_DURATION     wrk duration per endpoint (default 10s; a bare number means seconds)
@@ -209,6 +210,19 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"thread_id":"$THREAD_ID","message":"list my tasks"}'
 EOF
 
+# The ChatKit protocol: the widget's history list, and a turn streamed as ChatKit events
+# (the same local agent and thread as the REST turn row, so the two compare directly).
+cat >"$TMP/ck-list.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer $CLIENT_SECRET"
+wrk.body = '{"type":"threads.list","params":{}}'
+EOF
+cat >"$TMP/ck-turn.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer $CLIENT_SECRET"
+wrk.body = '{"type":"threads.add_user_message","params":{"thread_id":"$THREAD_ID","input":{"content":[{"type":"input_text","text":"list my tasks"}],"attachments":[],"inference_options":{}}}}'
+EOF
+
 # --- load ---------------------------------------------------------------------------
 : >"$TMP/rss.samples"
 (
@@ -246,6 +260,8 @@ fi
 run_wrk "GET /api/chatkit/threads" "$TMP/get.lua" /api/chatkit/threads
 run_wrk "GET /api/chatkit/threads/{id}" "$TMP/get.lua" "/api/chatkit/threads/$THREAD_ID"
 run_wrk "POST /api/chatkit/messages" "$TMP/messages.lua" /api/chatkit/messages
+run_wrk "POST /chatkit threads.list" "$TMP/ck-list.lua" /chatkit
+run_wrk "POST /chatkit threads.add_user_message (streamed)" "$TMP/ck-turn.lua" /chatkit
 
 PEAK_RSS_KB=$(status_field "$SERVER_PID" VmHWM)
 END_RSS_KB=$(status_field "$SERVER_PID" VmRSS)
