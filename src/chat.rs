@@ -475,3 +475,138 @@ impl ChatService {
         Ok(TurnResult::new(turn, stored))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn call(n: i64) -> ToolCallRecord {
+        ToolCallRecord {
+            tool: "add_task".into(),
+            args: json!({"title": format!("t{n}")}),
+            result: json!({"task": {"task_id": n}}),
+        }
+    }
+
+    /// Feeds `events` to a tracker and returns what it reported, by name, plus the ids.
+    fn track(
+        events: Vec<AgentEvent>,
+        reported_calls: &[ToolCallRecord],
+    ) -> (Vec<String>, AnswerIds) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let start = now();
+        let mut tracker = AnswerTracker::new(TurnSink(Some(tx)), start);
+        for e in events {
+            tracker.on_agent_event(e);
+        }
+        let ids = tracker.finish(reported_calls);
+        drop(tracker);
+        let mut names = Vec::new();
+        let mut last_at = start;
+        while let Ok(e) = rx.try_recv() {
+            let (name, at) = match e {
+                TurnEvent::WorkflowStarted { at, .. } => ("workflow_started", Some(at)),
+                TurnEvent::ToolCall { index, .. } => (["call0", "call1", "call2"][index], None),
+                TurnEvent::WorkflowDone { calls, .. } => {
+                    (["done0", "done1", "done2", "done3"][calls.len()], None)
+                }
+                TurnEvent::WorkflowReplaced { .. } => ("replaced", None),
+                TurnEvent::MessageStarted { at, .. } => ("message_started", Some(at)),
+                TurnEvent::TextDelta(_) => ("delta", None),
+                TurnEvent::Completed(_) | TurnEvent::Failed(_) => ("end", None),
+            };
+            if let Some(at) = at {
+                assert!(at > last_at, "items are announced at increasing instants");
+                last_at = at;
+            }
+            names.push(name.to_owned());
+        }
+        (names, ids)
+    }
+
+    #[test]
+    fn tools_then_text_close_the_workflow_before_the_message() {
+        let (names, ids) = track(
+            vec![
+                AgentEvent::ToolCall(call(1)),
+                AgentEvent::ToolCall(call(2)),
+                AgentEvent::TextDelta("ok".into()),
+            ],
+            &[call(1), call(2)],
+        );
+        assert_eq!(
+            names,
+            [
+                "workflow_started",
+                "call0",
+                "call1",
+                "done2",
+                "message_started",
+                "delta"
+            ]
+        );
+        let (wf, wf_at) = ids.workflow.unwrap();
+        assert!(wf.starts_with("wf_") && ids.message_id.starts_with("msg_"));
+        assert!(wf_at < ids.message_at);
+    }
+
+    #[test]
+    fn a_tool_after_the_text_began_replaces_the_finished_workflow() {
+        let (names, _) = track(
+            vec![
+                AgentEvent::ToolCall(call(1)),
+                AgentEvent::TextDelta("let me".into()),
+                AgentEvent::ToolCall(call(2)),
+                AgentEvent::TextDelta(" done".into()),
+            ],
+            &[call(1), call(2)],
+        );
+        assert_eq!(
+            names,
+            [
+                "workflow_started",
+                "call0",
+                "done1",
+                "message_started",
+                "delta",
+                "replaced",
+                "delta"
+            ]
+        );
+    }
+
+    #[test]
+    fn text_first_then_a_tool_announces_the_workflow_after_the_message() {
+        let (names, ids) = track(
+            vec![
+                AgentEvent::TextDelta("sure".into()),
+                AgentEvent::ToolCall(call(1)),
+            ],
+            &[call(1)],
+        );
+        assert_eq!(
+            names,
+            [
+                "message_started",
+                "delta",
+                "workflow_started",
+                "call0",
+                "done1"
+            ]
+        );
+        // Stored in announcement order: the message before the workflow.
+        assert!(ids.message_at < ids.workflow.unwrap().1);
+    }
+
+    #[test]
+    fn calls_a_provider_did_not_stream_still_get_a_workflow() {
+        let (names, ids) = track(vec![], &[call(1)]);
+        assert_eq!(names, ["done1", "message_started"]);
+        assert!(ids.workflow.is_some());
+        let (names, ids) = track(vec![AgentEvent::TextDelta("hi".into())], &[]);
+        assert_eq!(names, ["message_started", "delta"]);
+        assert!(ids.workflow.is_none());
+    }
+}

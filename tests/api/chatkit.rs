@@ -799,3 +799,64 @@ async fn a_model_api_that_fails_ends_the_stream_with_a_retryable_error() {
     assert_eq!(messages[0]["content"], "hello there");
     assert_eq!(messages[0]["status"], "failed");
 }
+
+/// An agent that takes its time, then answers.
+struct Slow;
+
+#[async_trait]
+impl Agent for Slow {
+    async fn respond(
+        &self,
+        _request: AgentRequest<'_>,
+        _tools: &TaskTools,
+        events: &EventSink,
+    ) -> Result<AgentReply, AgentError> {
+        events.emit(AgentEvent::TextDelta("thinking… ".into()));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        events.emit(AgentEvent::TextDelta("done".into()));
+        Ok(AgentReply {
+            text: "thinking… done".into(),
+            tool_calls: vec![],
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_turn_still_gets_the_turn_recorded() {
+    let db = TestDb::new().await;
+    let app = spawn_with(test_settings(&db), Some(Arc::new(Slow))).await;
+    let token = app.login("alice").await;
+    let thread = app.create_thread(&token, "hang up").await;
+    let tid = thread["id"].as_str().unwrap().to_owned();
+    let cut = app
+        .client
+        .post(format!("{}/chatkit", app.base))
+        .bearer_auth(&token)
+        .timeout(Duration::from_millis(150))
+        .body(json!({"type": "threads.add_user_message", "params": {"thread_id": tid, "input": input("hello")}}).to_string())
+        .send()
+        .await;
+    if let Ok(resp) = cut {
+        // Headers arrived in time; drop the body half way.
+        assert_eq!(resp.status(), 200);
+        drop(resp);
+    }
+    let mut answer = Value::Null;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let items = ck(
+            &app,
+            &token,
+            "items.list",
+            json!({"thread_id": tid, "order": "asc"}),
+        )
+        .await;
+        let data = items.ok()["data"].clone();
+        if data.as_array().unwrap().len() == 2 {
+            answer = data[1].clone();
+            break;
+        }
+    }
+    assert_eq!(answer["type"], "assistant_message", "the turn completed");
+    assert_eq!(answer["content"][0]["text"], "thinking… done");
+}
