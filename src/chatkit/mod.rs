@@ -37,9 +37,21 @@ pub enum ChatKitError {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error(transparent)]
     Chat(#[from] ChatError),
+}
+
+impl From<StoreError> for ChatKitError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            // The protocol's cursor is an element id; naming none is a bad parameter.
+            StoreError::CursorNotFound => {
+                Self::Malformed("`after` does not name an element of this list".into())
+            }
+            other => Self::Store(other),
+        }
+    }
 }
 
 /// What a request answers: one JSON value, or a stream of events.

@@ -370,7 +370,7 @@ async fn lists_page_by_element_id_in_either_order() {
         .error(400, "request.malformed");
     ck(&app, &token, "threads.list", json!({"after": "thr_nope"}))
         .await
-        .error(422, "request.invalid");
+        .error(400, "request.malformed");
 
     // Items page the same way.
     let a = create(&app, &token, "add a task to one").await;
@@ -525,7 +525,7 @@ async fn another_users_threads_are_not_found_on_every_type() {
     assert_eq!(bobs.ok()["data"], json!([]));
     ck(&app, &bob, "threads.list", json!({"after": tid}))
         .await
-        .error(422, "request.invalid");
+        .error(400, "request.malformed");
     // Alice's thread is untouched.
     let thread = ck(&app, &alice, "threads.get_by_id", json!({"thread_id": tid})).await;
     let thread = thread.ok();
