@@ -860,3 +860,161 @@ async fn a_client_that_hangs_up_mid_turn_still_gets_the_turn_recorded() {
     assert_eq!(answer["type"], "assistant_message", "the turn completed");
     assert_eq!(answer["content"][0]["text"], "thinking… done");
 }
+
+#[tokio::test]
+async fn a_database_from_before_chatkit_migrates_without_losing_data() {
+    use migration::MigratorTrait;
+    use sea_orm::{
+        sea_query::{Alias, Query},
+        ConnectionTrait,
+    };
+    let db = TestDb::new().await;
+    // Today's schema before this release: only the first migration.
+    let conn = if db.url.starts_with("sqlite") {
+        sea_orm::Database::connect(format!("{}?mode=rwc", db.url)).await
+    } else {
+        sea_orm::Database::connect(&db.url).await
+    }
+    .unwrap();
+    migration::Migrator::up(&conn, Some(1)).await.unwrap();
+    let at = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let later = at + chrono::Duration::seconds(1);
+    let (tid, user_msg, call, answer) = (
+        "thr_0000000000000000000000000000000a",
+        "msg_0000000000000000000000000000000b",
+        "tc_0000000000000000000000000000000c",
+        "msg_0000000000000000000000000000000d",
+    );
+    let thread = Query::insert()
+        .into_table(Alias::new("threads"))
+        .columns(
+            [
+                "id",
+                "user_id",
+                "title",
+                "metadata",
+                "status",
+                "message_count",
+                "created_at",
+                "updated_at",
+            ]
+            .map(Alias::new),
+        )
+        .values_panic([
+            tid.into(),
+            "alice".into(),
+            "Old thread".into(),
+            json!({"k": "v"}).into(),
+            "active".into(),
+            2.into(),
+            at.into(),
+            later.into(),
+        ])
+        .to_owned();
+    let item_columns = [
+        "id",
+        "thread_id",
+        "user_id",
+        "item_type",
+        "role",
+        "content",
+        "payload",
+        "client_key",
+        "reply_to",
+        "status",
+        "created_at",
+        "updated_at",
+    ]
+    .map(Alias::new);
+    let call_payload = json!({"tool": "add_task", "args": {"title": "old"}, "result": {"task": {"task_id": 1, "title": "old"}}});
+    let items = Query::insert()
+        .into_table(Alias::new("thread_items"))
+        .columns(item_columns)
+        .values_panic([
+            user_msg.into(),
+            tid.into(),
+            "alice".into(),
+            "user_message".into(),
+            "user".into(),
+            "add a task to old".into(),
+            Option::<Value>::None.into(),
+            Some("key-1").into(),
+            Option::<String>::None.into(),
+            "completed".into(),
+            at.into(),
+            later.into(),
+        ])
+        .values_panic([
+            call.into(),
+            tid.into(),
+            "alice".into(),
+            "tool_call".into(),
+            "tool".into(),
+            "add_task".into(),
+            Some(call_payload).into(),
+            Option::<String>::None.into(),
+            Some(user_msg).into(),
+            "completed".into(),
+            later.into(),
+            later.into(),
+        ])
+        .values_panic([
+            answer.into(),
+            tid.into(),
+            "alice".into(),
+            "assistant_message".into(),
+            "assistant".into(),
+            "Added task 1: old.".into(),
+            Option::<Value>::None.into(),
+            Option::<String>::None.into(),
+            Some(user_msg).into(),
+            "completed".into(),
+            later.into(),
+            later.into(),
+        ])
+        .to_owned();
+    for stmt in [thread, items] {
+        conn.execute(conn.get_database_backend().build(&stmt))
+            .await
+            .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    // The new release migrates forward at start-up; everything is still there.
+    let app = spawn_with(test_settings(&db), None).await;
+    let token = app.login("alice").await;
+    let messages = app.all_messages(&token, tid).await;
+    let ids: Vec<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [user_msg, answer]);
+    assert!(messages[1]["feedback"].is_null());
+    let thread = app.thread(&token, tid).await;
+    assert_eq!(thread["metadata"], json!({"k": "v"}));
+    // The old answer replays with its tool call (recorded one row per call back then).
+    let replay = app
+        .request(
+            reqwest::Method::POST,
+            "/api/chatkit/messages",
+            Some(&token),
+            Some(json!({"thread_id": tid, "message": "add a task to old"})),
+            &[("idempotency-key", "key-1")],
+        )
+        .await
+        .ok();
+    assert_eq!(replay["response_id"], answer);
+    assert_eq!(replay["tool_calls"][0]["result"]["task"]["task_id"], 1);
+    // ChatKit shows the two messages (the old per-call rows have no workflow item).
+    let items = ck(
+        &app,
+        &token,
+        "items.list",
+        json!({"thread_id": tid, "order": "asc"}),
+    )
+    .await;
+    let kinds: Vec<Value> = items.ok()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].clone())
+        .collect();
+    assert_eq!(kinds, [json!(user_msg), json!(answer)]);
+}
