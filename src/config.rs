@@ -79,6 +79,9 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     pub busy_timeout_ms: u64,
     pub run_migrations: bool,
+    /// SQLite only: the most pages the database file may grow to (`PRAGMA
+    /// max_page_count`); writes beyond it fail as on a full disk. 0 = no cap.
+    pub sqlite_max_pages: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -55,7 +55,8 @@ impl Store {
                     .to_owned(),
             )
             .exec_without_returning(&self.write)
-            .await?;
+            .await;
+        let inserted = self.health.track(inserted)?;
         if inserted == 1 {
             return Ok(ConsumeOutcome::First);
         }
@@ -80,14 +81,15 @@ impl Store {
             not_before: Set(at),
             created_at: Set(at),
         };
-        revocation::Entity::insert(row)
+        let inserted = revocation::Entity::insert(row)
             .on_conflict(
                 OnConflict::column(revocation::Column::Id)
                     .do_nothing()
                     .to_owned(),
             )
             .exec_without_returning(&self.write)
-            .await?;
+            .await;
+        self.health.track(inserted)?;
         Ok(())
     }
 
@@ -100,14 +102,15 @@ impl Store {
             not_before: Set(at),
             created_at: Set(at),
         };
-        revocation::Entity::insert(row)
+        let inserted = revocation::Entity::insert(row)
             .on_conflict(
                 OnConflict::column(revocation::Column::Id)
                     .update_column(revocation::Column::NotBefore)
                     .to_owned(),
             )
             .exec_without_returning(&self.write)
-            .await?;
+            .await;
+        self.health.track(inserted)?;
         Ok(())
     }
 

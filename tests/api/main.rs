@@ -4,6 +4,7 @@
 
 mod better_auth;
 mod cli;
+mod faults;
 mod helpers;
 mod jwks;
 mod messages;
