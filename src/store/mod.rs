@@ -27,7 +27,7 @@ use sea_orm::{
 };
 
 pub use tasks::{TaskFilter, TaskUpdate};
-pub use tokens::{ConsumeOutcome, RevocationState};
+pub use tokens::{ConsumeOutcome, RevocationState, Successor};
 pub use turns::{Reply, ToolCallRecord, Turn, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING};
 
 use secrecy::ExposeSecret;
