@@ -191,11 +191,15 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+        Self::from_bytes(raw.as_bytes())
+    }
+
+    /// From a raw header value, whose bytes need not be UTF-8.
+    pub fn from_bytes(raw: &[u8]) -> Result<Self, String> {
+        let ok = !raw.is_empty() && raw.len() <= 255 && raw.iter().all(u8::is_ascii_graphic);
+        match std::str::from_utf8(raw) {
+            Ok(text) if ok => Ok(Self(text.to_owned())),
+            _ => Err("Idempotency-Key must be 1 to 255 visible ASCII characters".into()),
         }
     }
     pub fn as_str(&self) -> &str {

@@ -142,3 +142,59 @@ async fn sqlite_full_disk_never_acknowledges_an_uncommitted_write() {
     app.refresh(&doomed).await.assert_error(401, "auth.revoked");
     app.stop().await;
 }
+
+/// `POST /messages` with raw `Idempotency-Key` header values (bytes, not only text).
+async fn post_with_keys(app: &TestApp, token: &str, keys: &[&[u8]]) -> crate::helpers::Reply {
+    let mut req = app
+        .client
+        .post(format!("{}/api/chatkit/messages", app.base))
+        .bearer_auth(token)
+        .json(&json!({"thread_id": null, "message": "add a task to buy milk"}));
+    for key in keys {
+        req = req.header(
+            "idempotency-key",
+            reqwest::header::HeaderValue::from_bytes(key).unwrap(),
+        );
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    crate::helpers::Reply {
+        status,
+        body,
+        headers,
+    }
+}
+
+async fn thread_count(app: &TestApp, token: &str) -> usize {
+    let list = app.get("/api/chatkit/threads?limit=100", token).await.ok();
+    list["threads"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn idempotency_keys_that_are_not_visible_ascii_are_refused() {
+    let (app, _db) = crate::helpers::spawn_app().await;
+    let t = app.login("alice").await;
+    for key in [&b"caf\xc3\xa9"[..], b"\xff", b"a\x80b"] {
+        for _ in 0..2 {
+            post_with_keys(&app, &t, &[key])
+                .await
+                .assert_error(422, "request.invalid");
+        }
+    }
+    post_with_keys(&app, &t, &[b"one", b"two"])
+        .await
+        .assert_error(422, "request.invalid");
+    assert_eq!(
+        thread_count(&app, &t).await,
+        0,
+        "a refused post recorded a turn"
+    );
+    // A good key still deduplicates.
+    let first = post_with_keys(&app, &t, &[b"k-1"]).await.ok();
+    let again = post_with_keys(&app, &t, &[b"k-1"]).await.ok();
+    assert_eq!(first["message_id"], again["message_id"]);
+    assert_eq!(thread_count(&app, &t).await, 1);
+    app.stop().await;
+}
