@@ -115,6 +115,9 @@ impl MessagesApi {
         let max = state.settings.messages.max_chars;
         let message = MessageText::parse(&body.0.message, max).map_err(|e| match e {
             MessageTextError::Empty => ApiError::MessageEmpty,
+            MessageTextError::Nul => {
+                ApiError::Invalid("the message must not contain NUL characters".into())
+            }
             MessageTextError::TooLong { max, got } => ApiError::MessageTooLong { max, got },
         })?;
         let key = idempotency_key(req)?;

@@ -198,3 +198,64 @@ async fn idempotency_keys_that_are_not_visible_ascii_are_refused() {
     assert_eq!(thread_count(&app, &t).await, 1);
     app.stop().await;
 }
+
+fn b64(text: &str) -> String {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+#[tokio::test]
+async fn nul_characters_and_impossible_cursors_are_refused_alike_on_every_database() {
+    let (app, _db) = crate::helpers::spawn_app().await;
+    let t = app.login("alice").await;
+    let thread = app.create_thread(&t, "kept").await;
+    let id = thread["id"].as_str().unwrap();
+    let path = format!("/api/chatkit/threads/{id}");
+
+    app.send(&t, None, "buy\u{0}milk")
+        .await
+        .assert_error(422, "request.invalid");
+    app.send(&t, Some(id), "buy\u{0}milk")
+        .await
+        .assert_error(422, "request.invalid");
+    for body in [
+        json!({"title": "a\u{0}b"}),
+        json!({"metadata": {"k\u{0}": 1}}),
+        json!({"metadata": {"k": "v\u{0}"}}),
+        json!({"metadata": {"k": [{"deep": "\u{0}"}]}}),
+    ] {
+        app.post("/api/chatkit/threads", &t, body.clone())
+            .await
+            .assert_error(422, "request.invalid");
+        app.patch(&path, &t, body)
+            .await
+            .assert_error(422, "request.invalid");
+    }
+    for cursor in [
+        b64("-283000000000000000|thr_x"),
+        b64("-1|thr_x"),
+        b64("253402300800000000|thr_x"),
+        b64(&format!(
+            "{}|thr_\u{0}",
+            chrono::Utc::now().timestamp_micros()
+        )),
+        b64(&format!("{}|thr x", chrono::Utc::now().timestamp_micros())),
+    ] {
+        app.get(&format!("/api/chatkit/threads?after={cursor}"), &t)
+            .await
+            .assert_error(422, "request.invalid");
+        app.get(&format!("{path}/messages?after={cursor}"), &t)
+            .await
+            .assert_error(422, "request.invalid");
+    }
+    // Nothing was recorded or changed.
+    let list = app.get("/api/chatkit/threads", &t).await.ok();
+    assert_eq!(list["threads"].as_array().unwrap().len(), 1);
+    let kept = app.thread(&t, id).await;
+    assert_eq!(
+        (kept["title"].as_str(), kept["message_count"].as_i64()),
+        (Some("kept"), Some(0))
+    );
+    assert_eq!(kept["metadata"], json!({}));
+    app.stop().await;
+}
