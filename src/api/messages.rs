@@ -9,7 +9,7 @@ use poem_openapi::{
 
 use super::{
     stream::turn_events,
-    types::{SendMessageRequest, SendMessageResponse},
+    types::{SendMessageRequest, SendMessageResponse, StrictString},
     ApiTags, ClientSecret,
 };
 use crate::{
@@ -122,7 +122,7 @@ impl MessagesApi {
         })?;
         let key = idempotency_key(req)?;
         let request = SendMessage {
-            thread_id: body.0.thread_id,
+            thread_id: body.0.thread_id.map(StrictString::into_inner),
             message,
             key,
         };

@@ -259,3 +259,69 @@ async fn nul_characters_and_impossible_cursors_are_refused_alike_on_every_databa
     assert_eq!(kept["metadata"], json!({}));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn string_fields_take_only_json_strings() {
+    let (app, _db) = crate::helpers::spawn_app().await;
+    let t = app.login("alice").await;
+    let thread = app.create_thread(&t, "kept").await;
+    let id = thread["id"].as_str().unwrap();
+    for wrong in [json!(5), json!(true), json!(1.5)] {
+        app.post(
+            "/api/chatkit/messages",
+            &t,
+            json!({"thread_id": null, "message": wrong}),
+        )
+        .await
+        .assert_error(400, "request.malformed");
+        app.post(
+            "/api/chatkit/messages",
+            &t,
+            json!({"thread_id": wrong, "message": "hi"}),
+        )
+        .await
+        .assert_error(400, "request.malformed");
+        app.post("/api/chatkit/threads", &t, json!({ "title": wrong }))
+            .await
+            .assert_error(400, "request.malformed");
+        app.patch(
+            &format!("/api/chatkit/threads/{id}"),
+            &t,
+            json!({ "title": wrong }),
+        )
+        .await
+        .assert_error(400, "request.malformed");
+        app.request(
+            Method::POST,
+            "/api/chatkit/refresh",
+            None,
+            Some(json!({ "token": wrong })),
+            &[],
+        )
+        .await
+        .assert_error(400, "request.malformed");
+    }
+    let refused = app
+        .post(
+            "/api/chatkit/messages",
+            &t,
+            json!({"thread_id": null, "message": 5}),
+        )
+        .await;
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected a JSON string"),
+        "{}",
+        refused.body
+    );
+    let list = app.get("/api/chatkit/threads", &t).await.ok();
+    assert_eq!(
+        list["threads"].as_array().unwrap().len(),
+        1,
+        "a coerced post was stored"
+    );
+    assert_eq!(app.thread(&t, id).await["title"], "kept");
+    app.stop().await;
+}
