@@ -31,6 +31,30 @@ const PUBLIC_ENV: &[(&str, &str)] = &[
     ("OPENAI_MODEL", "agent.openai.model"),
 ];
 
+/// Fewer distinct characters than this cannot come from a random generator at 32+ bytes
+/// (hex has 16); `aaaa…`, `abab…` or 32 spaces pass a length check but not this one.
+const MIN_DISTINCT_SECRET_CHARS: usize = 8;
+
+/// Refuses secrets that are long but guessable: blank, padded with whitespace (a
+/// copy-paste accident), or built from a handful of characters.
+fn secret_has_entropy(name: &str, secret: &str) -> Result<(), ConfigError> {
+    let hint = "generate one with `openssl rand -base64 48`";
+    if secret.trim().len() != secret.len() || secret.chars().any(char::is_control) {
+        return Err(ConfigError::Invalid(format!(
+            "{name} starts or ends with whitespace or contains control characters; {hint}"
+        )));
+    }
+    let distinct: std::collections::HashSet<char> = secret.chars().collect();
+    if distinct.len() < MIN_DISTINCT_SECRET_CHARS {
+        return Err(ConfigError::Invalid(format!(
+            "{name} has too little entropy: it uses only {} distinct characters (at least \
+             {MIN_DISTINCT_SECRET_CHARS} expected); {hint}",
+            distinct.len()
+        )));
+    }
+    Ok(())
+}
+
 /// `key (GATEWAY__KEY[ / PUBLIC_NAME])`: every name an operator may have set it by.
 fn setting_names(key: &str) -> String {
     let env = format!("GATEWAY__{}", key.to_uppercase().replace('.', "__"));
@@ -442,6 +466,7 @@ impl Settings {
                 session.len()
             ));
         }
+        secret_has_entropy("session.secret (CHATKIT_SESSION_SECRET)", session)?;
         if !upstream.is_empty() && session == upstream {
             return bad("CHATKIT_SESSION_SECRET must differ from BETTER_AUTH_SECRET, or upstream tokens could pass as client_secrets".into());
         }
@@ -471,6 +496,7 @@ impl Settings {
                     upstream.len()
                 ));
             }
+            secret_has_entropy("upstream.hs256_secret (BETTER_AUTH_SECRET)", upstream)?;
         }
         Ok(())
     }

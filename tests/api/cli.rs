@@ -265,3 +265,42 @@ fn the_binary_exits_2_naming_an_out_of_range_setting() {
         "{stderr}"
     );
 }
+
+#[test]
+fn secrets_with_too_little_entropy_are_refused() {
+    let strong_b = "a-strong-random-upstream-secret-987654321";
+    let strong_a = "a-strong-random-session-secret-0123456789";
+    let load = |session: &str, upstream: &str| {
+        Settings::load_from(&vars(&[
+            ("APP_CONFIG_DIR", "/nonexistent"),
+            ("APP_ENV", "production"),
+            ("CHATKIT_SESSION_SECRET", session),
+            ("BETTER_AUTH_SECRET", upstream),
+        ]))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    let spaces = " ".repeat(32);
+    let one_char = "a".repeat(40);
+    let two_chars = "ab".repeat(20);
+    let padded = format!(" {strong_a} ");
+    for weak in [&spaces, &one_char, &two_chars, &padded] {
+        let err = load(weak, strong_b).unwrap_err();
+        assert!(
+            err.contains("CHATKIT_SESSION_SECRET") && err.contains("openssl rand"),
+            "{weak:?}: {err}"
+        );
+        let err = load(strong_a, weak).unwrap_err();
+        assert!(err.contains("BETTER_AUTH_SECRET"), "{weak:?}: {err}");
+    }
+    assert!(load(&"0123456789abcdef".repeat(2), strong_b).is_ok());
+    // Development refuses a weak session secret too: it signs real client_secrets.
+    let err = Settings::load_from(&vars(&[
+        ("APP_CONFIG_DIR", "/nonexistent"),
+        ("CHATKIT_SESSION_SECRET", &spaces),
+    ]))
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("CHATKIT_SESSION_SECRET"), "{err}");
+}
