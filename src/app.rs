@@ -42,13 +42,9 @@ pub struct Application {
 /// Connects to the database and applies migrations when configured to.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let db = &settings.database;
-    let store = Store::connect(
-        db.url.expose_secret(),
-        db.max_connections,
-        Duration::from_millis(db.busy_timeout_ms),
-    )
-    .await
-    .context("could not connect to the database (DATABASE_URL)")?;
+    let store = Store::open(db)
+        .await
+        .context("could not connect to the database (DATABASE_URL)")?;
     if db.run_migrations {
         store
             .migrate()

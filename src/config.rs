@@ -31,6 +31,39 @@ const PUBLIC_ENV: &[(&str, &str)] = &[
     ("OPENAI_MODEL", "agent.openai.model"),
 ];
 
+/// Fewer distinct characters than this cannot come from a random generator at 32+ bytes
+/// (hex has 16); `aaaa…`, `abab…` or 32 spaces pass a length check but not this one.
+const MIN_DISTINCT_SECRET_CHARS: usize = 8;
+
+/// Refuses secrets that are long but guessable: blank, padded with whitespace (a
+/// copy-paste accident), or built from a handful of characters.
+fn secret_has_entropy(name: &str, secret: &str) -> Result<(), ConfigError> {
+    let hint = "generate one with `openssl rand -base64 48`";
+    if secret.trim().len() != secret.len() || secret.chars().any(char::is_control) {
+        return Err(ConfigError::Invalid(format!(
+            "{name} starts or ends with whitespace or contains control characters; {hint}"
+        )));
+    }
+    let distinct: std::collections::HashSet<char> = secret.chars().collect();
+    if distinct.len() < MIN_DISTINCT_SECRET_CHARS {
+        return Err(ConfigError::Invalid(format!(
+            "{name} has too little entropy: it uses only {} distinct characters (at least \
+             {MIN_DISTINCT_SECRET_CHARS} expected); {hint}",
+            distinct.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `key (GATEWAY__KEY[ / PUBLIC_NAME])`: every name an operator may have set it by.
+fn setting_names(key: &str) -> String {
+    let env = format!("GATEWAY__{}", key.to_uppercase().replace('.', "__"));
+    match PUBLIC_ENV.iter().find(|(_, k)| *k == key) {
+        Some((public, _)) => format!("{key} ({env} / {public})"),
+        None => format!("{key} ({env})"),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("could not load settings: {0}")]
@@ -96,6 +129,9 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     pub busy_timeout_ms: u64,
     pub run_migrations: bool,
+    /// SQLite only: the most pages the database file may grow to (`PRAGMA
+    /// max_page_count`); writes beyond it fail as on a full disk. 0 = no cap.
+    pub sqlite_max_pages: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -247,15 +283,178 @@ impl Settings {
             .expect("compiled-in defaults are valid")
     }
 
+    /// Every numeric setting within the range the service can run with (a zero pool size
+    /// or keep-alive interval used to panic at start-up or on first use).
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        const SEC_DAY: u64 = 86_400;
+        let (s, d, u, se, m, o) = (
+            &self.server,
+            &self.database,
+            &self.upstream,
+            &self.session,
+            &self.messages,
+            &self.agent.openai,
+        );
+        let checks: &[(&str, u64, u64, u64)] = &[
+            (
+                "server.body_limit_bytes",
+                s.body_limit_bytes as u64,
+                1,
+                64 << 20,
+            ),
+            (
+                "server.shutdown_grace_secs",
+                s.shutdown_grace_secs,
+                0,
+                3_600,
+            ),
+            (
+                "database.max_connections",
+                d.max_connections.into(),
+                1,
+                1_000,
+            ),
+            ("database.busy_timeout_ms", d.busy_timeout_ms, 0, 600_000),
+            ("upstream.leeway_secs", u.leeway_secs, 0, 3_600),
+            (
+                "upstream.jwks_cache_ttl_secs",
+                u.jwks_cache_ttl_secs,
+                1,
+                7 * SEC_DAY,
+            ),
+            (
+                "upstream.jwks_min_ttl_secs",
+                u.jwks_min_ttl_secs,
+                0,
+                7 * SEC_DAY,
+            ),
+            (
+                "upstream.jwks_max_ttl_secs",
+                u.jwks_max_ttl_secs,
+                u.jwks_min_ttl_secs.max(1),
+                30 * SEC_DAY,
+            ),
+            (
+                "upstream.jwks_refetch_cooldown_secs",
+                u.jwks_refetch_cooldown_secs,
+                0,
+                SEC_DAY,
+            ),
+            ("upstream.jwks_timeout_ms", u.jwks_timeout_ms, 1, 120_000),
+            (
+                "upstream.verified_cache_secs",
+                u.verified_cache_secs,
+                0,
+                3_600,
+            ),
+            ("session.ttl_secs", se.ttl_secs, 1, SEC_DAY),
+            ("session.leeway_secs", se.leeway_secs, 0, 3_600),
+            (
+                "session.refresh_grace_secs",
+                se.refresh_grace_secs,
+                0,
+                30 * SEC_DAY,
+            ),
+            (
+                "session.max_session_age_secs",
+                se.max_session_age_secs,
+                1,
+                365 * SEC_DAY,
+            ),
+            (
+                "session.refresh_race_window_secs",
+                se.refresh_race_window_secs,
+                0,
+                300,
+            ),
+            (
+                "session.revocation_cache_ttl_secs",
+                se.revocation_cache_ttl_secs,
+                0,
+                3_600,
+            ),
+            ("messages.max_chars", m.max_chars as u64, 1, 1_000_000),
+            ("messages.history_max_items", m.history_max_items, 0, 10_000),
+            (
+                "messages.history_max_chars",
+                m.history_max_chars as u64,
+                0,
+                10_000_000,
+            ),
+            (
+                "messages.stale_pending_secs",
+                m.stale_pending_secs,
+                1,
+                7 * SEC_DAY,
+            ),
+            (
+                "agent.openai.max_tokens",
+                o.max_tokens.unwrap_or(1).into(),
+                1,
+                1_000_000,
+            ),
+            (
+                "agent.openai.connect_timeout_ms",
+                o.connect_timeout_ms,
+                1,
+                600_000,
+            ),
+            (
+                "agent.openai.first_token_timeout_ms",
+                o.first_token_timeout_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "agent.openai.total_timeout_ms",
+                o.total_timeout_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "agent.openai.max_tool_steps",
+                o.max_tool_steps.into(),
+                1,
+                100,
+            ),
+            ("agent.openai.max_retries", o.max_retries.into(), 0, 20),
+            ("agent.openai.retry_base_ms", o.retry_base_ms, 0, 600_000),
+            (
+                "agent.openai.retry_max_ms",
+                o.retry_max_ms,
+                o.retry_base_ms,
+                3_600_000,
+            ),
+            (
+                "stream.keep_alive_secs",
+                self.stream.keep_alive_secs,
+                1,
+                3_600,
+            ),
+        ];
+        for &(key, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{} must be between {min} and {max}, got {value}",
+                    setting_names(key)
+                )));
+            }
+        }
+        if let Some(t) = o.temperature {
+            if !(0.0..=2.0).contains(&t) {
+                return Err(ConfigError::Invalid(format!(
+                    "{} must be between 0 and 2, got {t}",
+                    setting_names("agent.openai.temperature")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Rules every environment must satisfy, plus the production refusals.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |msg: String| Err(ConfigError::Invalid(msg));
-        if self.session.ttl_secs == 0 || self.session.ttl_secs > 86_400 {
-            return bad("session.ttl_secs (CHATKIT_SESSION_TTL_SECS) must be 1..=86400".into());
-        }
-        if self.messages.max_chars == 0 {
-            return bad("messages.max_chars must be at least 1".into());
-        }
+        self.check_ranges()?;
         match self.agent.provider.as_str() {
             "local" => {}
             "openai" => {
@@ -284,6 +483,7 @@ impl Settings {
                 session.len()
             ));
         }
+        secret_has_entropy("session.secret (CHATKIT_SESSION_SECRET)", session)?;
         if !upstream.is_empty() && session == upstream {
             return bad("CHATKIT_SESSION_SECRET must differ from BETTER_AUTH_SECRET, or upstream tokens could pass as client_secrets".into());
         }
@@ -313,6 +513,7 @@ impl Settings {
                     upstream.len()
                 ));
             }
+            secret_has_entropy("upstream.hs256_secret (BETTER_AUTH_SECRET)", upstream)?;
         }
         Ok(())
     }

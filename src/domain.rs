@@ -47,6 +47,15 @@ pub fn format_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// 9999-12-31T23:59:59.999999Z: the last instant every database can store.
+const MAX_CURSOR_MICROS: i64 = 253_402_300_799_999_999;
+
+/// Text no database can store: PostgreSQL refuses NUL in `text` and `jsonb`, SQLite keeps
+/// it; refused here so both answer alike.
+fn has_nul(text: &str) -> bool {
+    text.contains('\0')
+}
+
 /// An opaque keyset cursor: the sort timestamp and id of the last row of a page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cursor {
@@ -66,8 +75,14 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
         let text = String::from_utf8(bytes).ok()?;
         let (micros, id) = text.split_once('|')?;
-        let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
-        (!id.is_empty() && id.len() <= 64).then(|| Self {
+        // Only instants a row can have: PostgreSQL refuses some that chrono accepts.
+        let micros: i64 = micros.parse().ok()?;
+        if !(0..=MAX_CURSOR_MICROS).contains(&micros) {
+            return None;
+        }
+        let at = DateTime::from_timestamp_micros(micros)?;
+        let id_ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic());
+        id_ok.then(|| Self {
             at,
             id: id.to_owned(),
         })
@@ -107,6 +122,9 @@ impl Title {
     pub const MAX_CHARS: usize = 200;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
+        if has_nul(raw) {
+            return Err("title must not contain NUL characters".into());
+        }
         let clean: String = raw
             .trim()
             .chars()
@@ -144,11 +162,24 @@ impl Title {
     }
 }
 
+fn json_has_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => has_nul(s),
+        Value::Array(items) => items.iter().any(json_has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| has_nul(k) || json_has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
 /// Free-form thread metadata: a JSON object of at most 16 KiB.
 pub fn parse_metadata(raw: serde_json::Value) -> Result<serde_json::Value, String> {
     const MAX_BYTES: usize = 16 * 1024;
     if !raw.is_object() {
         return Err("metadata must be a JSON object".into());
+    }
+    if json_has_nul(&raw) {
+        return Err("metadata keys and values must not contain NUL characters".into());
     }
     if raw.to_string().len() > MAX_BYTES {
         return Err(format!("metadata is larger than {MAX_BYTES} bytes"));
@@ -163,13 +194,21 @@ pub struct MessageText(String);
 #[derive(Debug, PartialEq, Eq)]
 pub enum MessageTextError {
     Empty,
-    TooLong { max: usize, got: usize },
+    /// Contains NUL, which no database stores alike.
+    Nul,
+    TooLong {
+        max: usize,
+        got: usize,
+    },
 }
 
 impl MessageText {
     pub fn parse(raw: &str, max_chars: usize) -> Result<Self, MessageTextError> {
         if raw.trim().is_empty() {
             return Err(MessageTextError::Empty);
+        }
+        if has_nul(raw) {
+            return Err(MessageTextError::Nul);
         }
         let got = raw.chars().count();
         if got > max_chars {
@@ -191,11 +230,15 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+        Self::from_bytes(raw.as_bytes())
+    }
+
+    /// From a raw header value, whose bytes need not be UTF-8.
+    pub fn from_bytes(raw: &[u8]) -> Result<Self, String> {
+        let ok = !raw.is_empty() && raw.len() <= 255 && raw.iter().all(u8::is_ascii_graphic);
+        match std::str::from_utf8(raw) {
+            Ok(text) if ok => Ok(Self(text.to_owned())),
+            _ => Err("Idempotency-Key must be 1 to 255 visible ASCII characters".into()),
         }
     }
     pub fn as_str(&self) -> &str {
@@ -216,6 +259,13 @@ mod tests {
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("not-a-cursor"), None);
         assert_eq!(Cursor::decode(&URL_SAFE_NO_PAD.encode("12|")), None);
+        for junk in ["-283000000000000000|thr_x", "-1|thr_x", "5|thr_\0", "5|a b"] {
+            assert_eq!(
+                Cursor::decode(&URL_SAFE_NO_PAD.encode(junk)),
+                None,
+                "{junk}"
+            );
+        }
     }
 
     #[test]
@@ -245,5 +295,8 @@ mod tests {
             Err(MessageTextError::TooLong { max: 4, got: 5 })
         ));
         assert!(MessageText::parse("ééééé", 5).is_ok());
+        assert_eq!(MessageText::parse("a\0", 5), Err(MessageTextError::Nul));
+        assert!(Title::parse("a\0").is_err());
+        assert!(parse_metadata(serde_json::json!({"a": {"b\0": 1}})).is_err());
     }
 }

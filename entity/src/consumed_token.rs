@@ -12,6 +12,10 @@ pub struct Model {
     pub consumed_at: DateTimeUtc,
     /// After this instant the token could not be refreshed anyway; the row may be purged.
     pub expires_at: DateTimeUtc,
+    /// The `jti` and `iat` (Unix seconds) of the client_secret this one was rotated into:
+    /// with the family's claims they re-create that exact token for a racing refresh.
+    pub successor_jti: Option<String>,
+    pub successor_iat: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

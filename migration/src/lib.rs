@@ -2,6 +2,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_init;
+mod m20261122_000001_refresh_successor;
 mod m20261122_000002_chatkit;
 
 pub struct Migrator;
@@ -11,6 +12,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261121_000001_init::Migration),
+            Box::new(m20261122_000001_refresh_successor::Migration),
             Box::new(m20261122_000002_chatkit::Migration),
         ]
     }

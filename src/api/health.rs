@@ -17,6 +17,9 @@ struct ReadyReport {
     /// The upstream key set, when BETTER_AUTH_URL is configured: `not_fetched`, `ready`,
     /// `stale` (serving the last good keys while the key server fails) or `unavailable`
     /// (no keys: new sessions cannot start; existing client_secrets keep working).
+    /// Why the database is not ready (absent when it is).
+    #[oai(skip_serializing_if_is_none)]
+    database_error: Option<String>,
     #[oai(skip_serializing_if_is_none)]
     jwks: Option<String>,
     #[oai(skip_serializing_if_is_none)]
@@ -57,17 +60,18 @@ impl HealthApi {
             Some(JwksState::Stale { keys, error }) => (Some("stale"), Some(keys), Some(error)),
             Some(JwksState::Unavailable { error }) => (Some("unavailable"), None, Some(error)),
         };
-        let report = |status: &str| ReadyReport {
+        let report = |status: &str, database_error: Option<String>| ReadyReport {
             status: status.into(),
+            database_error,
             jwks: jwks.map(str::to_owned),
             jwks_keys,
             jwks_error: jwks_error.clone(),
         };
         match state.store.ping().await {
-            Ok(()) => Readiness::Ready(Json(report("ready"))),
+            Ok(()) => Readiness::Ready(Json(report("ready", None))),
             Err(e) => {
                 tracing::warn!(error = %e, "readiness check failed");
-                Readiness::NotReady(Json(report("database unavailable")))
+                Readiness::NotReady(Json(report("database unavailable", Some(e.to_string()))))
             }
         }
     }

@@ -9,7 +9,7 @@ use poem_openapi::{
 
 use super::{
     stream::turn_events,
-    types::{SendMessageRequest, SendMessageResponse},
+    types::{SendMessageRequest, SendMessageResponse, StrictString},
     ApiTags, ClientSecret,
 };
 use crate::{
@@ -66,6 +66,23 @@ impl ApiResponse for SendReply {
     }
 }
 
+/// The `Idempotency-Key`, read from the raw header: the typed parameter drops a value that
+/// is not visible ASCII, which would silently turn a retry into a second turn.
+fn idempotency_key(req: &Request) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut values = req.headers().get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::Invalid(
+            "send one Idempotency-Key header, not several".into(),
+        ));
+    }
+    IdempotencyKey::from_bytes(value.as_bytes())
+        .map(Some)
+        .map_err(ApiError::Invalid)
+}
+
 fn wants_events(req: &Request) -> bool {
     req.headers()
         .get(poem::http::header::ACCEPT)
@@ -92,21 +109,19 @@ impl MessagesApi {
         body: Json<SendMessageRequest>,
         /// Makes retries safe: 1 to 255 visible ASCII characters, unique per request.
         #[oai(name = "Idempotency-Key")]
-        idempotency_key: Header<Option<String>>,
+        _documented_key: Header<Option<String>>,
     ) -> Result<SendReply, ApiError> {
         let max = state.settings.messages.max_chars;
         let message = MessageText::parse(&body.0.message, max).map_err(|e| match e {
             MessageTextError::Empty => ApiError::MessageEmpty,
+            MessageTextError::Nul => {
+                ApiError::Invalid("the message must not contain NUL characters".into())
+            }
             MessageTextError::TooLong { max, got } => ApiError::MessageTooLong { max, got },
         })?;
-        let key = idempotency_key
-            .0
-            .as_deref()
-            .map(IdempotencyKey::parse)
-            .transpose()
-            .map_err(ApiError::Invalid)?;
+        let key = idempotency_key(req)?;
         let request = SendMessage {
-            thread_id: body.0.thread_id,
+            thread_id: body.0.thread_id.map(StrictString::into_inner),
             message,
             key,
             payload: None,

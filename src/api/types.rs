@@ -6,6 +6,71 @@ use serde_json::Value;
 
 use crate::{auth::MintedSession, chat::TurnResult, domain::format_time, store::ToolCallRecord};
 
+/// A body field that must be a JSON string. poem-openapi's `String` also takes a number or
+/// a boolean and stores its text (`5` became `"5"`); a wrong type must be refused instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StrictString(String);
+
+impl StrictString {
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl std::ops::Deref for StrictString {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl poem_openapi::types::Type for StrictString {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        String::name()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        String::schema_ref()
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for StrictString {
+    fn parse_from_json(value: Option<Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value {
+            Some(Value::String(s)) => Ok(Self(s)),
+            other => Err(poem_openapi::types::ParseError::custom(format!(
+                "expected a JSON string, got {}",
+                match other.unwrap_or_default() {
+                    Value::Null => "null",
+                    Value::Bool(_) => "a boolean",
+                    Value::Number(_) => "a number",
+                    Value::String(_) => "a string",
+                    Value::Array(_) => "an array",
+                    Value::Object(_) => "an object",
+                }
+            ))),
+        }
+    }
+}
+
+impl poem_openapi::types::ToJSON for StrictString {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::String(self.0.clone()))
+    }
+}
+
 #[derive(Object)]
 pub struct SessionResponse {
     /// Send as `Authorization: Bearer <client_secret>`.
@@ -31,7 +96,7 @@ impl From<MintedSession> for SessionResponse {
 #[derive(Object)]
 pub struct RefreshRequest {
     /// The current client_secret (it may have expired, within the grace period).
-    pub token: String,
+    pub token: StrictString,
 }
 
 #[derive(Object)]
@@ -70,7 +135,7 @@ pub struct ThreadList {
 #[derive(Object)]
 pub struct ThreadInput {
     /// 1 to 200 characters. Defaults to "New chat" on create.
-    pub title: Option<String>,
+    pub title: Option<StrictString>,
     /// A JSON object of at most 16 KiB, stored as given.
     pub metadata: Option<Value>,
 }
@@ -122,8 +187,8 @@ pub struct MessagePage {
 #[derive(Object)]
 pub struct SendMessageRequest {
     /// The thread to post to; null starts a new thread titled after the message.
-    pub thread_id: Option<String>,
-    pub message: String,
+    pub thread_id: Option<StrictString>,
+    pub message: StrictString,
 }
 
 #[derive(Object)]

@@ -14,7 +14,7 @@ use super::{
 use crate::{
     config::SessionSettings,
     domain::{new_id, now, UserId},
-    store::{ConsumeOutcome, Store},
+    store::{ConsumeOutcome, Store, Successor},
 };
 
 /// The caller behind a valid client_secret.
@@ -66,7 +66,23 @@ impl AuthService {
     }
 
     fn mint(&self, user: &UserId, sid: String, auth_time: i64) -> MintedSession {
-        let issued = Utc::now().timestamp();
+        let successor = Successor {
+            jti: new_id("jti"),
+            iat: Utc::now().timestamp(),
+        };
+        self.mint_as(user, sid, auth_time, successor)
+    }
+
+    /// The client_secret with these claims. Signing is deterministic (HS256 over the same
+    /// claims and key), so every instance re-creates the same string from the same inputs.
+    fn mint_as(
+        &self,
+        user: &UserId,
+        sid: String,
+        auth_time: i64,
+        successor: Successor,
+    ) -> MintedSession {
+        let issued = successor.iat;
         let ttl = self.inner.settings.ttl_secs;
         let exp = issued + ttl as i64;
         let claims = SessionClaims {
@@ -78,15 +94,16 @@ impl AuthService {
             iat: issued,
             nbf: issued,
             exp,
-            jti: new_id("jti"),
+            jti: successor.jti,
             sid,
             auth_time,
         };
+        let left = exp.saturating_sub(Utc::now().timestamp()).max(0);
         MintedSession {
             client_secret: self.inner.signer.sign(&claims),
             user: user.clone(),
             expires_at: DateTime::from_timestamp(exp, 0).unwrap_or_default(),
-            expires_in: ttl,
+            expires_in: u64::try_from(left).unwrap_or(0).min(ttl),
         }
     }
 
@@ -146,22 +163,35 @@ impl AuthService {
             0,
         )
         .unwrap_or_else(Utc::now);
+        let offered = Successor {
+            jti: new_id("jti"),
+            iat: Utc::now().timestamp(),
+        };
         let outcome = self
             .inner
             .store
-            .consume_token(&user, &claims.jti, &claims.sid, refreshable_until)
+            .consume_token(&user, &claims.jti, &claims.sid, refreshable_until, &offered)
             .await?;
-        if let ConsumeOutcome::Again { consumed_at } = outcome {
-            let window = chrono::Duration::seconds(settings.refresh_race_window_secs as i64);
-            if now() - consumed_at > window {
-                // A rotated-away token came back: assume it was stolen and end the family.
-                self.inner.store.revoke_family(&user, &claims.sid).await?;
-                self.inner.revocations.family_revoked(&claims.sid).await;
-                tracing::warn!(user_id = %user, sid = %claims.sid, "refresh token reuse; session family revoked");
-                return Err(AuthError::TokenReused);
+        let successor = match outcome {
+            ConsumeOutcome::First => offered,
+            ConsumeOutcome::Again {
+                consumed_at,
+                successor,
+            } => {
+                let window = chrono::Duration::seconds(settings.refresh_race_window_secs as i64);
+                if now() - consumed_at > window {
+                    // A rotated-away token came back: assume it was stolen and end the family.
+                    self.inner.store.revoke_family(&user, &claims.sid).await?;
+                    self.inner.revocations.family_revoked(&claims.sid).await;
+                    tracing::warn!(user_id = %user, sid = %claims.sid, "refresh token reuse; session family revoked");
+                    return Err(AuthError::TokenReused);
+                }
+                // A racing refresh (two tabs, a retry, another instance) gets the successor
+                // the first one got: one family keeps one live head.
+                successor.unwrap_or(offered)
             }
-        }
-        Ok(self.mint(&user, claims.sid, claims.auth_time))
+        };
+        Ok(self.mint_as(&user, claims.sid, claims.auth_time, successor))
     }
 
     /// Every client_secret-authenticated request.

@@ -244,18 +244,26 @@ impl ChatKitService {
         }
     }
 
-    fn message(&self, input: &ParsedInput) -> Result<MessageText, String> {
-        MessageText::parse(&input.text, self.max_chars).map_err(|e| match e {
-            MessageTextError::Empty => "Type a message before sending.".to_owned(),
-            MessageTextError::TooLong { max, got } => {
-                format!("That message has {got} characters; the limit is {max}.")
+    /// The message, or (outer `Ok(Err)`) what the widget should show inline instead.
+    fn message(&self, input: &ParsedInput) -> Result<Result<MessageText, String>, ChatKitError> {
+        Ok(match MessageText::parse(&input.text, self.max_chars) {
+            Ok(m) => Ok(m),
+            Err(MessageTextError::Empty) => Err("Type a message before sending.".to_owned()),
+            Err(MessageTextError::TooLong { max, got }) => Err(format!(
+                "That message has {got} characters; the limit is {max}."
+            )),
+            // No keyboard types a NUL: a client bug, refused before streaming.
+            Err(MessageTextError::Nul) => {
+                return Err(ChatKitError::Invalid(
+                    "the message must not contain NUL characters".into(),
+                ))
             }
         })
     }
 
     async fn create(&self, user: &UserId, p: CreateParams) -> Result<Outcome, ChatKitError> {
         let input = parse_input(p.input)?;
-        let message = match self.message(&input) {
+        let message = match self.message(&input)? {
             Ok(m) => m,
             Err(e) => return Ok(inline_error(e)),
         };
@@ -275,7 +283,7 @@ impl ChatKitService {
     ) -> Result<Outcome, ChatKitError> {
         self.store.get_thread(user, &p.thread_id).await?;
         let input = parse_input(p.input)?;
-        let message = match self.message(&input) {
+        let message = match self.message(&input)? {
             Ok(m) => m,
             Err(e) => return Ok(inline_error(e)),
         };

@@ -12,22 +12,31 @@ mod tokens;
 mod turns;
 mod writer;
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use sea_orm::{
-    sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    sqlx::{
+        sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+        Connection,
+    },
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqlErr,
-    SqlxSqliteConnector,
+    SqlxSqliteConnector, TransactionTrait,
 };
 
 pub use tasks::{TaskFilter, TaskUpdate};
-pub use tokens::{ConsumeOutcome, RevocationState};
+pub use tokens::{ConsumeOutcome, RevocationState, Successor};
 pub use turns::{
     tool_calls_of, AnswerIds, Reply, ToolCallRecord, Turn, ITEM_ASSISTANT, ITEM_TOOL_CALL,
     ITEM_USER, ITEM_WORKFLOW, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING,
 };
 
-use crate::domain::Cursor;
+use secrecy::ExposeSecret;
+
+use crate::{config::DatabaseSettings, domain::Cursor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -88,14 +97,83 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
 }
 
+/// The last write failure that no successful write has followed yet (a full disk, a
+/// read-only file, a lost connection). Readiness reports it until a write succeeds again.
+#[derive(Default)]
+pub(crate) struct WriteHealth(Mutex<Option<String>>);
+
+impl WriteHealth {
+    pub fn succeeded(&self) {
+        if let Ok(mut last) = self.0.lock() {
+            last.take();
+        }
+    }
+
+    /// Records `err` unless it is a decision (a constraint), not a failure to write.
+    pub fn failed(&self, err: &DbErr) {
+        if err.sql_err().is_some() {
+            return;
+        }
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(err.to_string());
+        }
+    }
+
+    fn last_failure(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|last| last.clone())
+    }
+
+    /// Passes `result` through, recording its outcome.
+    pub fn track<T>(&self, result: Result<T, DbErr>) -> Result<T, DbErr> {
+        match &result {
+            Ok(_) => self.succeeded(),
+            Err(e) => self.failed(e),
+        }
+        result
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     read: DatabaseConnection,
     write: DatabaseConnection,
     writer: writer::TurnWriter,
+    health: Arc<WriteHealth>,
+}
+
+/// Whether an SQLite writer connection may go back to the pool. A failed COMMIT or
+/// ROLLBACK leaves sqlx counting a transaction that SQLite may already have ended (a full
+/// disk rolls the whole transaction back): the next `BEGIN` would then become a SAVEPOINT,
+/// and a later `ROLLBACK TO` keeps an outer transaction open for good, so every write
+/// after it is acknowledged and never committed. Such a connection is closed instead (which
+/// rolls back whatever it holds); the pool opens a fresh one.
+async fn writer_connection_is_clean(conn: &mut sea_orm::sqlx::SqliteConnection) -> bool {
+    if !conn.is_in_transaction() {
+        return true;
+    }
+    // A dropped transaction queues its ROLLBACK; let the connection run it first.
+    if conn.ping().await.is_err() {
+        return false;
+    }
+    if conn.is_in_transaction() {
+        tracing::warn!("closing the SQLite writer connection: a transaction did not end");
+        return false;
+    }
+    true
 }
 
 impl Store {
+    /// Connects as configured (see [`Store::connect`]).
+    pub async fn open(settings: &DatabaseSettings) -> Result<Self, DbErr> {
+        Self::connect_capped(
+            settings.url.expose_secret(),
+            settings.max_connections,
+            Duration::from_millis(settings.busy_timeout_ms),
+            settings.sqlite_max_pages,
+        )
+        .await
+    }
+
     /// Connects to `url` (`sqlite://path` or `postgres://…`); an SQLite file and its
     /// directory are created when missing.
     pub async fn connect(
@@ -103,14 +181,26 @@ impl Store {
         max_connections: u32,
         busy_timeout: Duration,
     ) -> Result<Self, DbErr> {
+        Self::connect_capped(url, max_connections, busy_timeout, 0).await
+    }
+
+    async fn connect_capped(
+        url: &str,
+        max_connections: u32,
+        busy_timeout: Duration,
+        sqlite_max_pages: u32,
+    ) -> Result<Self, DbErr> {
         if url.starts_with("sqlite:") {
-            let opts = SqliteConnectOptions::from_str(url)
+            let mut opts = SqliteConnectOptions::from_str(url)
                 .map_err(|e| DbErr::Custom(format!("invalid DATABASE_URL: {e}")))?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(busy_timeout);
+            if sqlite_max_pages > 0 {
+                opts = opts.pragma("max_page_count", sqlite_max_pages.to_string());
+            }
             if let Some(dir) = opts.get_filename().parent() {
                 if !dir.as_os_str().is_empty() {
                     std::fs::create_dir_all(dir).map_err(|e| {
@@ -126,19 +216,25 @@ impl Store {
                     .min_connections(1)
                     .test_before_acquire(false)
                     .acquire_timeout(busy_timeout + Duration::from_secs(5))
-                    .connect_with(opts.clone())
             };
             let write = pool(1)
+                .after_release(|conn, _| {
+                    Box::pin(async { Ok(writer_connection_is_clean(conn).await) })
+                })
+                .connect_with(opts.clone())
                 .await
                 .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
             let read = pool(max_connections.max(1))
+                .connect_with(opts.clone())
                 .await
                 .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
             let write = SqlxSqliteConnector::from_sqlx_sqlite_pool(write);
+            let health = Arc::new(WriteHealth::default());
             Ok(Self {
                 read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
-                writer: writer::TurnWriter::spawn(write.clone()),
+                writer: writer::TurnWriter::spawn(write.clone(), health.clone()),
                 write,
+                health,
             })
         } else {
             let mut opts = ConnectOptions::new(url.to_owned());
@@ -151,10 +247,12 @@ impl Store {
                 .test_before_acquire(false)
                 .sqlx_logging(false);
             let db = Database::connect(opts).await?;
+            let health = Arc::new(WriteHealth::default());
             Ok(Self {
                 read: db.clone(),
-                writer: writer::TurnWriter::spawn(db.clone()),
+                writer: writer::TurnWriter::spawn(db.clone(), health.clone()),
                 write: db,
+                health,
             })
         }
     }
@@ -165,14 +263,74 @@ impl Store {
         migration::Migrator::up(&self.write, None).await
     }
 
-    /// Readiness: a round trip to the database.
+    /// Readiness: a round trip to the database and, after a failed write, a write that
+    /// succeeds (so readiness comes back by itself once the disk has room again).
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read.execute_unprepared("SELECT 1").await?;
-        Ok(())
+        let Some(failure) = self.health.last_failure() else {
+            return Ok(());
+        };
+        match self.health.track(self.probe_write().await) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(StoreError::Unavailable(DbErr::Custom(format!(
+                "the database refuses writes: {e} (first: {failure})"
+            )))),
+        }
+    }
+
+    /// A committed write that needs a new page, as a real write may.
+    async fn probe_write(&self) -> Result<(), DbErr> {
+        let txn = self.write.begin().await?;
+        txn.execute_unprepared("CREATE TABLE gateway_write_probe (x INTEGER)")
+            .await?;
+        txn.execute_unprepared("DROP TABLE gateway_write_probe")
+            .await?;
+        txn.commit().await
     }
 
     pub async fn close(self) {
         let _ = self.read.close().await;
         let _ = self.write.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk makes SQLite roll the whole transaction back on its own; a raw
+    /// `ROLLBACK` inside the transaction does the same, so sqlx's count of open
+    /// transactions goes wrong the same way.
+    #[tokio::test]
+    async fn writer_connection_survives_a_transaction_sqlite_ended_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/w.db", dir.path().display());
+        let store = Store::connect(&url, 2, Duration::from_secs(1))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let txn = store.write.begin().await.unwrap();
+        txn.execute_unprepared("ROLLBACK").await.unwrap();
+        assert!(txn.commit().await.is_err());
+        // A later transaction that fails and rolls back ...
+        let txn = store.write.begin().await.unwrap();
+        assert!(txn
+            .execute_unprepared("SELECT * FROM missing")
+            .await
+            .is_err());
+        txn.rollback().await.unwrap();
+        // ... must not leave the next acknowledged write uncommitted.
+        let user = crate::domain::UserId::parse("alice").unwrap();
+        store.revoke_family(&user, "sid_x").await.unwrap();
+        let other = Store::connect(&url, 1, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let state = other.revocation_state(&user, "sid_x").await.unwrap();
+        assert!(
+            state.family_revoked,
+            "the acknowledged revocation was not committed"
+        );
+        other.close().await;
+        store.close().await;
     }
 }

@@ -8,12 +8,24 @@ use sea_orm::{sea_query::OnConflict, ColumnTrait, EntityTrait, QueryFilter, Set}
 use super::{Store, StoreError};
 use crate::domain::{now, UserId};
 
+/// The client_secret a consumed token was rotated into: its `jti` and `iat`, the only
+/// claims of a successor that are not inherited from the token it replaces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Successor {
+    pub jti: String,
+    pub iat: i64,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConsumeOutcome {
-    /// This request consumed the token.
+    /// This request consumed the token; the successor it offered is the one.
     First,
-    /// The token had been consumed before, at this instant.
-    Again { consumed_at: DateTime<Utc> },
+    /// The token had been consumed before, at this instant, into `successor` (absent for
+    /// rows written before successors were recorded).
+    Again {
+        consumed_at: DateTime<Utc>,
+        successor: Option<Successor>,
+    },
 }
 
 fn sid_key(sid: &str) -> String {
@@ -33,13 +45,15 @@ pub struct RevocationState {
 }
 
 impl Store {
-    /// Records `jti` as consumed; the primary key makes the first caller win everywhere.
+    /// Records `jti` as consumed into `successor`; the primary key makes the first caller
+    /// win everywhere, and every later caller learns which successor won.
     pub async fn consume_token(
         &self,
         user: &UserId,
         jti: &str,
         sid: &str,
         expires_at: DateTime<Utc>,
+        successor: &Successor,
     ) -> Result<ConsumeOutcome, StoreError> {
         let row = consumed_token::ActiveModel {
             jti: Set(jti.to_owned()),
@@ -47,6 +61,8 @@ impl Store {
             sid: Set(sid.to_owned()),
             consumed_at: Set(now()),
             expires_at: Set(expires_at),
+            successor_jti: Set(Some(successor.jti.clone())),
+            successor_iat: Set(Some(successor.iat)),
         };
         let inserted = consumed_token::Entity::insert(row)
             .on_conflict(
@@ -55,7 +71,8 @@ impl Store {
                     .to_owned(),
             )
             .exec_without_returning(&self.write)
-            .await?;
+            .await;
+        let inserted = self.health.track(inserted)?;
         if inserted == 1 {
             return Ok(ConsumeOutcome::First);
         }
@@ -64,10 +81,20 @@ impl Store {
             .one(&self.write)
             .await?;
         // A jti consumed under another user cannot happen with our signatures; treat as reuse.
-        let consumed_at = existing
-            .map(|e| e.consumed_at)
-            .unwrap_or(DateTime::UNIX_EPOCH);
-        Ok(ConsumeOutcome::Again { consumed_at })
+        let Some(existing) = existing else {
+            return Ok(ConsumeOutcome::Again {
+                consumed_at: DateTime::UNIX_EPOCH,
+                successor: None,
+            });
+        };
+        let successor = match (existing.successor_jti, existing.successor_iat) {
+            (Some(jti), Some(iat)) => Some(Successor { jti, iat }),
+            _ => None,
+        };
+        Ok(ConsumeOutcome::Again {
+            consumed_at: existing.consumed_at,
+            successor,
+        })
     }
 
     /// Revokes one session family. Idempotent.
@@ -80,14 +107,15 @@ impl Store {
             not_before: Set(at),
             created_at: Set(at),
         };
-        revocation::Entity::insert(row)
+        let inserted = revocation::Entity::insert(row)
             .on_conflict(
                 OnConflict::column(revocation::Column::Id)
                     .do_nothing()
                     .to_owned(),
             )
             .exec_without_returning(&self.write)
-            .await?;
+            .await;
+        self.health.track(inserted)?;
         Ok(())
     }
 
@@ -100,14 +128,15 @@ impl Store {
             not_before: Set(at),
             created_at: Set(at),
         };
-        revocation::Entity::insert(row)
+        let inserted = revocation::Entity::insert(row)
             .on_conflict(
                 OnConflict::column(revocation::Column::Id)
                     .update_column(revocation::Column::NotBefore)
                     .to_owned(),
             )
             .exec_without_returning(&self.write)
-            .await?;
+            .await;
+        self.health.track(inserted)?;
         Ok(())
     }
 

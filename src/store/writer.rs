@@ -12,7 +12,10 @@
 //! whole (e.g. a key another instance inserted meanwhile), it is replayed one request at a
 //! time so each gets its own answer.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use chrono::{DateTime, Utc};
 use entity::{thread, thread_item};
@@ -30,7 +33,7 @@ use super::{
         item, workflow_payload, AnswerIds, ITEM_ASSISTANT, ITEM_USER, ITEM_WORKFLOW,
         STATUS_COMPLETED, STATUS_PENDING,
     },
-    Reply, Store, StoreError, ToolCallRecord, Turn,
+    Reply, Store, StoreError, ToolCallRecord, Turn, WriteHealth,
 };
 use crate::domain::{is_valid_id, new_id, now, Title, UserId};
 
@@ -71,9 +74,9 @@ fn writer_gone() -> StoreError {
 }
 
 impl TurnWriter {
-    pub fn spawn(db: DatabaseConnection) -> Self {
+    pub fn spawn(db: DatabaseConnection, health: Arc<WriteHealth>) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(db, rx));
+        tokio::spawn(run(db, health, rx));
         Self { tx }
     }
 
@@ -92,7 +95,7 @@ impl TurnWriter {
     }
 }
 
-async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Op>) {
+async fn run(db: DatabaseConnection, health: Arc<WriteHealth>, mut rx: mpsc::Receiver<Op>) {
     while let Some(first) = rx.recv().await {
         let mut records = Vec::new();
         let mut completes = Vec::new();
@@ -111,14 +114,14 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Op>) {
         // next batch runs.
         let work = async {
             if !records.is_empty() {
-                settle(&db, records, record_batch, |op, e| match e {
+                settle(&db, &health, records, record_batch, |op, e| match e {
                     e if op.key.is_some() && is_unique_violation(&e) => StoreError::DuplicateKey,
                     e => e.into(),
                 })
                 .await;
             }
             if !completes.is_empty() {
-                settle(&db, completes, complete_batch, |_, e| e.into()).await;
+                settle(&db, &health, completes, complete_batch, |_, e| e.into()).await;
             }
         };
         if std::panic::AssertUnwindSafe(work)
@@ -134,6 +137,7 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<Op>) {
 /// Runs `batch` over all ops; if the transaction fails as a whole, replays them one by one.
 async fn settle<O, T, F>(
     db: &DatabaseConnection,
+    health: &WriteHealth,
     ops: Vec<(O, Answer<T>)>,
     batch: F,
     single_error: impl Fn(&O, DbErr) -> StoreError,
@@ -141,7 +145,7 @@ async fn settle<O, T, F>(
     F: for<'a> AsyncBatch<'a, O, T>,
 {
     let (inputs, answers): (Vec<O>, Vec<Answer<T>>) = ops.into_iter().unzip();
-    match batch.call(db, &inputs).await {
+    match health.track(batch.call(db, &inputs).await) {
         Ok(results) => {
             for (answer, result) in answers.into_iter().zip(results) {
                 let _ = answer.send(result);
@@ -157,7 +161,7 @@ async fn settle<O, T, F>(
             tracing::debug!(error = %e, size = inputs.len(), "batch failed; replaying one by one");
             for (i, answer) in answers.into_iter().enumerate() {
                 let one = std::slice::from_ref(&inputs[i]);
-                let result = match batch.call(db, one).await {
+                let result = match health.track(batch.call(db, one).await) {
                     Ok(mut r) => r.pop().unwrap_or_else(|| Err(writer_gone())),
                     Err(e) => Err(single_error(&inputs[i], e)),
                 };

@@ -214,3 +214,93 @@ async fn dev_token_is_accepted_by_session() {
     assert_eq!(reply["user_id"], "alice");
     app.stop().await;
 }
+
+#[test]
+fn numeric_settings_out_of_range_are_refused_by_name() {
+    for (name, value) in [
+        ("GATEWAY__DATABASE__MAX_CONNECTIONS", "0"),
+        ("GATEWAY__DATABASE__MAX_CONNECTIONS", "100000"),
+        ("GATEWAY__STREAM__KEEP_ALIVE_SECS", "0"),
+        ("GATEWAY__SERVER__BODY_LIMIT_BYTES", "0"),
+        ("GATEWAY__MESSAGES__STALE_PENDING_SECS", "0"),
+        ("GATEWAY__UPSTREAM__JWKS_TIMEOUT_MS", "0"),
+        ("GATEWAY__AGENT__OPENAI__TEMPERATURE", "7.5"),
+        ("CHATKIT_SESSION_TTL_SECS", "0"),
+    ] {
+        let err = Settings::load_from(&vars(&[("APP_CONFIG_DIR", "/nonexistent"), (name, value)]))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(name) && err.contains(value),
+            "{name}={value}: {err}"
+        );
+    }
+    let err = Settings::load_from(&vars(&[
+        ("APP_CONFIG_DIR", "/nonexistent"),
+        ("GATEWAY__AGENT__OPENAI__RETRY_BASE_MS", "5000"),
+        ("GATEWAY__AGENT__OPENAI__RETRY_MAX_MS", "100"),
+    ]))
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("GATEWAY__AGENT__OPENAI__RETRY_MAX_MS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_binary_exits_2_naming_an_out_of_range_setting() {
+    let out = bin()
+        .env("GATEWAY__DATABASE__MAX_CONNECTIONS", "0")
+        .env("DATABASE_URL", "sqlite::memory:")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("GATEWAY__DATABASE__MAX_CONNECTIONS") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn secrets_with_too_little_entropy_are_refused() {
+    let strong_b = "a-strong-random-upstream-secret-987654321";
+    let strong_a = "a-strong-random-session-secret-0123456789";
+    let load = |session: &str, upstream: &str| {
+        Settings::load_from(&vars(&[
+            ("APP_CONFIG_DIR", "/nonexistent"),
+            ("APP_ENV", "production"),
+            ("CHATKIT_SESSION_SECRET", session),
+            ("BETTER_AUTH_SECRET", upstream),
+        ]))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    let spaces = " ".repeat(32);
+    let one_char = "a".repeat(40);
+    let two_chars = "ab".repeat(20);
+    let padded = format!(" {strong_a} ");
+    for weak in [&spaces, &one_char, &two_chars, &padded] {
+        let err = load(weak, strong_b).unwrap_err();
+        assert!(
+            err.contains("CHATKIT_SESSION_SECRET") && err.contains("openssl rand"),
+            "{weak:?}: {err}"
+        );
+        let err = load(strong_a, weak).unwrap_err();
+        assert!(err.contains("BETTER_AUTH_SECRET"), "{weak:?}: {err}");
+    }
+    assert!(load(&"0123456789abcdef".repeat(2), strong_b).is_ok());
+    // Development refuses a weak session secret too: it signs real client_secrets.
+    let err = Settings::load_from(&vars(&[
+        ("APP_CONFIG_DIR", "/nonexistent"),
+        ("CHATKIT_SESSION_SECRET", &spaces),
+    ]))
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("CHATKIT_SESSION_SECRET"), "{err}");
+}

@@ -5,6 +5,7 @@
 mod better_auth;
 mod chatkit;
 mod cli;
+mod faults;
 mod helpers;
 mod jwks;
 mod messages;

@@ -174,8 +174,9 @@ async fn refresh_rotates_and_detects_reuse() {
     assert_eq!(c1.auth_time, c2.auth_time);
     assert_ne!(c1.jti, c2.jti);
 
-    // Two tabs refreshing the same token at once: both succeed.
-    app.refresh(&first).await.ok();
+    // Two tabs refreshing the same token at once: both get the same successor.
+    let again = app.refresh(&first).await.ok();
+    assert_eq!(again["client_secret"], second_secret.as_str());
 
     // Later reuse of a rotated-away token signs the whole family out.
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -331,7 +332,11 @@ async fn two_instances_agree_on_revocation_and_single_use_refresh() {
 async fn consumed_refresh_tokens_are_purged_once_they_cannot_matter() {
     use chatkit_gateway::{
         domain::UserId,
-        store::{ConsumeOutcome, Store},
+        store::{ConsumeOutcome, Store, Successor},
+    };
+    let next = Successor {
+        jti: "jti_next".into(),
+        iat: chrono::Utc::now().timestamp(),
     };
     let db = TestDb::new().await;
     let store = Store::connect(&db.url, 2, Duration::from_secs(5))
@@ -343,21 +348,21 @@ async fn consumed_refresh_tokens_are_purged_once_they_cannot_matter() {
     let future = chrono::Utc::now() + chrono::Duration::hours(1);
     assert_eq!(
         store
-            .consume_token(&user, "jti_old", "sid_a", past)
+            .consume_token(&user, "jti_old", "sid_a", past, &next)
             .await
             .unwrap(),
         ConsumeOutcome::First
     );
     assert_eq!(
         store
-            .consume_token(&user, "jti_live", "sid_a", future)
+            .consume_token(&user, "jti_live", "sid_a", future, &next)
             .await
             .unwrap(),
         ConsumeOutcome::First
     );
     assert!(matches!(
         store
-            .consume_token(&user, "jti_live", "sid_a", future)
+            .consume_token(&user, "jti_live", "sid_a", future, &next)
             .await
             .unwrap(),
         ConsumeOutcome::Again { .. }
@@ -372,17 +377,61 @@ async fn consumed_refresh_tokens_are_purged_once_they_cannot_matter() {
     // The live one is still remembered; the purged one is gone.
     assert!(matches!(
         store
-            .consume_token(&user, "jti_live", "sid_a", future)
+            .consume_token(&user, "jti_live", "sid_a", future, &next)
             .await
             .unwrap(),
         ConsumeOutcome::Again { .. }
     ));
     assert_eq!(
         store
-            .consume_token(&user, "jti_old", "sid_a", future)
+            .consume_token(&user, "jti_old", "sid_a", future, &next)
             .await
             .unwrap(),
         ConsumeOutcome::First
     );
     store.close().await;
+}
+
+/// `n` refreshes of `token` at once, spread over `apps` in turn; the client_secrets they got.
+async fn refresh_at_once(apps: &[&crate::helpers::TestApp], token: &str, n: usize) -> Vec<String> {
+    let replies =
+        futures_util::future::join_all((0..n).map(|i| apps[i % apps.len()].refresh(token))).await;
+    replies
+        .into_iter()
+        .map(|r| r.ok()["client_secret"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_of_one_token_share_one_successor() {
+    let (app, _db) = spawn_app().await;
+    let first = app.login("alice").await;
+    let got = refresh_at_once(&[&app], &first, 20).await;
+    let distinct: std::collections::HashSet<_> = got.iter().collect();
+    assert_eq!(distinct.len(), 1, "one family, one live head");
+    // The successor is a working client_secret that rotates in turn.
+    let head = &got[0];
+    app.get("/api/chatkit/threads", head).await.ok();
+    let next = app.refresh(head).await.ok();
+    assert_ne!(next["client_secret"], head.as_str());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_instances_refreshing_one_token_at_once_agree_on_its_successor() {
+    let db = TestDb::new().await;
+    let settings = test_settings(&db);
+    let a = spawn_with(settings.clone(), None).await;
+    let b = spawn_with(settings, None).await;
+    let first = a.login("alice").await;
+    let got = refresh_at_once(&[&a, &b], &first, 20).await;
+    let distinct: std::collections::HashSet<_> = got.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        1,
+        "the instances minted different successors"
+    );
+    b.get("/api/chatkit/threads", &got[0]).await.ok();
+    a.stop().await;
+    b.stop().await;
 }

@@ -1,0 +1,327 @@
+//! Faults and hostile input (issue 8): a full disk, racing refreshes, malformed headers,
+//! bodies and cursors. Each test asserts what is recorded, not only the status codes.
+
+use chatkit_gateway::Settings;
+use reqwest::Method;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::helpers::{spawn_with, TestApp};
+
+/// Settings for an SQLite file of the test's own, whatever TEST_DATABASE_URL says: the
+/// fault is SQLite's (one writer connection, a file that can fill up).
+fn sqlite_settings(dir: &tempfile::TempDir) -> Settings {
+    let mut s = Settings::defaults();
+    s.server.port = 0;
+    s.server.shutdown_grace_secs = 2;
+    s.database.url = SecretString::from(format!("sqlite://{}/gateway.db", dir.path().display()));
+    s.database.max_connections = 4;
+    s
+}
+
+/// A connection of the test's own to the same file, as another process would open it.
+async fn side_connection(dir: &tempfile::TempDir) -> DatabaseConnection {
+    Database::connect(format!("sqlite://{}/gateway.db", dir.path().display()))
+        .await
+        .expect("open the database file")
+}
+
+async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db
+        .query_one(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+async fn ready_status(app: &TestApp) -> u16 {
+    app.request(Method::GET, "/readyz", None, None, &[])
+        .await
+        .status
+        .as_u16()
+}
+
+#[tokio::test]
+async fn sqlite_full_disk_never_acknowledges_an_uncommitted_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = sqlite_settings(&dir);
+    // Create the schema, then take space the test can give back later (as `dd` would).
+    spawn_with(plain.clone(), None).await.stop().await;
+    let side = side_connection(&dir).await;
+    side.execute_unprepared("CREATE TABLE ballast (b BLOB)")
+        .await
+        .unwrap();
+    for _ in 0..64 {
+        side.execute_unprepared("INSERT INTO ballast VALUES (zeroblob(4000))")
+            .await
+            .unwrap();
+    }
+    side.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+        .await
+        .unwrap();
+    let pages = scalar(&side, "PRAGMA page_count").await;
+    side.close().await.unwrap();
+
+    let mut capped = plain.clone();
+    capped.database.sqlite_max_pages = u32::try_from(pages + 12).unwrap();
+    let app = spawn_with(capped, None).await;
+    let token = app.login("alice").await;
+    let doomed = app.login("alice").await;
+    let filler = "x".repeat(3000);
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    let mut failures = 0;
+    for i in 0..300 {
+        let text = format!("note {i} {filler}");
+        // Fill with every kind of turn write, so the disk runs out in different statements.
+        let into = match acknowledged.last() {
+            Some((thread, _)) if i % 2 == 1 => Some(thread.clone()),
+            _ => None,
+        };
+        let reply = app.send(&token, into.as_deref(), &text).await;
+        if reply.status.is_success() {
+            let thread = reply.body["thread_id"].as_str().unwrap().to_owned();
+            acknowledged.push((thread, text));
+        } else {
+            assert!(reply.status.is_server_error(), "{:?}", reply);
+            failures += 1;
+            if failures == 8 {
+                break;
+            }
+        }
+    }
+    assert_eq!(failures, 8, "the database never filled up");
+    assert_eq!(ready_status(&app).await, 503, "a writer that cannot write");
+
+    // Free the space. Another connection must be able to write at once: the gateway holds
+    // no transaction open.
+    let side = side_connection(&dir).await;
+    side.execute_unprepared("DELETE FROM ballast")
+        .await
+        .expect("the gateway left the database locked");
+    side.close().await.unwrap();
+
+    for i in 0..5 {
+        let text = format!("after {i} {filler}");
+        let reply = app.send(&token, None, &text).await.ok();
+        acknowledged.push((reply["thread_id"].as_str().unwrap().to_owned(), text));
+    }
+    let created = app.create_thread(&token, "made after the fault").await;
+    let revoked = app
+        .request(
+            Method::DELETE,
+            "/api/chatkit/session",
+            Some(&doomed),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(revoked.status, 204, "{}", revoked.body);
+    assert_eq!(ready_status(&app).await, 200);
+    app.stop().await;
+
+    // What a restart finds is what was acknowledged.
+    let app = spawn_with(plain, None).await;
+    let reader = app.login("alice").await;
+    for (thread, text) in &acknowledged {
+        let messages = app.all_messages(&reader, thread).await;
+        assert!(
+            messages.iter().any(|m| m["content"] == json!(text)),
+            "an acknowledged message of thread {thread} is gone"
+        );
+    }
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        app.thread(&reader, id).await["title"],
+        "made after the fault"
+    );
+    app.get("/api/chatkit/threads", &doomed)
+        .await
+        .assert_error(401, "auth.revoked");
+    app.refresh(&doomed).await.assert_error(401, "auth.revoked");
+    app.stop().await;
+}
+
+/// `POST /messages` with raw `Idempotency-Key` header values (bytes, not only text).
+async fn post_with_keys(app: &TestApp, token: &str, keys: &[&[u8]]) -> crate::helpers::Reply {
+    let mut req = app
+        .client
+        .post(format!("{}/api/chatkit/messages", app.base))
+        .bearer_auth(token)
+        .json(&json!({"thread_id": null, "message": "add a task to buy milk"}));
+    for key in keys {
+        req = req.header(
+            "idempotency-key",
+            reqwest::header::HeaderValue::from_bytes(key).unwrap(),
+        );
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    crate::helpers::Reply {
+        status,
+        body,
+        headers,
+    }
+}
+
+async fn thread_count(app: &TestApp, token: &str) -> usize {
+    let list = app.get("/api/chatkit/threads?limit=100", token).await.ok();
+    list["threads"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn idempotency_keys_that_are_not_visible_ascii_are_refused() {
+    let (app, _db) = crate::helpers::spawn_app().await;
+    let t = app.login("alice").await;
+    for key in [&b"caf\xc3\xa9"[..], b"\xff", b"a\x80b"] {
+        for _ in 0..2 {
+            post_with_keys(&app, &t, &[key])
+                .await
+                .assert_error(422, "request.invalid");
+        }
+    }
+    post_with_keys(&app, &t, &[b"one", b"two"])
+        .await
+        .assert_error(422, "request.invalid");
+    assert_eq!(
+        thread_count(&app, &t).await,
+        0,
+        "a refused post recorded a turn"
+    );
+    // A good key still deduplicates.
+    let first = post_with_keys(&app, &t, &[b"k-1"]).await.ok();
+    let again = post_with_keys(&app, &t, &[b"k-1"]).await.ok();
+    assert_eq!(first["message_id"], again["message_id"]);
+    assert_eq!(thread_count(&app, &t).await, 1);
+    app.stop().await;
+}
+
+fn b64(text: &str) -> String {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+#[tokio::test]
+async fn nul_characters_and_impossible_cursors_are_refused_alike_on_every_database() {
+    let (app, _db) = crate::helpers::spawn_app().await;
+    let t = app.login("alice").await;
+    let thread = app.create_thread(&t, "kept").await;
+    let id = thread["id"].as_str().unwrap();
+    let path = format!("/api/chatkit/threads/{id}");
+
+    app.send(&t, None, "buy\u{0}milk")
+        .await
+        .assert_error(422, "request.invalid");
+    app.send(&t, Some(id), "buy\u{0}milk")
+        .await
+        .assert_error(422, "request.invalid");
+    for body in [
+        json!({"title": "a\u{0}b"}),
+        json!({"metadata": {"k\u{0}": 1}}),
+        json!({"metadata": {"k": "v\u{0}"}}),
+        json!({"metadata": {"k": [{"deep": "\u{0}"}]}}),
+    ] {
+        app.post("/api/chatkit/threads", &t, body.clone())
+            .await
+            .assert_error(422, "request.invalid");
+        app.patch(&path, &t, body)
+            .await
+            .assert_error(422, "request.invalid");
+    }
+    for cursor in [
+        b64("-283000000000000000|thr_x"),
+        b64("-1|thr_x"),
+        b64("253402300800000000|thr_x"),
+        b64(&format!(
+            "{}|thr_\u{0}",
+            chrono::Utc::now().timestamp_micros()
+        )),
+        b64(&format!("{}|thr x", chrono::Utc::now().timestamp_micros())),
+    ] {
+        app.get(&format!("/api/chatkit/threads?after={cursor}"), &t)
+            .await
+            .assert_error(422, "request.invalid");
+        app.get(&format!("{path}/messages?after={cursor}"), &t)
+            .await
+            .assert_error(422, "request.invalid");
+    }
+    // Nothing was recorded or changed.
+    let list = app.get("/api/chatkit/threads", &t).await.ok();
+    assert_eq!(list["threads"].as_array().unwrap().len(), 1);
+    let kept = app.thread(&t, id).await;
+    assert_eq!(
+        (kept["title"].as_str(), kept["message_count"].as_i64()),
+        (Some("kept"), Some(0))
+    );
+    assert_eq!(kept["metadata"], json!({}));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn string_fields_take_only_json_strings() {
+    let (app, _db) = crate::helpers::spawn_app().await;
+    let t = app.login("alice").await;
+    let thread = app.create_thread(&t, "kept").await;
+    let id = thread["id"].as_str().unwrap();
+    for wrong in [json!(5), json!(true), json!(1.5)] {
+        app.post(
+            "/api/chatkit/messages",
+            &t,
+            json!({"thread_id": null, "message": wrong}),
+        )
+        .await
+        .assert_error(400, "request.malformed");
+        app.post(
+            "/api/chatkit/messages",
+            &t,
+            json!({"thread_id": wrong, "message": "hi"}),
+        )
+        .await
+        .assert_error(400, "request.malformed");
+        app.post("/api/chatkit/threads", &t, json!({ "title": wrong }))
+            .await
+            .assert_error(400, "request.malformed");
+        app.patch(
+            &format!("/api/chatkit/threads/{id}"),
+            &t,
+            json!({ "title": wrong }),
+        )
+        .await
+        .assert_error(400, "request.malformed");
+        app.request(
+            Method::POST,
+            "/api/chatkit/refresh",
+            None,
+            Some(json!({ "token": wrong })),
+            &[],
+        )
+        .await
+        .assert_error(400, "request.malformed");
+    }
+    let refused = app
+        .post(
+            "/api/chatkit/messages",
+            &t,
+            json!({"thread_id": null, "message": 5}),
+        )
+        .await;
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected a JSON string"),
+        "{}",
+        refused.body
+    );
+    let list = app.get("/api/chatkit/threads", &t).await.ok();
+    assert_eq!(
+        list["threads"].as_array().unwrap().len(),
+        1,
+        "a coerced post was stored"
+    );
+    assert_eq!(app.thread(&t, id).await["title"], "kept");
+    app.stop().await;
+}
