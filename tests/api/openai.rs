@@ -16,6 +16,8 @@ use poem::{
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use chatkit_gateway::{config::AgentProvider, Settings};
+
 use crate::helpers::{roles, serve_on_loopback, spawn_with, test_settings, Reply, TestApp, TestDb};
 
 /// One scripted answer of the fake model API.
@@ -172,13 +174,10 @@ fn tool_call(id: &str, name: &str, parts: &[&str]) -> Script {
     }
 }
 
-async fn gateway(
-    model: &FakeModel,
-    edit: impl FnOnce(&mut chatkit_gateway::Settings),
-) -> (TestApp, TestDb) {
+async fn gateway(model: &FakeModel, edit: impl FnOnce(&mut Settings)) -> (TestApp, TestDb) {
     let db = TestDb::new().await;
     let mut s = test_settings(&db);
-    s.agent.provider = "openai".into();
+    s.agent.provider = AgentProvider::OpenAi;
     s.agent.openai.base_url = model.base.clone();
     s.agent.openai.api_key = secrecy::SecretString::from("sk-test");
     s.agent.openai.model = "fake-model".into();
@@ -891,4 +890,37 @@ async fn streaming_errors_before_the_agent_runs_are_plain_json() {
     assert_eq!(status, 422);
     assert!(model.requests().is_empty());
     app.stop().await;
+}
+
+#[test]
+fn the_provider_is_chosen_by_name_and_an_unknown_name_stops_the_start() {
+    let load = |provider: &str| {
+        Settings::load_from(&[
+            ("APP_CONFIG_DIR".into(), "/nonexistent".into()),
+            ("AGENT_PROVIDER".into(), provider.into()),
+        ])
+    };
+    assert_eq!(
+        load("openai").unwrap().agent.provider,
+        AgentProvider::OpenAi
+    );
+    assert_eq!(load("local").unwrap().agent.provider, AgentProvider::Local);
+    assert_eq!(Settings::defaults().agent.provider, AgentProvider::Local);
+    for unknown in ["claude", "OpenAI", ""] {
+        let err = load(unknown).unwrap_err().to_string();
+        assert!(err.contains("AGENT_PROVIDER"), "{err}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatkit-gateway"))
+        .env_clear()
+        .env("APP_CONFIG_DIR", "/nonexistent")
+        .env("AGENT_PROVIDER", "claude")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("AGENT_PROVIDER") && stderr.contains("claude"),
+        "{stderr}"
+    );
 }
