@@ -1,16 +1,20 @@
 //! Identity: the upstream (Better Auth) token in, our client_secret out, and the checks
 //! every authenticated request passes through.
 
+mod hs256;
 mod jwks;
 mod revocation;
 mod service;
 mod session;
 mod upstream;
+mod verifier;
 
+pub use hs256::Hs256Verifier;
 pub use jwks::{JwksState, JwksVerifier};
 pub use service::{AuthService, MintedSession, Principal};
 pub use session::{SessionClaims, SessionSigner, SESSION_TYP};
-pub use upstream::{Hs256Verifier, Upstream, UpstreamIdentity, UpstreamVerifier};
+pub use upstream::Upstream;
+pub use verifier::{UpstreamIdentity, UpstreamVerifier};
 
 use poem::http::StatusCode;
 
