@@ -19,6 +19,7 @@ const ROMAN_URDU_WORDS: &[&str] = &[
     "saray", "sare", "tamam", "baqi", "baaki", "shamil", "daal", "likh", "lo", "diya",
 ];
 
+/// The language of `text`: Urdu script wins, then any Roman Urdu word.
 pub(super) fn detect_lang(text: &str) -> Lang {
     if text.chars().any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)) {
         return Lang::Urdu;

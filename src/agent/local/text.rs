@@ -1,15 +1,18 @@
 //! Word and affix helpers the parser and language detection share: ASCII case folding
 //! only, so byte offsets found in the lowercased text stay valid in the original.
 
+/// The words of `s`; `#` stays part of a word so "#3" is one.
 pub(super) fn words(s: &str) -> impl Iterator<Item = &str> {
     s.split(|c: char| !c.is_alphanumeric() && c != '#')
         .filter(|w| !w.is_empty())
 }
 
+/// Whether one of the words of `lower` is one of `needles`.
 pub(super) fn has_any(lower: &str, needles: &[&str]) -> bool {
     words(lower).any(|w| needles.contains(&w))
 }
 
+/// Whether `lower` contains one of `needles` anywhere (for phrases).
 pub(super) fn contains_any(lower: &str, needles: &[&str]) -> bool {
     needles.iter().any(|n| lower.contains(n))
 }
@@ -31,6 +34,7 @@ pub(super) fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str
         .then(|| &text[prefix.len()..])
 }
 
+/// Strips a suffix, case-insensitively (ASCII), returning the rest of the original text.
 pub(super) fn strip_suffix_ci<'a>(text: &'a str, suffix: &str) -> Option<&'a str> {
     let cut = text.len().checked_sub(suffix.len())?;
     let tail = text.get(cut..)?;
