@@ -19,8 +19,11 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use super::{
-    prompt::PromptTemplate, Agent, AgentError, AgentEvent, AgentReply, AgentRequest, EventSink,
-    TaskTools,
+    error::AgentError,
+    events::{AgentEvent, EventSink},
+    prompt::PromptTemplate,
+    provider::{Agent, AgentReply, AgentRequest},
+    tools::TaskTools,
 };
 use crate::config::OpenAiSettings;
 

@@ -12,7 +12,10 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{AgentError, AgentEvent, EventSink};
+use super::{
+    error::AgentError,
+    events::{AgentEvent, EventSink},
+};
 use crate::{
     domain::{format_time, UserId},
     store::{Store, StoreError, TaskFilter, TaskUpdate, ToolCallRecord},

@@ -13,7 +13,12 @@ mod text;
 
 use async_trait::async_trait;
 
-use super::{Agent, AgentError, AgentEvent, AgentReply, AgentRequest, EventSink, TaskTools};
+use super::{
+    error::AgentError,
+    events::{AgentEvent, EventSink},
+    provider::{Agent, AgentReply, AgentRequest},
+    tools::TaskTools,
+};
 use intent::Intent;
 
 /// The offline agent (`AGENT_PROVIDER=local`, the default).
