@@ -62,162 +62,155 @@ pub struct Tool {
     handler: for<'a> fn(&'a TaskTools, Value) -> ToolFuture<'a>,
 }
 
-/// Every tool, in the order a model sees them.
+/// Every tool, in the order a model sees them. A new tool is one more entry here (and,
+/// for the local agent, a request its parser understands).
 pub const TOOLS: &[Tool] = &[
-    ADD_TASK,
-    LIST_TASKS,
-    COMPLETE_TASK,
-    DELETE_TASK,
-    UPDATE_TASK,
-];
-
-const ADD_TASK: Tool = Tool {
-    name: "add_task",
-    description: "Add a task to the user's list.",
-    parameters: || {
-        json!({"type": "object", "properties": {
-            "title": {"type": "string", "description": "Short title of the task"},
-            "description": {"type": "string", "description": "Optional details"}},
-            "required": ["title"], "additionalProperties": false})
-    },
-    handler: |tools, args| {
-        Box::pin(async move {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Args {
-                title: String,
-                #[serde(default)]
-                description: Option<String>,
-            }
-            let a: Args = parse(args)?;
-            let title = clean_text(&a.title, "title", MAX_TITLE_CHARS)?;
-            let description = a
-                .description
-                .as_deref()
-                .map(|d| clean_text(d, "description", MAX_DESCRIPTION_CHARS))
-                .transpose()?;
-            let task = tools
-                .store
-                .add_task(&tools.user, &title, description.as_deref())
-                .await?;
-            Ok(json!({"task": task_json(&task)}))
-        })
-    },
-};
-
-const LIST_TASKS: Tool = Tool {
-    name: "list_tasks",
-    description: "List the user's tasks.",
-    parameters: || {
-        json!({"type": "object", "properties": {
-            "status": {"type": "string", "enum": ["all", "pending", "completed"]}},
-            "additionalProperties": false})
-    },
-    handler: |tools, args| {
-        Box::pin(async move {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Args {
-                #[serde(default)]
-                status: Option<String>,
-            }
-            let a: Args = parse(args)?;
-            let filter = match a.status.as_deref() {
-                None | Some("all") => TaskFilter::All,
-                Some("pending") => TaskFilter::Pending,
-                Some("completed") => TaskFilter::Completed,
-                Some(other) => {
-                    return Err(ToolError::InvalidArguments(format!(
-                        "status must be all, pending or completed, not {other:?}"
-                    )))
+    Tool {
+        name: "add_task",
+        description: "Add a task to the user's list.",
+        parameters: || {
+            json!({"type": "object", "properties": {
+                "title": {"type": "string", "description": "Short title of the task"},
+                "description": {"type": "string", "description": "Optional details"}},
+                "required": ["title"], "additionalProperties": false})
+        },
+        handler: |tools, args| {
+            Box::pin(async move {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Args {
+                    title: String,
+                    #[serde(default)]
+                    description: Option<String>,
                 }
-            };
-            let tasks = tools.store.list_tasks(&tools.user, filter).await?;
-            Ok(json!({"tasks": tasks.iter().map(task_json).collect::<Vec<_>>()}))
-        })
-    },
-};
-
-const COMPLETE_TASK: Tool = Tool {
-    name: "complete_task",
-    description: "Mark a task as done.",
-    parameters: || task_ref_schema(json!({})),
-    handler: |tools, args| {
-        Box::pin(async move {
-            let a: TaskRef = parse(args)?;
-            let update = TaskUpdate {
-                completed: Some(true),
-                ..Default::default()
-            };
-            let task = tools.update(a.task_id, update).await?;
-            Ok(json!({"task": task_json(&task)}))
-        })
-    },
-};
-
-const DELETE_TASK: Tool = Tool {
-    name: "delete_task",
-    description: "Delete a task.",
-    parameters: || task_ref_schema(json!({})),
-    handler: |tools, args| {
-        Box::pin(async move {
-            let a: TaskRef = parse(args)?;
-            let task = tools
-                .store
-                .delete_task(&tools.user, a.task_id)
-                .await?
-                .ok_or(ToolError::TaskNotFound(a.task_id))?;
-            Ok(json!({"deleted": task_json(&task)}))
-        })
-    },
-};
-
-const UPDATE_TASK: Tool = Tool {
-    name: "update_task",
-    description: "Change a task's title, description or completion.",
-    parameters: || {
-        task_ref_schema(json!({
-            "title": {"type": "string"}, "description": {"type": "string"},
-            "completed": {"type": "boolean"}}))
-    },
-    handler: |tools, args| {
-        Box::pin(async move {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Args {
-                task_id: i32,
-                #[serde(default)]
-                title: Option<String>,
-                #[serde(default)]
-                description: Option<String>,
-                #[serde(default)]
-                completed: Option<bool>,
-            }
-            let a: Args = parse(args)?;
-            let update = TaskUpdate {
-                title: a
-                    .title
-                    .as_deref()
-                    .map(|t| clean_text(t, "title", MAX_TITLE_CHARS))
-                    .transpose()?,
-                description: a
+                let a: Args = parse(args)?;
+                let title = clean_text(&a.title, "title", MAX_TITLE_CHARS)?;
+                let description = a
                     .description
                     .as_deref()
                     .map(|d| clean_text(d, "description", MAX_DESCRIPTION_CHARS))
-                    .transpose()?,
-                completed: a.completed,
-            };
-            if update.title.is_none() && update.description.is_none() && update.completed.is_none()
-            {
-                return Err(ToolError::InvalidArguments(
-                    "give at least one of title, description, completed".into(),
-                ));
-            }
-            let task = tools.update(a.task_id, update).await?;
-            Ok(json!({"task": task_json(&task)}))
-        })
+                    .transpose()?;
+                let task = tools
+                    .store
+                    .add_task(&tools.user, &title, description.as_deref())
+                    .await?;
+                Ok(json!({"task": task_json(&task)}))
+            })
+        },
     },
-};
+    Tool {
+        name: "list_tasks",
+        description: "List the user's tasks.",
+        parameters: || {
+            json!({"type": "object", "properties": {
+                "status": {"type": "string", "enum": ["all", "pending", "completed"]}},
+                "additionalProperties": false})
+        },
+        handler: |tools, args| {
+            Box::pin(async move {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Args {
+                    #[serde(default)]
+                    status: Option<String>,
+                }
+                let a: Args = parse(args)?;
+                let filter = match a.status.as_deref() {
+                    None | Some("all") => TaskFilter::All,
+                    Some("pending") => TaskFilter::Pending,
+                    Some("completed") => TaskFilter::Completed,
+                    Some(other) => {
+                        return Err(ToolError::InvalidArguments(format!(
+                            "status must be all, pending or completed, not {other:?}"
+                        )))
+                    }
+                };
+                let tasks = tools.store.list_tasks(&tools.user, filter).await?;
+                Ok(json!({"tasks": tasks.iter().map(task_json).collect::<Vec<_>>()}))
+            })
+        },
+    },
+    Tool {
+        name: "complete_task",
+        description: "Mark a task as done.",
+        parameters: || task_ref_schema(json!({})),
+        handler: |tools, args| {
+            Box::pin(async move {
+                let a: TaskRef = parse(args)?;
+                let update = TaskUpdate {
+                    completed: Some(true),
+                    ..Default::default()
+                };
+                let task = tools.update(a.task_id, update).await?;
+                Ok(json!({"task": task_json(&task)}))
+            })
+        },
+    },
+    Tool {
+        name: "delete_task",
+        description: "Delete a task.",
+        parameters: || task_ref_schema(json!({})),
+        handler: |tools, args| {
+            Box::pin(async move {
+                let a: TaskRef = parse(args)?;
+                let task = tools
+                    .store
+                    .delete_task(&tools.user, a.task_id)
+                    .await?
+                    .ok_or(ToolError::TaskNotFound(a.task_id))?;
+                Ok(json!({"deleted": task_json(&task)}))
+            })
+        },
+    },
+    Tool {
+        name: "update_task",
+        description: "Change a task's title, description or completion.",
+        parameters: || {
+            task_ref_schema(json!({
+                "title": {"type": "string"}, "description": {"type": "string"},
+                "completed": {"type": "boolean"}}))
+        },
+        handler: |tools, args| {
+            Box::pin(async move {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Args {
+                    task_id: i32,
+                    #[serde(default)]
+                    title: Option<String>,
+                    #[serde(default)]
+                    description: Option<String>,
+                    #[serde(default)]
+                    completed: Option<bool>,
+                }
+                let a: Args = parse(args)?;
+                let update = TaskUpdate {
+                    title: a
+                        .title
+                        .as_deref()
+                        .map(|t| clean_text(t, "title", MAX_TITLE_CHARS))
+                        .transpose()?,
+                    description: a
+                        .description
+                        .as_deref()
+                        .map(|d| clean_text(d, "description", MAX_DESCRIPTION_CHARS))
+                        .transpose()?,
+                    completed: a.completed,
+                };
+                if update.title.is_none()
+                    && update.description.is_none()
+                    && update.completed.is_none()
+                {
+                    return Err(ToolError::InvalidArguments(
+                        "give at least one of title, description, completed".into(),
+                    ));
+                }
+                let task = tools.update(a.task_id, update).await?;
+                Ok(json!({"task": task_json(&task)}))
+            })
+        },
+    },
+];
 
 /// The arguments of a tool that acts on one task.
 #[derive(Deserialize)]
