@@ -16,7 +16,15 @@ use poem::{
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use chatkit_gateway::{config::AgentProvider, Settings};
+use chatkit_gateway::{
+    agent::{
+        Agent, AgentError, AgentReply, AgentRequest, EventSink, OpenAiAgent, PromptTemplate,
+        TaskTools,
+    },
+    config::AgentProvider,
+    store::Store,
+    Settings,
+};
 
 use crate::helpers::{roles, serve_on_loopback, spawn_with, test_settings, Reply, TestApp, TestDb};
 
@@ -174,15 +182,20 @@ fn tool_call(id: &str, name: &str, parts: &[&str]) -> Script {
     }
 }
 
-async fn gateway(model: &FakeModel, edit: impl FnOnce(&mut Settings)) -> (TestApp, TestDb) {
-    let db = TestDb::new().await;
-    let mut s = test_settings(&db);
+fn model_settings(model: &FakeModel, db: &TestDb) -> Settings {
+    let mut s = test_settings(db);
     s.agent.provider = AgentProvider::OpenAi;
     s.agent.openai.base_url = model.base.clone();
     s.agent.openai.api_key = secrecy::SecretString::from("sk-test");
     s.agent.openai.model = "fake-model".into();
     s.agent.openai.retry_base_ms = 20;
     s.agent.openai.first_token_timeout_ms = 3000;
+    s
+}
+
+async fn gateway(model: &FakeModel, edit: impl FnOnce(&mut Settings)) -> (TestApp, TestDb) {
+    let db = TestDb::new().await;
+    let mut s = model_settings(model, &db);
     edit(&mut s);
     (spawn_with(s, None).await, db)
 }
@@ -923,4 +936,61 @@ fn the_provider_is_chosen_by_name_and_an_unknown_name_stops_the_start() {
         stderr.contains("AGENT_PROVIDER") && stderr.contains("claude"),
         "{stderr}"
     );
+}
+
+/// The openai provider with task tools whose database has gone away (its pool closed), as
+/// in an outage that starts after the user's message was recorded.
+struct ToolsWithoutDatabase(OpenAiAgent);
+
+#[async_trait::async_trait]
+impl Agent for ToolsWithoutDatabase {
+    async fn respond(
+        &self,
+        request: AgentRequest<'_>,
+        _tools: &TaskTools,
+        events: &EventSink,
+    ) -> Result<AgentReply, AgentError> {
+        let store = Store::connect("sqlite::memory:", 1, Duration::from_secs(1))
+            .await
+            .unwrap();
+        store.clone().close().await;
+        let tools = TaskTools::new(store, request.user.clone());
+        self.0.respond(request, &tools, events).await
+    }
+}
+
+#[tokio::test]
+async fn a_database_failure_inside_a_tool_call_is_a_503_not_a_model_failure() {
+    let add = || tool_call("call_1", "add_task", &["{\"title\": \"x\"}"]);
+    let model = FakeModel::start(vec![add()]).await;
+    let db = TestDb::new().await;
+    let settings = model_settings(&model, &db);
+    let agent = ToolsWithoutDatabase(OpenAiAgent::new(
+        settings.agent.openai.clone(),
+        PromptTemplate::load("/nonexistent"),
+    ));
+    let app = spawn_with(settings, Some(Arc::new(agent))).await;
+    let t = app.login("alice").await;
+    app.send(&t, None, "add x")
+        .await
+        .assert_error(503, "service.unavailable");
+    assert_eq!(
+        model.requests().len(),
+        1,
+        "the turn ends at the failed call; no tool result goes back to the model"
+    );
+    let threads = app.get("/api/chatkit/threads", &t).await.ok();
+    let id = threads["threads"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        roles(&app.all_messages(&t, &id).await),
+        [("user", "failed")]
+    );
+
+    model.push(add());
+    let (status, events) = stream_message(&app, &t, Some(&id), "add x", None).await;
+    assert_eq!(status, 200);
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name, "error");
+    assert_eq!(data["code"], "service.unavailable");
+    app.stop().await;
 }
