@@ -26,11 +26,21 @@ pub enum ChatError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Agent(#[from] AgentError),
+    Agent(AgentError),
     #[error("idempotency key reused for a different request")]
     IdempotencyMismatch,
     #[error("a request with this idempotency key is in progress")]
     InProgress,
+}
+
+impl From<AgentError> for ChatError {
+    // A database failure met inside a tool call is the store's, not the model's.
+    fn from(err: AgentError) -> Self {
+        match err {
+            AgentError::Store(e) => Self::Store(e),
+            other => Self::Agent(other),
+        }
+    }
 }
 
 pub struct SendMessage {

@@ -199,9 +199,44 @@ pub struct MessageSettings {
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct AgentSettings {
-    pub provider: String,
+    pub provider: AgentProvider,
     pub system_prompt_file: String,
     pub openai: OpenAiSettings,
+}
+
+/// Which agent answers messages (`agent.provider`, `AGENT_PROVIDER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum AgentProvider {
+    /// The built-in offline task assistant.
+    Local,
+    /// Any OpenAI-compatible Chat Completions API (`agent.openai`).
+    OpenAi,
+}
+
+impl AgentProvider {
+    /// The name configuration uses for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::OpenAi => "openai",
+        }
+    }
+}
+
+impl TryFrom<String> for AgentProvider {
+    type Error = String;
+
+    // The message names the public variable, since that is what an operator set.
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        match name.as_str() {
+            "local" => Ok(Self::Local),
+            "openai" => Ok(Self::OpenAi),
+            other => Err(format!(
+                "agent.provider (AGENT_PROVIDER) = {other:?} is not a known provider; use \"local\" or \"openai\""
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -455,24 +490,19 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |msg: String| Err(ConfigError::Invalid(msg));
         self.check_ranges()?;
-        match self.agent.provider.as_str() {
-            "local" => {}
-            "openai" => {
-                let o = &self.agent.openai;
-                if !(o.base_url.starts_with("http://") || o.base_url.starts_with("https://")) {
-                    return bad(format!("OPENAI_BASE_URL {:?} must be an http(s) URL", o.base_url));
-                }
-                if o.model.trim().is_empty() {
-                    return bad("OPENAI_MODEL must name a model".into());
-                }
-                if o.max_tool_steps == 0 {
-                    return bad("agent.openai.max_tool_steps must be at least 1".into());
-                }
-            }
-            other => {
+        if self.agent.provider == AgentProvider::OpenAi {
+            let o = &self.agent.openai;
+            if !(o.base_url.starts_with("http://") || o.base_url.starts_with("https://")) {
                 return bad(format!(
-                    "agent.provider (AGENT_PROVIDER) = {other:?} is not a known provider; use \"local\" or \"openai\""
-                ))
+                    "OPENAI_BASE_URL {:?} must be an http(s) URL",
+                    o.base_url
+                ));
+            }
+            if o.model.trim().is_empty() {
+                return bad("OPENAI_MODEL must name a model".into());
+            }
+            if o.max_tool_steps == 0 {
+                return bad("agent.openai.max_tool_steps must be at least 1".into());
             }
         }
         let session = self.session.secret.expose_secret();

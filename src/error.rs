@@ -176,6 +176,9 @@ impl From<StoreError> for ApiError {
 
 impl From<AgentError> for ApiError {
     fn from(err: AgentError) -> Self {
+        if let AgentError::Store(e) = err {
+            return e.into();
+        }
         tracing::warn!(error = %err, "agent failed");
         Self::AgentUnavailable
     }

@@ -1,5 +1,7 @@
 //! chatkit-gateway: a backend-for-frontend for ChatKit-style chat UIs.
 
+#![forbid(unsafe_code)]
+
 pub mod agent;
 pub mod api;
 pub mod app;

@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 /// mimalloc: the glibc allocator was a tenth of the request path under load (profile in

@@ -19,11 +19,15 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use super::{
-    prompt::PromptTemplate, Agent, AgentError, AgentEvent, AgentReply, AgentRequest, EventSink,
-    TaskTools,
+    error::AgentError,
+    events::{AgentEvent, EventSink},
+    prompt::PromptTemplate,
+    provider::{Agent, AgentReply, AgentRequest},
+    tools::TaskTools,
 };
-use crate::{config::OpenAiSettings, store::ToolCallRecord};
+use crate::config::OpenAiSettings;
 
+/// The agent backed by an OpenAI-compatible model API (`AGENT_PROVIDER=openai`).
 pub struct OpenAiAgent {
     client: reqwest::Client,
     url: String,
@@ -122,6 +126,7 @@ fn merge_tool_delta(calls: &mut Vec<PartialCall>, delta: &Value) {
 }
 
 impl OpenAiAgent {
+    /// An agent calling `settings.base_url` with `prompt` as the system message.
     pub fn new(settings: OpenAiSettings, prompt: PromptTemplate) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
@@ -351,30 +356,9 @@ impl OpenAiAgent {
                 })).collect::<Vec<_>>(),
             }));
             for (call, id) in calls.into_iter().zip(ids) {
-                let raw = if call.arguments.trim().is_empty() {
-                    "{}".to_owned()
-                } else {
-                    call.arguments
-                };
-                let (args, result) = match serde_json::from_str::<Value>(&raw) {
-                    Ok(args) if args.is_object() => {
-                        let result = tools.call(&call.name, &args).await.map_err(|e| {
-                            AgentError::Unavailable(format!("task storage failed: {e}"))
-                        })?;
-                        (args, result)
-                    }
-                    Ok(args) => (args, json!({"error": "arguments must be a JSON object"})),
-                    Err(e) => (
-                        Value::String(raw),
-                        json!({"error": format!("arguments are not valid JSON: {e}")}),
-                    ),
-                };
-                let record = ToolCallRecord {
-                    tool: call.name,
-                    args,
-                    result,
-                };
-                events.emit(AgentEvent::ToolCall(record.clone()));
+                let record = tools
+                    .run_model_call(&call.name, call.arguments, events)
+                    .await?;
                 messages.push(json!({"role": "tool", "tool_call_id": id, "content": record.result.to_string()}));
                 reply.tool_calls.push(record);
             }

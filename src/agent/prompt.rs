@@ -2,10 +2,12 @@
 
 const BUILT_IN: &str = include_str!("../../config/system_prompt.md");
 
+/// The system prompt's text, with `{{user_id}}` and `{{current_time}}` still to fill in.
 #[derive(Clone, Debug)]
 pub struct PromptTemplate(String);
 
 impl PromptTemplate {
+    /// The file at `path`, or the built-in prompt when it is missing or blank.
     pub fn load(path: &str) -> Self {
         match std::fs::read_to_string(path) {
             Ok(text) if !text.trim().is_empty() => Self(text),
@@ -13,6 +15,7 @@ impl PromptTemplate {
         }
     }
 
+    /// The prompt for one turn of `user_id` at `now`.
     pub fn render(&self, user_id: &str, now: &chrono::DateTime<chrono::Utc>) -> String {
         self.0.replace("{{user_id}}", user_id).replace(
             "{{current_time}}",

@@ -9,7 +9,7 @@
 use std::{
     collections::{HashMap, HashSet},
     str::FromStr,
-    sync::{Arc, RwLock},
+    sync::{Arc, PoisonError, RwLock},
     time::{Duration, Instant},
 };
 
@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use super::{
     from_jwt_error,
-    upstream::{identity_from_claims, upstream_validation, UpstreamIdentity, UpstreamVerifier},
+    verifier::{identity_from_claims, upstream_validation, UpstreamIdentity, UpstreamVerifier},
     AuthError,
 };
 use crate::config::UpstreamSettings;
@@ -36,10 +36,13 @@ pub const SUPPORTED: [Algorithm; 4] = [
 /// After a failed fetch with no key set to fall back on, wait this long before the next try.
 const FAILURE_BACKOFF: Duration = Duration::from_secs(2);
 
+/// Why a fetch of the key set failed.
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
+    /// The key server could not be reached or did not answer 2xx.
     #[error("fetching the key set failed: {0}")]
     Fetch(String),
+    /// The answer was not a key set.
     #[error("the key set is not valid JSON of the form {{\"keys\": [...]}}")]
     Malformed,
 }
@@ -80,18 +83,36 @@ struct KeySet {
 /// What /readyz reports about the key set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JwksState {
+    /// No fetch has finished yet.
     NotFetched,
+    /// The last fetch succeeded with this many usable keys.
     Ready {
+        /// Usable keys in the set.
         keys: usize,
     },
     /// Serving the last good set because the key server is failing.
     Stale {
+        /// Usable keys in the set being served.
         keys: usize,
+        /// Why the last fetch failed.
         error: String,
     },
+    /// The key server is failing and there is no earlier set to serve.
     Unavailable {
+        /// Why the last fetch failed.
         error: String,
     },
+}
+
+/// What the fetches so far have left behind. One value behind one lock, replaced as a
+/// whole, so a reader never sees the report of one fetch with the keys of another.
+struct FetchState {
+    /// The last set fetched successfully, served while the key server fails.
+    last_good: Option<Arc<KeySet>>,
+    /// When the last fetch failed, if the one after it has not succeeded yet.
+    last_failure: Option<Instant>,
+    /// What /readyz shows.
+    report: JwksState,
 }
 
 struct SetExpiry;
@@ -102,13 +123,15 @@ impl Expiry<(), Arc<KeySet>> for SetExpiry {
     }
 }
 
+/// Verifies upstream tokens signed with an asymmetric key from the JWKS endpoint.
 pub struct JwksVerifier {
     url: String,
     client: reqwest::Client,
     cache: Cache<(), Arc<KeySet>>,
-    last_good: RwLock<Option<Arc<KeySet>>>,
-    state: RwLock<JwksState>,
-    last_failure: RwLock<Option<Instant>>,
+    state: RwLock<FetchState>,
+    /// When an unknown kid last forced a refetch. Apart from `state` because it is held
+    /// across the cache invalidation, so callers that find the kid unknown at the same
+    /// time wait for the fresh set rather than read the old one again.
     forced_refetch: tokio::sync::Mutex<Option<Instant>>,
     allowed: HashSet<Algorithm>,
     /// The claim rules for each allowed algorithm, built once.
@@ -143,6 +166,8 @@ pub fn allowed_algorithms(names: &[String]) -> HashSet<Algorithm> {
 }
 
 impl JwksVerifier {
+    /// A verifier for the key set at `url` that refuses tokens meant for
+    /// `session_audience` (our own client_secrets).
     pub fn new(url: String, settings: &UpstreamSettings, session_audience: &str) -> Self {
         let mut settings = settings.clone();
         // Better Auth sets iss and aud to its base URL's origin by default.
@@ -168,9 +193,11 @@ impl JwksVerifier {
                 .max_capacity(1)
                 .expire_after(SetExpiry)
                 .build(),
-            last_good: RwLock::new(None),
-            state: RwLock::new(JwksState::NotFetched),
-            last_failure: RwLock::new(None),
+            state: RwLock::new(FetchState {
+                last_good: None,
+                last_failure: None,
+                report: JwksState::NotFetched,
+            }),
             forced_refetch: tokio::sync::Mutex::new(None),
             validations: allowed
                 .iter()
@@ -182,16 +209,24 @@ impl JwksVerifier {
         }
     }
 
+    /// The algorithms this verifier accepts.
     pub fn allowed(&self) -> &HashSet<Algorithm> {
         &self.allowed
     }
 
+    /// What /readyz reports about the key set.
     pub fn state(&self) -> JwksState {
-        self.state.read().expect("state lock").clone()
+        self.read_state(|s| s.report.clone())
     }
 
-    fn set_state(&self, state: JwksState) {
-        *self.state.write().expect("state lock") = state;
+    // A panic cannot leave `FetchState` half written (every write replaces whole fields of
+    // plain data), so a poisoned lock still holds a consistent value and is used as is.
+    fn read_state<T>(&self, f: impl FnOnce(&FetchState) -> T) -> T {
+        f(&self.state.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn write_state<T>(&self, f: impl FnOnce(&mut FetchState) -> T) -> T {
+        f(&mut self.state.write().unwrap_or_else(PoisonError::into_inner))
     }
 
     async fn fetch(&self) -> Result<KeySet, JwksError> {
@@ -253,47 +288,49 @@ impl JwksVerifier {
 
     /// Fetches the set; on failure falls back to the last good set for a short while.
     async fn load(&self) -> Result<Arc<KeySet>, AuthError> {
-        if let Some(failed) = *self.last_failure.read().expect("lock") {
-            if failed.elapsed() < FAILURE_BACKOFF && self.last_good.read().expect("lock").is_none()
-            {
-                return Err(AuthError::KeysUnavailable);
-            }
+        let backing_off = self.read_state(|s| {
+            s.last_good.is_none()
+                && s.last_failure
+                    .is_some_and(|t| t.elapsed() < FAILURE_BACKOFF)
+        });
+        if backing_off {
+            return Err(AuthError::KeysUnavailable);
         }
         match self.fetch().await {
             Ok(set) => {
                 let set = Arc::new(set);
-                *self.last_good.write().expect("lock") = Some(set.clone());
-                *self.last_failure.write().expect("lock") = None;
-                self.set_state(JwksState::Ready {
-                    keys: set.keys.len(),
+                self.write_state(|s| {
+                    *s = FetchState {
+                        report: JwksState::Ready {
+                            keys: set.keys.len(),
+                        },
+                        last_good: Some(set.clone()),
+                        last_failure: None,
+                    }
                 });
                 Ok(set)
             }
             Err(e) => {
                 tracing::warn!(url = %self.url, error = %e, "could not fetch the upstream JWKS");
-                *self.last_failure.write().expect("lock") = Some(Instant::now());
-                let last = self.last_good.read().expect("lock").clone();
-                match last {
-                    Some(good) => {
-                        self.set_state(JwksState::Stale {
+                let error = e.to_string();
+                let last_good = self.write_state(|s| {
+                    s.last_failure = Some(Instant::now());
+                    s.report = match &s.last_good {
+                        Some(good) => JwksState::Stale {
                             keys: good.keys.len(),
-                            error: e.to_string(),
-                        });
-                        // Serve it again for one cooldown before the next attempt.
-                        let cooldown =
-                            Duration::from_secs(self.settings.jwks_refetch_cooldown_secs.max(1));
-                        Ok(Arc::new(KeySet {
-                            ttl: cooldown,
-                            ..(*good).clone()
-                        }))
-                    }
-                    None => {
-                        self.set_state(JwksState::Unavailable {
-                            error: e.to_string(),
-                        });
-                        Err(AuthError::KeysUnavailable)
-                    }
-                }
+                            error,
+                        },
+                        None => JwksState::Unavailable { error },
+                    };
+                    s.last_good.clone()
+                });
+                let good = last_good.ok_or(AuthError::KeysUnavailable)?;
+                // Serve it again for one cooldown before the next attempt.
+                let cooldown = Duration::from_secs(self.settings.jwks_refetch_cooldown_secs.max(1));
+                Ok(Arc::new(KeySet {
+                    ttl: cooldown,
+                    ..(*good).clone()
+                }))
             }
         }
     }
@@ -355,5 +392,58 @@ impl UpstreamVerifier for JwksVerifier {
             &self.settings.user_id_claim,
             &self.session_audience,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A verifier whose key server refuses connections: a port just freed.
+    fn unreachable_verifier() -> JwksVerifier {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let settings = crate::config::Settings::defaults().upstream;
+        JwksVerifier::new(
+            format!("http://127.0.0.1:{port}/jwks"),
+            &settings,
+            "chatkit",
+        )
+    }
+
+    #[tokio::test]
+    async fn a_failed_first_fetch_is_reported_with_its_error_and_backs_off() {
+        let verifier = unreachable_verifier();
+        assert_eq!(verifier.state(), JwksState::NotFetched);
+        verifier.prefetch().await;
+        let JwksState::Unavailable { error } = verifier.state() else {
+            panic!("expected unavailable, got {:?}", verifier.state());
+        };
+        assert!(error.contains("fetching the key set failed"), "{error}");
+        verifier.read_state(|s| {
+            assert!(s.last_good.is_none() && s.last_failure.is_some());
+        });
+        // Within the backoff no fetch is tried: the failure time stays the first one.
+        let first = verifier.read_state(|s| s.last_failure);
+        assert!(matches!(
+            verifier.load().await,
+            Err(AuthError::KeysUnavailable)
+        ));
+        assert_eq!(verifier.read_state(|s| s.last_failure), first);
+    }
+
+    #[test]
+    fn a_panic_while_the_state_is_held_does_not_take_the_verifier_down() {
+        let verifier = unreachable_verifier();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            verifier.write_state(|_| panic!("poison the lock"))
+        }));
+        assert!(panicked.is_err());
+        assert!(verifier.state.is_poisoned());
+        assert_eq!(verifier.state(), JwksState::NotFetched);
+        verifier.write_state(|s| s.report = JwksState::Ready { keys: 1 });
+        assert_eq!(verifier.state(), JwksState::Ready { keys: 1 });
     }
 }

@@ -11,6 +11,7 @@ use crate::{
     store::{Store, StoreError},
 };
 
+/// What this instance knows of revoked families and users, for at most the TTL.
 #[derive(Clone)]
 pub struct RevocationCache {
     families: Cache<String, bool>,
@@ -41,6 +42,7 @@ pub(crate) fn revokes(
 }
 
 impl RevocationCache {
+    /// A cache whose entries live for `ttl`.
     pub fn new(ttl: Duration) -> Self {
         Self {
             families: Cache::builder()
@@ -54,6 +56,7 @@ impl RevocationCache {
         }
     }
 
+    /// Whether `sid` of `user` is revoked, reading the store when the cache has no answer.
     pub async fn is_revoked(
         &self,
         store: &Store,
@@ -79,10 +82,12 @@ impl RevocationCache {
         Ok(revokes(family, cutoff, sid))
     }
 
+    /// Records at once that this instance revoked the family `sid`.
     pub async fn family_revoked(&self, sid: &str) {
         self.families.insert(sid.to_owned(), true).await;
     }
 
+    /// Records at once that this instance signed `user` out everywhere at `at`.
     pub async fn user_revoked(&self, user: &UserId, at: DateTime<Utc>) {
         self.users.insert(user.as_str().to_owned(), Some(at)).await;
     }

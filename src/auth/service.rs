@@ -20,19 +20,27 @@ use crate::{
 /// The caller behind a valid client_secret.
 #[derive(Clone, Debug)]
 pub struct Principal {
+    /// Whose client_secret it is.
     pub user: UserId,
+    /// The session family it belongs to.
     pub sid: String,
 }
 
 /// A freshly minted client_secret.
 #[derive(Clone, Debug)]
 pub struct MintedSession {
+    /// The signed token the client presents from now on.
     pub client_secret: String,
+    /// Whose session it is.
     pub user: UserId,
+    /// When the client_secret expires.
     pub expires_at: DateTime<Utc>,
+    /// Seconds from now until `expires_at`.
     pub expires_in: u64,
 }
 
+/// Sessions: exchanging upstream tokens, refreshing, authenticating and revoking
+/// client_secrets. Cheap to clone.
 #[derive(Clone)]
 pub struct AuthService {
     inner: Arc<Inner>,
@@ -47,6 +55,7 @@ struct Inner {
 }
 
 impl AuthService {
+    /// A service trusting `upstream`, signing with `settings`, keeping token state in `store`.
     pub fn new(upstream: Upstream, settings: &SessionSettings, store: Store) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -61,6 +70,7 @@ impl AuthService {
         }
     }
 
+    /// The upstream verifiers (for /readyz).
     pub fn upstream(&self) -> &Upstream {
         &self.inner.upstream
     }

@@ -17,16 +17,26 @@ use crate::config::SessionSettings;
 /// The `typ` claim that marks a client_secret; upstream tokens never carry it.
 pub const SESSION_TYP: &str = "chatkit_session";
 
+/// The claims of a client_secret.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionClaims {
+    /// This gateway (`session.issuer`).
     pub iss: String,
+    /// This gateway's clients (`session.audience`).
     pub aud: String,
+    /// The user id.
     pub sub: String,
+    /// The user id again, under the name ChatKit clients read.
     pub user_id: String,
+    /// Always [`SESSION_TYP`].
     pub typ: String,
+    /// Issued at (Unix seconds).
     pub iat: i64,
+    /// Not before (Unix seconds).
     pub nbf: i64,
+    /// Expires at (Unix seconds).
     pub exp: i64,
+    /// This token's id; a refresh consumes it once.
     pub jti: String,
     /// Session family: new at /session, kept across refreshes.
     pub sid: String,
@@ -40,6 +50,8 @@ fn kid_of(secret: &SecretString) -> String {
     URL_SAFE_NO_PAD.encode(&digest[..9])
 }
 
+/// Signs and verifies client_secrets (HS256), accepting tokens signed with previous
+/// secrets during a rotation.
 pub struct SessionSigner {
     kid: String,
     encoding: EncodingKey,
@@ -48,11 +60,14 @@ pub struct SessionSigner {
     signature_only: Validation,
     /// Checks everything, expiry with leeway included.
     full: Validation,
+    /// The `iss` it signs and requires.
     pub issuer: String,
+    /// The `aud` it signs and requires.
     pub audience: String,
 }
 
 impl SessionSigner {
+    /// A signer with `settings.secret`, verifying with it and `settings.previous_secrets`.
     pub fn new(settings: &SessionSettings) -> Self {
         let kid = kid_of(&settings.secret);
         let mut decoding = HashMap::new();
@@ -81,6 +96,7 @@ impl SessionSigner {
         }
     }
 
+    /// `claims` as a signed token, its header naming the key.
     pub fn sign(&self, claims: &SessionClaims) -> String {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.kid.clone());

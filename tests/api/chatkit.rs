@@ -776,7 +776,7 @@ async fn a_model_api_that_fails_ends_the_stream_with_a_retryable_error() {
     .await;
     let db = TestDb::new().await;
     let mut s = test_settings(&db);
-    s.agent.provider = "openai".into();
+    s.agent.provider = chatkit_gateway::config::AgentProvider::OpenAi;
     s.agent.openai.base_url = format!("{base}/v1");
     s.agent.openai.retry_base_ms = 10;
     let app = spawn_with(s, None).await;

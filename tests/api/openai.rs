@@ -16,6 +16,16 @@ use poem::{
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use chatkit_gateway::{
+    agent::{
+        Agent, AgentError, AgentReply, AgentRequest, EventSink, OpenAiAgent, PromptTemplate,
+        TaskTools,
+    },
+    config::AgentProvider,
+    store::Store,
+    Settings,
+};
+
 use crate::helpers::{roles, serve_on_loopback, spawn_with, test_settings, Reply, TestApp, TestDb};
 
 /// One scripted answer of the fake model API.
@@ -172,18 +182,20 @@ fn tool_call(id: &str, name: &str, parts: &[&str]) -> Script {
     }
 }
 
-async fn gateway(
-    model: &FakeModel,
-    edit: impl FnOnce(&mut chatkit_gateway::Settings),
-) -> (TestApp, TestDb) {
-    let db = TestDb::new().await;
-    let mut s = test_settings(&db);
-    s.agent.provider = "openai".into();
+fn model_settings(model: &FakeModel, db: &TestDb) -> Settings {
+    let mut s = test_settings(db);
+    s.agent.provider = AgentProvider::OpenAi;
     s.agent.openai.base_url = model.base.clone();
     s.agent.openai.api_key = secrecy::SecretString::from("sk-test");
     s.agent.openai.model = "fake-model".into();
     s.agent.openai.retry_base_ms = 20;
     s.agent.openai.first_token_timeout_ms = 3000;
+    s
+}
+
+async fn gateway(model: &FakeModel, edit: impl FnOnce(&mut Settings)) -> (TestApp, TestDb) {
+    let db = TestDb::new().await;
+    let mut s = model_settings(model, &db);
     edit(&mut s);
     (spawn_with(s, None).await, db)
 }
@@ -890,5 +902,95 @@ async fn streaming_errors_before_the_agent_runs_are_plain_json() {
     let (status, _) = stream_message(&app, &t, None, "  ", None).await;
     assert_eq!(status, 422);
     assert!(model.requests().is_empty());
+    app.stop().await;
+}
+
+#[test]
+fn the_provider_is_chosen_by_name_and_an_unknown_name_stops_the_start() {
+    let load = |provider: &str| {
+        Settings::load_from(&[
+            ("APP_CONFIG_DIR".into(), "/nonexistent".into()),
+            ("AGENT_PROVIDER".into(), provider.into()),
+        ])
+    };
+    assert_eq!(
+        load("openai").unwrap().agent.provider,
+        AgentProvider::OpenAi
+    );
+    assert_eq!(load("local").unwrap().agent.provider, AgentProvider::Local);
+    assert_eq!(Settings::defaults().agent.provider, AgentProvider::Local);
+    for unknown in ["claude", "OpenAI", ""] {
+        let err = load(unknown).unwrap_err().to_string();
+        assert!(err.contains("AGENT_PROVIDER"), "{err}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatkit-gateway"))
+        .env_clear()
+        .env("APP_CONFIG_DIR", "/nonexistent")
+        .env("AGENT_PROVIDER", "claude")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("AGENT_PROVIDER") && stderr.contains("claude"),
+        "{stderr}"
+    );
+}
+
+/// The openai provider with task tools whose database has gone away (its pool closed), as
+/// in an outage that starts after the user's message was recorded.
+struct ToolsWithoutDatabase(OpenAiAgent);
+
+#[async_trait::async_trait]
+impl Agent for ToolsWithoutDatabase {
+    async fn respond(
+        &self,
+        request: AgentRequest<'_>,
+        _tools: &TaskTools,
+        events: &EventSink,
+    ) -> Result<AgentReply, AgentError> {
+        let store = Store::connect("sqlite::memory:", 1, Duration::from_secs(1))
+            .await
+            .unwrap();
+        store.clone().close().await;
+        let tools = TaskTools::new(store, request.user.clone());
+        self.0.respond(request, &tools, events).await
+    }
+}
+
+#[tokio::test]
+async fn a_database_failure_inside_a_tool_call_is_a_503_not_a_model_failure() {
+    let add = || tool_call("call_1", "add_task", &["{\"title\": \"x\"}"]);
+    let model = FakeModel::start(vec![add()]).await;
+    let db = TestDb::new().await;
+    let settings = model_settings(&model, &db);
+    let agent = ToolsWithoutDatabase(OpenAiAgent::new(
+        settings.agent.openai.clone(),
+        PromptTemplate::load("/nonexistent"),
+    ));
+    let app = spawn_with(settings, Some(Arc::new(agent))).await;
+    let t = app.login("alice").await;
+    app.send(&t, None, "add x")
+        .await
+        .assert_error(503, "service.unavailable");
+    assert_eq!(
+        model.requests().len(),
+        1,
+        "the turn ends at the failed call; no tool result goes back to the model"
+    );
+    let threads = app.get("/api/chatkit/threads", &t).await.ok();
+    let id = threads["threads"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        roles(&app.all_messages(&t, &id).await),
+        [("user", "failed")]
+    );
+
+    model.push(add());
+    let (status, events) = stream_message(&app, &t, Some(&id), "add x", None).await;
+    assert_eq!(status, 200);
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name, "error");
+    assert_eq!(data["code"], "service.unavailable");
     app.stop().await;
 }

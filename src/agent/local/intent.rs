@@ -1,23 +1,13 @@
-//! The built-in offline agent: a deterministic task assistant for plain English and Roman
-//! Urdu requests. It calls the same task tools as a model would, so the service is useful
-//! with no configuration and tests are deterministic. Anything it does not understand gets
-//! a short guide to what it can do, never an error.
+//! What the user asked for: a deterministic parser for English and Roman Urdu requests,
+//! and the tool call each request becomes.
 
-use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::{Agent, AgentError, AgentEvent, AgentReply, AgentRequest, EventSink, TaskTools};
-use crate::store::ToolCallRecord;
+use super::text::{contains_any, has_any, strip_prefix_ci, strip_suffix_ci, tidy, words};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Lang {
-    English,
-    RomanUrdu,
-    Urdu,
-}
-
+/// One understood request.
 #[derive(Debug, PartialEq, Eq)]
-enum Intent {
+pub(super) enum Intent {
     Greet,
     Help,
     List(&'static str),
@@ -27,38 +17,26 @@ enum Intent {
     Rename(i32, String),
 }
 
-const ROMAN_URDU_WORDS: &[&str] = &[
-    "karo", "kar", "kardo", "krdo", "karein", "dikhao", "dikha", "batao", "mera", "meri", "mere",
-    "meray", "hai", "hain", "ko", "ka", "ki", "ke", "naya", "nayi", "hatao", "hata", "mita",
-    "mukammal", "kya", "mujhe", "aur", "nahi", "yaad", "kaam", "shukriya", "salam", "assalam",
-    "hogaya", "gaya", "dein", "den", "rakh", "rakho", "naam", "madad", "sab", "wala", "khatam",
-    "saray", "sare", "tamam", "baqi", "baaki", "shamil", "daal", "likh", "lo", "diya",
-];
-
-fn detect_lang(text: &str) -> Lang {
-    if text.chars().any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)) {
-        return Lang::Urdu;
+impl Intent {
+    /// The tool and arguments that carry the request out; none for a greeting or help.
+    pub(super) fn tool_call(&self) -> Option<(&'static str, Value)> {
+        match self {
+            Self::Greet | Self::Help => None,
+            Self::List(filter) => Some(("list_tasks", json!({"status": filter}))),
+            Self::Add(title) => Some(("add_task", json!({"title": title}))),
+            Self::Complete(n) => Some(("complete_task", json!({"task_id": n}))),
+            Self::Delete(n) => Some(("delete_task", json!({"task_id": n}))),
+            Self::Rename(n, title) => Some(("update_task", json!({"task_id": n, "title": title}))),
+        }
     }
-    let lower = text.to_ascii_lowercase();
-    let urdu = words(&lower).any(|w| ROMAN_URDU_WORDS.contains(&w));
-    if urdu {
-        Lang::RomanUrdu
-    } else {
-        Lang::English
+
+    /// The task number the request is about, if it names one.
+    pub(super) fn task_number(&self) -> Option<i32> {
+        match self {
+            Self::Complete(n) | Self::Delete(n) | Self::Rename(n, _) => Some(*n),
+            _ => None,
+        }
     }
-}
-
-fn words(s: &str) -> impl Iterator<Item = &str> {
-    s.split(|c: char| !c.is_alphanumeric() && c != '#')
-        .filter(|w| !w.is_empty())
-}
-
-fn has_any(lower: &str, needles: &[&str]) -> bool {
-    words(lower).any(|w| needles.contains(&w))
-}
-
-fn contains_any(lower: &str, needles: &[&str]) -> bool {
-    needles.iter().any(|n| lower.contains(n))
 }
 
 /// The first task number in the text ("task 2", "#2", "two").
@@ -75,29 +53,6 @@ fn task_number(lower: &str) -> Option<i32> {
             .filter(|n| *n > 0)
             .or_else(|| NAMES.iter().position(|n| *n == w).map(|i| i as i32 + 1))
     })
-}
-
-/// Trailing sentence punctuation and quotes off, inner text kept as the user wrote it.
-fn tidy(s: &str) -> String {
-    s.trim()
-        .trim_end_matches(['.', '!', '?', '۔', '؟'])
-        .trim()
-        .trim_matches(['"', '\'', '“', '”', '‘', '’'])
-        .trim()
-        .to_owned()
-}
-
-/// Strips a prefix, case-insensitively (ASCII), returning the rest of the original text.
-fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &text[prefix.len()..])
-}
-
-fn strip_suffix_ci<'a>(text: &'a str, suffix: &str) -> Option<&'a str> {
-    let cut = text.len().checked_sub(suffix.len())?;
-    let tail = text.get(cut..)?;
-    tail.eq_ignore_ascii_case(suffix).then(|| &text[..cut])
 }
 
 fn strip_politeness(text: &str) -> &str {
@@ -277,7 +232,8 @@ fn rename_title(text: &str, lower: &str) -> Option<String> {
     (!rest.is_empty()).then_some(rest)
 }
 
-fn parse(text: &str) -> Intent {
+/// The request in `text`; anything not understood is [`Intent::Help`].
+pub(super) fn parse(text: &str) -> Intent {
     let text = tidy(text);
     let lower = text.to_ascii_lowercase();
     if lower.is_empty() {
@@ -388,151 +344,6 @@ fn parse(text: &str) -> Intent {
     Intent::Help
 }
 
-fn task_line(t: &Value) -> String {
-    let mark = if t["completed"].as_bool() == Some(true) {
-        "[x]"
-    } else {
-        "[ ]"
-    };
-    format!(
-        "{}. {mark} {}",
-        t["task_id"],
-        t["title"].as_str().unwrap_or_default()
-    )
-}
-
-fn help_text(lang: Lang) -> String {
-    match lang {
-        Lang::English => "I can manage your tasks. Try: \"add a task to buy milk\", \"list my tasks\", \"complete task 2\", \"rename task 3 to call mom\" or \"delete task 1\".".into(),
-        Lang::RomanUrdu => "Main aap ke tasks sambhal sakta hoon. Kahiye: \"doodh lena add karo\", \"meri tasks dikhao\", \"task 2 mukammal karo\", \"task 3 ka naam ammi ko call rakh do\" ya \"task 1 delete karo\".".into(),
-        Lang::Urdu => "میں آپ کے کاموں میں مدد کر سکتا ہوں۔ رومن اردو یا انگریزی میں لکھیں، مثلاً \"doodh lena add karo\" یا \"list my tasks\"۔".into(),
-    }
-}
-
-/// The reply text for a tool result, in the user's language.
-fn describe(intent: &Intent, result: &Value, lang: Lang) -> String {
-    let ru = lang == Lang::RomanUrdu;
-    if let Some(err) = result.get("error").and_then(Value::as_str) {
-        let number = match intent {
-            Intent::Complete(n) | Intent::Delete(n) | Intent::Rename(n, _) => Some(*n),
-            _ => None,
-        };
-        return match (number, ru) {
-            (Some(n), false) if err.contains("not found") => {
-                format!("I couldn't find task {n}. Say \"list my tasks\" to see their numbers.")
-            }
-            (Some(n), true) if err.contains("not found") => {
-                format!("Task {n} nahi mila. \"meri tasks dikhao\" keh kar numbers dekh lein.")
-            }
-            (_, false) => format!("I couldn't do that: {err}."),
-            (_, true) => format!("Yeh nahi ho saka: {err}."),
-        };
-    }
-    let task = result.get("task").or_else(|| result.get("deleted"));
-    let title = task.and_then(|t| t["title"].as_str()).unwrap_or_default();
-    let number = task.map(|t| t["task_id"].clone()).unwrap_or_default();
-    match (intent, ru) {
-        (Intent::Add(_), false) => format!("Added task {number}: {title}."),
-        (Intent::Add(_), true) => format!("Task {number} add kar diya: {title}."),
-        (Intent::Complete(_), false) => format!("Marked task {number} as done: {title}."),
-        (Intent::Complete(_), true) => format!("Task {number} mukammal kar diya: {title}."),
-        (Intent::Delete(_), false) => format!("Deleted task {number}: {title}."),
-        (Intent::Delete(_), true) => format!("Task {number} delete kar diya: {title}."),
-        (Intent::Rename(..), false) => format!("Renamed task {number} to \"{title}\"."),
-        (Intent::Rename(..), true) => format!("Task {number} ka naam \"{title}\" rakh diya."),
-        (Intent::List(filter), _) => {
-            let tasks = result["tasks"].as_array().cloned().unwrap_or_default();
-            if tasks.is_empty() {
-                return match (*filter, ru) {
-                    ("all", false) => {
-                        "You have no tasks yet. Try \"add a task to buy milk\".".into()
-                    }
-                    ("all", true) => {
-                        "Aap ki list khali hai. Kahiye \"doodh lena add karo\".".into()
-                    }
-                    (f, false) => format!("You have no {f} tasks."),
-                    (_, true) => "Is qism ka koi task nahi hai.".into(),
-                };
-            }
-            let heading = match (*filter, ru) {
-                ("completed", false) => "Your completed tasks:",
-                ("pending", false) => "Your pending tasks:",
-                (_, false) => "Your tasks:",
-                ("completed", true) => "Aap ke mukammal tasks:",
-                ("pending", true) => "Aap ke baqi tasks:",
-                (_, true) => "Aap ke tasks:",
-            };
-            let lines: Vec<String> = tasks.iter().map(task_line).collect();
-            format!("{heading}\n{}", lines.join("\n"))
-        }
-        (Intent::Greet | Intent::Help, _) => help_text(lang),
-    }
-}
-
-/// Splits text into word-sized deltas that concatenate back to the text.
-fn stream_words(text: &str, events: &EventSink) {
-    for piece in text.split_inclusive([' ', '\n']) {
-        events.emit(AgentEvent::TextDelta(piece.to_owned()));
-    }
-}
-
-#[derive(Clone, Default)]
-pub struct LocalAgent;
-
-#[async_trait]
-impl Agent for LocalAgent {
-    /// Each request stands alone ("complete task 2"), so earlier turns are not needed.
-    fn uses_history(&self) -> bool {
-        false
-    }
-
-    async fn respond(
-        &self,
-        request: AgentRequest<'_>,
-        tools: &TaskTools,
-        events: &EventSink,
-    ) -> Result<AgentReply, AgentError> {
-        let lang = detect_lang(request.message);
-        let intent = parse(request.message);
-        let call = match &intent {
-            Intent::Greet | Intent::Help => None,
-            Intent::List(filter) => Some(("list_tasks", json!({"status": filter}))),
-            Intent::Add(title) => Some(("add_task", json!({"title": title}))),
-            Intent::Complete(n) => Some(("complete_task", json!({"task_id": n}))),
-            Intent::Delete(n) => Some(("delete_task", json!({"task_id": n}))),
-            Intent::Rename(n, title) => {
-                Some(("update_task", json!({"task_id": n, "title": title})))
-            }
-        };
-        let mut reply = AgentReply::default();
-        reply.text = match call {
-            None => match (intent, lang) {
-                (Intent::Greet, Lang::English) => format!("Hello! {}", help_text(lang)),
-                (Intent::Greet, Lang::RomanUrdu) => {
-                    format!("Walaikum assalam! {}", help_text(lang))
-                }
-                _ => help_text(lang),
-            },
-            Some((tool, args)) => {
-                let result = tools
-                    .call(tool, &args)
-                    .await
-                    .map_err(|e| AgentError::Unavailable(e.to_string()))?;
-                let record = ToolCallRecord {
-                    tool: tool.to_owned(),
-                    args,
-                    result: result.clone(),
-                };
-                events.emit(AgentEvent::ToolCall(record.clone()));
-                reply.tool_calls.push(record);
-                describe(&intent, &result, lang)
-            }
-        };
-        stream_words(&reply.text, events);
-        Ok(reply)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,9 +403,6 @@ mod tests {
             parse("task 3 ka naam ammi ko call rakh do"),
             Intent::Rename(3, "ammi ko call".into())
         );
-        assert_eq!(detect_lang("meri tasks dikhao"), Lang::RomanUrdu);
-        assert_eq!(detect_lang("list my tasks"), Lang::English);
-        assert_eq!(detect_lang("میرے کام دکھاؤ"), Lang::Urdu);
     }
 
     #[test]
@@ -610,6 +418,30 @@ mod tests {
             "task 99999999999 done",
         ] {
             let _ = parse(text);
+        }
+    }
+
+    #[test]
+    fn each_request_becomes_its_tool_call() {
+        assert_eq!(Intent::Help.tool_call(), None);
+        assert_eq!(
+            Intent::Rename(3, "x".into()).tool_call(),
+            Some(("update_task", json!({"task_id": 3, "title": "x"})))
+        );
+        assert_eq!(
+            Intent::List("pending").tool_call(),
+            Some(("list_tasks", json!({"status": "pending"})))
+        );
+        // Every tool the parser asks for exists.
+        for intent in [
+            Intent::List("all"),
+            Intent::Add("x".into()),
+            Intent::Complete(1),
+            Intent::Delete(1),
+            Intent::Rename(1, "x".into()),
+        ] {
+            let (tool, _) = intent.tool_call().unwrap();
+            assert!(crate::agent::tools::TOOLS.iter().any(|t| t.name == tool));
         }
     }
 }

@@ -1,0 +1,17 @@
+//! How an agent turn fails.
+
+use crate::store::StoreError;
+
+/// Why the agent produced no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The model API failed or could not be reached (after its retries).
+    #[error("the model provider is unavailable: {0}")]
+    Unavailable(String),
+    /// The whole turn took longer than the provider's total timeout.
+    #[error("the model provider timed out")]
+    Timeout,
+    /// A tool call's database work failed: a storage failure, not the model's.
+    #[error("task storage failed: {0}")]
+    Store(#[source] StoreError),
+}

@@ -1,0 +1,64 @@
+//! The built-in offline agent: a deterministic task assistant for plain English and Roman
+//! Urdu requests. It calls the same task tools as a model would, so the service is useful
+//! with no configuration and tests are deterministic. Anything it does not understand gets
+//! a short guide to what it can do, never an error.
+//!
+//! [`intent`] reads the request, [`language`] decides the reply's language, [`replies`]
+//! words the answer; this module runs the one tool call in between.
+
+mod intent;
+mod language;
+mod replies;
+mod text;
+
+use async_trait::async_trait;
+
+use super::{
+    error::AgentError,
+    events::{AgentEvent, EventSink},
+    provider::{Agent, AgentReply, AgentRequest},
+    tools::TaskTools,
+};
+use intent::Intent;
+
+/// The offline agent (`AGENT_PROVIDER=local`, the default).
+#[derive(Clone, Default)]
+pub struct LocalAgent;
+
+/// Splits text into word-sized deltas that concatenate back to the text.
+fn stream_words(text: &str, events: &EventSink) {
+    for piece in text.split_inclusive([' ', '\n']) {
+        events.emit(AgentEvent::TextDelta(piece.to_owned()));
+    }
+}
+
+#[async_trait]
+impl Agent for LocalAgent {
+    /// Each request stands alone ("complete task 2"), so earlier turns are not needed.
+    fn uses_history(&self) -> bool {
+        false
+    }
+
+    async fn respond(
+        &self,
+        request: AgentRequest<'_>,
+        tools: &TaskTools,
+        events: &EventSink,
+    ) -> Result<AgentReply, AgentError> {
+        let lang = language::detect_lang(request.message);
+        let intent = intent::parse(request.message);
+        let mut reply = AgentReply::default();
+        reply.text = match intent.tool_call() {
+            None if intent == Intent::Greet => replies::greeting(lang),
+            None => replies::help_text(lang),
+            Some((tool, args)) => {
+                let call = tools.run(tool, args, events).await?;
+                let text = replies::describe(&intent, &call.result, lang);
+                reply.tool_calls.push(call);
+                text
+            }
+        };
+        stream_words(&reply.text, events);
+        Ok(reply)
+    }
+}

@@ -1,0 +1,93 @@
+//! The replies: what the local agent says about a tool's result, in English, Roman Urdu
+//! or (for help) Urdu.
+
+use serde_json::Value;
+
+use super::{intent::Intent, language::Lang};
+
+fn task_line(t: &Value) -> String {
+    let mark = if t["completed"].as_bool() == Some(true) {
+        "[x]"
+    } else {
+        "[ ]"
+    };
+    format!(
+        "{}. {mark} {}",
+        t["task_id"],
+        t["title"].as_str().unwrap_or_default()
+    )
+}
+
+/// What the agent can do, with examples in the user's language.
+pub(super) fn help_text(lang: Lang) -> String {
+    match lang {
+        Lang::English => "I can manage your tasks. Try: \"add a task to buy milk\", \"list my tasks\", \"complete task 2\", \"rename task 3 to call mom\" or \"delete task 1\".".into(),
+        Lang::RomanUrdu => "Main aap ke tasks sambhal sakta hoon. Kahiye: \"doodh lena add karo\", \"meri tasks dikhao\", \"task 2 mukammal karo\", \"task 3 ka naam ammi ko call rakh do\" ya \"task 1 delete karo\".".into(),
+        Lang::Urdu => "میں آپ کے کاموں میں مدد کر سکتا ہوں۔ رومن اردو یا انگریزی میں لکھیں، مثلاً \"doodh lena add karo\" یا \"list my tasks\"۔".into(),
+    }
+}
+
+/// The reply text for a tool result, in the user's language.
+pub(super) fn describe(intent: &Intent, result: &Value, lang: Lang) -> String {
+    let ru = lang == Lang::RomanUrdu;
+    if let Some(err) = result.get("error").and_then(Value::as_str) {
+        return match (intent.task_number(), ru) {
+            (Some(n), false) if err.contains("not found") => {
+                format!("I couldn't find task {n}. Say \"list my tasks\" to see their numbers.")
+            }
+            (Some(n), true) if err.contains("not found") => {
+                format!("Task {n} nahi mila. \"meri tasks dikhao\" keh kar numbers dekh lein.")
+            }
+            (_, false) => format!("I couldn't do that: {err}."),
+            (_, true) => format!("Yeh nahi ho saka: {err}."),
+        };
+    }
+    let task = result.get("task").or_else(|| result.get("deleted"));
+    let title = task.and_then(|t| t["title"].as_str()).unwrap_or_default();
+    let number = task.map(|t| t["task_id"].clone()).unwrap_or_default();
+    match (intent, ru) {
+        (Intent::Add(_), false) => format!("Added task {number}: {title}."),
+        (Intent::Add(_), true) => format!("Task {number} add kar diya: {title}."),
+        (Intent::Complete(_), false) => format!("Marked task {number} as done: {title}."),
+        (Intent::Complete(_), true) => format!("Task {number} mukammal kar diya: {title}."),
+        (Intent::Delete(_), false) => format!("Deleted task {number}: {title}."),
+        (Intent::Delete(_), true) => format!("Task {number} delete kar diya: {title}."),
+        (Intent::Rename(..), false) => format!("Renamed task {number} to \"{title}\"."),
+        (Intent::Rename(..), true) => format!("Task {number} ka naam \"{title}\" rakh diya."),
+        (Intent::List(filter), _) => {
+            let tasks = result["tasks"].as_array().cloned().unwrap_or_default();
+            if tasks.is_empty() {
+                return match (*filter, ru) {
+                    ("all", false) => {
+                        "You have no tasks yet. Try \"add a task to buy milk\".".into()
+                    }
+                    ("all", true) => {
+                        "Aap ki list khali hai. Kahiye \"doodh lena add karo\".".into()
+                    }
+                    (f, false) => format!("You have no {f} tasks."),
+                    (_, true) => "Is qism ka koi task nahi hai.".into(),
+                };
+            }
+            let heading = match (*filter, ru) {
+                ("completed", false) => "Your completed tasks:",
+                ("pending", false) => "Your pending tasks:",
+                (_, false) => "Your tasks:",
+                ("completed", true) => "Aap ke mukammal tasks:",
+                ("pending", true) => "Aap ke baqi tasks:",
+                (_, true) => "Aap ke tasks:",
+            };
+            let lines: Vec<String> = tasks.iter().map(task_line).collect();
+            format!("{heading}\n{}", lines.join("\n"))
+        }
+        (Intent::Greet | Intent::Help, _) => help_text(lang),
+    }
+}
+
+/// A greeting back, then what the agent can do.
+pub(super) fn greeting(lang: Lang) -> String {
+    match lang {
+        Lang::English => format!("Hello! {}", help_text(lang)),
+        Lang::RomanUrdu => format!("Walaikum assalam! {}", help_text(lang)),
+        Lang::Urdu => help_text(lang),
+    }
+}

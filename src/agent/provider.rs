@@ -1,0 +1,51 @@
+//! What every provider implements: the [`Agent`] trait, what it is asked and what it answers.
+
+use async_trait::async_trait;
+
+use super::{error::AgentError, events::EventSink, tools::TaskTools};
+use crate::{domain::UserId, store::ToolCallRecord};
+
+/// One earlier message of the thread, oldest first.
+#[derive(Clone, Debug)]
+pub struct HistoryMessage {
+    /// `user` or `assistant`.
+    pub role: String,
+    /// The message's text.
+    pub content: String,
+}
+
+/// What the agent is asked to answer.
+pub struct AgentRequest<'a> {
+    /// Whose turn it is (tools act on this user's tasks only).
+    pub user: &'a UserId,
+    /// Earlier messages of the thread, oldest first (empty when the agent does not use them).
+    pub history: &'a [HistoryMessage],
+    /// The user's new message.
+    pub message: &'a str,
+}
+
+/// The agent's finished answer.
+#[derive(Clone, Debug, Default)]
+pub struct AgentReply {
+    /// The whole reply text (the concatenation of every text delta streamed).
+    pub text: String,
+    /// The tool calls made for it, in order.
+    pub tool_calls: Vec<ToolCallRecord>,
+}
+
+/// A provider: answers one message, calling tools as it needs.
+#[async_trait]
+pub trait Agent: Send + Sync {
+    /// Whether `respond` reads `history` (when not, the store skips loading it).
+    fn uses_history(&self) -> bool {
+        true
+    }
+
+    /// Answers `request`, streaming text and tool calls to `events` as they happen.
+    async fn respond(
+        &self,
+        request: AgentRequest<'_>,
+        tools: &TaskTools,
+        events: &EventSink,
+    ) -> Result<AgentReply, AgentError>;
+}
