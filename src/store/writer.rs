@@ -198,11 +198,18 @@ fn db_err(e: StoreError) -> DbErr {
 }
 
 /// Adds `n` messages to each (thread, user) and reports which threads were not the user's.
+///
+/// Lock order: every transaction that writes a thread's items first updates (and so locks)
+/// the thread row, and several threads are taken in id order. A thread delete locks the
+/// thread row before its items (the cascade), so no two writers can wait on each other in
+/// a cycle (PostgreSQL reported `deadlock detected` when a turn claimed its item first).
 async fn bump_all(
     txn: &DatabaseTransaction,
     counts: HashMap<(String, UserId), i32>,
     at: DateTime<Utc>,
 ) -> Result<HashSet<(String, UserId)>, DbErr> {
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort_by(|((a, ua), _), ((b, ub), _)| (a, ua.as_str()).cmp(&(b, ub.as_str())));
     let mut missing = HashSet::new();
     for ((thread_id, user), n) in counts {
         match Store::bump_thread(txn, &user, &thread_id, at, n).await {
@@ -295,6 +302,14 @@ async fn complete_batch(
 ) -> Result<Vec<Result<Reply, StoreError>>, DbErr> {
     let at = now();
     let txn = db.begin().await?;
+    // The threads first (see `bump_all`), counting every answer as if it will be recorded.
+    let mut counts: HashMap<(String, UserId), i32> = HashMap::new();
+    for op in ops {
+        *counts
+            .entry((op.turn.thread_id.clone(), op.user.clone()))
+            .or_default() += 1;
+    }
+    let missing = bump_all(&txn, counts, at).await?;
     // Only pending turns are answered, each once, whoever else is trying.
     let mine = ops.iter().fold(Condition::any(), |c, op| {
         c.add(
@@ -313,13 +328,17 @@ async fn complete_batch(
         .into_iter()
         .map(|m| m.id)
         .collect();
-    let mut counts: HashMap<(String, UserId), i32> = HashMap::new();
-    for op in ops.iter().filter(|op| claimed.contains(&op.turn.id)) {
-        *counts
-            .entry((op.turn.thread_id.clone(), op.user.clone()))
-            .or_default() += 1;
+    // Rarely, another run answered first: take those answers back out of the counts.
+    let mut unclaimed: HashMap<(String, UserId), i32> = HashMap::new();
+    for op in ops.iter().filter(|op| !claimed.contains(&op.turn.id)) {
+        let key = (op.turn.thread_id.clone(), op.user.clone());
+        if !missing.contains(&key) {
+            *unclaimed.entry(key).or_default() -= 1;
+        }
     }
-    let missing = bump_all(&txn, counts, at).await?;
+    if !unclaimed.is_empty() {
+        bump_all(&txn, unclaimed, at).await?;
+    }
     let mut rows = Vec::new();
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {

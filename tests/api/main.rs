@@ -10,5 +10,6 @@ mod helpers;
 mod jwks;
 mod messages;
 mod openai;
+mod races;
 mod session;
 mod threads;
