@@ -129,14 +129,17 @@ pub struct ThreadList {
     pub threads: Vec<Thread>,
     pub has_more: bool,
     /// Pass as `after` for the next page; null on the last page.
+    #[oai(nullable)]
     pub after: Option<String>,
 }
 
 #[derive(Object)]
 pub struct ThreadInput {
     /// 1 to 200 characters. Defaults to "New chat" on create.
+    #[oai(nullable)]
     pub title: Option<StrictString>,
     /// A JSON object of at most 16 KiB, stored as given.
+    #[oai(nullable)]
     pub metadata: Option<Value>,
 }
 
@@ -150,6 +153,7 @@ pub struct Message {
     /// User messages: `pending`, `completed` or `failed` (the agent did not answer it).
     pub status: String,
     /// The user's rating (`positive` or `negative`), given through ChatKit's feedback.
+    #[oai(nullable)]
     pub feedback: Option<String>,
 }
 
@@ -174,6 +178,7 @@ pub struct ThreadDetail {
     pub messages: Vec<Message>,
     /// Older messages exist; page them with GET /threads/{id}/messages?order=desc&after=...
     pub has_more: bool,
+    #[oai(nullable)]
     pub after: Option<String>,
 }
 
@@ -181,12 +186,14 @@ pub struct ThreadDetail {
 pub struct MessagePage {
     pub data: Vec<Message>,
     pub has_more: bool,
+    #[oai(nullable)]
     pub after: Option<String>,
 }
 
 #[derive(Object)]
 pub struct SendMessageRequest {
     /// The thread to post to; null starts a new thread titled after the message.
+    #[oai(nullable)]
     pub thread_id: Option<StrictString>,
     pub message: StrictString,
 }
