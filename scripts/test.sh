@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, then the black-box API suite on SQLite (including the
-# end-to-end tests against a real Better Auth server run by Node), the ChatKit client kit's
-# tests, then the API suite on PostgreSQL. Each test gets its own database (a fresh SQLite file, or a fresh
-# PostgreSQL schema that is dropped at the end of the run).
+# The whole test suite: formatting and lints; unit tests and the black-box API suite on
+# SQLite (including the end-to-end tests against a real Better Auth server run by Node); the
+# ChatKit client kit's tests; then the API suite on PostgreSQL. Each test gets its own
+# database (a fresh SQLite file, or a fresh PostgreSQL schema dropped at the end of the run).
 #
 #   TEST_DATABASE_URL  PostgreSQL to use (default postgres://postgres@127.0.0.1:5432/test)
 #   REQUIRE_POSTGRES=1 fail instead of skipping when PostgreSQL is unreachable (CI sets it)
@@ -16,6 +16,11 @@ if [ ! -d tests/better-auth/node_modules/better-auth ]; then
   echo "== installing the Better Auth test fixture (npm ci)"
   npm ci --prefix tests/better-auth --no-audit --no-fund
 fi
+
+# Style and lints first: cheap, and a red here means nothing else needs to run.
+echo "== cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== unit tests and API tests on SQLite"
 env -u TEST_DATABASE_URL cargo test --workspace --locked
