@@ -325,3 +325,57 @@ async fn string_fields_take_only_json_strings() {
     assert_eq!(app.thread(&t, id).await["title"], "kept");
     app.stop().await;
 }
+
+/// An agent that never answers: its turn stays pending until the process goes away.
+struct SilentAgent;
+
+#[async_trait::async_trait]
+impl chatkit_gateway::agent::Agent for SilentAgent {
+    async fn respond(
+        &self,
+        _req: chatkit_gateway::agent::AgentRequest<'_>,
+        _tools: &chatkit_gateway::agent::TaskTools,
+        _events: &chatkit_gateway::agent::EventSink,
+    ) -> Result<chatkit_gateway::agent::AgentReply, chatkit_gateway::agent::AgentError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_keyless_turn_abandoned_by_a_crash_reads_as_failed_after_the_stale_window() {
+    let db = crate::helpers::TestDb::new().await;
+    let settings = crate::helpers::test_settings(&db);
+    let first = spawn_with(settings.clone(), Some(std::sync::Arc::new(SilentAgent))).await;
+    let t = first.login("alice").await;
+    // The client gives up; the instance then dies with the turn still running.
+    let gave_up = first
+        .client
+        .post(format!("{}/api/chatkit/messages", first.base))
+        .bearer_auth(&t)
+        .json(&json!({"thread_id": null, "message": "add a task to buy milk"}))
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the silent agent answered");
+    let list = first.get("/api/chatkit/threads", &t).await.ok();
+    let thread = list["threads"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/chatkit/threads/{thread}/messages");
+    assert_eq!(
+        first.get(&path, &t).await.ok()["data"][0]["status"],
+        "pending"
+    );
+    first.stop().await;
+
+    let mut later = settings;
+    later.messages.stale_pending_secs = 1;
+    let second = spawn_with(later, None).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let page = second.get(&path, &t).await.ok();
+    assert_eq!(
+        crate::helpers::roles(page["data"].as_array().unwrap()),
+        [("user", "failed")]
+    );
+    let detail = second.thread(&t, &thread).await;
+    assert_eq!(detail["messages"][0]["status"], "failed");
+    second.stop().await;
+}
