@@ -84,7 +84,8 @@ async fn sqlite_full_disk_never_acknowledges_an_uncommitted_write() {
             let thread = reply.body["thread_id"].as_str().unwrap().to_owned();
             acknowledged.push((thread, text));
         } else {
-            assert!(reply.status.is_server_error(), "{:?}", reply);
+            reply.assert_error(503, "service.storage_full");
+            assert_eq!(reply.headers["retry-after"], "2");
             failures += 1;
             if failures == 8 {
                 break;
@@ -461,5 +462,46 @@ async fn an_oversized_header_block_is_refused_without_harm() {
         .unwrap();
     assert_eq!(resp.status(), 431);
     app.get("/api/chatkit/threads", &t).await.ok();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_read_only_sqlite_file_fails_readiness_and_writes_with_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let writable = sqlite_settings(&dir);
+    let app = spawn_with(writable.clone(), None).await;
+    let t = app.login("alice").await;
+    let thread = app.create_thread(&t, "before").await;
+    app.stop().await;
+
+    let mut read_only = writable;
+    read_only.database.url = SecretString::from(format!(
+        "sqlite://{}/gateway.db?mode=ro",
+        dir.path().display()
+    ));
+    read_only.database.run_migrations = false;
+    let app = spawn_with(read_only, None).await;
+    let ready = app.request(Method::GET, "/readyz", None, None, &[]).await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready.body["database_error"]
+            .as_str()
+            .unwrap()
+            .contains("read"),
+        "{}",
+        ready.body
+    );
+    // Reads still work; every kind of write is a 503 that says why.
+    let id = thread["id"].as_str().unwrap();
+    assert_eq!(app.thread(&t, id).await["title"], "before");
+    let refused = app.send(&t, None, "add a task to buy milk").await;
+    refused.assert_error(503, "service.read_only");
+    assert_eq!(refused.headers["retry-after"], "2");
+    app.post("/api/chatkit/threads", &t, json!({"title": "x"}))
+        .await
+        .assert_error(503, "service.read_only");
+    app.delete("/api/chatkit/session", &t)
+        .await
+        .assert_error(503, "service.read_only");
     app.stop().await;
 }
