@@ -505,3 +505,70 @@ async fn a_read_only_sqlite_file_fails_readiness_and_writes_with_503() {
         .assert_error(503, "service.read_only");
     app.stop().await;
 }
+
+/// PostgreSQL only: the connections of this test's gateway are killed server-side (as a
+/// database restart or failover does), by their `application_name`, so the shared server
+/// itself is left alone. On SQLite there is no connection to lose; the file faults above
+/// cover it.
+#[tokio::test]
+async fn lost_postgres_connections_answer_503_and_recover_without_a_restart() {
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        return;
+    };
+    if !base.starts_with("postgres") {
+        return;
+    }
+    let db = crate::helpers::TestDb::new().await;
+    let name = format!("gw_{}", uuid::Uuid::new_v4().simple());
+    let mut settings = crate::helpers::test_settings(&db);
+    settings.database.url = SecretString::from(format!("{}&application_name={name}", db.url));
+    let app = spawn_with(settings, None).await;
+    let t = app.login("alice").await;
+    let first = app.send(&t, None, "add a task to buy milk").await.ok();
+    let thread = first["thread_id"].as_str().unwrap().to_owned();
+
+    let admin = Database::connect(&base).await.unwrap();
+    let killed = scalar(
+        &admin,
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = '{name}'"
+        ),
+    )
+    .await;
+    assert!(killed > 0, "the gateway had no connection to kill");
+    admin.close().await.unwrap();
+
+    // Every answer is a success or a 503 that says to retry: never a 500.
+    let mut recorded = Vec::new();
+    let mut unavailable = 0;
+    for i in 0..20 {
+        let text = format!("add a task to call {i}");
+        let reply = app.send(&t, Some(&thread), &text).await;
+        if reply.status.is_success() {
+            recorded.push(text);
+        } else {
+            reply.assert_error(503, "service.unavailable");
+            assert_eq!(reply.headers["retry-after"], "2");
+            unavailable += 1;
+        }
+        let list = app.get("/api/chatkit/threads", &t).await;
+        if !list.status.is_success() {
+            list.assert_error(503, "service.unavailable");
+            unavailable += 1;
+        }
+    }
+    assert!(
+        recorded.len() >= 15,
+        "no recovery: {unavailable} answers were 503"
+    );
+    assert_eq!(ready_status(&app).await, 200);
+    let messages = app.all_messages(&t, &thread).await;
+    for text in &recorded {
+        assert!(
+            messages.iter().any(|m| m["content"] == json!(text)),
+            "{text} was lost"
+        );
+    }
+    app.stop().await;
+}
