@@ -72,27 +72,36 @@ async fn sqlite_full_disk_never_acknowledges_an_uncommitted_write() {
     let filler = "x".repeat(3000);
     let mut acknowledged: Vec<(String, String)> = Vec::new();
     let mut failures = 0;
-    for i in 0..300 {
-        let text = format!("note {i} {filler}");
-        // Fill with every kind of turn write, so the disk runs out in different statements.
-        let into = match acknowledged.last() {
-            Some((thread, _)) if i % 2 == 1 => Some(thread.clone()),
-            _ => None,
-        };
-        let reply = app.send(&token, into.as_deref(), &text).await;
-        if reply.status.is_success() {
-            let thread = reply.body["thread_id"].as_str().unwrap().to_owned();
-            acknowledged.push((thread, text));
-        } else {
-            reply.assert_error(503, "service.storage_full");
-            assert_eq!(reply.headers["retry-after"], "2");
-            failures += 1;
-            if failures == 8 {
-                break;
+    // Rounds of one post alone (single-row inserts: a full disk makes SQLite roll the whole
+    // transaction back) and several at once (one multi-row batch: only the statement is
+    // rolled back). Both kinds of failure, in turn, are what once left the writer stuck.
+    for round in 0..100 {
+        let into = acknowledged.last().map(|(thread, _)| thread.clone());
+        let texts: Vec<String> = (0..5)
+            .map(|i| format!("note {round}.{i} {filler}"))
+            .collect();
+        let alone = app.send(&token, None, &texts[0]).await;
+        let together = futures_util::future::join_all(
+            texts[1..]
+                .iter()
+                .map(|text| app.send(&token, into.as_deref(), text)),
+        )
+        .await;
+        for (reply, text) in std::iter::once(alone).chain(together).zip(texts) {
+            if reply.status.is_success() {
+                let thread = reply.body["thread_id"].as_str().unwrap().to_owned();
+                acknowledged.push((thread, text));
+            } else {
+                reply.assert_error(503, "service.storage_full");
+                assert_eq!(reply.headers["retry-after"], "2");
+                failures += 1;
             }
         }
+        if failures >= 20 {
+            break;
+        }
     }
-    assert_eq!(failures, 8, "the database never filled up");
+    assert!(failures >= 20, "the database never filled up");
     assert_eq!(ready_status(&app).await, 503, "a writer that cannot write");
 
     // Free the space. Another connection must be able to write at once: the gateway holds
