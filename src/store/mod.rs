@@ -81,23 +81,29 @@ fn classify(err: &DbErr) -> Failure {
         | Sqlx::WorkerCrashed => Failure::Connection,
         Sqlx::Database(db) => {
             let code = db.code().unwrap_or_default();
+            if db
+                .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some()
+            {
+                // Extended result code; the primary one is its low byte: BUSY, LOCKED,
+                // IOERR, CANTOPEN; READONLY; FULL.
+                return match code.parse::<i32>().map(|n| n & 0xff) {
+                    Ok(5 | 6 | 10 | 14) => Failure::Connection,
+                    Ok(8) => Failure::ReadOnly,
+                    Ok(13) => Failure::Full,
+                    _ => Failure::Other,
+                };
+            }
             match code.as_ref() {
                 // PostgreSQL: connection exceptions (08…), operator intervention (57P0x:
                 // shutdown, crash, cannot connect now), too many connections.
                 c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
                     Failure::Connection
                 }
-                // PostgreSQL: disk full, out of memory; read-only transaction/standby.
+                // Disk full, out of memory; a read-only transaction or standby.
                 "53100" | "53200" => Failure::Full,
                 "25006" => Failure::ReadOnly,
-                // SQLite primary result codes in the low byte: BUSY, LOCKED, IOERR,
-                // CANTOPEN, READONLY, FULL.
-                c => match c.parse::<i32>().map(|n| n & 0xff) {
-                    Ok(5 | 6 | 10 | 14) => Failure::Connection,
-                    Ok(8) => Failure::ReadOnly,
-                    Ok(13) => Failure::Full,
-                    _ => Failure::Other,
-                },
+                _ => Failure::Other,
             }
         }
         _ => Failure::Other,
