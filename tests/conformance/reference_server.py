@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""A reference ChatKit backend built on the official SDK, to validate check.py itself.
+
+    reference_server.py PORT
+
+`chatkit.server.ChatKitServer` with an in-memory store scoped per user, a trivial responder
+(a workflow with one task, a `tasks.changed` client effect and a streamed assistant
+message; the first answer sets the title) and a minimal ASGI app: `POST /chatkit` and a
+`POST /api/chatkit/session` that hands any bearer back as `ref-<bearer>`. It has what the
+SDK has and no more: no auth on /chatkit, 500 for malformed input and unknown threads, no
+CORS, no inline validation. So against it every `shape` check of check.py must pass and
+only `gateway` checks may fail (run.sh --self-test asserts exactly that).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import sys
+from typing import Any, AsyncIterator
+
+import chatkit.server as ck_server
+import uvicorn
+from chatkit.server import ChatKitServer, StreamingResult
+from chatkit.store import NotFoundError, Store
+from chatkit.types import (
+    AssistantMessageContent,
+    AssistantMessageContentPartAdded,
+    AssistantMessageContentPartDone,
+    AssistantMessageContentPartTextDelta,
+    AssistantMessageItem,
+    ClientEffectEvent,
+    CustomTask,
+    Page,
+    ThreadItemAddedEvent,
+    ThreadItemDoneEvent,
+    ThreadItemUpdatedEvent,
+    ThreadMetadata,
+    UserMessageItem,
+    Workflow,
+    WorkflowItem,
+    WorkflowTaskAdded,
+)
+
+
+class _UtcDatetime(_dt.datetime):
+    """The SDK stamps naive local times; check.py wants RFC 3339, so stamp aware UTC."""
+
+    @classmethod
+    def now(cls, tz=None):  # noqa: ANN001
+        return _dt.datetime.now(tz or _dt.timezone.utc)
+
+
+ck_server.datetime = _UtcDatetime  # type: ignore[misc]
+# The SDK logs a traceback for every unknown thread it is asked about; the checker asks often.
+logging.getLogger("chatkit").setLevel(logging.CRITICAL)
+
+
+def now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+class MemoryStore(Store[str]):
+    """Threads and items per user; the context is the user id."""
+
+    def __init__(self) -> None:
+        self.threads: dict[str, tuple[str, ThreadMetadata]] = {}
+        self.items: dict[str, list[Any]] = {}
+
+    def _thread(self, thread_id: str, user: str) -> ThreadMetadata:
+        owner, meta = self.threads.get(thread_id, (None, None))
+        if owner != user or meta is None:
+            raise NotFoundError(thread_id)
+        return meta
+
+    async def load_thread(self, thread_id: str, context: str) -> ThreadMetadata:
+        return self._thread(thread_id, context).model_copy(deep=True)
+
+    async def save_thread(self, thread: ThreadMetadata, context: str) -> None:
+        # Only the metadata: a Thread with items would break later loads (protocol doc 8.1).
+        meta = ThreadMetadata(**thread.model_dump(exclude={"items"}))
+        owner = self.threads.get(thread.id, (context, None))[0]
+        if owner != context:
+            raise NotFoundError(thread.id)
+        self.threads[thread.id] = (context, meta)
+        self.items.setdefault(thread.id, [])
+
+    @staticmethod
+    def _page(rows: list[Any], after: str | None, limit: int, order: str) -> Page:
+        rows = list(rows) if order == "asc" else list(reversed(rows))
+        start = 0
+        if after:
+            ids = [r.id for r in rows]
+            start = ids.index(after) + 1 if after in ids else 0
+        chunk = rows[start:start + limit]
+        more = start + limit < len(rows)
+        return Page(data=chunk, has_more=more, after=chunk[-1].id if more and chunk else None)
+
+    async def load_thread_items(self, thread_id, after, limit, order, context) -> Page:  # noqa: ANN001
+        self._thread(thread_id, context)
+        return self._page(self.items[thread_id], after, limit, order)
+
+    async def load_threads(self, limit, after, order, context) -> Page:  # noqa: ANN001
+        mine = [m for owner, m in self.threads.values() if owner == context]
+        return self._page(mine, after, limit, order)
+
+    async def add_thread_item(self, thread_id, item, context) -> None:  # noqa: ANN001
+        await self.save_item(thread_id, item, context)
+
+    async def save_item(self, thread_id, item, context) -> None:  # noqa: ANN001
+        self._thread(thread_id, context)
+        rows = self.items[thread_id]
+        for i, row in enumerate(rows):
+            if row.id == item.id:
+                rows[i] = item
+                return
+        rows.append(item)
+
+    async def load_item(self, thread_id, item_id, context):  # noqa: ANN001
+        self._thread(thread_id, context)
+        for row in self.items[thread_id]:
+            if row.id == item_id:
+                return row
+        raise NotFoundError(item_id)
+
+    async def delete_thread(self, thread_id, context) -> None:  # noqa: ANN001
+        self._thread(thread_id, context)
+        del self.threads[thread_id]
+        del self.items[thread_id]
+
+    async def delete_thread_item(self, thread_id, item_id, context) -> None:  # noqa: ANN001
+        self._thread(thread_id, context)
+        self.items[thread_id] = [r for r in self.items[thread_id] if r.id != item_id]
+
+    async def save_attachment(self, attachment, context) -> None:  # noqa: ANN001
+        raise NotImplementedError
+
+    async def load_attachment(self, attachment_id, context):  # noqa: ANN001
+        raise NotFoundError(attachment_id)
+
+    async def delete_attachment(self, attachment_id, context) -> None:  # noqa: ANN001
+        raise NotImplementedError
+
+
+class Reference(ChatKitServer[str]):
+    async def respond(
+        self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: str
+    ) -> AsyncIterator[Any]:
+        text = ""
+        if input_user_message is not None:
+            text = "".join(getattr(p, "text", "") for p in input_user_message.content)
+        if "add a task" in text:
+            wf = WorkflowItem(
+                id=self.store.generate_item_id("workflow", thread, context), thread_id=thread.id,
+                created_at=now(), workflow=Workflow(type="custom", tasks=[]),
+            )
+            yield ThreadItemAddedEvent(item=wf)
+            task = CustomTask(title="Add task", icon="check", status_indicator="complete")
+            yield ThreadItemUpdatedEvent(item_id=wf.id, update=WorkflowTaskAdded(task_index=0, task=task))
+            wf.workflow.tasks.append(task)
+            yield ThreadItemDoneEvent(item=wf)
+            yield ClientEffectEvent(name="tasks.changed", data={"reason": "add_task"})
+        msg = AssistantMessageItem(
+            id=self.store.generate_item_id("message", thread, context), thread_id=thread.id,
+            created_at=now(), content=[],
+        )
+        yield ThreadItemAddedEvent(item=msg)
+        yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartAdded(
+            content_index=0, content=AssistantMessageContent(text="")))
+        words = ["You ", "said: ", text[:40] or "(nothing)"]
+        for w in words:
+            yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartTextDelta(
+                content_index=0, delta=w))
+        final = AssistantMessageContent(text="".join(words))
+        yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartDone(
+            content_index=0, content=final))
+        msg.content = [final]
+        yield ThreadItemDoneEvent(item=msg)
+        if not thread.title and text:
+            thread.title = text[:30]
+
+
+SERVER = Reference(MemoryStore())
+
+
+async def _read_body(receive) -> bytes:  # noqa: ANN001
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+
+
+async def _send(send, status: int, ctype: bytes, body: bytes) -> None:  # noqa: ANN001
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", ctype)]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# Deliberate protocol faults (REF_MUTATE=<name>) so that run.sh --self-test can prove that
+# check.py notices each of them.
+MUTATE = os.environ.get("REF_MUTATE", "")
+
+
+def _mutate_value(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        out = {k: _mutate_value(v) for k, v in obj.items()}
+        if "thread_id" in out and "created_at" in out:  # an item
+            if MUTATE == "null":
+                out["quoted_text"] = None
+            elif MUTATE == "unknown_key":
+                out["x_extra"] = 1
+        if isinstance(out.get("created_at"), str):
+            if MUTATE == "epoch":
+                out["created_at"] = 1762092191
+            elif MUTATE == "naive":
+                out["created_at"] = out["created_at"].rstrip("Z")
+        if MUTATE == "cursor" and out.get("after") and out.get("data"):
+            out["after"] = out["data"][0]["id"]
+        if MUTATE == "bad_delta" and out.get("type") == "assistant_message.content_part.text_delta":
+            out["delta"] = out["delta"] + "!"
+        return out
+    if isinstance(obj, list):
+        return [_mutate_value(v) for v in obj]
+    return obj
+
+
+def _mutate_json(body: bytes) -> bytes:
+    if MUTATE in ("null", "unknown_key", "epoch", "naive", "bad_delta", "cursor"):
+        return json.dumps(_mutate_value(json.loads(body)), separators=(",", ":")).encode()
+    return body
+
+
+def _mutate_chunk(chunk: bytes) -> bytes:
+    if not chunk.startswith(b"data: "):
+        return chunk
+    payload = _mutate_json(chunk[len(b"data: "):-2])
+    if MUTATE == "event_line":
+        return b"event: message\ndata: " + payload + b"\n\n"
+    if MUTATE == "comment":
+        return b": keep-alive\n\ndata: " + payload + b"\n\n"
+    if MUTATE == "pretty":
+        return b"data: " + json.dumps(json.loads(payload), indent=1).encode().replace(b"\n", b"\ndata: ") + b"\n\n"
+    return b"data: " + payload + b"\n\n"
+
+
+async def app(scope, receive, send) -> None:  # noqa: ANN001
+    if scope["type"] != "http":
+        return
+    headers = dict(scope["headers"])
+    bearer = headers.get(b"authorization", b"").decode().removeprefix("Bearer ").strip()
+    body = await _read_body(receive)
+    if scope["method"] == "POST" and scope["path"] == "/api/chatkit/session":
+        secret = f"ref-{bearer or 'anonymous'}"
+        await _send(send, 200, b"application/json", json.dumps({"client_secret": secret}).encode())
+        return
+    if scope["method"] != "POST" or scope["path"] != "/chatkit":
+        await _send(send, 404, b"application/json", b'{"error":{"code":"route.not_found","message":"no"}}')
+        return
+    user = bearer.removeprefix("ref-") or "anonymous"
+    try:
+        result = await SERVER.process(body, user)
+    except Exception as e:  # noqa: BLE001 - the stock SDK wiring answers 500
+        await _send(send, 500, b"text/plain", f"{type(e).__name__}: {e}".encode())
+        return
+    if isinstance(result, StreamingResult):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        chunks = []
+        try:
+            async for chunk in result:
+                chunks.append(_mutate_chunk(chunk))
+                if MUTATE != "order":
+                    await send({"type": "http.response.body", "body": chunks[-1], "more_body": True})
+            if MUTATE == "order":
+                # stream_options before the user message
+                opts = [i for i, c in enumerate(chunks) if b'"stream_options"' in c][:1]
+                if opts and opts[0] > 0:
+                    i = opts[0]
+                    chunks[i - 1], chunks[i] = chunks[i], chunks[i - 1]
+                for c in chunks:
+                    await send({"type": "http.response.body", "body": c, "more_body": True})
+            if MUTATE == "done":
+                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+        except Exception:  # noqa: BLE001 - the SDK cuts the stream off, as here
+            pass
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await _send(send, 200, b"application/json", _mutate_json(result.json))
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
