@@ -243,6 +243,22 @@ def unknown_keys(raw: Any, dumped: Any, path: str = "$") -> list[str]:
     return out
 
 
+def missing_keys(raw: Any, sent: Any, path: str = "$") -> list[str]:
+    """Keys the SDK would have sent for this value (it dumps every non-None field, defaults
+    included) but the raw JSON lacks: the widget has only ever seen them present."""
+    out: list[str] = []
+    if isinstance(raw, dict) and isinstance(sent, dict):
+        for k, v in sent.items():
+            if k not in raw:
+                out.append(f"{path}.{k} (the SDK sends {json.dumps(v)[:40]})")
+            else:
+                out.extend(missing_keys(raw[k], v, f"{path}.{k}"))
+    elif isinstance(raw, list) and isinstance(sent, list):
+        for i, (r, d) in enumerate(zip(raw, sent)):
+            out.extend(missing_keys(r, d, f"{path}[{i}]"))
+    return out
+
+
 def null_paths(raw: Any) -> list[str]:
     return [p for p, v in walk(raw) if v is None]
 
@@ -275,6 +291,7 @@ def hidden_items(raw: Any) -> list[str]:
 class ShapeIssues:
     model: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
     nulls: list[str] = field(default_factory=list)
     times: list[str] = field(default_factory=list)
 
@@ -286,6 +303,10 @@ class ShapeIssues:
         else:
             dumped = adapter.dump_python(parsed, mode="json", by_alias=True)
             self.unknown.extend(f"{label}: {p}" for p in unknown_keys(obj, dumped))
+            # What the SDK's own serialiser (ChatKitServer._serialize) would put on the wire.
+            sent = adapter.dump_python(parsed, mode="json", by_alias=True, exclude_none=True,
+                                       context={"exclude_metadata": True})
+            self.missing.extend(f"{label}: {p}" for p in missing_keys(obj, sent))
         self.model.extend(f"{label}: {p}" for p in hidden_items(obj))
         self.nulls.extend(f"{label}: {p}" for p in null_paths(obj))
         self.times.extend(f"{label}: {p}" for p in timestamp_problems(obj))
@@ -293,6 +314,8 @@ class ShapeIssues:
     def report(self, rep: Report, what: str, model_name: str) -> None:
         rep.check(f"{what}: validates as {model_name}", not self.model, self.model)
         rep.check(f"{what}: no unknown keys", not self.unknown, self.unknown)
+        rep.check(f"{what}: every field the SDK sends is present (defaults too)", not self.missing,
+                  self.missing)
         rep.check(f"{what}: no null values", not self.nulls, self.nulls)
         rep.check(f"{what}: created_at are RFC 3339 strings", not self.times, self.times)
 
@@ -706,31 +729,43 @@ class Conformance:
 
     def sec_session(self) -> None:
         self.rep.start("session: client_secrets for users A, B and C")
-        secrets = []
-        for label, tok in zip("ABC", self.upstream_tokens()):
-            r = self.http.request("POST", self.args.session_path, b"",
-                                  {"Authorization": f"Bearer {tok}"})
-            ok = r.status == 200 and r.content_type.startswith("application/json")
-            secret = None
-            if ok:
-                secret = r.json().get("client_secret")
-                ok = isinstance(secret, str) and bool(secret)
-            self.rep.require(f"user {label}: POST {self.args.session_path} gives a client_secret",
-                             ok, r.brief(), kind="gateway")
-            secrets.append(secret)
+        self.tokens = self.upstream_tokens()
+        secrets = [self.new_secret(label, tok) for label, tok in zip("ABC", self.tokens)]
         self.a, self.b, self.c = (Client(self.http, self.args.path, s, l)
                                   for s, l in zip(secrets, "ABC"))
+
+    def new_secret(self, label: str, upstream: str) -> str:
+        r = self.http.request("POST", self.args.session_path, b"", {"Authorization": f"Bearer {upstream}"})
+        ok = r.status == 200 and r.content_type.startswith("application/json")
+        secret = None
+        if ok:
+            secret = r.json().get("client_secret")
+            ok = isinstance(secret, str) and bool(secret)
+        self.rep.require(f"user {label}: POST {self.args.session_path} gives a client_secret",
+                         ok, r.brief(), kind="gateway")
+        return secret
 
     def sec_auth(self) -> None:
         self.rep.start("authentication before any byte of a stream")
         anon = Client(self.http, self.args.path, None, "anonymous")
         create = json.dumps({"type": "threads.create", "params": {"input": text_input("hello")}})
         listing = json.dumps({"type": "threads.list", "params": {}})
+        secret = self.a.secret
+        # A middle character: the last one of a base64url signature may only carry padding bits.
+        k = len(secret) - 10
+        tampered = secret[:k] + ("B" if secret[k] == "A" else "A") + secret[k + 1:]
+        signed_out = self.new_secret("A (a second session)", self.tokens[0])
+        r = self.http.request("DELETE", self.args.session_path, None,
+                              {"Authorization": f"Bearer {signed_out}"})
+        self.rep.check(f"DELETE {self.args.session_path} signs the second session out", r.status == 204,
+                       r.brief(), kind="gateway")
         cases = [
             ("no Authorization", None),
             ("a malformed bearer", "Bearer not-a-token"),
-            ("a non-Bearer scheme", f"Basic {self.a.secret}"),
-            ("a tampered client_secret", f"Bearer {self.a.secret[:-4]}AAAA"),
+            ("a non-Bearer scheme", f"Basic {secret}"),
+            ("a tampered client_secret", f"Bearer {tampered}"),
+            ("the upstream token instead of a client_secret", f"Bearer {self.tokens[0]}"),
+            ("a signed-out client_secret", f"Bearer {signed_out}"),
         ]
         for label, auth in cases:
             for name, body in (("threads.list", listing), ("threads.create", create)):
@@ -837,6 +872,40 @@ class Conformance:
         r = a.call("threads.retry_after_item", {"thread_id": tid, "item_id": MISSING_ITEM})
         self.error_answer("retry after an unknown item: 404 envelope before streaming", r, 404)
         self.unchanged("the refused retries changed nothing")
+
+    def sec_disconnect(self) -> None:
+        self.rep.start("a client that disconnects mid-stream: the turn is still recorded")
+        a, tid = self.a, self.thread_id
+        text = f"add a task to walk the dog {self.run_id}"
+        body = json.dumps({"type": "threads.add_user_message",
+                           "params": {"thread_id": tid, "input": text_input(text)}}).encode()
+        cls = http.client.HTTPSConnection if self.http.scheme == "https" else http.client.HTTPConnection
+        conn = cls(self.http.host, self.http.port, timeout=self.http.timeout)
+        try:
+            conn.request("POST", self.http.prefix + self.args.path, body=body, headers={
+                "Authorization": f"Bearer {a.secret}", "Content-Type": "application/json"})
+            r = conn.getresponse()
+            first = r.read(6)
+        finally:
+            conn.close()
+        self.rep.check("the stream started (200, `data: `)", r.status == 200 and first == b"data: ",
+                       f"HTTP {r.status} {first!r}")
+        problems: list[str] = ["nothing recorded"]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            items = self.items_of(a, tid)
+            users = [i for i, it in enumerate(items) if it.get("type") == "user_message"
+                     and it.get("content") == [{"type": "input_text", "text": text}]]
+            answers = [it for it in items[users[0] + 1:] if it.get("type") == "assistant_message"] \
+                if len(users) == 1 else []
+            problems = [f"{len(users)} user message(s) with the text, {len(answers)} answer(s) after it"]
+            if len(users) == 1 and len(answers) == 1 and assistant_text(answers[0]).strip():
+                problems = []
+                break
+            time.sleep(0.2)
+        self.rep.check("the user message and a complete answer are recorded", not problems, problems,
+                       kind="gateway")
+        self.live = self.items_of(a, tid)
 
     def sec_validation(self) -> None:
         self.rep.start("user-facing validation: a 200 stream with one error event, nothing recorded")
@@ -1029,8 +1098,9 @@ class Conformance:
                 break
         if seen != want:
             problems.append(f"walked {seen} != expected {want}")
+        what = f"{what} with limit {limit}"
         issues.report(self.rep, what, model)
-        self.rep.check(f"{what}: pages of {limit} follow `after` (= last id), has_more right, "
+        self.rep.check(f"{what}: pages follow `after` (= last id), has_more right, "
                        "the union is every element once in order", not problems, problems)
 
     def sec_paging(self) -> None:
@@ -1051,7 +1121,7 @@ class Conformance:
             issues = ShapeIssues()
             for i, m in enumerate(SSE_FRAME.finditer(r.body)):
                 issues.add(f"create {k} event {i}", m.group(1).decode(), events[i], EVENT)
-            stream_problems += issues.model + issues.unknown + issues.nulls + issues.times
+            stream_problems += issues.model + issues.unknown + issues.missing + issues.nulls + issues.times
             created.append(events[0]["thread"]["id"])
         self.rep.require(f"{n} threads.create streams, all valid", not stream_problems, stream_problems)
         desc = list(reversed(created))
@@ -1185,11 +1255,11 @@ class Conformance:
         print(f"ChatKit conformance against {self.args.base_url}{self.args.path} "
               f"(run {self.run_id})")
         sections = [self.sec_session, self.sec_auth, self.sec_turns, self.sec_update_feedback,
-                    self.sec_retry, self.sec_validation, self.sec_unsupported, self.sec_malformed,
+                    self.sec_retry, self.sec_disconnect, self.sec_validation, self.sec_unsupported, self.sec_malformed,
                     self.sec_not_found, self.sec_isolation, self.sec_paging, self.sec_delete]
         if self.args.cors_origin:
             sections.append(self.sec_cors)
-        needs_thread = {self.sec_update_feedback, self.sec_retry, self.sec_validation,
+        needs_thread = {self.sec_update_feedback, self.sec_retry, self.sec_disconnect, self.sec_validation,
                         self.sec_unsupported, self.sec_malformed, self.sec_not_found,
                         self.sec_isolation, self.sec_delete}
         started = time.monotonic()

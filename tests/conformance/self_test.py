@@ -29,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MUTATIONS = {
     "null": "no null values",
     "unknown_key": "no unknown keys",
+    "drop_default": "every field the SDK sends is present",
     "epoch": "created_at are RFC 3339 strings",
     "naive": "created_at are RFC 3339 strings",
     "event_line": "exact SSE framing",
