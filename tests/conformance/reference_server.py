@@ -153,17 +153,20 @@ class Reference(ChatKitServer[str]):
         text = ""
         if input_user_message is not None:
             text = "".join(getattr(p, "text", "") for p in input_user_message.content)
-        if "add a task" in text:
+        mutating = "add a task" in text
+        if mutating or text.startswith("list my tasks"):
             wf = WorkflowItem(
                 id=self.store.generate_item_id("workflow", thread, context), thread_id=thread.id,
                 created_at=now(), workflow=Workflow(type="custom", tasks=[]),
             )
             yield ThreadItemAddedEvent(item=wf)
-            task = CustomTask(title="Add task", icon="check", status_indicator="complete")
+            title = "Add task" if mutating else "List tasks"
+            task = CustomTask(title=title, icon="check", status_indicator="complete")
             yield ThreadItemUpdatedEvent(item_id=wf.id, update=WorkflowTaskAdded(task_index=0, task=task))
             wf.workflow.tasks.append(task)
             yield ThreadItemDoneEvent(item=wf)
-            yield ClientEffectEvent(name="tasks.changed", data={"reason": "add_task"})
+            if mutating:
+                yield ClientEffectEvent(name="tasks.changed", data={"reason": "add_task"})
         msg = AssistantMessageItem(
             id=self.store.generate_item_id("message", thread, context), thread_id=thread.id,
             created_at=now(), content=[],
