@@ -35,7 +35,10 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null || true)" != "$w
     [ -f "$venv/pyvenv.cfg" ] || { echo "conformance: $venv exists and is not a venv" >&2; exit 2; }
     rm -rf "$venv"
   fi
-  "$py" -m venv "$venv"
+  "$py" -m venv "$venv" || {
+    echo "conformance: '$py -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2
+    exit 2
+  }
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet --no-input \
     -r "$here/requirements.txt"
   echo "$want" >"$stamp"
