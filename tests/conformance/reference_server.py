@@ -10,6 +10,10 @@ message; the first answer sets the title) and a minimal ASGI app: `POST /chatkit
 SDK has and no more: no auth on /chatkit, 500 for malformed input and unknown threads, no
 CORS, no inline validation. So against it every `shape` check of check.py must pass and
 only `gateway` checks may fail (run.sh --self-test asserts exactly that).
+
+REF_STRICT=1 adds a front that does what the gateway promises on top of the SDK (issued
+client_secrets, 4xx envelopes, ...): then every check passes. REF_MUTATE=<fault> injects
+one protocol fault that check.py must catch. Both are driven by self_test.py.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ import json
 import logging
 import os
 import sys
+import uuid
 from typing import Any, AsyncIterator
 
 import chatkit.server as ck_server
 import uvicorn
+from pydantic import TypeAdapter, ValidationError
 from chatkit.server import ChatKitServer, StreamingResult
 from chatkit.store import NotFoundError, Store
 from chatkit.types import (
+    ChatKitReq,
     AssistantMessageContent,
     AssistantMessageContentPartAdded,
     AssistantMessageContentPartDone,
@@ -199,9 +206,83 @@ async def _read_body(receive) -> bytes:  # noqa: ANN001
             return body
 
 
-async def _send(send, status: int, ctype: bytes, body: bytes) -> None:  # noqa: ANN001
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", ctype)]})
+async def _send(send, status: int, ctype: bytes, body: bytes, headers=()) -> None:  # noqa: ANN001
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", ctype), *headers]})
     await send({"type": "http.response.body", "body": body})
+
+
+# REF_STRICT=1 puts in front of the SDK what the gateway promises on top of it (auth with
+# issued client_secrets, 4xx envelopes before streaming, chatkit.unsupported, clamped
+# limits, checked cursors, inline validation errors, CORS), so that the self-test can show
+# every gateway check of check.py is satisfiable, not just the shape checks.
+STRICT = os.environ.get("REF_STRICT") == "1"
+SESSIONS: dict[str, str] = {}  # client_secret -> user
+REQUEST = TypeAdapter(ChatKitReq)
+UNSUPPORTED = {"attachments.create", "attachments.delete", "input.transcribe",
+               "threads.add_client_tool_output", "threads.custom_action",
+               "threads.sync_custom_action", "threads.add_structured_input"}
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+async def _refuse(send, e: Refusal) -> None:  # noqa: ANN001
+    headers = [(b"www-authenticate", b"Bearer")] if e.status == 401 else []
+    body = json.dumps({"error": {"code": e.code, "message": e.message}}).encode()
+    await _send(send, e.status, b"application/json", body, headers)
+
+
+async def _strict_request(body: bytes, user: str) -> tuple[bytes, bytes | None]:
+    """The body to hand to the SDK, or a ready SSE answer (inline validation error)."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        raise Refusal(400, "request.malformed", "the body is not JSON") from None
+    try:
+        req = REQUEST.validate_python(raw)
+    except ValidationError as e:
+        raise Refusal(400, "request.invalid", str(e.errors()[0]["msg"])) from None
+    if req.type in UNSUPPORTED:
+        raise Refusal(400, "chatkit.unsupported", f"{req.type} is not supported")
+    params = raw["params"]
+    store = SERVER.store
+    tid = getattr(req.params, "thread_id", None)
+    if tid is not None:
+        try:
+            await store.load_thread(tid, user)
+        except NotFoundError:
+            raise Refusal(404, "thread.not_found", "no such thread") from None
+    for item_id in [getattr(req.params, "item_id", None), *getattr(req.params, "item_ids", [])]:
+        if item_id is None:
+            continue
+        try:
+            item = await store.load_item(tid, item_id, user)
+        except NotFoundError:
+            raise Refusal(404, "item.not_found", "no such item") from None
+        if req.type == "threads.retry_after_item" and item.type != "user_message":
+            raise Refusal(400, "request.invalid", "retry needs a user message")
+    if req.type in ("threads.list", "items.list"):
+        if params.get("limit") is not None:
+            params["limit"] = max(1, min(100, params["limit"]))
+        after = params.get("after")
+        if after is not None:
+            if req.type == "threads.list":
+                ids = [t.id for t in (await store.load_threads(10**6, None, "asc", user)).data]
+            else:
+                ids = [i.id for i in (await store.load_thread_items(tid, None, 10**6, "asc", user)).data]
+            if after not in ids:
+                raise Refusal(400, "request.invalid_cursor", "unknown cursor")
+    if req.type in ("threads.create", "threads.add_user_message"):
+        text = "".join(getattr(p, "text", "") for p in req.params.input.content)
+        if not text.strip() or len(text) > 8000:
+            event = {"type": "error", "code": "custom", "allow_retry": False,
+                     "message": "Type a message of 1 to 8000 characters."}
+            return b"", b"data: " + json.dumps(event).encode() + b"\n\n"
+    return json.dumps(raw).encode(), None
 
 
 # Deliberate protocol faults (REF_MUTATE=<name>) so that run.sh --self-test can prove that
@@ -257,8 +338,12 @@ async def app(scope, receive, send) -> None:  # noqa: ANN001
     if scope["type"] != "http":
         return
     headers = dict(scope["headers"])
-    bearer = headers.get(b"authorization", b"").decode().removeprefix("Bearer ").strip()
+    authorization = headers.get(b"authorization", b"").decode()
+    bearer = authorization.removeprefix("Bearer ").strip()
     body = await _read_body(receive)
+    if STRICT:
+        await _strict_app(scope, send, headers, authorization, body)
+        return
     if scope["method"] == "POST" and scope["path"] == "/api/chatkit/session":
         secret = f"ref-{bearer or 'anonymous'}"
         await _send(send, 200, b"application/json", json.dumps({"client_secret": secret}).encode())
@@ -296,6 +381,50 @@ async def app(scope, receive, send) -> None:  # noqa: ANN001
         await send({"type": "http.response.body", "body": b""})
     else:
         await _send(send, 200, b"application/json", _mutate_json(result.json))
+
+
+async def _strict_app(scope, send, headers, authorization: str, body: bytes) -> None:  # noqa: ANN001
+    method, path = scope["method"], scope["path"]
+    bearer = authorization[len("Bearer "):] if authorization.startswith("Bearer ") else ""
+    try:
+        if path == "/api/chatkit/session" and method == "POST":
+            if not bearer or bearer in SESSIONS:
+                raise Refusal(401, "auth.invalid_token", "an upstream token is required")
+            secret = f"cs_{uuid.uuid4().hex}"
+            SESSIONS[secret] = bearer
+            await _send(send, 200, b"application/json", json.dumps({"client_secret": secret}).encode())
+        elif path == "/api/chatkit/session" and method == "DELETE":
+            if SESSIONS.pop(bearer, None) is None:
+                raise Refusal(401, "auth.invalid_token", "unknown session")
+            await _send(send, 204, b"application/json", b"")
+        elif path == "/chatkit" and method == "OPTIONS":
+            origin = headers.get(b"origin", b"*")
+            await _send(send, 204, b"text/plain", b"", [
+                (b"access-control-allow-origin", origin),
+                (b"access-control-allow-methods", b"POST"),
+                (b"access-control-allow-headers", b"authorization, content-type, accept-language"),
+            ])
+        elif path == "/chatkit" and method == "POST":
+            user = SESSIONS.get(bearer)
+            if user is None:
+                raise Refusal(401, "auth.invalid_token", "a client_secret is required")
+            body, inline = await _strict_request(body, user)
+            if inline is not None:
+                await _send(send, 200, b"text/event-stream", inline)
+                return
+            result = await SERVER.process(body, user)
+            if isinstance(result, StreamingResult):
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"text/event-stream")]})
+                async for chunk in result:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+            else:
+                await _send(send, 200, b"application/json", result.json)
+        else:
+            raise Refusal(404, "route.not_found", "no such route")
+    except Refusal as e:
+        await _refuse(send, e)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 1. Against the unmodified SDK server, every `shape` check must pass: what fails may only be
    behaviour the SDK leaves to the integrator (`gateway` checks: auth, 4xx envelopes,
    isolation 404s, unsupported types, inline validation, clamping).
-2. Against the same server with one deliberate protocol fault at a time (REF_MUTATE), the
+2. With REF_STRICT=1 (a front doing what the gateway promises on top of the SDK) every
+   check must pass, so no gateway check asks for something impossible.
+3. Against the same server with one deliberate protocol fault at a time (REF_MUTATE), the
    named shape check must fail: check.py does see nulls, unknown keys, number or
    offset-less timestamps, `event:` lines, comments, `[DONE]`, multi-line JSON, wrong
    order, deltas that do not add up and wrong cursors.
@@ -48,9 +50,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_against_reference(mutation: str, extra: list[str]) -> list[dict]:
+def run_against_reference(mutation: str, extra: list[str], strict: bool = False) -> list[dict]:
     port = free_port()
-    env = dict(os.environ, REF_MUTATE=mutation)
+    env = dict(os.environ, REF_MUTATE=mutation, REF_STRICT="1" if strict else "")
     server = subprocess.Popen([sys.executable, os.path.join(HERE, "reference_server.py"), str(port)],
                               env=env)
     try:
@@ -62,8 +64,9 @@ def run_against_reference(mutation: str, extra: list[str]) -> list[dict]:
             except OSError:
                 time.sleep(0.1)
         with tempfile.NamedTemporaryFile(suffix=".json") as report:
+            cors = [] if strict else ["--cors-origin", ""]
             cmd = [sys.executable, os.path.join(HERE, "check.py"), f"http://127.0.0.1:{port}",
-                   "--cors-origin", "", "--json-report", report.name, *extra]
+                   *cors, "--json-report", report.name, *extra]
             env = dict(os.environ, CONFORMANCE_UPSTREAM_TOKENS="ref-a,ref-b,ref-c")
             subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=False)
             with open(report.name, encoding="utf-8") as f:
@@ -96,6 +99,12 @@ def main() -> int:
           any("401" in r["name"] for r in gateway_fail)
           and any("404 thread.not_found" in r["name"] for r in gateway_fail),
           "\n".join(r["name"] for r in gateway_fail[:10]))
+
+    print("== check.py against the SDK behind a front that does what the gateway promises")
+    results = run_against_reference("", [], strict=True)
+    failures = [f"{r['section']}: {r['name']}\n  {r['detail'][:300]}" for r in results if not r["ok"]]
+    check(f"every one of the {len(results)} checks passes (each gateway check is satisfiable)",
+          not failures and len(results) > 200, "\n".join(failures))
 
     print("== check.py notices deliberate protocol faults")
     for mutation, expected in MUTATIONS.items():
