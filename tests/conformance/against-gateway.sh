@@ -4,34 +4,52 @@
 #
 #   tests/conformance/against-gateway.sh target/debug/chatkit-gateway [check.py options]
 #
-#   CONFORMANCE_DATABASE_URL  use this database instead (e.g. postgres://…); every run uses
-#                             fresh user ids, so a shared database is fine
+#   CONFORMANCE_POSTGRES_URL  run on PostgreSQL instead: a fresh schema in that database
+#                             (made and dropped with psql) holds everything
+#   CONFORMANCE_DATABASE_URL  or use this database as it is (every run uses fresh user ids)
 #
 # Exit status: check.py's (0 when every check passed), or 2 when the gateway did not start.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-[ $# -ge 1 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,11p' "$0" >&2; exit 2; }
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 shift
 [ -x "$bin" ] || { echo "conformance: $bin is not an executable" >&2; exit 2; }
 
 tmp="$(mktemp -d)"
 pid=""
+schema=""
 cleanup() {
   if [ -n "$pid" ]; then
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   fi
+  if [ -n "$schema" ]; then
+    psql -q "$CONFORMANCE_POSTGRES_URL" -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
+  fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+
+db_url="${CONFORMANCE_DATABASE_URL:-sqlite://$tmp/gateway.db}"
+if [ -n "${CONFORMANCE_POSTGRES_URL:-}" ]; then
+  schema="conformance_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+  psql -q "$CONFORMANCE_POSTGRES_URL" -c "CREATE SCHEMA $schema" >/dev/null || {
+    echo "conformance: could not create a schema with psql at $CONFORMANCE_POSTGRES_URL" >&2
+    schema=""
+    exit 2
+  }
+  sep="?"
+  case "$CONFORMANCE_POSTGRES_URL" in *\?*) sep="&" ;; esac
+  db_url="${CONFORMANCE_POSTGRES_URL}${sep}options=-c%20search_path%3D${schema}"
+fi
 
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 (
   cd "$tmp"
   exec env APP_ENV=development HOST=127.0.0.1 PORT="$port" AGENT_PROVIDER=local \
-    DATABASE_URL="${CONFORMANCE_DATABASE_URL:-sqlite://$tmp/gateway.db}" \
+    DATABASE_URL="$db_url" \
     "$bin" serve >"$tmp/gateway.log" 2>&1
 ) &
 pid=$!

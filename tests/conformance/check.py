@@ -36,11 +36,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from chatkit.types import Page, Thread, ThreadItem, ThreadStreamEvent
+from chatkit.types import Page, Thread, ThreadItem, ThreadStreamEvent, UserMessageInput
 from pydantic import TypeAdapter, ValidationError
 
 EVENT = TypeAdapter(ThreadStreamEvent)
 THREAD = TypeAdapter(Thread)
+USER_INPUT = TypeAdapter(UserMessageInput)
 THREAD_PAGE = TypeAdapter(Page[Thread])
 ITEM_PAGE = TypeAdapter(Page[ThreadItem])
 
@@ -62,6 +63,7 @@ UNSUPPORTED_TYPES = [
 ]
 MISSING_THREAD = "thr_conformance_missing_0000"
 MISSING_ITEM = "msg_conformance_missing_0000"
+MISSING_ATTACHMENT = "atc_conformance_missing_0000"
 
 
 class Abort(Exception):
@@ -135,6 +137,7 @@ class Resp:
     status: int
     headers: dict[str, str]
     body: bytes
+    truncated: bool = False  # the connection closed before the body was complete
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -145,7 +148,8 @@ class Resp:
 
     def brief(self) -> str:
         text = self.body[:300].decode("utf-8", "replace")
-        return f"HTTP {self.status} {self.content_type!r} {text}"
+        cut = " (cut off)" if self.truncated else ""
+        return f"HTTP {self.status} {self.content_type!r}{cut} {text}"
 
 
 class Http:
@@ -167,9 +171,11 @@ class Http:
         try:
             conn.request(method, self.prefix + path, body=body, headers=headers or {})
             r = conn.getresponse()
-            data = r.read()
             hdrs = {k.lower(): v for k, v in r.getheaders()}
-            return Resp(r.status, hdrs, data)
+            try:
+                return Resp(r.status, hdrs, r.read())
+            except http.client.IncompleteRead as e:
+                return Resp(r.status, hdrs, e.partial, truncated=True)
         finally:
             conn.close()
 
@@ -451,6 +457,8 @@ class Conformance:
         rep.require(f"{what}: 200 text/event-stream", resp.status == 200
                     and resp.content_type.startswith("text/event-stream"), resp.brief())
         events, texts, problems = split_sse(resp.body)
+        if resp.truncated:
+            problems.append("the response was cut off (incomplete chunked body)")
         rep.check(f"{what}: exact SSE framing (data: <one-line JSON>\\n\\n only)",
                   not problems, problems)
         issues = ShapeIssues()
@@ -462,7 +470,7 @@ class Conformance:
         return events
 
     def check_turn(
-        self, what: str, resp: Resp, kind: str, user_text: str | None = None,
+        self, what: str, resp: Resp, kind: str, user_input: str | dict[str, Any] | None = None,
         thread_id: str | None = None, tools: str | None = None,
     ) -> Turn:
         """Checks the event order of one turn (chatkit-protocol.md 6.3).
@@ -488,11 +496,21 @@ class Conformance:
             item = ev.get("item") or {}
             ok = ev.get("type") == "thread.item.done" and item.get("type") == "user_message"
             rep.require(f"{what}: the user message comes as thread.item.done next", ok, types)
-            want_content = [{"type": "input_text", "text": user_text}]
-            rep.check(f"{what}: the user message echoes the input",
-                      item.get("content") == want_content and item.get("thread_id") == thread_id
-                      and item.get("attachments", []) == [],
-                      item)
+            if isinstance(user_input, str):
+                user_input = text_input(user_input)
+            # What the SDK would store and echo: the parsed input, serialised its way.
+            parsed = USER_INPUT.validate_python(user_input)
+            want = USER_INPUT.dump_python(parsed, mode="json", by_alias=True, exclude_none=True)
+            got = {k: item.get(k) for k in ("content", "quoted_text", "inference_options")
+                   if k in item}
+            want.pop("attachments")
+            problems = [f"{k}: {got.get(k)!r} != input {v!r}" for k, v in want.items() if got.get(k) != v]
+            if item.get("thread_id") != thread_id:
+                problems.append(f"thread_id {item.get('thread_id')!r} != {thread_id!r}")
+            if item.get("attachments") != []:
+                problems.append(f"attachments {item.get('attachments')!r}")
+            rep.check(f"{what}: the user message echoes the input (content, quote, inference options)",
+                      not problems, problems)
             user_message = item
             i += 1
         user_events = [
@@ -818,7 +836,21 @@ class Conformance:
         r = a.raw(json.dumps(body))
         turn2 = self.check_turn("threads.add_user_message (with nulls and unknown keys)", r, "add",
                                 t2, thread_id=tid, tools="read")
-        self.live = turn1.items + turn2.items
+        # An @-mention tag, a quote and the composer's model and tool pickers round-trip.
+        t3 = {
+            "content": [
+                {"type": "input_tag", "id": "task-1", "text": "milk", "data": {"task_id": 1},
+                 "group": "Tasks", "interactive": True},
+                {"type": "input_text", "text": " hello"},
+            ],
+            "attachments": [],
+            "quoted_text": "Added task 1",
+            "inference_options": {"model": "conformance-model", "tool_choice": {"id": "tasks"}},
+        }
+        r = a.call("threads.add_user_message", {"thread_id": tid, "input": t3})
+        turn3 = self.check_turn("threads.add_user_message with a tag, a quote and inference options",
+                                r, "add", t3, thread_id=tid)
+        self.live = turn1.items + turn2.items + turn3.items
         self.turn1, self.turn2 = turn1, turn2
 
         r = a.call("threads.get_by_id", {"thread_id": tid})
@@ -972,6 +1004,17 @@ class Conformance:
         for type_ in UNSUPPORTED_TYPES:
             r = a.call(type_, params[type_])
             self.error_answer(f"{type_}: 400 chatkit.unsupported", r, 400, "chatkit.unsupported")
+        # Attachments cannot be created, so any attachment id names nothing.
+        for type_, params in (
+            ("threads.add_user_message", {"thread_id": tid, "input": {
+                **text_input("hello"), "attachments": [MISSING_ATTACHMENT]}}),
+            ("threads.create", {"input": {**text_input("hello"), "attachments": [MISSING_ATTACHMENT]}}),
+        ):
+            before = self.thread_ids(a)
+            self.error_answer(f"{type_} with an attachment id: 400/404 envelope before streaming",
+                              a.call(type_, params), (400, 404))
+            self.rep.check(f"{type_} with an attachment id: no thread created", self.thread_ids(a) == before,
+                           "threads changed", kind="gateway")
         self.unchanged("unsupported requests changed nothing")
 
     def sec_malformed(self) -> None:

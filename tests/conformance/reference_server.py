@@ -277,6 +277,8 @@ async def _strict_request(body: bytes, user: str) -> tuple[bytes, bytes | None]:
             if after not in ids:
                 raise Refusal(400, "request.invalid_cursor", "unknown cursor")
     if req.type in ("threads.create", "threads.add_user_message"):
+        if req.params.input.attachments:
+            raise Refusal(400, "chatkit.unsupported", "attachments are not supported")
         text = "".join(getattr(p, "text", "") for p in req.params.input.content)
         if not text.strip() or len(text) > 8000:
             event = {"type": "error", "code": "custom", "allow_retry": False,
