@@ -29,6 +29,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import urllib.parse
@@ -63,6 +64,9 @@ UNSUPPORTED_TYPES = [
 ]
 MISSING_THREAD = "thr_conformance_missing_0000"
 MISSING_ITEM = "msg_conformance_missing_0000"
+# What fake_openai.py answers (see there).
+FAKE_ANSWER = "Hello from the fake model."
+FAKE_SLOW = [f"slow {i}. " for i in range(10)]
 MISSING_ATTACHMENT = "atc_conformance_missing_0000"
 
 
@@ -1313,14 +1317,126 @@ class Conformance:
         self.rep.check("preflight: the widget's headers are allowed", not missing,
                        f"missing {missing} in {allow_headers!r}", kind="gateway")
 
+    def hang_up_after_first_event(self, client: Client, type_: str, params: dict[str, Any]) -> Resp:
+        """Sends a streaming request, reads the first bytes, and closes the connection."""
+        body = json.dumps({"type": type_, "params": params}).encode()
+        cls = http.client.HTTPSConnection if self.http.scheme == "https" else http.client.HTTPConnection
+        conn = cls(self.http.host, self.http.port, timeout=self.http.timeout)
+        try:
+            conn.request("POST", self.http.prefix + self.args.path, body=body, headers={
+                "Authorization": f"Bearer {client.secret}", "Content-Type": "application/json"})
+            r = conn.getresponse()
+            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read(6))
+        finally:
+            conn.close()
+
+    def sec_agent_faults(self) -> None:
+        """With fake_openai.py as the model API: a failing and a slow agent."""
+        self.rep.start("a failing and a slow model (fake_openai.py behind the gateway)")
+        a = self.a
+        text = "hello"
+        r = a.call("threads.create", {"input": text_input(text)})
+        turn = self.check_turn("threads.create (fake model)", r, "create", text)
+        tid = turn.thread_id
+        live = list(turn.items)
+        self.rep.check("the fake model's answer arrives whole",
+                       turn.assistant is not None and assistant_text(turn.assistant) == FAKE_ANSWER,
+                       turn.assistant)
+
+        text = f"conformance:fail-midway {self.run_id}"
+        r = a.call("threads.add_user_message", {"thread_id": tid, "input": text_input(text)})
+        events = self.parse_stream("a model that dies half-way", r)
+        types = [e.get("type") for e in events]
+        problems = []
+        user = events[0].get("item", {}) if events else {}
+        if types[:2] != ["thread.item.done", "stream_options"] or user.get("type") != "user_message":
+            problems.append(f"want the user message, then stream_options first: {types}")
+        added = [e["item"]["id"] for e in events if e.get("type") == "thread.item.added"]
+        done = [e["item"]["id"] for e in events[1:] if e.get("type") == "thread.item.done"]
+        removed = [e.get("item_id") for e in events if e.get("type") == "thread.item.removed"]
+        if sorted(removed) != sorted(set(added) - set(done)):
+            problems.append(f"removed {removed}, but added-and-unfinished were {sorted(set(added) - set(done))}")
+        last = events[-1] if events else {}
+        if last.get("type") != "error" or last.get("allow_retry") is not True:
+            problems.append(f"the last event must be an error with allow_retry true: {last}")
+        if types.count("error") != 1:
+            problems.append(f"{types.count('error')} error events")
+        if any(e.get("type") == "thread.item.done" and e.get("item", {}).get("type") == "assistant_message"
+               for e in events):
+            problems.append("an assistant message was finished")
+        self.rep.check("a model that dies half-way: user message, stream_options, [partial answer], "
+                       "thread.item.removed for what was unfinished, then one retryable error",
+                       not problems, problems, kind="gateway")
+        items = self.items_of(a, tid)
+        self.same_items("a model that dies half-way: the user message stays, nothing else is recorded",
+                        items, live + [user], kind="gateway")
+        live = items
+        r = a.call("threads.retry_after_item", {"thread_id": tid, "item_id": user.get("id")})
+        turn = self.check_turn("retry after the failure", r, "retry", thread_id=tid)
+        self.rep.check("retry after the failure: the whole answer",
+                       turn.assistant is not None and assistant_text(turn.assistant) == FAKE_ANSWER,
+                       turn.assistant, kind="gateway")
+        live = live + turn.items
+        self.same_items("retry after the failure: reload = the live stream", self.items_of(a, tid), live)
+
+        # A turn still running: a retry gets 409 before streaming.
+        text = f"conformance:slow {self.run_id}"
+        box: dict[str, Resp] = {}
+        slow = threading.Thread(target=lambda: box.update(r=a.call(
+            "threads.add_user_message", {"thread_id": tid, "input": text_input(text)})))
+        slow.start()
+        user_id = None
+        deadline = time.monotonic() + 10
+        while user_id is None and time.monotonic() < deadline:
+            users = [i for i in self.items_of(a, tid) if i.get("type") == "user_message"
+                     and i.get("content") == [{"type": "input_text", "text": text}]]
+            user_id = users[0]["id"] if users else None
+            time.sleep(0.05)
+        if user_id is None:
+            self.rep.check("the slow turn's user message is recorded while it runs", False, "not seen",
+                           kind="gateway")
+        else:
+            r = a.call("threads.retry_after_item", {"thread_id": tid, "item_id": user_id})
+            self.error_answer("a retry while the turn runs: 409 envelope before streaming", r, 409)
+        slow.join(timeout=self.args.timeout)
+        turn = self.check_turn("the slow turn", box["r"], "add", text, thread_id=tid)
+        self.rep.check("the slow turn: the whole answer", turn.assistant is not None
+                       and assistant_text(turn.assistant) == "".join(FAKE_SLOW), turn.assistant,
+                       kind="gateway")
+        live = live + turn.items
+        # Gateway-kind: a server without the 409 above has started a second answer meanwhile.
+        self.same_items("the slow turn: reload = the live stream", self.items_of(a, tid), live,
+                        kind="gateway")
+
+        # A client that hangs up during a slow turn still finds the whole turn recorded.
+        text = f"conformance:slow hang-up {self.run_id}"
+        r = self.hang_up_after_first_event(a, "threads.add_user_message",
+                                           {"thread_id": tid, "input": text_input(text)})
+        self.rep.check("hang-up: the stream had started", r.status == 200 and r.body == b"data: ",
+                       r.brief())
+        problems = ["no answer recorded"]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            items = self.items_of(a, tid)[len(live):]
+            if [i.get("type") for i in items] == ["user_message", "assistant_message"]:
+                problems = [] if assistant_text(items[1]) == "".join(FAKE_SLOW) else \
+                    [f"recorded {assistant_text(items[1])!r}"]
+                break
+            time.sleep(0.2)
+        self.rep.check("hang-up: the turn completes and is recorded whole", not problems, problems,
+                       kind="gateway")
+
     def run(self) -> int:
         print(f"ChatKit conformance against {self.args.base_url}{self.args.path} "
               f"(run {self.run_id})")
         sections = [self.sec_session, self.sec_auth, self.sec_turns, self.sec_update_feedback,
-                    self.sec_retry, self.sec_disconnect, self.sec_validation, self.sec_unsupported, self.sec_malformed,
-                    self.sec_not_found, self.sec_isolation, self.sec_paging, self.sec_delete]
+                    self.sec_retry, self.sec_disconnect, self.sec_validation, self.sec_unsupported,
+                    self.sec_malformed, self.sec_not_found, self.sec_isolation, self.sec_paging,
+                    self.sec_delete]
         if self.args.cors_origin:
             sections.append(self.sec_cors)
+        if self.args.agent_faults:
+            sections = [self.sec_session, self.sec_agent_faults]
         needs_thread = {self.sec_update_feedback, self.sec_retry, self.sec_disconnect, self.sec_validation,
                         self.sec_unsupported, self.sec_malformed, self.sec_not_found,
                         self.sec_isolation, self.sec_delete}
@@ -1366,6 +1482,9 @@ def main() -> int:
                    help="origin for the preflight check ('' to skip; default http://localhost:5173)")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--json-report", metavar="FILE", help="also write every check as JSON")
+    p.add_argument("--agent-faults", action="store_true",
+                   help="only the failing/slow model checks; the gateway must use fake_openai.py "
+                        "as its model API (against-gateway.sh does this in a second pass)")
     args = p.parse_args()
     if args.threads < 22:
         p.error("--threads must be at least 22 (the default page is 20)")

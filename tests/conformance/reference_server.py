@@ -18,6 +18,7 @@ one protocol fault that check.py must catch. Both are driven by self_test.py.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import json
 import logging
@@ -43,6 +44,7 @@ from chatkit.types import (
     Page,
     ThreadItemAddedEvent,
     ThreadItemDoneEvent,
+    ThreadItemRemovedEvent,
     ThreadItemUpdatedEvent,
     ThreadMetadata,
     UserMessageItem,
@@ -154,6 +156,8 @@ class MemoryStore(Store[str]):
 
 
 class Reference(ChatKitServer[str]):
+    failed_once: set[str] = set()
+
     async def respond(
         self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: str
     ) -> AsyncIterator[Any]:
@@ -181,10 +185,23 @@ class Reference(ChatKitServer[str]):
         yield ThreadItemAddedEvent(item=msg)
         yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartAdded(
             content_index=0, content=AssistantMessageContent(text="")))
-        words = ["You ", "said: ", text[:40] or "(nothing)"]
+        # The same script as fake_openai.py, for check.py --agent-faults.
+        words, pause = ["Hello ", "from the ", "fake model."], 0.0
+        if "conformance:slow" in text:
+            words, pause = [f"slow {i}. " for i in range(10)], 0.3
+        fail = "conformance:fail-midway" in text and text not in self.failed_once
+        if fail:
+            self.failed_once.add(text)
+            words = ["Partial ", "answer "]
         for w in words:
             yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartTextDelta(
                 content_index=0, delta=w))
+            await asyncio.sleep(pause)
+        if fail:
+            # What the gateway does: take back the unfinished item, then fail (the SDK turns
+            # the exception into a retryable stream.error).
+            yield ThreadItemRemovedEvent(item_id=msg.id)
+            raise RuntimeError("the model died half-way")
         final = AssistantMessageContent(text="".join(words))
         yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartDone(
             content_index=0, content=final))
@@ -218,6 +235,8 @@ async def _send(send, status: int, ctype: bytes, body: bytes, headers=()) -> Non
 # every gateway check of check.py is satisfiable, not just the shape checks.
 STRICT = os.environ.get("REF_STRICT") == "1"
 SESSIONS: dict[str, str] = {}  # client_secret -> user
+RUNNING: set[str] = set()  # threads with a turn in progress
+TURNS: set[asyncio.Task] = set()  # turns keep running when their client hangs up
 REQUEST = TypeAdapter(ChatKitReq)
 UNSUPPORTED = {"attachments.create", "attachments.delete", "input.transcribe",
                "threads.add_client_tool_output", "threads.custom_action",
@@ -256,6 +275,8 @@ async def _strict_request(body: bytes, user: str) -> tuple[bytes, bytes | None]:
             await store.load_thread(tid, user)
         except NotFoundError:
             raise Refusal(404, "thread.not_found", "no such thread") from None
+        if req.type == "threads.retry_after_item" and tid in RUNNING:
+            raise Refusal(409, "turn.in_progress", "a turn is running in this thread")
     for item_id in [getattr(req.params, "item_id", None), *getattr(req.params, "item_ids", [])]:
         if item_id is None:
             continue
@@ -416,9 +437,25 @@ async def _strict_app(scope, send, headers, authorization: str, body: bytes) -> 
                 return
             result = await SERVER.process(body, user)
             if isinstance(result, StreamingResult):
+                tid = json.loads(body)["params"].get("thread_id")
+                queue: asyncio.Queue = asyncio.Queue()
+
+                async def pump() -> None:
+                    if tid:
+                        RUNNING.add(tid)
+                    try:
+                        async for chunk in result:
+                            await queue.put(chunk)
+                    finally:
+                        RUNNING.discard(tid)
+                        await queue.put(None)
+
+                task = asyncio.create_task(pump())
+                TURNS.add(task)
+                task.add_done_callback(TURNS.discard)
                 await send({"type": "http.response.start", "status": 200,
                             "headers": [(b"content-type", b"text/event-stream")]})
-                async for chunk in result:
+                while (chunk := await queue.get()) is not None:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
             else:

@@ -106,6 +106,16 @@ def main() -> int:
     check(f"every one of the {len(results)} checks passes (each gateway check is satisfiable)",
           not failures and len(results) > 200, "\n".join(failures))
 
+    print("== check.py --agent-faults against the same two servers")
+    results = run_against_reference("", ["--agent-faults"])
+    shape_fail = [f"{r['name']}\n  {r['detail'][:300]}" for r in results if not r["ok"] and r["kind"] == "shape"]
+    check(f"plain SDK: every shape check passes ({len(results)} checks)",
+          not shape_fail and len(results) > 30, "\n".join(shape_fail))
+    results = run_against_reference("", ["--agent-faults"], strict=True)
+    failures = [f"{r['name']}\n  {r['detail'][:300]}" for r in results if not r["ok"]]
+    check(f"with the front: every one of the {len(results)} checks passes",
+          not failures and len(results) > 30, "\n".join(failures))
+
     print("== check.py notices deliberate protocol faults")
     for mutation, expected in MUTATIONS.items():
         results = run_against_reference(mutation, ["--threads", "22"])
