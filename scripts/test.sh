@@ -30,6 +30,11 @@ env -u TEST_DATABASE_URL cargo test --workspace --locked
 echo "== ChatKit React client kit"
 GATEWAY_BIN="$PWD/target/debug/chatkit-gateway" clients/chatkit-react/test.sh
 
+# ChatKit conformance: a scripted session against the live gateway, every answer and event
+# validated with the official SDK's models (openai-chatkit, pinned; venv made on first run).
+echo "== ChatKit conformance on SQLite"
+tests/conformance/against-gateway.sh target/debug/chatkit-gateway
+
 pg_reachable() {
   command -v pg_isready >/dev/null 2>&1 && pg_isready -q -d "$pg_url"
 }
@@ -38,6 +43,8 @@ if pg_reachable; then
   echo "== API tests on PostgreSQL ($pg_url)"
   status=0
   TEST_DATABASE_URL="$pg_url" cargo test --locked --test api || status=$?
+  echo "== ChatKit conformance on PostgreSQL"
+  CONFORMANCE_POSTGRES_URL="$pg_url" tests/conformance/against-gateway.sh target/debug/chatkit-gateway || status=$?
   # Each test made a schema t_<uuid>; drop them whatever the outcome, one transaction
   # each (a single DO block runs out of lock slots with hundreds of schemas).
   printf '%s\n' "SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace WHERE nspname ~ '^t_[0-9a-f]{32}\$' \\gexec" \
