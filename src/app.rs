@@ -14,24 +14,13 @@ use secrecy::ExposeSecret;
 
 use crate::{
     agent::Agent,
-    api,
+    api::{self, error::envelope_errors, AppState},
     auth::{AuthService, Hs256Verifier, JwksVerifier, Upstream},
     chat::ChatService,
     chatkit::ChatKitService,
     config::Settings,
-    error::envelope_errors,
     store::Store,
 };
-
-/// What every handler can reach (installed as request data).
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub store: Store,
-    pub auth: AuthService,
-    pub chat: ChatService,
-    pub chatkit: ChatKitService,
-}
 
 pub struct Application {
     acceptor: TcpAcceptor,
@@ -179,7 +168,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .data(state)
         .with(poem::middleware::CatchPanic::new())
         .catch_all_error(envelope_errors)
-        .around(crate::telemetry::request_id)
+        .around(api::request_id::request_id)
         .into_endpoint()
 }
 
@@ -193,7 +182,7 @@ async fn single_authorization<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Re
         .nth(1)
         .is_some()
     {
-        return Err(crate::error::ApiError::Malformed(
+        return Err(api::error::ApiError::Malformed(
             "send one Authorization header, not several".into(),
         )
         .into());

@@ -1,7 +1,7 @@
 use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
-use crate::app::AppState;
+use crate::api::AppState;
 
 pub struct HealthApi;
 

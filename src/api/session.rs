@@ -5,7 +5,10 @@ use super::{
     types::{NoContent, RefreshRequest, SessionResponse},
     ApiTags, ClientSecret, UpstreamBearer,
 };
-use crate::{app::AppState, auth::bearer_token, error::ApiError};
+use crate::{
+    api::{error::ApiError, AppState},
+    auth::bearer_token,
+};
 
 pub struct SessionApi;
 

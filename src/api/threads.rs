@@ -13,9 +13,9 @@ use super::{
     ApiTags, ClientSecret,
 };
 use crate::{
-    app::AppState,
+    api::error::ApiError,
+    api::AppState,
     domain::{page_limit, parse_metadata, Cursor, Order, Title},
-    error::ApiError,
 };
 
 pub struct ThreadsApi;

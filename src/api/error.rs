@@ -50,7 +50,8 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Auth(e) => e.status(),
+            Self::Auth(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Auth(_) => StatusCode::UNAUTHORIZED,
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Invalid(_)
             | Self::MessageEmpty
