@@ -144,7 +144,7 @@ async fn sqlite_full_disk_never_acknowledges_an_uncommitted_write() {
 }
 
 /// `POST /messages` with raw `Idempotency-Key` header values (bytes, not only text).
-async fn post_with_keys(app: &TestApp, token: &str, keys: &[&[u8]]) -> crate::helpers::Reply {
+async fn post_with_keys(app: &TestApp, token: &str, keys: &[&[u8]]) -> crate::helpers::ApiResponse {
     let mut req = app
         .client
         .post(format!("{}/api/chatkit/messages", app.base))
@@ -160,7 +160,7 @@ async fn post_with_keys(app: &TestApp, token: &str, keys: &[&[u8]]) -> crate::he
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-    crate::helpers::Reply {
+    crate::helpers::ApiResponse {
         status,
         body,
         headers,
@@ -174,7 +174,7 @@ async fn thread_count(app: &TestApp, token: &str) -> usize {
 
 #[tokio::test]
 async fn idempotency_keys_that_are_not_visible_ascii_are_refused() {
-    let (app, _db) = crate::helpers::spawn_app().await;
+    let app = crate::helpers::spawn_app().await;
     let t = app.login("alice").await;
     for key in [&b"caf\xc3\xa9"[..], b"\xff", b"a\x80b"] {
         for _ in 0..2 {
@@ -206,7 +206,7 @@ fn b64(text: &str) -> String {
 
 #[tokio::test]
 async fn nul_characters_and_impossible_cursors_are_refused_alike_on_every_database() {
-    let (app, _db) = crate::helpers::spawn_app().await;
+    let app = crate::helpers::spawn_app().await;
     let t = app.login("alice").await;
     let thread = app.create_thread(&t, "kept").await;
     let id = thread["id"].as_str().unwrap();
@@ -262,7 +262,7 @@ async fn nul_characters_and_impossible_cursors_are_refused_alike_on_every_databa
 
 #[tokio::test]
 async fn string_fields_take_only_json_strings() {
-    let (app, _db) = crate::helpers::spawn_app().await;
+    let app = crate::helpers::spawn_app().await;
     let t = app.login("alice").await;
     let thread = app.create_thread(&t, "kept").await;
     let id = thread["id"].as_str().unwrap();
