@@ -4,7 +4,11 @@ use entity::{thread, thread_item};
 use poem_openapi::{ApiResponse, Object};
 use serde_json::Value;
 
-use crate::{auth::MintedSession, chat::TurnResult, domain::format_time, store::ToolCallRecord};
+use crate::{
+    auth::MintedSession,
+    chat::TurnResult,
+    domain::{format_time, ToolCallRecord},
+};
 
 /// A body field that must be a JSON string. poem-openapi's `String` also takes a number or
 /// a boolean and stores its text (`5` became `"5"`); a wrong type must be refused instead.

@@ -6,7 +6,10 @@ use entity::{thread, thread_item};
 use serde_json::{json, Map, Value};
 
 use super::wire::{Item, OutputText, Page, Summary, Task, Thread, ThreadStatus, Workflow};
-use crate::store::{tool_calls_of, ToolCallRecord, ITEM_ASSISTANT, ITEM_USER, ITEM_WORKFLOW};
+use crate::{
+    domain::ToolCallRecord,
+    store::{tool_calls_of, ITEM_ASSISTANT, ITEM_USER, ITEM_WORKFLOW},
+};
 
 /// Item types ChatKit shows, in the store's vocabulary.
 pub const VISIBLE_TYPES: [&str; 3] = [ITEM_USER, ITEM_ASSISTANT, ITEM_WORKFLOW];

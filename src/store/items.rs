@@ -9,8 +9,10 @@ use sea_orm::{
 };
 
 use super::{
-    threads::{after_cursor, into_page, keyset},
-    Page, Store, StoreError, Turn, ITEM_ASSISTANT, ITEM_USER, STATUS_PENDING,
+    rows::{
+        after_cursor, into_page, keyset, Page, Turn, ITEM_ASSISTANT, ITEM_USER, STATUS_PENDING,
+    },
+    Store, StoreError,
 };
 use crate::domain::{is_valid_id, now, Cursor, Order, UserId};
 

@@ -10,7 +10,7 @@ use std::{
 
 use async_trait::async_trait;
 use chatkit_gateway::agent::{
-    Agent, AgentError, AgentEvent, AgentReply, AgentRequest, EventSink, TaskTools,
+    Agent, AgentAnswer, AgentError, AgentEvent, AgentRequest, EventSink, TaskTools,
 };
 use poem::{handler, post, web::Data, Body, EndpointExt, Response, Route};
 use serde_json::{json, Value};
@@ -647,11 +647,11 @@ impl Agent for Stumbling {
         _request: AgentRequest<'_>,
         tools: &TaskTools,
         events: &EventSink,
-    ) -> Result<AgentReply, AgentError> {
+    ) -> Result<AgentAnswer, AgentError> {
         let args = json!({"title": "half done"});
         let result = tools.call("add_task", &args).await.unwrap();
         events.emit(AgentEvent::ToolCall(
-            chatkit_gateway::store::ToolCallRecord {
+            chatkit_gateway::domain::ToolCallRecord {
                 tool: "add_task".into(),
                 args,
                 result,
@@ -810,11 +810,11 @@ impl Agent for Slow {
         _request: AgentRequest<'_>,
         _tools: &TaskTools,
         events: &EventSink,
-    ) -> Result<AgentReply, AgentError> {
+    ) -> Result<AgentAnswer, AgentError> {
         events.emit(AgentEvent::TextDelta("thinking… ".into()));
         tokio::time::sleep(Duration::from_millis(400)).await;
         events.emit(AgentEvent::TextDelta("done".into()));
-        Ok(AgentReply {
+        Ok(AgentAnswer {
             text: "thinking… done".into(),
             tool_calls: vec![],
         })

@@ -5,7 +5,7 @@ use std::sync::{
 
 use async_trait::async_trait;
 use chatkit_gateway::agent::{
-    Agent, AgentError, AgentReply, AgentRequest, EventSink, LocalAgent, TaskTools,
+    Agent, AgentAnswer, AgentError, AgentRequest, EventSink, LocalAgent, TaskTools,
 };
 use reqwest::Method;
 use serde_json::json;
@@ -25,7 +25,7 @@ impl Agent for FlakyAgent {
         req: AgentRequest<'_>,
         tools: &TaskTools,
         events: &EventSink,
-    ) -> Result<AgentReply, AgentError> {
+    ) -> Result<AgentAnswer, AgentError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let failed = self
             .failures
@@ -271,7 +271,7 @@ impl Agent for SlowAgent {
         req: AgentRequest<'_>,
         tools: &TaskTools,
         events: &EventSink,
-    ) -> Result<AgentReply, AgentError> {
+    ) -> Result<AgentAnswer, AgentError> {
         tokio::time::sleep(self.0).await;
         LocalAgent.respond(req, tools, events).await
     }

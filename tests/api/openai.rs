@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use chatkit_gateway::{
     agent::{
-        Agent, AgentError, AgentReply, AgentRequest, EventSink, OpenAiAgent, PromptTemplate,
+        Agent, AgentAnswer, AgentError, AgentRequest, EventSink, OpenAiAgent, PromptTemplate,
         TaskTools,
     },
     config::AgentProvider,
@@ -828,7 +828,7 @@ impl Agent for ToolsWithoutDatabase {
         request: AgentRequest<'_>,
         _tools: &TaskTools,
         events: &EventSink,
-    ) -> Result<AgentReply, AgentError> {
+    ) -> Result<AgentAnswer, AgentError> {
         let store = Store::connect("sqlite::memory:", 1, Duration::from_secs(1))
             .await
             .unwrap();

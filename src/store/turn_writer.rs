@@ -1,10 +1,11 @@
-//! Group commit for the two writes of every conversation turn (record the user's message;
-//! record the reply). Requests hand their write to one writer task, which takes whatever
-//! has queued up (up to [`MAX_BATCH`]) and commits it as one transaction: one multi-row
-//! insert, one counter bump per thread, one atomic claim. Under load this turns a dozen
-//! serialized round trips per turn into a few per batch; SQLite admits one writer at a
-//! time, so this is where its throughput is decided. With nothing queued a batch is one
-//! request, written at once: no added latency.
+//! Where a turn is inserted: group commit for the two writes of every conversation turn
+//! (`record_batch` records the user's message; `complete_batch` records its answer).
+//! Requests hand their write to one writer task, which takes whatever has queued up (up
+//! to [`MAX_BATCH`]) and commits it as one transaction: one multi-row insert, one counter
+//! bump per thread, one atomic claim. Under load this turns a dozen serialized round
+//! trips per turn into a few per batch; SQLite admits one writer at a time, so this is
+//! where its throughput is decided. With nothing queued a batch is one request, written
+//! at once: no added latency.
 //!
 //! Every decision stays an atomic statement (scoped bumps for ownership, the unique index
 //! for idempotency keys, `UPDATE … WHERE status = 'pending' RETURNING` for claims), so
@@ -29,13 +30,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     insert_rows, is_unique_violation,
-    turns::{
-        item, workflow_payload, AnswerIds, ITEM_ASSISTANT, ITEM_USER, ITEM_WORKFLOW,
-        STATUS_COMPLETED, STATUS_PENDING,
+    rows::{
+        item, workflow_payload, AnswerIds, RecordedAnswer, Turn, ITEM_ASSISTANT, ITEM_USER,
+        ITEM_WORKFLOW, STATUS_COMPLETED, STATUS_PENDING,
     },
-    Reply, Store, StoreError, ToolCallRecord, Turn, WriteHealth,
+    Store, StoreError, WriteHealth,
 };
-use crate::domain::{is_valid_id, new_id, now, Title, UserId};
+use crate::domain::{is_valid_id, new_id, now, Title, ToolCallRecord, UserId};
 
 /// The most requests one transaction carries.
 pub const MAX_BATCH: usize = 64;
@@ -61,7 +62,7 @@ type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Op {
     Record(RecordOp, Answer<Turn>),
-    Complete(Box<CompleteOp>, Answer<Reply>),
+    Complete(Box<CompleteOp>, Answer<RecordedAnswer>),
 }
 
 #[derive(Clone)]
@@ -90,7 +91,7 @@ impl TurnWriter {
         self.submit(|a| Op::Record(op, a)).await
     }
 
-    pub async fn complete(&self, op: CompleteOp) -> Result<Reply, StoreError> {
+    pub async fn complete(&self, op: CompleteOp) -> Result<RecordedAnswer, StoreError> {
         self.submit(|a| Op::Complete(Box::new(op), a)).await
     }
 }
@@ -292,7 +293,7 @@ async fn record_batch(
 async fn complete_batch(
     db: &DatabaseConnection,
     ops: &[CompleteOp],
-) -> Result<Vec<Result<Reply, StoreError>>, DbErr> {
+) -> Result<Vec<Result<RecordedAnswer, StoreError>>, DbErr> {
     let at = now();
     let txn = db.begin().await?;
     // Only pending turns are answered, each once, whoever else is trying.
@@ -363,7 +364,7 @@ async fn complete_batch(
         reply.id = op.ids.message_id.clone();
         reply.reply_to = Some(turn.id.clone());
         rows.push(reply.clone());
-        results.push(Ok(Reply {
+        results.push(Ok(RecordedAnswer {
             item: reply,
             tool_calls: op.tool_calls.clone(),
             workflow,
