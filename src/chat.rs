@@ -18,7 +18,7 @@ use crate::{
     agent::{Agent, AgentError, AgentEvent, AgentRequest, EventSink, HistoryMessage, TaskTools},
     config::MessageSettings,
     domain::{new_id, now, IdempotencyKey, MessageText, ToolCallRecord, UserId},
-    store::{AnswerIds, RecordedAnswer, Store, StoreError, Turn, STATUS_COMPLETED},
+    store::{AnswerIds, ItemStatus, RecordedAnswer, Store, StoreError, Turn},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -343,7 +343,7 @@ impl ChatService {
         if turn.content != request.message.as_str() || !same_thread {
             return Err(ChatError::IdempotencyMismatch);
         }
-        if turn.status == STATUS_COMPLETED {
+        if turn.status == ItemStatus::Completed {
             return Ok(Recorded::Answered(turn));
         }
         let stale = now() - chrono::Duration::seconds(self.settings.stale_pending_secs as i64);
@@ -447,7 +447,7 @@ impl ChatService {
                 .await?
                 .into_iter()
                 .map(|m| HistoryMessage {
-                    role: m.role,
+                    role: m.role.as_str().to_owned(),
                     content: m.content,
                 })
                 .collect()

@@ -161,10 +161,10 @@ impl From<thread_item::Model> for Message {
     fn from(m: thread_item::Model) -> Self {
         Self {
             id: m.id,
-            role: m.role,
+            role: m.role.as_str().to_owned(),
             content: m.content,
             created_at: format_time(&m.created_at),
-            status: m.status,
+            status: m.status.as_str().to_owned(),
             feedback: m.feedback,
         }
     }

@@ -28,10 +28,7 @@ use sea_orm::{
     SqlxSqliteConnector, TransactionTrait,
 };
 
-pub use rows::{
-    tool_calls_of, AnswerIds, Page, RecordedAnswer, Turn, ITEM_ASSISTANT, ITEM_TOOL_CALL,
-    ITEM_USER, ITEM_WORKFLOW, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING,
-};
+pub use rows::{tool_calls_of, AnswerIds, ItemStatus, ItemType, Page, RecordedAnswer, Role, Turn};
 pub use tasks::{TaskFilter, TaskUpdate};
 pub use tokens::{ConsumeOutcome, RevocationState, Successor};
 

@@ -9,19 +9,12 @@ use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use entity::thread_item::{ItemStatus, ItemType, Role};
+
 use crate::domain::{new_id, Cursor, Order, ToolCallRecord, UserId};
 
-pub const ITEM_USER: &str = "user_message";
-pub const ITEM_ASSISTANT: &str = "assistant_message";
-pub const ITEM_WORKFLOW: &str = "workflow";
-pub const ITEM_TOOL_CALL: &str = "tool_call";
-
 /// Item types shown as messages (tool calls are recorded but listed separately).
-pub(crate) const MESSAGE_TYPES: [&str; 2] = [ITEM_USER, ITEM_ASSISTANT];
-
-pub const STATUS_PENDING: &str = "pending";
-pub const STATUS_COMPLETED: &str = "completed";
-pub const STATUS_FAILED: &str = "failed";
+pub(crate) const MESSAGE_TYPES: [ItemType; 2] = [ItemType::UserMessage, ItemType::AssistantMessage];
 
 /// A turn as stored: the user's message item. Its status is the turn's (`pending` while
 /// the agent runs, then `completed` or `failed`); the items of its answer point back to
@@ -52,23 +45,26 @@ pub struct AnswerIds {
 pub(crate) fn item(
     thread_id: &str,
     user: &UserId,
-    kind: &str,
-    role: &str,
+    kind: ItemType,
     content: String,
     at: DateTime<Utc>,
 ) -> thread_item::Model {
-    let prefix = if kind == ITEM_TOOL_CALL { "tc" } else { "msg" };
+    let prefix = if kind == ItemType::ToolCall {
+        "tc"
+    } else {
+        "msg"
+    };
     thread_item::Model {
         id: new_id(prefix),
         thread_id: thread_id.to_owned(),
         user_id: user.as_str().to_owned(),
-        item_type: kind.to_owned(),
-        role: role.to_owned(),
+        item_type: kind,
+        role: kind.role(),
         content,
         payload: None,
         client_key: None,
         reply_to: None,
-        status: STATUS_COMPLETED.to_owned(),
+        status: ItemStatus::Completed,
         feedback: None,
         created_at: at,
         updated_at: at,
@@ -90,14 +86,14 @@ pub fn tool_calls_of(row: &thread_item::Model) -> Vec<ToolCallRecord> {
     let Some(payload) = row.payload.clone() else {
         return Vec::new();
     };
-    match row.item_type.as_str() {
-        ITEM_WORKFLOW => serde_json::from_value::<WorkflowPayload>(payload)
+    match row.item_type {
+        ItemType::Workflow => serde_json::from_value::<WorkflowPayload>(payload)
             .map(|w| w.tool_calls)
             .unwrap_or_default(),
-        ITEM_TOOL_CALL => serde_json::from_value(payload)
+        ItemType::ToolCall => serde_json::from_value(payload)
             .map(|c| vec![c])
             .unwrap_or_default(),
-        _ => Vec::new(),
+        ItemType::UserMessage | ItemType::AssistantMessage => Vec::new(),
     }
 }
 

@@ -30,10 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     insert_rows, is_unique_violation,
-    rows::{
-        item, workflow_payload, AnswerIds, RecordedAnswer, Turn, ITEM_ASSISTANT, ITEM_USER,
-        ITEM_WORKFLOW, STATUS_COMPLETED, STATUS_PENDING,
-    },
+    rows::{item, workflow_payload, AnswerIds, ItemStatus, ItemType, RecordedAnswer, Turn},
     Store, StoreError, WriteHealth,
 };
 use crate::domain::{is_valid_id, new_id, now, Title, ToolCallRecord, UserId};
@@ -274,10 +271,16 @@ async fn record_batch(
                 id
             }
         };
-        let mut turn = item(&thread_id, &op.user, ITEM_USER, "user", op.text.clone(), at);
+        let mut turn = item(
+            &thread_id,
+            &op.user,
+            ItemType::UserMessage,
+            op.text.clone(),
+            at,
+        );
         turn.client_key = op.key.clone();
         turn.payload = op.payload.clone();
-        turn.status = STATUS_PENDING.to_owned();
+        turn.status = ItemStatus::Pending;
         results[i] = Some(Ok(turn.clone()));
         items.push(turn);
     }
@@ -305,10 +308,13 @@ async fn complete_batch(
         )
     });
     let claimed: HashSet<String> = thread_item::Entity::update_many()
-        .col_expr(thread_item::Column::Status, Expr::value(STATUS_COMPLETED))
+        .col_expr(
+            thread_item::Column::Status,
+            Expr::value(ItemStatus::Completed),
+        )
         .col_expr(thread_item::Column::UpdatedAt, Expr::value(at))
         .filter(mine)
-        .filter(thread_item::Column::Status.eq(STATUS_PENDING))
+        .filter(thread_item::Column::Status.eq(ItemStatus::Pending))
         .exec_with_returning(&txn)
         .await?
         .into_iter()
@@ -340,8 +346,7 @@ async fn complete_batch(
                 let mut row = item(
                     &turn.thread_id,
                     &op.user,
-                    ITEM_WORKFLOW,
-                    "tool",
+                    ItemType::Workflow,
                     String::new(),
                     *created,
                 );
@@ -356,8 +361,7 @@ async fn complete_batch(
         let mut reply = item(
             &turn.thread_id,
             &op.user,
-            ITEM_ASSISTANT,
-            "assistant",
+            ItemType::AssistantMessage,
             op.text.clone(),
             op.ids.message_at,
         );

@@ -13,8 +13,7 @@ use serde_json::Value;
 
 use super::{
     rows::{
-        keyset, tool_calls_of, AnswerIds, RecordedAnswer, Turn, ITEM_ASSISTANT, ITEM_WORKFLOW,
-        MESSAGE_TYPES, STATUS_FAILED, STATUS_PENDING,
+        keyset, tool_calls_of, AnswerIds, ItemStatus, ItemType, RecordedAnswer, Turn, MESSAGE_TYPES,
     },
     turn_writer::{CompleteOp, RecordOp},
     Store, StoreError,
@@ -67,16 +66,19 @@ impl Store {
         stale_before: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let result = thread_item::Entity::update_many()
-            .col_expr(thread_item::Column::Status, Expr::value(STATUS_PENDING))
+            .col_expr(
+                thread_item::Column::Status,
+                Expr::value(ItemStatus::Pending),
+            )
             .col_expr(thread_item::Column::UpdatedAt, Expr::value(now()))
             .filter(thread_item::Column::Id.eq(turn_id))
             .filter(thread_item::Column::UserId.eq(user.as_str()))
             .filter(
                 Condition::any()
-                    .add(thread_item::Column::Status.eq(STATUS_FAILED))
+                    .add(thread_item::Column::Status.eq(ItemStatus::Failed))
                     .add(
                         Condition::all()
-                            .add(thread_item::Column::Status.eq(STATUS_PENDING))
+                            .add(thread_item::Column::Status.eq(ItemStatus::Pending))
                             .add(thread_item::Column::UpdatedAt.lt(stale_before)),
                     ),
             )
@@ -88,11 +90,11 @@ impl Store {
     /// Marks a pending turn failed so an `Idempotency-Key` retry may claim it.
     pub async fn fail_turn(&self, user: &UserId, turn_id: &str) -> Result<(), StoreError> {
         thread_item::Entity::update_many()
-            .col_expr(thread_item::Column::Status, Expr::value(STATUS_FAILED))
+            .col_expr(thread_item::Column::Status, Expr::value(ItemStatus::Failed))
             .col_expr(thread_item::Column::UpdatedAt, Expr::value(now()))
             .filter(thread_item::Column::Id.eq(turn_id))
             .filter(thread_item::Column::UserId.eq(user.as_str()))
-            .filter(thread_item::Column::Status.eq(STATUS_PENDING))
+            .filter(thread_item::Column::Status.eq(ItemStatus::Pending))
             .exec(&self.write)
             .await?;
         Ok(())
@@ -139,11 +141,11 @@ impl Store {
         let mut message = None;
         let mut workflow = None;
         for row in rows {
-            if row.item_type == ITEM_ASSISTANT {
+            if row.item_type == ItemType::AssistantMessage {
                 message = Some(row);
             } else {
                 tool_calls.extend(tool_calls_of(&row));
-                if row.item_type == ITEM_WORKFLOW {
+                if row.item_type == ItemType::Workflow {
                     workflow = Some(row);
                 }
             }
