@@ -339,7 +339,7 @@ async fn complete_batch(
             results.push(Err(StoreError::ThreadNotFound));
             continue;
         }
-        // The tool calls (one workflow row) and the reply, under the ids and instants
+        // The tool calls (one workflow item) and the message, under the ids and instants
         // the pipeline announced them with.
         let workflow = match (&op.ids.workflow, op.tool_calls.is_empty()) {
             (Some((id, created)), false) => {
@@ -358,18 +358,18 @@ async fn complete_batch(
             }
             _ => None,
         };
-        let mut reply = item(
+        let mut message = item(
             &turn.thread_id,
             &op.user,
             ItemType::AssistantMessage,
             op.text.clone(),
             op.ids.message_at,
         );
-        reply.id = op.ids.message_id.clone();
-        reply.reply_to = Some(turn.id.clone());
-        rows.push(reply.clone());
+        message.id = op.ids.message_id.clone();
+        message.reply_to = Some(turn.id.clone());
+        rows.push(message.clone());
         results.push(Ok(RecordedAnswer {
-            item: reply,
+            item: message,
             tool_calls: op.tool_calls.clone(),
             workflow,
         }));
