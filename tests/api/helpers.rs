@@ -118,7 +118,8 @@ pub struct TestApp {
     pub settings: Settings,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
-    // Declared last so it is dropped after the server has been told to stop.
+    // Fields drop after `Drop::drop` has told the server to stop, so the last holder of
+    // the database lets it go only once no server of this app is left on it.
     db: Option<Arc<TestDb>>,
 }
 
