@@ -1,11 +1,11 @@
-//! One conversation turn: record the user's message, run the agent, record the reply.
+//! One conversation turn: record the user's message, run the agent, record its answer.
 //! This is the only place a turn runs; the wire formats (REST JSON, REST SSE, ChatKit SSE)
 //! are encoders over the [`TurnEvent`]s it produces.
 //!
 //! Failure semantics: the user's message is committed before the agent runs. If the agent
 //! fails, the turn is marked failed (502 to the caller) and an `Idempotency-Key` retry
 //! claims it atomically and re-runs the agent for the same recorded message. A retry after
-//! success returns the stored reply. The turn runs on its own task, so a client that hangs
+//! success returns the stored answer. The turn runs on its own task, so a client that hangs
 //! up does not cancel it half way.
 
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use crate::{
     agent::{Agent, AgentError, AgentEvent, AgentRequest, EventSink, HistoryMessage, TaskTools},
     config::MessageSettings,
-    domain::{new_id, now, IdempotencyKey, MessageText, UserId},
-    store::{AnswerIds, Reply, Store, StoreError, ToolCallRecord, Turn, STATUS_COMPLETED},
+    domain::{new_id, now, IdempotencyKey, MessageText, ToolCallRecord, UserId},
+    store::{AnswerIds, ItemStatus, RecordedAnswer, Store, StoreError, Turn},
 };
 
 /// Why a turn could not be recorded or answered.
@@ -81,15 +81,15 @@ pub struct TurnResult {
 }
 
 impl TurnResult {
-    fn new(turn: &Turn, reply: Reply) -> Self {
+    fn new(turn: &Turn, answer: RecordedAnswer) -> Self {
         Self {
             thread_id: turn.thread_id.clone(),
             message_id: turn.id.clone(),
-            response_id: reply.item.id,
-            response: reply.item.content,
-            response_at: reply.item.created_at,
-            tool_calls: reply.tool_calls,
-            workflow: reply.workflow.map(|w| (w.id, w.created_at)),
+            response_id: answer.item.id,
+            response: answer.item.content,
+            response_at: answer.item.created_at,
+            tool_calls: answer.tool_calls,
+            workflow: answer.workflow.map(|w| (w.id, w.created_at)),
         }
     }
 }
@@ -381,7 +381,7 @@ impl ChatService {
         if turn.content != request.message.as_str() || !same_thread {
             return Err(ChatError::IdempotencyMismatch);
         }
-        if turn.status == STATUS_COMPLETED {
+        if turn.status == ItemStatus::Completed {
             return Ok(Recorded::Answered(turn));
         }
         let stale = now() - chrono::Duration::seconds(self.settings.stale_pending_secs as i64);
@@ -389,7 +389,7 @@ impl ChatService {
             return Ok(Recorded::NeedsAnswer(turn));
         }
         // Lost the claim: it may have completed meanwhile.
-        match self.store.load_reply(user, &turn.id).await? {
+        match self.store.load_answer(user, &turn.id).await? {
             Some(_) => Ok(Recorded::Answered(turn)),
             None => Err(ChatError::InProgress),
         }
@@ -417,15 +417,15 @@ impl ChatService {
         user: &UserId,
         turn: &Turn,
     ) -> Result<TurnResult, ChatError> {
-        let reply = self
+        let answer = self
             .store
-            .load_reply(user, &turn.id)
+            .load_answer(user, &turn.id)
             .await?
             .ok_or(ChatError::InProgress)?;
-        Ok(TurnResult::new(turn, reply))
+        Ok(TurnResult::new(turn, answer))
     }
 
-    /// Step two: runs the agent for a turn this request holds and records its reply, on a
+    /// Step two: runs the agent for a turn this request holds and records its answer, on a
     /// task of its own so that a caller going away does not abandon the turn half way.
     async fn answer(
         &self,
@@ -452,8 +452,8 @@ impl ChatService {
         if let Err(ChatError::Store(StoreError::TurnAlreadyAnswered)) = result {
             // Someone else recorded an answer first, and theirs stands; or the thread (and
             // the turn with it) was deleted while the agent ran.
-            return match self.store.load_reply(user, &turn.id).await? {
-                Some(reply) => Ok(TurnResult::new(&turn, reply)),
+            return match self.store.load_answer(user, &turn.id).await? {
+                Some(answer) => Ok(TurnResult::new(&turn, answer)),
                 None => {
                     self.store.get_thread(user, &turn.thread_id).await?;
                     Err(ChatError::InProgress)
@@ -485,7 +485,7 @@ impl ChatService {
                 .await?
                 .into_iter()
                 .map(|m| HistoryMessage {
-                    role: m.role,
+                    role: m.role.as_str().to_owned(),
                     content: m.content,
                 })
                 .collect()
@@ -513,12 +513,12 @@ impl ChatService {
             }
             tracker
         };
-        let (reply, mut tracker) = tokio::join!(respond, track);
-        let reply = reply?;
-        let ids = tracker.finish(&reply.tool_calls);
+        let (answer, mut tracker) = tokio::join!(respond, track);
+        let answer = answer?;
+        let ids = tracker.finish(&answer.tool_calls);
         let stored = self
             .store
-            .complete_turn(user, turn, ids, &reply.text, &reply.tool_calls)
+            .complete_turn(user, turn, ids, &answer.text, &answer.tool_calls)
             .await?;
         Ok(TurnResult::new(turn, stored))
     }

@@ -24,6 +24,14 @@ impl std::fmt::Display for UserId {
     }
 }
 
+/// One tool call the agent made, as recorded with its answer and as returned to the client.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ToolCallRecord {
+    pub tool: String,
+    pub args: serde_json::Value,
+    pub result: serde_json::Value,
+}
+
 /// A new id: type prefix + time-ordered random body (UUID v7), never a sequence.
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())

@@ -8,18 +8,17 @@ pub struct Model {
     pub id: String,
     pub thread_id: String,
     pub user_id: String,
-    /// `user_message`, `assistant_message`, `workflow` (the tool calls made for one
-    /// answer, in `payload`) or `tool_call` (one call per row; written before workflows).
-    pub item_type: String,
-    pub role: String,
+    pub item_type: ItemType,
+    pub role: Role,
     pub content: String,
     pub payload: Option<Json>,
     /// The caller's `Idempotency-Key` (user messages only); unique per user.
     pub client_key: Option<String>,
     /// For assistant messages and tool calls: the user message they answer.
     pub reply_to: Option<String>,
-    /// User messages: `pending` (agent running), `completed`, `failed`.
-    pub status: String,
+    /// User messages: `pending` (agent running), `completed`, `failed`; every other item
+    /// is `completed`.
+    pub status: ItemStatus,
     /// The user's rating of the item (`positive` or `negative`), from ChatKit feedback.
     pub feedback: Option<String>,
     pub created_at: DateTimeUtc,
@@ -44,3 +43,109 @@ impl Related<super::thread::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+// The three enums are stored as their strings (varchar columns, not database enums), so
+// adding a variant needs no migration; a row holding a string no variant names fails to
+// load, which is why each variant spells out the exact string it has always been stored as.
+
+/// What an item is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+pub enum ItemType {
+    #[sea_orm(string_value = "user_message")]
+    UserMessage,
+    #[sea_orm(string_value = "assistant_message")]
+    AssistantMessage,
+    /// The tool calls made for one answer, in `payload`.
+    #[sea_orm(string_value = "workflow")]
+    Workflow,
+    /// One tool call per row, as answers were recorded before workflows existed.
+    #[sea_orm(string_value = "tool_call")]
+    ToolCall,
+}
+
+impl ItemType {
+    /// Who an item of this type speaks for.
+    pub fn role(self) -> Role {
+        match self {
+            Self::UserMessage => Role::User,
+            Self::AssistantMessage => Role::Assistant,
+            Self::Workflow | Self::ToolCall => Role::Tool,
+        }
+    }
+}
+
+/// Who an item speaks for, in the chat-completions sense.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum Role {
+    #[sea_orm(string_value = "user")]
+    User,
+    #[sea_orm(string_value = "assistant")]
+    Assistant,
+    #[sea_orm(string_value = "tool")]
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::Tool => "tool",
+        }
+    }
+}
+
+/// Where an item stands. Only a user message (a turn) is ever anything but `Completed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+pub enum ItemStatus {
+    /// The agent is answering it.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    /// The agent did not answer it; an `Idempotency-Key` retry may claim it.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+impl ItemStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::Iterable;
+
+    use super::*;
+
+    #[test]
+    fn the_names_shown_are_the_strings_stored() {
+        for role in Role::iter() {
+            assert_eq!(role.as_str(), role.to_value());
+        }
+        for status in ItemStatus::iter() {
+            assert_eq!(status.as_str(), status.to_value());
+        }
+    }
+
+    #[test]
+    fn every_stored_string_loads_and_others_do_not() {
+        let stored = ["user_message", "assistant_message", "workflow", "tool_call"];
+        let loaded: Vec<ItemType> = stored
+            .iter()
+            .map(|s| ItemType::try_from_value(&(*s).to_owned()).unwrap())
+            .collect();
+        assert_eq!(loaded, ItemType::iter().collect::<Vec<_>>());
+        assert!(ItemType::try_from_value(&"message".to_owned()).is_err());
+        assert!(ItemStatus::try_from_value(&"Pending".to_owned()).is_err());
+    }
+}

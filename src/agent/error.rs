@@ -2,7 +2,7 @@
 
 use crate::store::StoreError;
 
-/// Why the agent produced no reply.
+/// Why the agent produced no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// The model API failed or could not be reached (after its retries).

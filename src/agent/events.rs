@@ -2,12 +2,12 @@
 
 use tokio::sync::mpsc;
 
-use crate::store::ToolCallRecord;
+use crate::domain::ToolCallRecord;
 
 /// What a provider reports while it works.
 #[derive(Clone, Debug)]
 pub enum AgentEvent {
-    /// The next piece of the reply text.
+    /// The next piece of the answer text.
     TextDelta(String),
     /// A tool call that ran, with its result.
     ToolCall(ToolCallRecord),

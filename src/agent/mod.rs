@@ -1,4 +1,4 @@
-//! The agent: turns a user's message (plus history) into a reply, acting on the user's
+//! The agent: turns a user's message (plus history) into an answer, acting on the user's
 //! tasks through [`TaskTools`]. Providers stream their output through an [`EventSink`].
 //!
 //! The vocabulary lives in leaf modules (`error`, `events`, `provider`, `tools`) that the
@@ -20,7 +20,7 @@ pub use events::{AgentEvent, EventSink};
 pub use local::LocalAgent;
 pub use openai::OpenAiAgent;
 pub use prompt::PromptTemplate;
-pub use provider::{Agent, AgentReply, AgentRequest, HistoryMessage};
+pub use provider::{Agent, AgentAnswer, AgentRequest, HistoryMessage};
 pub use tools::{TaskTools, ToolError};
 
 use crate::config::{AgentProvider, AgentSettings};

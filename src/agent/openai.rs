@@ -22,7 +22,7 @@ use super::{
     error::AgentError,
     events::{AgentEvent, EventSink},
     prompt::PromptTemplate,
-    provider::{Agent, AgentReply, AgentRequest},
+    provider::{Agent, AgentAnswer, AgentRequest},
     tools::TaskTools,
 };
 use crate::config::OpenAiSettings;
@@ -316,7 +316,7 @@ impl OpenAiAgent {
         request: AgentRequest<'_>,
         tools: &TaskTools,
         events: &EventSink,
-    ) -> Result<AgentReply, AgentError> {
+    ) -> Result<AgentAnswer, AgentError> {
         let system = self
             .prompt
             .render(request.user.as_str(), &chrono::Utc::now());
@@ -325,22 +325,22 @@ impl OpenAiAgent {
             messages.push(json!({"role": m.role, "content": m.content}));
         }
         messages.push(json!({"role": "user", "content": request.message}));
-        let mut reply = AgentReply::default();
+        let mut answer = AgentAnswer::default();
         for step in 0..self.settings.max_tool_steps {
             let out = self.step(&messages, events).await?;
-            reply.text.push_str(&out.text);
+            answer.text.push_str(&out.text);
             let calls: Vec<PartialCall> = out
                 .calls
                 .into_iter()
                 .filter(|c| !c.name.is_empty())
                 .collect();
             if calls.is_empty() {
-                if reply.text.trim().is_empty() {
+                if answer.text.trim().is_empty() {
                     let fallback = "I have no answer to that.";
                     events.emit(AgentEvent::TextDelta(fallback.into()));
-                    reply.text.push_str(fallback);
+                    answer.text.push_str(fallback);
                 }
-                return Ok(reply);
+                return Ok(answer);
             }
             let ids: Vec<String> = calls
                 .iter()
@@ -360,17 +360,17 @@ impl OpenAiAgent {
                     .run_model_call(&call.name, call.arguments, events)
                     .await?;
                 messages.push(json!({"role": "tool", "tool_call_id": id, "content": record.result.to_string()}));
-                reply.tool_calls.push(record);
+                answer.tool_calls.push(record);
             }
         }
         let note = format!(
             "{}I stopped after {} tool steps without a final answer; please try again or ask for less at once.",
-            if reply.text.is_empty() { "" } else { "\n\n" },
+            if answer.text.is_empty() { "" } else { "\n\n" },
             self.settings.max_tool_steps
         );
         events.emit(AgentEvent::TextDelta(note.clone()));
-        reply.text.push_str(&note);
-        Ok(reply)
+        answer.text.push_str(&note);
+        Ok(answer)
     }
 }
 
@@ -381,7 +381,7 @@ impl Agent for OpenAiAgent {
         request: AgentRequest<'_>,
         tools: &TaskTools,
         events: &EventSink,
-    ) -> Result<AgentReply, AgentError> {
+    ) -> Result<AgentAnswer, AgentError> {
         let total = Duration::from_millis(self.settings.total_timeout_ms);
         tokio::time::timeout(total, self.run(request, tools, events))
             .await

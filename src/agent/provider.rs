@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::{error::AgentError, events::EventSink, tools::TaskTools};
-use crate::{domain::UserId, store::ToolCallRecord};
+use crate::domain::{ToolCallRecord, UserId};
 
 /// One earlier message of the thread, oldest first.
 #[derive(Clone, Debug)]
@@ -24,10 +24,11 @@ pub struct AgentRequest<'a> {
     pub message: &'a str,
 }
 
-/// The agent's finished answer.
+/// The answer as the agent produced it, before it is recorded (the store returns it as a
+/// [`crate::store::RecordedAnswer`]).
 #[derive(Clone, Debug, Default)]
-pub struct AgentReply {
-    /// The whole reply text (the concatenation of every text delta streamed).
+pub struct AgentAnswer {
+    /// The whole answer text (the concatenation of every text delta streamed).
     pub text: String,
     /// The tool calls made for it, in order.
     pub tool_calls: Vec<ToolCallRecord>,
@@ -47,5 +48,5 @@ pub trait Agent: Send + Sync {
         request: AgentRequest<'_>,
         tools: &TaskTools,
         events: &EventSink,
-    ) -> Result<AgentReply, AgentError>;
+    ) -> Result<AgentAnswer, AgentError>;
 }

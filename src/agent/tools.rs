@@ -17,8 +17,8 @@ use super::{
     events::{AgentEvent, EventSink},
 };
 use crate::{
-    domain::{format_time, UserId},
-    store::{Store, StoreError, TaskFilter, TaskUpdate, ToolCallRecord},
+    domain::{format_time, ToolCallRecord, UserId},
+    store::{Store, StoreError, TaskFilter, TaskUpdate},
 };
 
 /// Why a tool call did not do what was asked.

@@ -22,12 +22,12 @@ use crate::{
 pub struct MessagesApi;
 
 /// The answer as one JSON object, or as server-sent events.
-pub enum SendReply {
+pub enum JsonOrEvents {
     Json(SendMessageResponse),
     Events(Response),
 }
 
-impl IntoResponse for SendReply {
+impl IntoResponse for JsonOrEvents {
     fn into_response(self) -> Response {
         match self {
             Self::Json(body) => Json(body).into_response(),
@@ -36,7 +36,7 @@ impl IntoResponse for SendReply {
     }
 }
 
-impl ApiResponse for SendReply {
+impl ApiResponse for JsonOrEvents {
     fn meta() -> MetaResponses {
         MetaResponses {
             responses: vec![MetaResponse {
@@ -110,7 +110,7 @@ impl MessagesApi {
         /// Makes retries safe: 1 to 255 visible ASCII characters, unique per request.
         #[oai(name = "Idempotency-Key")]
         _documented_key: Header<Option<String>>,
-    ) -> Result<SendReply, ApiError> {
+    ) -> Result<JsonOrEvents, ApiError> {
         let max = state.settings.messages.max_chars;
         let message = MessageText::parse(&body.0.message, max).map_err(|e| match e {
             MessageTextError::Empty => ApiError::MessageEmpty,
@@ -130,7 +130,7 @@ impl MessagesApi {
         if wants_events(req) {
             let recorded = state.chat.record(&user, &request).await?;
             let keep_alive = std::time::Duration::from_secs(state.settings.stream.keep_alive_secs);
-            return Ok(SendReply::Events(turn_events(
+            return Ok(JsonOrEvents::Events(turn_events(
                 &state.chat,
                 &user,
                 recorded,
@@ -138,6 +138,6 @@ impl MessagesApi {
             )));
         }
         let result = state.chat.send(&user, request).await?;
-        Ok(SendReply::Json(result.into()))
+        Ok(JsonOrEvents::Json(result.into()))
     }
 }

@@ -3,9 +3,9 @@
 //!
 //! Events (each `event: <name>` + one line of JSON `data`):
 //! - `message.recorded` `{thread_id, message_id}`: the user's message is durable
-//! - `delta` `{text}`: assistant text as it is written (deltas add up to the reply)
+//! - `delta` `{text}`: assistant text as it is written (deltas add up to the answer)
 //! - `tool_call` `{tool, args, result}`: a task tool the agent ran
-//! - `done`: the recorded reply, the same object the JSON response carries
+//! - `done`: the recorded turn, the same object the JSON response carries
 //! - `error` `{code, message}`: the agent failed; the user's message stays recorded
 //!
 //! plus `: keep-alive` comments while the agent works. If the client goes away, the turn

@@ -5,12 +5,12 @@ use poem_openapi::{ApiResponse, Object};
 use serde_json::Value;
 
 use chrono::{DateTime, Utc};
+use entity::thread_item::ItemStatus;
 
 use crate::{
     auth::MintedSession,
     chat::TurnResult,
-    domain::format_time,
-    store::{ToolCallRecord, STATUS_FAILED, STATUS_PENDING},
+    domain::{format_time, ToolCallRecord},
 };
 
 /// A body field that must be a JSON string. poem-openapi's `String` also takes a number or
@@ -170,17 +170,18 @@ impl Message {
     /// retry can reclaim it, so it reads as `failed` rather than pending forever. Keyed
     /// turns stay pending: a retry with their key reclaims them.
     pub fn read(m: thread_item::Model, stale_before: DateTime<Utc>) -> Self {
-        let abandoned =
-            m.status == STATUS_PENDING && m.client_key.is_none() && m.updated_at < stale_before;
+        let abandoned = m.status == ItemStatus::Pending
+            && m.client_key.is_none()
+            && m.updated_at < stale_before;
         Self {
             id: m.id,
-            role: m.role,
+            role: m.role.as_str().to_owned(),
             content: m.content,
             created_at: format_time(&m.created_at),
             status: if abandoned {
-                STATUS_FAILED.to_owned()
+                ItemStatus::Failed.as_str().to_owned()
             } else {
-                m.status
+                m.status.as_str().to_owned()
             },
             feedback: m.feedback,
         }

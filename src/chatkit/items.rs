@@ -6,10 +6,17 @@ use entity::{thread, thread_item};
 use serde_json::{json, Map, Value};
 
 use super::wire::{Item, OutputText, Page, Summary, Task, Thread, ThreadStatus, Workflow};
-use crate::store::{tool_calls_of, ToolCallRecord, ITEM_ASSISTANT, ITEM_USER, ITEM_WORKFLOW};
+use crate::{
+    domain::ToolCallRecord,
+    store::{tool_calls_of, ItemType},
+};
 
 /// Item types ChatKit shows, in the store's vocabulary.
-pub const VISIBLE_TYPES: [&str; 3] = [ITEM_USER, ITEM_ASSISTANT, ITEM_WORKFLOW];
+pub const VISIBLE_TYPES: [ItemType; 3] = [
+    ItemType::UserMessage,
+    ItemType::AssistantMessage,
+    ItemType::Workflow,
+];
 
 /// ChatKit timestamps: RFC 3339 UTC with microseconds (the storage precision).
 pub fn timestamp(t: &DateTime<Utc>) -> String {
@@ -35,8 +42,8 @@ pub fn item(row: &thread_item::Model) -> Option<Item> {
         row.thread_id.clone(),
         timestamp(&row.created_at),
     );
-    match row.item_type.as_str() {
-        ITEM_USER => {
+    match row.item_type {
+        ItemType::UserMessage => {
             let payload = row.payload.as_ref();
             let content = payload
                 .and_then(|p| p.get("content"))
@@ -60,19 +67,20 @@ pub fn item(row: &thread_item::Model) -> Option<Item> {
                     .unwrap_or_else(|| json!({})),
             })
         }
-        ITEM_ASSISTANT => Some(Item::AssistantMessage {
+        ItemType::AssistantMessage => Some(Item::AssistantMessage {
             id,
             thread_id,
             created_at,
             content: vec![OutputText::new(row.content.clone())],
         }),
-        ITEM_WORKFLOW => Some(workflow_item(
+        ItemType::Workflow => Some(workflow_item(
             id,
             thread_id,
             &row.created_at,
             &tool_calls_of(row),
         )),
-        _ => None,
+        // Answers from before workflows: their calls are not shown as items.
+        ItemType::ToolCall => None,
     }
 }
 

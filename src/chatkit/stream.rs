@@ -11,7 +11,8 @@ use super::{
 };
 use crate::{
     chat::{ChatError, TurnEvent},
-    store::{StoreError, ToolCallRecord},
+    domain::ToolCallRecord,
+    store::StoreError,
 };
 
 fn tasks_changed(call: &ToolCallRecord) -> Option<Event> {

@@ -9,8 +9,8 @@ use sea_orm::{
 };
 
 use super::{
-    threads::{after_cursor, into_page, keyset},
-    Page, Store, StoreError, Turn, ITEM_ASSISTANT, ITEM_USER, STATUS_PENDING,
+    rows::{after_cursor, into_page, keyset, ItemStatus, ItemType, Page, Turn, MESSAGE_TYPES},
+    Store, StoreError,
 };
 use crate::domain::{is_valid_id, now, Cursor, Order, UserId};
 
@@ -57,7 +57,7 @@ impl Store {
         &self,
         user: &UserId,
         thread_id: &str,
-        types: &[&str],
+        types: &[ItemType],
         limit: u64,
         after: Option<&str>,
         order: Order,
@@ -165,13 +165,13 @@ impl Store {
             .filter(thread_item::Column::UserId.eq(user.as_str()))
             .one(&txn)
             .await?
-            .filter(|row| row.item_type == ITEM_USER)
+            .filter(|row| row.item_type == ItemType::UserMessage)
             .ok_or(StoreError::ItemNotFound)?;
         let running = thread_item::Entity::find()
             .filter(thread_item::Column::ThreadId.eq(thread_id))
             .filter(thread_item::Column::UserId.eq(user.as_str()))
-            .filter(thread_item::Column::ItemType.eq(ITEM_USER))
-            .filter(thread_item::Column::Status.eq(STATUS_PENDING))
+            .filter(thread_item::Column::ItemType.eq(ItemType::UserMessage))
+            .filter(thread_item::Column::Status.eq(ItemStatus::Pending))
             .filter(thread_item::Column::UpdatedAt.gte(stale_before))
             .count(&txn)
             .await?;
@@ -194,7 +194,7 @@ impl Store {
         };
         let removed_messages = scope()
             .filter(later.clone())
-            .filter(thread_item::Column::ItemType.is_in([ITEM_USER, ITEM_ASSISTANT]))
+            .filter(thread_item::Column::ItemType.is_in(MESSAGE_TYPES))
             .count(&txn)
             .await?;
         thread_item::Entity::delete_many()
@@ -212,14 +212,17 @@ impl Store {
         let removed = i32::try_from(removed_messages).unwrap_or(i32::MAX);
         Self::bump_thread(&txn, user, thread_id, at, -removed).await?;
         thread_item::Entity::update_many()
-            .col_expr(thread_item::Column::Status, Expr::value(STATUS_PENDING))
+            .col_expr(
+                thread_item::Column::Status,
+                Expr::value(ItemStatus::Pending),
+            )
             .col_expr(thread_item::Column::UpdatedAt, Expr::value(at))
             .filter(thread_item::Column::Id.eq(target.id.as_str()))
             .exec(&txn)
             .await?;
         txn.commit().await?;
         Ok(Turn {
-            status: STATUS_PENDING.to_owned(),
+            status: ItemStatus::Pending,
             updated_at: at,
             ..target
         })

@@ -6,11 +6,12 @@
 //! SQLITE_BUSY instead of waiting. On PostgreSQL both handles are the same pool.
 
 mod items;
+mod rows;
 mod tasks;
 mod threads;
 mod tokens;
+mod turn_writer;
 mod turns;
-mod writer;
 
 use std::{
     str::FromStr,
@@ -27,16 +28,13 @@ use sea_orm::{
     SqlxSqliteConnector, TransactionTrait,
 };
 
+pub use rows::{tool_calls_of, AnswerIds, ItemStatus, ItemType, Page, RecordedAnswer, Role, Turn};
 pub use tasks::{TaskFilter, TaskUpdate};
 pub use tokens::{ConsumeOutcome, RevocationState, Successor};
-pub use turns::{
-    tool_calls_of, AnswerIds, Reply, ToolCallRecord, Turn, ITEM_ASSISTANT, ITEM_TOOL_CALL,
-    ITEM_USER, ITEM_WORKFLOW, STATUS_COMPLETED, STATUS_FAILED, STATUS_PENDING,
-};
 
 use secrecy::ExposeSecret;
 
-use crate::{config::DatabaseSettings, domain::Cursor};
+use crate::config::DatabaseSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -154,13 +152,6 @@ pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
-/// One page of a keyset-paginated listing; `next` is present when more rows follow.
-#[derive(Debug)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next: Option<Cursor>,
-}
-
 /// How long a PostgreSQL request waits for a connection before it is answered 503: an
 /// outage shows at once instead of holding every request for long.
 const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -205,7 +196,7 @@ impl WriteHealth {
 pub struct Store {
     read: DatabaseConnection,
     write: DatabaseConnection,
-    writer: writer::TurnWriter,
+    writer: turn_writer::TurnWriter,
     health: Arc<WriteHealth>,
 }
 
@@ -311,7 +302,7 @@ impl Store {
             let health = Arc::new(WriteHealth(Mutex::new(Some("not written yet".into()))));
             Ok(Self {
                 read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
-                writer: writer::TurnWriter::spawn(write.clone(), health.clone()),
+                writer: turn_writer::TurnWriter::spawn(write.clone(), health.clone()),
                 write,
                 health,
             })
@@ -329,7 +320,7 @@ impl Store {
             let health = Arc::new(WriteHealth::default());
             Ok(Self {
                 read: db.clone(),
-                writer: writer::TurnWriter::spawn(db.clone(), health.clone()),
+                writer: turn_writer::TurnWriter::spawn(db.clone(), health.clone()),
                 write: db,
                 health,
             })

@@ -1,65 +1,12 @@
 use entity::{thread, thread_item};
-use sea_orm::{
-    sea_query::Expr, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::Value;
 
-use super::{Page, Store, StoreError};
+use super::{
+    rows::{into_page, keyset, Page, MESSAGE_TYPES},
+    Store, StoreError,
+};
 use crate::domain::{is_valid_id, new_id, now, Cursor, Order, Title, UserId};
-
-/// Item types shown as messages (tool calls are recorded but listed separately).
-pub(crate) const MESSAGE_TYPES: [&str; 2] = ["user_message", "assistant_message"];
-
-/// Keyset condition "strictly after `cursor`" for a (time, id) ordering.
-pub(crate) fn after_cursor<T: ColumnTrait, I: ColumnTrait>(
-    time_col: T,
-    id_col: I,
-    cursor: &Cursor,
-    order: Order,
-) -> Condition {
-    match order {
-        Order::Desc => Condition::any().add(time_col.lt(cursor.at)).add(
-            Condition::all()
-                .add(time_col.eq(cursor.at))
-                .add(id_col.lt(cursor.id.clone())),
-        ),
-        Order::Asc => Condition::any().add(time_col.gt(cursor.at)).add(
-            Condition::all()
-                .add(time_col.eq(cursor.at))
-                .add(id_col.gt(cursor.id.clone())),
-        ),
-    }
-}
-
-/// A keyset page query: rows strictly after `after` in `order` of (time, id), sorted so.
-pub(crate) fn keyset<E, T, I>(
-    mut query: sea_orm::Select<E>,
-    time_col: T,
-    id_col: I,
-    after: Option<&Cursor>,
-    order: Order,
-) -> sea_orm::Select<E>
-where
-    E: sea_orm::EntityTrait,
-    T: ColumnTrait,
-    I: ColumnTrait,
-{
-    if let Some(cursor) = after {
-        query = query.filter(after_cursor(time_col, id_col, cursor, order));
-    }
-    match order {
-        Order::Asc => query.order_by_asc(time_col).order_by_asc(id_col),
-        Order::Desc => query.order_by_desc(time_col).order_by_desc(id_col),
-    }
-}
-
-/// Splits a `limit + 1` fetch into the page and the cursor of its last row.
-pub(crate) fn into_page<T>(mut rows: Vec<T>, limit: u64, key: impl Fn(&T) -> Cursor) -> Page<T> {
-    let has_more = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
-    let next = if has_more { rows.last().map(key) } else { None };
-    Page { items: rows, next }
-}
 
 impl Store {
     /// The user's threads, most recent activity first.
@@ -69,21 +16,14 @@ impl Store {
         limit: u64,
         after: Option<&Cursor>,
     ) -> Result<Page<thread::Model>, StoreError> {
-        let mut query = thread::Entity::find().filter(thread::Column::UserId.eq(user.as_str()));
-        if let Some(cursor) = after {
-            query = query.filter(after_cursor(
-                thread::Column::UpdatedAt,
-                thread::Column::Id,
-                cursor,
-                Order::Desc,
-            ));
-        }
-        let rows = query
-            .order_by_desc(thread::Column::UpdatedAt)
-            .order_by_desc(thread::Column::Id)
-            .limit(limit + 1)
-            .all(&self.read)
-            .await?;
+        let query = keyset(
+            thread::Entity::find().filter(thread::Column::UserId.eq(user.as_str())),
+            thread::Column::UpdatedAt,
+            thread::Column::Id,
+            after,
+            Order::Desc,
+        );
+        let rows = query.limit(limit + 1).all(&self.read).await?;
         Ok(into_page(rows, limit, |t| Cursor {
             at: t.updated_at,
             id: t.id.clone(),

@@ -1,112 +1,24 @@
-//! Conversation turns: the user's message, and later the assistant's reply with the tool
-//! calls that produced it. Each half is its own transaction, so a failed agent never
-//! leaves half a reply and never loses the user's message.
+//! Conversation turns: the user's message, and later its answer (the assistant's message
+//! with the tool calls that produced it). Each half is its own transaction, so a failed
+//! agent never leaves half an answer and never loses the user's message. Both halves are
+//! inserted by the group-commit writer: the SQL is `record_batch` and `complete_batch` in
+//! [`super::turn_writer`].
 
 use chrono::{DateTime, Utc};
 use entity::thread_item;
 use sea_orm::{
     sea_query::Expr, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    threads::MESSAGE_TYPES,
-    writer::{CompleteOp, RecordOp},
+    rows::{
+        keyset, tool_calls_of, AnswerIds, ItemStatus, ItemType, RecordedAnswer, Turn, MESSAGE_TYPES,
+    },
+    turn_writer::{CompleteOp, RecordOp},
     Store, StoreError,
 };
-use crate::domain::{new_id, now, IdempotencyKey, UserId};
-
-/// A recorded user message (`thread_items` row of type `user_message`).
-pub type Turn = thread_item::Model;
-
-/// One tool call the agent made, as recorded and as returned to the client.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ToolCallRecord {
-    pub tool: String,
-    pub args: Value,
-    pub result: Value,
-}
-
-/// A recorded assistant reply and the tool calls made for it, in order.
-#[derive(Clone, Debug)]
-pub struct Reply {
-    pub item: thread_item::Model,
-    pub tool_calls: Vec<ToolCallRecord>,
-    /// The row holding the tool calls (absent when no tool ran, and for answers recorded
-    /// before workflows existed, whose calls are one `tool_call` row each).
-    pub workflow: Option<thread_item::Model>,
-}
-
-/// Ids and instants of the items an answer will be recorded as. They are chosen when the
-/// items are first announced to a listener, so a stream and a later reload agree.
-#[derive(Clone, Debug)]
-pub struct AnswerIds {
-    pub message_id: String,
-    pub message_at: DateTime<Utc>,
-    pub workflow: Option<(String, DateTime<Utc>)>,
-}
-
-/// The payload of a `workflow` row.
-#[derive(Serialize, Deserialize)]
-struct WorkflowPayload {
-    tool_calls: Vec<ToolCallRecord>,
-}
-
-pub(crate) fn workflow_payload(calls: &[ToolCallRecord]) -> Value {
-    serde_json::json!({ "tool_calls": calls })
-}
-
-/// The tool calls a `workflow` (or legacy `tool_call`) row holds.
-pub fn tool_calls_of(row: &thread_item::Model) -> Vec<ToolCallRecord> {
-    let Some(payload) = row.payload.clone() else {
-        return Vec::new();
-    };
-    match row.item_type.as_str() {
-        ITEM_WORKFLOW => serde_json::from_value::<WorkflowPayload>(payload)
-            .map(|w| w.tool_calls)
-            .unwrap_or_default(),
-        ITEM_TOOL_CALL => serde_json::from_value(payload)
-            .map(|c| vec![c])
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    }
-}
-
-pub const ITEM_USER: &str = "user_message";
-pub const ITEM_ASSISTANT: &str = "assistant_message";
-pub const ITEM_WORKFLOW: &str = "workflow";
-pub const ITEM_TOOL_CALL: &str = "tool_call";
-
-pub const STATUS_PENDING: &str = "pending";
-pub const STATUS_COMPLETED: &str = "completed";
-pub const STATUS_FAILED: &str = "failed";
-
-pub(crate) fn item(
-    thread_id: &str,
-    user: &UserId,
-    kind: &str,
-    role: &str,
-    content: String,
-    at: DateTime<Utc>,
-) -> thread_item::Model {
-    let prefix = if kind == "tool_call" { "tc" } else { "msg" };
-    thread_item::Model {
-        id: new_id(prefix),
-        thread_id: thread_id.to_owned(),
-        user_id: user.as_str().to_owned(),
-        item_type: kind.to_owned(),
-        role: role.to_owned(),
-        content,
-        payload: None,
-        client_key: None,
-        reply_to: None,
-        status: STATUS_COMPLETED.to_owned(),
-        feedback: None,
-        created_at: at,
-        updated_at: at,
-    }
-}
+use crate::domain::{now, Cursor, IdempotencyKey, Order, ToolCallRecord, UserId};
 
 impl Store {
     /// The user message recorded under `key`, if any.
@@ -154,16 +66,19 @@ impl Store {
         stale_before: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let result = thread_item::Entity::update_many()
-            .col_expr(thread_item::Column::Status, Expr::value(STATUS_PENDING))
+            .col_expr(
+                thread_item::Column::Status,
+                Expr::value(ItemStatus::Pending),
+            )
             .col_expr(thread_item::Column::UpdatedAt, Expr::value(now()))
             .filter(thread_item::Column::Id.eq(turn_id))
             .filter(thread_item::Column::UserId.eq(user.as_str()))
             .filter(
                 Condition::any()
-                    .add(thread_item::Column::Status.eq(STATUS_FAILED))
+                    .add(thread_item::Column::Status.eq(ItemStatus::Failed))
                     .add(
                         Condition::all()
-                            .add(thread_item::Column::Status.eq(STATUS_PENDING))
+                            .add(thread_item::Column::Status.eq(ItemStatus::Pending))
                             .add(thread_item::Column::UpdatedAt.lt(stale_before)),
                     ),
             )
@@ -175,17 +90,18 @@ impl Store {
     /// Marks a pending turn failed so an `Idempotency-Key` retry may claim it.
     pub async fn fail_turn(&self, user: &UserId, turn_id: &str) -> Result<(), StoreError> {
         thread_item::Entity::update_many()
-            .col_expr(thread_item::Column::Status, Expr::value(STATUS_FAILED))
+            .col_expr(thread_item::Column::Status, Expr::value(ItemStatus::Failed))
             .col_expr(thread_item::Column::UpdatedAt, Expr::value(now()))
             .filter(thread_item::Column::Id.eq(turn_id))
             .filter(thread_item::Column::UserId.eq(user.as_str()))
-            .filter(thread_item::Column::Status.eq(STATUS_PENDING))
+            .filter(thread_item::Column::Status.eq(ItemStatus::Pending))
             .exec(&self.write)
             .await?;
         Ok(())
     }
 
-    /// Records the assistant's reply and its tool calls and completes the turn, atomically,
+    /// Records the answer (the assistant's message and its tool calls) and completes the
+    /// turn, atomically,
     /// through the group-commit writer. Only a still-pending turn is answered:
     /// `TurnAlreadyAnswered` if another run got there first, `ThreadNotFound` if the thread
     /// was deleted while the agent ran.
@@ -196,7 +112,7 @@ impl Store {
         ids: AnswerIds,
         text: &str,
         tool_calls: &[ToolCallRecord],
-    ) -> Result<Reply, StoreError> {
+    ) -> Result<RecordedAnswer, StoreError> {
         self.writer
             .complete(CompleteOp {
                 user: user.clone(),
@@ -208,12 +124,12 @@ impl Store {
             .await
     }
 
-    /// The recorded reply to a turn, if the turn was completed.
-    pub async fn load_reply(
+    /// The recorded answer to a turn, if the turn was completed.
+    pub async fn load_answer(
         &self,
         user: &UserId,
         turn_id: &str,
-    ) -> Result<Option<Reply>, StoreError> {
+    ) -> Result<Option<RecordedAnswer>, StoreError> {
         let rows = thread_item::Entity::find()
             .filter(thread_item::Column::UserId.eq(user.as_str()))
             .filter(thread_item::Column::ReplyTo.eq(turn_id))
@@ -222,19 +138,19 @@ impl Store {
             .all(&self.write)
             .await?;
         let mut tool_calls = Vec::new();
-        let mut reply = None;
+        let mut message = None;
         let mut workflow = None;
         for row in rows {
-            if row.item_type == ITEM_ASSISTANT {
-                reply = Some(row);
+            if row.item_type == ItemType::AssistantMessage {
+                message = Some(row);
             } else {
                 tool_calls.extend(tool_calls_of(&row));
-                if row.item_type == ITEM_WORKFLOW {
+                if row.item_type == ItemType::Workflow {
                     workflow = Some(row);
                 }
             }
         }
-        Ok(reply.map(|item| Reply {
+        Ok(message.map(|item| RecordedAnswer {
             item,
             tool_calls,
             workflow,
@@ -250,24 +166,23 @@ impl Store {
         max_items: u64,
         max_chars: usize,
     ) -> Result<Vec<thread_item::Model>, StoreError> {
-        let rows = thread_item::Entity::find()
-            .filter(thread_item::Column::ThreadId.eq(turn.thread_id.as_str()))
-            .filter(thread_item::Column::UserId.eq(user.as_str()))
-            .filter(thread_item::Column::ItemType.is_in(MESSAGE_TYPES))
-            .filter(
-                Condition::any()
-                    .add(thread_item::Column::CreatedAt.lt(turn.created_at))
-                    .add(
-                        Condition::all()
-                            .add(thread_item::Column::CreatedAt.eq(turn.created_at))
-                            .add(thread_item::Column::Id.lt(turn.id.as_str())),
-                    ),
-            )
-            .order_by_desc(thread_item::Column::CreatedAt)
-            .order_by_desc(thread_item::Column::Id)
-            .limit(max_items)
-            .all(&self.read)
-            .await?;
+        let before_turn = Cursor {
+            at: turn.created_at,
+            id: turn.id.clone(),
+        };
+        let rows = keyset(
+            thread_item::Entity::find()
+                .filter(thread_item::Column::ThreadId.eq(turn.thread_id.as_str()))
+                .filter(thread_item::Column::UserId.eq(user.as_str()))
+                .filter(thread_item::Column::ItemType.is_in(MESSAGE_TYPES)),
+            thread_item::Column::CreatedAt,
+            thread_item::Column::Id,
+            Some(&before_turn),
+            Order::Desc,
+        )
+        .limit(max_items)
+        .all(&self.read)
+        .await?;
         let mut budget = max_chars;
         let mut kept: Vec<_> = rows
             .into_iter()

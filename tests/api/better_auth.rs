@@ -12,7 +12,7 @@ use std::{
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{spawn_with, test_settings, TestDb};
+use crate::helpers::spawn_app_with;
 
 /// A running Better Auth server; killed when dropped.
 struct BetterAuth {
@@ -61,12 +61,12 @@ async fn better_auth(alg: &str) -> BetterAuth {
 
 async fn exchange_and_use(alg: &str) {
     let auth = better_auth(alg).await;
-    let db = TestDb::new().await;
-    let mut settings = test_settings(&db);
-    settings.upstream.base_url = auth.info["base_url"].as_str().unwrap().to_owned();
-    // JWKS only, as most Better Auth deployments run.
-    settings.upstream.hs256_secret = secrecy::SecretString::from("");
-    let app = spawn_with(settings, None).await;
+    let app = spawn_app_with(|s| {
+        s.upstream.base_url = auth.info["base_url"].as_str().unwrap().to_owned();
+        // JWKS only, as most Better Auth deployments run.
+        s.upstream.hs256_secret = secrecy::SecretString::from("");
+    })
+    .await;
 
     let token = auth.info["token"].as_str().unwrap();
     let header: Value = serde_json::from_slice(
@@ -120,7 +120,6 @@ async fn exchange_and_use(alg: &str) {
     )
     .await
     .assert_error(401, "auth.invalid_token");
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -146,13 +145,12 @@ async fn real_better_auth_ps256() {
 #[tokio::test]
 async fn real_better_auth_es512_is_refused_clearly() {
     let auth = better_auth("ES512").await;
-    let db = TestDb::new().await;
-    let mut settings = test_settings(&db);
-    settings.upstream.base_url = auth.info["base_url"].as_str().unwrap().to_owned();
-    let app = spawn_with(settings, None).await;
+    let app = spawn_app_with(|s| {
+        s.upstream.base_url = auth.info["base_url"].as_str().unwrap().to_owned()
+    })
+    .await;
     let token = auth.info["token"].as_str().unwrap();
     app.request(Method::POST, "/api/chatkit/session", Some(token), None, &[])
         .await
         .assert_error(401, "auth.unsupported_algorithm");
-    app.stop().await;
 }

@@ -10,12 +10,14 @@ use std::{
 
 use async_trait::async_trait;
 use chatkit_gateway::agent::{
-    Agent, AgentError, AgentEvent, AgentReply, AgentRequest, EventSink, TaskTools,
+    Agent, AgentAnswer, AgentError, AgentEvent, AgentRequest, EventSink, TaskTools,
 };
 use poem::{handler, post, web::Data, Body, EndpointExt, Response, Route};
 use serde_json::{json, Value};
 
-use crate::helpers::{serve_on_loopback, spawn_app, spawn_with, test_settings, TestApp, TestDb};
+use crate::helpers::{
+    serve_on_loopback, spawn_app, spawn_app_with, spawn_app_with_agent, spawn_on, TestApp, TestDb,
+};
 
 /// A protocol request: the status, the content type and the JSON body (or the events).
 struct Answer {
@@ -170,7 +172,7 @@ fn assert_clean(v: &Value) {
 
 #[tokio::test]
 async fn a_new_thread_streams_its_turn_in_protocol_order_and_reloads_identically() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let token = app.login("alice").await;
     let a = create(&app, &token, "add a task to buy milk").await;
     a.events.iter().for_each(assert_clean);
@@ -262,7 +264,7 @@ async fn a_new_thread_streams_its_turn_in_protocol_order_and_reloads_identically
 
 #[tokio::test]
 async fn rest_and_chatkit_read_the_same_rows() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let token = app.login("alice").await;
     // A REST turn shows in ChatKit, with its workflow.
     let rest = app.send(&token, None, "add a task to call mom").await.ok();
@@ -316,7 +318,7 @@ async fn rest_and_chatkit_read_the_same_rows() {
 
 #[tokio::test]
 async fn lists_page_by_element_id_in_either_order() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let token = app.login("alice").await;
     let mut ids = Vec::new();
     for i in 0..23 {
@@ -415,7 +417,7 @@ async fn lists_page_by_element_id_in_either_order() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_before_any_stream_starts() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let token = app.login("alice").await;
     let a = create(&app, &token, "hello").await;
     let tid = thread_id(&a);
@@ -475,7 +477,7 @@ async fn bad_requests_are_refused_before_any_stream_starts() {
 
 #[tokio::test]
 async fn empty_or_overlong_messages_are_shown_inline_and_record_nothing() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let token = app.login("alice").await;
     let long = "x".repeat(app.settings.messages.max_chars + 1);
     for text in ["", "   ", long.as_str()] {
@@ -492,7 +494,7 @@ async fn empty_or_overlong_messages_are_shown_inline_and_record_nothing() {
 
 #[tokio::test]
 async fn another_users_threads_are_not_found_on_every_type() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let alice = app.login("alice").await;
     let bob = app.login("bob").await;
     let a = create(&app, &alice, "add a task to secret plan").await;
@@ -535,7 +537,7 @@ async fn another_users_threads_are_not_found_on_every_type() {
 
 #[tokio::test]
 async fn rename_delete_and_feedback() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let token = app.login("alice").await;
     let a = create(&app, &token, "hello").await;
     let tid = thread_id(&a);
@@ -585,7 +587,7 @@ async fn rename_delete_and_feedback() {
 
 #[tokio::test]
 async fn retry_answers_the_message_again_and_removes_what_followed() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let token = app.login("alice").await;
     let a = create(&app, &token, "add a task to water plants").await;
     let tid = thread_id(&a);
@@ -645,11 +647,11 @@ impl Agent for Stumbling {
         _request: AgentRequest<'_>,
         tools: &TaskTools,
         events: &EventSink,
-    ) -> Result<AgentReply, AgentError> {
+    ) -> Result<AgentAnswer, AgentError> {
         let args = json!({"title": "half done"});
         let result = tools.call("add_task", &args).await.unwrap();
         events.emit(AgentEvent::ToolCall(
-            chatkit_gateway::store::ToolCallRecord {
+            chatkit_gateway::domain::ToolCallRecord {
                 tool: "add_task".into(),
                 args,
                 result,
@@ -663,11 +665,10 @@ impl Agent for Stumbling {
 
 #[tokio::test]
 async fn a_failing_agent_removes_what_it_showed_and_keeps_the_message() {
-    let db = TestDb::new().await;
     let agent = Arc::new(Stumbling {
         hold: Duration::ZERO,
     });
-    let app = spawn_with(test_settings(&db), Some(agent)).await;
+    let app = spawn_app_with_agent(agent, |_| {}).await;
     let token = app.login("alice").await;
     let a = create(&app, &token, "do something").await;
     let tid = thread_id(&a);
@@ -700,11 +701,10 @@ async fn a_failing_agent_removes_what_it_showed_and_keeps_the_message() {
 
 #[tokio::test]
 async fn a_retry_while_the_turn_runs_is_a_conflict() {
-    let db = TestDb::new().await;
     let agent = Arc::new(Stumbling {
         hold: Duration::from_millis(1500),
     });
-    let app = spawn_with(test_settings(&db), Some(agent)).await;
+    let app = spawn_app_with_agent(agent, |_| {}).await;
     let token = app.login("alice").await;
     let thread = app.create_thread(&token, "slow").await;
     let tid = thread["id"].as_str().unwrap().to_owned();
@@ -774,12 +774,12 @@ async fn a_model_api_that_fails_ends_the_stream_with_a_retryable_error() {
             .data(fake.clone()),
     )
     .await;
-    let db = TestDb::new().await;
-    let mut s = test_settings(&db);
-    s.agent.provider = chatkit_gateway::config::AgentProvider::OpenAi;
-    s.agent.openai.base_url = format!("{base}/v1");
-    s.agent.openai.retry_base_ms = 10;
-    let app = spawn_with(s, None).await;
+    let app = spawn_app_with(|s| {
+        s.agent.provider = chatkit_gateway::config::AgentProvider::OpenAi;
+        s.agent.openai.base_url = format!("{base}/v1");
+        s.agent.openai.retry_base_ms = 10;
+    })
+    .await;
     let token = app.login("alice").await;
     let a = create(&app, &token, "hello there").await;
     assert_eq!(
@@ -810,11 +810,11 @@ impl Agent for Slow {
         _request: AgentRequest<'_>,
         _tools: &TaskTools,
         events: &EventSink,
-    ) -> Result<AgentReply, AgentError> {
+    ) -> Result<AgentAnswer, AgentError> {
         events.emit(AgentEvent::TextDelta("thinking… ".into()));
         tokio::time::sleep(Duration::from_millis(400)).await;
         events.emit(AgentEvent::TextDelta("done".into()));
-        Ok(AgentReply {
+        Ok(AgentAnswer {
             text: "thinking… done".into(),
             tool_calls: vec![],
         })
@@ -823,8 +823,7 @@ impl Agent for Slow {
 
 #[tokio::test]
 async fn a_client_that_hangs_up_mid_turn_still_gets_the_turn_recorded() {
-    let db = TestDb::new().await;
-    let app = spawn_with(test_settings(&db), Some(Arc::new(Slow))).await;
+    let app = spawn_app_with_agent(Arc::new(Slow), |_| {}).await;
     let token = app.login("alice").await;
     let thread = app.create_thread(&token, "hang up").await;
     let tid = thread["id"].as_str().unwrap().to_owned();
@@ -981,7 +980,7 @@ async fn a_database_from_before_chatkit_migrates_without_losing_data() {
     conn.close().await.unwrap();
 
     // The new release migrates forward at start-up; everything is still there.
-    let app = spawn_with(test_settings(&db), None).await;
+    let app = spawn_on(db).await;
     let token = app.login("alice").await;
     let messages = app.all_messages(&token, tid).await;
     let ids: Vec<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use chatkit_gateway::Settings;
+use chatkit_gateway::{config::AgentProvider, Settings};
 use secrecy::ExposeSecret;
 
 fn bin() -> Command {
@@ -200,7 +200,7 @@ async fn dev_token_is_accepted_by_session() {
         String::from_utf8_lossy(&out.stderr)
     );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let (app, _db) = crate::helpers::spawn_app().await;
+    let app = crate::helpers::spawn_app().await;
     let reply = app
         .request(
             reqwest::Method::POST,
@@ -212,7 +212,6 @@ async fn dev_token_is_accepted_by_session() {
         .await
         .ok();
     assert_eq!(reply["user_id"], "alice");
-    app.stop().await;
 }
 
 #[test]
@@ -303,4 +302,37 @@ fn secrets_with_too_little_entropy_are_refused() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("CHATKIT_SESSION_SECRET"), "{err}");
+}
+
+#[test]
+fn the_provider_is_chosen_by_name_and_an_unknown_name_stops_the_start() {
+    let load = |provider: &str| {
+        Settings::load_from(&[
+            ("APP_CONFIG_DIR".into(), "/nonexistent".into()),
+            ("AGENT_PROVIDER".into(), provider.into()),
+        ])
+    };
+    assert_eq!(
+        load("openai").unwrap().agent.provider,
+        AgentProvider::OpenAi
+    );
+    assert_eq!(load("local").unwrap().agent.provider, AgentProvider::Local);
+    assert_eq!(Settings::defaults().agent.provider, AgentProvider::Local);
+    for unknown in ["claude", "OpenAI", ""] {
+        let err = load(unknown).unwrap_err().to_string();
+        assert!(err.contains("AGENT_PROVIDER"), "{err}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatkit-gateway"))
+        .env_clear()
+        .env("APP_CONFIG_DIR", "/nonexistent")
+        .env("AGENT_PROVIDER", "claude")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("AGENT_PROVIDER") && stderr.contains("claude"),
+        "{stderr}"
+    );
 }

@@ -154,7 +154,7 @@ async fn sqlite_full_disk_never_acknowledges_an_uncommitted_write() {
 }
 
 /// `POST /messages` with raw `Idempotency-Key` header values (bytes, not only text).
-async fn post_with_keys(app: &TestApp, token: &str, keys: &[&[u8]]) -> crate::helpers::Reply {
+async fn post_with_keys(app: &TestApp, token: &str, keys: &[&[u8]]) -> crate::helpers::ApiResponse {
     let mut req = app
         .client
         .post(format!("{}/api/chatkit/messages", app.base))
@@ -170,7 +170,7 @@ async fn post_with_keys(app: &TestApp, token: &str, keys: &[&[u8]]) -> crate::he
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-    crate::helpers::Reply {
+    crate::helpers::ApiResponse {
         status,
         body,
         headers,
@@ -184,7 +184,7 @@ async fn thread_count(app: &TestApp, token: &str) -> usize {
 
 #[tokio::test]
 async fn idempotency_keys_that_are_not_visible_ascii_are_refused() {
-    let (app, _db) = crate::helpers::spawn_app().await;
+    let app = crate::helpers::spawn_app().await;
     let t = app.login("alice").await;
     for key in [&b"caf\xc3\xa9"[..], b"\xff", b"a\x80b"] {
         for _ in 0..2 {
@@ -216,7 +216,7 @@ fn b64(text: &str) -> String {
 
 #[tokio::test]
 async fn nul_characters_and_impossible_cursors_are_refused_alike_on_every_database() {
-    let (app, _db) = crate::helpers::spawn_app().await;
+    let app = crate::helpers::spawn_app().await;
     let t = app.login("alice").await;
     let thread = app.create_thread(&t, "kept").await;
     let id = thread["id"].as_str().unwrap();
@@ -272,7 +272,7 @@ async fn nul_characters_and_impossible_cursors_are_refused_alike_on_every_databa
 
 #[tokio::test]
 async fn string_fields_take_only_json_strings() {
-    let (app, _db) = crate::helpers::spawn_app().await;
+    let app = crate::helpers::spawn_app().await;
     let t = app.login("alice").await;
     let thread = app.create_thread(&t, "kept").await;
     let id = thread["id"].as_str().unwrap();
@@ -346,7 +346,7 @@ impl chatkit_gateway::agent::Agent for SilentAgent {
         _req: chatkit_gateway::agent::AgentRequest<'_>,
         _tools: &chatkit_gateway::agent::TaskTools,
         _events: &chatkit_gateway::agent::EventSink,
-    ) -> Result<chatkit_gateway::agent::AgentReply, chatkit_gateway::agent::AgentError> {
+    ) -> Result<chatkit_gateway::agent::AgentAnswer, chatkit_gateway::agent::AgentError> {
         std::future::pending().await
     }
 }
@@ -392,7 +392,7 @@ async fn a_keyless_turn_abandoned_by_a_crash_reads_as_failed_after_the_stale_win
 
 #[tokio::test]
 async fn repeated_authorization_headers_and_loose_booleans() {
-    let (app, _db) = crate::helpers::spawn_app().await;
+    let app = crate::helpers::spawn_app().await;
     let alice = app.login("alice").await;
     let bob = app.login("bob").await;
     for (first, second) in [(&alice, &bob), (&alice, &alice)] {
@@ -459,7 +459,7 @@ async fn repeated_authorization_headers_and_loose_booleans() {
 /// can be added; what is held here is that the refusal is a 4xx and the service carries on.
 #[tokio::test]
 async fn an_oversized_header_block_is_refused_without_harm() {
-    let (app, _db) = crate::helpers::spawn_app().await;
+    let app = crate::helpers::spawn_app().await;
     let t = app.login("alice").await;
     let resp = app
         .client

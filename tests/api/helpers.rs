@@ -69,6 +69,29 @@ where
     format!("http://127.0.0.1:{port}")
 }
 
+/// Parses a whole SSE body of `POST /messages` into (event, data) pairs; comments are
+/// kept as ("comment", text).
+pub fn parse_sse(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter(|f| !f.trim().is_empty())
+        .map(|frame| {
+            let mut event = String::new();
+            let mut data = Value::Null;
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).unwrap();
+                } else if let Some(c) = line.strip_prefix(':') {
+                    event = "comment".into();
+                    data = json!(c.trim());
+                }
+            }
+            (event, data)
+        })
+        .collect()
+}
+
 /// `(role, status)` of each message, to compare a thread's shape at a glance.
 pub fn roles(messages: &[Value]) -> Vec<(&str, &str)> {
     messages
@@ -77,6 +100,7 @@ pub fn roles(messages: &[Value]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// The settings every test starts from: a free port, a short shutdown grace, and `db`.
 pub fn test_settings(db: &TestDb) -> Settings {
     let mut s = Settings::defaults();
     s.server.port = 0;
@@ -86,21 +110,63 @@ pub fn test_settings(db: &TestDb) -> Settings {
     s
 }
 
+/// A running service. It owns its database (shared with any other instance started on it),
+/// so the database outlives every server using it; dropping the app stops it.
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub settings: Settings,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
+    // Fields drop after `Drop::drop` has told the server to stop, so the last holder of
+    // the database lets it go only once no server of this app is left on it.
+    db: Option<Arc<TestDb>>,
 }
 
-pub async fn spawn_app() -> (TestApp, TestDb) {
-    let db = TestDb::new().await;
-    let app = spawn_with(test_settings(&db), None).await;
-    (app, db)
+/// The service with the default settings and the local agent, on a database of its own.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
 }
 
+/// The service with the default settings changed by `edit`, on a database of its own.
+pub async fn spawn_app_with(edit: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_on_new_db(None, edit).await
+}
+
+/// Like [`spawn_app_with`], answering with `agent` instead of the configured provider.
+pub async fn spawn_app_with_agent(
+    agent: Arc<dyn Agent>,
+    edit: impl FnOnce(&mut Settings),
+) -> TestApp {
+    spawn_on_new_db(Some(agent), edit).await
+}
+
+/// The service on a database the test has already prepared (e.g. an old schema).
+pub async fn spawn_on(db: TestDb) -> TestApp {
+    let db = Arc::new(db);
+    start(test_settings(&db), None, Some(db)).await
+}
+
+/// The service on settings built by hand, whose database the caller looks after.
 pub async fn spawn_with(settings: Settings, agent: Option<Arc<dyn Agent>>) -> TestApp {
+    start(settings, agent, None).await
+}
+
+async fn spawn_on_new_db(
+    agent: Option<Arc<dyn Agent>>,
+    edit: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let db = Arc::new(TestDb::new().await);
+    let mut settings = test_settings(&db);
+    edit(&mut settings);
+    start(settings, agent, Some(db)).await
+}
+
+async fn start(
+    settings: Settings,
+    agent: Option<Arc<dyn Agent>>,
+    db: Option<Arc<TestDb>>,
+) -> TestApp {
     let app = Application::build_with_agent(settings.clone(), agent)
         .await
         .expect("app builds");
@@ -115,18 +181,32 @@ pub async fn spawn_with(settings: Settings, agent: Option<Arc<dyn Agent>>) -> Te
         settings,
         shutdown: Some(tx),
         handle: Some(handle),
+        db,
     }
 }
 
-/// A response with its status and parsed JSON body (Null when empty or not JSON).
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Drop cannot wait for a graceful stop; the runtime ending with the test reaps
+        // whatever is left. Tests that need the graceful path call `stop()`.
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+/// An HTTP response with its status and parsed JSON body (Null when empty or not JSON).
 #[derive(Debug)]
-pub struct Reply {
+pub struct ApiResponse {
     pub status: StatusCode,
     pub body: Value,
     pub headers: reqwest::header::HeaderMap,
 }
 
-impl Reply {
+impl ApiResponse {
     /// The stable error code of an error response.
     pub fn code(&self) -> &str {
         self.body["error"]["code"]
@@ -156,6 +236,7 @@ impl Reply {
 }
 
 impl TestApp {
+    /// Stops the server gracefully, waiting for in-flight requests (up to the grace period).
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -163,6 +244,18 @@ impl TestApp {
         if let Some(h) = self.handle.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
         }
+    }
+
+    /// Stops this server and starts a new one on the same settings and database.
+    pub async fn restart(self) -> TestApp {
+        let (settings, db) = (self.settings.clone(), self.db.clone());
+        self.stop().await;
+        start(settings, None, db).await
+    }
+
+    /// A second server on the same database and settings, as in a deployment of two.
+    pub async fn another_instance(&self) -> TestApp {
+        start(self.settings.clone(), None, self.db.clone()).await
     }
 
     pub fn upstream_token(&self, user: &str) -> String {
@@ -204,7 +297,7 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
         headers: &[(&str, &str)],
-    ) -> Reply {
+    ) -> ApiResponse {
         let mut req = self
             .client
             .request(method, format!("{}{}", self.base, path));
@@ -222,7 +315,7 @@ impl TestApp {
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
+        ApiResponse {
             status,
             body,
             headers,
@@ -243,22 +336,22 @@ impl TestApp {
             .body
     }
 
-    pub async fn get(&self, path: &str, token: &str) -> Reply {
+    pub async fn get(&self, path: &str, token: &str) -> ApiResponse {
         self.request(Method::GET, path, Some(token), None, &[])
             .await
     }
 
-    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> ApiResponse {
         self.request(Method::POST, path, Some(token), Some(body), &[])
             .await
     }
 
-    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> ApiResponse {
         self.request(Method::PATCH, path, Some(token), Some(body), &[])
             .await
     }
 
-    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+    pub async fn delete(&self, path: &str, token: &str) -> ApiResponse {
         self.request(Method::DELETE, path, Some(token), None, &[])
             .await
     }
@@ -285,7 +378,7 @@ impl TestApp {
             .to_owned()
     }
 
-    pub async fn refresh(&self, token: &str) -> Reply {
+    pub async fn refresh(&self, token: &str) -> ApiResponse {
         self.request(
             Method::POST,
             "/api/chatkit/refresh",
@@ -304,13 +397,64 @@ impl TestApp {
         reply.body
     }
 
-    pub async fn send(&self, token: &str, thread_id: Option<&str>, message: &str) -> Reply {
+    pub async fn send(&self, token: &str, thread_id: Option<&str>, message: &str) -> ApiResponse {
         self.post(
             "/api/chatkit/messages",
             token,
             json!({"thread_id": thread_id, "message": message}),
         )
         .await
+    }
+
+    /// `POST /messages` to an existing thread, which must succeed: the answer.
+    pub async fn say(&self, token: &str, thread_id: &str, message: &str) -> Value {
+        self.send(token, Some(thread_id), message).await.ok()
+    }
+
+    /// `POST /messages` under an `Idempotency-Key`.
+    pub async fn send_keyed(
+        &self,
+        token: &str,
+        thread_id: Option<&str>,
+        message: &str,
+        key: &str,
+    ) -> ApiResponse {
+        self.request(
+            Method::POST,
+            "/api/chatkit/messages",
+            Some(token),
+            Some(json!({"thread_id": thread_id, "message": message})),
+            &[("idempotency-key", key)],
+        )
+        .await
+    }
+
+    /// `POST /messages` asking for server-sent events: the status and the parsed events
+    /// (see [`parse_sse`]). A 200 must carry the headers that keep proxies from buffering.
+    pub async fn stream_message(
+        &self,
+        token: &str,
+        thread_id: Option<&str>,
+        message: &str,
+        key: Option<&str>,
+    ) -> (u16, Vec<(String, Value)>) {
+        let mut req = self
+            .client
+            .post(format!("{}/api/chatkit/messages", self.base))
+            .bearer_auth(token)
+            .header("accept", "text/event-stream")
+            .json(&json!({"thread_id": thread_id, "message": message}));
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        if status == 200 {
+            assert_eq!(resp.headers()["content-type"], "text/event-stream");
+            assert_eq!(resp.headers()["cache-control"], "no-cache");
+            assert_eq!(resp.headers()["x-accel-buffering"], "no");
+        }
+        (status, parse_sse(&resp.text().await.unwrap_or_default()))
     }
 
     /// Follows `after` cursors from `path` (which already has a query string) to the last

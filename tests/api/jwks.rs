@@ -14,7 +14,7 @@ use poem::{get, handler, web::Data, EndpointExt, Response, Route};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{serve_on_loopback, spawn_with, test_settings, TestApp, TestDb};
+use crate::helpers::{serve_on_loopback, spawn_app_with, ApiResponse, TestApp};
 
 /// A key the test signs with, and its public JWK.
 #[derive(Clone)]
@@ -170,18 +170,16 @@ fn claims(issuer: &str, user: &str) -> Value {
     })
 }
 
-async fn gateway(
-    jwks: &FakeJwks,
-    edit: impl FnOnce(&mut chatkit_gateway::Settings),
-) -> (TestApp, TestDb) {
-    let db = TestDb::new().await;
-    let mut settings = test_settings(&db);
-    settings.upstream.base_url = jwks.base.clone();
-    edit(&mut settings);
-    (spawn_with(settings, None).await, db)
+/// The service verifying upstream tokens against `jwks`, with `edit` applied on top.
+async fn gateway(jwks: &FakeJwks, edit: impl FnOnce(&mut chatkit_gateway::Settings)) -> TestApp {
+    spawn_app_with(|settings| {
+        settings.upstream.base_url = jwks.base.clone();
+        edit(settings);
+    })
+    .await
 }
 
-async fn exchange(app: &TestApp, token: &str) -> crate::helpers::Reply {
+async fn exchange(app: &TestApp, token: &str) -> ApiResponse {
     app.request(Method::POST, "/api/chatkit/session", Some(token), None, &[])
         .await
 }
@@ -195,7 +193,7 @@ async fn tokens_of_every_supported_algorithm_are_accepted() {
         rsa("ps", Algorithm::PS256),
     ];
     let jwks = FakeJwks::start(&keys.iter().collect::<Vec<_>>()).await;
-    let (app, _db) = gateway(&jwks, |_| {}).await;
+    let app = gateway(&jwks, |_| {}).await;
     for key in &keys {
         let user = format!("user-{}", key.kid);
         let session = exchange(&app, &sign(key, claims(&jwks.base, &user)))
@@ -222,14 +220,13 @@ async fn tokens_of_every_supported_algorithm_are_accepted() {
         (ready["jwks"].as_str(), ready["jwks_keys"].as_u64()),
         (Some("ready"), Some(4))
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn wrong_addressing_expiry_and_tampering_are_refused() {
     let key = ed25519("k1");
     let jwks = FakeJwks::start(&[&key]).await;
-    let (app, _db) = gateway(&jwks, |_| {}).await;
+    let app = gateway(&jwks, |_| {}).await;
     let now = chrono::Utc::now().timestamp();
     let with = |edit: &dyn Fn(&mut Value)| {
         let mut c = claims(&jwks.base, "alice");
@@ -288,7 +285,7 @@ async fn wrong_addressing_expiry_and_tampering_are_refused() {
         .await
         .assert_error(401, "auth.invalid_token");
     // Explicit issuer/audience settings replace the defaults.
-    let (strict, _db2) = gateway(&jwks, |s| {
+    let strict = gateway(&jwks, |s| {
         s.upstream.audience = "https://api.example".into()
     })
     .await;
@@ -298,8 +295,6 @@ async fn wrong_addressing_expiry_and_tampering_are_refused() {
     exchange(&strict, &with(&|c| c["aud"] = json!("https://api.example")))
         .await
         .ok();
-    app.stop().await;
-    strict.stop().await;
 }
 
 #[tokio::test]
@@ -307,7 +302,7 @@ async fn algorithm_confusion_is_refused() {
     let ed = ed25519("ed");
     let rs = rsa("rs", Algorithm::RS256);
     let jwks = FakeJwks::start(&[&ed, &rs]).await;
-    let (app, _db) = gateway(&jwks, |_| {}).await;
+    let app = gateway(&jwks, |_| {}).await;
     let header = |alg: &str, kid: &str| b64(json!({"alg": alg, "kid": kid}).to_string().as_bytes());
     let body = b64(claims(&jwks.base, "alice").to_string().as_bytes());
 
@@ -327,7 +322,7 @@ async fn algorithm_confusion_is_refused() {
         .await
         .assert_error(401, "auth.invalid_token");
     // With no shared secret configured, HS256 has no verifier at all.
-    let (jwks_only, _db2) = gateway(&jwks, |s| {
+    let jwks_only = gateway(&jwks, |s| {
         s.upstream.hs256_secret = secrecy::SecretString::from("")
     })
     .await;
@@ -351,7 +346,7 @@ async fn algorithm_confusion_is_refused() {
         .await
         .assert_error(401, "auth.invalid_token");
     // An algorithm outside the allow-list, even with a fitting key.
-    let (ed_only, _db3) = gateway(&jwks, |s| s.upstream.algorithms = vec!["EdDSA".into()]).await;
+    let ed_only = gateway(&jwks, |s| s.upstream.algorithms = vec!["EdDSA".into()]).await;
     exchange(&ed_only, &sign(&rs, claims(&jwks.base, "alice")))
         .await
         .assert_error(401, "auth.unsupported_algorithm");
@@ -364,7 +359,7 @@ async fn algorithm_confusion_is_refused() {
         json!({"kty": "EC", "crv": "P-521", "alg": "ES512", "kid": "p521",
         "x": b64(&[1u8; 66]), "y": b64(&[2u8; 66])}),
     );
-    let (fresh, _db4) = gateway(&jwks, |_| {}).await;
+    let fresh = gateway(&jwks, |_| {}).await;
     let es512 = format!("{}.{body}.{}", header("ES512", "p521"), b64(&[0u8; 132]));
     exchange(&fresh, &es512)
         .await
@@ -372,16 +367,13 @@ async fn algorithm_confusion_is_refused() {
     exchange(&fresh, &sign(&ed, claims(&jwks.base, "alice")))
         .await
         .ok();
-    for a in [app, jwks_only, ed_only, fresh] {
-        a.stop().await;
-    }
 }
 
 #[tokio::test]
 async fn rotated_keys_are_picked_up_and_forged_kids_do_not_flood_the_key_server() {
     let old = ed25519("old");
     let jwks = FakeJwks::start(&[&old]).await;
-    let (app, _db) = gateway(&jwks, |s| s.upstream.jwks_refetch_cooldown_secs = 2).await;
+    let app = gateway(&jwks, |s| s.upstream.jwks_refetch_cooldown_secs = 2).await;
     exchange(&app, &sign(&old, claims(&jwks.base, "alice")))
         .await
         .ok();
@@ -409,7 +401,6 @@ async fn rotated_keys_are_picked_up_and_forged_kids_do_not_flood_the_key_server(
         futures_util::future::join_all(forged.iter().take(10).map(|t| exchange(&app, t))).await;
     assert!(again.iter().all(|r| r.code() == "auth.invalid_token"));
     assert_eq!(jwks.hits(), 3, "still inside the cooldown");
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -419,7 +410,7 @@ async fn the_key_set_is_fetched_once_for_concurrent_callers_and_honours_max_age(
     *jwks.max_age.lock().unwrap() = Some(1);
     jwks.delay_ms.store(200, Ordering::SeqCst);
     // Token verifications are not remembered here: every request must consult the key set.
-    let (app, _db) = gateway(&jwks, |s| {
+    let app = gateway(&jwks, |s| {
         s.upstream.jwks_min_ttl_secs = 1;
         s.upstream.verified_cache_secs = 0;
     })
@@ -432,7 +423,6 @@ async fn the_key_set_is_fetched_once_for_concurrent_callers_and_honours_max_age(
     tokio::time::sleep(Duration::from_millis(1300)).await;
     exchange(&app, &token).await.ok();
     assert_eq!(jwks.hits(), 2, "max-age=1 expired the cached set");
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -440,7 +430,7 @@ async fn an_outage_keeps_the_last_good_keys() {
     let key = ed25519("k");
     let jwks = FakeJwks::start(&[&key]).await;
     *jwks.max_age.lock().unwrap() = Some(1);
-    let (app, _db) = gateway(&jwks, |s| {
+    let app = gateway(&jwks, |s| {
         s.upstream.jwks_min_ttl_secs = 1;
         s.upstream.jwks_refetch_cooldown_secs = 1;
         s.upstream.verified_cache_secs = 0;
@@ -472,7 +462,6 @@ async fn an_outage_keeps_the_last_good_keys() {
     exchange(&app, &token).await.ok();
     let ready = app.ready().await;
     assert_eq!(ready["jwks"], "ready");
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -480,7 +469,7 @@ async fn an_outage_with_no_keys_is_a_clear_503_and_recovers() {
     let key = ed25519("k");
     let jwks = FakeJwks::start(&[&key]).await;
     jwks.failing.store(true, Ordering::SeqCst);
-    let (app, _db) = gateway(&jwks, |_| {}).await;
+    let app = gateway(&jwks, |_| {}).await;
     let token = sign(&key, claims(&jwks.base, "alice"));
     exchange(&app, &token)
         .await
@@ -500,7 +489,6 @@ async fn an_outage_with_no_keys_is_a_clear_503_and_recovers() {
     jwks.failing.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     exchange(&app, &token).await.ok();
-    app.stop().await;
 }
 
 #[tokio::test]
@@ -508,7 +496,7 @@ async fn a_hanging_key_server_times_out() {
     let key = ed25519("k");
     let jwks = FakeJwks::start(&[&key]).await;
     jwks.delay_ms.store(5_000, Ordering::SeqCst);
-    let (app, _db) = gateway(&jwks, |s| s.upstream.jwks_timeout_ms = 300).await;
+    let app = gateway(&jwks, |s| s.upstream.jwks_timeout_ms = 300).await;
     let started = std::time::Instant::now();
     exchange(&app, &sign(&key, claims(&jwks.base, "alice")))
         .await
@@ -518,14 +506,13 @@ async fn a_hanging_key_server_times_out() {
         "took {:?}",
         started.elapsed()
     );
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn a_remembered_token_still_expires_and_copies_of_it_are_checked_in_full() {
     let key = ed25519("k");
     let jwks = FakeJwks::start(&[&key]).await;
-    let (app, _db) = gateway(&jwks, |s| {
+    let app = gateway(&jwks, |s| {
         s.upstream.leeway_secs = 0;
         s.upstream.verified_cache_secs = 60;
     })
@@ -546,5 +533,4 @@ async fn a_remembered_token_still_expires_and_copies_of_it_are_checked_in_full()
     exchange(&app, &token)
         .await
         .assert_error(401, "auth.expired");
-    app.stop().await;
 }

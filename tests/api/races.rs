@@ -7,7 +7,7 @@ use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn deleting_a_thread_while_messages_pour_in_never_fails_with_500() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let token = app.login("alice").await;
     for round in 0..6 {
         let thread = app.create_thread(&token, &format!("race {round}")).await;
@@ -54,7 +54,7 @@ async fn deleting_a_thread_while_messages_pour_in_never_fails_with_500() {
 
 #[tokio::test]
 async fn fifty_parallel_posts_with_one_key_record_one_turn_and_one_task() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let token = app.login("alice").await;
     let posts = (0..50).map(|_| {
         app.request(
@@ -99,7 +99,7 @@ async fn fifty_parallel_posts_with_one_key_record_one_turn_and_one_task() {
 
 #[tokio::test]
 async fn two_hundred_parallel_posts_are_counted_exactly() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let users = ["u1", "u2", "u3", "u4"];
     let mut tokens = Vec::new();
     let mut threads = Vec::new();

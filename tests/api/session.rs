@@ -3,11 +3,11 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_with, test_settings, TestDb};
+use crate::helpers::{spawn_app, spawn_app_with, TestDb};
 
 #[tokio::test]
 async fn session_exchanges_an_upstream_token_for_a_client_secret() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let session = app.start_session("alice").await;
     assert_eq!(session["user_id"], "alice");
     assert_eq!(session["expires_in"], 1800);
@@ -27,12 +27,11 @@ async fn session_exchanges_an_upstream_token_for_a_client_secret() {
     );
     assert!(claims.sid.starts_with("sid_") && claims.jti.starts_with("jti_"));
     app.get("/api/chatkit/threads", secret).await.ok();
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn session_refuses_bad_upstream_tokens() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let post = |token: Option<String>| {
         let app = &app;
         async move {
@@ -118,12 +117,11 @@ async fn session_refuses_bad_upstream_tokens() {
     post(Some(none))
         .await
         .assert_error(401, "auth.invalid_token");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn upstream_tokens_and_client_secrets_are_not_interchangeable() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let upstream = app.upstream_token("alice");
     app.get("/api/chatkit/threads", &upstream)
         .await
@@ -151,15 +149,11 @@ async fn upstream_tokens_and_client_secrets_are_not_interchangeable() {
     app.get("/api/chatkit/threads", &expired)
         .await
         .assert_error(401, "auth.expired");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn refresh_rotates_and_detects_reuse() {
-    let db = TestDb::new().await;
-    let mut settings = test_settings(&db);
-    settings.session.refresh_race_window_secs = 1;
-    let app = spawn_with(settings, None).await;
+    let app = spawn_app_with(|s| s.session.refresh_race_window_secs = 1).await;
 
     let first = app.login("alice").await;
     let second = app.refresh(&first).await.ok();
@@ -192,12 +186,11 @@ async fn refresh_rotates_and_detects_reuse() {
     // Another session of the same user is unaffected.
     let other = app.login("alice").await;
     app.get("/api/chatkit/threads", &other).await.ok();
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn refresh_honours_grace_period_and_maximum_age() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let now = chrono::Utc::now().timestamp();
     // Expired an hour ago: still refreshable within the 24 h grace period.
     let expired = app.forge_session("alice", |c| c.exp = now - 3600);
@@ -232,15 +225,11 @@ async fn refresh_honours_grace_period_and_maximum_age() {
     )
     .await
     .assert_error(400, "request.malformed");
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn refresh_checks_an_upstream_bearer_when_sent_or_required() {
-    let db = TestDb::new().await;
-    let mut settings = test_settings(&db);
-    settings.session.require_upstream_on_refresh = true;
-    let app = spawn_with(settings, None).await;
+    let app = spawn_app_with(|s| s.session.require_upstream_on_refresh = true).await;
     let secret = app.login("alice").await;
     app.refresh(&secret)
         .await
@@ -266,12 +255,11 @@ async fn refresh_checks_an_upstream_bearer_when_sent_or_required() {
     )
     .await
     .ok();
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn delete_session_revokes_the_family_or_every_session() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let a1 = app.login("alice").await;
     let a2 = app.login("alice").await;
     let b = app.login("bob").await;
@@ -292,17 +280,16 @@ async fn delete_session_revokes_the_family_or_every_session() {
     // Signing in again after a sign-out everywhere works.
     let again = app.login("alice").await;
     app.get("/api/chatkit/threads", &again).await.ok();
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn two_instances_agree_on_revocation_and_single_use_refresh() {
-    let db = TestDb::new().await;
-    let mut settings = test_settings(&db);
-    settings.session.revocation_cache_ttl_secs = 1;
-    settings.session.refresh_race_window_secs = 0;
-    let a = spawn_with(settings.clone(), None).await;
-    let b = spawn_with(settings, None).await;
+    let a = spawn_app_with(|s| {
+        s.session.revocation_cache_ttl_secs = 1;
+        s.session.refresh_race_window_secs = 0;
+    })
+    .await;
+    let b = a.another_instance().await;
 
     let secret = a.login("alice").await;
     b.get("/api/chatkit/threads", &secret).await.ok();
@@ -324,8 +311,6 @@ async fn two_instances_agree_on_revocation_and_single_use_refresh() {
     b.get("/api/chatkit/threads", &other)
         .await
         .assert_error(401, "auth.revoked");
-    a.stop().await;
-    b.stop().await;
 }
 
 #[tokio::test]
@@ -404,7 +389,7 @@ async fn refresh_at_once(apps: &[&crate::helpers::TestApp], token: &str, n: usiz
 
 #[tokio::test]
 async fn concurrent_refreshes_of_one_token_share_one_successor() {
-    let (app, _db) = spawn_app().await;
+    let app = spawn_app().await;
     let first = app.login("alice").await;
     let got = refresh_at_once(&[&app], &first, 20).await;
     let distinct: std::collections::HashSet<_> = got.iter().collect();
@@ -414,15 +399,12 @@ async fn concurrent_refreshes_of_one_token_share_one_successor() {
     app.get("/api/chatkit/threads", head).await.ok();
     let next = app.refresh(head).await.ok();
     assert_ne!(next["client_secret"], head.as_str());
-    app.stop().await;
 }
 
 #[tokio::test]
 async fn two_instances_refreshing_one_token_at_once_agree_on_its_successor() {
-    let db = TestDb::new().await;
-    let settings = test_settings(&db);
-    let a = spawn_with(settings.clone(), None).await;
-    let b = spawn_with(settings, None).await;
+    let a = spawn_app().await;
+    let b = a.another_instance().await;
     let first = a.login("alice").await;
     let got = refresh_at_once(&[&a, &b], &first, 20).await;
     let distinct: std::collections::HashSet<_> = got.iter().collect();
@@ -432,6 +414,4 @@ async fn two_instances_refreshing_one_token_at_once_agree_on_its_successor() {
         "the instances minted different successors"
     );
     b.get("/api/chatkit/threads", &got[0]).await.ok();
-    a.stop().await;
-    b.stop().await;
 }

@@ -3,7 +3,7 @@
 //! with no configuration and tests are deterministic. Anything it does not understand gets
 //! a short guide to what it can do, never an error.
 //!
-//! [`intent`] reads the request, [`language`] decides the reply's language, [`replies`]
+//! [`intent`] reads the request, [`language`] decides the answer's language, [`replies`]
 //! words the answer; this module runs the one tool call in between.
 
 mod intent;
@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use super::{
     error::AgentError,
     events::{AgentEvent, EventSink},
-    provider::{Agent, AgentReply, AgentRequest},
+    provider::{Agent, AgentAnswer, AgentRequest},
     tools::TaskTools,
 };
 use intent::Intent;
@@ -44,21 +44,21 @@ impl Agent for LocalAgent {
         request: AgentRequest<'_>,
         tools: &TaskTools,
         events: &EventSink,
-    ) -> Result<AgentReply, AgentError> {
+    ) -> Result<AgentAnswer, AgentError> {
         let lang = language::detect_lang(request.message);
         let intent = intent::parse(request.message);
-        let mut reply = AgentReply::default();
-        reply.text = match intent.tool_call() {
+        let mut answer = AgentAnswer::default();
+        answer.text = match intent.tool_call() {
             None if intent == Intent::Greet => replies::greeting(lang),
             None => replies::help_text(lang),
             Some((tool, args)) => {
                 let call = tools.run(tool, args, events).await?;
                 let text = replies::describe(&intent, &call.result, lang);
-                reply.tool_calls.push(call);
+                answer.tool_calls.push(call);
                 text
             }
         };
-        stream_words(&reply.text, events);
-        Ok(reply)
+        stream_words(&answer.text, events);
+        Ok(answer)
     }
 }

@@ -27,7 +27,7 @@ pub(super) fn help_text(lang: Lang) -> String {
     }
 }
 
-/// The reply text for a tool result, in the user's language.
+/// The answer text for a tool result, in the user's language.
 pub(super) fn describe(intent: &Intent, result: &Value, lang: Lang) -> String {
     let ru = lang == Lang::RomanUrdu;
     if let Some(err) = result.get("error").and_then(Value::as_str) {

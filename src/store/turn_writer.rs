@@ -1,10 +1,11 @@
-//! Group commit for the two writes of every conversation turn (record the user's message;
-//! record the reply). Requests hand their write to one writer task, which takes whatever
-//! has queued up (up to [`MAX_BATCH`]) and commits it as one transaction: one multi-row
-//! insert, one counter bump per thread, one atomic claim. Under load this turns a dozen
-//! serialized round trips per turn into a few per batch; SQLite admits one writer at a
-//! time, so this is where its throughput is decided. With nothing queued a batch is one
-//! request, written at once: no added latency.
+//! Where a turn is inserted: group commit for the two writes of every conversation turn
+//! (`record_batch` records the user's message; `complete_batch` records its answer).
+//! Requests hand their write to one writer task, which takes whatever has queued up (up
+//! to [`MAX_BATCH`]) and commits it as one transaction: one multi-row insert, one counter
+//! bump per thread, one atomic claim. Under load this turns a dozen serialized round
+//! trips per turn into a few per batch; SQLite admits one writer at a time, so this is
+//! where its throughput is decided. With nothing queued a batch is one request, written
+//! at once: no added latency.
 //!
 //! Every decision stays an atomic statement (scoped bumps for ownership, the unique index
 //! for idempotency keys, `UPDATE … WHERE status = 'pending' RETURNING` for claims), so
@@ -29,13 +30,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     insert_rows, is_unique_violation,
-    turns::{
-        item, workflow_payload, AnswerIds, ITEM_ASSISTANT, ITEM_USER, ITEM_WORKFLOW,
-        STATUS_COMPLETED, STATUS_PENDING,
-    },
-    Reply, Store, StoreError, ToolCallRecord, Turn, WriteHealth,
+    rows::{item, workflow_payload, AnswerIds, ItemStatus, ItemType, RecordedAnswer, Turn},
+    Store, StoreError, WriteHealth,
 };
-use crate::domain::{is_valid_id, new_id, now, Title, UserId};
+use crate::domain::{is_valid_id, new_id, now, Title, ToolCallRecord, UserId};
 
 /// The most requests one transaction carries.
 pub const MAX_BATCH: usize = 64;
@@ -61,7 +59,7 @@ type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Op {
     Record(RecordOp, Answer<Turn>),
-    Complete(Box<CompleteOp>, Answer<Reply>),
+    Complete(Box<CompleteOp>, Answer<RecordedAnswer>),
 }
 
 #[derive(Clone)]
@@ -90,7 +88,7 @@ impl TurnWriter {
         self.submit(|a| Op::Record(op, a)).await
     }
 
-    pub async fn complete(&self, op: CompleteOp) -> Result<Reply, StoreError> {
+    pub async fn complete(&self, op: CompleteOp) -> Result<RecordedAnswer, StoreError> {
         self.submit(|a| Op::Complete(Box::new(op), a)).await
     }
 }
@@ -283,10 +281,16 @@ async fn record_batch(
                 id
             }
         };
-        let mut turn = item(&thread_id, &op.user, ITEM_USER, "user", op.text.clone(), at);
+        let mut turn = item(
+            &thread_id,
+            &op.user,
+            ItemType::UserMessage,
+            op.text.clone(),
+            at,
+        );
         turn.client_key = op.key.clone();
         turn.payload = op.payload.clone();
-        turn.status = STATUS_PENDING.to_owned();
+        turn.status = ItemStatus::Pending;
         results[i] = Some(Ok(turn.clone()));
         items.push(turn);
     }
@@ -302,7 +306,7 @@ async fn record_batch(
 async fn complete_batch(
     db: &DatabaseConnection,
     ops: &[CompleteOp],
-) -> Result<Vec<Result<Reply, StoreError>>, DbErr> {
+) -> Result<Vec<Result<RecordedAnswer, StoreError>>, DbErr> {
     let at = now();
     let txn = db.begin().await?;
     // The threads first (see `bump_all`), counting every answer as if it will be recorded.
@@ -322,10 +326,13 @@ async fn complete_batch(
         )
     });
     let claimed: HashSet<String> = thread_item::Entity::update_many()
-        .col_expr(thread_item::Column::Status, Expr::value(STATUS_COMPLETED))
+        .col_expr(
+            thread_item::Column::Status,
+            Expr::value(ItemStatus::Completed),
+        )
         .col_expr(thread_item::Column::UpdatedAt, Expr::value(at))
         .filter(mine)
-        .filter(thread_item::Column::Status.eq(STATUS_PENDING))
+        .filter(thread_item::Column::Status.eq(ItemStatus::Pending))
         .exec_with_returning(&txn)
         .await?
         .into_iter()
@@ -354,15 +361,14 @@ async fn complete_batch(
             results.push(Err(StoreError::ThreadNotFound));
             continue;
         }
-        // The tool calls (one workflow row) and the reply, under the ids and instants
+        // The tool calls (one workflow item) and the message, under the ids and instants
         // the pipeline announced them with.
         let workflow = match (&op.ids.workflow, op.tool_calls.is_empty()) {
             (Some((id, created)), false) => {
                 let mut row = item(
                     &turn.thread_id,
                     &op.user,
-                    ITEM_WORKFLOW,
-                    "tool",
+                    ItemType::Workflow,
                     String::new(),
                     *created,
                 );
@@ -374,19 +380,18 @@ async fn complete_batch(
             }
             _ => None,
         };
-        let mut reply = item(
+        let mut message = item(
             &turn.thread_id,
             &op.user,
-            ITEM_ASSISTANT,
-            "assistant",
+            ItemType::AssistantMessage,
             op.text.clone(),
             op.ids.message_at,
         );
-        reply.id = op.ids.message_id.clone();
-        reply.reply_to = Some(turn.id.clone());
-        rows.push(reply.clone());
-        results.push(Ok(Reply {
-            item: reply,
+        message.id = op.ids.message_id.clone();
+        message.reply_to = Some(turn.id.clone());
+        rows.push(message.clone());
+        results.push(Ok(RecordedAnswer {
+            item: message,
             tool_calls: op.tool_calls.clone(),
             workflow,
         }));

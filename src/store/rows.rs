@@ -1,0 +1,156 @@
+//! The row vocabulary the store's modules share: what a `thread_items` row may say (item
+//! types, statuses), how a new one is built, what a recorded turn and answer are, and
+//! keyset paging. A leaf: it imports no other part of the store, so every store module
+//! can use it without importing another.
+
+use chrono::{DateTime, Utc};
+use entity::thread_item;
+use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use entity::thread_item::{ItemStatus, ItemType, Role};
+
+use crate::domain::{new_id, Cursor, Order, ToolCallRecord, UserId};
+
+/// Item types shown as messages (tool calls are recorded but listed separately).
+pub(crate) const MESSAGE_TYPES: [ItemType; 2] = [ItemType::UserMessage, ItemType::AssistantMessage];
+
+/// A turn as stored: the user's message item. Its status is the turn's (`pending` while
+/// the agent runs, then `completed` or `failed`); the items of its answer point back to
+/// it through `reply_to`.
+pub type Turn = thread_item::Model;
+
+/// A turn's recorded answer: the assistant's message item and the tool calls made for it,
+/// in order.
+#[derive(Clone, Debug)]
+pub struct RecordedAnswer {
+    pub item: thread_item::Model,
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// The item holding the tool calls (absent when no tool ran, and for answers recorded
+    /// before workflows existed, whose calls are one `tool_call` item each).
+    pub workflow: Option<thread_item::Model>,
+}
+
+/// Ids and instants of the items an answer will be recorded as. They are chosen when the
+/// items are first announced to a listener, so a stream and a later reload agree.
+#[derive(Clone, Debug)]
+pub struct AnswerIds {
+    pub message_id: String,
+    pub message_at: DateTime<Utc>,
+    pub workflow: Option<(String, DateTime<Utc>)>,
+}
+
+/// A new completed item of `kind`, owned by `user`, created and updated at `at`.
+pub(crate) fn item(
+    thread_id: &str,
+    user: &UserId,
+    kind: ItemType,
+    content: String,
+    at: DateTime<Utc>,
+) -> thread_item::Model {
+    let prefix = if kind == ItemType::ToolCall {
+        "tc"
+    } else {
+        "msg"
+    };
+    thread_item::Model {
+        id: new_id(prefix),
+        thread_id: thread_id.to_owned(),
+        user_id: user.as_str().to_owned(),
+        item_type: kind,
+        role: kind.role(),
+        content,
+        payload: None,
+        client_key: None,
+        reply_to: None,
+        status: ItemStatus::Completed,
+        feedback: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// The payload of a `workflow` item.
+#[derive(Serialize, Deserialize)]
+struct WorkflowPayload {
+    tool_calls: Vec<ToolCallRecord>,
+}
+
+pub(crate) fn workflow_payload(calls: &[ToolCallRecord]) -> Value {
+    serde_json::json!({ "tool_calls": calls })
+}
+
+/// The tool calls a `workflow` (or legacy `tool_call`) item holds.
+pub fn tool_calls_of(row: &thread_item::Model) -> Vec<ToolCallRecord> {
+    let Some(payload) = row.payload.clone() else {
+        return Vec::new();
+    };
+    match row.item_type {
+        ItemType::Workflow => serde_json::from_value::<WorkflowPayload>(payload)
+            .map(|w| w.tool_calls)
+            .unwrap_or_default(),
+        ItemType::ToolCall => serde_json::from_value(payload)
+            .map(|c| vec![c])
+            .unwrap_or_default(),
+        ItemType::UserMessage | ItemType::AssistantMessage => Vec::new(),
+    }
+}
+
+/// One page of a keyset-paginated listing; `next` is present when more rows follow.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
+}
+
+/// Keyset condition "strictly after `cursor`" for a (time, id) ordering.
+pub(crate) fn after_cursor<T: ColumnTrait, I: ColumnTrait>(
+    time_col: T,
+    id_col: I,
+    cursor: &Cursor,
+    order: Order,
+) -> Condition {
+    match order {
+        Order::Desc => Condition::any().add(time_col.lt(cursor.at)).add(
+            Condition::all()
+                .add(time_col.eq(cursor.at))
+                .add(id_col.lt(cursor.id.clone())),
+        ),
+        Order::Asc => Condition::any().add(time_col.gt(cursor.at)).add(
+            Condition::all()
+                .add(time_col.eq(cursor.at))
+                .add(id_col.gt(cursor.id.clone())),
+        ),
+    }
+}
+
+/// A keyset page query: rows strictly after `after` in `order` of (time, id), sorted so.
+pub(crate) fn keyset<E, T, I>(
+    mut query: sea_orm::Select<E>,
+    time_col: T,
+    id_col: I,
+    after: Option<&Cursor>,
+    order: Order,
+) -> sea_orm::Select<E>
+where
+    E: sea_orm::EntityTrait,
+    T: ColumnTrait,
+    I: ColumnTrait,
+{
+    if let Some(cursor) = after {
+        query = query.filter(after_cursor(time_col, id_col, cursor, order));
+    }
+    match order {
+        Order::Asc => query.order_by_asc(time_col).order_by_asc(id_col),
+        Order::Desc => query.order_by_desc(time_col).order_by_desc(id_col),
+    }
+}
+
+/// Splits a `limit + 1` fetch into the page and the cursor of its last row.
+pub(crate) fn into_page<T>(mut rows: Vec<T>, limit: u64, key: impl Fn(&T) -> Cursor) -> Page<T> {
+    let has_more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let next = if has_more { rows.last().map(key) } else { None };
+    Page { items: rows, next }
+}
