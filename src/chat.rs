@@ -313,6 +313,7 @@ impl ChatService {
     /// Gets a recorded turn answered (or replays its stored answer) on a task of its own,
     /// reporting as it goes. The last event is `Completed` or `Failed`; a listener that
     /// drops the receiver does not stop the turn.
+    #[must_use]
     pub fn stream(&self, user: &UserId, recorded: Recorded) -> mpsc::UnboundedReceiver<TurnEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
         let this = self.clone();
@@ -384,7 +385,7 @@ impl ChatService {
         if turn.status == ItemStatus::Completed {
             return Ok(Recorded::Answered(turn));
         }
-        let stale = now() - chrono::Duration::seconds(self.settings.stale_pending_secs as i64);
+        let stale = now() - crate::config::seconds(self.settings.stale_pending_secs);
         if self.store.claim_turn(user, &turn.id, stale).await? {
             return Ok(Recorded::NeedsAnswer(turn));
         }
@@ -403,7 +404,7 @@ impl ChatService {
         thread_id: &str,
         item_id: &str,
     ) -> Result<Recorded, ChatError> {
-        let stale = now() - chrono::Duration::seconds(self.settings.stale_pending_secs as i64);
+        let stale = now() - crate::config::seconds(self.settings.stale_pending_secs);
         let turn = self
             .store
             .reopen_turn(user, thread_id, item_id, stale)

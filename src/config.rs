@@ -64,6 +64,20 @@ fn setting_names(key: &str) -> String {
     }
 }
 
+/// A seconds setting as a signed count for timestamp arithmetic. Every such setting is
+/// range-checked at load (at most 30 days), so the saturation is only a guarantee that
+/// arithmetic on it cannot wrap or panic, whatever a caller passes.
+#[must_use]
+pub fn seconds_i64(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+/// A seconds setting as a `chrono::Duration` (see [`seconds_i64`]).
+#[must_use]
+pub fn seconds(secs: u64) -> chrono::Duration {
+    chrono::Duration::try_seconds(seconds_i64(secs)).unwrap_or(chrono::Duration::MAX)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("could not load settings: {0}")]
@@ -157,6 +171,7 @@ pub struct UpstreamSettings {
 
 impl UpstreamSettings {
     /// The JWKS URL: explicit, else `<BETTER_AUTH_URL>/api/auth/jwks`, else none.
+    #[must_use]
     pub fn jwks_url(&self) -> Option<String> {
         if !self.jwks_url.is_empty() {
             return Some(self.jwks_url.clone());
@@ -166,6 +181,7 @@ impl UpstreamSettings {
     }
 
     /// `scheme://host[:port]` of BETTER_AUTH_URL: Better Auth's default `iss` and `aud`.
+    #[must_use]
     pub fn base_origin(&self) -> Option<String> {
         let url = self.base_url.trim();
         let (scheme, rest) = url.split_once("://")?;
@@ -219,6 +235,7 @@ pub enum AgentProvider {
 
 impl AgentProvider {
     /// The name configuration uses for it.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Local => "local",
@@ -316,6 +333,7 @@ impl Settings {
     }
 
     /// Settings from the compiled-in defaults only (no files, no environment).
+    #[must_use]
     pub fn defaults() -> Self {
         Self::load_from(&[("APP_CONFIG_DIR".into(), "/nonexistent".into())])
             .expect("compiled-in defaults are valid")
@@ -557,6 +575,7 @@ impl Settings {
         Ok(())
     }
 
+    #[must_use]
     pub fn bind_address(&self) -> String {
         format!("{}:{}", self.server.host, self.server.port)
     }

@@ -13,6 +13,7 @@ impl UserId {
         let ok = !raw.is_empty() && raw.len() <= 255 && !raw.chars().any(char::is_control);
         ok.then(|| Self(raw.to_owned()))
     }
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -33,11 +34,13 @@ pub struct ToolCallRecord {
 }
 
 /// A new id: type prefix + time-ordered random body (UUID v7), never a sequence.
+#[must_use]
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
 /// Checks the shape of an id we generated (`thr_` + 32 hex), so junk never reaches SQL.
+#[must_use]
 pub fn is_valid_id(prefix: &str, raw: &str) -> bool {
     raw.strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('_'))
@@ -46,11 +49,13 @@ pub fn is_valid_id(prefix: &str, raw: &str) -> bool {
 
 /// The current instant at the storage precision (microseconds), so a value read back
 /// equals the value written and keyset cursors compare exactly on every database.
+#[must_use]
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
 /// RFC 3339 UTC with milliseconds, the wire format of every timestamp.
+#[must_use]
 pub fn format_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -72,10 +77,12 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    #[must_use]
     pub fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(format!("{}|{}", self.at.timestamp_micros(), self.id))
     }
 
+    #[must_use]
     pub fn decode(raw: &str) -> Option<Self> {
         if raw.len() > 200 {
             return None;
@@ -101,7 +108,7 @@ impl Cursor {
 pub fn page_limit(raw: Option<i64>) -> Result<u64, String> {
     match raw {
         None => Ok(20),
-        Some(n) if (1..=100).contains(&n) => Ok(n as u64),
+        Some(n) if (1..=100).contains(&n) => Ok(n.unsigned_abs()),
         Some(n) => Err(format!("limit must be between 1 and 100, got {n}")),
     }
 }
@@ -151,6 +158,7 @@ impl Title {
     }
 
     /// A title derived from the first message of a thread created by `POST /messages`.
+    #[must_use]
     pub fn from_message(message: &str) -> Self {
         const LEN: usize = 60;
         let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -161,10 +169,12 @@ impl Title {
         Self::parse(&title).unwrap_or_else(|_| Self("New chat".into()))
     }
 
+    #[must_use]
     pub fn default_new() -> Self {
         Self("New chat".into())
     }
 
+    #[must_use]
     pub fn into_inner(self) -> String {
         self.0
     }
@@ -227,6 +237,7 @@ impl MessageText {
         }
         Ok(Self(raw.to_owned()))
     }
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -249,6 +260,7 @@ impl IdempotencyKey {
             _ => Err("Idempotency-Key must be 1 to 255 visible ASCII characters".into()),
         }
     }
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
     }

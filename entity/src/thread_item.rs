@@ -66,6 +66,7 @@ pub enum ItemType {
 
 impl ItemType {
     /// Who an item of this type speaks for.
+    #[must_use]
     pub fn role(self) -> Role {
         match self {
             Self::UserMessage => Role::User,
@@ -88,6 +89,7 @@ pub enum Role {
 }
 
 impl Role {
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::User => "user",
@@ -112,6 +114,7 @@ pub enum ItemStatus {
 }
 
 impl ItemStatus {
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",

@@ -19,6 +19,7 @@ pub struct EventSink(Option<mpsc::UnboundedSender<AgentEvent>>);
 
 impl EventSink {
     /// A sink delivering to `tx`.
+    #[must_use]
     pub fn new(tx: mpsc::UnboundedSender<AgentEvent>) -> Self {
         Self(Some(tx))
     }

@@ -26,6 +26,7 @@ pub use tools::{TaskTools, ToolError};
 use crate::config::{AgentProvider, AgentSettings};
 
 /// The provider named by configuration.
+#[must_use]
 pub fn from_settings(settings: &AgentSettings) -> Arc<dyn Agent> {
     match settings.provider {
         AgentProvider::OpenAi => Arc::new(OpenAiAgent::new(

@@ -96,7 +96,10 @@ fn merge_tool_delta(calls: &mut Vec<PartialCall>, delta: &Value) {
     };
     let slot = match delta.get("index").and_then(Value::as_u64) {
         Some(i) => {
-            let i = i as usize;
+            // An index past any real call count is a vendor bug: treat it as the next call.
+            let i = usize::try_from(i)
+                .unwrap_or(calls.len())
+                .min(calls.len() + 64);
             if calls.len() <= i {
                 calls.resize_with(i + 1, PartialCall::default);
             }
@@ -127,6 +130,7 @@ fn merge_tool_delta(calls: &mut Vec<PartialCall>, delta: &Value) {
 
 impl OpenAiAgent {
     /// An agent calling `settings.base_url` with `prompt` as the system message.
+    #[must_use]
     pub fn new(settings: OpenAiSettings, prompt: PromptTemplate) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
@@ -191,7 +195,7 @@ impl OpenAiAgent {
                     retry_after,
                 }) if attempt < self.settings.max_retries => {
                     let wait = self.backoff(attempt, retry_after);
-                    tracing::warn!(%reason, attempt, wait_ms = wait.as_millis() as u64, "model call failed; retrying");
+                    tracing::warn!(%reason, attempt, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "model call failed; retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }

@@ -8,6 +8,7 @@ pub struct PromptTemplate(String);
 
 impl PromptTemplate {
     /// The file at `path`, or the built-in prompt when it is missing or blank.
+    #[must_use]
     pub fn load(path: &str) -> Self {
         match std::fs::read_to_string(path) {
             Ok(text) if !text.trim().is_empty() => Self(text),
@@ -16,6 +17,7 @@ impl PromptTemplate {
     }
 
     /// The prompt for one turn of `user_id` at `now`.
+    #[must_use]
     pub fn render(&self, user_id: &str, now: &chrono::DateTime<chrono::Utc>) -> String {
         self.0.replace("{{user_id}}", user_id).replace(
             "{{current_time}}",

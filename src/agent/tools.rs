@@ -265,11 +265,13 @@ fn clean_text(raw: &str, field: &str, max: usize) -> Result<String, ToolError> {
 
 impl TaskTools {
     /// The tools acting on `user`'s tasks in `store`.
+    #[must_use]
     pub fn new(store: Store, user: UserId) -> Self {
         Self { store, user }
     }
 
     /// JSON-schema function definitions (OpenAI `tools` format).
+    #[must_use]
     pub fn definitions() -> Value {
         TOOLS
             .iter()

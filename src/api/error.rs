@@ -48,6 +48,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Auth(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
@@ -68,6 +69,7 @@ impl ApiError {
         }
     }
 
+    #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
             Self::Auth(e) => e.code(),
@@ -107,6 +109,7 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+#[must_use]
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "error": { "code": code, "message": message } });
     Response::builder()

@@ -37,6 +37,7 @@ pub type Apis = (
 );
 
 /// The OpenAPI service with every route; state is read from request data.
+#[must_use]
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
@@ -57,6 +58,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
 }
 
 /// The OpenAPI document as JSON.
+#[must_use]
 pub fn spec_json() -> String {
     service().spec()
 }

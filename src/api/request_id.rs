@@ -32,7 +32,7 @@ pub async fn request_id<E: poem::Endpoint>(
     let started = std::time::Instant::now();
     let mut resp = ep.call(req).instrument(span.clone()).await?.into_response();
     let status = resp.status().as_u16();
-    let micros = started.elapsed().as_micros() as u64;
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     if status >= 500 {
         tracing::warn!(parent: &span, status, micros, "request failed");
     } else {

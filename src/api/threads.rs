@@ -29,9 +29,7 @@ fn cursor(raw: Option<&str>) -> Result<Option<Cursor>, ApiError> {
 
 /// Pending turns last updated before this are abandoned (see [`Message::read`]).
 fn stale_before(state: &AppState) -> chrono::DateTime<chrono::Utc> {
-    // Bounded to a week when settings load, so this cannot overflow.
-    let window = state.settings.messages.stale_pending_secs as i64;
-    crate::domain::now() - chrono::Duration::seconds(window)
+    crate::domain::now() - crate::config::seconds(state.settings.messages.stale_pending_secs)
 }
 
 fn limit(raw: Option<i64>) -> Result<u64, ApiError> {

@@ -23,6 +23,7 @@ pub struct Hs256Verifier {
 impl Hs256Verifier {
     /// A verifier for `settings.hs256_secret` that refuses tokens meant for
     /// `session_audience` (our own client_secrets).
+    #[must_use]
     pub fn new(settings: &UpstreamSettings, session_audience: &str) -> Self {
         Self {
             key: DecodingKey::from_secret(settings.hs256_secret.expose_secret().as_bytes()),

@@ -168,6 +168,7 @@ pub fn allowed_algorithms(names: &[String]) -> HashSet<Algorithm> {
 impl JwksVerifier {
     /// A verifier for the key set at `url` that refuses tokens meant for
     /// `session_audience` (our own client_secrets).
+    #[must_use]
     pub fn new(url: String, settings: &UpstreamSettings, session_audience: &str) -> Self {
         let mut settings = settings.clone();
         // Better Auth sets iss and aud to its base URL's origin by default.

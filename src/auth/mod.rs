@@ -56,11 +56,13 @@ pub enum AuthError {
 impl AuthError {
     /// Whether the caller could do better (a token problem) rather than wait for the
     /// service (token state or upstream keys unavailable).
+    #[must_use]
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Store(_) | Self::KeysUnavailable)
     }
 
     /// The stable error code, `auth.<reason>` (or `service.unavailable`).
+    #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
             Self::MissingToken => "auth.missing_token",
@@ -88,6 +90,7 @@ pub(crate) fn from_jwt_error(err: jsonwebtoken::errors::Error) -> AuthError {
 }
 
 /// The bearer token of an `Authorization` header value, if it has one.
+#[must_use]
 pub fn bearer_token(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
     let token = token.trim();

@@ -26,7 +26,7 @@ pub(crate) fn family_started_at(sid: &str) -> DateTime<Utc> {
         .and_then(|id| id.get_timestamp())
         .and_then(|ts| {
             let (secs, nanos) = ts.to_unix();
-            DateTime::from_timestamp(secs as i64, nanos)
+            DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
         })
         .unwrap_or(DateTime::UNIX_EPOCH)
 }

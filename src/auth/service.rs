@@ -12,7 +12,7 @@ use super::{
     AuthError,
 };
 use crate::{
-    config::SessionSettings,
+    config::{seconds, seconds_i64, SessionSettings},
     domain::{new_id, now, UserId},
     store::{ConsumeOutcome, Store, Successor},
 };
@@ -64,6 +64,7 @@ struct Inner {
 
 impl AuthService {
     /// A service trusting `upstream`, signing with `settings`, keeping token state in `store`.
+    #[must_use]
     pub fn new(upstream: Upstream, settings: &SessionSettings, store: Store) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -79,6 +80,7 @@ impl AuthService {
     }
 
     /// The upstream verifiers (for /readyz).
+    #[must_use]
     pub fn upstream(&self) -> &Upstream {
         &self.inner.upstream
     }
@@ -98,7 +100,7 @@ impl AuthService {
     ) -> MintedSession {
         let issued = successor.iat;
         let ttl = self.inner.settings.ttl_secs;
-        let exp = issued + ttl as i64;
+        let exp = issued.saturating_add(seconds_i64(ttl));
         let claims = SessionClaims {
             iss: self.inner.signer.issuer.clone(),
             aud: self.inner.signer.audience.clone(),
@@ -140,14 +142,14 @@ impl AuthService {
         if now_secs
             > claims
                 .exp
-                .saturating_add(settings.refresh_grace_secs as i64)
+                .saturating_add(seconds_i64(settings.refresh_grace_secs))
         {
             return Err(AuthError::Expired);
         }
         if now_secs
             > claims
                 .auth_time
-                .saturating_add(settings.max_session_age_secs as i64)
+                .saturating_add(seconds_i64(settings.max_session_age_secs))
         {
             return Err(AuthError::SessionTooOld);
         }
@@ -173,7 +175,7 @@ impl AuthService {
         let refreshable_until = DateTime::from_timestamp(
             claims
                 .exp
-                .saturating_add(settings.refresh_grace_secs as i64),
+                .saturating_add(seconds_i64(settings.refresh_grace_secs)),
             0,
         )
         .unwrap_or_else(Utc::now);
@@ -189,7 +191,7 @@ impl AuthService {
                 consumed_at,
                 successor,
             } => {
-                let window = chrono::Duration::seconds(settings.refresh_race_window_secs as i64);
+                let window = seconds(settings.refresh_race_window_secs);
                 if now() - consumed_at > window {
                     // A rotated-away token came back: assume it was stolen and end the family.
                     self.inner.store.revoke_family(&user, &claims.sid).await?;
@@ -252,10 +254,11 @@ impl AuthService {
     }
 
     /// Dev helper: an upstream-style HS256 token for `user`, as Better Auth would issue.
+    #[must_use]
     pub fn dev_upstream_token(secret: &str, user: &str, ttl_secs: u64) -> String {
         let now = Utc::now().timestamp();
         let claims = serde_json::json!({
-            "sub": user, "id": user, "iat": now, "exp": now + ttl_secs as i64,
+            "sub": user, "id": user, "iat": now, "exp": now.saturating_add(seconds_i64(ttl_secs)),
         });
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

@@ -68,6 +68,7 @@ pub struct SessionSigner {
 
 impl SessionSigner {
     /// A signer with `settings.secret`, verifying with it and `settings.previous_secrets`.
+    #[must_use]
     pub fn new(settings: &SessionSettings) -> Self {
         let kid = kid_of(&settings.secret);
         let mut decoding = HashMap::new();
@@ -97,6 +98,7 @@ impl SessionSigner {
     }
 
     /// `claims` as a signed token, its header naming the key.
+    #[must_use]
     pub fn sign(&self, claims: &SessionClaims) -> String {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.kid.clone());

@@ -47,30 +47,34 @@ fn claimed_alg(token: &str) -> Option<String> {
 
 impl Upstream {
     /// Remembers verified tokens for `ttl` (none when zero); `exp` still applies with `leeway`.
+    #[must_use]
     pub fn with_verified_cache(mut self, ttl: std::time::Duration, leeway_secs: u64) -> Self {
         self.verified = (!ttl.is_zero()).then(|| VerifiedTokens {
             cache: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl)
                 .build(),
-            leeway: leeway_secs as i64,
+            leeway: crate::config::seconds_i64(leeway_secs),
         });
         self
     }
 
     /// Adds the shared-secret verifier for HS256 tokens.
+    #[must_use]
     pub fn with_hs256(mut self, verifier: Arc<dyn UpstreamVerifier>) -> Self {
         self.hs256 = Some(verifier);
         self
     }
 
     /// Adds the public-key verifier for its allowed asymmetric algorithms.
+    #[must_use]
     pub fn with_jwks(mut self, verifier: Arc<JwksVerifier>) -> Self {
         self.jwks = Some(verifier);
         self
     }
 
     /// The public-key verifier, if one is configured (for /readyz).
+    #[must_use]
     pub fn jwks(&self) -> Option<&Arc<JwksVerifier>> {
         self.jwks.as_ref()
     }

@@ -19,11 +19,13 @@ pub const VISIBLE_TYPES: [ItemType; 3] = [
 ];
 
 /// ChatKit timestamps: RFC 3339 UTC with microseconds (the storage precision).
+#[must_use]
 pub fn timestamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// A stored thread as ChatKit's Thread, with `items` as given.
+#[must_use]
 pub fn thread(t: &thread::Model, items: Page<Item>) -> Thread {
     Thread {
         id: t.id.clone(),
@@ -85,6 +87,7 @@ pub fn item(row: &thread_item::Model) -> Option<Item> {
 }
 
 /// An assistant message item with `text` (no content part yet when empty).
+#[must_use]
 pub fn assistant_item(id: &str, thread_id: &str, at: &DateTime<Utc>, text: &str) -> Item {
     Item::AssistantMessage {
         id: id.to_owned(),
@@ -169,6 +172,7 @@ pub fn task(call: &ToolCallRecord) -> Task {
 }
 
 /// Whether a tool call changed the user's tasks (the host page may want to refresh).
+#[must_use]
 pub fn changes_tasks(call: &ToolCallRecord) -> bool {
     matches!(
         call.tool.as_str(),

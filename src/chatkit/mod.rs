@@ -200,6 +200,7 @@ fn inline_error(message: String) -> Outcome {
 
 impl ChatKitService {
     /// A service that records messages of at most `max_chars` characters.
+    #[must_use]
     pub fn new(store: Store, chat: ChatService, max_chars: usize) -> Self {
         Self {
             store,

@@ -80,6 +80,7 @@ pub enum FeedbackKind {
 }
 
 impl FeedbackKind {
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Positive => "positive",
@@ -106,6 +107,7 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    #[must_use]
     pub fn empty() -> Self {
         Self {
             data: Vec::new(),
@@ -142,6 +144,7 @@ pub struct OutputText {
 }
 
 impl OutputText {
+    #[must_use]
     pub fn new(text: String) -> Self {
         Self {
             kind: "output_text",
@@ -210,6 +213,7 @@ pub enum Item {
 }
 
 impl Item {
+    #[must_use]
     pub fn id(&self) -> &str {
         match self {
             Self::UserMessage { id, .. }
@@ -276,6 +280,7 @@ pub enum Event {
 impl Event {
     /// One SSE frame: exactly `data: <one-line JSON>\n\n` (serde_json escapes newlines
     /// inside strings, so the JSON is always one line).
+    #[must_use]
     pub fn frame(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned());
         format!("data: {json}\n\n")

@@ -82,6 +82,7 @@ pub(crate) fn workflow_payload(calls: &[ToolCallRecord]) -> Value {
 }
 
 /// The tool calls a `workflow` (or legacy `tool_call`) item holds.
+#[must_use]
 pub fn tool_calls_of(row: &thread_item::Model) -> Vec<ToolCallRecord> {
     let Some(payload) = row.payload.clone() else {
         return Vec::new();
@@ -150,7 +151,7 @@ where
 /// Splits a `limit + 1` fetch into the page and the cursor of its last row.
 pub(crate) fn into_page<T>(mut rows: Vec<T>, limit: u64, key: impl Fn(&T) -> Cursor) -> Page<T> {
     let has_more = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next = if has_more { rows.last().map(key) } else { None };
     Page { items: rows, next }
 }

@@ -47,11 +47,12 @@ fn task_number(lower: &str) -> Option<i32> {
     words(lower).find_map(|w| {
         let w = w.trim_start_matches('#');
         let digits = w.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-        digits
-            .parse::<i32>()
-            .ok()
-            .filter(|n| *n > 0)
-            .or_else(|| NAMES.iter().position(|n| *n == w).map(|i| i as i32 + 1))
+        digits.parse::<i32>().ok().filter(|n| *n > 0).or_else(|| {
+            NAMES
+                .iter()
+                .position(|n| *n == w)
+                .and_then(|i| i32::try_from(i + 1).ok())
+        })
     })
 }
 
