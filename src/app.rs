@@ -31,6 +31,8 @@ pub struct AppState {
     pub auth: AuthService,
     pub chat: ChatService,
     pub chatkit: ChatKitService,
+    /// The app's MCP servers, when configured (their state shows in `/readyz`).
+    pub mcp: Option<crate::agent::McpHub>,
 }
 
 pub struct Application {
@@ -90,7 +92,15 @@ impl Application {
         agent: Option<Arc<dyn Agent>>,
     ) -> anyhow::Result<Self> {
         let store = open_store(&settings).await?;
+        // MCP servers connect in the background: one that is down does not delay start-up.
+        let mcp =
+            crate::agent::McpHub::start(&settings.agent.mcp_servers, &settings.session.issuer);
         let agent = agent.unwrap_or_else(|| crate::agent::from_settings(&settings.agent));
+        let agent = crate::agent::with_tool_servers(
+            agent,
+            mcp.clone(),
+            settings.agent.builtin_tools_enabled(),
+        );
         let auth = AuthService::new(upstream(&settings), &settings.session, store.clone());
         let chat = ChatService::new(store.clone(), agent, settings.messages.clone());
         let chatkit = ChatKitService::new(store.clone(), chat.clone(), settings.messages.max_chars);
@@ -109,6 +119,7 @@ impl Application {
             auth,
             chat,
             chatkit,
+            mcp,
         };
         Ok(Self {
             acceptor,

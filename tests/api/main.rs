@@ -8,6 +8,7 @@ mod cli;
 mod faults;
 mod helpers;
 mod jwks;
+mod mcp;
 mod messages;
 mod openai;
 mod races;
