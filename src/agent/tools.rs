@@ -325,19 +325,22 @@ impl TaskTools {
                 return Route::Call(tool.name.clone());
             }
             if !self.builtin {
-                let servers: Vec<&str> = {
-                    let mut s: Vec<&str> = mcp.tools().iter().map(|t| t.server_name()).collect();
-                    s.dedup();
-                    s
-                };
+                let mut servers: Vec<&str> = mcp.tools().iter().map(|t| t.server_name()).collect();
+                servers.dedup();
                 let offered: Vec<&str> = mcp.tools().iter().map(|t| t.name.as_str()).collect();
+                let list = |items: &[&str]| {
+                    if items.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        items.join(", ")
+                    }
+                };
                 return Route::Unreachable(format!(
-                    "I can't reach a `{builtin_name}` tool: the app's tool server{} {} do{} not offer one that takes {}. Tools offered: {}.",
-                    if servers.len() > 1 { "s" } else { "" },
-                    if servers.is_empty() { "(none answered)".to_owned() } else { servers.join(", ") },
-                    if servers.len() > 1 { "" } else { "es" },
+                    "I can't reach the `{builtin_name}` tool: the app's tool server ({}) offers none \
+                     that takes {}. Its tools: {}.",
+                    list(&servers),
                     if keys.is_empty() { "no arguments".to_owned() } else { keys.join(", ") },
-                    if offered.is_empty() { "none".to_owned() } else { offered.join(", ") },
+                    list(&offered),
                 ));
             }
         }

@@ -45,6 +45,7 @@ fn python() -> String {
 
 struct TodoServer {
     port: u16,
+    name: &'static str,
     child: Option<Child>,
 }
 
@@ -58,8 +59,14 @@ fn free_port() -> u16 {
 
 impl TodoServer {
     async fn start() -> Self {
+        Self::start_named("app").await
+    }
+
+    /// A server expecting tokens for `aud` = `name`.
+    async fn start_named(name: &'static str) -> Self {
         let mut s = Self {
             port: free_port(),
+            name,
             child: None,
         };
         s.restart().await;
@@ -74,6 +81,7 @@ impl TodoServer {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/todo_server.py");
         let child = Command::new(python())
             .args([script, "--port", &self.port.to_string(), "--secret", SECRET])
+            .args(["--name", self.name])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -218,7 +226,7 @@ impl FakeModel {
 
 fn server_settings(server: &TodoServer) -> McpServerSettings {
     McpServerSettings {
-        name: "app".into(),
+        name: server.name.into(),
         url: server.url(),
         identity_secret: SECRET.to_owned().into(),
         headers: [("x-app-version".to_owned(), "1".to_owned())].into(),
@@ -351,6 +359,8 @@ async fn the_servers_tools_are_offered_and_a_call_carries_the_users_identity() {
         (&json!("alice"), &json!("app"), &json!("chatkit-gateway"))
     );
     assert!(id["ttl"].as_i64().unwrap() <= 60);
+    // The configured static header came along.
+    assert_eq!(id["x_app_version"], "1");
     // Never the user's own credential.
     assert_ne!(id["authorization"], json!(format!("Bearer {alice}")));
     assert!(!id["authorization"]
@@ -546,7 +556,7 @@ async fn the_local_agent_says_which_tools_it_cannot_reach() {
     let reply = app.send(&alice, None, "add a task to buy milk").await.ok();
     assert_eq!(
         reply["response"],
-        "I can't reach a `add_task` tool: the app's tool server app does not offer one that takes title. Tools offered: list_tasks, task_counts."
+        "I can't reach the `add_task` tool: the app's tool server (app) offers none that takes title. Its tools: list_tasks, task_counts."
     );
     assert_eq!(reply["tool_calls"], json!([]));
     assert!(server.calls().await.is_empty());
@@ -583,6 +593,47 @@ async fn with_builtin_tools_on_a_colliding_server_tool_is_prefixed() {
     );
     assert!(reply["tool_calls"][1]["result"]["task"]["created_at"].is_string());
     assert_eq!(server.calls().await.len(), 1);
+}
+
+#[tokio::test]
+async fn tools_of_two_servers_stay_distinct_and_each_gets_its_own_audience() {
+    let app_server = TodoServer::start().await;
+    let crm = TodoServer::start_named("crm").await;
+    let model = FakeModel::start().await;
+    let (app, _db) = gateway(&app_server, Some(&model), |s| {
+        s.agent.mcp_servers.push(server_settings(&crm));
+        s.agent.mcp_servers[1].tools = Some(vec!["add_task".into(), "task_counts".into()]);
+    })
+    .await;
+    let alice = app.login("alice").await;
+    model.script(vec![
+        call("crm__add_task", json!({"title": "call the client"})),
+        call("search_tasks", json!({"query": "client"})),
+        say("Done."),
+    ]);
+    app.send(&alice, None, "note it").await.ok();
+    let offered = model.offered(0);
+    // Shared names are prefixed on both sides; unique ones keep their names.
+    for name in [
+        "app__add_task",
+        "crm__add_task",
+        "app__task_counts",
+        "crm__task_counts",
+        "search_tasks",
+    ] {
+        assert!(offered.contains(&name.to_owned()), "{name} in {offered:?}");
+    }
+    assert!(!offered.contains(&"add_task".to_owned()));
+    assert_eq!(offered.len(), 13 + 2);
+    // The call went to crm, with a token for crm; the app server has no such task.
+    assert_eq!(model.tool_result(2), json!({"tasks": []}));
+    let crm_calls = crm.calls().await;
+    assert_eq!(crm_calls.len(), 1);
+    assert_eq!(
+        (&crm_calls[0]["aud"], &crm_calls[0]["sub"]),
+        (&json!("crm"), &json!("alice"))
+    );
+    assert_eq!(app_server.calls().await[0]["aud"], "app");
 }
 
 #[tokio::test]

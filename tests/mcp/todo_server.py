@@ -86,6 +86,7 @@ def user_of(ctx: Context) -> str:
             "ttl": claims["exp"] - claims["iat"],
             "jti": claims["jti"],
             "authorization": request.headers.get("authorization"),
+            "x_app_version": request.headers.get("x-app-version"),
         }
     )
     return claims["sub"]
