@@ -345,3 +345,30 @@ fn result_json(result: CallToolResult) -> Value {
         _ => json!({"text": text}),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::ContentBlock;
+
+    use super::*;
+
+    #[test]
+    fn tool_results_read_as_the_model_sees_them() {
+        let structured = CallToolResult::structured(json!({"tasks": []}));
+        assert_eq!(result_json(structured), json!({"tasks": []}));
+        let json_text = CallToolResult::success(vec![ContentBlock::text("{\"total\": 2}")]);
+        assert_eq!(result_json(json_text), json!({"total": 2}));
+        let plain = CallToolResult::success(vec![
+            ContentBlock::text("two tasks"),
+            ContentBlock::text("both pending"),
+        ]);
+        assert_eq!(
+            result_json(plain),
+            json!({"text": "two tasks\nboth pending"})
+        );
+        let failed = CallToolResult::error(vec![ContentBlock::text("task 9 not found")]);
+        assert_eq!(result_json(failed), json!({"error": "task 9 not found"}));
+        let silent = CallToolResult::error(vec![]);
+        assert_eq!(result_json(silent), json!({"error": "the tool failed"}));
+    }
+}
