@@ -625,8 +625,9 @@ impl AgentSettings {
         self.builtin_tools.unwrap_or(self.mcp_servers.is_empty())
     }
 
-    /// `MCP_SERVER_URL` adds (or, by name, replaces) one server, so two settings point
-    /// the gateway at an app.
+    /// `MCP_SERVER_URL` adds one server, so two settings point the gateway at an app; a
+    /// server of that name in TOML gets the new URL (and secret, when given) and keeps its
+    /// other options.
     fn fold_mcp_shorthand(&mut self) {
         let Some(url) = self.mcp.url.take().filter(|u| !u.trim().is_empty()) else {
             return;
@@ -637,16 +638,23 @@ impl AgentSettings {
             .take()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| "app".into());
-        let secret = self.mcp.identity_secret.take().unwrap_or_else(empty_secret);
-        self.mcp_servers.retain(|s| s.name != name);
-        self.mcp_servers.push(McpServerSettings {
-            name,
-            url,
-            identity_secret: secret,
-            headers: Default::default(),
-            tools: None,
-            timeout_secs: default_mcp_timeout_secs(),
-        });
+        let secret = self.mcp.identity_secret.take();
+        let mut server = match self.mcp_servers.iter().position(|s| s.name == name) {
+            Some(i) => self.mcp_servers.remove(i),
+            None => McpServerSettings {
+                name,
+                url: String::new(),
+                identity_secret: empty_secret(),
+                headers: Default::default(),
+                tools: None,
+                timeout_secs: default_mcp_timeout_secs(),
+            },
+        };
+        server.url = url;
+        if let Some(secret) = secret {
+            server.identity_secret = secret;
+        }
+        self.mcp_servers.push(server);
     }
 
     fn check_mcp_servers(&self, production: bool) -> Result<(), ConfigError> {

@@ -744,3 +744,81 @@ fn bad_mcp_settings_refuse_to_start() {
         .collect();
     load(&ok).unwrap();
 }
+
+#[test]
+fn servers_are_configured_in_toml_and_the_variables_replace_one_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("development.toml"),
+        format!(
+            r#"
+[agent]
+builtin_tools = true
+
+[[agent.mcp_servers]]
+name = "app"
+url = "http://127.0.0.1:8000/mcp"
+identity_secret = "{SECRET}"
+headers = {{ "x-api-version" = "2" }}
+tools = ["add_task", "list_tasks"]
+timeout_secs = 5
+
+[[agent.mcp_servers]]
+name = "crm"
+url = "https://crm.example/mcp"
+identity_secret = "{SECRET}"
+"#
+        ),
+    )
+    .unwrap();
+    let base = [("APP_CONFIG_DIR", dir.path().to_str().unwrap())];
+    let vars: Vec<(String, String)> = base
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let s = Settings::load_from(&vars).unwrap();
+    let names: Vec<&str> = s
+        .agent
+        .mcp_servers
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(names, ["app", "crm"]);
+    let app = &s.agent.mcp_servers[0];
+    assert_eq!(app.headers["x-api-version"], "2");
+    assert_eq!(
+        app.tools.as_deref(),
+        Some(&["add_task".to_owned(), "list_tasks".to_owned()][..])
+    );
+    assert_eq!(app.timeout_secs, 5);
+    assert_eq!(s.agent.mcp_servers[1].timeout_secs, 30);
+    assert!(s.agent.builtin_tools_enabled());
+    // MCP_SERVER_URL moves the server of the same name (`app` by default), which keeps
+    // its other options.
+    let mut with_env = vars.clone();
+    with_env.push(("MCP_SERVER_URL".into(), "http://10.0.0.2/mcp".into()));
+    let s = Settings::load_from(&with_env).unwrap();
+    let urls: Vec<(&str, &str)> = s
+        .agent
+        .mcp_servers
+        .iter()
+        .map(|m| (m.name.as_str(), m.url.as_str()))
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            ("crm", "https://crm.example/mcp"),
+            ("app", "http://10.0.0.2/mcp")
+        ]
+    );
+    // Static headers may not carry the identity's header.
+    std::fs::write(
+        dir.path().join("development.toml"),
+        format!(
+            "[[agent.mcp_servers]]\nname = \"app\"\nurl = \"http://x/mcp\"\nidentity_secret = \"{SECRET}\"\nheaders = {{ Authorization = \"Bearer x\" }}\n"
+        ),
+    )
+    .unwrap();
+    let err = Settings::load_from(&vars).unwrap_err().to_string();
+    assert!(err.contains("must not set Authorization"), "{err}");
+}
