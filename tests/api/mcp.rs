@@ -500,6 +500,28 @@ async fn a_server_that_goes_down_fails_the_turn_clearly_and_a_restart_recovers()
 }
 
 #[tokio::test]
+async fn a_server_restarted_between_turns_is_reconnected_without_a_failed_turn() {
+    let mut server = TodoServer::start().await;
+    let model = FakeModel::start().await;
+    let (app, _db) = gateway(&server, Some(&model), |_| {}).await;
+    let alice = app.login("alice").await;
+    model.script(vec![call("task_counts", json!({})), say("None.")]);
+    app.send(&alice, None, "count").await.ok();
+    server.stop();
+    server.restart().await;
+    // The old session is gone on the new process; the next call still gets through.
+    model.script(vec![
+        call("add_task", json!({"title": "after restart"})),
+        say("Added."),
+    ]);
+    let reply = app.send(&alice, None, "add").await.ok();
+    assert_eq!(
+        reply["tool_calls"][0]["result"]["task"]["title"],
+        "after restart"
+    );
+}
+
+#[tokio::test]
 async fn a_tool_list_change_is_picked_up() {
     let server = TodoServer::start().await;
     let model = FakeModel::start().await;
