@@ -26,7 +26,7 @@ DURATION=${BENCH_DURATION:-10s}
 [[ $DURATION =~ ^[0-9]+$ ]] && DURATION="${DURATION}s"
 WRK_THREADS=${BENCH_THREADS:-2}
 WRK_CONNS=${BENCH_CONNECTIONS:-32}
-BIN="$ROOT/target/release/chatkit-gateway"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/chatkit-gateway"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, then the black-box API suite on SQLite (including the
-# end-to-end tests against a real Better Auth server run by Node), the ChatKit client kit's
-# tests, then the API suite on PostgreSQL. Each test gets its own database (a fresh SQLite file, or a fresh
-# PostgreSQL schema that is dropped at the end of the run).
+# The whole test suite: formatting and lints; unit tests and the black-box API suite on
+# SQLite (including the end-to-end tests against a real Better Auth server run by Node); the
+# ChatKit client kit's tests; then the API suite on PostgreSQL. Each test gets its own
+# database (a fresh SQLite file, or a fresh PostgreSQL schema dropped at the end of the run).
 #
 #   TEST_DATABASE_URL  PostgreSQL to use (default postgres://postgres@127.0.0.1:5432/test)
 #   REQUIRE_POSTGRES=1 fail instead of skipping when PostgreSQL is unreachable (CI sets it)
@@ -17,6 +17,11 @@ if [ ! -d tests/better-auth/node_modules/better-auth ]; then
   npm ci --prefix tests/better-auth --no-audit --no-fund
 fi
 
+# Style and lints first: cheap, and a red here means nothing else needs to run.
+echo "== cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 echo "== unit tests and API tests on SQLite"
 env -u TEST_DATABASE_URL cargo test --workspace --locked
 
@@ -24,6 +29,11 @@ env -u TEST_DATABASE_URL cargo test --workspace --locked
 # against the gateway binary the cargo run above built.
 echo "== ChatKit React client kit"
 GATEWAY_BIN="$PWD/target/debug/chatkit-gateway" clients/chatkit-react/test.sh
+
+# ChatKit conformance: a scripted session against the live gateway, every answer and event
+# validated with the official SDK's models (openai-chatkit, pinned; venv made on first run).
+echo "== ChatKit conformance on SQLite"
+tests/conformance/against-gateway.sh target/debug/chatkit-gateway
 
 pg_reachable() {
   command -v pg_isready >/dev/null 2>&1 && pg_isready -q -d "$pg_url"
@@ -33,6 +43,8 @@ if pg_reachable; then
   echo "== API tests on PostgreSQL ($pg_url)"
   status=0
   TEST_DATABASE_URL="$pg_url" cargo test --locked --test api || status=$?
+  echo "== ChatKit conformance on PostgreSQL"
+  CONFORMANCE_POSTGRES_URL="$pg_url" tests/conformance/against-gateway.sh target/debug/chatkit-gateway || status=$?
   # Each test made a schema t_<uuid>; drop them whatever the outcome, one transaction
   # each (a single DO block runs out of lock slots with hundreds of schemas).
   printf '%s\n' "SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace WHERE nspname ~ '^t_[0-9a-f]{32}\$' \\gexec" \

@@ -14,26 +14,13 @@ use secrecy::ExposeSecret;
 
 use crate::{
     agent::Agent,
-    api,
+    api::{self, error::envelope_errors, AppState},
     auth::{AuthService, Hs256Verifier, JwksVerifier, Upstream},
     chat::ChatService,
     chatkit::ChatKitService,
     config::Settings,
-    error::envelope_errors,
     store::Store,
 };
-
-/// What every handler can reach (installed as request data).
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub store: Store,
-    pub auth: AuthService,
-    pub chat: ChatService,
-    pub chatkit: ChatKitService,
-    /// The app's MCP servers, when configured (their state shows in `/readyz`).
-    pub mcp: Option<crate::agent::McpHub>,
-}
 
 pub struct Application {
     acceptor: TcpAcceptor,
@@ -186,11 +173,30 @@ pub fn routes(state: AppState) -> impl Endpoint {
     };
     route
         .around(move |ep, req| limit_body(ep, req, body_limit))
+        .around(single_authorization)
         .data(state)
         .with(poem::middleware::CatchPanic::new())
         .catch_all_error(envelope_errors)
-        .around(crate::telemetry::request_id)
+        .around(api::request_id::request_id)
         .into_endpoint()
+}
+
+/// Refuses a request with several `Authorization` headers: which one a layer reads would
+/// otherwise decide who the caller is (first-wins here, last-wins in a proxy).
+async fn single_authorization<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+    if req
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(api::error::ApiError::Malformed(
+            "send one Authorization header, not several".into(),
+        )
+        .into());
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
 }
 
 /// Refuses bodies over `limit` bytes: by `Content-Length` up front, or while reading a

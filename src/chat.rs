@@ -21,14 +21,19 @@ use crate::{
     store::{AnswerIds, Reply, Store, StoreError, ToolCallRecord, Turn, STATUS_COMPLETED},
 };
 
+/// Why a turn could not be recorded or answered.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
+    /// The database refused or failed (including inside a tool call).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The model provider failed; the user's message stays recorded.
     #[error(transparent)]
     Agent(AgentError),
+    /// The Idempotency-Key names a turn with another message or thread.
     #[error("idempotency key reused for a different request")]
     IdempotencyMismatch,
+    /// The turn the key names is still being answered elsewhere.
     #[error("a request with this idempotency key is in progress")]
     InProgress,
 }
@@ -43,9 +48,13 @@ impl From<AgentError> for ChatError {
     }
 }
 
+/// A user's message to record and have answered.
 pub struct SendMessage {
+    /// The thread to post to; `None` starts a thread titled after the message.
     pub thread_id: Option<String>,
+    /// The validated text.
     pub message: MessageText,
+    /// Makes a retry find this turn instead of recording a second one.
     pub key: Option<IdempotencyKey>,
     /// The message as the client sent it, when richer than its text (ChatKit content
     /// parts); stored with the turn so a reload shows what was sent.
@@ -55,11 +64,17 @@ pub struct SendMessage {
 /// The outcome of a completed turn (fresh or replayed).
 #[derive(Clone, Debug)]
 pub struct TurnResult {
+    /// The thread of the turn.
     pub thread_id: String,
+    /// The recorded user message.
     pub message_id: String,
+    /// The recorded assistant message.
     pub response_id: String,
+    /// The assistant's text.
     pub response: String,
+    /// When the assistant message was announced (its recorded `created_at`).
     pub response_at: DateTime<Utc>,
+    /// The tools the agent ran for this answer, in order.
     pub tool_calls: Vec<ToolCallRecord>,
     /// The id and instant of the item holding `tool_calls`, when one was recorded.
     pub workflow: Option<(String, DateTime<Utc>)>,
@@ -84,23 +99,44 @@ impl TurnResult {
 #[derive(Debug)]
 pub enum TurnEvent {
     /// The first tool call opened the item that lists the answer's tool calls.
-    WorkflowStarted { id: String, at: DateTime<Utc> },
+    WorkflowStarted {
+        /// The workflow item's id.
+        id: String,
+        /// Its `created_at`.
+        at: DateTime<Utc>,
+    },
     /// A tool ran; `index` is its place in the workflow.
-    ToolCall { index: usize, call: ToolCallRecord },
+    ToolCall {
+        /// Position in the workflow, from 0.
+        index: usize,
+        /// What ran, with what, and its result.
+        call: ToolCallRecord,
+    },
     /// The workflow is complete (the answer's text has begun, or the agent finished).
     WorkflowDone {
+        /// The workflow item's id.
         id: String,
+        /// Its `created_at`.
         at: DateTime<Utc>,
+        /// Every call it lists.
         calls: Vec<ToolCallRecord>,
     },
     /// A tool ran after its workflow was done: the workflow as it now stands.
     WorkflowReplaced {
+        /// The workflow item's id.
         id: String,
+        /// Its `created_at`.
         at: DateTime<Utc>,
+        /// Every call it lists now.
         calls: Vec<ToolCallRecord>,
     },
     /// The assistant's message has begun.
-    MessageStarted { id: String, at: DateTime<Utc> },
+    MessageStarted {
+        /// The assistant message's id.
+        id: String,
+        /// Its `created_at`.
+        at: DateTime<Utc>,
+    },
     /// Assistant text as it is written; the deltas add up to the recorded text.
     TextDelta(String),
     /// The turn is recorded (or was, for a replay).
@@ -248,6 +284,7 @@ pub enum Recorded {
     Answered(Turn),
 }
 
+/// Runs conversation turns: the one place a turn is recorded, answered and completed.
 #[derive(Clone)]
 pub struct ChatService {
     store: Store,
@@ -256,6 +293,7 @@ pub struct ChatService {
 }
 
 impl ChatService {
+    /// A service over `store` answering with `agent`.
     pub fn new(store: Store, agent: Arc<dyn Agent>, settings: MessageSettings) -> Self {
         Self {
             store,

@@ -131,6 +131,9 @@ pub struct DatabaseSettings {
     pub url: SecretString,
     pub max_connections: u32,
     pub busy_timeout_ms: u64,
+    /// PostgreSQL: how long a request waits for a pool connection (or a new connection)
+    /// before it is answered 503.
+    pub acquire_timeout_ms: u64,
     pub run_migrations: bool,
     /// SQLite only: the most pages the database file may grow to (`PRAGMA
     /// max_page_count`); writes beyond it fail as on a full disk. 0 = no cap.
@@ -365,6 +368,12 @@ impl Settings {
                 1_000,
             ),
             ("database.busy_timeout_ms", d.busy_timeout_ms, 0, 600_000),
+            (
+                "database.acquire_timeout_ms",
+                d.acquire_timeout_ms,
+                100,
+                60_000,
+            ),
             ("upstream.leeway_secs", u.leeway_secs, 0, 3_600),
             (
                 "upstream.jwks_cache_ttl_secs",

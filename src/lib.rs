@@ -10,7 +10,6 @@ pub mod chat;
 pub mod chatkit;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod store;
 pub mod telemetry;
 

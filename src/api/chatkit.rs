@@ -7,9 +7,9 @@ use futures_util::stream;
 use poem::{handler, http::header, web::Data, Body, IntoResponse, Request, Response};
 
 use crate::{
-    app::AppState,
+    api::error::ApiError,
+    api::AppState,
     chatkit::{ChatKitService, Outcome},
-    error::ApiError,
 };
 
 fn bearer(req: &Request) -> Result<&str, ApiError> {

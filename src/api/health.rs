@@ -1,7 +1,7 @@
 use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
-use crate::app::AppState;
+use crate::api::AppState;
 
 pub struct HealthApi;
 
@@ -27,12 +27,13 @@ struct McpServerState {
 struct ReadyReport {
     /// `ready` or `database unavailable`.
     status: String,
+    /// Why the database is not ready (absent when it is): unreachable, or refusing writes
+    /// (read-only, full) since the last write that failed.
+    #[oai(skip_serializing_if_is_none)]
+    database_error: Option<String>,
     /// The upstream key set, when BETTER_AUTH_URL is configured: `not_fetched`, `ready`,
     /// `stale` (serving the last good keys while the key server fails) or `unavailable`
     /// (no keys: new sessions cannot start; existing client_secrets keep working).
-    /// Why the database is not ready (absent when it is).
-    #[oai(skip_serializing_if_is_none)]
-    database_error: Option<String>,
     #[oai(skip_serializing_if_is_none)]
     jwks: Option<String>,
     #[oai(skip_serializing_if_is_none)]
@@ -46,7 +47,7 @@ struct ReadyReport {
 
 #[derive(ApiResponse)]
 enum Readiness {
-    /// The database answers.
+    /// The database answers (and takes writes).
     #[oai(status = 200)]
     Ready(Json<ReadyReport>),
     /// The database does not answer.

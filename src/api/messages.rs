@@ -13,10 +13,10 @@ use super::{
     ApiTags, ClientSecret,
 };
 use crate::{
-    app::AppState,
+    api::error::ApiError,
+    api::AppState,
     chat::SendMessage,
     domain::{IdempotencyKey, MessageText, MessageTextError},
-    error::ApiError,
 };
 
 pub struct MessagesApi;

@@ -1,10 +1,13 @@
 //! The HTTP surface (poem-openapi). Handlers parse, call a service, map the result.
 
 pub mod chatkit;
+pub mod error;
 mod health;
 mod messages;
+pub mod request_id;
 mod security;
 mod session;
+mod state;
 mod stream;
 mod threads;
 mod types;
@@ -12,6 +15,7 @@ mod types;
 use poem_openapi::{OpenApiService, Tags};
 
 pub use security::{ClientSecret, UpstreamBearer};
+pub use state::AppState;
 
 #[derive(Tags)]
 pub enum ApiTags {

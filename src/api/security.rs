@@ -1,7 +1,10 @@
 use poem::Request;
 use poem_openapi::{auth::Bearer, SecurityScheme};
 
-use crate::{app::AppState, auth::Principal, error::ApiError};
+use crate::{
+    api::{error::ApiError, AppState},
+    auth::Principal,
+};
 
 /// A Better Auth JWT (or, in development, a token from `chatkit-gateway dev-token`).
 #[derive(SecurityScheme)]

@@ -5,7 +5,10 @@ use super::{
     types::{NoContent, RefreshRequest, SessionResponse},
     ApiTags, ClientSecret, UpstreamBearer,
 };
-use crate::{app::AppState, auth::bearer_token, error::ApiError};
+use crate::{
+    api::{error::ApiError, AppState},
+    auth::bearer_token,
+};
 
 pub struct SessionApi;
 
@@ -54,15 +57,25 @@ impl SessionApi {
     }
 
     /// Sign out: revoke this session (every refresh of it), or with `all=true` every
-    /// session the user has started so far.
+    /// session the user has started so far. `all` takes `true`/`false` (or `1`/`0`, in
+    /// any case).
     #[oai(path = "/session", method = "delete")]
     async fn revoke(
         &self,
         state: Data<&AppState>,
         auth: ClientSecret,
-        all: Query<Option<bool>>,
+        all: Query<Option<String>>,
     ) -> Result<NoContent, ApiError> {
-        state.auth.revoke(&auth.0, all.0.unwrap_or(false)).await?;
+        let all = match all.0.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(_) => {
+                return Err(ApiError::Invalid(
+                    "`all` must be true or false (1 or 0 also work)".into(),
+                ))
+            }
+        };
+        state.auth.revoke(&auth.0, all).await?;
         Ok(NoContent::Done)
     }
 }

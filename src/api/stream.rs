@@ -21,9 +21,9 @@ use tokio::sync::mpsc;
 
 use super::types::SendMessageResponse;
 use crate::{
+    api::error::ApiError,
     chat::{ChatService, Recorded, TurnEvent},
     domain::UserId,
-    error::ApiError,
 };
 
 fn frame(event: &str, data: &Value) -> String {

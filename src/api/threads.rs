@@ -13,9 +13,9 @@ use super::{
     ApiTags, ClientSecret,
 };
 use crate::{
-    app::AppState,
+    api::error::ApiError,
+    api::AppState,
     domain::{page_limit, parse_metadata, Cursor, Order, Title},
-    error::ApiError,
 };
 
 pub struct ThreadsApi;
@@ -25,6 +25,13 @@ fn cursor(raw: Option<&str>) -> Result<Option<Cursor>, ApiError> {
         Cursor::decode(c).ok_or_else(|| ApiError::Invalid("the `after` cursor is not valid".into()))
     })
     .transpose()
+}
+
+/// Pending turns last updated before this are abandoned (see [`Message::read`]).
+fn stale_before(state: &AppState) -> chrono::DateTime<chrono::Utc> {
+    // Bounded to a week when settings load, so this cannot overflow.
+    let window = state.settings.messages.stale_pending_secs as i64;
+    crate::domain::now() - chrono::Duration::seconds(window)
 }
 
 fn limit(raw: Option<i64>) -> Result<u64, ApiError> {
@@ -109,7 +116,11 @@ impl ThreadsApi {
             .store
             .message_page(user, &thread.id, limit, None, Order::Desc)
             .await?;
-        let mut messages: Vec<Message> = page.items.into_iter().map(Message::from).collect();
+        let mut messages: Vec<Message> = page
+            .items
+            .into_iter()
+            .map(|m| Message::read(m, stale_before(&state)))
+            .collect();
         messages.reverse();
         Ok(Json(ThreadDetail {
             thread: thread.into(),
@@ -172,7 +183,11 @@ impl ThreadsApi {
         Ok(Json(MessagePage {
             has_more: page.next.is_some(),
             after: page.next.map(|c| c.encode()),
-            data: page.items.into_iter().map(Message::from).collect(),
+            data: page
+                .items
+                .into_iter()
+                .map(|m| Message::read(m, stale_before(&state)))
+                .collect(),
         }))
     }
 }

@@ -4,7 +4,14 @@ use entity::{thread, thread_item};
 use poem_openapi::{ApiResponse, Object};
 use serde_json::Value;
 
-use crate::{auth::MintedSession, chat::TurnResult, domain::format_time, store::ToolCallRecord};
+use chrono::{DateTime, Utc};
+
+use crate::{
+    auth::MintedSession,
+    chat::TurnResult,
+    domain::format_time,
+    store::{ToolCallRecord, STATUS_FAILED, STATUS_PENDING},
+};
 
 /// A body field that must be a JSON string. poem-openapi's `String` also takes a number or
 /// a boolean and stores its text (`5` became `"5"`); a wrong type must be refused instead.
@@ -157,14 +164,24 @@ pub struct Message {
     pub feedback: Option<String>,
 }
 
-impl From<thread_item::Model> for Message {
-    fn from(m: thread_item::Model) -> Self {
+impl Message {
+    /// A stored message as clients see it. A user turn without an Idempotency-Key that is
+    /// still pending after `stale_before` had its runner vanish (a crash, a restart): no
+    /// retry can reclaim it, so it reads as `failed` rather than pending forever. Keyed
+    /// turns stay pending: a retry with their key reclaims them.
+    pub fn read(m: thread_item::Model, stale_before: DateTime<Utc>) -> Self {
+        let abandoned =
+            m.status == STATUS_PENDING && m.client_key.is_none() && m.updated_at < stale_before;
         Self {
             id: m.id,
             role: m.role,
             content: m.content,
             created_at: format_time(&m.created_at),
-            status: m.status,
+            status: if abandoned {
+                STATUS_FAILED.to_owned()
+            } else {
+                m.status
+            },
             feedback: m.feedback,
         }
     }

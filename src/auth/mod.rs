@@ -16,8 +16,6 @@ pub use session::{SessionClaims, SessionSigner, SESSION_TYP};
 pub use upstream::Upstream;
 pub use verifier::{UpstreamIdentity, UpstreamVerifier};
 
-use poem::http::StatusCode;
-
 use crate::store::StoreError;
 
 /// Why a caller is not authenticated, or could not be checked.
@@ -56,12 +54,10 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// The HTTP status this error is answered with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Store(_) | Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
-        }
+    /// Whether the caller could do better (a token problem) rather than wait for the
+    /// service (token state or upstream keys unavailable).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Store(_) | Self::KeysUnavailable)
     }
 
     /// The stable error code, `auth.<reason>` (or `service.unavailable`).

@@ -38,7 +38,13 @@ pub(crate) fn revokes(
     user_not_before: Option<DateTime<Utc>>,
     sid: &str,
 ) -> bool {
-    family_revoked || user_not_before.is_some_and(|not_before| family_started_at(sid) < not_before)
+    // Family starts are known to the millisecond (the sid's UUID v7), the instant to the
+    // microsecond: compared at the coarser one, a sign-in in the same millisecond right
+    // after a sign-out everywhere is not taken for one before it.
+    family_revoked
+        || user_not_before.is_some_and(|not_before| {
+            family_started_at(sid) < chrono::SubsecRound::trunc_subsecs(not_before, 3)
+        })
 }
 
 impl RevocationCache {

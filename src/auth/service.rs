@@ -17,6 +17,14 @@ use crate::{
     store::{ConsumeOutcome, Store, Successor},
 };
 
+/// The claims that make a new client_secret new: a fresh `jti`, issued now.
+fn fresh_successor() -> Successor {
+    Successor {
+        jti: new_id("jti"),
+        iat: Utc::now().timestamp(),
+    }
+}
+
 /// The caller behind a valid client_secret.
 #[derive(Clone, Debug)]
 pub struct Principal {
@@ -76,11 +84,7 @@ impl AuthService {
     }
 
     fn mint(&self, user: &UserId, sid: String, auth_time: i64) -> MintedSession {
-        let successor = Successor {
-            jti: new_id("jti"),
-            iat: Utc::now().timestamp(),
-        };
-        self.mint_as(user, sid, auth_time, successor)
+        self.mint_as(user, sid, auth_time, fresh_successor())
     }
 
     /// The client_secret with these claims. Signing is deterministic (HS256 over the same
@@ -173,10 +177,7 @@ impl AuthService {
             0,
         )
         .unwrap_or_else(Utc::now);
-        let offered = Successor {
-            jti: new_id("jti"),
-            iat: Utc::now().timestamp(),
-        };
+        let offered = fresh_successor();
         let outcome = self
             .inner
             .store

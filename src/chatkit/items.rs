@@ -16,6 +16,7 @@ pub fn timestamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// A stored thread as ChatKit's Thread, with `items` as given.
 pub fn thread(t: &thread::Model, items: Page<Item>) -> Thread {
     Thread {
         id: t.id.clone(),
@@ -75,6 +76,7 @@ pub fn item(row: &thread_item::Model) -> Option<Item> {
     }
 }
 
+/// An assistant message item with `text` (no content part yet when empty).
 pub fn assistant_item(id: &str, thread_id: &str, at: &DateTime<Utc>, text: &str) -> Item {
     Item::AssistantMessage {
         id: id.to_owned(),
@@ -88,6 +90,7 @@ pub fn assistant_item(id: &str, thread_id: &str, at: &DateTime<Utc>, text: &str)
     }
 }
 
+/// The workflow item listing `calls` as tasks.
 pub fn workflow_item(
     id: String,
     thread_id: String,

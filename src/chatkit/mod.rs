@@ -25,6 +25,7 @@ use crate::{
     store::{Store, StoreError},
 };
 
+/// Why a ChatKit request was refused before any stream started.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatKitError {
     /// Not a ChatKit request: bad JSON, unknown type, missing or ill-typed params.
@@ -36,8 +37,10 @@ pub enum ChatKitError {
     /// Well-formed, but a value is not acceptable (e.g. an empty title).
     #[error("{0}")]
     Invalid(String),
+    /// Not found, not the user's, or the database failed.
     #[error(transparent)]
     Store(StoreError),
+    /// Recording the user's message failed.
     #[error(transparent)]
     Chat(#[from] ChatError),
 }
@@ -56,7 +59,9 @@ impl From<StoreError> for ChatKitError {
 
 /// What a request answers: one JSON value, or a stream of events.
 pub enum Outcome {
+    /// A plain JSON answer.
     Json(Value),
+    /// Server-sent events, one per received event, until the sender closes.
     Stream(mpsc::UnboundedReceiver<Event>),
 }
 
@@ -79,6 +84,7 @@ const EMBEDDED_ITEMS: u64 = 20;
 /// answer, which is recorded in full (a stop button would promise what is not done).
 const ALLOW_CANCEL: bool = false;
 
+/// Answers ChatKit requests over the store and the turn pipeline.
 #[derive(Clone)]
 pub struct ChatKitService {
     store: Store,
@@ -193,6 +199,7 @@ fn inline_error(message: String) -> Outcome {
 }
 
 impl ChatKitService {
+    /// A service that records messages of at most `max_chars` characters.
     pub fn new(store: Store, chat: ChatService, max_chars: usize) -> Self {
         Self {
             store,

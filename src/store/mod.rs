@@ -54,15 +54,79 @@ pub enum StoreError {
     TurnInProgress,
     #[error("database unavailable: {0}")]
     Unavailable(DbErr),
+    /// The database answers but refuses writes (a read-only file or mount).
+    #[error("database is read-only: {0}")]
+    ReadOnly(DbErr),
+    /// The database has no room for the write (a full disk, a size cap).
+    #[error("database storage is full: {0}")]
+    Full(DbErr),
     #[error("database error: {0}")]
     Db(DbErr),
 }
 
+/// What kind of failure a database error is, as far as the caller can act on it.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    /// The database is out of reach or shutting down: retry soon.
+    Connection,
+    ReadOnly,
+    Full,
+    /// Anything else: a bug or a decision (constraints), reported as is.
+    Other,
+}
+
+fn classify(err: &DbErr) -> Failure {
+    use sea_orm::{sqlx::Error as Sqlx, RuntimeErr};
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return Failure::Connection,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        _ => return Failure::Other,
+    };
+    match sqlx {
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::Protocol(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed => Failure::Connection,
+        Sqlx::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db
+                .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some()
+            {
+                // Extended result code; the primary one is its low byte: BUSY, LOCKED,
+                // IOERR, CANTOPEN; READONLY; FULL.
+                return match code.parse::<i32>().map(|n| n & 0xff) {
+                    Ok(5 | 6 | 10 | 14) => Failure::Connection,
+                    Ok(8) => Failure::ReadOnly,
+                    Ok(13) => Failure::Full,
+                    _ => Failure::Other,
+                };
+            }
+            match code.as_ref() {
+                // PostgreSQL: connection exceptions (08…), operator intervention (57P0x:
+                // shutdown, crash, cannot connect now), too many connections.
+                c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
+                    Failure::Connection
+                }
+                // Disk full, out of memory; a read-only transaction or standby.
+                "53100" | "53200" => Failure::Full,
+                "25006" => Failure::ReadOnly,
+                _ => Failure::Other,
+            }
+        }
+        _ => Failure::Other,
+    }
+}
+
 impl From<DbErr> for StoreError {
     fn from(err: DbErr) -> Self {
-        match err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Self::Unavailable(err),
-            other => Self::Db(other),
+        match classify(&err) {
+            Failure::Connection => Self::Unavailable(err),
+            Failure::ReadOnly => Self::ReadOnly(err),
+            Failure::Full => Self::Full(err),
+            Failure::Other => Self::Db(err),
         }
     }
 }
@@ -96,6 +160,10 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Cursor>,
 }
+
+/// How long a PostgreSQL request waits for a connection before it is answered 503: an
+/// outage shows at once instead of holding every request for long.
+const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The last write failure that no successful write has followed yet (a full disk, a
 /// read-only file, a lost connection). Readiness reports it until a write succeeds again.
@@ -165,11 +233,12 @@ async fn writer_connection_is_clean(conn: &mut sea_orm::sqlx::SqliteConnection) 
 impl Store {
     /// Connects as configured (see [`Store::connect`]).
     pub async fn open(settings: &DatabaseSettings) -> Result<Self, DbErr> {
-        Self::connect_capped(
+        Self::connect_with(
             settings.url.expose_secret(),
             settings.max_connections,
             Duration::from_millis(settings.busy_timeout_ms),
             settings.sqlite_max_pages,
+            Duration::from_millis(settings.acquire_timeout_ms),
         )
         .await
     }
@@ -181,14 +250,22 @@ impl Store {
         max_connections: u32,
         busy_timeout: Duration,
     ) -> Result<Self, DbErr> {
-        Self::connect_capped(url, max_connections, busy_timeout, 0).await
+        Self::connect_with(
+            url,
+            max_connections,
+            busy_timeout,
+            0,
+            DEFAULT_ACQUIRE_TIMEOUT,
+        )
+        .await
     }
 
-    async fn connect_capped(
+    async fn connect_with(
         url: &str,
         max_connections: u32,
         busy_timeout: Duration,
         sqlite_max_pages: u32,
+        acquire_timeout: Duration,
     ) -> Result<Self, DbErr> {
         if url.starts_with("sqlite:") {
             let mut opts = SqliteConnectOptions::from_str(url)
@@ -229,7 +306,9 @@ impl Store {
                 .await
                 .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
             let write = SqlxSqliteConnector::from_sqlx_sqlite_pool(write);
-            let health = Arc::new(WriteHealth::default());
+            // Nothing has been written yet: the first readiness check proves the file
+            // takes writes (a read-only file or mount answers reads only).
+            let health = Arc::new(WriteHealth(Mutex::new(Some("not written yet".into()))));
             Ok(Self {
                 read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
                 writer: writer::TurnWriter::spawn(write.clone(), health.clone()),
@@ -240,8 +319,8 @@ impl Store {
             let mut opts = ConnectOptions::new(url.to_owned());
             opts.max_connections(max_connections)
                 .min_connections(1)
-                .connect_timeout(Duration::from_secs(5))
-                .acquire_timeout(Duration::from_secs(10))
+                .connect_timeout(acquire_timeout)
+                .acquire_timeout(acquire_timeout)
                 // A ping per acquire doubles the round trips of every query; dead
                 // connections are replaced when a query on them fails.
                 .test_before_acquire(false)
@@ -278,8 +357,12 @@ impl Store {
         }
     }
 
-    /// A committed write that needs a new page, as a real write may.
+    /// On SQLite a committed write that needs a new page, as a real write may; on
+    /// PostgreSQL (whose role may not create tables) a round trip on the write pool.
     async fn probe_write(&self) -> Result<(), DbErr> {
+        if self.write.get_database_backend() != sea_orm::DbBackend::Sqlite {
+            return self.write.execute_unprepared("SELECT 1").await.map(|_| ());
+        }
         let txn = self.write.begin().await?;
         txn.execute_unprepared("CREATE TABLE gateway_write_probe (x INTEGER)")
             .await?;

@@ -192,7 +192,10 @@ where
 /// A database error out of a store helper (the not-found kinds are decided per request).
 fn db_err(e: StoreError) -> DbErr {
     match e {
-        StoreError::Db(e) | StoreError::Unavailable(e) => e,
+        StoreError::Db(e)
+        | StoreError::Unavailable(e)
+        | StoreError::ReadOnly(e)
+        | StoreError::Full(e) => e,
         other => DbErr::Custom(other.to_string()),
     }
 }

@@ -51,3 +51,105 @@ async fn deleting_a_thread_while_messages_pour_in_never_fails_with_500() {
             .assert_error(404, "thread.not_found");
     }
 }
+
+#[tokio::test]
+async fn fifty_parallel_posts_with_one_key_record_one_turn_and_one_task() {
+    let (app, _db) = spawn_app().await;
+    let token = app.login("alice").await;
+    let posts = (0..50).map(|_| {
+        app.request(
+            reqwest::Method::POST,
+            "/api/chatkit/messages",
+            Some(&token),
+            Some(json!({"thread_id": null, "message": "add a task to buy milk"})),
+            &[("idempotency-key", "fifty-1")],
+        )
+    });
+    let replies = futures_util::future::join_all(posts).await;
+    let mut answers = std::collections::HashSet::new();
+    for r in &replies {
+        match r.status.as_u16() {
+            200 => {
+                answers.insert((r.body["message_id"].clone(), r.body["response_id"].clone()));
+            }
+            409 => assert_eq!(r.code(), "idempotency.in_progress", "{:?}", r.body),
+            other => panic!("answered {other}: {}", r.body),
+        }
+    }
+    assert_eq!(answers.len(), 1, "every 200 is the same turn: {answers:?}");
+    let threads = app.get("/api/chatkit/threads", &token).await.ok();
+    assert_eq!(threads["threads"].as_array().unwrap().len(), 1);
+    let tid = threads["threads"][0]["id"].as_str().unwrap();
+    assert_eq!(app.all_messages(&token, tid).await.len(), 2);
+    // One task: the tool ran once.
+    let list = app
+        .post(
+            "/api/chatkit/messages",
+            &token,
+            json!({"thread_id": tid, "message": "list my tasks"}),
+        )
+        .await
+        .ok();
+    let tasks = list["tool_calls"][0]["result"]["tasks"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(tasks, 1, "{list}");
+}
+
+#[tokio::test]
+async fn two_hundred_parallel_posts_are_counted_exactly() {
+    let (app, _db) = spawn_app().await;
+    let users = ["u1", "u2", "u3", "u4"];
+    let mut tokens = Vec::new();
+    let mut threads = Vec::new();
+    for u in users {
+        let token = app.login(u).await;
+        let a = app.create_thread(&token, "a").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let b = app.create_thread(&token, "b").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        tokens.push(token);
+        threads.push([a, b]);
+    }
+    let posts = (0..200).map(|i| {
+        let (u, t) = (i % 4, (i / 4) % 2);
+        app.post(
+            "/api/chatkit/messages",
+            &tokens[u],
+            json!({"thread_id": threads[u][t], "message": format!("add a task to job {i}")}),
+        )
+    });
+    let replies = futures_util::future::join_all(posts).await;
+    for r in &replies {
+        assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    }
+    for (u, token) in tokens.iter().enumerate() {
+        for tid in &threads[u] {
+            let thread = app.thread(token, tid).await;
+            assert_eq!(thread["message_count"], 50, "25 turns of 2 messages");
+            assert_eq!(app.all_messages(token, tid).await.len(), 50);
+        }
+        // 50 tasks per user, numbered 1..=50 with no gap or repeat.
+        let list = app
+            .post(
+                "/api/chatkit/messages",
+                token,
+                json!({"thread_id": threads[u][0], "message": "list my tasks"}),
+            )
+            .await
+            .ok();
+        let mut numbers: Vec<i64> = list["tool_calls"][0]["result"]["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["task_id"].as_i64().unwrap())
+            .collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=50).collect::<Vec<_>>());
+    }
+}

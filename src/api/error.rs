@@ -12,7 +12,7 @@ use crate::{agent::AgentError, auth::AuthError, store::StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
-    Auth(#[from] AuthError),
+    Auth(AuthError),
     #[error("{0}")]
     Malformed(String),
     #[error("{0}")]
@@ -39,6 +39,10 @@ pub enum ApiError {
     AgentUnavailable,
     #[error("service unavailable")]
     Unavailable,
+    #[error("the database is read-only; writes are refused until an operator fixes it")]
+    ReadOnly,
+    #[error("the database storage is full; writes are refused until space is freed")]
+    StorageFull,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -46,7 +50,8 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Auth(e) => e.status(),
+            Self::Auth(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Auth(_) => StatusCode::UNAUTHORIZED,
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Invalid(_)
             | Self::MessageEmpty
@@ -56,7 +61,9 @@ impl ApiError {
             Self::Unsupported(_) => StatusCode::BAD_REQUEST,
             Self::IdempotencyInProgress | Self::TurnInProgress => StatusCode::CONFLICT,
             Self::AgentUnavailable => StatusCode::BAD_GATEWAY,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::ReadOnly | Self::StorageFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,10 +83,15 @@ impl ApiError {
             Self::IdempotencyInProgress => "idempotency.in_progress",
             Self::AgentUnavailable => "agent.unavailable",
             Self::Unavailable => "service.unavailable",
+            Self::ReadOnly => "service.read_only",
+            Self::StorageFull => "service.storage_full",
             Self::Internal(_) => "internal",
         }
     }
 }
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "2";
 
 /// The body of every error response.
 #[derive(Object)]
@@ -120,6 +132,14 @@ impl poem::error::ResponseError for ApiError {
                 poem::http::HeaderValue::from_static("Bearer"),
             );
         }
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            // Outages and refusals of the database pass (a restart, freed space); clients
+            // should come back rather than give up.
+            resp.headers_mut().insert(
+                poem::http::header::RETRY_AFTER,
+                poem::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         resp
     }
 }
@@ -133,6 +153,7 @@ impl ApiResponse for ApiError {
             (409, "Idempotent request still running (`idempotency.in_progress`)"),
             (422, "Invalid values (`request.invalid`, `message.empty`, `message.too_long`, `idempotency.mismatch`)"),
             (502, "The agent failed; the user's message is kept (`agent.unavailable`)"),
+            (503, "The database is unreachable (`service.unavailable`), read-only (`service.read_only`) or full (`service.storage_full`); retry after `Retry-After` seconds"),
         ];
         MetaResponses {
             responses: described
@@ -169,7 +190,26 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 Self::Unavailable
             }
+            StoreError::ReadOnly(e) => {
+                tracing::error!(error = %e, "database refuses writes: read-only");
+                Self::ReadOnly
+            }
+            StoreError::Full(e) => {
+                tracing::error!(error = %e, "database refuses writes: storage full");
+                Self::StorageFull
+            }
             other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            // The database behind a token check answers like any other store failure: a
+            // read-only or full database says so, a bug is a 500 rather than a 503.
+            AuthError::Store(e) => e.into(),
+            other => Self::Auth(other),
         }
     }
 }

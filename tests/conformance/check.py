@@ -1,0 +1,1495 @@
+#!/usr/bin/env python3
+"""ChatKit protocol conformance check of a live chatkit-gateway.
+
+Runs a scripted session against BASE_URL and validates every JSON answer and every SSE
+event against the official SDK's pydantic models (`openai-chatkit`, pinned in
+requirements.txt), plus what pydantic does not see: unknown keys, `null`s, string
+RFC 3339 timestamps, exact SSE framing, event order, paging cursors, reload consistency,
+error envelopes, authentication and isolation between users.
+
+Usage: check.py BASE_URL        (normally through run.sh, which provides the venv)
+
+Upstream tokens (for POST /api/chatkit/session) come from
+  CONFORMANCE_UPSTREAM_TOKENS="tokA,tokB,tokC"   three users, or else
+  GATEWAY_BIN=/path/to/chatkit-gateway            `dev-token --user <id>` for fresh users.
+
+Every check is tagged `shape` (the wire contract the SDK itself honours) or `gateway`
+(behaviour the SDK leaves to the integrator and the gateway promises: 4xx envelopes before
+streaming, auth, isolation, `chatkit.unsupported`, inline validation errors, clamping,
+tool activity). The last line is `N passed, M failed`; the exit status is 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from chatkit.types import Page, Thread, ThreadItem, ThreadStreamEvent, UserMessageInput
+from pydantic import TypeAdapter, ValidationError
+
+EVENT = TypeAdapter(ThreadStreamEvent)
+THREAD = TypeAdapter(Thread)
+USER_INPUT = TypeAdapter(UserMessageInput)
+THREAD_PAGE = TypeAdapter(Page[Thread])
+ITEM_PAGE = TypeAdapter(Page[ThreadItem])
+
+# RFC 3339 demands an offset; the SDK's naive local times would not pass, on purpose
+# (chatkit-protocol.md 5.3 recommends UTC with `Z`).
+RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+)
+SSE_FRAME = re.compile(rb"data: ([^\r\n]*)\n\n")
+HIDDEN_ITEM_TYPES = {"hidden_context_item", "sdk_hidden_context"}
+UNSUPPORTED_TYPES = [
+    "attachments.create",
+    "attachments.delete",
+    "input.transcribe",
+    "threads.add_client_tool_output",
+    "threads.custom_action",
+    "threads.sync_custom_action",
+    "threads.add_structured_input",
+]
+MISSING_THREAD = "thr_conformance_missing_0000"
+MISSING_ITEM = "msg_conformance_missing_0000"
+# What fake_openai.py answers (see there).
+FAKE_ANSWER = "Hello from the fake model."
+FAKE_SLOW = [f"slow {i}. " for i in range(10)]
+MISSING_ATTACHMENT = "atc_conformance_missing_0000"
+
+
+class Abort(Exception):
+    """A section cannot go on (its earlier failure is already counted)."""
+
+
+# ---------------------------------------------------------------- report
+
+
+@dataclass
+class Result:
+    section: str
+    name: str
+    ok: bool
+    kind: str
+    detail: str
+
+
+class Report:
+    def __init__(self) -> None:
+        self.results: list[Result] = []
+        self.section = ""
+
+    def start(self, section: str) -> None:
+        self.section = section
+        print(f"\n== {section}")
+
+    def check(self, name: str, ok: bool, detail: Any = "", kind: str = "shape") -> bool:
+        if isinstance(detail, list):
+            detail = "\n".join(str(d) for d in detail[:8]) + (
+                f"\n… {len(detail) - 8} more" if len(detail) > 8 else ""
+            )
+        detail = str(detail)
+        self.results.append(Result(self.section, name, bool(ok), kind, detail))
+        tag = "" if kind == "shape" else f" [{kind}]"
+        if ok:
+            print(f"  PASS {name}{tag}")
+        else:
+            print(f"  FAIL {name}{tag}")
+            for line in detail.splitlines() or [""]:
+                print(f"       {line}")
+        return bool(ok)
+
+    def require(self, name: str, ok: bool, detail: Any = "", kind: str = "shape") -> None:
+        if not self.check(name, ok, detail, kind):
+            raise Abort(name)
+
+    def write_json(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump([r.__dict__ for r in self.results], f, indent=1)
+
+    def summary(self) -> int:
+        failed = [r for r in self.results if not r.ok]
+        passed = len(self.results) - len(failed)
+        if failed:
+            print("\nFailures by kind:")
+            for kind in sorted({r.kind for r in failed}):
+                names = [f"{r.section}: {r.name}" for r in failed if r.kind == kind]
+                print(f"  {kind} ({len(names)}):")
+                for n in names:
+                    print(f"    - {n}")
+        print(f"\n{passed} passed, {len(failed)} failed")
+        return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+@dataclass
+class Resp:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    truncated: bool = False  # the connection closed before the body was complete
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+    def brief(self) -> str:
+        text = self.body[:300].decode("utf-8", "replace")
+        cut = " (cut off)" if self.truncated else ""
+        return f"HTTP {self.status} {self.content_type!r}{cut} {text}"
+
+
+class Http:
+    def __init__(self, base_url: str, timeout: float) -> None:
+        u = urllib.parse.urlsplit(base_url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise SystemExit(f"BASE_URL must be http(s)://host[:port][/prefix], got {base_url!r}")
+        self.scheme = u.scheme
+        self.host = u.hostname
+        self.port = u.port or (443 if u.scheme == "https" else 80)
+        self.prefix = u.path.rstrip("/")
+        self.timeout = timeout
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Resp:
+        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        conn = cls(self.host, self.port, timeout=self.timeout)
+        try:
+            conn.request(method, self.prefix + path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            hdrs = {k.lower(): v for k, v in r.getheaders()}
+            try:
+                return Resp(r.status, hdrs, r.read())
+            except http.client.IncompleteRead as e:
+                return Resp(r.status, hdrs, e.partial, truncated=True)
+        finally:
+            conn.close()
+
+
+class Client:
+    """One user's view of the ChatKit endpoint."""
+
+    def __init__(self, http_: Http, path: str, secret: str | None, label: str) -> None:
+        self.http = http_
+        self.path = path
+        self.secret = secret
+        self.label = label
+
+    def raw(
+        self,
+        body: bytes | str,
+        content_type: str | None = "application/json",
+        auth: str | None = "default",
+        extra_headers: dict[str, str] | None = None,
+    ) -> Resp:
+        headers = {"Accept-Language": "en"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if auth == "default":
+            auth = f"Bearer {self.secret}" if self.secret else None
+        if auth:
+            headers["Authorization"] = auth
+        headers.update(extra_headers or {})
+        if isinstance(body, str):
+            body = body.encode()
+        return self.http.request("POST", self.path, body, headers)
+
+    def call(self, type_: str, params: Any, **kw: Any) -> Resp:
+        return self.raw(json.dumps({"type": type_, "params": params}), **kw)
+
+
+def text_input(text: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "content": [{"type": "input_text", "text": text}],
+        "attachments": [],
+        "inference_options": {},
+        **extra,
+    }
+
+
+# ---------------------------------------------------------------- shape checks
+
+
+def walk(value: Any, path: str = "$"):
+    yield path, value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from walk(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from walk(v, f"{path}[{i}]")
+
+
+def unknown_keys(raw: Any, dumped: Any, path: str = "$") -> list[str]:
+    """Keys of the raw JSON that the parsed model does not have (pydantic drops them)."""
+    out: list[str] = []
+    if isinstance(raw, dict) and isinstance(dumped, dict):
+        for k, v in raw.items():
+            if k not in dumped:
+                out.append(f"{path}.{k}")
+            else:
+                out.extend(unknown_keys(v, dumped[k], f"{path}.{k}"))
+    elif isinstance(raw, list) and isinstance(dumped, list):
+        for i, (r, d) in enumerate(zip(raw, dumped)):
+            out.extend(unknown_keys(r, d, f"{path}[{i}]"))
+    return out
+
+
+def missing_keys(raw: Any, sent: Any, path: str = "$") -> list[str]:
+    """Keys the SDK would have sent for this value (it dumps every non-None field, defaults
+    included) but the raw JSON lacks: the widget has only ever seen them present."""
+    out: list[str] = []
+    if isinstance(raw, dict) and isinstance(sent, dict):
+        for k, v in sent.items():
+            if k not in raw:
+                out.append(f"{path}.{k} (the SDK sends {json.dumps(v)[:40]})")
+            else:
+                out.extend(missing_keys(raw[k], v, f"{path}.{k}"))
+    elif isinstance(raw, list) and isinstance(sent, list):
+        for i, (r, d) in enumerate(zip(raw, sent)):
+            out.extend(missing_keys(r, d, f"{path}[{i}]"))
+    return out
+
+
+def null_paths(raw: Any) -> list[str]:
+    return [p for p, v in walk(raw) if v is None]
+
+
+def timestamp_problems(raw: Any) -> list[str]:
+    out = []
+    for p, v in walk(raw):
+        if p.endswith(".created_at"):
+            if not isinstance(v, str):
+                out.append(f"{p} is {type(v).__name__} {v!r}, not a string")
+            elif not RFC3339.match(v):
+                out.append(f"{p} = {v!r} is not RFC 3339 (date, time and offset)")
+            else:
+                try:
+                    dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+                except ValueError as e:
+                    out.append(f"{p} = {v!r}: {e}")
+    return out
+
+
+def hidden_items(raw: Any) -> list[str]:
+    return [
+        f"{p} has type {v.get('type')!r}"
+        for p, v in walk(raw)
+        if isinstance(v, dict) and v.get("type") in HIDDEN_ITEM_TYPES and "thread_id" in v
+    ]
+
+
+@dataclass
+class ShapeIssues:
+    model: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    nulls: list[str] = field(default_factory=list)
+    times: list[str] = field(default_factory=list)
+
+    def add(self, label: str, text: str, obj: Any, adapter: TypeAdapter) -> None:
+        try:
+            parsed = adapter.validate_json(text, strict=True)
+        except ValidationError as e:
+            self.model.append(f"{label}: {short_error(e)}")
+        else:
+            dumped = adapter.dump_python(parsed, mode="json", by_alias=True)
+            self.unknown.extend(f"{label}: {p}" for p in unknown_keys(obj, dumped))
+            # What the SDK's own serialiser (ChatKitServer._serialize) would put on the wire.
+            sent = adapter.dump_python(parsed, mode="json", by_alias=True, exclude_none=True,
+                                       context={"exclude_metadata": True})
+            self.missing.extend(f"{label}: {p}" for p in missing_keys(obj, sent))
+        self.model.extend(f"{label}: {p}" for p in hidden_items(obj))
+        self.nulls.extend(f"{label}: {p}" for p in null_paths(obj))
+        self.times.extend(f"{label}: {p}" for p in timestamp_problems(obj))
+
+    def report(self, rep: Report, what: str, model_name: str) -> None:
+        rep.check(f"{what}: validates as {model_name}", not self.model, self.model)
+        rep.check(f"{what}: no unknown keys", not self.unknown, self.unknown)
+        rep.check(f"{what}: every field the SDK sends is present (defaults too)", not self.missing,
+                  self.missing)
+        rep.check(f"{what}: no null values", not self.nulls, self.nulls)
+        rep.check(f"{what}: created_at are RFC 3339 strings", not self.times, self.times)
+
+
+def short_error(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:4]:
+        loc = ".".join(str(x) for x in err["loc"])
+        parts.append(f"{loc}: {err['msg']} (input {str(err.get('input'))[:80]})")
+    return "; ".join(parts)
+
+
+def split_sse(body: bytes) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Events, their JSON texts, and framing problems (parsing stops at the first)."""
+    events: list[dict[str, Any]] = []
+    texts: list[str] = []
+    problems: list[str] = []
+    pos = 0
+    while pos < len(body):
+        m = SSE_FRAME.match(body, pos)
+        if not m:
+            problems.append(f"byte {pos}: not a `data: <json>\\n\\n` frame: {body[pos:pos + 80]!r}")
+            break
+        payload = m.group(1)
+        try:
+            text = payload.decode("utf-8")
+            ev = json.loads(text)
+        except ValueError:
+            problems.append(f"byte {pos}: payload is not UTF-8 JSON: {payload[:80]!r}")
+            break
+        if not isinstance(ev, dict):
+            problems.append(f"byte {pos}: payload is not an object")
+            break
+        events.append(ev)
+        texts.append(text)
+        pos = m.end()
+    if not body:
+        problems.append("empty stream")
+    return events, texts, problems
+
+
+# ---------------------------------------------------------------- the checker
+
+
+@dataclass
+class Turn:
+    events: list[dict[str, Any]]
+    thread_id: str
+    items: list[dict[str, Any]]  # items shown as done, in stream order
+    assistant: dict[str, Any] | None
+    user_message: dict[str, Any] | None
+
+
+def norm_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An item with its timestamp as an instant, so equal instants compare equal."""
+    out = dict(item)
+    ca = out.get("created_at")
+    if isinstance(ca, str):
+        try:
+            out["created_at"] = dt.datetime.fromisoformat(ca.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    return out
+
+
+def assistant_text(item: dict[str, Any]) -> str:
+    return "".join(p.get("text", "") for p in item.get("content", []))
+
+
+class Conformance:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rep = Report()
+        self.http = Http(args.base_url, args.timeout)
+        self.run_id = uuid.uuid4().hex[:8]
+        # Answers fetched along the way (listings, the paging turns) are validated too, and
+        # reported together at the end.
+        self.background = ShapeIssues()
+        self.background_count = 0
+        self.a: Client
+        self.b: Client
+        self.c: Client
+
+    # -------------------------------------------------------- helpers
+
+    def json_answer(
+        self, what: str, resp: Resp, adapter: TypeAdapter | None, model_name: str = ""
+    ) -> Any:
+        """Checks a 200 JSON answer and returns its value (Abort when unusable)."""
+        rep = self.rep
+        rep.require(f"{what}: 200 application/json", resp.status == 200
+                    and resp.content_type.startswith("application/json"), resp.brief())
+        try:
+            obj = resp.json()
+        except ValueError as e:
+            rep.require(f"{what}: body is JSON", False, f"{e}: {resp.brief()}")
+        if adapter is None:
+            rep.check(f"{what}: body is exactly {{}}", obj == {}, resp.brief())
+            return obj
+        issues = ShapeIssues()
+        issues.add("body", resp.body.decode(), obj, adapter)
+        issues.report(rep, what, model_name)
+        return obj
+
+    def error_answer(
+        self, what: str, resp: Resp, status: int | tuple[int, ...], code: str | None = None,
+        kind: str = "gateway",
+    ) -> bool:
+        """A JSON error envelope {"error":{"code","message"}} with the given status."""
+        statuses = (status,) if isinstance(status, int) else status
+        problems = []
+        if resp.status not in statuses:
+            problems.append(f"status {resp.status}, want {'/'.join(map(str, statuses))}")
+        if not resp.content_type.startswith("application/json"):
+            problems.append(f"content-type {resp.content_type!r}")
+        try:
+            obj = resp.json()
+            err = obj.get("error") if isinstance(obj, dict) else None
+            if not (isinstance(obj, dict) and set(obj) == {"error"} and isinstance(err, dict)
+                    and set(err) == {"code", "message"} and isinstance(err["code"], str)
+                    and isinstance(err["message"], str) and err["code"] and err["message"]):
+                problems.append("not exactly {\"error\":{\"code\":str,\"message\":str}}")
+            elif code is not None and err["code"] != code:
+                problems.append(f"code {err['code']!r}, want {code!r}")
+        except ValueError:
+            problems.append("body is not JSON")
+        if problems:
+            problems.append(resp.brief())
+        return self.rep.check(what, not problems, problems, kind)
+
+    def parse_stream(self, what: str, resp: Resp) -> list[dict[str, Any]]:
+        rep = self.rep
+        rep.require(f"{what}: 200 text/event-stream", resp.status == 200
+                    and resp.content_type.startswith("text/event-stream"), resp.brief())
+        events, texts, problems = split_sse(resp.body)
+        if resp.truncated:
+            problems.append("the response was cut off (incomplete chunked body)")
+        rep.check(f"{what}: exact SSE framing (data: <one-line JSON>\\n\\n only)",
+                  not problems, problems)
+        issues = ShapeIssues()
+        for i, (ev, text) in enumerate(zip(events, texts)):
+            issues.add(f"event {i} ({ev.get('type')})", text, ev, EVENT)
+        issues.report(rep, what, "ThreadStreamEvent")
+        if problems:
+            raise Abort(what)
+        return events
+
+    def check_turn(
+        self, what: str, resp: Resp, kind: str, user_input: str | dict[str, Any] | None = None,
+        thread_id: str | None = None, tools: str | None = None,
+    ) -> Turn:
+        """Checks the event order of one turn (chatkit-protocol.md 6.3).
+
+        `tools`: "mutating" or "read" when the message makes the local agent call such a tool;
+        then a workflow item must show it, and a mutating one sends a tasks.changed effect."""
+        rep = self.rep
+        events = self.parse_stream(what, resp)
+        types = [e.get("type") for e in events]
+        rep.check(f"{what}: no error event", "error" not in types, types)
+        i = 0
+        if kind == "create":
+            ok = bool(events) and types[0] == "thread.created"
+            rep.require(f"{what}: thread.created first", ok, types)
+            thread = events[0].get("thread") or {}
+            thread_id = thread.get("id")
+            rep.check(f"{what}: thread.created carries an empty items page",
+                      thread.get("items") == {"data": [], "has_more": False}, thread.get("items"))
+            i = 1
+        user_message = None
+        if kind in ("create", "add"):
+            ev = events[i] if i < len(events) else {}
+            item = ev.get("item") or {}
+            ok = ev.get("type") == "thread.item.done" and item.get("type") == "user_message"
+            rep.require(f"{what}: the user message comes as thread.item.done next", ok, types)
+            if isinstance(user_input, str):
+                user_input = text_input(user_input)
+            # What the SDK would store and echo: the parsed input, serialised its way.
+            parsed = USER_INPUT.validate_python(user_input)
+            want = USER_INPUT.dump_python(parsed, mode="json", by_alias=True, exclude_none=True)
+            got = {k: item.get(k) for k in ("content", "quoted_text", "inference_options")
+                   if k in item}
+            want.pop("attachments")
+            problems = [f"{k}: {got.get(k)!r} != input {v!r}" for k, v in want.items() if got.get(k) != v]
+            if item.get("thread_id") != thread_id:
+                problems.append(f"thread_id {item.get('thread_id')!r} != {thread_id!r}")
+            if item.get("attachments") != []:
+                problems.append(f"attachments {item.get('attachments')!r}")
+            rep.check(f"{what}: the user message echoes the input (content, quote, inference options)",
+                      not problems, problems)
+            user_message = item
+            i += 1
+        user_events = [
+            e for e in events
+            if e.get("type", "").startswith("thread.item.") and e.get("item", {}).get("type") == "user_message"
+        ]
+        rep.check(f"{what}: the user message is sent exactly {1 if user_message else 0} time(s), "
+                  "never as thread.item.added",
+                  len(user_events) == (1 if user_message else 0), [e.get("type") for e in user_events])
+        ev = events[i] if i < len(events) else {}
+        rep.require(f"{what}: stream_options next", ev.get("type") == "stream_options", types)
+        i += 1
+
+        problems: list[str] = []
+        open_items: dict[str, dict[str, Any]] = {}
+        parts: dict[str, list[str]] = {}  # assistant item id -> accumulated texts per part
+        phase: dict[str, str] = {}  # assistant item id -> last update kind
+        done_items: list[dict[str, Any]] = []
+        assistant_done: dict[str, Any] | None = None
+        assistant_added_at: int | None = None
+        workflow_done_at: list[int] = []
+        seen_updated_thread = False
+        effects: list[dict[str, Any]] = []
+        for j in range(i, len(events)):
+            ev = events[j]
+            t = ev.get("type")
+            if seen_updated_thread and t != "thread.updated":
+                problems.append(f"event {j} ({t}) follows thread.updated, which must be last")
+            if t == "thread.created":
+                problems.append(f"event {j}: thread.created in the middle of a turn")
+            elif t == "thread.item.added":
+                item = ev.get("item") or {}
+                iid = item.get("id")
+                if iid in open_items or any(d.get("id") == iid for d in done_items):
+                    problems.append(f"event {j}: item {iid} added twice")
+                if item.get("thread_id") != thread_id:
+                    problems.append(f"event {j}: thread_id {item.get('thread_id')!r} != {thread_id!r}")
+                open_items[iid] = item
+                if item.get("type") == "assistant_message":
+                    if assistant_added_at is not None:
+                        problems.append(f"event {j}: a second assistant message")
+                    assistant_added_at = j
+                    parts[iid] = [p.get("text", "") for p in item.get("content", [])]
+                    if item.get("content"):
+                        problems.append(f"event {j}: the added assistant message has content already")
+                    phase[iid] = "added"
+            elif t == "thread.item.updated":
+                iid = ev.get("item_id")
+                up = ev.get("update", {})
+                ut = up.get("type", "")
+                if iid not in open_items:
+                    problems.append(f"event {j}: update {ut} for {iid}, which is not open")
+                    continue
+                itype = open_items[iid].get("type")
+                if ut.startswith("assistant_message."):
+                    if itype != "assistant_message":
+                        problems.append(f"event {j}: {ut} on a {itype}")
+                        continue
+                    idx = up.get("content_index")
+                    acc = parts[iid]
+                    last = phase[iid]
+                    if ut.endswith("content_part.added"):
+                        if idx != len(acc):
+                            problems.append(f"event {j}: content_part.added index {idx}, want {len(acc)}")
+                        if last not in ("added", "part_done"):
+                            problems.append(f"event {j}: content_part.added after {last}")
+                        acc.append(up.get("content", {}).get("text", ""))
+                        phase[iid] = "part_added"
+                    elif ut.endswith("text_delta"):
+                        if last not in ("part_added", "delta") or idx != len(acc) - 1:
+                            problems.append(f"event {j}: text_delta (index {idx}) after {last}")
+                        elif isinstance(up.get("delta"), str):
+                            acc[idx] += up["delta"]
+                        phase[iid] = "delta"
+                    elif ut.endswith("content_part.done"):
+                        if last not in ("part_added", "delta") or idx != len(acc) - 1:
+                            problems.append(f"event {j}: content_part.done (index {idx}) after {last}")
+                        else:
+                            final = up.get("content", {}).get("text")
+                            if final != acc[idx]:
+                                problems.append(f"event {j}: content_part.done text {final!r} != "
+                                                f"sum of deltas {acc[idx]!r}")
+                        phase[iid] = "part_done"
+                    else:
+                        problems.append(f"event {j}: unexpected update {ut}")
+                elif ut.startswith("workflow."):
+                    if itype != "workflow":
+                        problems.append(f"event {j}: {ut} on a {itype}")
+                        continue
+                    tasks = open_items[iid].setdefault("workflow", {}).setdefault("tasks", [])
+                    idx = up.get("task_index")
+                    if ut == "workflow.task.added":
+                        if idx != len(tasks):
+                            problems.append(f"event {j}: task_index {idx}, want {len(tasks)}")
+                        tasks.append(up.get("task"))
+                    elif ut == "workflow.task.updated":
+                        if not isinstance(idx, int) or not 0 <= idx < len(tasks):
+                            problems.append(f"event {j}: task_index {idx} out of range")
+                        else:
+                            tasks[idx] = up.get("task")
+            elif t == "thread.item.done":
+                item = ev.get("item") or {}
+                iid = item.get("id")
+                if item.get("thread_id") != thread_id:
+                    problems.append(f"event {j}: thread_id {item.get('thread_id')!r} != {thread_id!r}")
+                if any(d.get("id") == iid for d in done_items):
+                    problems.append(f"event {j}: item {iid} done twice")
+                added = open_items.pop(iid, None)
+                if added is not None and added.get("type") != item.get("type"):
+                    problems.append(f"event {j}: {iid} added as {added.get('type')}, done as {item.get('type')}")
+                if item.get("type") == "assistant_message":
+                    if added is None:
+                        problems.append(f"event {j}: assistant message {iid} done without added/deltas")
+                    else:
+                        if phase.get(iid) != "part_done":
+                            problems.append(f"event {j}: assistant done after {phase.get(iid)}, "
+                                            "want content_part.done first")
+                        final = [p.get("text") for p in item.get("content", [])]
+                        if final != parts[iid]:
+                            problems.append(f"event {j}: final content {final!r} != streamed {parts[iid]!r}")
+                    if assistant_done is not None:
+                        problems.append(f"event {j}: a second assistant message")
+                    assistant_done = item
+                elif item.get("type") == "workflow":
+                    workflow_done_at.append(j)
+                    if added is not None:
+                        streamed = added.get("workflow", {}).get("tasks", [])
+                        final_tasks = item.get("workflow", {}).get("tasks", [])
+                        if len(final_tasks) < len(streamed):
+                            problems.append(f"event {j}: workflow done with fewer tasks than streamed")
+                elif item.get("type") == "user_message":
+                    problems.append(f"event {j}: a user message inside the response")
+                done_items.append(item)
+            elif t == "thread.updated":
+                seen_updated_thread = True
+                th = ev.get("thread", {})
+                if th.get("id") != thread_id:
+                    problems.append(f"event {j}: thread.updated for {th.get('id')!r}")
+                if th.get("items") != {"data": [], "has_more": False}:
+                    problems.append(f"event {j}: thread.updated carries items {th.get('items')!r}")
+            elif t == "client_effect":
+                effects.append(ev)
+            elif t in ("progress_update", "notice"):
+                pass
+            elif t == "stream_options":
+                problems.append(f"event {j}: a second stream_options")
+            else:
+                problems.append(f"event {j}: unexpected {t} in a normal turn")
+        if open_items:
+            problems.append(f"items added but never done: {sorted(open_items)}")
+        if assistant_done is None:
+            problems.append("no assistant message")
+        for w in workflow_done_at:
+            if assistant_added_at is not None and w > assistant_added_at:
+                problems.append(f"workflow done at event {w} after the assistant started at {assistant_added_at}")
+        rep.check(f"{what}: event order (items added→updated→done with one id, deltas sum to the "
+                  "final text, workflow before the answer, thread.updated last)", not problems, problems)
+
+        if tools and self.args.tools:
+            workflows = [d for d in done_items if d.get("type") == "workflow"]
+            tasks = [t for w in workflows for t in w.get("workflow", {}).get("tasks", [])]
+            rep.check(f"{what}: a workflow item shows the tool call with a readable title",
+                      len(workflows) == 1 and len(tasks) >= 1 and all(
+                          isinstance(t.get("title"), str) and t["title"].strip() for t in tasks),
+                      workflows or types, kind="gateway")
+            changed = [e for e in effects if e.get("name") == "tasks.changed"]
+            if tools == "mutating":
+                rep.check(f"{what}: a client_effect tasks.changed for the mutating tool",
+                          len(changed) == 1, effects or types, kind="gateway")
+            else:
+                rep.check(f"{what}: no tasks.changed effect for a read-only tool", not changed,
+                          effects, kind="gateway")
+        all_items = ([user_message] if user_message else []) + done_items
+        return Turn(events, thread_id or "", all_items, assistant_done, user_message)
+
+    def items_of(self, client: Client, thread_id: str, order: str = "asc") -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        after = None
+        for _ in range(100):
+            params = {"thread_id": thread_id, "order": order, "limit": 100}
+            if after:
+                params["after"] = after
+            r = client.call("items.list", params)
+            if r.status != 200:
+                raise Abort(f"items.list answered {r.brief()}")
+            page = r.json()
+            self.background.add(f"items.list {params}", r.body.decode(), page, ITEM_PAGE)
+            self.background_count += 1
+            out.extend(page["data"])
+            if not page.get("has_more"):
+                return out
+            after = page.get("after")
+        raise Abort("items.list never ended")
+
+    def thread_ids(self, client: Client) -> list[str]:
+        out: list[str] = []
+        after = None
+        for _ in range(100):
+            params: dict[str, Any] = {"limit": 100}
+            if after:
+                params["after"] = after
+            r = client.call("threads.list", params)
+            if r.status != 200:
+                raise Abort(f"threads.list answered {r.brief()}")
+            page = r.json()
+            self.background.add(f"threads.list {params}", r.body.decode(), page, THREAD_PAGE)
+            self.background_count += 1
+            out.extend(t["id"] for t in page["data"])
+            if not page.get("has_more"):
+                return out
+            after = page.get("after")
+        raise Abort("threads.list never ended")
+
+    def same_items(
+        self, what: str, got: list[dict[str, Any]], want: list[dict[str, Any]], kind: str = "shape"
+    ) -> bool:
+        problems = []
+        gids = [g.get("id") for g in got]
+        wids = [w.get("id") for w in want]
+        if gids != wids:
+            problems.append(f"ids {gids} != live {wids}")
+        else:
+            for g, w in zip(got, want):
+                if norm_item(g) != norm_item(w):
+                    problems.append(f"{g.get('id')}: reloaded {json.dumps(g)[:300]} != live {json.dumps(w)[:300]}")
+        return self.rep.check(what, not problems, problems, kind)
+
+    def unchanged(self, what: str) -> None:
+        """The thread still holds exactly the live items; resyncs so one failure stays one."""
+        got = self.items_of(self.a, self.thread_id)
+        self.same_items(what, got, self.live, kind="gateway")
+        self.live = got
+
+    # -------------------------------------------------------- sections
+
+    def upstream_tokens(self) -> list[str]:
+        env = os.environ.get("CONFORMANCE_UPSTREAM_TOKENS")
+        if env:
+            toks = [t.strip() for t in env.split(",") if t.strip()]
+            if len(toks) != 3:
+                raise SystemExit("CONFORMANCE_UPSTREAM_TOKENS needs three comma-separated tokens")
+            return toks
+        binary = os.environ.get("GATEWAY_BIN")
+        if not binary:
+            raise SystemExit("set GATEWAY_BIN (for `dev-token`) or CONFORMANCE_UPSTREAM_TOKENS")
+        toks = []
+        for who in ("a", "b", "c"):
+            user = f"conformance-{who}-{self.run_id}"
+            out = subprocess.run([binary, "dev-token", "--user", user], capture_output=True,
+                                 text=True, check=False)
+            if out.returncode != 0:
+                raise SystemExit(f"{binary} dev-token failed: {out.stderr.strip()}")
+            toks.append(out.stdout.strip())
+        return toks
+
+    def sec_session(self) -> None:
+        self.rep.start("session: client_secrets for users A, B and C")
+        self.tokens = self.upstream_tokens()
+        secrets = [self.new_secret(label, tok) for label, tok in zip("ABC", self.tokens)]
+        self.a, self.b, self.c = (Client(self.http, self.args.path, s, l)
+                                  for s, l in zip(secrets, "ABC"))
+
+    def new_secret(self, label: str, upstream: str) -> str:
+        r = self.http.request("POST", self.args.session_path, b"", {"Authorization": f"Bearer {upstream}"})
+        ok = r.status == 200 and r.content_type.startswith("application/json")
+        secret = None
+        if ok:
+            secret = r.json().get("client_secret")
+            ok = isinstance(secret, str) and bool(secret)
+        self.rep.require(f"user {label}: POST {self.args.session_path} gives a client_secret",
+                         ok, r.brief(), kind="gateway")
+        return secret
+
+    def sec_auth(self) -> None:
+        self.rep.start("authentication before any byte of a stream")
+        anon = Client(self.http, self.args.path, None, "anonymous")
+        create = json.dumps({"type": "threads.create", "params": {"input": text_input("hello")}})
+        listing = json.dumps({"type": "threads.list", "params": {}})
+        secret = self.a.secret
+        # A middle character: the last one of a base64url signature may only carry padding bits.
+        k = len(secret) - 10
+        tampered = secret[:k] + ("B" if secret[k] == "A" else "A") + secret[k + 1:]
+        signed_out = self.new_secret("A (a second session)", self.tokens[0])
+        r = self.http.request("DELETE", self.args.session_path, None,
+                              {"Authorization": f"Bearer {signed_out}"})
+        self.rep.check(f"DELETE {self.args.session_path} signs the second session out", r.status == 204,
+                       r.brief(), kind="gateway")
+        cases = [
+            ("no Authorization", None),
+            ("a malformed bearer", "Bearer not-a-token"),
+            ("a non-Bearer scheme", f"Basic {secret}"),
+            ("a tampered client_secret", f"Bearer {tampered}"),
+            ("the upstream token instead of a client_secret", f"Bearer {self.tokens[0]}"),
+            ("a signed-out client_secret", f"Bearer {signed_out}"),
+        ]
+        for label, auth in cases:
+            for name, body in (("threads.list", listing), ("threads.create", create)):
+                r = anon.raw(body, auth=auth)
+                self.error_answer(f"{name} with {label}: 401 envelope", r, 401)
+                self.rep.check(f"{name} with {label}: WWW-Authenticate", "www-authenticate" in r.headers,
+                               r.headers, kind="gateway")
+        self.rep.check("no thread was created by the refused requests",
+                       self.thread_ids(self.a) == [], "A has threads", kind="gateway")
+
+    def sec_turns(self) -> None:
+        self.rep.start("a conversation: threads.create, threads.add_user_message, reload")
+        a = self.a
+        t1 = "add a task to buy milk"
+        r = a.call("threads.create", {"input": text_input(t1)})
+        turn1 = self.check_turn("threads.create", r, "create", t1, tools="mutating")
+        tid = turn1.thread_id
+        self.thread_id = tid
+        self.rep.require("threads.create: an assistant answer", turn1.assistant is not None)
+        t2 = "list my tasks"
+        # Explicit nulls and unknown keys must be accepted (chatkit-protocol.md 2).
+        body = {
+            "type": "threads.add_user_message",
+            "params": {"thread_id": tid, "input": text_input(
+                t2, quoted_text=None, inference_options={"model": None, "tool_choice": None})},
+            "metadata": {"source": "conformance"},
+            "x_unknown_field": {"ignored": True},
+        }
+        r = a.raw(json.dumps(body))
+        turn2 = self.check_turn("threads.add_user_message (with nulls and unknown keys)", r, "add",
+                                t2, thread_id=tid, tools="read")
+        # An @-mention tag, a quote and the composer's model and tool pickers round-trip.
+        t3 = {
+            "content": [
+                {"type": "input_tag", "id": "task-1", "text": "milk", "data": {"task_id": 1},
+                 "group": "Tasks", "interactive": True},
+                {"type": "input_text", "text": " hello"},
+            ],
+            "attachments": [],
+            "quoted_text": "Added task 1",
+            "inference_options": {"model": "conformance-model", "tool_choice": {"id": "tasks"}},
+        }
+        r = a.call("threads.add_user_message", {"thread_id": tid, "input": t3})
+        turn3 = self.check_turn("threads.add_user_message with a tag, a quote and inference options",
+                                r, "add", t3, thread_id=tid)
+        self.live = turn1.items + turn2.items + turn3.items
+        self.turn1, self.turn2 = turn1, turn2
+
+        r = a.call("threads.get_by_id", {"thread_id": tid})
+        th = self.json_answer("threads.get_by_id", r, THREAD, "Thread")
+        self.rep.check("threads.get_by_id: the thread's id", th.get("id") == tid, th.get("id"))
+        self.rep.check("threads.get_by_id: has_more false and no after (fewer than 20 items)",
+                       th["items"].get("has_more") is False and "after" not in th["items"],
+                       {k: v for k, v in th["items"].items() if k != "data"})
+        self.same_items("reload: threads.get_by_id items = the live stream's items (ids, order, content)",
+                        th["items"]["data"], self.live)
+        r = a.call("items.list", {"thread_id": tid, "order": "asc"})
+        page = self.json_answer("items.list asc", r, ITEM_PAGE, "Page[ThreadItem]")
+        self.same_items("reload: items.list asc = the live stream's items", page["data"], self.live)
+        r = a.call("items.list", {"thread_id": tid})
+        page = self.json_answer("items.list (default order)", r, ITEM_PAGE, "Page[ThreadItem]")
+        self.same_items("items.list defaults to desc: the live items reversed", page["data"],
+                        list(reversed(self.live)))
+        # The thread.created event must describe the stored thread.
+        created = turn1.events[0]["thread"]
+        self.rep.check("thread.created and threads.get_by_id agree on created_at",
+                       norm_item(created)["created_at"] == norm_item(th)["created_at"],
+                       f"{created.get('created_at')} vs {th.get('created_at')}")
+
+    def sec_update_feedback(self) -> None:
+        self.rep.start("threads.update, threads.list, items.feedback")
+        a, tid = self.a, self.thread_id
+        title = f"Conformance {self.run_id}"
+        r = a.call("threads.update", {"thread_id": tid, "title": title})
+        th = self.json_answer("threads.update", r, THREAD, "Thread")
+        self.rep.check("threads.update: returns the new title", th.get("title") == title, th.get("title"))
+        self.rep.check("threads.update: the thread with an empty items page",
+                       th.get("items") == {"data": [], "has_more": False}, th.get("items"))
+        r = a.call("threads.get_by_id", {"thread_id": tid})
+        th = self.json_answer("threads.get_by_id after rename", r, THREAD, "Thread")
+        self.rep.check("threads.get_by_id: the title persisted", th.get("title") == title, th.get("title"))
+        r = a.call("threads.list", {})
+        page = self.json_answer("threads.list", r, THREAD_PAGE, "Page[Thread]")
+        entry = [t for t in page["data"] if t.get("id") == tid]
+        self.rep.check("threads.list: lists the thread with its title",
+                       len(entry) == 1 and entry[0].get("title") == title, page["data"])
+        self.rep.check("threads.list: entries carry an empty items page",
+                       all(t.get("items") == {"data": [], "has_more": False} for t in page["data"]),
+                       [t.get("items") for t in page["data"]])
+        asst = self.turn1.assistant["id"]
+        for kind_ in ("positive", "negative"):
+            r = a.call("items.feedback", {"thread_id": tid, "item_ids": [asst], "kind": kind_})
+            self.json_answer(f"items.feedback {kind_}", r, None)
+        r = a.call("items.list", {"thread_id": tid, "order": "asc"})
+        page = self.json_answer("items.list after feedback", r, ITEM_PAGE, "Page[ThreadItem]")
+        self.same_items("feedback changes no item", page["data"], self.live)
+
+    def sec_retry(self) -> None:
+        self.rep.start("threads.retry_after_item")
+        a, tid = self.a, self.thread_id
+        user1 = self.turn1.user_message
+        r = a.call("threads.retry_after_item", {"thread_id": tid, "item_id": user1["id"]})
+        turn = self.check_turn("threads.retry_after_item", r, "retry", thread_id=tid,
+                               tools="mutating")
+        old_ids = {i["id"] for i in self.live} - {user1["id"]}
+        reused = [i["id"] for i in turn.items if i["id"] in old_ids]
+        self.rep.check("retry: the new items have new ids", not reused, reused)
+        self.live = [user1] + turn.items
+        r = a.call("threads.get_by_id", {"thread_id": tid})
+        th = self.json_answer("threads.get_by_id after retry", r, THREAD, "Thread")
+        self.same_items("retry: reload = the retried user message + the new answer (later items gone)",
+                        th["items"]["data"], self.live)
+        self.retry_turn = turn
+
+        r = a.call("threads.retry_after_item", {"thread_id": tid, "item_id": turn.assistant["id"]})
+        self.error_answer("retry after an assistant message: 4xx envelope before streaming", r,
+                          (400, 404, 409, 422))
+        r = a.call("threads.retry_after_item", {"thread_id": tid, "item_id": MISSING_ITEM})
+        self.error_answer("retry after an unknown item: 404 envelope before streaming", r, 404)
+        self.unchanged("the refused retries changed nothing")
+
+    def sec_disconnect(self) -> None:
+        self.rep.start("a client that disconnects mid-stream: the turn is still recorded")
+        a, tid = self.a, self.thread_id
+        text = f"add a task to walk the dog {self.run_id}"
+        body = json.dumps({"type": "threads.add_user_message",
+                           "params": {"thread_id": tid, "input": text_input(text)}}).encode()
+        cls = http.client.HTTPSConnection if self.http.scheme == "https" else http.client.HTTPConnection
+        conn = cls(self.http.host, self.http.port, timeout=self.http.timeout)
+        try:
+            conn.request("POST", self.http.prefix + self.args.path, body=body, headers={
+                "Authorization": f"Bearer {a.secret}", "Content-Type": "application/json"})
+            r = conn.getresponse()
+            first = r.read(6)
+        finally:
+            conn.close()
+        self.rep.check("the stream started (200, `data: `)", r.status == 200 and first == b"data: ",
+                       f"HTTP {r.status} {first!r}")
+        problems: list[str] = ["nothing recorded"]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            items = self.items_of(a, tid)
+            users = [i for i, it in enumerate(items) if it.get("type") == "user_message"
+                     and it.get("content") == [{"type": "input_text", "text": text}]]
+            answers = [it for it in items[users[0] + 1:] if it.get("type") == "assistant_message"] \
+                if len(users) == 1 else []
+            problems = [f"{len(users)} user message(s) with the text, {len(answers)} answer(s) after it"]
+            if len(users) == 1 and len(answers) == 1 and assistant_text(answers[0]).strip():
+                problems = []
+                break
+            time.sleep(0.2)
+        self.rep.check("the user message and a complete answer are recorded", not problems, problems,
+                       kind="gateway")
+        self.live = self.items_of(a, tid)
+
+    def sec_validation(self) -> None:
+        self.rep.start("user-facing validation: a 200 stream with one error event, nothing recorded")
+        a, tid = self.a, self.thread_id
+        cases = [("an empty message", ""), ("a blank message", "  \n\t "),
+                 (f"a message over {self.args.max_chars} characters", "x" * (self.args.max_chars + 1))]
+        for label, text in cases:
+            for type_, params in (("threads.add_user_message", {"thread_id": tid, "input": text_input(text)}),
+                                  ("threads.create", {"input": text_input(text)})):
+                before = self.thread_ids(a)
+                r = a.call(type_, params)
+                what = f"{type_} with {label}"
+                if r.status != 200 or not r.content_type.startswith("text/event-stream"):
+                    self.rep.check(f"{what}: 200 text/event-stream", False, r.brief(), kind="gateway")
+                    continue
+                try:
+                    events = self.parse_stream(what, r)
+                except Abort:
+                    continue
+                ok = (len(events) == 1 and events[0].get("type") == "error"
+                      and events[0].get("code") == "custom"
+                      and isinstance(events[0].get("message"), str) and events[0]["message"].strip())
+                self.rep.check(f"{what}: exactly one error event (code custom, a message)", ok,
+                               [json.dumps(e)[:200] for e in events], kind="gateway")
+                self.rep.check(f"{what}: no thread created", self.thread_ids(a) == before,
+                               "threads changed", kind="gateway")
+            self.unchanged(f"{label}: nothing recorded in the thread")
+
+    def sec_unsupported(self) -> None:
+        self.rep.start("unsupported request types: 400 chatkit.unsupported")
+        a, tid = self.a, self.thread_id
+        user1 = self.turn1.user_message["id"]
+        params = {
+            "attachments.create": {"name": "a.txt", "size": 3, "mime_type": "text/plain"},
+            "attachments.delete": {"attachment_id": "atc_conformance"},
+            "input.transcribe": {"audio_base64": "AAAA", "mime_type": "audio/webm;codecs=opus"},
+            "threads.add_client_tool_output": {"thread_id": tid, "result": {"ok": True}},
+            "threads.custom_action": {"thread_id": tid, "action": {"type": "demo", "payload": {}}},
+            "threads.sync_custom_action": {"thread_id": tid, "action": {"type": "demo", "payload": {}}},
+            "threads.add_structured_input": {"thread_id": tid, "item_id": user1,
+                                             "input": {"status": "answered", "answers": {}}},
+        }
+        for type_ in UNSUPPORTED_TYPES:
+            r = a.call(type_, params[type_])
+            self.error_answer(f"{type_}: 400 chatkit.unsupported", r, 400, "chatkit.unsupported")
+        # Attachments cannot be created, so any attachment id names nothing.
+        for type_, params in (
+            ("threads.add_user_message", {"thread_id": tid, "input": {
+                **text_input("hello"), "attachments": [MISSING_ATTACHMENT]}}),
+            ("threads.create", {"input": {**text_input("hello"), "attachments": [MISSING_ATTACHMENT]}}),
+        ):
+            before = self.thread_ids(a)
+            self.error_answer(f"{type_} with an attachment id: 400/404 envelope before streaming",
+                              a.call(type_, params), (400, 404))
+            self.rep.check(f"{type_} with an attachment id: no thread created", self.thread_ids(a) == before,
+                           "threads changed", kind="gateway")
+        self.unchanged("unsupported requests changed nothing")
+
+    def sec_malformed(self) -> None:
+        self.rep.start("malformed requests: 400 envelope before streaming; lenient parsing")
+        a, tid = self.a, self.thread_id
+        bad = [
+            ("a body that is not JSON", "{not json"),
+            ("an empty body", ""),
+            ("a JSON array", "[]"),
+            ("a JSON string", '"threads.list"'),
+            ("an object without type", '{"params":{}}'),
+            ("an unknown type", '{"type":"threads.explode","params":{}}'),
+            ("a non-string type", '{"type":7,"params":{}}'),
+            ("threads.list without params", '{"type":"threads.list"}'),
+            ("threads.create without params", '{"type":"threads.create"}'),
+            ("threads.create without input", '{"type":"threads.create","params":{}}'),
+            ("threads.create with content not a list",
+             '{"type":"threads.create","params":{"input":{"content":"hi","attachments":[],"inference_options":{}}}}'),
+            ("threads.add_user_message without thread_id",
+             json.dumps({"type": "threads.add_user_message", "params": {"input": text_input("hi")}})),
+            ("threads.add_user_message without input",
+             json.dumps({"type": "threads.add_user_message", "params": {"thread_id": tid}})),
+            ("threads.get_by_id without thread_id", '{"type":"threads.get_by_id","params":{}}'),
+            ("threads.get_by_id with a numeric thread_id", '{"type":"threads.get_by_id","params":{"thread_id":5}}'),
+            ("threads.list with limit \"ten\"", '{"type":"threads.list","params":{"limit":"ten"}}'),
+            ("threads.list with order \"sideways\"", '{"type":"threads.list","params":{"order":"sideways"}}'),
+            ("items.list without thread_id", '{"type":"items.list","params":{}}'),
+            ("threads.update without title",
+             json.dumps({"type": "threads.update", "params": {"thread_id": tid}})),
+            ("threads.delete without thread_id", '{"type":"threads.delete","params":{}}'),
+            ("items.feedback with kind \"meh\"",
+             json.dumps({"type": "items.feedback", "params": {"thread_id": tid, "item_ids": [], "kind": "meh"}})),
+            ("threads.retry_after_item without item_id",
+             json.dumps({"type": "threads.retry_after_item", "params": {"thread_id": tid}})),
+        ]
+        before = self.thread_ids(a)
+        for label, body in bad:
+            self.error_answer(f"{label}: 400 envelope", a.raw(body), 400)
+        self.rep.check("malformed requests created no thread", self.thread_ids(a) == before,
+                       "threads changed", kind="gateway")
+        self.unchanged("malformed requests changed no item")
+
+        r = a.raw(json.dumps({"type": "threads.list", "params": {}}), content_type=None)
+        self.json_answer("threads.list without Content-Type", r, THREAD_PAGE, "Page[Thread]")
+        r = a.raw(json.dumps({"type": "threads.get_by_id", "params": {"thread_id": tid}}),
+                  content_type="text/plain;charset=UTF-8")
+        self.json_answer("threads.get_by_id with Content-Type text/plain", r, THREAD, "Thread")
+        body = {"type": "threads.list", "params": {"limit": None, "after": None, "x_new": 1},
+                "metadata": {"k": "v"}, "x_extra": [1, 2]}
+        r = a.raw(json.dumps(body))
+        self.json_answer("threads.list with null params and unknown keys", r, THREAD_PAGE, "Page[Thread]")
+        body = {"type": "items.list", "params": {"thread_id": tid, "limit": None, "after": None}}
+        r = a.raw(json.dumps(body))
+        self.json_answer("items.list with null params", r, ITEM_PAGE, "Page[ThreadItem]")
+
+    def thread_scoped(self, tid: str, item: str) -> list[tuple[str, dict[str, Any]]]:
+        return [
+            ("threads.get_by_id", {"thread_id": tid}),
+            ("items.list", {"thread_id": tid}),
+            ("threads.update", {"thread_id": tid, "title": "hijacked"}),
+            ("items.feedback", {"thread_id": tid, "item_ids": [item], "kind": "negative"}),
+            ("threads.add_user_message", {"thread_id": tid, "input": text_input("add a task to hijack")}),
+            ("threads.retry_after_item", {"thread_id": tid, "item_id": item}),
+            ("threads.delete", {"thread_id": tid}),
+        ]
+
+    def sec_not_found(self) -> None:
+        self.rep.start("unknown threads and items: 404 envelope before streaming")
+        a, tid = self.a, self.thread_id
+        for type_, params in self.thread_scoped(MISSING_THREAD, MISSING_ITEM):
+            self.error_answer(f"{type_} on an unknown thread: 404 thread.not_found", a.call(type_, params),
+                              404, "thread.not_found")
+        r = a.call("items.feedback", {"thread_id": tid, "item_ids": [MISSING_ITEM], "kind": "positive"})
+        self.error_answer("items.feedback on an unknown item: 4xx envelope", r, (400, 404))
+        r = a.call("items.list", {"thread_id": tid, "after": MISSING_ITEM})
+        self.error_answer("items.list with an unknown cursor: 4xx envelope", r, (400, 404))
+        r = a.call("threads.list", {"after": MISSING_THREAD})
+        self.error_answer("threads.list with an unknown cursor: 4xx envelope", r, (400, 404))
+
+    def sec_isolation(self) -> None:
+        self.rep.start("isolation: user B cannot see or touch user A's thread")
+        a, b, tid = self.a, self.b, self.thread_id
+        item = self.turn1.user_message["id"]
+        r = b.call("threads.list", {})
+        page = self.json_answer("user B: threads.list", r, THREAD_PAGE, "Page[Thread]")
+        self.rep.check("user B: threads.list does not show A's thread",
+                       tid not in [t.get("id") for t in page["data"]], page["data"], kind="gateway")
+        for type_, params in self.thread_scoped(tid, item):
+            self.error_answer(f"user B: {type_} on A's thread: 404 thread.not_found",
+                              b.call(type_, params), 404, "thread.not_found")
+        for type_ in ("threads.add_client_tool_output", "threads.custom_action"):
+            params = {"thread_id": tid, "result": {}} if type_.endswith("output") else \
+                {"thread_id": tid, "action": {"type": "demo"}}
+            r = b.call(type_, params)
+            self.error_answer(f"user B: {type_} on A's thread: 4xx envelope", r, (400, 404))
+        r = a.call("threads.get_by_id", {"thread_id": tid})
+        th = self.json_answer("user A: threads.get_by_id after B's attempts", r, THREAD, "Thread")
+        self.rep.check("user A: title unchanged", th.get("title") == f"Conformance {self.run_id}",
+                       th.get("title"), kind="gateway")
+        self.unchanged("user A: items unchanged by B")
+        text = "add a task to call mom"
+        r = b.call("threads.create", {"input": text_input(text)})
+        bturn = self.check_turn("user B: threads.create", r, "create", text, tools="mutating")
+        self.rep.check("user A: threads.list does not show B's thread",
+                       bturn.thread_id not in self.thread_ids(a), "listed", kind="gateway")
+        r = a.call("threads.get_by_id", {"thread_id": bturn.thread_id})
+        self.error_answer("user A: threads.get_by_id on B's thread: 404 thread.not_found", r, 404,
+                          "thread.not_found")
+
+    def page_walk(
+        self, what: str, fetch: Callable[[dict[str, Any]], Resp], adapter: TypeAdapter,
+        model: str, want: list[str], limit: int,
+    ) -> None:
+        """Walks every page with `limit`, following `after`; checks cursors and the union."""
+        seen: list[str] = []
+        problems: list[str] = []
+        after = None
+        issues = ShapeIssues()
+        for n in range(len(want) + 2):
+            params: dict[str, Any] = {"limit": limit}
+            if after is not None:
+                params["after"] = after
+            r = fetch(params)
+            if r.status != 200:
+                problems.append(f"page {n}: {r.brief()}")
+                break
+            page = r.json()
+            issues.add(f"page {n}", r.body.decode(), page, adapter)
+            ids = [d.get("id") for d in page.get("data", [])]
+            seen.extend(ids)
+            remaining = len(want) - len(seen)
+            if len(ids) != min(limit, len(want) - (len(seen) - len(ids))):
+                problems.append(f"page {n}: {len(ids)} elements with limit {limit}")
+            if page.get("has_more") != (remaining > 0):
+                problems.append(f"page {n}: has_more {page.get('has_more')} with {remaining} remaining")
+            if page.get("has_more"):
+                if page.get("after") != (ids[-1] if ids else None):
+                    problems.append(f"page {n}: after {page.get('after')!r} is not the last id {ids[-1:]}")
+                after = page.get("after")
+                if after is None:
+                    break
+            else:
+                if "after" in page:
+                    problems.append(f"page {n}: after {page.get('after')!r} on the last page")
+                break
+        if seen != want:
+            problems.append(f"walked {seen} != expected {want}")
+        what = f"{what} with limit {limit}"
+        issues.report(self.rep, what, model)
+        self.rep.check(f"{what}: pages follow `after` (= last id), has_more right, "
+                       "the union is every element once in order", not problems, problems)
+
+    def sec_paging(self) -> None:
+        n = self.args.threads
+        self.rep.start(f"paging: user C with {n} threads, and a thread with 11 turns")
+        c = self.c
+        created: list[str] = []
+        stream_problems: list[str] = []
+        for k in range(n):
+            r = c.call("threads.create", {"input": text_input(f"hello number {k}")})
+            events, texts, problems = split_sse(r.body)
+            if r.status != 200 or problems or events[0].get("type") != "thread.created":
+                stream_problems.append(f"create {k}: {problems} {r.brief()}")
+                continue
+            issues = ShapeIssues()
+            for i, (ev, text) in enumerate(zip(events, texts)):
+                issues.add(f"create {k} event {i}", text, ev, EVENT)
+            stream_problems += issues.model + issues.unknown + issues.missing + issues.nulls + issues.times
+            if any(ev.get("type") == "error" for ev in events):
+                stream_problems.append(f"create {k}: an error event")
+            created.append((events[0].get("thread") or {}).get("id"))
+        self.rep.require(f"{n} threads.create streams, all valid", not stream_problems, stream_problems)
+        desc = list(reversed(created))
+
+        def threads(extra: dict[str, Any]) -> Resp:
+            return c.call("threads.list", extra)
+
+        r = threads({})
+        page = self.json_answer("threads.list, no limit", r, THREAD_PAGE, "Page[Thread]")
+        ids = [t["id"] for t in page["data"]]
+        self.rep.check("threads.list: default limit 20, newest first, has_more, after = last id",
+                       ids == desc[:20] and page.get("has_more") is True and page.get("after") == ids[-1],
+                       f"got {len(ids)} ids, has_more {page.get('has_more')}, after {page.get('after')}")
+        r = threads({"order": "asc", "limit": 5})
+        page = self.json_answer("threads.list asc", r, THREAD_PAGE, "Page[Thread]")
+        self.rep.check("threads.list asc: oldest first",
+                       [t["id"] for t in page["data"]] == created[:5], [t["id"] for t in page["data"]])
+        r = threads({"limit": 1000})
+        page = self.json_answer("threads.list limit 1000", r, THREAD_PAGE, "Page[Thread]")
+        got = [t["id"] for t in page["data"]]
+        self.rep.check("threads.list limit 1000: clamped to 100",
+                       got == desc[:100] and page.get("has_more") == (n > 100)
+                       and page.get("after", None) == (got[-1] if n > 100 else None),
+                       f"{len(got)} elements, has_more {page.get('has_more')}", kind="gateway")
+        if n > 100 and len(got) == 100:
+            r = threads({"limit": 1000, "after": got[-1]})
+            page = self.json_answer("threads.list after the clamped page", r, THREAD_PAGE, "Page[Thread]")
+            self.rep.check("threads.list: the clamped page's cursor gives the rest",
+                           [t["id"] for t in page["data"]] == desc[100:] and page.get("has_more") is False,
+                           [t["id"] for t in page["data"]])
+        for limit in (0, -3):
+            r = threads({"limit": limit})
+            ok = r.status == 200
+            detail = r.brief()
+            if ok:
+                got = [t["id"] for t in r.json()["data"]]
+                # The SDK reads 0 as "default"; the gateway clamps to 1..100. Both are fine.
+                ok = got in (desc[:1], desc[:20]) if limit == 0 else got == desc[:1]
+                detail = f"{len(got)} elements"
+            self.rep.check(f"threads.list limit {limit}: clamped (or the default for 0)", ok, detail,
+                           kind="gateway")
+        for order, want in (("desc", desc), ("asc", created)):
+            for limit in (7, 1):
+                self.page_walk(f"threads.list {order} walk", lambda p, o=order: threads({**p, "order": o}),
+                               THREAD_PAGE, "Page[Thread]", want, limit)
+
+        text = "add a task to water plants"
+        r = c.call("threads.create", {"input": text_input(text)})
+        turn = self.check_turn("paging thread: threads.create", r, "create", text)
+        tid = turn.thread_id
+        live = list(turn.items)
+        problems = []
+        for k in range(10):
+            r = c.call("threads.add_user_message", {"thread_id": tid, "input": text_input(f"add a task to buy item {k}")})
+            events, texts, bad = split_sse(r.body)
+            for i, (ev, t) in enumerate(zip(events, texts)):
+                self.background.add(f"paging turn {k} event {i}", t, ev, EVENT)
+            self.background_count += len(events)
+            live += [e.get("item") for e in events if e.get("type") == "thread.item.done"]
+            if r.status != 200 or bad or any(e.get("type") == "error" for e in events):
+                problems.append(f"{bad} {r.brief()}")
+        self.rep.require("10 more turns on the paging thread", not problems, problems)
+        ids = [i["id"] for i in live]
+        self.rep.require("the paging thread has more than 20 items", len(ids) > 20, len(ids))
+        r = c.call("threads.get_by_id", {"thread_id": tid})
+        th = self.json_answer("threads.get_by_id of a long thread", r, THREAD, "Thread")
+        got = [i["id"] for i in th["items"]["data"]]
+        self.rep.check("threads.get_by_id: the oldest 20 items ascending, has_more, after = last id",
+                       got == ids[:20] and th["items"].get("has_more") is True
+                       and th["items"].get("after") == ids[19], f"{got} vs {ids[:20]}")
+        self.same_items("threads.get_by_id: items as streamed", th["items"]["data"], live[:20])
+        r = c.call("items.list", {"thread_id": tid})
+        page = self.json_answer("items.list, no limit", r, ITEM_PAGE, "Page[ThreadItem]")
+        got = [i["id"] for i in page["data"]]
+        rev = list(reversed(ids))
+        self.rep.check("items.list: default limit 20, newest first, has_more, after = last id",
+                       got == rev[:20] and page.get("has_more") is True and page.get("after") == got[-1],
+                       f"{len(got)} ids")
+        r = c.call("items.list", {"thread_id": tid, "limit": 1000, "order": "asc"})
+        page = self.json_answer("items.list limit 1000", r, ITEM_PAGE, "Page[ThreadItem]")
+        self.same_items("items.list limit 1000 asc: every item as streamed", page["data"], live)
+        for limit in (0, -3):
+            r = c.call("items.list", {"thread_id": tid, "limit": limit})
+            ok = r.status == 200
+            detail = r.brief()
+            if ok:
+                got = [i["id"] for i in r.json()["data"]]
+                ok = got in (rev[:1], rev[:20]) if limit == 0 else got == rev[:1]
+                detail = f"{len(got)} elements"
+            self.rep.check(f"items.list limit {limit}: clamped (or the default for 0)", ok, detail,
+                           kind="gateway")
+        for order, want in (("asc", ids), ("desc", rev)):
+            for limit in (5, 3):
+                self.page_walk(f"items.list {order} walk", lambda p, o=order: c.call(
+                    "items.list", {**p, "thread_id": tid, "order": o}), ITEM_PAGE, "Page[ThreadItem]",
+                    want, limit)
+
+    def sec_delete(self) -> None:
+        self.rep.start("threads.delete")
+        a, tid = self.a, self.thread_id
+        r = a.call("threads.delete", {"thread_id": tid})
+        self.json_answer("threads.delete", r, None)
+        self.error_answer("threads.get_by_id after delete: 404 thread.not_found",
+                          a.call("threads.get_by_id", {"thread_id": tid}), 404, "thread.not_found")
+        self.error_answer("items.list after delete: 404 thread.not_found",
+                          a.call("items.list", {"thread_id": tid}), 404, "thread.not_found")
+        self.error_answer("threads.delete again: 404 thread.not_found",
+                          a.call("threads.delete", {"thread_id": tid}), 404, "thread.not_found")
+        self.rep.check("threads.list no longer shows it", tid not in self.thread_ids(a), "still listed")
+
+    def sec_cors(self) -> None:
+        self.rep.start("CORS preflight from the widget's page")
+        origin = self.args.cors_origin
+        r = self.http.request("OPTIONS", self.args.path, None, {
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,accept-language",
+        })
+        allow_origin = r.headers.get("access-control-allow-origin", "")
+        allow_headers = r.headers.get("access-control-allow-headers", "").lower()
+        self.rep.check(f"preflight from {origin}: 2xx, origin allowed",
+                       200 <= r.status < 300 and allow_origin in (origin, "*"), r.brief() + f" {r.headers}",
+                       kind="gateway")
+        missing = [h for h in ("authorization", "content-type", "accept-language")
+                   if allow_headers != "*" and h not in [x.strip() for x in allow_headers.split(",")]]
+        self.rep.check("preflight: the widget's headers are allowed", not missing,
+                       f"missing {missing} in {allow_headers!r}", kind="gateway")
+
+    def hang_up_after_first_event(self, client: Client, type_: str, params: dict[str, Any]) -> Resp:
+        """Sends a streaming request, reads the first bytes, and closes the connection."""
+        body = json.dumps({"type": type_, "params": params}).encode()
+        cls = http.client.HTTPSConnection if self.http.scheme == "https" else http.client.HTTPConnection
+        conn = cls(self.http.host, self.http.port, timeout=self.http.timeout)
+        try:
+            conn.request("POST", self.http.prefix + self.args.path, body=body, headers={
+                "Authorization": f"Bearer {client.secret}", "Content-Type": "application/json"})
+            r = conn.getresponse()
+            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read(6))
+        finally:
+            conn.close()
+
+    def sec_agent_faults(self) -> None:
+        """With fake_openai.py as the model API: a failing and a slow agent."""
+        self.rep.start("a failing and a slow model (fake_openai.py behind the gateway)")
+        a = self.a
+        text = "hello"
+        r = a.call("threads.create", {"input": text_input(text)})
+        turn = self.check_turn("threads.create (fake model)", r, "create", text)
+        tid = turn.thread_id
+        live = list(turn.items)
+        self.rep.check("the fake model's answer arrives whole",
+                       turn.assistant is not None and assistant_text(turn.assistant) == FAKE_ANSWER,
+                       turn.assistant)
+
+        text = f"conformance:fail-midway {self.run_id}"
+        r = a.call("threads.add_user_message", {"thread_id": tid, "input": text_input(text)})
+        events = self.parse_stream("a model that dies half-way", r)
+        types = [e.get("type") for e in events]
+        problems = []
+        user = events[0].get("item", {}) if events else {}
+        if types[:2] != ["thread.item.done", "stream_options"] or user.get("type") != "user_message":
+            problems.append(f"want the user message, then stream_options first: {types}")
+        added = [e["item"]["id"] for e in events if e.get("type") == "thread.item.added"]
+        done = [e["item"]["id"] for e in events[1:] if e.get("type") == "thread.item.done"]
+        removed = [e.get("item_id") for e in events if e.get("type") == "thread.item.removed"]
+        if sorted(removed) != sorted(set(added) - set(done)):
+            problems.append(f"removed {removed}, but added-and-unfinished were {sorted(set(added) - set(done))}")
+        last = events[-1] if events else {}
+        if last.get("type") != "error" or last.get("allow_retry") is not True:
+            problems.append(f"the last event must be an error with allow_retry true: {last}")
+        if types.count("error") != 1:
+            problems.append(f"{types.count('error')} error events")
+        if any(e.get("type") == "thread.item.done" and e.get("item", {}).get("type") == "assistant_message"
+               for e in events):
+            problems.append("an assistant message was finished")
+        self.rep.check("a model that dies half-way: user message, stream_options, [partial answer], "
+                       "thread.item.removed for what was unfinished, then one retryable error",
+                       not problems, problems, kind="gateway")
+        items = self.items_of(a, tid)
+        self.same_items("a model that dies half-way: the user message stays, nothing else is recorded",
+                        items, live + [user], kind="gateway")
+        live = items
+        r = a.call("threads.retry_after_item", {"thread_id": tid, "item_id": user.get("id")})
+        turn = self.check_turn("retry after the failure", r, "retry", thread_id=tid)
+        self.rep.check("retry after the failure: the whole answer",
+                       turn.assistant is not None and assistant_text(turn.assistant) == FAKE_ANSWER,
+                       turn.assistant, kind="gateway")
+        live = live + turn.items
+        self.same_items("retry after the failure: reload = the live stream", self.items_of(a, tid), live)
+
+        # A turn still running: a retry gets 409 before streaming.
+        text = f"conformance:slow {self.run_id}"
+        box: dict[str, Resp] = {}
+        slow = threading.Thread(target=lambda: box.update(r=a.call(
+            "threads.add_user_message", {"thread_id": tid, "input": text_input(text)})))
+        slow.start()
+        user_id = None
+        deadline = time.monotonic() + 10
+        while user_id is None and time.monotonic() < deadline:
+            users = [i for i in self.items_of(a, tid) if i.get("type") == "user_message"
+                     and i.get("content") == [{"type": "input_text", "text": text}]]
+            user_id = users[0]["id"] if users else None
+            time.sleep(0.05)
+        if user_id is None:
+            self.rep.check("the slow turn's user message is recorded while it runs", False, "not seen",
+                           kind="gateway")
+        else:
+            r = a.call("threads.retry_after_item", {"thread_id": tid, "item_id": user_id})
+            self.error_answer("a retry while the turn runs: 409 envelope before streaming", r, 409)
+        slow.join(timeout=self.args.timeout)
+        turn = self.check_turn("the slow turn", box["r"], "add", text, thread_id=tid)
+        self.rep.check("the slow turn: the whole answer", turn.assistant is not None
+                       and assistant_text(turn.assistant) == "".join(FAKE_SLOW), turn.assistant,
+                       kind="gateway")
+        live = live + turn.items
+        # Gateway-kind: a server without the 409 above has started a second answer meanwhile.
+        self.same_items("the slow turn: reload = the live stream", self.items_of(a, tid), live,
+                        kind="gateway")
+
+        # A client that hangs up during a slow turn still finds the whole turn recorded.
+        text = f"conformance:slow hang-up {self.run_id}"
+        r = self.hang_up_after_first_event(a, "threads.add_user_message",
+                                           {"thread_id": tid, "input": text_input(text)})
+        self.rep.check("hang-up: the stream had started", r.status == 200 and r.body == b"data: ",
+                       r.brief())
+        problems = ["no answer recorded"]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            items = self.items_of(a, tid)[len(live):]
+            if [i.get("type") for i in items] == ["user_message", "assistant_message"]:
+                problems = [] if assistant_text(items[1]) == "".join(FAKE_SLOW) else \
+                    [f"recorded {assistant_text(items[1])!r}"]
+                break
+            time.sleep(0.2)
+        self.rep.check("hang-up: the turn completes and is recorded whole", not problems, problems,
+                       kind="gateway")
+
+    def run(self) -> int:
+        print(f"ChatKit conformance against {self.args.base_url}{self.args.path} "
+              f"(run {self.run_id})")
+        sections = [self.sec_session, self.sec_auth, self.sec_turns, self.sec_update_feedback,
+                    self.sec_retry, self.sec_disconnect, self.sec_validation, self.sec_unsupported,
+                    self.sec_malformed, self.sec_not_found, self.sec_isolation, self.sec_paging,
+                    self.sec_delete]
+        if self.args.cors_origin:
+            sections.append(self.sec_cors)
+        if self.args.agent_faults:
+            sections = [self.sec_session, self.sec_agent_faults]
+        needs_thread = {self.sec_update_feedback, self.sec_retry, self.sec_disconnect, self.sec_validation,
+                        self.sec_unsupported, self.sec_malformed, self.sec_not_found,
+                        self.sec_isolation, self.sec_delete}
+        started = time.monotonic()
+        for sec in sections:
+            if sec in needs_thread and not hasattr(self, "turn1"):
+                self.rep.start(sec.__name__.removeprefix("sec_"))
+                self.rep.check("section skipped: the conversation section failed", False, "")
+                continue
+            try:
+                sec()
+            except Abort as e:
+                print(f"  (section stopped after: {e})")
+                if sec == self.sec_session:
+                    break
+            except Exception as e:  # noqa: BLE001 - a crash is a failure, not a traceback
+                self.rep.check(f"section crashed: {type(e).__name__}: {e}", False,
+                               traceback.format_exc())
+                if sec == self.sec_session:
+                    break
+        self.rep.start("every other answer and event fetched along the way")
+        self.background.report(self.rep, f"{self.background_count} answers and events",
+                               "Page[Thread] / Page[ThreadItem] / ThreadStreamEvent")
+        print(f"\n({time.monotonic() - started:.1f} s)")
+        if self.args.json_report:
+            self.rep.write_json(self.args.json_report)
+        return self.rep.summary()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("base_url", help="the gateway, e.g. http://127.0.0.1:8000")
+    p.add_argument("--path", default="/chatkit", help="the ChatKit endpoint (default /chatkit)")
+    p.add_argument("--session-path", default="/api/chatkit/session")
+    p.add_argument("--max-chars", type=int, default=8000,
+                   help="the gateway's messages.max_chars (default 8000)")
+    p.add_argument("--threads", type=int, default=101,
+                   help="threads user C creates for the paging checks (default 101: above the clamp)")
+    p.add_argument("--no-tools", dest="tools", action="store_false",
+                   help="do not expect a workflow item and a tasks.changed effect when a task is added "
+                        "(for agents other than the local one)")
+    p.add_argument("--cors-origin", default="http://localhost:5173",
+                   help="origin for the preflight check ('' to skip; default http://localhost:5173)")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--json-report", metavar="FILE", help="also write every check as JSON")
+    p.add_argument("--agent-faults", action="store_true",
+                   help="only the failing/slow model checks; the gateway must use fake_openai.py "
+                        "as its model API (against-gateway.sh does this in a second pass)")
+    args = p.parse_args()
+    if args.threads < 22:
+        p.error("--threads must be at least 22 (the default page is 20)")
+    return Conformance(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

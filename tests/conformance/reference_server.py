@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+"""A reference ChatKit backend built on the official SDK, to validate check.py itself.
+
+    reference_server.py PORT
+
+`chatkit.server.ChatKitServer` with an in-memory store scoped per user, a trivial responder
+(a workflow with one task, a `tasks.changed` client effect and a streamed assistant
+message; the first answer sets the title) and a minimal ASGI app: `POST /chatkit` and a
+`POST /api/chatkit/session` that hands any bearer back as `ref-<bearer>`. It has what the
+SDK has and no more: no auth on /chatkit, 500 for malformed input and unknown threads, no
+CORS, no inline validation. So against it every `shape` check of check.py must pass and
+only `gateway` checks may fail (run.sh --self-test asserts exactly that).
+
+REF_STRICT=1 adds a front that does what the gateway promises on top of the SDK (issued
+client_secrets, 4xx envelopes, ...): then every check passes. REF_MUTATE=<fault> injects
+one protocol fault that check.py must catch. Both are driven by self_test.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import json
+import logging
+import os
+import sys
+import uuid
+from typing import Any, AsyncIterator
+
+import chatkit.server as ck_server
+import uvicorn
+from pydantic import TypeAdapter, ValidationError
+from chatkit.server import ChatKitServer, StreamingResult
+from chatkit.store import NotFoundError, Store
+from chatkit.types import (
+    ChatKitReq,
+    AssistantMessageContent,
+    AssistantMessageContentPartAdded,
+    AssistantMessageContentPartDone,
+    AssistantMessageContentPartTextDelta,
+    AssistantMessageItem,
+    ClientEffectEvent,
+    CustomTask,
+    Page,
+    ThreadItemAddedEvent,
+    ThreadItemDoneEvent,
+    ThreadItemRemovedEvent,
+    ThreadItemUpdatedEvent,
+    ThreadMetadata,
+    UserMessageItem,
+    Workflow,
+    WorkflowItem,
+    WorkflowTaskAdded,
+)
+
+
+class _UtcDatetime(_dt.datetime):
+    """The SDK stamps naive local times; check.py wants RFC 3339, so stamp aware UTC."""
+
+    @classmethod
+    def now(cls, tz=None):  # noqa: ANN001
+        return _dt.datetime.now(tz or _dt.timezone.utc)
+
+
+ck_server.datetime = _UtcDatetime  # type: ignore[misc]
+# The SDK logs a traceback for every unknown thread it is asked about; the checker asks often.
+logging.getLogger("chatkit").setLevel(logging.CRITICAL)
+# check.py hangs up mid-stream on purpose; asyncio would warn about every later write.
+logging.getLogger("asyncio").setLevel(logging.ERROR)
+
+
+def now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+class MemoryStore(Store[str]):
+    """Threads and items per user; the context is the user id."""
+
+    def __init__(self) -> None:
+        self.threads: dict[str, tuple[str, ThreadMetadata]] = {}
+        self.items: dict[str, list[Any]] = {}
+
+    def _thread(self, thread_id: str, user: str) -> ThreadMetadata:
+        owner, meta = self.threads.get(thread_id, (None, None))
+        if owner != user or meta is None:
+            raise NotFoundError(thread_id)
+        return meta
+
+    async def load_thread(self, thread_id: str, context: str) -> ThreadMetadata:
+        return self._thread(thread_id, context).model_copy(deep=True)
+
+    async def save_thread(self, thread: ThreadMetadata, context: str) -> None:
+        # Only the metadata: a Thread with items would break later loads (protocol doc 8.1).
+        meta = ThreadMetadata(**thread.model_dump(exclude={"items"}))
+        owner = self.threads.get(thread.id, (context, None))[0]
+        if owner != context:
+            raise NotFoundError(thread.id)
+        self.threads[thread.id] = (context, meta)
+        self.items.setdefault(thread.id, [])
+
+    @staticmethod
+    def _page(rows: list[Any], after: str | None, limit: int, order: str) -> Page:
+        rows = list(rows) if order == "asc" else list(reversed(rows))
+        start = 0
+        if after:
+            ids = [r.id for r in rows]
+            start = ids.index(after) + 1 if after in ids else 0
+        chunk = rows[start:start + limit]
+        more = start + limit < len(rows)
+        return Page(data=chunk, has_more=more, after=chunk[-1].id if more and chunk else None)
+
+    async def load_thread_items(self, thread_id, after, limit, order, context) -> Page:  # noqa: ANN001
+        self._thread(thread_id, context)
+        return self._page(self.items[thread_id], after, limit, order)
+
+    async def load_threads(self, limit, after, order, context) -> Page:  # noqa: ANN001
+        mine = [m for owner, m in self.threads.values() if owner == context]
+        return self._page(mine, after, limit, order)
+
+    async def add_thread_item(self, thread_id, item, context) -> None:  # noqa: ANN001
+        await self.save_item(thread_id, item, context)
+
+    async def save_item(self, thread_id, item, context) -> None:  # noqa: ANN001
+        self._thread(thread_id, context)
+        rows = self.items[thread_id]
+        for i, row in enumerate(rows):
+            if row.id == item.id:
+                rows[i] = item
+                return
+        rows.append(item)
+
+    async def load_item(self, thread_id, item_id, context):  # noqa: ANN001
+        self._thread(thread_id, context)
+        for row in self.items[thread_id]:
+            if row.id == item_id:
+                return row
+        raise NotFoundError(item_id)
+
+    async def delete_thread(self, thread_id, context) -> None:  # noqa: ANN001
+        self._thread(thread_id, context)
+        del self.threads[thread_id]
+        del self.items[thread_id]
+
+    async def delete_thread_item(self, thread_id, item_id, context) -> None:  # noqa: ANN001
+        self._thread(thread_id, context)
+        self.items[thread_id] = [r for r in self.items[thread_id] if r.id != item_id]
+
+    async def save_attachment(self, attachment, context) -> None:  # noqa: ANN001
+        raise NotImplementedError
+
+    async def load_attachment(self, attachment_id, context):  # noqa: ANN001
+        raise NotFoundError(attachment_id)
+
+    async def delete_attachment(self, attachment_id, context) -> None:  # noqa: ANN001
+        raise NotImplementedError
+
+
+class Reference(ChatKitServer[str]):
+    failed_once: set[str] = set()
+
+    async def respond(
+        self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: str
+    ) -> AsyncIterator[Any]:
+        text = ""
+        if input_user_message is not None:
+            text = "".join(getattr(p, "text", "") for p in input_user_message.content)
+        mutating = "add a task" in text
+        if mutating or text.startswith("list my tasks"):
+            wf = WorkflowItem(
+                id=self.store.generate_item_id("workflow", thread, context), thread_id=thread.id,
+                created_at=now(), workflow=Workflow(type="custom", tasks=[]),
+            )
+            yield ThreadItemAddedEvent(item=wf)
+            title = "Add task" if mutating else "List tasks"
+            task = CustomTask(title=title, icon="check", status_indicator="complete")
+            yield ThreadItemUpdatedEvent(item_id=wf.id, update=WorkflowTaskAdded(task_index=0, task=task))
+            wf.workflow.tasks.append(task)
+            yield ThreadItemDoneEvent(item=wf)
+            if mutating:
+                yield ClientEffectEvent(name="tasks.changed", data={"reason": "add_task"})
+        msg = AssistantMessageItem(
+            id=self.store.generate_item_id("message", thread, context), thread_id=thread.id,
+            created_at=now(), content=[],
+        )
+        yield ThreadItemAddedEvent(item=msg)
+        yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartAdded(
+            content_index=0, content=AssistantMessageContent(text="")))
+        # The same script as fake_openai.py, for check.py --agent-faults.
+        words, pause = ["Hello ", "from the ", "fake model."], 0.0
+        if "conformance:slow" in text:
+            words, pause = [f"slow {i}. " for i in range(10)], 0.3
+        fail = "conformance:fail-midway" in text and text not in self.failed_once
+        if fail:
+            self.failed_once.add(text)
+            words = ["Partial ", "answer "]
+        for w in words:
+            yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartTextDelta(
+                content_index=0, delta=w))
+            await asyncio.sleep(pause)
+        if fail:
+            # What the gateway does: take back the unfinished item, then fail (the SDK turns
+            # the exception into a retryable stream.error).
+            yield ThreadItemRemovedEvent(item_id=msg.id)
+            raise RuntimeError("the model died half-way")
+        final = AssistantMessageContent(text="".join(words))
+        yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartDone(
+            content_index=0, content=final))
+        msg.content = [final]
+        yield ThreadItemDoneEvent(item=msg)
+        if not thread.title and text:
+            thread.title = text[:30]
+
+
+SERVER = Reference(MemoryStore())
+
+
+async def _read_body(receive) -> bytes:  # noqa: ANN001
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+
+
+async def _send(send, status: int, ctype: bytes, body: bytes, headers=()) -> None:  # noqa: ANN001
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", ctype), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# REF_STRICT=1 puts in front of the SDK what the gateway promises on top of it (auth with
+# issued client_secrets, 4xx envelopes before streaming, chatkit.unsupported, clamped
+# limits, checked cursors, inline validation errors, CORS), so that the self-test can show
+# every gateway check of check.py is satisfiable, not just the shape checks.
+STRICT = os.environ.get("REF_STRICT") == "1"
+SESSIONS: dict[str, str] = {}  # client_secret -> user
+RUNNING: set[str] = set()  # threads with a turn in progress
+TURNS: set[asyncio.Task] = set()  # turns keep running when their client hangs up
+REQUEST = TypeAdapter(ChatKitReq)
+UNSUPPORTED = {"attachments.create", "attachments.delete", "input.transcribe",
+               "threads.add_client_tool_output", "threads.custom_action",
+               "threads.sync_custom_action", "threads.add_structured_input"}
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+async def _refuse(send, e: Refusal) -> None:  # noqa: ANN001
+    headers = [(b"www-authenticate", b"Bearer")] if e.status == 401 else []
+    body = json.dumps({"error": {"code": e.code, "message": e.message}}).encode()
+    await _send(send, e.status, b"application/json", body, headers)
+
+
+async def _strict_request(body: bytes, user: str) -> tuple[bytes, bytes | None]:
+    """The body to hand to the SDK, or a ready SSE answer (inline validation error)."""
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        raise Refusal(400, "request.malformed", "the body is not JSON") from None
+    try:
+        req = REQUEST.validate_python(raw)
+    except ValidationError as e:
+        raise Refusal(400, "request.invalid", str(e.errors()[0]["msg"])) from None
+    if req.type in UNSUPPORTED:
+        raise Refusal(400, "chatkit.unsupported", f"{req.type} is not supported")
+    params = raw["params"]
+    store = SERVER.store
+    tid = getattr(req.params, "thread_id", None)
+    if tid is not None:
+        try:
+            await store.load_thread(tid, user)
+        except NotFoundError:
+            raise Refusal(404, "thread.not_found", "no such thread") from None
+        if req.type == "threads.retry_after_item" and tid in RUNNING:
+            raise Refusal(409, "turn.in_progress", "a turn is running in this thread")
+    for item_id in [getattr(req.params, "item_id", None), *getattr(req.params, "item_ids", [])]:
+        if item_id is None:
+            continue
+        try:
+            item = await store.load_item(tid, item_id, user)
+        except NotFoundError:
+            raise Refusal(404, "item.not_found", "no such item") from None
+        if req.type == "threads.retry_after_item" and item.type != "user_message":
+            raise Refusal(400, "request.invalid", "retry needs a user message")
+    if req.type in ("threads.list", "items.list"):
+        if params.get("limit") is not None:
+            params["limit"] = max(1, min(100, params["limit"]))
+        after = params.get("after")
+        if after is not None:
+            if req.type == "threads.list":
+                ids = [t.id for t in (await store.load_threads(10**6, None, "asc", user)).data]
+            else:
+                ids = [i.id for i in (await store.load_thread_items(tid, None, 10**6, "asc", user)).data]
+            if after not in ids:
+                raise Refusal(400, "request.invalid_cursor", "unknown cursor")
+    if req.type in ("threads.create", "threads.add_user_message"):
+        if req.params.input.attachments:
+            raise Refusal(400, "chatkit.unsupported", "attachments are not supported")
+        text = "".join(getattr(p, "text", "") for p in req.params.input.content)
+        if not text.strip() or len(text) > 8000:
+            event = {"type": "error", "code": "custom", "allow_retry": False,
+                     "message": "Type a message of 1 to 8000 characters."}
+            return b"", b"data: " + json.dumps(event).encode() + b"\n\n"
+    return json.dumps(raw).encode(), None
+
+
+# Deliberate protocol faults (REF_MUTATE=<name>) so that run.sh --self-test can prove that
+# check.py notices each of them.
+MUTATE = os.environ.get("REF_MUTATE", "")
+
+
+def _mutate_value(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        out = {k: _mutate_value(v) for k, v in obj.items()}
+        if "thread_id" in out and "created_at" in out:  # an item
+            if MUTATE == "null":
+                out["quoted_text"] = None
+            elif MUTATE == "unknown_key":
+                out["x_extra"] = 1
+        if isinstance(out.get("created_at"), str):
+            if MUTATE == "epoch":
+                out["created_at"] = 1762092191
+            elif MUTATE == "naive":
+                out["created_at"] = out["created_at"].rstrip("Z")
+        if MUTATE == "drop_default" and "status" in out and "items" in out:  # a thread
+            out.pop("metadata", None)
+        if MUTATE == "cursor" and out.get("after") and out.get("data"):
+            out["after"] = out["data"][0]["id"]
+        if MUTATE == "bad_delta" and out.get("type") == "assistant_message.content_part.text_delta":
+            out["delta"] = out["delta"] + "!"
+        return out
+    if isinstance(obj, list):
+        return [_mutate_value(v) for v in obj]
+    return obj
+
+
+def _mutate_json(body: bytes) -> bytes:
+    if MUTATE in ("null", "unknown_key", "epoch", "naive", "bad_delta", "cursor", "drop_default"):
+        return json.dumps(_mutate_value(json.loads(body)), separators=(",", ":")).encode()
+    return body
+
+
+def _mutate_chunk(chunk: bytes) -> bytes:
+    if not chunk.startswith(b"data: "):
+        return chunk
+    payload = _mutate_json(chunk[len(b"data: "):-2])
+    if MUTATE == "event_line":
+        return b"event: message\ndata: " + payload + b"\n\n"
+    if MUTATE == "comment":
+        return b": keep-alive\n\ndata: " + payload + b"\n\n"
+    if MUTATE == "pretty":
+        return b"data: " + json.dumps(json.loads(payload), indent=1).encode().replace(b"\n", b"\ndata: ") + b"\n\n"
+    return b"data: " + payload + b"\n\n"
+
+
+async def app(scope, receive, send) -> None:  # noqa: ANN001
+    if scope["type"] != "http":
+        return
+    headers = dict(scope["headers"])
+    authorization = headers.get(b"authorization", b"").decode()
+    bearer = authorization.removeprefix("Bearer ").strip()
+    body = await _read_body(receive)
+    if STRICT:
+        await _strict_app(scope, send, headers, authorization, body)
+        return
+    if scope["method"] == "POST" and scope["path"] == "/api/chatkit/session":
+        secret = f"ref-{bearer or 'anonymous'}"
+        await _send(send, 200, b"application/json", json.dumps({"client_secret": secret}).encode())
+        return
+    if scope["method"] != "POST" or scope["path"] != "/chatkit":
+        await _send(send, 404, b"application/json", b'{"error":{"code":"route.not_found","message":"no"}}')
+        return
+    user = bearer.removeprefix("ref-") or "anonymous"
+    try:
+        result = await SERVER.process(body, user)
+    except Exception as e:  # noqa: BLE001 - the stock SDK wiring answers 500
+        await _send(send, 500, b"text/plain", f"{type(e).__name__}: {e}".encode())
+        return
+    if isinstance(result, StreamingResult):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        chunks = []
+        try:
+            async for chunk in result:
+                chunks.append(_mutate_chunk(chunk))
+                if MUTATE != "order":
+                    await send({"type": "http.response.body", "body": chunks[-1], "more_body": True})
+            if MUTATE == "order":
+                # stream_options before the user message
+                opts = [i for i, c in enumerate(chunks) if b'"stream_options"' in c][:1]
+                if opts and opts[0] > 0:
+                    i = opts[0]
+                    chunks[i - 1], chunks[i] = chunks[i], chunks[i - 1]
+                for c in chunks:
+                    await send({"type": "http.response.body", "body": c, "more_body": True})
+            if MUTATE == "done":
+                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+        except Exception:  # noqa: BLE001 - the SDK cuts the stream off, as here
+            pass
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await _send(send, 200, b"application/json", _mutate_json(result.json))
+
+
+async def _strict_app(scope, send, headers, authorization: str, body: bytes) -> None:  # noqa: ANN001
+    method, path = scope["method"], scope["path"]
+    bearer = authorization[len("Bearer "):] if authorization.startswith("Bearer ") else ""
+    try:
+        if path == "/api/chatkit/session" and method == "POST":
+            if not bearer or bearer in SESSIONS:
+                raise Refusal(401, "auth.invalid_token", "an upstream token is required")
+            secret = f"cs_{uuid.uuid4().hex}"
+            SESSIONS[secret] = bearer
+            await _send(send, 200, b"application/json", json.dumps({"client_secret": secret}).encode())
+        elif path == "/api/chatkit/session" and method == "DELETE":
+            if SESSIONS.pop(bearer, None) is None:
+                raise Refusal(401, "auth.invalid_token", "unknown session")
+            await _send(send, 204, b"application/json", b"")
+        elif path == "/chatkit" and method == "OPTIONS":
+            origin = headers.get(b"origin", b"*")
+            await _send(send, 204, b"text/plain", b"", [
+                (b"access-control-allow-origin", origin),
+                (b"access-control-allow-methods", b"POST"),
+                (b"access-control-allow-headers", b"authorization, content-type, accept-language"),
+            ])
+        elif path == "/chatkit" and method == "POST":
+            user = SESSIONS.get(bearer)
+            if user is None:
+                raise Refusal(401, "auth.invalid_token", "a client_secret is required")
+            body, inline = await _strict_request(body, user)
+            if inline is not None:
+                await _send(send, 200, b"text/event-stream", inline)
+                return
+            result = await SERVER.process(body, user)
+            if isinstance(result, StreamingResult):
+                tid = json.loads(body)["params"].get("thread_id")
+                queue: asyncio.Queue = asyncio.Queue()
+
+                async def pump() -> None:
+                    if tid:
+                        RUNNING.add(tid)
+                    try:
+                        async for chunk in result:
+                            await queue.put(chunk)
+                    finally:
+                        RUNNING.discard(tid)
+                        await queue.put(None)
+
+                task = asyncio.create_task(pump())
+                TURNS.add(task)
+                task.add_done_callback(TURNS.discard)
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"text/event-stream")]})
+                while (chunk := await queue.get()) is not None:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+            else:
+                await _send(send, 200, b"application/json", result.json)
+        else:
+            raise Refusal(404, "route.not_found", "no such route")
+    except Refusal as e:
+        await _refuse(send, e)
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
