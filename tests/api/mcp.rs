@@ -361,6 +361,7 @@ async fn the_servers_tools_are_offered_and_a_call_carries_the_users_identity() {
     assert!(id["ttl"].as_i64().unwrap() <= 60);
     // The configured static header came along.
     assert_eq!(id["x_app_version"], "1");
+    assert_eq!(id["client"], "chatkit-gateway");
     // Never the user's own credential.
     assert_ne!(id["authorization"], json!(format!("Bearer {alice}")));
     assert!(!id["authorization"]

@@ -87,6 +87,7 @@ def user_of(ctx: Context) -> str:
             "jti": claims["jti"],
             "authorization": request.headers.get("authorization"),
             "x_app_version": request.headers.get("x-app-version"),
+            "client": ctx.session.client_params.clientInfo.name,
         }
     )
     return claims["sub"]
