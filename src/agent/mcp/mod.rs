@@ -22,10 +22,42 @@ pub use server::ServerReport;
 
 use crate::config::McpServerSettings;
 
-/// Every configured MCP server; cheap to clone.
+/// Every configured MCP server; cheap to clone. The supervisors stop (closing their
+/// sessions) when the last clone is dropped.
 #[derive(Clone)]
 pub struct McpHub {
     servers: Arc<Vec<Arc<McpServer>>>,
+    _supervisors: Arc<Supervisors>,
+}
+
+struct Supervisors(Vec<tokio::task::AbortHandle>);
+
+impl Drop for Supervisors {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// What a model accepts as a function name: `[A-Za-z0-9_-]{1,64}`. Other characters
+/// (MCP allows dots and slashes) become `_`.
+fn function_name(raw: &str) -> String {
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        name.push('_');
+    }
+    name
 }
 
 /// One tool offered to the model this turn.
@@ -113,12 +145,13 @@ impl McpHub {
         // reqwest 0.13 (the SDK's) takes TLS from rustls' process-wide provider; ring is
         // the one reqwest 0.12 already builds. Installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let servers = servers
+        let (servers, tasks) = servers
             .iter()
             .map(|s| McpServer::spawn(s.clone(), issuer))
-            .collect();
+            .unzip();
         Some(Self {
             servers: Arc::new(servers),
+            _supervisors: Arc::new(Supervisors(tasks)),
         })
     }
 
@@ -142,16 +175,17 @@ impl McpHub {
         }
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (_, _, t) in &gathered {
-            *seen.entry(t.name.to_string()).or_default() += 1;
+            *seen.entry(function_name(&t.name)).or_default() += 1;
         }
         let tools = gathered
             .into_iter()
             .map(|(server, link, tool)| {
-                let clash = seen[tool.name.as_ref()] > 1 || reserved.contains(&tool.name.as_ref());
+                let plain = function_name(&tool.name);
+                let clash = seen[&plain] > 1 || reserved.contains(&plain.as_str());
                 let name = if clash {
-                    format!("{}__{}", server.name(), tool.name)
+                    function_name(&format!("{}__{}", server.name(), tool.name))
                 } else {
-                    tool.name.to_string()
+                    plain
                 };
                 OfferedTool {
                     name,
@@ -162,5 +196,18 @@ impl McpHub {
             })
             .collect();
         Ok(TurnTools { tools })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::function_name;
+
+    #[test]
+    fn tool_names_become_names_a_model_accepts() {
+        assert_eq!(function_name("add_task"), "add_task");
+        assert_eq!(function_name("tasks.add/v2"), "tasks_add_v2");
+        assert_eq!(function_name(""), "_");
+        assert_eq!(function_name(&"x".repeat(80)).len(), 64);
     }
 }

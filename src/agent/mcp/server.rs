@@ -95,8 +95,11 @@ pub struct McpServer {
 }
 
 impl McpServer {
-    /// The server, with its supervisor running.
-    pub fn spawn(settings: McpServerSettings, issuer: &str) -> Arc<Self> {
+    /// The server, with its supervisor running (until the returned handle aborts it).
+    pub fn spawn(
+        settings: McpServerSettings,
+        issuer: &str,
+    ) -> (Arc<Self>, tokio::task::AbortHandle) {
         let minter = IdentityMinter::new(
             settings.identity_secret.expose_secret().as_bytes(),
             issuer,
@@ -127,8 +130,8 @@ impl McpServer {
             relist: Arc::default(),
             wake: Notify::new(),
         });
-        tokio::spawn(server.clone().supervise());
-        server
+        let task = tokio::spawn(server.clone().supervise());
+        (server, task.abort_handle())
     }
 
     pub fn name(&self) -> &str {
