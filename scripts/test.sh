@@ -17,6 +17,10 @@ if [ ! -d tests/better-auth/node_modules/better-auth ]; then
   npm ci --prefix tests/better-auth --no-audit --no-fund
 fi
 
+# The real MCP server the MCP tests start (FastMCP from the official Python SDK, pinned;
+# its venv is created the first time).
+tests/mcp/setup.sh
+
 # Style and lints first: cheap, and a red here means nothing else needs to run.
 echo "== cargo fmt --check, cargo clippy -D warnings"
 cargo fmt --all --check

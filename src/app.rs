@@ -79,7 +79,15 @@ impl Application {
         agent: Option<Arc<dyn Agent>>,
     ) -> anyhow::Result<Self> {
         let store = open_store(&settings).await?;
+        // MCP servers connect in the background: one that is down does not delay start-up.
+        let mcp =
+            crate::agent::McpHub::start(&settings.agent.mcp_servers, &settings.session.issuer);
         let agent = agent.unwrap_or_else(|| crate::agent::from_settings(&settings.agent));
+        let agent = crate::agent::with_tool_servers(
+            agent,
+            mcp.clone(),
+            settings.agent.builtin_tools_enabled(),
+        );
         let auth = AuthService::new(upstream(&settings), &settings.session, store.clone());
         let chat = ChatService::new(store.clone(), agent, settings.messages.clone());
         let chatkit = ChatKitService::new(store.clone(), chat.clone(), settings.messages.max_chars);
@@ -98,6 +106,7 @@ impl Application {
             auth,
             chat,
             chatkit,
+            mcp,
         };
         Ok(Self {
             acceptor,

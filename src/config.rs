@@ -29,6 +29,9 @@ const PUBLIC_ENV: &[(&str, &str)] = &[
     ("OPENAI_API_KEY", "agent.openai.api_key"),
     ("OPENAI_BASE_URL", "agent.openai.base_url"),
     ("OPENAI_MODEL", "agent.openai.model"),
+    ("MCP_SERVER_URL", "agent.mcp.url"),
+    ("MCP_SERVER_NAME", "agent.mcp.name"),
+    ("MCP_IDENTITY_SECRET", "agent.mcp.identity_secret"),
 ];
 
 /// Fewer distinct characters than this cannot come from a random generator at 32+ bytes
@@ -221,6 +224,17 @@ pub struct AgentSettings {
     pub provider: AgentProvider,
     pub system_prompt_file: String,
     pub openai: OpenAiSettings,
+    /// The app's MCP servers (`[[agent.mcp_servers]]`, or the `MCP_SERVER_*` variables).
+    #[serde(default)]
+    pub mcp_servers: Vec<McpServerSettings>,
+    /// Whether the built-in task tools stay offered; unset means "only when no MCP server
+    /// is configured". Read it through [`AgentSettings::builtin_tools_enabled`].
+    #[serde(default)]
+    pub builtin_tools: Option<bool>,
+    /// The one-server shorthand the `MCP_SERVER_*` variables fill; folded into
+    /// `mcp_servers` on load.
+    #[serde(default)]
+    mcp: McpShorthand,
 }
 
 /// Which agent answers messages (`agent.provider`, `AGENT_PROVIDER`).
@@ -327,7 +341,8 @@ impl Settings {
         for (name, key) in PUBLIC_ENV {
             builder = builder.set_override_option(*key, lookup(name))?;
         }
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.agent.fold_mcp_shorthand();
         settings.validate()?;
         Ok(settings)
     }
@@ -517,6 +532,8 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |msg: String| Err(ConfigError::Invalid(msg));
         self.check_ranges()?;
+        self.agent
+            .check_mcp_servers(self.env == AppEnv::Production)?;
         if self.agent.provider == AgentProvider::OpenAi {
             let o = &self.agent.openai;
             if !(o.base_url.starts_with("http://") || o.base_url.starts_with("https://")) {
@@ -578,5 +595,171 @@ impl Settings {
     #[must_use]
     pub fn bind_address(&self) -> String {
         format!("{}:{}", self.server.host, self.server.port)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// MCP servers (issue 12): the app's own tools, reached over streamable HTTP.
+// ---------------------------------------------------------------------------------------
+
+/// One MCP server the agent takes tools from (`[[agent.mcp_servers]]`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct McpServerSettings {
+    /// Short name: the identity token's `aud`, `/readyz`'s key and the prefix that keeps
+    /// colliding tool names apart.
+    pub name: String,
+    /// The streamable-HTTP endpoint, e.g. `http://127.0.0.1:8000/mcp`.
+    pub url: String,
+    /// The HS256 key identity tokens for this server are signed with (shared with it).
+    #[serde(default = "empty_secret")]
+    pub identity_secret: SecretString,
+    /// Static headers sent with every request (never `Authorization`: that is the identity).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// When set, only these of the server's tools are offered.
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    /// How long one tool call may take before the model is told it timed out.
+    #[serde(default = "default_mcp_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+/// `MCP_SERVER_URL` / `MCP_SERVER_NAME` / `MCP_IDENTITY_SECRET`.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct McpShorthand {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    identity_secret: Option<SecretString>,
+}
+
+fn empty_secret() -> SecretString {
+    SecretString::from("")
+}
+
+fn default_mcp_timeout_secs() -> u64 {
+    30
+}
+
+/// Server names go into tool names (`app__add_task`), which models accept only as
+/// `[A-Za-z0-9_-]{1,64}`.
+const MAX_MCP_NAME_CHARS: usize = 32;
+
+impl AgentSettings {
+    /// Whether the built-in task tools are offered (by default, only without MCP servers).
+    #[must_use]
+    pub fn builtin_tools_enabled(&self) -> bool {
+        self.builtin_tools.unwrap_or(self.mcp_servers.is_empty())
+    }
+
+    /// `MCP_SERVER_URL` adds one server, so two settings point the gateway at an app; a
+    /// server of that name in TOML gets the new URL (and secret, when given) and keeps its
+    /// other options.
+    fn fold_mcp_shorthand(&mut self) {
+        let Some(url) = self.mcp.url.take().filter(|u| !u.trim().is_empty()) else {
+            return;
+        };
+        let name = self
+            .mcp
+            .name
+            .take()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "app".into());
+        let secret = self.mcp.identity_secret.take();
+        let mut server = match self.mcp_servers.iter().position(|s| s.name == name) {
+            Some(i) => self.mcp_servers.remove(i),
+            None => McpServerSettings {
+                name,
+                url: String::new(),
+                identity_secret: empty_secret(),
+                headers: Default::default(),
+                tools: None,
+                timeout_secs: default_mcp_timeout_secs(),
+            },
+        };
+        server.url = url;
+        if let Some(secret) = secret {
+            server.identity_secret = secret;
+        }
+        self.mcp_servers.push(server);
+    }
+
+    fn check_mcp_servers(&self, production: bool) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.mcp_servers.is_empty() && self.builtin_tools == Some(false) {
+            return bad(
+                "agent.builtin_tools = false with no MCP server leaves the agent without tools; \
+                 configure [[agent.mcp_servers]] (or MCP_SERVER_URL)"
+                    .into(),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.mcp_servers {
+            let what = format!("MCP server {:?}", s.name);
+            let name_ok = !s.name.is_empty()
+                && s.name.len() <= MAX_MCP_NAME_CHARS
+                && s.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !name_ok {
+                return bad(format!(
+                    "{what}: the name (MCP_SERVER_NAME) must be 1 to {MAX_MCP_NAME_CHARS} \
+                     letters, digits, '_' or '-'"
+                ));
+            }
+            if !names.insert(s.name.as_str()) {
+                return bad(format!("{what} is configured twice"));
+            }
+            if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+                return bad(format!(
+                    "{what}: url (MCP_SERVER_URL) {:?} must be an http(s) URL",
+                    s.url
+                ));
+            }
+            if !(1..=600).contains(&s.timeout_secs) {
+                return bad(format!(
+                    "{what}: timeout_secs must be between 1 and 600, got {}",
+                    s.timeout_secs
+                ));
+            }
+            for (k, v) in &s.headers {
+                if k.eq_ignore_ascii_case("authorization") {
+                    return bad(format!(
+                        "{what}: headers must not set Authorization; it carries the user's \
+                         identity token"
+                    ));
+                }
+                let valid = k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_!#$%&'*+.^`|~".contains(c))
+                    && !k.is_empty()
+                    && v.chars().all(|c| c == '\t' || (' '..='~').contains(&c));
+                if !valid {
+                    return bad(format!("{what}: header {k:?} is not a valid HTTP header"));
+                }
+            }
+            let secret = s.identity_secret.expose_secret();
+            let secret_name = format!("{what}: identity_secret (MCP_IDENTITY_SECRET)");
+            if secret.is_empty() {
+                return bad(format!(
+                    "{secret_name} is missing; tool calls must carry a signed identity"
+                ));
+            }
+            if production {
+                if secret.contains(DEV_SECRET_MARKER) {
+                    return bad(format!("{secret_name} is a development secret"));
+                }
+                if secret.len() < MIN_SECRET_BYTES {
+                    return bad(format!(
+                        "{secret_name} is {} bytes; it must be at least {MIN_SECRET_BYTES}",
+                        secret.len()
+                    ));
+                }
+                secret_has_entropy(&secret_name, secret)?;
+            }
+        }
+        Ok(())
     }
 }

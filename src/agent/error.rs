@@ -11,6 +11,9 @@ pub enum AgentError {
     /// The whole turn took longer than the provider's total timeout.
     #[error("the model provider timed out")]
     Timeout,
+    /// The app's MCP server could not be reached (or its link broke during a call).
+    #[error("the app's tool server failed: {0}")]
+    ToolServer(String),
     /// A tool call's database work failed: a storage failure, not the model's.
     #[error("task storage failed: {0}")]
     Store(#[source] StoreError),

@@ -8,6 +8,7 @@
 mod error;
 mod events;
 mod local;
+mod mcp;
 mod openai;
 mod prompt;
 mod provider;
@@ -18,12 +19,65 @@ use std::sync::Arc;
 pub use error::AgentError;
 pub use events::{AgentEvent, EventSink};
 pub use local::LocalAgent;
+pub use mcp::{IdentityMinter, McpHub, ServerReport, IDENTITY_TTL_SECS};
 pub use openai::OpenAiAgent;
 pub use prompt::PromptTemplate;
 pub use provider::{Agent, AgentAnswer, AgentRequest, HistoryMessage};
 pub use tools::{TaskTools, ToolError};
 
+use async_trait::async_trait;
+
 use crate::config::{AgentProvider, AgentSettings};
+
+/// `agent` with the app's MCP tools: each turn first takes the servers' current tools
+/// (failing clearly when one cannot be reached), then runs with them.
+pub fn with_tool_servers(
+    agent: Arc<dyn Agent>,
+    hub: Option<McpHub>,
+    builtin_tools: bool,
+) -> Arc<dyn Agent> {
+    match hub {
+        None => agent,
+        Some(hub) => Arc::new(WithToolServers {
+            inner: agent,
+            hub,
+            builtin_tools,
+        }),
+    }
+}
+
+struct WithToolServers {
+    inner: Arc<dyn Agent>,
+    hub: McpHub,
+    builtin_tools: bool,
+}
+
+#[async_trait]
+impl Agent for WithToolServers {
+    fn uses_history(&self) -> bool {
+        self.inner.uses_history()
+    }
+
+    async fn respond(
+        &self,
+        request: AgentRequest<'_>,
+        tools: &TaskTools,
+        events: &EventSink,
+    ) -> Result<AgentAnswer, AgentError> {
+        let reserved: Vec<&str> = if self.builtin_tools {
+            tools::TOOLS.iter().map(|t| t.name).collect()
+        } else {
+            Vec::new()
+        };
+        let mcp = self
+            .hub
+            .turn_tools(&reserved)
+            .await
+            .map_err(|f| AgentError::ToolServer(f.0))?;
+        let tools = tools.clone().with_mcp(mcp, self.builtin_tools);
+        self.inner.respond(request, &tools, events).await
+    }
+}
 
 /// The provider named by configuration.
 #[must_use]

@@ -165,11 +165,16 @@ impl OpenAiAgent {
     }
 
     /// One model call, retried while nothing has been streamed.
-    async fn step(&self, messages: &[Value], events: &EventSink) -> Result<StepOutput, AgentError> {
+    async fn step(
+        &self,
+        messages: &[Value],
+        offered: &Value,
+        events: &EventSink,
+    ) -> Result<StepOutput, AgentError> {
         let mut body = json!({
             "model": self.settings.model,
             "messages": messages,
-            "tools": TaskTools::definitions(),
+            "tools": offered,
             "tool_choice": "auto",
             "stream": true,
         });
@@ -330,8 +335,9 @@ impl OpenAiAgent {
         }
         messages.push(json!({"role": "user", "content": request.message}));
         let mut answer = AgentAnswer::default();
+        let offered = tools.offered();
         for step in 0..self.settings.max_tool_steps {
-            let out = self.step(&messages, events).await?;
+            let out = self.step(&messages, &offered, events).await?;
             answer.text.push_str(&out.text);
             let calls: Vec<PartialCall> = out
                 .calls

@@ -12,9 +12,12 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use std::sync::Arc;
+
 use super::{
     error::AgentError,
     events::{AgentEvent, EventSink},
+    mcp::TurnTools,
 };
 use crate::{
     domain::{format_time, ToolCallRecord, UserId},
@@ -41,11 +44,22 @@ pub enum ToolError {
 const MAX_TITLE_CHARS: usize = 500;
 const MAX_DESCRIPTION_CHARS: usize = 4000;
 
-/// The task tools bound to one user's tasks.
+/// The tools of one user's turn: the built-in task tools (unless an MCP server replaces
+/// them) and the app's MCP tools, when servers are configured.
 #[derive(Clone)]
 pub struct TaskTools {
     store: Store,
     user: UserId,
+    builtin: bool,
+    mcp: Option<Arc<TurnTools>>,
+}
+
+/// Which tool carries out one of the local agent's requests.
+pub enum Route {
+    /// Call the tool by this name.
+    Call(String),
+    /// No reachable tool does it: the reply says so.
+    Unreachable(String),
 }
 
 /// What a handler returns: the tool's JSON result, borrowing the tools it runs on.
@@ -267,7 +281,73 @@ impl TaskTools {
     /// The tools acting on `user`'s tasks in `store`.
     #[must_use]
     pub fn new(store: Store, user: UserId) -> Self {
-        Self { store, user }
+        Self {
+            store,
+            user,
+            builtin: true,
+            mcp: None,
+        }
+    }
+
+    /// These tools with `mcp` added; the built-in ones stay only when `builtin`.
+    pub(crate) fn with_mcp(mut self, mcp: TurnTools, builtin: bool) -> Self {
+        self.mcp = Some(Arc::new(mcp));
+        self.builtin = builtin;
+        self
+    }
+
+    /// The function definitions this turn offers the model: the built-in tools (when on),
+    /// then the MCP servers' tools with their schemas as given.
+    #[must_use]
+    pub fn offered(&self) -> Value {
+        let mut all = if self.builtin {
+            Self::definitions().as_array().cloned().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if let Some(mcp) = &self.mcp {
+            all.extend(mcp.tools().iter().map(|t| t.definition()));
+        }
+        Value::Array(all)
+    }
+
+    /// The tool that does what the built-in `builtin_name` does, given the arguments the
+    /// local agent will pass: the app's own tool (same name, those parameters) first.
+    #[must_use]
+    pub fn route(&self, builtin_name: &str, args: &Value) -> Route {
+        if let Some(mcp) = &self.mcp {
+            let keys: Vec<&str> = args
+                .as_object()
+                .map(|m| m.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            let fits = mcp.tools().iter().find(|t| {
+                let params = t.parameter_names();
+                t.original_name() == builtin_name && keys.iter().all(|k| params.contains(k))
+            });
+            if let Some(tool) = fits {
+                return Route::Call(tool.name.clone());
+            }
+            if !self.builtin {
+                let mut servers: Vec<&str> = mcp.tools().iter().map(|t| t.server_name()).collect();
+                servers.dedup();
+                let offered: Vec<&str> = mcp.tools().iter().map(|t| t.name.as_str()).collect();
+                let list = |items: &[&str]| {
+                    if items.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        items.join(", ")
+                    }
+                };
+                return Route::Unreachable(format!(
+                    "I can't reach the `{builtin_name}` tool: the app's tool server ({}) offers none \
+                     that takes {}. Its tools: {}.",
+                    list(&servers),
+                    if keys.is_empty() { "no arguments".to_owned() } else { keys.join(", ") },
+                    list(&offered),
+                ));
+            }
+        }
+        Route::Call(builtin_name.to_owned())
     }
 
     /// JSON-schema function definitions (OpenAI `tools` format).
@@ -316,6 +396,22 @@ impl TaskTools {
         args: Value,
         events: &EventSink,
     ) -> Result<ToolCallRecord, AgentError> {
+        if let Some(mcp) = &self.mcp {
+            if let Some(tool) = mcp.find(name) {
+                let result = match args.clone() {
+                    Value::Object(map) => mcp
+                        .call(tool, self.user.as_str(), map)
+                        .await
+                        .map_err(|f| AgentError::ToolServer(f.0))?,
+                    _ => json!({"error": "arguments must be a JSON object"}),
+                };
+                return Ok(record(name, args, result, events));
+            }
+        }
+        if !self.builtin {
+            let result = json!({"error": ToolError::UnknownTool(name.to_owned()).to_string()});
+            return Ok(record(name, args, result, events));
+        }
         let result = self.call(name, &args).await.map_err(AgentError::Store)?;
         Ok(record(name, args, result, events))
     }

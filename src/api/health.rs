@@ -10,6 +10,19 @@ struct Health {
     status: String,
 }
 
+/// One MCP server's state.
+#[derive(Object)]
+struct McpServerState {
+    name: String,
+    /// `connecting`, `ready` or `down` (turns that need a down server fail with 502
+    /// `agent.unavailable`; the gateway itself stays ready).
+    state: String,
+    /// Tools offered from it (the last known list while down).
+    tools: usize,
+    #[oai(skip_serializing_if_is_none)]
+    error: Option<String>,
+}
+
 #[derive(Object)]
 struct ReadyReport {
     /// `ready` or `database unavailable`.
@@ -27,6 +40,9 @@ struct ReadyReport {
     jwks_keys: Option<usize>,
     #[oai(skip_serializing_if_is_none)]
     jwks_error: Option<String>,
+    /// The app's MCP servers, when configured.
+    #[oai(skip_serializing_if_is_none)]
+    mcp_servers: Option<Vec<McpServerState>>,
 }
 
 #[derive(ApiResponse)]
@@ -67,6 +83,17 @@ impl HealthApi {
             jwks: jwks.map(str::to_owned),
             jwks_keys,
             jwks_error: jwks_error.clone(),
+            mcp_servers: state.mcp.as_ref().map(|hub| {
+                hub.report()
+                    .into_iter()
+                    .map(|r| McpServerState {
+                        name: r.name,
+                        state: r.state.into(),
+                        tools: r.tools,
+                        error: r.error,
+                    })
+                    .collect()
+            }),
         };
         match state.store.ping().await {
             Ok(()) => Readiness::Ready(Json(report("ready", None))),

@@ -14,4 +14,6 @@ pub struct AppState {
     pub auth: AuthService,
     pub chat: ChatService,
     pub chatkit: ChatKitService,
+    /// The app's MCP servers, when configured (their state shows in `/readyz`).
+    pub mcp: Option<crate::agent::McpHub>,
 }

@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod jwks;
 mod local_agent;
+mod mcp;
 mod messages;
 mod openai;
 mod races;

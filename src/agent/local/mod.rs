@@ -17,7 +17,7 @@ use super::{
     error::AgentError,
     events::{AgentEvent, EventSink},
     provider::{Agent, AgentAnswer, AgentRequest},
-    tools::TaskTools,
+    tools::{Route, TaskTools},
 };
 use intent::Intent;
 
@@ -51,12 +51,15 @@ impl Agent for LocalAgent {
         answer.text = match intent.tool_call() {
             None if intent == Intent::Greet => replies::greeting(lang),
             None => replies::help_text(lang),
-            Some((tool, args)) => {
-                let call = tools.run(tool, args, events).await?;
-                let text = replies::describe(&intent, &call.result, lang);
-                answer.tool_calls.push(call);
-                text
-            }
+            Some((tool, args)) => match tools.route(tool, &args) {
+                Route::Call(name) => {
+                    let call = tools.run(&name, args, events).await?;
+                    let text = replies::describe(&intent, &call.result, lang);
+                    answer.tool_calls.push(call);
+                    text
+                }
+                Route::Unreachable(why) => why,
+            },
         };
         stream_words(&answer.text, events);
         Ok(answer)
