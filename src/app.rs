@@ -130,7 +130,7 @@ impl Application {
         let purge = spawn_purger(self.state.auth.clone());
         let app = routes(self.state.clone());
         tracing::info!(port = self.port, "chatkit-gateway listening");
-        let result = Server::new_with_acceptor(self.acceptor)
+        let result = Server::new_with_acceptor(NoDelay(self.acceptor))
             .run_with_graceful_shutdown(app, shutdown, Some(grace))
             .await;
         purge.abort();
@@ -197,6 +197,33 @@ async fn single_authorization<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Re
         .into());
     }
     ep.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Accepted connections get TCP_NODELAY. A streamed answer is many small writes; with
+/// Nagle's algorithm each one after the first waits for the client's delayed ACK, which
+/// measured as a flat ~40 ms added to every streamed ChatKit turn.
+struct NoDelay<A>(A);
+
+impl<A: Acceptor<Io = tokio::net::TcpStream>> Acceptor for NoDelay<A> {
+    type Io = tokio::net::TcpStream;
+
+    fn local_addr(&self) -> Vec<poem::web::LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(
+        Self::Io,
+        poem::web::LocalAddr,
+        poem::web::RemoteAddr,
+        poem::http::uri::Scheme,
+    )> {
+        let (io, local, remote, scheme) = self.0.accept().await?;
+        // Best effort: a socket that refuses the option still serves, only slower.
+        let _ = io.set_nodelay(true);
+        Ok((io, local, remote, scheme))
+    }
 }
 
 /// Refuses bodies over `limit` bytes: by `Content-Length` up front, or while reading a

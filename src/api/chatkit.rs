@@ -49,9 +49,14 @@ pub async fn endpoint(
             .content_type("application/json")
             .body(value.to_string())),
         Outcome::Stream(events) => {
+            // Everything already queued goes out as one write: a turn's events come in
+            // bursts, and one chunk per frame cost a write (and a TCP segment) each.
             let frames = stream::unfold(events, |mut events| async move {
-                let event = events.recv().await?;
-                Some((Ok::<_, std::io::Error>(event.frame()), events))
+                let mut chunk = events.recv().await?.frame();
+                while let Ok(event) = events.try_recv() {
+                    chunk.push_str(&event.frame());
+                }
+                Some((Ok::<_, std::io::Error>(chunk), events))
             });
             Ok(Response::builder()
                 .content_type("text/event-stream")

@@ -289,12 +289,17 @@ impl ChatKitService {
         user: &UserId,
         p: AddMessageParams,
     ) -> Result<Outcome, ChatKitError> {
-        self.store.get_thread(user, &p.thread_id).await?;
         let input = parse_input(p.input)?;
         let message = match self.message(&input)? {
             Ok(m) => m,
-            Err(e) => return Ok(inline_error(e)),
+            Err(e) => {
+                // Another user's thread is a 404 even for a message that would be refused.
+                self.store.get_thread(user, &p.thread_id).await?;
+                return Ok(inline_error(e));
+            }
         };
+        // Recording checks the thread is the user's in the same atomic statement (404
+        // before any stream byte), so no read ahead of it.
         let recorded = self
             .record(user, Some(p.thread_id), message, input.payload)
             .await?;
