@@ -5,6 +5,7 @@
 mod better_auth;
 mod chatkit;
 mod cli;
+mod crash;
 mod faults;
 mod health;
 mod helpers;
