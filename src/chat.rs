@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::{
     agent::{Agent, AgentError, AgentEvent, AgentRequest, EventSink, HistoryMessage, TaskTools},
     config::MessageSettings,
-    domain::{new_id, now, IdempotencyKey, MessageText, ToolCallRecord, UserId},
+    domain::{new_id, now, IdempotencyKey, ItemId, MessageText, ThreadId, ToolCallRecord, UserId},
     store::{AnswerIds, ItemStatus, RecordedAnswer, Store, StoreError, Turn},
 };
 
@@ -51,7 +51,7 @@ impl From<AgentError> for ChatError {
 /// A user's message to record and have answered.
 pub struct SendMessage {
     /// The thread to post to; `None` starts a thread titled after the message.
-    pub thread_id: Option<String>,
+    pub thread_id: Option<ThreadId>,
     /// The validated text.
     pub message: MessageText,
     /// Makes a retry find this turn instead of recording a second one.
@@ -347,7 +347,7 @@ impl ChatService {
             .store
             .record_user_turn(
                 user,
-                request.thread_id.as_deref(),
+                request.thread_id.as_ref(),
                 request.message.as_str(),
                 request.key.as_ref(),
                 request.payload.clone(),
@@ -377,8 +377,8 @@ impl ChatService {
     ) -> Result<Recorded, ChatError> {
         let same_thread = request
             .thread_id
-            .as_deref()
-            .is_none_or(|id| id == turn.thread_id);
+            .as_ref()
+            .is_none_or(|id| id.as_str() == turn.thread_id);
         if turn.content != request.message.as_str() || !same_thread {
             return Err(ChatError::IdempotencyMismatch);
         }
@@ -401,8 +401,8 @@ impl ChatService {
     pub async fn reopen(
         &self,
         user: &UserId,
-        thread_id: &str,
-        item_id: &str,
+        thread_id: &ThreadId,
+        item_id: &ItemId,
     ) -> Result<Recorded, ChatError> {
         let stale = now() - crate::config::seconds(self.settings.stale_pending_secs);
         let turn = self
@@ -456,7 +456,10 @@ impl ChatService {
             return match self.store.load_answer(user, &turn.id).await? {
                 Some(answer) => Ok(TurnResult::new(&turn, answer)),
                 None => {
-                    self.store.get_thread(user, &turn.thread_id).await?;
+                    // Stored ids always parse; one that did not could name no thread.
+                    let thread =
+                        ThreadId::parse(&turn.thread_id).ok_or(StoreError::ThreadNotFound)?;
+                    self.store.get_thread(user, &thread).await?;
                     Err(ChatError::InProgress)
                 }
             };

@@ -40,11 +40,69 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 /// Checks the shape of an id we generated (`thr_` + 32 hex), so junk never reaches SQL.
-#[must_use]
-pub fn is_valid_id(prefix: &str, raw: &str) -> bool {
+fn is_valid_id(prefix: &str, raw: &str) -> bool {
     raw.strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('_'))
         .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A thread id as minted here (`thr_` + 32 hex digits), parsed once where a request names
+/// one. Anything else cannot name a thread, so callers answer it like an unknown thread.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThreadId(String);
+
+impl ThreadId {
+    /// A fresh id.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(new_id("thr"))
+    }
+
+    /// `None` unless `raw` has the shape of an id we mint.
+    #[must_use]
+    pub fn parse(raw: &str) -> Option<Self> {
+        is_valid_id("thr", raw).then(|| Self(raw.to_owned()))
+    }
+
+    /// The id as stored.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ThreadId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for ThreadId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An id of a thread's item (a message `msg_`, a workflow `wf_`, an older tool-call row
+/// `tc_`, each + 32 hex digits), parsed once where a request names one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemId(String);
+
+impl ItemId {
+    /// `None` unless `raw` has the shape of an item id we mint.
+    #[must_use]
+    pub fn parse(raw: &str) -> Option<Self> {
+        ["msg", "wf", "tc"]
+            .iter()
+            .any(|prefix| is_valid_id(prefix, raw))
+            .then(|| Self(raw.to_owned()))
+    }
+
+    /// The id as stored.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The current instant at the storage precision (microseconds), so a value read back
@@ -286,6 +344,19 @@ mod tests {
                 "{junk}"
             );
         }
+    }
+
+    #[test]
+    fn thread_and_item_ids_parse_only_our_shapes() {
+        let t = ThreadId::new();
+        assert_eq!(ThreadId::parse(t.as_str()), Some(t.clone()));
+        assert_eq!(ThreadId::parse(&new_id("msg")), None);
+        assert_eq!(ThreadId::parse("thr_x"), None);
+        for prefix in ["msg", "wf", "tc"] {
+            assert!(ItemId::parse(&new_id(prefix)).is_some(), "{prefix}");
+        }
+        assert_eq!(ItemId::parse(t.as_str()), None);
+        assert_eq!(ItemId::parse("msg_' OR 1=1"), None);
     }
 
     #[test]

@@ -9,14 +9,14 @@ use poem_openapi::{
 
 use super::{
     stream::turn_events,
-    types::{SendMessageRequest, SendMessageResponse, StrictString},
+    types::{SendMessageRequest, SendMessageResponse},
     ApiTags, ClientSecret,
 };
 use crate::{
     api::error::ApiError,
     api::AppState,
     chat::SendMessage,
-    domain::{IdempotencyKey, MessageText, MessageTextError},
+    domain::{IdempotencyKey, MessageText, MessageTextError, ThreadId},
 };
 
 pub struct MessagesApi;
@@ -121,7 +121,12 @@ impl MessagesApi {
         })?;
         let key = idempotency_key(req)?;
         let request = SendMessage {
-            thread_id: body.0.thread_id.map(StrictString::into_inner),
+            // A thread id of a shape we never mint names no thread: 404, like an unknown one.
+            thread_id: body
+                .0
+                .thread_id
+                .map(|id| ThreadId::parse(&id.into_inner()).ok_or(ApiError::ThreadNotFound))
+                .transpose()?,
             message,
             key,
             payload: None,

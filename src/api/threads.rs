@@ -15,7 +15,7 @@ use super::{
 use crate::{
     api::error::ApiError,
     api::AppState,
-    domain::{page_limit, parse_metadata, Cursor, Order, Title},
+    domain::{page_limit, parse_metadata, Cursor, Order, ThreadId, Title},
 };
 
 pub struct ThreadsApi;
@@ -30,6 +30,11 @@ fn cursor(raw: Option<&str>) -> Result<Option<Cursor>, ApiError> {
 /// Pending turns last updated before this are abandoned (see [`Message::read`]).
 fn stale_before(state: &AppState) -> chrono::DateTime<chrono::Utc> {
     crate::domain::now() - crate::config::seconds(state.settings.messages.stale_pending_secs)
+}
+
+/// The thread a path names: an id of a shape we never mint names no thread (404).
+fn thread_id(raw: &str) -> Result<ThreadId, ApiError> {
+    ThreadId::parse(raw).ok_or(ApiError::ThreadNotFound)
 }
 
 fn limit(raw: Option<i64>) -> Result<u64, ApiError> {
@@ -109,10 +114,11 @@ impl ThreadsApi {
     ) -> Result<Json<ThreadDetail>, ApiError> {
         let limit = self::limit(limit.0)?;
         let user = &auth.0.user;
-        let thread = state.store.get_thread(user, &id.0).await?;
+        let id = thread_id(&id.0)?;
+        let thread = state.store.get_thread(user, &id).await?;
         let page = state
             .store
-            .message_page(user, &thread.id, limit, None, Order::Desc)
+            .message_page(user, &id, limit, None, Order::Desc)
             .await?;
         let mut messages: Vec<Message> = page
             .items
@@ -140,7 +146,7 @@ impl ThreadsApi {
         let (title, metadata) = parse_input(body.0)?;
         let thread = state
             .store
-            .update_thread(&auth.0.user, &id.0, title, metadata)
+            .update_thread(&auth.0.user, &thread_id(&id.0)?, title, metadata)
             .await?;
         Ok(Json(thread.into()))
     }
@@ -153,7 +159,10 @@ impl ThreadsApi {
         auth: ClientSecret,
         id: Path<String>,
     ) -> Result<NoContent, ApiError> {
-        state.store.delete_thread(&auth.0.user, &id.0).await?;
+        state
+            .store
+            .delete_thread(&auth.0.user, &thread_id(&id.0)?)
+            .await?;
         Ok(NoContent::Done)
     }
 
@@ -176,7 +185,13 @@ impl ThreadsApi {
         let order = Order::parse(order.0.as_deref()).map_err(ApiError::Invalid)?;
         let page = state
             .store
-            .list_messages(&auth.0.user, &id.0, limit, after.as_ref(), order)
+            .list_messages(
+                &auth.0.user,
+                &thread_id(&id.0)?,
+                limit,
+                after.as_ref(),
+                order,
+            )
             .await?;
         Ok(Json(MessagePage {
             has_more: page.next.is_some(),

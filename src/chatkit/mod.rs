@@ -21,7 +21,7 @@ use self::wire::{
 };
 use crate::{
     chat::{ChatError, ChatService, Recorded, SendMessage},
-    domain::{MessageText, MessageTextError, Order, Title, UserId},
+    domain::{ItemId, MessageText, MessageTextError, Order, ThreadId, Title, UserId},
     store::{Store, StoreError},
 };
 
@@ -95,6 +95,22 @@ pub struct ChatKitService {
 fn params<T: DeserializeOwned>(kind: &str, params: Value) -> Result<T, ChatKitError> {
     serde_json::from_value(params)
         .map_err(|e| ChatKitError::Malformed(format!("invalid params for {kind}: {e}")))
+}
+
+/// The thread a request names: an id that is not one of ours names no thread at all.
+fn thread_id(raw: &str) -> Result<ThreadId, ChatKitError> {
+    ThreadId::parse(raw).ok_or(ChatKitError::Store(StoreError::ThreadNotFound))
+}
+
+/// The item a request names, likewise.
+fn item_id(raw: &str) -> Result<ItemId, ChatKitError> {
+    ItemId::parse(raw).ok_or(ChatKitError::Store(StoreError::ItemNotFound))
+}
+
+/// An `after` cursor: the id of an element of the list being paged.
+fn after<T>(raw: Option<&str>, parse: fn(&str) -> Option<T>) -> Result<Option<T>, ChatKitError> {
+    raw.map(|a| parse(a).ok_or_else(|| StoreError::CursorNotFound.into()))
+        .transpose()
 }
 
 fn page_size(raw: Option<i64>) -> u64 {
@@ -236,13 +252,23 @@ impl ChatKitService {
             "threads.update" => self.update(user, params(kind, p)?).await,
             "threads.delete" => {
                 let p: ThreadParams = params(kind, p)?;
-                self.store.delete_thread(user, &p.thread_id).await?;
+                self.store
+                    .delete_thread(user, &thread_id(&p.thread_id)?)
+                    .await?;
                 Ok(Outcome::Json(json!({})))
             }
             "items.feedback" => {
                 let p: FeedbackParams = params(kind, p)?;
                 self.store
-                    .set_feedback(user, &p.thread_id, &p.item_ids, p.kind.as_str())
+                    .set_feedback(
+                        user,
+                        &thread_id(&p.thread_id)?,
+                        &p.item_ids
+                            .iter()
+                            .map(|i| item_id(i))
+                            .collect::<Result<Vec<_>, _>>()?,
+                        p.kind.as_str(),
+                    )
                     .await?;
                 Ok(Outcome::Json(json!({})))
             }
@@ -277,7 +303,10 @@ impl ChatKitService {
         };
         let recorded = self.record(user, None, message, input.payload).await?;
         let turn = recorded_turn(&recorded);
-        let thread = self.store.get_thread(user, &turn.thread_id).await?;
+        let thread = self
+            .store
+            .get_thread(user, &thread_id(&turn.thread_id)?)
+            .await?;
         let first = Event::ThreadCreated {
             thread: items::thread(&thread, Page::empty()),
         };
@@ -294,28 +323,34 @@ impl ChatKitService {
             Ok(m) => m,
             Err(e) => {
                 // Another user's thread is a 404 even for a message that would be refused.
-                self.store.get_thread(user, &p.thread_id).await?;
+                self.store
+                    .get_thread(user, &thread_id(&p.thread_id)?)
+                    .await?;
                 return Ok(inline_error(e));
             }
         };
         // Recording checks the thread is the user's in the same atomic statement (404
         // before any stream byte), so no read ahead of it.
         let recorded = self
-            .record(user, Some(p.thread_id), message, input.payload)
+            .record(user, Some(thread_id(&p.thread_id)?), message, input.payload)
             .await?;
         Ok(self.turn_stream(user, Vec::new(), recorded, true))
     }
 
     async fn retry(&self, user: &UserId, p: RetryParams) -> Result<Outcome, ChatKitError> {
-        self.store.get_thread(user, &p.thread_id).await?;
-        let recorded = self.chat.reopen(user, &p.thread_id, &p.item_id).await?;
+        let thread = thread_id(&p.thread_id)?;
+        self.store.get_thread(user, &thread).await?;
+        let recorded = self
+            .chat
+            .reopen(user, &thread, &item_id(&p.item_id)?)
+            .await?;
         Ok(self.turn_stream(user, Vec::new(), recorded, false))
     }
 
     async fn record(
         &self,
         user: &UserId,
-        thread_id: Option<String>,
+        thread_id: Option<ThreadId>,
         message: MessageText,
         payload: Value,
     ) -> Result<Recorded, ChatKitError> {
@@ -358,12 +393,13 @@ impl ChatKitService {
     }
 
     async fn get(&self, user: &UserId, p: ThreadParams) -> Result<Outcome, ChatKitError> {
-        let thread = self.store.get_thread(user, &p.thread_id).await?;
+        let id = thread_id(&p.thread_id)?;
+        let thread = self.store.get_thread(user, &id).await?;
         let page = self
             .store
             .list_items(
                 user,
-                &thread.id,
+                &id,
                 &items::VISIBLE_TYPES,
                 EMBEDDED_ITEMS,
                 None,
@@ -380,7 +416,7 @@ impl ChatKitService {
             .list_threads_by_creation(
                 user,
                 page_size(p.limit),
-                p.after.as_deref(),
+                after(p.after.as_deref(), ThreadId::parse)?.as_ref(),
                 order(p.order.as_deref())?,
             )
             .await?;
@@ -393,10 +429,10 @@ impl ChatKitService {
             .store
             .list_items(
                 user,
-                &p.thread_id,
+                &thread_id(&p.thread_id)?,
                 &items::VISIBLE_TYPES,
                 page_size(p.page.limit),
-                p.page.after.as_deref(),
+                after(p.page.after.as_deref(), ItemId::parse)?.as_ref(),
                 order(p.page.order.as_deref())?,
             )
             .await?;
@@ -408,7 +444,7 @@ impl ChatKitService {
         let title = Title::parse(&p.title).map_err(ChatKitError::Invalid)?;
         let thread = self
             .store
-            .update_thread(user, &p.thread_id, Some(title), None)
+            .update_thread(user, &thread_id(&p.thread_id)?, Some(title), None)
             .await?;
         Ok(Outcome::Json(json!(items::thread(&thread, Page::empty()))))
     }

@@ -12,7 +12,7 @@ use super::{
     rows::{after_cursor, into_page, keyset, ItemStatus, ItemType, Page, Turn, MESSAGE_TYPES},
     Store, StoreError,
 };
-use crate::domain::{is_valid_id, now, Cursor, Order, UserId};
+use crate::domain::{now, Cursor, ItemId, Order, ThreadId, UserId};
 
 impl Store {
     /// The user's threads by creation time (ChatKit does not reorder by activity); `after`
@@ -21,7 +21,7 @@ impl Store {
         &self,
         user: &UserId,
         limit: u64,
-        after: Option<&str>,
+        after: Option<&ThreadId>,
         order: Order,
     ) -> Result<Page<thread::Model>, StoreError> {
         let after = match after {
@@ -56,10 +56,10 @@ impl Store {
     pub async fn list_items(
         &self,
         user: &UserId,
-        thread_id: &str,
+        thread_id: &ThreadId,
         types: &[ItemType],
         limit: u64,
-        after: Option<&str>,
+        after: Option<&ItemId>,
         order: Order,
     ) -> Result<Page<thread_item::Model>, StoreError> {
         self.get_thread(user, thread_id).await?;
@@ -78,7 +78,7 @@ impl Store {
         };
         let query = keyset(
             thread_item::Entity::find()
-                .filter(thread_item::Column::ThreadId.eq(thread_id))
+                .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
                 .filter(thread_item::Column::UserId.eq(user.as_str()))
                 .filter(thread_item::Column::ItemType.is_in(types.iter().copied())),
             thread_item::Column::CreatedAt,
@@ -97,14 +97,11 @@ impl Store {
     pub async fn find_item(
         &self,
         user: &UserId,
-        thread_id: &str,
-        item_id: &str,
+        thread_id: &ThreadId,
+        item_id: &ItemId,
     ) -> Result<Option<thread_item::Model>, StoreError> {
-        if item_id.is_empty() || item_id.len() > 64 {
-            return Ok(None);
-        }
-        Ok(thread_item::Entity::find_by_id(item_id)
-            .filter(thread_item::Column::ThreadId.eq(thread_id))
+        Ok(thread_item::Entity::find_by_id(item_id.as_str())
+            .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
             .filter(thread_item::Column::UserId.eq(user.as_str()))
             .one(&self.read)
             .await?)
@@ -115,22 +112,19 @@ impl Store {
     pub async fn set_feedback(
         &self,
         user: &UserId,
-        thread_id: &str,
-        item_ids: &[String],
+        thread_id: &ThreadId,
+        item_ids: &[ItemId],
         kind: &str,
     ) -> Result<(), StoreError> {
         self.get_thread(user, thread_id).await?;
-        let mut ids: Vec<&str> = item_ids.iter().map(String::as_str).collect();
+        let mut ids: Vec<&str> = item_ids.iter().map(ItemId::as_str).collect();
         ids.sort_unstable();
         ids.dedup();
-        if ids.iter().any(|id| id.is_empty() || id.len() > 64) {
-            return Err(StoreError::ItemNotFound);
-        }
         let txn = self.write.begin().await?;
         let result = thread_item::Entity::update_many()
             .col_expr(thread_item::Column::Feedback, Expr::value(kind))
             .filter(thread_item::Column::Id.is_in(ids.iter().copied()))
-            .filter(thread_item::Column::ThreadId.eq(thread_id))
+            .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
             .filter(thread_item::Column::UserId.eq(user.as_str()))
             .exec(&txn)
             .await?;
@@ -149,26 +143,23 @@ impl Store {
     pub async fn reopen_turn(
         &self,
         user: &UserId,
-        thread_id: &str,
-        item_id: &str,
+        thread_id: &ThreadId,
+        item_id: &ItemId,
         stale_before: DateTime<Utc>,
     ) -> Result<Turn, StoreError> {
-        if !is_valid_id("thr", thread_id) {
-            return Err(StoreError::ThreadNotFound);
-        }
         let at = now();
         let txn = self.write.begin().await?;
         // The thread row first: every writer of a thread takes its lock in this order.
-        Self::bump_thread(&txn, user, thread_id, at, 0).await?;
-        let target = thread_item::Entity::find_by_id(item_id)
-            .filter(thread_item::Column::ThreadId.eq(thread_id))
+        Self::bump_thread(&txn, user, thread_id.as_str(), at, 0).await?;
+        let target = thread_item::Entity::find_by_id(item_id.as_str())
+            .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
             .filter(thread_item::Column::UserId.eq(user.as_str()))
             .one(&txn)
             .await?
             .filter(|row| row.item_type == ItemType::UserMessage)
             .ok_or(StoreError::ItemNotFound)?;
         let running = thread_item::Entity::find()
-            .filter(thread_item::Column::ThreadId.eq(thread_id))
+            .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
             .filter(thread_item::Column::UserId.eq(user.as_str()))
             .filter(thread_item::Column::ItemType.eq(ItemType::UserMessage))
             .filter(thread_item::Column::Status.eq(ItemStatus::Pending))
@@ -189,7 +180,7 @@ impl Store {
         );
         let scope = || {
             thread_item::Entity::find()
-                .filter(thread_item::Column::ThreadId.eq(thread_id))
+                .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
                 .filter(thread_item::Column::UserId.eq(user.as_str()))
         };
         let removed_messages = scope()
@@ -198,7 +189,7 @@ impl Store {
             .count(&txn)
             .await?;
         thread_item::Entity::delete_many()
-            .filter(thread_item::Column::ThreadId.eq(thread_id))
+            .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
             .filter(thread_item::Column::UserId.eq(user.as_str()))
             .filter(later)
             .exec(&txn)
@@ -210,7 +201,7 @@ impl Store {
             .exec(&txn)
             .await?;
         let removed = i32::try_from(removed_messages).unwrap_or(i32::MAX);
-        Self::bump_thread(&txn, user, thread_id, at, -removed).await?;
+        Self::bump_thread(&txn, user, thread_id.as_str(), at, -removed).await?;
         thread_item::Entity::update_many()
             .col_expr(
                 thread_item::Column::Status,

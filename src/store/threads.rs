@@ -6,7 +6,7 @@ use super::{
     rows::{into_page, keyset, Page, MESSAGE_TYPES},
     Store, StoreError,
 };
-use crate::domain::{is_valid_id, new_id, now, Cursor, Order, Title, UserId};
+use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
 
 impl Store {
     /// The user's threads, most recent activity first.
@@ -38,7 +38,7 @@ impl Store {
     ) -> Result<thread::Model, StoreError> {
         let at = now();
         let thread = thread::Model {
-            id: new_id("thr"),
+            id: ThreadId::new().as_str().to_owned(),
             user_id: user.as_str().to_owned(),
             title: title.into_inner(),
             metadata,
@@ -52,21 +52,24 @@ impl Store {
     }
 
     /// The thread if it exists and belongs to `user`; anything else is `ThreadNotFound`.
-    pub async fn get_thread(&self, user: &UserId, id: &str) -> Result<thread::Model, StoreError> {
-        if !is_valid_id("thr", id) {
-            return Err(StoreError::ThreadNotFound);
-        }
-        thread::Entity::find_by_id(id)
+    pub async fn get_thread(
+        &self,
+        user: &UserId,
+        id: &ThreadId,
+    ) -> Result<thread::Model, StoreError> {
+        thread::Entity::find_by_id(id.as_str())
             .filter(thread::Column::UserId.eq(user.as_str()))
             .one(&self.read)
             .await?
             .ok_or(StoreError::ThreadNotFound)
     }
 
+    /// Renames the thread and/or replaces its metadata; `ThreadNotFound` unless it is the
+    /// user's.
     pub async fn update_thread(
         &self,
         user: &UserId,
-        id: &str,
+        id: &ThreadId,
         title: Option<Title>,
         metadata: Option<Value>,
     ) -> Result<thread::Model, StoreError> {
@@ -89,7 +92,7 @@ impl Store {
                 Expr::value(thread.metadata.clone()),
             )
             .col_expr(thread::Column::UpdatedAt, Expr::value(thread.updated_at))
-            .filter(thread::Column::Id.eq(id))
+            .filter(thread::Column::Id.eq(id.as_str()))
             .filter(thread::Column::UserId.eq(user.as_str()))
             .exec(&self.write)
             .await?;
@@ -100,12 +103,9 @@ impl Store {
     }
 
     /// Deletes the thread; its items go with it (foreign key cascade).
-    pub async fn delete_thread(&self, user: &UserId, id: &str) -> Result<(), StoreError> {
-        if !is_valid_id("thr", id) {
-            return Err(StoreError::ThreadNotFound);
-        }
+    pub async fn delete_thread(&self, user: &UserId, id: &ThreadId) -> Result<(), StoreError> {
         let result = thread::Entity::delete_many()
-            .filter(thread::Column::Id.eq(id))
+            .filter(thread::Column::Id.eq(id.as_str()))
             .filter(thread::Column::UserId.eq(user.as_str()))
             .exec(&self.write)
             .await?;
@@ -119,7 +119,7 @@ impl Store {
     pub async fn list_messages(
         &self,
         user: &UserId,
-        thread_id: &str,
+        thread_id: &ThreadId,
         limit: u64,
         after: Option<&Cursor>,
         order: Order,
@@ -132,14 +132,14 @@ impl Store {
     pub(crate) async fn message_page(
         &self,
         user: &UserId,
-        thread_id: &str,
+        thread_id: &ThreadId,
         limit: u64,
         after: Option<&Cursor>,
         order: Order,
     ) -> Result<Page<thread_item::Model>, StoreError> {
         let query = keyset(
             thread_item::Entity::find()
-                .filter(thread_item::Column::ThreadId.eq(thread_id))
+                .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
                 .filter(thread_item::Column::UserId.eq(user.as_str()))
                 .filter(thread_item::Column::ItemType.is_in(MESSAGE_TYPES)),
             thread_item::Column::CreatedAt,

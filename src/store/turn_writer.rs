@@ -33,14 +33,14 @@ use super::{
     rows::{item, workflow_payload, AnswerIds, ItemStatus, ItemType, RecordedAnswer, Turn},
     Store, StoreError, WriteHealth,
 };
-use crate::domain::{is_valid_id, new_id, now, Title, ToolCallRecord, UserId};
+use crate::domain::{now, ThreadId, Title, ToolCallRecord, UserId};
 
 /// The most requests one transaction carries.
 pub const MAX_BATCH: usize = 64;
 
 pub(crate) struct RecordOp {
     pub user: UserId,
-    pub thread_id: Option<String>,
+    pub thread_id: Option<ThreadId>,
     pub text: String,
     pub key: Option<String>,
     /// The item as the client sent it (ChatKit content parts), kept for faithful reloads.
@@ -233,13 +233,7 @@ async fn record_batch(
     // Refusals that need no database.
     let mut keys_seen = HashSet::new();
     for (i, op) in ops.iter().enumerate() {
-        if op
-            .thread_id
-            .as_deref()
-            .is_some_and(|id| !is_valid_id("thr", id))
-        {
-            results[i] = Some(Err(StoreError::ThreadNotFound));
-        } else if let Some(key) = &op.key {
+        if let Some(key) = &op.key {
             if !keys_seen.insert((op.user.clone(), key.clone())) {
                 results[i] = Some(Err(StoreError::DuplicateKey));
             }
@@ -249,7 +243,9 @@ async fn record_batch(
     let mut counts: HashMap<(String, UserId), i32> = HashMap::new();
     for (i, op) in ops.iter().enumerate() {
         if let (None, Some(id)) = (&results[i], &op.thread_id) {
-            *counts.entry((id.clone(), op.user.clone())).or_default() += 1;
+            *counts
+                .entry((id.as_str().to_owned(), op.user.clone()))
+                .or_default() += 1;
         }
     }
     let missing = bump_all(&txn, counts, at).await?;
@@ -260,14 +256,14 @@ async fn record_batch(
             continue;
         }
         let thread_id = match &op.thread_id {
-            Some(id) if missing.contains(&(id.clone(), op.user.clone())) => {
+            Some(id) if missing.contains(&(id.as_str().to_owned(), op.user.clone())) => {
                 results[i] = Some(Err(StoreError::ThreadNotFound));
                 continue;
             }
-            Some(id) => id.clone(),
+            Some(id) => id.as_str().to_owned(),
             None => {
                 let thread = thread::Model {
-                    id: new_id("thr"),
+                    id: ThreadId::new().as_str().to_owned(),
                     user_id: op.user.as_str().to_owned(),
                     title: Title::from_message(&op.text).into_inner(),
                     metadata: Value::Object(Default::default()),

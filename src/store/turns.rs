@@ -18,7 +18,7 @@ use super::{
     turn_writer::{CompleteOp, RecordOp},
     Store, StoreError,
 };
-use crate::domain::{now, Cursor, IdempotencyKey, Order, ToolCallRecord, UserId};
+use crate::domain::{now, Cursor, IdempotencyKey, Order, ThreadId, ToolCallRecord, UserId};
 
 impl Store {
     /// The user message recorded under `key`, if any.
@@ -41,7 +41,7 @@ impl Store {
     pub async fn record_user_turn(
         &self,
         user: &UserId,
-        thread_id: Option<&str>,
+        thread_id: Option<&ThreadId>,
         text: &str,
         key: Option<&IdempotencyKey>,
         payload: Option<Value>,
@@ -49,7 +49,7 @@ impl Store {
         self.writer
             .record(RecordOp {
                 user: user.clone(),
-                thread_id: thread_id.map(str::to_owned),
+                thread_id: thread_id.cloned(),
                 text: text.to_owned(),
                 key: key.map(|k| k.as_str().to_owned()),
                 payload,
