@@ -292,3 +292,25 @@ impl From<crate::chatkit::ChatKitError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::DbErr;
+
+    use super::*;
+
+    #[test]
+    fn a_storage_failure_inside_a_tool_call_is_a_503_not_an_agent_502() {
+        let err = AgentError::Store(StoreError::Unavailable(DbErr::Custom("down".into())));
+        let api = ApiError::from(crate::chat::ChatError::from(err));
+        assert_eq!(
+            (api.status().as_u16(), api.code()),
+            (503, "service.unavailable")
+        );
+        let api = ApiError::from(crate::chat::ChatError::from(AgentError::Timeout));
+        assert_eq!(
+            (api.status().as_u16(), api.code()),
+            (502, "agent.unavailable")
+        );
+    }
+}
