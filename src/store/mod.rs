@@ -36,20 +36,28 @@ use secrecy::ExposeSecret;
 
 use crate::config::DatabaseSettings;
 
+/// Why a persistence call failed; the not-found kinds are answers, not faults.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No such thread, or not the caller's.
     #[error("thread not found")]
     ThreadNotFound,
+    /// Another turn holds this Idempotency-Key.
     #[error("a turn with this idempotency key exists")]
     DuplicateKey,
+    /// Another run recorded this turn's answer first.
     #[error("the turn was answered by another request")]
     TurnAlreadyAnswered,
+    /// No such item in the caller's thread.
     #[error("item not found")]
     ItemNotFound,
+    /// A paging cursor that names no element of the list.
     #[error("no such element to page after")]
     CursorNotFound,
+    /// A turn of the thread is still being answered.
     #[error("a turn of this thread is still being answered")]
     TurnInProgress,
+    /// The database could not be reached (connection-level): retry later.
     #[error("database unavailable: {0}")]
     Unavailable(DbErr),
     /// The database answers but refuses writes (a read-only file or mount).
@@ -58,6 +66,7 @@ pub enum StoreError {
     /// The database has no room for the write (a full disk, a size cap).
     #[error("database storage is full: {0}")]
     Full(DbErr),
+    /// Any other database error.
     #[error("database error: {0}")]
     Db(DbErr),
 }
@@ -192,6 +201,7 @@ impl WriteHealth {
     }
 }
 
+/// The persistence handle: cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Store {
     read: DatabaseConnection,
@@ -362,6 +372,7 @@ impl Store {
         txn.commit().await
     }
 
+    /// Closes the pools (at shutdown).
     pub async fn close(self) {
         let _ = self.read.close().await;
         let _ = self.write.close().await;

@@ -25,7 +25,9 @@ pub type Turn = thread_item::Model;
 /// in order.
 #[derive(Clone, Debug)]
 pub struct RecordedAnswer {
+    /// The assistant message.
     pub item: thread_item::Model,
+    /// The tool calls made for it, in order.
     pub tool_calls: Vec<ToolCallRecord>,
     /// The item holding the tool calls (absent when no tool ran, and for answers recorded
     /// before workflows existed, whose calls are one `tool_call` item each).
@@ -36,8 +38,11 @@ pub struct RecordedAnswer {
 /// items are first announced to a listener, so a stream and a later reload agree.
 #[derive(Clone, Debug)]
 pub struct AnswerIds {
+    /// The assistant message's id.
     pub message_id: String,
+    /// The assistant message's `created_at`.
     pub message_at: DateTime<Utc>,
+    /// The workflow item's id and `created_at`, when tools ran.
     pub workflow: Option<(String, DateTime<Utc>)>,
 }
 
@@ -101,7 +106,9 @@ pub fn tool_calls_of(row: &thread_item::Model) -> Vec<ToolCallRecord> {
 /// One page of a keyset-paginated listing; `next` is present when more rows follow.
 #[derive(Debug)]
 pub struct Page<T> {
+    /// The rows of this page.
     pub items: Vec<T>,
+    /// Where the next page starts, when more rows follow.
     pub next: Option<Cursor>,
 }
 

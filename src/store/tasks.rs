@@ -8,17 +8,25 @@ use sea_orm::{
 use super::{is_unique_violation, Store, StoreError};
 use crate::domain::{new_id, now, UserId};
 
+/// Which of the user's tasks `list_tasks` returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskFilter {
+    /// Every task.
     All,
+    /// Tasks not completed.
     Pending,
+    /// Completed tasks.
     Completed,
 }
 
+/// A partial change to a task; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default)]
 pub struct TaskUpdate {
+    /// A new title.
     pub title: Option<String>,
+    /// A new description.
     pub description: Option<String>,
+    /// Done or not.
     pub completed: Option<bool>,
 }
 
@@ -98,6 +106,7 @@ impl Store {
         )))
     }
 
+    /// The user's tasks matching `filter`, by number.
     pub async fn list_tasks(
         &self,
         user: &UserId,
@@ -116,6 +125,7 @@ impl Store {
             .await?)
     }
 
+    /// One of the user's tasks by its number.
     pub async fn get_task(
         &self,
         user: &UserId,

@@ -30,6 +30,7 @@ impl Store {
         }))
     }
 
+    /// A new, empty thread of the user's.
     pub async fn create_thread(
         &self,
         user: &UserId,

@@ -12,10 +12,13 @@ use crate::domain::{now, UserId};
 /// claims of a successor that are not inherited from the token it replaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Successor {
+    /// The successor token's `jti`.
     pub jti: String,
+    /// The successor token's `iat`.
     pub iat: i64,
 }
 
+/// What recording a refresh token as consumed found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConsumeOutcome {
     /// This request consumed the token; the successor it offered is the one.
@@ -23,7 +26,9 @@ pub enum ConsumeOutcome {
     /// The token had been consumed before, at this instant, into `successor` (absent for
     /// rows written before successors were recorded).
     Again {
+        /// When the token was first consumed.
         consumed_at: DateTime<Utc>,
+        /// The successor minted then, so a refresh inside the race window returns the same one.
         successor: Option<Successor>,
     },
 }
@@ -39,6 +44,7 @@ fn user_key(user: &UserId) -> String {
 /// What the database says about one session family.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RevocationState {
+    /// This session family was signed out.
     pub family_revoked: bool,
     /// Families started before this instant are revoked (`DELETE /session?all=true`).
     pub user_not_before: Option<DateTime<Utc>>,
