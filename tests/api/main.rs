@@ -14,6 +14,7 @@ mod local_agent;
 mod mcp;
 mod messages;
 mod openai;
+mod pg_outage;
 mod races;
 mod session;
 mod threads;
