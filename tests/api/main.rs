@@ -5,6 +5,7 @@
 mod better_auth;
 mod chatkit;
 mod cli;
+mod container;
 mod faults;
 mod health;
 mod helpers;
@@ -14,5 +15,6 @@ mod mcp;
 mod messages;
 mod openai;
 mod races;
+mod rate_limits;
 mod session;
 mod threads;
