@@ -91,6 +91,7 @@ impl Application {
         let auth = AuthService::new(upstream(&settings), &settings.session, store.clone());
         let chat = ChatService::new(store.clone(), agent, settings.messages.clone());
         let chatkit = ChatKitService::new(store.clone(), chat.clone(), settings.messages.max_chars);
+        let limits = crate::limits::RateLimits::new(&settings.rate_limits, &settings.session)?;
         let acceptor = TcpListener::bind(settings.bind_address())
             .into_acceptor()
             .await
@@ -107,6 +108,7 @@ impl Application {
             chat,
             chatkit,
             mcp,
+            limits,
         };
         Ok(Self {
             acceptor,

@@ -32,6 +32,7 @@ const PUBLIC_ENV: &[(&str, &str)] = &[
     ("MCP_SERVER_URL", "agent.mcp.url"),
     ("MCP_SERVER_NAME", "agent.mcp.name"),
     ("MCP_IDENTITY_SECRET", "agent.mcp.identity_secret"),
+    ("REDIS_URL", "rate_limits.redis_url"),
 ];
 
 /// Fewer distinct characters than this cannot come from a random generator at 32+ bytes
@@ -110,6 +111,7 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub chatkit: ChatKitSettings,
+    pub rate_limits: RateLimitSettings,
 }
 
 /// The ChatKit protocol endpoint.
@@ -532,6 +534,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |msg: String| Err(ConfigError::Invalid(msg));
         self.check_ranges()?;
+        self.rate_limits.check()?;
         self.agent
             .check_mcp_servers(self.env == AppEnv::Production)?;
         if self.agent.provider == AgentProvider::OpenAi {
@@ -759,6 +762,82 @@ impl AgentSettings {
                 }
                 secret_has_entropy(&secret_name, secret)?;
             }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rate limits (issue 10, abuse control).
+// ---------------------------------------------------------------------------------------
+
+/// Per-caller token buckets (`[rate_limits]`): off unless `enabled` (production turns them
+/// on), shared through Redis when `redis_url` (`REDIS_URL`) is set.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// `redis://` or `rediss://` URL; empty = every instance counts on its own.
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key the limiter writes (several deployments can share a Redis).
+    pub redis_key_prefix: String,
+    /// How long a Redis call may take before this instance decides on its own.
+    pub redis_timeout_ms: u64,
+    /// Turns (`POST /messages`, the ChatKit turn requests), per user.
+    pub turns: RateLimit,
+    /// `POST /session`, per upstream subject.
+    pub sessions: RateLimit,
+    /// `POST /refresh`, per session family.
+    pub refreshes: RateLimit,
+}
+
+/// One token bucket: `burst` requests at once, refilled at `per_minute`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct RateLimit {
+    /// Sustained rate; 0 turns this limit off.
+    pub per_minute: u32,
+    /// Requests allowed at once after a quiet period.
+    pub burst: u32,
+}
+
+impl RateLimitSettings {
+    fn check(&self) -> Result<(), ConfigError> {
+        let limits = [
+            ("turns", self.turns),
+            ("sessions", self.sessions),
+            ("refreshes", self.refreshes),
+        ];
+        for (name, limit) in limits {
+            // Above 60 000 a minute the interval between tokens would be under 1 ms, the
+            // resolution the shared (Redis) mode counts in.
+            if limit.per_minute > 60_000 {
+                return Err(ConfigError::Invalid(format!(
+                    "{} must be between 0 and 60000, got {}",
+                    setting_names(&format!("rate_limits.{name}.per_minute")),
+                    limit.per_minute
+                )));
+            }
+            if !(1..=10_000).contains(&limit.burst) {
+                return Err(ConfigError::Invalid(format!(
+                    "{} must be between 1 and 10000, got {}",
+                    setting_names(&format!("rate_limits.{name}.burst")),
+                    limit.burst
+                )));
+            }
+        }
+        if !(1..=10_000).contains(&self.redis_timeout_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "{} must be between 1 and 10000, got {}",
+                setting_names("rate_limits.redis_timeout_ms"),
+                self.redis_timeout_ms
+            )));
+        }
+        let url = self.redis_url.expose_secret();
+        if !(url.is_empty() || url.starts_with("redis://") || url.starts_with("rediss://")) {
+            // The URL may carry a password: name the setting, not the value.
+            return Err(ConfigError::Invalid(format!(
+                "{} must be a redis:// or rediss:// URL",
+                setting_names("rate_limits.redis_url")
+            )));
         }
         Ok(())
     }

@@ -39,6 +39,13 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Exit 0 if the service on the configured port is ready (GET /readyz answers 200),
+    /// else 1. For container health checks: the image has no curl.
+    Healthcheck {
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
 }
 
 #[tokio::main]
@@ -52,9 +59,17 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chatkit-gateway: {e}");
+            // Docker reserves health check status 2; a check that cannot run is a failure.
+            if let Some(Command::Healthcheck { .. }) = cli.command {
+                return ExitCode::FAILURE;
+            }
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Healthcheck { timeout_ms }) = cli.command {
+        // No telemetry: the container runtime keeps this output as the check's result.
+        return healthcheck(&settings, timeout_ms).await;
+    }
     telemetry::init(settings.log.format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
@@ -62,12 +77,48 @@ async fn main() -> ExitCode {
             println!("migrations applied");
         }),
         Command::DevToken { user, ttl } => dev_token(&settings, &user, ttl),
-        Command::Openapi => unreachable!("handled above"),
+        Command::Openapi | Command::Healthcheck { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chatkit-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `GET /readyz` on this machine at the configured port. A wildcard bind address
+/// (`0.0.0.0`, `::`) is reached through loopback.
+async fn healthcheck(settings: &Settings, timeout_ms: u64) -> ExitCode {
+    let host = match settings.server.host.as_str() {
+        "0.0.0.0" | "" => "127.0.0.1".to_owned(),
+        "::" | "[::]" => "[::1]".to_owned(),
+        h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+        h => h.to_owned(),
+    };
+    let url = format!("http://{host}:{}/readyz", settings.server.port);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(timeout_ms))
+        .no_proxy()
+        .build();
+    let result = match client {
+        Ok(client) => client.get(&url).send().await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(resp) if resp.status().is_success() => {
+            println!("ready ({url})");
+            ExitCode::SUCCESS
+        }
+        Ok(resp) => {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            println!("not ready ({url}): {status} {body}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("not ready ({url}): {e}");
             ExitCode::FAILURE
         }
     }

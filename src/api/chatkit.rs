@@ -43,6 +43,7 @@ pub async fn endpoint(
     let body = body.into_bytes_limit(limit).await.map_err(|_| {
         ApiError::Malformed(format!("the body could not be read (limit {limit} bytes)"))
     })?;
+    state.limits.chatkit_request(&principal.user, &body).await?;
     let service: &ChatKitService = &state.chatkit;
     match service.handle(&principal.user, &body).await? {
         Outcome::Json(value) => Ok(Response::builder()

@@ -37,6 +37,8 @@ pub enum ApiError {
         "the agent could not answer; your message is saved, retry with the same Idempotency-Key"
     )]
     AgentUnavailable,
+    #[error("{0}")]
+    RateLimited(crate::limits::RateLimited),
     #[error("service unavailable")]
     Unavailable,
     #[error("the database is read-only; writes are refused until an operator fixes it")]
@@ -62,6 +64,7 @@ impl ApiError {
             Self::Unsupported(_) => StatusCode::BAD_REQUEST,
             Self::IdempotencyInProgress | Self::TurnInProgress => StatusCode::CONFLICT,
             Self::AgentUnavailable => StatusCode::BAD_GATEWAY,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable | Self::ReadOnly | Self::StorageFull => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -84,6 +87,7 @@ impl ApiError {
             Self::IdempotencyMismatch => "idempotency.mismatch",
             Self::IdempotencyInProgress => "idempotency.in_progress",
             Self::AgentUnavailable => "agent.unavailable",
+            Self::RateLimited(_) => "rate_limited",
             Self::Unavailable => "service.unavailable",
             Self::ReadOnly => "service.read_only",
             Self::StorageFull => "service.storage_full",
@@ -135,6 +139,11 @@ impl poem::error::ResponseError for ApiError {
                 poem::http::HeaderValue::from_static("Bearer"),
             );
         }
+        if let Self::RateLimited(limited) = self {
+            let secs = crate::limits::retry_after_secs(limited.retry_after);
+            resp.headers_mut()
+                .insert(poem::http::header::RETRY_AFTER, secs.into());
+        }
         if self.status() == StatusCode::SERVICE_UNAVAILABLE {
             // Outages and refusals of the database pass (a restart, freed space); clients
             // should come back rather than give up.
@@ -155,6 +164,7 @@ impl ApiResponse for ApiError {
             (404, "Not found, or owned by another user (`thread.not_found`)"),
             (409, "Idempotent request still running (`idempotency.in_progress`)"),
             (422, "Invalid values (`request.invalid`, `message.empty`, `message.too_long`, `idempotency.mismatch`)"),
+            (429, "Too many requests from this user, session or family (`rate_limited`); retry after `Retry-After` seconds"),
             (502, "The agent failed; the user's message is kept (`agent.unavailable`)"),
             (503, "The database is unreachable (`service.unavailable`), read-only (`service.read_only`) or full (`service.storage_full`); retry after `Retry-After` seconds"),
         ];
@@ -203,6 +213,12 @@ impl From<StoreError> for ApiError {
             }
             other => Self::Internal(other.into()),
         }
+    }
+}
+
+impl From<crate::limits::RateLimited> for ApiError {
+    fn from(err: crate::limits::RateLimited) -> Self {
+        Self::RateLimited(err)
     }
 }
 

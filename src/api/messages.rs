@@ -132,6 +132,7 @@ impl MessagesApi {
             payload: None,
         };
         let user = auth.0.user;
+        state.limits.turn(&user).await?;
         if wants_events(req) {
             let recorded = state.chat.record(&user, &request).await?;
             let keep_alive = std::time::Duration::from_secs(state.settings.stream.keep_alive_secs);

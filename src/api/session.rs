@@ -25,6 +25,9 @@ impl SessionApi {
         auth: UpstreamBearer,
     ) -> Result<Json<SessionResponse>, ApiError> {
         let minted = state.auth.start_session(&auth.0.token).await?;
+        // Counted once the subject is known; minting wrote nothing, so refusing now costs
+        // nothing but the token, which the caller never sees.
+        state.limits.session_start(&minted.user).await?;
         Ok(Json(minted.into()))
     }
 
@@ -52,6 +55,9 @@ impl SessionApi {
                     .ok_or(ApiError::Auth(crate::auth::AuthError::InvalidToken))?,
             ),
         };
+        // Before the refresh: once it has rotated the token, refusing would lose the new
+        // one, and the client's retry with the old one would look like token theft.
+        state.limits.refresh(&body.0.token).await?;
         let minted = state.auth.refresh(&body.0.token, upstream).await?;
         Ok(Json(minted.into()))
     }

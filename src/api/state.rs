@@ -16,4 +16,6 @@ pub struct AppState {
     pub chatkit: ChatKitService,
     /// The app's MCP servers, when configured (their state shows in `/readyz`).
     pub mcp: Option<crate::agent::McpHub>,
+    /// Per-caller rate limits (none unless `[rate_limits] enabled`).
+    pub limits: crate::limits::RateLimits,
 }

@@ -336,3 +336,78 @@ fn the_provider_is_chosen_by_name_and_an_unknown_name_stops_the_start() {
         "{stderr}"
     );
 }
+
+/// `chatkit-gateway healthcheck` with the environment of a container whose service listens
+/// on `port`: its exit code and output.
+async fn healthcheck(port: u16) -> (Option<i32>, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        bin()
+            .env("APP_ENV", "production")
+            .env("HOST", "0.0.0.0")
+            .env("PORT", port.to_string())
+            .env(
+                "CHATKIT_SESSION_SECRET",
+                "a-strong-random-session-secret-0123456789",
+            )
+            .env(
+                "BETTER_AUTH_SECRET",
+                "a-strong-random-upstream-secret-987654321",
+            )
+            .args(["healthcheck", "--timeout-ms", "2000"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_when_ready_and_1_otherwise() {
+    // Ready: the real service (bound to 127.0.0.1; a wildcard HOST is probed on loopback).
+    let app = crate::helpers::spawn_app().await;
+    let port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    let (code, out) = healthcheck(port).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("/readyz"), "{out}");
+    // Up but not ready: /readyz answers 503.
+    let not_ready = crate::helpers::serve_on_loopback(poem::Route::new().at(
+        "/readyz",
+        poem::get(poem::endpoint::make_sync(|_| {
+            poem::http::StatusCode::SERVICE_UNAVAILABLE
+        })),
+    ))
+    .await;
+    let port: u16 = not_ready.rsplit(':').next().unwrap().parse().unwrap();
+    let (code, out) = healthcheck(port).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("503"), "{out}");
+    // Nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (code, out) = healthcheck(port).await;
+    assert_eq!(code, Some(1), "{out}");
+}
+
+#[test]
+fn healthcheck_fails_with_1_when_the_settings_do_not_load() {
+    // Docker reserves status 2 for health checks; the usual configuration exit code would
+    // be misread there.
+    let out = bin()
+        .env("APP_ENV", "production")
+        .arg("healthcheck")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -5,6 +5,7 @@
 mod better_auth;
 mod chatkit;
 mod cli;
+mod container;
 mod crash;
 mod faults;
 mod health;
@@ -16,5 +17,6 @@ mod messages;
 mod openai;
 mod pg_outage;
 mod races;
+mod rate_limits;
 mod session;
 mod threads;
