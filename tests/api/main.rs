@@ -15,4 +15,5 @@ mod messages;
 mod openai;
 mod races;
 mod session;
+mod slow_clients;
 mod threads;
