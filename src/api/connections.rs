@@ -101,8 +101,8 @@ impl<A: Acceptor> Acceptor for LimitedAcceptor<A> {
 /// Where a connection is in its current request, as far as the bytes show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Reading a request head; `matched` counts the bytes of `\r\n\r\n` seen so far.
-    Head { matched: u8 },
+    /// Reading a request head; `blank` is how far into an empty line the bytes are.
+    Head { blank: Blank },
     /// The head is in; the body and the response follow. `responded` turns true on the
     /// first byte of a final response, after which the next byte read starts a new head.
     Request { responded: bool },
@@ -110,12 +110,21 @@ enum Phase {
     Untracked,
 }
 
+/// Progress towards the empty line that ends a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Blank {
+    No,
+    /// A line has just ended (`\n`).
+    LineEnd,
+    /// ... and the next one starts with `\r`.
+    Cr,
+}
+
 /// A connection's stream: holds its permit of the cap until dropped, and closes the
 /// connection when a request head takes longer than the header timeout.
 ///
-/// The head ends at the first `\r\n\r\n` (hyper also takes a bare `\n\n`; such a client gets
-/// the same deadline, counted to the blank line of a well-formed head, so at worst it is cut
-/// off). A later request's head is timed from its first byte, so an idle keep-alive
+/// The head ends at its first empty line: `\r\n\r\n`, or `\n\n` as hyper also accepts (were
+/// the two to disagree, the deadline could fall in the middle of the answer). A later request's head is timed from its first byte, so an idle keep-alive
 /// connection is left to the idle timeout. The first head is timed from the accept, which
 /// also bounds connections that never send anything.
 pub struct GuardedIo<T> {
@@ -138,7 +147,7 @@ impl<T> GuardedIo<T> {
             inner,
             _permit: permit,
             header_timeout,
-            phase: Phase::Head { matched: 0 },
+            phase: Phase::Head { blank: Blank::No },
             deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
             received_any: false,
             written_any: false,
@@ -159,30 +168,27 @@ impl<T> GuardedIo<T> {
             }
         }
         if self.phase == (Phase::Request { responded: true }) {
-            self.phase = Phase::Head { matched: 0 };
+            self.phase = Phase::Head { blank: Blank::No };
             self.deadline = Some(Box::pin(tokio::time::sleep(self.header_timeout)));
         }
-        let Phase::Head { mut matched } = self.phase else {
+        let Phase::Head { mut blank } = self.phase else {
             return;
         };
         for &b in bytes {
-            let want = if matched % 2 == 0 { b'\r' } else { b'\n' };
-            matched = if b == want {
-                matched + 1
-            } else if b == b'\r' {
-                1
-            } else {
-                0
+            blank = match (b, blank) {
+                (b'\n', Blank::LineEnd | Blank::Cr) => {
+                    // Bytes after the head are the body or a pipelined request; either way
+                    // the body deadline or the next response's turn takes over.
+                    self.phase = Phase::Request { responded: false };
+                    self.deadline = None;
+                    return;
+                }
+                (b'\n', Blank::No) => Blank::LineEnd,
+                (b'\r', Blank::LineEnd) => Blank::Cr,
+                _ => Blank::No,
             };
-            if matched == 4 {
-                // Bytes after the head are the body or a pipelined request; either way the
-                // body deadline or the next response's turn takes over.
-                self.phase = Phase::Request { responded: false };
-                self.deadline = None;
-                return;
-            }
         }
-        self.phase = Phase::Head { matched };
+        self.phase = Phase::Head { blank };
     }
 
     /// Notes the start of the server's answer (`bytes` begins a write).
@@ -377,5 +383,57 @@ where
                 ))))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io() -> GuardedIo<()> {
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        GuardedIo::new((), permit, Duration::from_secs(10))
+    }
+
+    #[tokio::test]
+    async fn a_head_ends_at_its_empty_line_however_the_bytes_are_split() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nHost: a\n\n",
+        ] {
+            for split in 1..head.len() {
+                let mut io = io();
+                io.observe_read(&head[..split]);
+                assert!(matches!(io.phase, Phase::Head { .. }), "{split}");
+                io.observe_read(&head[split..]);
+                assert_eq!(io.phase, Phase::Request { responded: false }, "{split}");
+                assert!(io.deadline.is_none());
+            }
+        }
+        let mut io = io();
+        io.observe_read(b"GET / HTTP/1.1\r\nHost: a\r\n\r");
+        assert!(matches!(io.phase, Phase::Head { .. }));
+    }
+
+    #[tokio::test]
+    async fn the_next_head_is_timed_from_its_first_byte_after_a_final_answer() {
+        let mut io = io();
+        io.observe_read(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+        io.observe_write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        io.observe_read(b"body bytes, not a head");
+        assert_eq!(io.phase, Phase::Request { responded: false });
+        io.observe_write(b"HTTP/1.1 200 OK\r\n");
+        assert!(io.deadline.is_none());
+        io.observe_read(b"GET / HT");
+        assert!(matches!(io.phase, Phase::Head { .. }));
+        assert!(io.deadline.is_some());
+    }
+
+    #[tokio::test]
+    async fn http2_prior_knowledge_is_left_alone() {
+        let mut io = io();
+        io.observe_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert_eq!(io.phase, Phase::Untracked);
+        assert!(io.deadline.is_none());
     }
 }
