@@ -124,9 +124,10 @@ enum Blank {
 /// connection when a request head takes longer than the header timeout.
 ///
 /// The head ends at its first empty line: `\r\n\r\n`, or `\n\n` as hyper also accepts (were
-/// the two to disagree, the deadline could fall in the middle of the answer). A later request's head is timed from its first byte, so an idle keep-alive
-/// connection is left to the idle timeout. The first head is timed from the accept, which
-/// also bounds connections that never send anything.
+/// the two to disagree, the deadline could fall in the middle of the answer). A later
+/// request's head is timed from its first byte, so an idle keep-alive connection is left to
+/// the idle timeout. The first head is timed from the accept, which also bounds connections
+/// that never send anything.
 pub struct GuardedIo<T> {
     inner: T,
     _permit: OwnedSemaphorePermit,
@@ -134,7 +135,7 @@ pub struct GuardedIo<T> {
     phase: Phase,
     /// The head deadline; armed only while `phase` is `Head` and a deadline runs.
     deadline: Option<Pin<Box<Sleep>>>,
-    /// Bytes received so far on the connection (only whether any were, is used).
+    /// Whether the client has sent anything: one that has not gets no 408, just a close.
     received_any: bool,
     /// Whether the server has written anything: a 408 of our own is then unsafe, since it
     /// could land inside a response hyper is still writing.
