@@ -132,7 +132,14 @@ impl Application {
         let purge = spawn_purger(self.state.auth.clone());
         let app = routes(self.state.clone());
         tracing::info!(port = self.port, "chatkit-gateway listening");
-        let result = Server::new_with_acceptor(NoDelay(self.acceptor))
+        let server = &self.state.settings.server;
+        let acceptor = api::connections::LimitedAcceptor::new(
+            NoDelay(self.acceptor),
+            usize::try_from(server.max_connections).unwrap_or(usize::MAX),
+            Duration::from_secs(server.header_read_timeout_secs),
+        );
+        let result = Server::new_with_acceptor(acceptor)
+            .idle_timeout(Duration::from_secs(server.idle_timeout_secs))
             .run_with_graceful_shutdown(app, shutdown, Some(grace))
             .await;
         purge.abort();
@@ -160,6 +167,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         cors = cors.allow_origin(origin.as_str());
     }
     let body_limit = server.body_limit_bytes;
+    let body_timeout = Duration::from_secs(server.body_read_timeout_secs);
     let route = Route::new()
         .at(
             state.settings.chatkit.path.as_str(),
@@ -175,6 +183,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
     };
     route
         .around(move |ep, req| limit_body(ep, req, body_limit))
+        // Outside limit_body, which reads chunked bodies itself.
+        .around(move |ep, req| api::connections::body_deadline(ep, req, body_timeout))
         .around(single_authorization)
         .data(state)
         .with(poem::middleware::CatchPanic::new())

@@ -140,6 +140,15 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     pub cors_allowed_origins: Vec<String>,
     pub shutdown_grace_secs: u64,
+    /// A connection must deliver a request's head (line and headers) within this long of
+    /// its first byte (of being accepted, for the first request); else it is closed.
+    pub header_read_timeout_secs: u64,
+    /// A request's whole body must arrive within this long of its head (408 otherwise).
+    pub body_read_timeout_secs: u64,
+    /// A connection with no traffic either way for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -380,6 +389,25 @@ impl Settings {
                 s.shutdown_grace_secs,
                 0,
                 3_600,
+            ),
+            (
+                "server.header_read_timeout_secs",
+                s.header_read_timeout_secs,
+                1,
+                300,
+            ),
+            (
+                "server.body_read_timeout_secs",
+                s.body_read_timeout_secs,
+                1,
+                3_600,
+            ),
+            ("server.idle_timeout_secs", s.idle_timeout_secs, 1, SEC_DAY),
+            (
+                "server.max_connections",
+                s.max_connections.into(),
+                1,
+                1_000_000,
             ),
             (
                 "database.max_connections",

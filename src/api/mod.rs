@@ -1,6 +1,7 @@
 //! The HTTP surface (poem-openapi). Handlers parse, call a service, map the result.
 
 pub mod chatkit;
+pub mod connections;
 pub mod error;
 mod health;
 mod messages;

@@ -19,4 +19,5 @@ mod pg_outage;
 mod races;
 mod rate_limits;
 mod session;
+mod slow_clients;
 mod threads;

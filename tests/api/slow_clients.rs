@@ -1,0 +1,271 @@
+//! Slow and numerous clients, over raw TCP (issue 8, item 12): request heads and bodies
+//! have deadlines, and connections beyond `server.max_connections` wait for a free slot.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::timeout,
+};
+
+use crate::helpers::{spawn_app_with, TestApp};
+
+async fn connect(app: &TestApp) -> TcpStream {
+    let addr = app.base.trim_start_matches("http://");
+    TcpStream::connect(addr).await.expect("connect")
+}
+
+/// Everything the server sends until it closes the connection (or `limit` passes).
+async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
+    let mut out = Vec::new();
+    timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the server closes the connection in time");
+    out
+}
+
+/// One response on a kept-alive connection: the head, then `Content-Length` bytes.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "connection closed mid-response: {out:?}");
+        out.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if out.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
+/// Status and JSON body of a whole response.
+fn parse(raw: &[u8]) -> (u16, Value) {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, serde_json::from_str(body).expect("a JSON body"))
+}
+
+const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n";
+
+#[tokio::test]
+async fn a_head_trickled_past_the_header_timeout_is_answered_408_and_closed() {
+    let app = spawn_app_with(|s| s.server.header_read_timeout_secs = 1).await;
+    let mut slow = connect(&app).await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (mut rx, mut tx) = slow.into_split();
+    // A header line every 200 ms: never idle, never done.
+    let trickle = tokio::spawn(async move {
+        for i in 0..40 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if tx
+                .write_all(format!("x-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    // Meanwhile the server answers everyone else.
+    let ok = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    let mut raw = Vec::new();
+    timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = rx.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the slow connection is closed in time");
+    let elapsed = started.elapsed();
+    trickle.abort();
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
+        "cut off after {elapsed:?}"
+    );
+    let (status, body) = parse(&raw);
+    assert_eq!(status, 408);
+    assert_eq!(body["error"]["code"], "request.timeout");
+    assert!(body["error"]["message"].as_str().unwrap().contains("head"));
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_silently() {
+    let app = spawn_app_with(|s| s.server.header_read_timeout_secs = 1).await;
+    let mut silent = connect(&app).await;
+    let started = Instant::now();
+    let raw = read_to_close(&mut silent, Duration::from_secs(5)).await;
+    assert!(raw.is_empty(), "{:?}", String::from_utf8_lossy(&raw));
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_is_timed_per_head_not_between_requests() {
+    let app = spawn_app_with(|s| s.server.header_read_timeout_secs = 1).await;
+    let mut conn = connect(&app).await;
+    conn.write_all(HEALTH).await.unwrap();
+    assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200"));
+    // Idle between requests for longer than the header timeout: not a slow head.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    conn.write_all(HEALTH).await.unwrap();
+    assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200"));
+    // A second head trickled past the timeout is cut off (without a 408: something was
+    // already written on this connection).
+    conn.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let started = Instant::now();
+    let (mut rx, mut tx) = conn.into_split();
+    let trickle = tokio::spawn(async move {
+        for i in 0..40 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if tx
+                .write_all(format!("x-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut buf = [0u8; 1024];
+    let read = timeout(Duration::from_secs(5), rx.read(&mut buf))
+        .await
+        .expect("closed in time");
+    trickle.abort();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_body_trickled_past_the_body_timeout_is_answered_408_with_the_envelope() {
+    let app = spawn_app_with(|s| s.server.body_read_timeout_secs = 1).await;
+    let mut conn = connect(&app).await;
+    // A chunked body is read before anything else looks at the request.
+    conn.write_all(
+        b"POST /api/chatkit/session HTTP/1.1\r\nHost: test\r\n\
+          Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let (mut rx, mut tx) = conn.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..40 {
+            if tx.write_all(b"1\r\n \r\n").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut raw = Vec::new();
+    timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = rx.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("answered and closed in time");
+    trickle.abort();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let (status, body) = parse(&raw);
+    assert_eq!(status, 408, "{}", String::from_utf8_lossy(&raw));
+    assert_eq!(body["error"]["code"], "request.timeout");
+    assert!(body["error"]["message"].as_str().unwrap().contains("body"));
+}
+
+#[tokio::test]
+async fn a_slow_body_within_the_timeout_is_served() {
+    let app = spawn_app_with(|s| s.server.body_read_timeout_secs = 3).await;
+    let mut conn = connect(&app).await;
+    let body = br#"{"x":1}"#;
+    conn.write_all(
+        b"POST /api/chatkit/session HTTP/1.1\r\nHost: test\r\n\
+          Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for b in body {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        conn.write_all(format!("1\r\n{}\r\n", char::from(*b)).as_bytes())
+            .await
+            .unwrap();
+    }
+    conn.write_all(b"0\r\n\r\n").await.unwrap();
+    let text = timeout(Duration::from_secs(5), read_response(&mut conn))
+        .await
+        .expect("answered");
+    // Past the body: no bearer, so 401; anything but a timeout.
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let app = spawn_app_with(|s| s.server.max_connections = 2).await;
+    let mut first = connect(&app).await;
+    let mut second = connect(&app).await;
+    for conn in [&mut first, &mut second] {
+        conn.write_all(HEALTH).await.unwrap();
+        assert!(read_response(conn).await.starts_with("HTTP/1.1 200"));
+    }
+    // The third is queued by the kernel, not served.
+    let mut third = connect(&app).await;
+    third.write_all(HEALTH).await.unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        timeout(Duration::from_millis(800), third.read(&mut buf))
+            .await
+            .is_err(),
+        "served beyond the cap"
+    );
+    // The two kept-alive connections still work.
+    second.write_all(HEALTH).await.unwrap();
+    assert!(read_response(&mut second).await.starts_with("HTTP/1.1 200"));
+    // Closing one frees its slot for the waiting connection.
+    drop(first);
+    let text = timeout(Duration::from_secs(5), read_response(&mut third))
+        .await
+        .expect("served once a slot is free");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
