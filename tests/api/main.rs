@@ -5,6 +5,7 @@
 mod better_auth;
 mod chatkit;
 mod cli;
+mod contract;
 mod faults;
 mod health;
 mod helpers;
