@@ -3,7 +3,7 @@
 
 use poem::{http::StatusCode, Response};
 use poem_openapi::{
-    registry::{MetaMediaType, MetaResponse, MetaResponses},
+    registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef},
     Object,
 };
 
@@ -200,9 +200,36 @@ pub fn declared_responses(declared: &[(u16, &'static str)]) -> MetaResponses {
                     content_type: "application/json",
                     schema: <ErrorBody as poem_openapi::types::Type>::schema_ref(),
                 }],
-                headers: vec![],
+                headers: declared_headers(status),
             })
             .collect(),
+    }
+}
+
+/// The headers `ApiError::as_response` and `envelope_errors` add to a status.
+fn declared_headers(status: u16) -> Vec<MetaHeader> {
+    let header = |name: &str, description: &str, schema: MetaSchema| MetaHeader {
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+        required: true,
+        deprecated: false,
+        schema: MetaSchemaRef::Inline(Box::new(schema)),
+    };
+    match status {
+        401 => vec![header(
+            "WWW-Authenticate",
+            "`Bearer`",
+            MetaSchema::new("string"),
+        )],
+        503 => vec![header(
+            "Retry-After",
+            "Seconds to wait before retrying",
+            MetaSchema {
+                pattern: Some("^[0-9]+$".to_owned()),
+                ..MetaSchema::new("string")
+            },
+        )],
+        _ => vec![],
     }
 }
 

@@ -131,6 +131,14 @@ async fn each_operation_declares_its_own_errors() {
                     "#/components/schemas/ErrorBody",
                     "{id} {status}"
                 );
+                let header = match status.as_str() {
+                    "401" => Some("WWW-Authenticate"),
+                    "503" => Some("Retry-After"),
+                    _ => None,
+                };
+                if let Some(header) = header {
+                    assert_eq!(resp["headers"][header]["required"], true, "{id} {status}");
+                }
             }
         }
     }
