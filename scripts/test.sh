@@ -39,6 +39,11 @@ GATEWAY_BIN="$PWD/target/debug/chatkit-gateway" clients/chatkit-react/test.sh
 echo "== ChatKit conformance on SQLite"
 tests/conformance/against-gateway.sh target/debug/chatkit-gateway
 
+# The OpenAPI document against the live service: Schemathesis, every check, fixed seed; any
+# 5xx or any answer the document does not describe fails the run.
+echo "== Schemathesis on SQLite"
+tests/schemathesis/run.sh target/debug/chatkit-gateway
+
 pg_reachable() {
   command -v pg_isready >/dev/null 2>&1 && pg_isready -q -d "$pg_url"
 }
@@ -49,6 +54,8 @@ if pg_reachable; then
   TEST_DATABASE_URL="$pg_url" cargo test --locked --test api || status=$?
   echo "== ChatKit conformance on PostgreSQL"
   CONFORMANCE_POSTGRES_URL="$pg_url" tests/conformance/against-gateway.sh target/debug/chatkit-gateway || status=$?
+  echo "== Schemathesis on PostgreSQL"
+  tests/schemathesis/run.sh target/debug/chatkit-gateway "$pg_url" || status=$?
   # Each test made a schema t_<uuid>; drop them whatever the outcome, one transaction
   # each (a single DO block runs out of lock slots with hundreds of schemas).
   printf '%s\n' "SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace WHERE nspname ~ '^t_[0-9a-f]{32}\$' \\gexec" \

@@ -152,8 +152,14 @@ impl Application {
 pub fn routes(state: AppState) -> impl Endpoint {
     let server = &state.settings.server;
     let api = api::service();
-    let ui = api.swagger_ui();
-    let spec = api.spec_endpoint();
+    let spec = api::spec_json();
+    let chatkit_path = state.settings.chatkit.path.clone();
+    let allow = Arc::new(api::allow::AllowedMethods::new(
+        &spec,
+        &[(chatkit_path.as_str(), &["POST"][..])],
+    ));
+    let ui = api::swagger_ui(&spec);
+    let spec = api::spec_endpoint(spec);
     let mut cors = Cors::new()
         .allow_methods(["GET", "POST", "PATCH", "DELETE", "OPTIONS"])
         .allow_headers([
@@ -189,6 +195,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .data(state)
         .with(poem::middleware::CatchPanic::new())
         .catch_all_error(envelope_errors)
+        .around(move |ep, req| api::allow::add_allow(ep, req, allow.clone()))
         .around(api::request_id::request_id)
         .into_endpoint()
 }

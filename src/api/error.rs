@@ -3,8 +3,8 @@
 
 use poem::{http::StatusCode, Response};
 use poem_openapi::{
-    registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
-    ApiResponse, Object,
+    registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef},
+    Object,
 };
 
 use crate::{agent::AgentError, auth::AuthError, store::StoreError};
@@ -156,39 +156,175 @@ impl poem::error::ResponseError for ApiError {
     }
 }
 
-impl ApiResponse for ApiError {
-    fn meta() -> MetaResponses {
-        let described = [
-            (400, "Malformed request (`request.malformed`)"),
-            (401, "Missing, invalid, expired or revoked token (`auth.*`)"),
-            (404, "Not found, or owned by another user (`thread.not_found`)"),
-            (409, "Idempotent request still running (`idempotency.in_progress`)"),
-            (422, "Invalid values (`request.invalid`, `message.empty`, `message.too_long`, `idempotency.mismatch`)"),
-            (429, "Too many requests from this user, session or family (`rate_limited`); retry after `Retry-After` seconds"),
-            (502, "The agent failed; the user's message is kept (`agent.unavailable`)"),
-            (503, "The database is unreachable (`service.unavailable`), read-only (`service.read_only`) or full (`service.storage_full`); retry after `Retry-After` seconds"),
-        ];
-        MetaResponses {
-            responses: described
-                .into_iter()
-                .map(|(status, description)| MetaResponse {
-                    description,
-                    status: Some(status),
-                    status_range: None,
-                    content: vec![MetaMediaType {
-                        content_type: "application/json",
-                        schema: <ErrorBody as poem_openapi::types::Type>::schema_ref(),
-                    }],
-                    headers: vec![],
-                })
-                .collect(),
-        }
-    }
+/// What each status means on the routes that can answer it, with the codes it carries.
+/// Routes pick from these (see [`route_errors!`]) so the document lists, per operation,
+/// exactly the errors that operation returns.
+pub mod described {
+    pub const MALFORMED_HEADERS: &str =
+        "Malformed request (`request.malformed`): several `Authorization` headers";
+    pub const MALFORMED_PARAMS: &str = "Malformed request (`request.malformed`): a parameter \
+        of the wrong type, several `Authorization` headers";
+    pub const MALFORMED_BODY: &str = "Malformed request (`request.malformed`): a body that is \
+        not JSON, a missing field or one of the wrong type, several `Authorization` headers";
+    pub const UNAUTHORIZED: &str = "No valid client_secret (`auth.missing_token`, \
+        `auth.invalid_token`, `auth.expired`, `auth.unsupported_algorithm`, `auth.revoked`); \
+        answered with `WWW-Authenticate: Bearer`";
+    pub const UNAUTHORIZED_UPSTREAM: &str = "No valid upstream token (`auth.missing_token`, \
+        `auth.invalid_token`, `auth.expired`, `auth.unsupported_algorithm`); answered with \
+        `WWW-Authenticate: Bearer`";
+    pub const UNAUTHORIZED_REFRESH: &str = "The client_secret cannot be refreshed \
+        (`auth.invalid_token`, `auth.expired` past the grace period, `auth.revoked`, \
+        `auth.session_too_old`, `auth.token_reused`: the session is now signed out), or the \
+        upstream token sent with it is not valid (`auth.missing_token` when one is required, \
+        `auth.invalid_token`, `auth.expired`, `auth.unsupported_algorithm`, \
+        `auth.user_mismatch`); answered with `WWW-Authenticate: Bearer`";
+    pub const THREAD_NOT_FOUND: &str =
+        "No such thread, or it belongs to another user (`thread.not_found`)";
+    pub const TOO_LARGE: &str =
+        "The body is larger than the configured limit (`request.too_large`)";
+    pub const UNSUPPORTED_MEDIA_TYPE: &str =
+        "The body is not sent as `application/json` (`request.unsupported_media_type`)";
+    pub const RATE_LIMITED: &str = "Too many requests from this user, upstream subject or \
+        session family (`rate_limited`); retry after `Retry-After` seconds";
+    pub const UNAVAILABLE_READ: &str = "The database is unreachable \
+        (`service.unavailable`); retry after `Retry-After` seconds";
+    pub const UNAVAILABLE_WRITE: &str = "The database is unreachable \
+        (`service.unavailable`), read-only (`service.read_only`) or full \
+        (`service.storage_full`); retry after `Retry-After` seconds";
+    pub const UNAVAILABLE_UPSTREAM: &str = "The database is unreachable \
+        (`service.unavailable`), read-only (`service.read_only`) or full \
+        (`service.storage_full`), or the upstream signing keys cannot be fetched \
+        (`auth.keys_unavailable`); retry after `Retry-After` seconds";
+}
 
-    fn register(registry: &mut Registry) {
-        <ErrorBody as poem_openapi::types::Type>::register(registry);
+/// The declared error responses of one operation, for `ApiResponse::meta`.
+#[must_use]
+pub fn declared_responses(declared: &[(u16, &'static str)]) -> MetaResponses {
+    MetaResponses {
+        responses: declared
+            .iter()
+            .map(|&(status, description)| MetaResponse {
+                description,
+                status: Some(status),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: "application/json",
+                    schema: <ErrorBody as poem_openapi::types::Type>::schema_ref(),
+                }],
+                headers: declared_headers(status),
+            })
+            .collect(),
     }
 }
+
+/// The headers `ApiError::as_response` and `envelope_errors` add to a status.
+fn declared_headers(status: u16) -> Vec<MetaHeader> {
+    let header = |name: &str, description: &str, schema: MetaSchema| MetaHeader {
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+        required: true,
+        deprecated: false,
+        schema: MetaSchemaRef::Inline(Box::new(schema)),
+    };
+    match status {
+        401 => vec![header(
+            "WWW-Authenticate",
+            "`Bearer`",
+            MetaSchema::new("string"),
+        )],
+        429 | 503 => vec![header(
+            "Retry-After",
+            "Seconds to wait before retrying",
+            MetaSchema {
+                pattern: Some("^[0-9]+$".to_owned()),
+                ..MetaSchema::new("string")
+            },
+        )],
+        _ => vec![],
+    }
+}
+
+/// Answers `err`, after checking that `route` declares its status: an error a route does
+/// not declare makes the document false, so debug builds (the tests) fail loudly on it.
+/// 500s are never declared: they are bugs.
+#[must_use]
+pub fn declared_error(err: ApiError, route: &str, declared: &[(u16, &'static str)]) -> poem::Error {
+    let status = err.status();
+    if status != StatusCode::INTERNAL_SERVER_ERROR
+        && !declared.iter().any(|&(s, _)| s == status.as_u16())
+    {
+        tracing::error!(route, %status, code = err.code(), "error not declared for this route");
+        if cfg!(debug_assertions) {
+            panic!(
+                "{route} answered {status} ({}), which it does not declare",
+                err.code()
+            );
+        }
+    }
+    err.into()
+}
+
+/// Defines the error type of one operation: an [`ApiError`] whose document entry lists
+/// only the given statuses. Handlers return `Result<_, ThatType>` and use `?` as before;
+/// the envelope and the status mapping stay those of [`ApiError`].
+macro_rules! route_errors {
+    ($($(#[doc = $doc:literal])* $name:ident { $($status:literal => $desc:expr),+ $(,)? })+) => {$(
+        $(#[doc = $doc])*
+        #[derive(Debug)]
+        pub struct $name(pub $crate::api::error::ApiError);
+
+        impl $name {
+            const DECLARED: &'static [(u16, &'static str)] = &[$(($status, $desc)),+];
+        }
+
+        impl From<$crate::api::error::ApiError> for $name {
+            fn from(err: $crate::api::error::ApiError) -> Self {
+                Self(err)
+            }
+        }
+
+        impl From<$crate::store::StoreError> for $name {
+            fn from(err: $crate::store::StoreError) -> Self {
+                Self(err.into())
+            }
+        }
+
+        impl From<$crate::auth::AuthError> for $name {
+            fn from(err: $crate::auth::AuthError) -> Self {
+                Self(err.into())
+            }
+        }
+
+        impl From<$crate::limits::RateLimited> for $name {
+            fn from(err: $crate::limits::RateLimited) -> Self {
+                Self(err.into())
+            }
+        }
+
+        impl From<$crate::chat::ChatError> for $name {
+            fn from(err: $crate::chat::ChatError) -> Self {
+                Self(err.into())
+            }
+        }
+
+        impl From<$name> for poem::Error {
+            fn from(err: $name) -> Self {
+                $crate::api::error::declared_error(err.0, stringify!($name), $name::DECLARED)
+            }
+        }
+
+        impl poem_openapi::ApiResponse for $name {
+            fn meta() -> poem_openapi::registry::MetaResponses {
+                $crate::api::error::declared_responses(Self::DECLARED)
+            }
+
+            fn register(registry: &mut poem_openapi::registry::Registry) {
+                <$crate::api::error::ErrorBody as poem_openapi::types::Type>::register(registry);
+            }
+        }
+    )+};
+}
+pub(crate) use route_errors;
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {

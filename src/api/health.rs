@@ -1,9 +1,19 @@
 use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
-use crate::api::AppState;
+use crate::api::{
+    error::{described, route_errors},
+    AppState,
+};
 
 pub struct HealthApi;
+
+route_errors! {
+    /// The probes never fail themselves; the edge still refuses an ambiguous request.
+    HealthError {
+        400 => described::MALFORMED_HEADERS,
+    }
+}
 
 #[derive(Object)]
 struct Health {
@@ -58,17 +68,17 @@ enum Readiness {
 #[OpenApi(tag = "ApiTags::Health")]
 impl HealthApi {
     /// Liveness: the process serves requests.
-    #[oai(path = "/healthz", method = "get")]
-    async fn healthz(&self) -> Json<Health> {
-        Json(Health {
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    async fn healthz(&self) -> Result<Json<Health>, HealthError> {
+        Ok(Json(Health {
             status: "ok".into(),
-        })
+        }))
     }
 
     /// Readiness: the database answers a query. The upstream key state is reported but
     /// does not fail readiness: signed-in users keep working while Better Auth is down.
-    #[oai(path = "/readyz", method = "get")]
-    async fn readyz(&self, state: poem::web::Data<&AppState>) -> Readiness {
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self, state: poem::web::Data<&AppState>) -> Result<Readiness, HealthError> {
         use crate::auth::JwksState;
         let (jwks, jwks_keys, jwks_error) = match state.auth.upstream().jwks().map(|j| j.state()) {
             None => (None, None, None),
@@ -96,10 +106,13 @@ impl HealthApi {
             }),
         };
         match state.store.ping().await {
-            Ok(()) => Readiness::Ready(Json(report("ready", None))),
+            Ok(()) => Ok(Readiness::Ready(Json(report("ready", None)))),
             Err(e) => {
                 tracing::warn!(error = %e, "readiness check failed");
-                Readiness::NotReady(Json(report("database unavailable", Some(e.to_string()))))
+                Ok(Readiness::NotReady(Json(report(
+                    "database unavailable",
+                    Some(e.to_string()),
+                ))))
             }
         }
     }

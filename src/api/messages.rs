@@ -9,17 +9,37 @@ use poem_openapi::{
 
 use super::{
     stream::turn_events,
-    types::{SendMessageRequest, SendMessageResponse},
+    types::{IdempotencyKeyParam, SendMessageRequest, SendMessageResponse},
     ApiTags, ClientSecret,
 };
 use crate::{
-    api::error::ApiError,
+    api::error::{described, route_errors, ApiError},
     api::AppState,
     chat::SendMessage,
     domain::{IdempotencyKey, MessageText, MessageTextError, ThreadId},
 };
 
 pub struct MessagesApi;
+
+route_errors! {
+    SendMessageError {
+        400 => described::MALFORMED_BODY,
+        401 => described::UNAUTHORIZED,
+        404 => described::THREAD_NOT_FOUND,
+        409 => "A request with this Idempotency-Key is still being answered \
+            (`idempotency.in_progress`)",
+        413 => described::TOO_LARGE,
+        415 => described::UNSUPPORTED_MEDIA_TYPE,
+        422 => "The message is blank (`message.empty`) or too long (`message.too_long`), \
+            it contains NUL or the Idempotency-Key is not 1 to 255 visible ASCII characters \
+            or is sent twice (`request.invalid`), or the Idempotency-Key was used for a \
+            different request (`idempotency.mismatch`)",
+        429 => described::RATE_LIMITED,
+        502 => "The agent failed; the message stays recorded, retry with the same \
+            Idempotency-Key (`agent.unavailable`)",
+        503 => described::UNAVAILABLE_WRITE,
+    }
+}
 
 /// The answer as one JSON object, or as server-sent events.
 pub enum JsonOrEvents {
@@ -100,7 +120,7 @@ impl MessagesApi {
     /// without recording it twice. A retry after success returns the stored answer.
     /// Errors found before the agent runs (auth, validation, unknown thread) are JSON 4xx
     /// even when streaming was asked for.
-    #[oai(path = "/messages", method = "post")]
+    #[oai(path = "/messages", method = "post", operation_id = "sendMessage")]
     async fn send(
         &self,
         state: Data<&AppState>,
@@ -109,8 +129,8 @@ impl MessagesApi {
         body: Json<SendMessageRequest>,
         /// Makes retries safe: 1 to 255 visible ASCII characters, unique per request.
         #[oai(name = "Idempotency-Key")]
-        _documented_key: Header<Option<String>>,
-    ) -> Result<JsonOrEvents, ApiError> {
+        _documented_key: Header<Option<IdempotencyKeyParam>>,
+    ) -> Result<JsonOrEvents, SendMessageError> {
         let max = state.settings.messages.max_chars;
         let message = MessageText::parse(&body.0.message, max).map_err(|e| match e {
             MessageTextError::Empty => ApiError::MessageEmpty,

@@ -2,15 +2,41 @@ use poem::{web::Data, Request};
 use poem_openapi::{param::Query, payload::Json, OpenApi};
 
 use super::{
-    types::{NoContent, RefreshRequest, SessionResponse},
+    types::{NoContent, RefreshRequest, SessionResponse, SignOutAll},
     ApiTags, ClientSecret, UpstreamBearer,
 };
 use crate::{
-    api::{error::ApiError, AppState},
+    api::{
+        error::{described, route_errors, ApiError},
+        AppState,
+    },
     auth::bearer_token,
 };
 
 pub struct SessionApi;
+
+route_errors! {
+    CreateSessionError {
+        400 => described::MALFORMED_HEADERS,
+        401 => described::UNAUTHORIZED_UPSTREAM,
+        429 => described::RATE_LIMITED,
+        503 => described::UNAVAILABLE_UPSTREAM,
+    }
+    RefreshSessionError {
+        400 => described::MALFORMED_BODY,
+        401 => described::UNAUTHORIZED_REFRESH,
+        413 => described::TOO_LARGE,
+        415 => described::UNSUPPORTED_MEDIA_TYPE,
+        429 => described::RATE_LIMITED,
+        503 => described::UNAVAILABLE_UPSTREAM,
+    }
+    DeleteSessionError {
+        400 => described::MALFORMED_HEADERS,
+        401 => described::UNAUTHORIZED,
+        422 => "`all` is not true or false (`request.invalid`)",
+        503 => described::UNAVAILABLE_WRITE,
+    }
+}
 
 #[OpenApi(prefix_path = "/api/chatkit", tag = "ApiTags::Session")]
 impl SessionApi {
@@ -18,12 +44,12 @@ impl SessionApi {
     ///
     /// Send the upstream token as `Authorization: Bearer <jwt>`. The client_secret is an
     /// HS256 JWT valid for `expires_in` seconds (1800 by default); renew it at /refresh.
-    #[oai(path = "/session", method = "post")]
+    #[oai(path = "/session", method = "post", operation_id = "createSession")]
     async fn create(
         &self,
         state: Data<&AppState>,
         auth: UpstreamBearer,
-    ) -> Result<Json<SessionResponse>, ApiError> {
+    ) -> Result<Json<SessionResponse>, CreateSessionError> {
         let minted = state.auth.start_session(&auth.0.token).await?;
         // Counted once the subject is known; minting wrote nothing, so refusing now costs
         // nothing but the token, which the caller never sees.
@@ -38,13 +64,13 @@ impl SessionApi {
     /// (two tabs) is allowed, a later one signs the whole session out (`auth.token_reused`).
     /// An `Authorization: Bearer <Better Auth JWT>` may be sent as well; it must then be
     /// valid and name the same user.
-    #[oai(path = "/refresh", method = "post")]
+    #[oai(path = "/refresh", method = "post", operation_id = "refreshSession")]
     async fn refresh(
         &self,
         state: Data<&AppState>,
         req: &Request,
         body: Json<RefreshRequest>,
-    ) -> Result<Json<SessionResponse>, ApiError> {
+    ) -> Result<Json<SessionResponse>, RefreshSessionError> {
         let upstream = match req.headers().get(poem::http::header::AUTHORIZATION) {
             None => None,
             Some(value) => Some(
@@ -52,7 +78,7 @@ impl SessionApi {
                     .to_str()
                     .ok()
                     .and_then(bearer_token)
-                    .ok_or(ApiError::Auth(crate::auth::AuthError::InvalidToken))?,
+                    .ok_or(crate::auth::AuthError::InvalidToken)?,
             ),
         };
         // Before the refresh: once it has rotated the token, refusing would lose the new
@@ -65,20 +91,21 @@ impl SessionApi {
     /// Sign out: revoke this session (every refresh of it), or with `all=true` every
     /// session the user has started so far. `all` takes `true`/`false` (or `1`/`0`, in
     /// any case).
-    #[oai(path = "/session", method = "delete")]
+    #[oai(path = "/session", method = "delete", operation_id = "deleteSession")]
     async fn revoke(
         &self,
         state: Data<&AppState>,
         auth: ClientSecret,
-        all: Query<Option<String>>,
-    ) -> Result<NoContent, ApiError> {
-        let all = match all.0.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        all: Query<Option<SignOutAll>>,
+    ) -> Result<NoContent, DeleteSessionError> {
+        let all = match all.0.as_deref().map(|a| a.to_ascii_lowercase()).as_deref() {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(_) => {
                 return Err(ApiError::Invalid(
                     "`all` must be true or false (1 or 0 also work)".into(),
-                ))
+                )
+                .into())
             }
         };
         state.auth.revoke(&auth.0, all).await?;

@@ -7,18 +7,72 @@ use poem_openapi::{
 
 use super::{
     types::{
-        Message, MessagePage, NoContent, Thread, ThreadCreated, ThreadDetail, ThreadInput,
-        ThreadList,
+        Message, MessagePage, NoContent, OrderParam, PageLimit, Thread, ThreadCreated,
+        ThreadDetail, ThreadInput, ThreadList,
     },
     ApiTags, ClientSecret,
 };
 use crate::{
-    api::error::ApiError,
+    api::error::{described, route_errors, ApiError},
     api::AppState,
     domain::{page_limit, parse_metadata, Cursor, Order, ThreadId, Title},
 };
 
 pub struct ThreadsApi;
+
+const LIMIT_INVALID: &str = "`limit` is not between 1 and 100 (`request.invalid`)";
+const PAGE_INVALID: &str = "`limit` is not between 1 and 100, or `after` is not a cursor \
+    of this list (`request.invalid`)";
+const INPUT_INVALID: &str = "The title is blank, longer than 200 characters or contains \
+    NUL, or the metadata is not a JSON object, is larger than 16 KiB or contains NUL \
+    (`request.invalid`)";
+
+route_errors! {
+    ListThreadsError {
+        400 => described::MALFORMED_PARAMS,
+        401 => described::UNAUTHORIZED,
+        422 => PAGE_INVALID,
+        503 => described::UNAVAILABLE_READ,
+    }
+    CreateThreadError {
+        400 => described::MALFORMED_BODY,
+        401 => described::UNAUTHORIZED,
+        413 => described::TOO_LARGE,
+        415 => described::UNSUPPORTED_MEDIA_TYPE,
+        422 => INPUT_INVALID,
+        503 => described::UNAVAILABLE_WRITE,
+    }
+    GetThreadError {
+        400 => described::MALFORMED_PARAMS,
+        401 => described::UNAUTHORIZED,
+        404 => described::THREAD_NOT_FOUND,
+        422 => LIMIT_INVALID,
+        503 => described::UNAVAILABLE_READ,
+    }
+    UpdateThreadError {
+        400 => described::MALFORMED_BODY,
+        401 => described::UNAUTHORIZED,
+        404 => described::THREAD_NOT_FOUND,
+        413 => described::TOO_LARGE,
+        415 => described::UNSUPPORTED_MEDIA_TYPE,
+        422 => INPUT_INVALID,
+        503 => described::UNAVAILABLE_WRITE,
+    }
+    DeleteThreadError {
+        400 => described::MALFORMED_HEADERS,
+        401 => described::UNAUTHORIZED,
+        404 => described::THREAD_NOT_FOUND,
+        503 => described::UNAVAILABLE_WRITE,
+    }
+    ListMessagesError {
+        400 => described::MALFORMED_PARAMS,
+        401 => described::UNAUTHORIZED,
+        404 => described::THREAD_NOT_FOUND,
+        422 => "`limit` is not between 1 and 100, `order` is neither `asc` nor `desc`, or \
+            `after` is not a cursor of this list (`request.invalid`)",
+        503 => described::UNAVAILABLE_READ,
+    }
+}
 
 fn cursor(raw: Option<&str>) -> Result<Option<Cursor>, ApiError> {
     raw.map(|c| {
@@ -37,20 +91,29 @@ fn thread_id(raw: &str) -> Result<ThreadId, ApiError> {
     ThreadId::parse(raw).ok_or(ApiError::ThreadNotFound)
 }
 
-fn limit(raw: Option<i64>) -> Result<u64, ApiError> {
-    page_limit(raw).map_err(ApiError::Invalid)
+fn limit(raw: Option<PageLimit>) -> Result<u64, ApiError> {
+    page_limit(raw.map(PageLimit::into_inner)).map_err(ApiError::Invalid)
 }
 
 fn parse_input(input: ThreadInput) -> Result<(Option<Title>, Option<serde_json::Value>), ApiError> {
     let title = input
         .title
         .as_deref()
-        .map(Title::parse)
+        .map(|raw| {
+            // The document bounds the title as sent; `Title` would count it trimmed.
+            if raw.chars().count() > Title::MAX_CHARS {
+                return Err(format!(
+                    "title is longer than {} characters",
+                    Title::MAX_CHARS
+                ));
+            }
+            Title::parse(raw)
+        })
         .transpose()
         .map_err(ApiError::Invalid)?;
     let metadata = input
         .metadata
-        .map(parse_metadata)
+        .map(|m| parse_metadata(m.into_inner()))
         .transpose()
         .map_err(ApiError::Invalid)?;
     Ok((title, metadata))
@@ -59,16 +122,16 @@ fn parse_input(input: ThreadInput) -> Result<(Option<Title>, Option<serde_json::
 #[OpenApi(prefix_path = "/api/chatkit", tag = "ApiTags::Threads")]
 impl ThreadsApi {
     /// List your threads, most recent activity first.
-    #[oai(path = "/threads", method = "get")]
+    #[oai(path = "/threads", method = "get", operation_id = "listThreads")]
     async fn list(
         &self,
         state: Data<&AppState>,
         auth: ClientSecret,
         /// Page size, 1 to 100 (default 20).
-        limit: Query<Option<i64>>,
+        limit: Query<Option<PageLimit>>,
         /// The `after` value of the previous page.
         after: Query<Option<String>>,
-    ) -> Result<Json<ThreadList>, ApiError> {
+    ) -> Result<Json<ThreadList>, ListThreadsError> {
         let limit = self::limit(limit.0)?;
         let after = cursor(after.0.as_deref())?;
         let page = state
@@ -83,13 +146,13 @@ impl ThreadsApi {
     }
 
     /// Create an empty thread.
-    #[oai(path = "/threads", method = "post")]
+    #[oai(path = "/threads", method = "post", operation_id = "createThread")]
     async fn create(
         &self,
         state: Data<&AppState>,
         auth: ClientSecret,
         body: Json<ThreadInput>,
-    ) -> Result<ThreadCreated, ApiError> {
+    ) -> Result<ThreadCreated, CreateThreadError> {
         let (title, metadata) = parse_input(body.0)?;
         let thread = state
             .store
@@ -103,15 +166,15 @@ impl ThreadsApi {
     }
 
     /// A thread with its latest messages (oldest first).
-    #[oai(path = "/threads/:id", method = "get")]
+    #[oai(path = "/threads/:id", method = "get", operation_id = "getThread")]
     async fn get(
         &self,
         state: Data<&AppState>,
         auth: ClientSecret,
         id: Path<String>,
         /// How many of the latest messages to include, 1 to 100 (default 20).
-        limit: Query<Option<i64>>,
-    ) -> Result<Json<ThreadDetail>, ApiError> {
+        limit: Query<Option<PageLimit>>,
+    ) -> Result<Json<ThreadDetail>, GetThreadError> {
         let limit = self::limit(limit.0)?;
         let user = &auth.0.user;
         let id = thread_id(&id.0)?;
@@ -135,14 +198,14 @@ impl ThreadsApi {
     }
 
     /// Rename a thread or replace its metadata.
-    #[oai(path = "/threads/:id", method = "patch")]
+    #[oai(path = "/threads/:id", method = "patch", operation_id = "updateThread")]
     async fn update(
         &self,
         state: Data<&AppState>,
         auth: ClientSecret,
         id: Path<String>,
         body: Json<ThreadInput>,
-    ) -> Result<Json<Thread>, ApiError> {
+    ) -> Result<Json<Thread>, UpdateThreadError> {
         let (title, metadata) = parse_input(body.0)?;
         let thread = state
             .store
@@ -152,13 +215,17 @@ impl ThreadsApi {
     }
 
     /// Delete a thread and all of its messages.
-    #[oai(path = "/threads/:id", method = "delete")]
+    #[oai(
+        path = "/threads/:id",
+        method = "delete",
+        operation_id = "deleteThread"
+    )]
     async fn delete(
         &self,
         state: Data<&AppState>,
         auth: ClientSecret,
         id: Path<String>,
-    ) -> Result<NoContent, ApiError> {
+    ) -> Result<NoContent, DeleteThreadError> {
         state
             .store
             .delete_thread(&auth.0.user, &thread_id(&id.0)?)
@@ -167,22 +234,27 @@ impl ThreadsApi {
     }
 
     /// Page through a thread's messages.
-    #[oai(path = "/threads/:id/messages", method = "get")]
+    #[oai(
+        path = "/threads/:id/messages",
+        method = "get",
+        operation_id = "listMessages"
+    )]
     async fn messages(
         &self,
         state: Data<&AppState>,
         auth: ClientSecret,
         id: Path<String>,
         /// Page size, 1 to 100 (default 20).
-        limit: Query<Option<i64>>,
+        limit: Query<Option<PageLimit>>,
         /// The `after` value of the previous page.
         after: Query<Option<String>>,
         /// `desc` (newest first, the default) or `asc`.
-        order: Query<Option<String>>,
-    ) -> Result<Json<MessagePage>, ApiError> {
+        order: Query<Option<OrderParam>>,
+    ) -> Result<Json<MessagePage>, ListMessagesError> {
         let limit = self::limit(limit.0)?;
         let after = cursor(after.0.as_deref())?;
-        let order = Order::parse(order.0.as_deref()).map_err(ApiError::Invalid)?;
+        let order =
+            Order::parse(order.0.as_deref().map(String::as_str)).map_err(ApiError::Invalid)?;
         let page = state
             .store
             .list_messages(

@@ -1,7 +1,11 @@
 //! Wire shapes. Field names follow what existing frontends already use.
 
 use entity::{thread, thread_item};
-use poem_openapi::{ApiResponse, Object};
+use poem_openapi::{
+    registry::{MetaSchema, MetaSchemaRef},
+    types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type},
+    ApiResponse, Object,
+};
 use serde_json::Value;
 
 use chrono::{DateTime, Utc};
@@ -142,12 +146,12 @@ pub struct ThreadList {
 
 #[derive(Object)]
 pub struct ThreadInput {
-    /// 1 to 200 characters. Defaults to "New chat" on create.
+    /// 1 to 200 characters, not only white space. Defaults to "New chat" on create.
     #[oai(nullable)]
-    pub title: Option<StrictString>,
+    pub title: Option<TitleField>,
     /// A JSON object of at most 16 KiB, stored as given.
     #[oai(nullable)]
-    pub metadata: Option<Value>,
+    pub metadata: Option<Metadata>,
 }
 
 #[derive(Object)]
@@ -213,7 +217,10 @@ pub struct SendMessageRequest {
     /// The thread to post to; null starts a new thread titled after the message.
     #[oai(nullable)]
     pub thread_id: Option<StrictString>,
-    pub message: StrictString,
+    /// Not only white space; at most 8000 characters with the default configuration (the
+    /// limit is configurable, `GATEWAY__MESSAGES__MAX_CHARS`): longer is 422
+    /// `message.too_long`, blank is 422 `message.empty`.
+    pub message: MessageField,
 }
 
 #[derive(Object)]
@@ -269,3 +276,170 @@ pub enum ThreadCreated {
     #[oai(status = 201)]
     Created(poem_openapi::payload::Json<Thread>),
 }
+
+/// A value whose schema states bounds the handler checks itself. poem-openapi's validators
+/// would refuse an out-of-bounds value as malformed (400); this API answers 422
+/// (`request.invalid`, `message.empty`, `message.too_long`): the request is well formed,
+/// a value is not acceptable. So the document declares the bounds ([`DeclaredSchema`])
+/// and the handlers enforce them, parsing here only checks the JSON or parameter type.
+pub struct Declared<T, S>(T, std::marker::PhantomData<fn() -> S>);
+
+/// The schema a [`Declared`] value is documented with.
+pub trait DeclaredSchema {
+    fn schema() -> MetaSchema;
+}
+
+impl<T, S> Declared<T, S> {
+    #[must_use]
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T, S> std::ops::Deref for Declared<T, S> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Type, S: DeclaredSchema> Type for Declared<T, S> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = T::RawValueType;
+    type RawElementValueType = T::RawElementValueType;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        T::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(S::schema()))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        self.0.as_raw_value()
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        self.0.raw_element_iter()
+    }
+}
+
+impl<T: ParseFromJSON, S: DeclaredSchema> ParseFromJSON for Declared<T, S> {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        T::parse_from_json(value)
+            .map(|v| Self(v, std::marker::PhantomData))
+            .map_err(ParseError::propagate)
+    }
+}
+
+impl<T: ParseFromParameter, S: DeclaredSchema> ParseFromParameter for Declared<T, S> {
+    fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+        T::parse_from_parameter(value)
+            .map(|v| Self(v, std::marker::PhantomData))
+            .map_err(ParseError::propagate)
+    }
+}
+
+impl<T: ToJSON, S: DeclaredSchema> ToJSON for Declared<T, S> {
+    fn to_json(&self) -> Option<Value> {
+        self.0.to_json()
+    }
+}
+
+/// Some character that is not Unicode white space (what `str::trim` removes): a title or
+/// message made only of white space is refused as empty. Spelled out rather than `\s`,
+/// whose meaning differs between regex dialects.
+const NOT_ONLY_WHITE_SPACE: &str = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+
+fn string_schema(min: usize, max: usize, pattern: &str) -> MetaSchema {
+    MetaSchema {
+        min_length: Some(min),
+        max_length: Some(max),
+        pattern: Some(pattern.to_owned()),
+        ..MetaSchema::new("string")
+    }
+}
+
+/// `limit`: 1 to 100, 20 when absent (see [`crate::domain::page_limit`]).
+pub struct PageLimitSchema;
+impl DeclaredSchema for PageLimitSchema {
+    fn schema() -> MetaSchema {
+        MetaSchema {
+            minimum: Some(1.0),
+            maximum: Some(100.0),
+            default: Some(Value::from(20)),
+            ..MetaSchema::new_with_format("integer", "int64")
+        }
+    }
+}
+pub type PageLimit = Declared<i64, PageLimitSchema>;
+
+/// `order`: `desc` (the default) or `asc` (see [`crate::domain::Order`]).
+pub struct OrderSchema;
+impl DeclaredSchema for OrderSchema {
+    fn schema() -> MetaSchema {
+        MetaSchema {
+            enum_items: vec![Value::from("desc"), Value::from("asc")],
+            default: Some(Value::from("desc")),
+            ..MetaSchema::new("string")
+        }
+    }
+}
+pub type OrderParam = Declared<String, OrderSchema>;
+
+/// `all` on sign-out: true or false, or 1 or 0, in any case.
+pub struct SignOutAllSchema;
+impl DeclaredSchema for SignOutAllSchema {
+    fn schema() -> MetaSchema {
+        MetaSchema {
+            pattern: Some("^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)$".to_owned()),
+            default: Some(Value::from("false")),
+            ..MetaSchema::new("string")
+        }
+    }
+}
+pub type SignOutAll = Declared<String, SignOutAllSchema>;
+
+/// A thread title (see [`crate::domain::Title`]).
+pub struct TitleSchema;
+impl DeclaredSchema for TitleSchema {
+    fn schema() -> MetaSchema {
+        string_schema(1, crate::domain::Title::MAX_CHARS, NOT_ONLY_WHITE_SPACE)
+    }
+}
+pub type TitleField = Declared<StrictString, TitleSchema>;
+
+/// `messages.max_chars` in config/default.toml (a test holds them equal).
+pub const DEFAULT_MESSAGE_MAX_CHARS: usize = 8000;
+
+/// The message of a turn: at most `messages.max_chars` characters. The document is the
+/// same for every configuration, so it states the default and says that it is configurable.
+pub struct MessageSchema;
+impl DeclaredSchema for MessageSchema {
+    fn schema() -> MetaSchema {
+        string_schema(1, DEFAULT_MESSAGE_MAX_CHARS, NOT_ONLY_WHITE_SPACE)
+    }
+}
+pub type MessageField = Declared<StrictString, MessageSchema>;
+
+/// Thread metadata: a JSON object (its 16 KiB bound is checked, not declared).
+pub struct MetadataSchema;
+impl DeclaredSchema for MetadataSchema {
+    fn schema() -> MetaSchema {
+        MetaSchema::new("object")
+    }
+}
+pub type Metadata = Declared<Value, MetadataSchema>;
+
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters (see
+/// [`crate::domain::IdempotencyKey`]; the handler reads the raw header).
+pub struct IdempotencyKeySchema;
+impl DeclaredSchema for IdempotencyKeySchema {
+    fn schema() -> MetaSchema {
+        string_schema(1, 255, "^[\\u0021-\\u007e]+$")
+    }
+}
+pub type IdempotencyKeyParam = Declared<String, IdempotencyKeySchema>;

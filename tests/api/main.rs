@@ -6,6 +6,7 @@ mod better_auth;
 mod chatkit;
 mod cli;
 mod container;
+mod contract;
 mod crash;
 mod faults;
 mod health;

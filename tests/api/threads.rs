@@ -324,3 +324,29 @@ async fn bad_requests_get_stable_error_codes() {
         .await
         .assert_error(413, "request.too_large");
 }
+
+/// Found by Schemathesis on PostgreSQL: jsonb keeps 1.7976931348623157e308 as an exact
+/// decimal and hands back 309 digits, which serde_json's fast float parsing rounded past
+/// `f64::MAX` and refused: 500 on every later read of the thread. Every number the service
+/// accepts now reads back as it was written, on both databases.
+#[tokio::test]
+async fn metadata_numbers_read_back_on_every_database() {
+    let app = spawn_app().await;
+    let t = app.login("numbers").await;
+    let metadata = json!({
+        "max": f64::MAX,
+        "min": -f64::MAX,
+        "tiny": f64::MIN_POSITIVE,
+        "odd": -2.076_847_856_755_472_2e82,
+        "int": 123_456_789_012_345_678_u64,
+        "nested": [{"n": 1e300}],
+    });
+    let created = app
+        .post("/api/chatkit/threads", &t, json!({ "metadata": metadata }))
+        .await
+        .ok();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(app.thread(&t, id).await["metadata"], metadata);
+    let list = app.get("/api/chatkit/threads", &t).await.ok();
+    assert_eq!(list["threads"][0]["metadata"], metadata);
+}

@@ -1,0 +1,277 @@
+//! The OpenAPI document against the service: each operation declares the errors it can
+//! answer, the bounds it declares are the bounds it enforces, and a 405 says what is allowed.
+//! (Schemathesis, tests/schemathesis/run.sh, fuzzes the rest of the document.)
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp};
+
+async fn document(app: &TestApp) -> Value {
+    app.client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn operation<'a>(spec: &'a Value, path: &str, method: &str) -> &'a Value {
+    let op = &spec["paths"][path][method];
+    assert!(op.is_object(), "no {method} {path} in the document");
+    op
+}
+
+fn statuses(op: &Value) -> Vec<&str> {
+    op["responses"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+fn param<'a>(op: &'a Value, name: &str) -> &'a Value {
+    op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no parameter {name}"))
+}
+
+#[tokio::test]
+async fn each_operation_declares_its_own_errors() {
+    let app = spawn_app().await;
+    let spec = document(&app).await;
+    let expected: [(&str, &str, &str, &[&str]); 12] = [
+        (
+            "/api/chatkit/session",
+            "post",
+            "createSession",
+            &["200", "400", "401", "429", "503"],
+        ),
+        (
+            "/api/chatkit/refresh",
+            "post",
+            "refreshSession",
+            &["200", "400", "401", "413", "415", "429", "503"],
+        ),
+        (
+            "/api/chatkit/session",
+            "delete",
+            "deleteSession",
+            &["204", "400", "401", "422", "503"],
+        ),
+        (
+            "/api/chatkit/threads",
+            "get",
+            "listThreads",
+            &["200", "400", "401", "422", "503"],
+        ),
+        (
+            "/api/chatkit/threads",
+            "post",
+            "createThread",
+            &["201", "400", "401", "413", "415", "422", "503"],
+        ),
+        (
+            "/api/chatkit/threads/{id}",
+            "get",
+            "getThread",
+            &["200", "400", "401", "404", "422", "503"],
+        ),
+        (
+            "/api/chatkit/threads/{id}",
+            "patch",
+            "updateThread",
+            &["200", "400", "401", "404", "413", "415", "422", "503"],
+        ),
+        (
+            "/api/chatkit/threads/{id}",
+            "delete",
+            "deleteThread",
+            &["204", "400", "401", "404", "503"],
+        ),
+        (
+            "/api/chatkit/threads/{id}/messages",
+            "get",
+            "listMessages",
+            &["200", "400", "401", "404", "422", "503"],
+        ),
+        (
+            "/api/chatkit/messages",
+            "post",
+            "sendMessage",
+            &[
+                "200", "400", "401", "404", "409", "413", "415", "422", "429", "502", "503",
+            ],
+        ),
+        ("/healthz", "get", "healthz", &["200", "400"]),
+        ("/readyz", "get", "readyz", &["200", "503", "400"]),
+    ];
+    for (path, method, id, codes) in expected {
+        let op = operation(&spec, path, method);
+        assert_eq!(op["operationId"], id, "{method} {path}");
+        let mut got = statuses(op);
+        got.sort_unstable();
+        let mut want = codes.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want, "{id}");
+        for (status, resp) in op["responses"].as_object().unwrap() {
+            let description = resp["description"].as_str().unwrap_or_default();
+            if status.starts_with('4') || status == "502" || (status == "503" && path != "/readyz")
+            {
+                // Every error names the codes it carries on this route.
+                assert!(description.contains('`'), "{id} {status}: {description}");
+                assert_eq!(
+                    resp["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{id} {status}"
+                );
+                let header = match status.as_str() {
+                    "401" => Some("WWW-Authenticate"),
+                    "503" => Some("Retry-After"),
+                    _ => None,
+                };
+                if let Some(header) = header {
+                    assert_eq!(resp["headers"][header]["required"], true, "{id} {status}");
+                }
+            }
+        }
+    }
+    // Codes that belong to one route are not listed on others.
+    let list = operation(&spec, "/api/chatkit/threads", "get").to_string();
+    assert!(!list.contains("agent.unavailable") && !list.contains("thread.not_found"));
+    let tags: Vec<&str> = spec["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["Session", "Threads", "Messages", "Health"]);
+}
+
+#[tokio::test]
+async fn declared_bounds_are_the_enforced_bounds() {
+    let app = spawn_app().await;
+    let spec = document(&app).await;
+    let t = app.login("bounds").await;
+
+    let list = operation(&spec, "/api/chatkit/threads/{id}/messages", "get");
+    let limit = &param(list, "limit")["schema"];
+    assert_eq!(
+        (limit["minimum"].as_f64(), limit["maximum"].as_f64()),
+        (Some(1.0), Some(100.0))
+    );
+    assert_eq!(limit["default"], 20);
+    assert_eq!(
+        param(list, "order")["schema"]["enum"],
+        json!(["desc", "asc"])
+    );
+    let key = &param(
+        operation(&spec, "/api/chatkit/messages", "post"),
+        "Idempotency-Key",
+    )["schema"];
+    assert_eq!(
+        (key["minLength"].as_u64(), key["maxLength"].as_u64()),
+        (Some(1), Some(255))
+    );
+    assert!(key["pattern"].is_string());
+
+    let schemas = &spec["components"]["schemas"];
+    let title = &schemas["ThreadInput"]["properties"]["title"];
+    let message = &schemas["SendMessageRequest"]["properties"]["message"];
+    assert_eq!(title["minLength"], 1);
+    assert_eq!(title["nullable"], true);
+    let title_max = usize::try_from(title["maxLength"].as_u64().unwrap()).unwrap();
+    let message_max = usize::try_from(message["maxLength"].as_u64().unwrap()).unwrap();
+    assert_eq!(
+        message_max,
+        chatkit_gateway::config::Settings::defaults()
+            .messages
+            .max_chars,
+        "the document states the default message limit"
+    );
+    assert!(message["description"]
+        .as_str()
+        .unwrap()
+        .contains("configurable"));
+
+    // At each bound, accepted; one past it, 422 with today's codes.
+    for limit in ["1", "100"] {
+        app.get(&format!("/api/chatkit/threads?limit={limit}"), &t)
+            .await
+            .ok();
+    }
+    for limit in ["0", "101"] {
+        app.get(&format!("/api/chatkit/threads?limit={limit}"), &t)
+            .await
+            .assert_error(422, "request.invalid");
+    }
+    let thread = app.create_thread(&t, "bounds").await;
+    let id = thread["id"].as_str().unwrap();
+    app.get(
+        &format!("/api/chatkit/threads/{id}/messages?order=sideways"),
+        &t,
+    )
+    .await
+    .assert_error(422, "request.invalid");
+    let at_max = "t".repeat(title_max);
+    app.post("/api/chatkit/threads", &t, json!({ "title": at_max }))
+        .await
+        .ok();
+    // The bound holds for the title as sent, surrounding white space included.
+    let past_max = format!(" {at_max}");
+    app.post("/api/chatkit/threads", &t, json!({ "title": past_max }))
+        .await
+        .assert_error(422, "request.invalid");
+    app.post(
+        "/api/chatkit/threads",
+        &t,
+        json!({ "title": " \u{3000}\t" }),
+    )
+    .await
+    .assert_error(422, "request.invalid");
+    app.send(&t, Some(id), &"m".repeat(message_max + 1))
+        .await
+        .assert_error(422, "message.too_long");
+    app.send(&t, Some(id), " \n\u{a0}")
+        .await
+        .assert_error(422, "message.empty");
+}
+
+#[tokio::test]
+async fn a_405_lists_the_allowed_methods() {
+    let app = spawn_app().await;
+    let t = app.login("allow").await;
+    for (method, path, allow) in [
+        (Method::PUT, "/api/chatkit/threads", "GET, HEAD, POST"),
+        (
+            Method::POST,
+            "/api/chatkit/threads/thr_x",
+            "GET, HEAD, PATCH, DELETE",
+        ),
+        (
+            Method::DELETE,
+            "/api/chatkit/threads/thr_x/messages",
+            "GET, HEAD",
+        ),
+        (Method::GET, "/api/chatkit/session", "POST, DELETE"),
+        (Method::GET, "/chatkit", "POST"),
+        (Method::POST, "/healthz", "GET, HEAD"),
+    ] {
+        let resp = app.request(method.clone(), path, Some(&t), None, &[]).await;
+        resp.assert_error(405, "route.method_not_allowed");
+        assert_eq!(
+            resp.headers.get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+    }
+    // Only 405s carry it.
+    let ok = app.request(Method::GET, "/healthz", None, None, &[]).await;
+    assert!(ok.headers.get("allow").is_none());
+}
