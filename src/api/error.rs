@@ -165,7 +165,7 @@ pub mod described {
     pub const MALFORMED_PARAMS: &str = "Malformed request (`request.malformed`): a parameter \
         of the wrong type, several `Authorization` headers";
     pub const MALFORMED_BODY: &str = "Malformed request (`request.malformed`): a body that is \
-        not JSON, a missing field or one of the wrong type, several `Authorization` headers";
+        not JSON or misses a required field, several `Authorization` headers";
     pub const UNAUTHORIZED: &str = "No valid client_secret (`auth.missing_token`, \
         `auth.invalid_token`, `auth.expired`, `auth.unsupported_algorithm`, `auth.revoked`); \
         answered with `WWW-Authenticate: Bearer`";
@@ -404,6 +404,15 @@ pub async fn envelope_errors(err: poem::Error) -> Response {
             "request.unsupported_media_type",
             "send the body as application/json".to_owned(),
         ),
+        // A string field sent as a number, boolean, array or object: the body reads fine,
+        // one value is wrong (as issue 8 asks: 422, on every string field).
+        StatusCode::BAD_REQUEST if err.to_string().contains(super::types::NOT_A_JSON_STRING) => {
+            return error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "request.invalid",
+                &err.to_string(),
+            );
+        }
         s if s.is_client_error() => ("request.malformed", err.to_string()),
         _ => {
             tracing::error!(error = %err, "unhandled error");

@@ -31,7 +31,7 @@ route_errors! {
         413 => described::TOO_LARGE,
         415 => described::UNSUPPORTED_MEDIA_TYPE,
         422 => "The message is blank (`message.empty`) or too long (`message.too_long`), \
-            it contains NUL or the Idempotency-Key is not 1 to 255 visible ASCII characters \
+            a string field is sent as another JSON type, it contains NUL or the Idempotency-Key is not 1 to 255 visible ASCII characters \
             or is sent twice (`request.invalid`), or the Idempotency-Key was used for a \
             different request (`idempotency.mismatch`)",
         429 => described::RATE_LIMITED,

@@ -27,6 +27,7 @@ route_errors! {
         401 => described::UNAUTHORIZED_REFRESH,
         413 => described::TOO_LARGE,
         415 => described::UNSUPPORTED_MEDIA_TYPE,
+        422 => "`token` is not a JSON string (`request.invalid`)",
         429 => described::RATE_LIMITED,
         503 => described::UNAVAILABLE_UPSTREAM,
     }

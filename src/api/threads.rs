@@ -23,8 +23,8 @@ pub struct ThreadsApi;
 const LIMIT_INVALID: &str = "`limit` is not between 1 and 100 (`request.invalid`)";
 const PAGE_INVALID: &str = "`limit` is not between 1 and 100, or `after` is not a cursor \
     of this list (`request.invalid`)";
-const INPUT_INVALID: &str = "The title is blank, longer than 200 characters or contains \
-    NUL, or the metadata is not a JSON object, is larger than 16 KiB or contains NUL \
+const INPUT_INVALID: &str = "The title is blank, longer than 200 characters, not a JSON \
+    string or contains NUL, or the metadata is not a JSON object, is larger than 16 KiB or contains NUL \
     (`request.invalid`)";
 
 route_errors! {

@@ -57,12 +57,20 @@ impl poem_openapi::types::Type for StrictString {
     }
 }
 
+/// The words every "not a JSON string" refusal carries; the error envelope answers those
+/// 422 `request.invalid` (a wrong value), not 400 (an unreadable body).
+pub const NOT_A_JSON_STRING: &str = "expected a JSON string";
+
 impl poem_openapi::types::ParseFromJSON for StrictString {
     fn parse_from_json(value: Option<Value>) -> poem_openapi::types::ParseResult<Self> {
         match value {
             Some(Value::String(s)) => Ok(Self(s)),
+            // Absent: a missing field, an unreadable body (400), not a wrong value.
+            None => Err(poem_openapi::types::ParseError::custom(
+                "a required string field is missing",
+            )),
             other => Err(poem_openapi::types::ParseError::custom(format!(
-                "expected a JSON string, got {}",
+                "{NOT_A_JSON_STRING}, got {}",
                 match other.unwrap_or_default() {
                     Value::Null => "null",
                     Value::Bool(_) => "a boolean",

@@ -57,7 +57,7 @@ async fn each_operation_declares_its_own_errors() {
             "/api/chatkit/refresh",
             "post",
             "refreshSession",
-            &["200", "400", "401", "413", "415", "429", "503"],
+            &["200", "400", "401", "413", "415", "422", "429", "503"],
         ),
         (
             "/api/chatkit/session",

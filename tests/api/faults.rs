@@ -283,24 +283,24 @@ async fn string_fields_take_only_json_strings() {
             json!({"thread_id": null, "message": wrong}),
         )
         .await
-        .assert_error(400, "request.malformed");
+        .assert_error(422, "request.invalid");
         app.post(
             "/api/chatkit/messages",
             &t,
             json!({"thread_id": wrong, "message": "hi"}),
         )
         .await
-        .assert_error(400, "request.malformed");
+        .assert_error(422, "request.invalid");
         app.post("/api/chatkit/threads", &t, json!({ "title": wrong }))
             .await
-            .assert_error(400, "request.malformed");
+            .assert_error(422, "request.invalid");
         app.patch(
             &format!("/api/chatkit/threads/{id}"),
             &t,
             json!({ "title": wrong }),
         )
         .await
-        .assert_error(400, "request.malformed");
+        .assert_error(422, "request.invalid");
         app.request(
             Method::POST,
             "/api/chatkit/refresh",
@@ -309,7 +309,7 @@ async fn string_fields_take_only_json_strings() {
             &[],
         )
         .await
-        .assert_error(400, "request.malformed");
+        .assert_error(422, "request.invalid");
     }
     let refused = app
         .post(

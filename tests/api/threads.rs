@@ -252,7 +252,7 @@ async fn bad_requests_get_stable_error_codes() {
         .assert_error(422, "request.invalid");
     app.post("/api/chatkit/threads", &t, json!({"title": [5]}))
         .await
-        .assert_error(400, "request.malformed");
+        .assert_error(422, "request.invalid");
     let raw = app
         .client
         .post(format!("{}/api/chatkit/threads", app.base))
