@@ -244,6 +244,24 @@ impl AuthService {
         Ok(())
     }
 
+    /// On PostgreSQL, starts applying the revocations other instances announce to this
+    /// instance's cache; the listener is connected before this returns, so nothing
+    /// announced afterwards is missed. The cache TTL still bounds staleness if
+    /// notifications are lost.
+    pub async fn spawn_revocation_listener(
+        &self,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, AuthError> {
+        let Some(mut listener) = self.inner.store.revocation_listener().await? else {
+            return Ok(None);
+        };
+        let this = self.clone();
+        Ok(Some(tokio::spawn(async move {
+            while let Some(notice) = listener.next().await {
+                this.inner.revocations.forget(&notice).await;
+            }
+        })))
+    }
+
     /// Purges token state that can no longer matter (run periodically).
     pub async fn purge_expired(&self) {
         match self.inner.store.purge_consumed_tokens(now()).await {

@@ -30,7 +30,9 @@ use sea_orm::{
 
 pub use rows::{tool_calls_of, AnswerIds, ItemStatus, ItemType, Page, RecordedAnswer, Role, Turn};
 pub use tasks::{TaskFilter, TaskUpdate};
-pub use tokens::{ConsumeOutcome, RevocationState, Successor};
+pub use tokens::{
+    ConsumeOutcome, RevocationListener, RevocationNotice, RevocationState, Successor,
+};
 
 use secrecy::ExposeSecret;
 

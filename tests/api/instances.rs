@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Statement};
+use secrecy::ExposeSecret;
 
 use crate::helpers::{spawn_app_with, spawn_with, test_settings, TestDb};
 
@@ -93,4 +94,52 @@ async fn one_instance_serves_while_the_other_restarts() {
     let b = restarting.await.unwrap();
     b.get("/api/chatkit/threads", &secret).await.ok();
     a.get("/api/chatkit/threads", &secret).await.ok();
+}
+
+/// A sign-out on A is refused on B at once on PostgreSQL (A announces it with `NOTIFY`, B's
+/// listener drops its cached answer). SQLite has no such channel (one process serves the
+/// file), so there the guarantee is the cache TTL, which is what this asserts instead.
+#[tokio::test]
+async fn a_sign_out_on_one_instance_is_refused_on_the_other() {
+    let a = spawn_app_with(|s| s.session.revocation_cache_ttl_secs = 1).await;
+    let b = a.another_instance().await;
+    let on_postgres = a
+        .settings
+        .database
+        .url
+        .expose_secret()
+        .starts_with("postgres");
+    for (all, path) in [
+        (false, "/api/chatkit/session"),
+        (true, "/api/chatkit/session?all=true"),
+    ] {
+        let secret = a.login("alice").await;
+        // B caches "not revoked" for this family and user.
+        b.get("/api/chatkit/threads", &secret).await.ok();
+        assert_eq!(a.delete(path, &secret).await.status, 204, "all={all}");
+        let deadline = if on_postgres {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(1500)
+        };
+        let started = tokio::time::Instant::now();
+        loop {
+            let reply = b.get("/api/chatkit/threads", &secret).await;
+            if reply.status == 401 {
+                reply.assert_error(401, "auth.revoked");
+                break;
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "B still accepted a revoked session after {deadline:?} (all={all})"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !on_postgres {
+            assert!(
+                started.elapsed() >= Duration::from_millis(500),
+                "on SQLite B answers from its cache until the TTL (all={all})"
+            );
+        }
+    }
 }
