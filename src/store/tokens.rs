@@ -264,4 +264,16 @@ impl Store {
             .await?;
         Ok(result.rows_affected)
     }
+
+    /// Deletes revocations made before `before`, which the caller picks so that no token
+    /// of a family they cover can still be used. One conditional `DELETE`, so instances
+    /// purging at once just share the work; on PostgreSQL a "sign out everywhere" moved
+    /// forward meanwhile is re-checked against the condition and kept.
+    pub async fn purge_revocations(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let result = revocation::Entity::delete_many()
+            .filter(revocation::Column::NotBefore.lt(before))
+            .exec(&self.write)
+            .await?;
+        Ok(result.rows_affected)
+    }
 }

@@ -143,3 +143,28 @@ async fn a_sign_out_on_one_instance_is_refused_on_the_other() {
         }
     }
 }
+
+/// Revocations older than any token they could cover are purged, by several instances at
+/// once without harm, and a recent one survives.
+#[tokio::test]
+async fn old_revocations_are_purged_safely_by_several_instances() {
+    use chatkit_gateway::{domain::UserId, store::Store};
+    let db = TestDb::new().await;
+    let open = || Store::connect(&db.url, 2, Duration::from_secs(5));
+    let (one, two) = (open().await.unwrap(), open().await.unwrap());
+    one.migrate().await.unwrap();
+    let (old, fresh) = (
+        UserId::parse("old").unwrap(),
+        UserId::parse("fresh").unwrap(),
+    );
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(60);
+    one.revoke_all(&old, long_ago).await.unwrap();
+    one.revoke_family(&fresh, "sid_recent").await.unwrap();
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(30);
+    let (a, b) = tokio::join!(one.purge_revocations(cutoff), two.purge_revocations(cutoff));
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "the old row went, once");
+    let gone = one.revocation_state(&old, "sid_any").await.unwrap();
+    assert_eq!(gone.user_not_before, None);
+    let kept = two.revocation_state(&fresh, "sid_recent").await.unwrap();
+    assert!(kept.family_revoked, "a recent revocation is kept");
+}
