@@ -283,7 +283,7 @@ async fn limit_body<E: Endpoint>(
     ep.call(req).await.map(IntoResponse::into_response)
 }
 
-/// Consumed refresh tokens expire; clear them out now and then.
+/// Consumed refresh tokens and old revocations stop mattering; clear them out now and then.
 fn spawn_purger(auth: AuthService) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
