@@ -188,6 +188,23 @@ fn openapi_prints_the_document() {
     assert!(spec["paths"]["/api/chatkit/messages"]["post"].is_object());
 }
 
+#[test]
+fn openapi_into_a_closed_pipe_exits_quietly() {
+    // `openapi | head` closes the pipe after a few lines; closing it before the first
+    // write is the same case, made deterministic.
+    let mut child = bin()
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
+
 #[tokio::test]
 async fn dev_token_is_accepted_by_session() {
     let out = bin()
