@@ -344,3 +344,28 @@ async fn examples_follow_their_schemas() {
         ["text/event-stream"];
     assert!(sse.is_object(), "the SSE response is not documented");
 }
+
+/// The document is a contract clients generate code from: a change to it shows up in review
+/// as a diff of tests/openapi-ts/openapi.json. `UPDATE_SNAPSHOT=1` rewrites the snapshot.
+#[test]
+fn the_document_matches_its_snapshot() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi-ts/openapi.json");
+    let doc = format!("{}\n", chatkit_gateway::api::spec_json());
+    assert_eq!(
+        doc,
+        format!("{}\n", chatkit_gateway::api::spec_json()),
+        "the document differs from run to run"
+    );
+    if std::env::var_os("UPDATE_SNAPSHOT").is_some() {
+        std::fs::write(&path, &doc).unwrap();
+        return;
+    }
+    let snapshot = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        snapshot == doc,
+        "the OpenAPI document differs from {}; review the change, then rerun with \
+         UPDATE_SNAPSHOT=1 to accept it",
+        path.display()
+    );
+}
