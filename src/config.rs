@@ -328,6 +328,13 @@ impl Settings {
     pub fn load_from(vars: &[(String, String)]) -> Result<Self, ConfigError> {
         let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let env_name = lookup("APP_ENV").unwrap_or_else(|| "development".into());
+        // Checked here: the deserializer would only say "no variant constructor … for key
+        // `env`", naming neither the variable the operator set nor what it may be.
+        if !matches!(env_name.as_str(), "development" | "production") {
+            return Err(ConfigError::Invalid(format!(
+                "APP_ENV = {env_name:?} is not an environment; use \"development\" or \"production\""
+            )));
+        }
         let dir = lookup("APP_CONFIG_DIR").unwrap_or_else(|| "config".into());
         let mut builder =
             Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
@@ -582,6 +589,12 @@ impl Settings {
         }
         let session = self.session.secret.expose_secret();
         let upstream = self.upstream.hs256_secret.expose_secret();
+        if session.is_empty() {
+            return bad(format!(
+                "session.secret (CHATKIT_SESSION_SECRET) is not set; set a random secret of at \
+                 least {MIN_SECRET_BYTES} bytes (`openssl rand -base64 48`)"
+            ));
+        }
         if session.len() < MIN_SECRET_BYTES {
             return bad(format!(
                 "session.secret (CHATKIT_SESSION_SECRET) is {} bytes; it must be at least {MIN_SECRET_BYTES}",

@@ -205,6 +205,35 @@ fn openapi_into_a_closed_pipe_exits_quietly() {
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
 }
 
+#[test]
+fn a_bad_app_env_names_app_env_and_its_values() {
+    let out = bin()
+        .env("APP_ENV", "prod")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for word in ["APP_ENV", "\"prod\"", "\"development\"", "\"production\""] {
+        assert!(stderr.contains(word), "{word} missing: {stderr}");
+    }
+}
+
+#[test]
+fn a_missing_session_secret_says_not_set() {
+    let out = bin()
+        .env("APP_ENV", "production")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("CHATKIT_SESSION_SECRET") && stderr.contains("is not set"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn dev_token_is_accepted_by_session() {
     let out = bin()
