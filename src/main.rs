@@ -81,10 +81,27 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("chatkit-gateway: {e:#}");
+            eprintln!("chatkit-gateway: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once: database errors repeat their source's text in
+/// their own message, so `{:#}` printed one failure three or four times.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// `println!` panics when stdout is closed early (`openapi | head`); a reader that stops

@@ -234,6 +234,25 @@ fn a_missing_session_secret_says_not_set() {
     );
 }
 
+#[test]
+fn an_unreachable_database_is_named_once() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let out = bin()
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/test")
+        .env("GATEWAY__DATABASE__ACQUIRE_TIMEOUT_MS", "300")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("connection refused"), "{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    assert!(
+        stderr.matches("pool timed out").count() <= 1,
+        "the chain repeats itself: {stderr}"
+    );
+}
+
 #[tokio::test]
 async fn dev_token_is_accepted_by_session() {
     let out = bin()
