@@ -565,13 +565,36 @@ impl Settings {
         Ok(())
     }
 
-    /// Rules every environment must satisfy, plus the production refusals.
+    /// Rules every environment must satisfy, plus the production refusals. Every group of
+    /// rules is checked and the refusals are reported together: fixing one setting per
+    /// start-up attempt made a misconfigured deployment a long loop.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut refusals = Vec::new();
+        for check in [
+            self.check_ranges(),
+            self.rate_limits.check(),
+            self.agent.check_mcp_servers(self.env == AppEnv::Production),
+            self.check_openai(),
+            self.check_secrets(),
+        ] {
+            match check {
+                Ok(()) => {}
+                Err(ConfigError::Invalid(msg)) => refusals.push(msg),
+                Err(other) => refusals.push(other.to_string()),
+            }
+        }
+        match refusals.len() {
+            0 => Ok(()),
+            1 => Err(ConfigError::Invalid(refusals.remove(0))),
+            n => Err(ConfigError::Invalid(format!(
+                "{n} problems:\n  - {}",
+                refusals.join("\n  - ")
+            ))),
+        }
+    }
+
+    fn check_openai(&self) -> Result<(), ConfigError> {
         let bad = |msg: String| Err(ConfigError::Invalid(msg));
-        self.check_ranges()?;
-        self.rate_limits.check()?;
-        self.agent
-            .check_mcp_servers(self.env == AppEnv::Production)?;
         if self.agent.provider == AgentProvider::OpenAi {
             let o = &self.agent.openai;
             if !(o.base_url.starts_with("http://") || o.base_url.starts_with("https://")) {
@@ -587,6 +610,11 @@ impl Settings {
                 return bad("agent.openai.max_tool_steps must be at least 1".into());
             }
         }
+        Ok(())
+    }
+
+    fn check_secrets(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(msg));
         let session = self.session.secret.expose_secret();
         let upstream = self.upstream.hs256_secret.expose_secret();
         if session.is_empty() {

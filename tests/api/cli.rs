@@ -253,6 +253,28 @@ fn an_unreachable_database_is_named_once() {
     );
 }
 
+#[test]
+fn every_configuration_refusal_is_reported_at_once() {
+    let out = bin()
+        .env("APP_ENV", "production")
+        .env("GATEWAY__MESSAGES__MAX_CHARS", "0")
+        .env("AGENT_PROVIDER", "openai")
+        .env("OPENAI_BASE_URL", "ftp://models.example")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for word in [
+        "3 problems",
+        "GATEWAY__MESSAGES__MAX_CHARS",
+        "OPENAI_BASE_URL",
+        "CHATKIT_SESSION_SECRET",
+    ] {
+        assert!(stderr.contains(word), "{word} missing: {stderr}");
+    }
+}
+
 #[tokio::test]
 async fn dev_token_is_accepted_by_session() {
     let out = bin()
