@@ -369,3 +369,22 @@ fn the_document_matches_its_snapshot() {
         path.display()
     );
 }
+
+/// The SSE example names the events in the order a turn sends them, and each data line is
+/// JSON: a client writer reads the stream's shape from it.
+#[test]
+fn the_event_stream_example_lists_the_events() {
+    let spec: Value = serde_json::from_str(&chatkit_gateway::api::spec_json()).unwrap();
+    let example = spec["paths"]["/api/chatkit/messages"]["post"]["responses"]["200"]["content"]
+        ["text/event-stream"]["schema"]["example"]
+        .as_str()
+        .expect("the event stream has an example");
+    let events: Vec<&str> = example
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events, ["message.recorded", "tool_call", "delta", "done"]);
+    for data in example.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        serde_json::from_str::<Value>(data).unwrap_or_else(|e| panic!("{data}: {e}"));
+    }
+}
