@@ -31,9 +31,16 @@ pub struct Application {
 /// Connects to the database and applies migrations when configured to.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let db = &settings.database;
-    let store = Store::open(db)
-        .await
-        .context("could not connect to the database (DATABASE_URL)")?;
+    let store = match Store::open(db).await {
+        Ok(store) => store,
+        Err(e) => {
+            let mut err = anyhow::Error::new(e);
+            if let Some(why) = unreachable_server(db.url.expose_secret()).await {
+                err = err.context(why);
+            }
+            return Err(err.context("could not connect to the database (DATABASE_URL)"));
+        }
+    };
     if db.run_migrations {
         store
             .migrate()
@@ -41,6 +48,27 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
             .context("could not apply migrations")?;
     }
     Ok(store)
+}
+
+/// Why a PostgreSQL server cannot be reached, if a plain TCP connection says so. The pool
+/// retries until its acquire timeout and then reports only "pool timed out", hiding the
+/// "connection refused" or unknown host an operator needs to see.
+async fn unreachable_server(url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(url).ok()?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return None;
+    }
+    let host = url.host_str()?.trim_matches(['[', ']']).to_owned();
+    let port = url.port().unwrap_or(5432);
+    let probe = tokio::net::TcpStream::connect((host.as_str(), port));
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(format!(
+            "{host}:{port}: connection refused (is PostgreSQL running?)"
+        )),
+        Ok(Err(e)) => Some(format!("{host}:{port}: {e}")),
+        Err(_) => Some(format!("{host}:{port}: no answer within 2 s")),
+    }
 }
 
 fn upstream(settings: &Settings) -> Upstream {

@@ -328,6 +328,13 @@ impl Settings {
     pub fn load_from(vars: &[(String, String)]) -> Result<Self, ConfigError> {
         let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let env_name = lookup("APP_ENV").unwrap_or_else(|| "development".into());
+        // Checked here: the deserializer would only say "no variant constructor … for key
+        // `env`", naming neither the variable the operator set nor what it may be.
+        if !matches!(env_name.as_str(), "development" | "production") {
+            return Err(ConfigError::Invalid(format!(
+                "APP_ENV = {env_name:?} is not an environment; use \"development\" or \"production\""
+            )));
+        }
         let dir = lookup("APP_CONFIG_DIR").unwrap_or_else(|| "config".into());
         let mut builder =
             Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
@@ -558,13 +565,36 @@ impl Settings {
         Ok(())
     }
 
-    /// Rules every environment must satisfy, plus the production refusals.
+    /// Rules every environment must satisfy, plus the production refusals. Every group of
+    /// rules is checked and the refusals are reported together: fixing one setting per
+    /// start-up attempt made a misconfigured deployment a long loop.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut refusals = Vec::new();
+        for check in [
+            self.check_ranges(),
+            self.rate_limits.check(),
+            self.agent.check_mcp_servers(self.env == AppEnv::Production),
+            self.check_openai(),
+            self.check_secrets(),
+        ] {
+            match check {
+                Ok(()) => {}
+                Err(ConfigError::Invalid(msg)) => refusals.push(msg),
+                Err(other) => refusals.push(other.to_string()),
+            }
+        }
+        match refusals.len() {
+            0 => Ok(()),
+            1 => Err(ConfigError::Invalid(refusals.remove(0))),
+            n => Err(ConfigError::Invalid(format!(
+                "{n} problems:\n  - {}",
+                refusals.join("\n  - ")
+            ))),
+        }
+    }
+
+    fn check_openai(&self) -> Result<(), ConfigError> {
         let bad = |msg: String| Err(ConfigError::Invalid(msg));
-        self.check_ranges()?;
-        self.rate_limits.check()?;
-        self.agent
-            .check_mcp_servers(self.env == AppEnv::Production)?;
         if self.agent.provider == AgentProvider::OpenAi {
             let o = &self.agent.openai;
             if !(o.base_url.starts_with("http://") || o.base_url.starts_with("https://")) {
@@ -580,8 +610,19 @@ impl Settings {
                 return bad("agent.openai.max_tool_steps must be at least 1".into());
             }
         }
+        Ok(())
+    }
+
+    fn check_secrets(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(msg));
         let session = self.session.secret.expose_secret();
         let upstream = self.upstream.hs256_secret.expose_secret();
+        if session.is_empty() {
+            return bad(format!(
+                "session.secret (CHATKIT_SESSION_SECRET) is not set; set a random secret of at \
+                 least {MIN_SECRET_BYTES} bytes (`openssl rand -base64 48`)"
+            ));
+        }
         if session.len() < MIN_SECRET_BYTES {
             return bad(format!(
                 "session.secret (CHATKIT_SESSION_SECRET) is {} bytes; it must be at least {MIN_SECRET_BYTES}",

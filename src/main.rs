@@ -52,8 +52,7 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Openapi) = cli.command {
-        println!("{}", chatkit_gateway::api::spec_json());
-        return ExitCode::SUCCESS;
+        return print_openapi();
     }
     let settings = match Settings::load() {
         Ok(s) => s,
@@ -82,7 +81,40 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("chatkit-gateway: {e:#}");
+            eprintln!("chatkit-gateway: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, each said once: database errors repeat their source's text in
+/// their own message, so `{:#}` printed one failure three or four times.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// `println!` panics when stdout is closed early (`openapi | head`); a reader that stops
+/// reading is not an error, so a broken pipe exits 0 quietly.
+fn print_openapi() -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let doc = chatkit_gateway::api::spec_json();
+    match writeln!(out, "{doc}").and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatkit-gateway: cannot write the document: {e}");
             ExitCode::FAILURE
         }
     }

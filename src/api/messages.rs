@@ -2,7 +2,7 @@ use poem::{web::Data, IntoResponse, Request, Response};
 use poem_openapi::{
     param::Header,
     payload::Json,
-    registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
+    registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry},
     types::Type,
     ApiResponse, OpenApi,
 };
@@ -73,7 +73,7 @@ impl ApiResponse for JsonOrEvents {
                     },
                     MetaMediaType {
                         content_type: "text/event-stream",
-                        schema: String::schema_ref(),
+                        schema: event_stream_schema(),
                     },
                 ],
                 headers: vec![],
@@ -84,6 +84,24 @@ impl ApiResponse for JsonOrEvents {
     fn register(registry: &mut Registry) {
         SendMessageResponse::register(registry);
     }
+}
+
+/// The event stream as text, with an example of one turn that called a tool, so the event
+/// names and their data read as they arrive.
+fn event_stream_schema() -> MetaSchemaRef {
+    const EXAMPLE: &str = "event: message.recorded\n\
+        data: {\"thread_id\":\"thr_0193522c4e1d7c3a9f2b6e8d0a4c1f57\",\"message_id\":\"msg_0193522c4e2f7b18a6c04d9e3b5f7a21\"}\n\n\
+        event: tool_call\n\
+        data: {\"tool\":\"add_task\",\"args\":{\"title\":\"Buy milk\"},\"result\":{\"task\":{\"task_id\":3,\"title\":\"Buy milk\",\"description\":null,\"completed\":false,\"created_at\":\"2026-11-22T08:03:39.870Z\"}}}\n\n\
+        event: delta\n\
+        data: {\"text\":\"Added \\\"Buy milk\\\" as task 3.\"}\n\n\
+        : keep-alive\n\n\
+        event: done\n\
+        data: {\"message_id\":\"msg_0193522c4e2f7b18a6c04d9e3b5f7a21\",\"response_id\":\"msg_0193522c9b0e7a41b3d95c7e2f816a0d\",\"response\":\"Added \\\"Buy milk\\\" as task 3.\",\"thread_id\":\"thr_0193522c4e1d7c3a9f2b6e8d0a4c1f57\",\"tool_calls\":[{\"tool\":\"add_task\",\"args\":{\"title\":\"Buy milk\"},\"result\":{\"task\":{\"task_id\":3,\"title\":\"Buy milk\",\"description\":null,\"completed\":false,\"created_at\":\"2026-11-22T08:03:39.870Z\"}}}]}\n\n";
+    MetaSchemaRef::Inline(Box::new(MetaSchema {
+        example: Some(serde_json::Value::from(EXAMPLE)),
+        ..MetaSchema::new("string")
+    }))
 }
 
 /// The `Idempotency-Key`, read from the raw header: the typed parameter drops a value that

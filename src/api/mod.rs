@@ -53,6 +53,9 @@ pub fn service() -> OpenApiService<Apis, ()> {
         "chatkit-gateway",
         env!("CARGO_PKG_VERSION"),
     )
+    // Relative: the document is served by the gateway it describes, so Swagger UI and
+    // generated clients call the origin they loaded it from.
+    .server(poem_openapi::ServerObject::new("/").description("The gateway serving this document"))
     .description(
         "Backend-for-frontend for ChatKit-style chat UIs. Exchange a Better Auth JWT for a \
          client_secret at POST /api/chatkit/session, then call every other route with \

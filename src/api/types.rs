@@ -3,10 +3,11 @@
 use entity::{thread, thread_item};
 use poem_openapi::{
     registry::{MetaSchema, MetaSchemaRef},
+    types::Example,
     types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type},
     ApiResponse, Object,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use chrono::{DateTime, Utc};
 use entity::thread_item::ItemStatus;
@@ -91,12 +92,13 @@ impl poem_openapi::types::ToJSON for StrictString {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct SessionResponse {
     /// Send as `Authorization: Bearer <client_secret>`.
     pub client_secret: String,
     pub user_id: String,
     /// RFC 3339 UTC.
-    pub expires_at: String,
+    pub expires_at: Timestamp,
     /// Seconds until `expires_at`.
     pub expires_in: u64,
 }
@@ -106,24 +108,26 @@ impl From<MintedSession> for SessionResponse {
         Self {
             client_secret: m.client_secret,
             user_id: m.user.as_str().to_owned(),
-            expires_at: format_time(&m.expires_at),
+            expires_at: Timestamp::at(&m.expires_at),
             expires_in: m.expires_in,
         }
     }
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct RefreshRequest {
     /// The current client_secret (it may have expired, within the grace period).
     pub token: StrictString,
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct Thread {
     pub id: String,
     pub title: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     /// User and assistant messages in the thread.
     pub message_count: i32,
     pub metadata: Value,
@@ -134,8 +138,8 @@ impl From<thread::Model> for Thread {
         Self {
             id: t.id,
             title: t.title,
-            created_at: format_time(&t.created_at),
-            updated_at: format_time(&t.updated_at),
+            created_at: Timestamp::at(&t.created_at),
+            updated_at: Timestamp::at(&t.updated_at),
             message_count: t.message_count,
             metadata: t.metadata,
         }
@@ -153,6 +157,7 @@ pub struct ThreadList {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct ThreadInput {
     /// 1 to 200 characters, not only white space. Defaults to "New chat" on create.
     #[oai(nullable)]
@@ -163,17 +168,18 @@ pub struct ThreadInput {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct Message {
     pub id: String,
     /// `user` or `assistant`.
-    pub role: String,
+    pub role: RoleField,
     pub content: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// User messages: `pending`, `completed` or `failed` (the agent did not answer it).
-    pub status: String,
+    pub status: StatusField,
     /// The user's rating (`positive` or `negative`), given through ChatKit's feedback.
     #[oai(nullable)]
-    pub feedback: Option<String>,
+    pub feedback: Option<FeedbackField>,
 }
 
 impl Message {
@@ -187,15 +193,15 @@ impl Message {
             && m.updated_at < stale_before;
         Self {
             id: m.id,
-            role: m.role.as_str().to_owned(),
+            role: Declared::new(m.role.as_str().to_owned()),
             content: m.content,
-            created_at: format_time(&m.created_at),
-            status: if abandoned {
+            created_at: Timestamp::at(&m.created_at),
+            status: Declared::new(if abandoned {
                 ItemStatus::Failed.as_str().to_owned()
             } else {
                 m.status.as_str().to_owned()
-            },
-            feedback: m.feedback,
+            }),
+            feedback: m.feedback.map(Declared::new),
         }
     }
 }
@@ -221,6 +227,7 @@ pub struct MessagePage {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct SendMessageRequest {
     /// The thread to post to; null starts a new thread titled after the message.
     #[oai(nullable)]
@@ -232,6 +239,7 @@ pub struct SendMessageRequest {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct ToolCall {
     pub tool: String,
     pub args: Value,
@@ -249,6 +257,7 @@ impl From<ToolCallRecord> for ToolCall {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct SendMessageResponse {
     /// The recorded user message.
     pub message_id: String,
@@ -298,6 +307,10 @@ pub trait DeclaredSchema {
 }
 
 impl<T, S> Declared<T, S> {
+    pub fn new(value: T) -> Self {
+        Self(value, std::marker::PhantomData)
+    }
+
     #[must_use]
     pub fn into_inner(self) -> T {
         self.0
@@ -451,3 +464,156 @@ impl DeclaredSchema for IdempotencyKeySchema {
     }
 }
 pub type IdempotencyKeyParam = Declared<String, IdempotencyKeySchema>;
+
+/// A UTC instant as RFC 3339 with milliseconds (see [`crate::domain::format_time`]); kept
+/// as the formatted string so the wire form does not depend on poem-openapi's rendering.
+pub struct DateTimeSchema;
+impl DeclaredSchema for DateTimeSchema {
+    fn schema() -> MetaSchema {
+        MetaSchema::new_with_format("string", "date-time")
+    }
+}
+pub type Timestamp = Declared<String, DateTimeSchema>;
+
+impl Timestamp {
+    pub fn at(t: &DateTime<Utc>) -> Self {
+        Self::new(format_time(t))
+    }
+}
+
+fn string_enum(items: &[&str]) -> MetaSchema {
+    MetaSchema {
+        enum_items: items.iter().map(|&i| Value::from(i)).collect(),
+        ..MetaSchema::new("string")
+    }
+}
+
+/// Who wrote a message (see `entity::thread_item::Role`).
+pub struct RoleSchema;
+impl DeclaredSchema for RoleSchema {
+    fn schema() -> MetaSchema {
+        string_enum(&["user", "assistant"])
+    }
+}
+pub type RoleField = Declared<String, RoleSchema>;
+
+/// Where a message stands (see [`ItemStatus`]).
+pub struct StatusSchema;
+impl DeclaredSchema for StatusSchema {
+    fn schema() -> MetaSchema {
+        string_enum(&["pending", "completed", "failed"])
+    }
+}
+pub type StatusField = Declared<String, StatusSchema>;
+
+/// A user's rating of an answer.
+pub struct FeedbackSchema;
+impl DeclaredSchema for FeedbackSchema {
+    fn schema() -> MetaSchema {
+        string_enum(&["positive", "negative"])
+    }
+}
+pub type FeedbackField = Declared<String, FeedbackSchema>;
+
+// Examples: what Swagger UI and generated clients show instead of `"string"`. The values
+// are shaped like real ones (ids, RFC 3339 times, a call of the built-in `add_task` tool).
+
+const EXAMPLE_THREAD_ID: &str = "thr_0193522c4e1d7c3a9f2b6e8d0a4c1f57";
+const EXAMPLE_USER_ID: &str = "user_8f3a2c";
+const EXAMPLE_SECRET: &str =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c2VyXzhmM2EyYyJ9.c2lnbmF0dXJl";
+
+fn ts(s: &str) -> Timestamp {
+    Timestamp::new(s.to_owned())
+}
+
+impl Example for SessionResponse {
+    fn example() -> Self {
+        Self {
+            client_secret: EXAMPLE_SECRET.to_owned(),
+            user_id: EXAMPLE_USER_ID.to_owned(),
+            expires_at: ts("2026-11-22T09:15:00.000Z"),
+            expires_in: 900,
+        }
+    }
+}
+
+impl Example for RefreshRequest {
+    fn example() -> Self {
+        Self {
+            token: StrictString(EXAMPLE_SECRET.to_owned()),
+        }
+    }
+}
+
+impl Example for Thread {
+    fn example() -> Self {
+        Self {
+            id: EXAMPLE_THREAD_ID.to_owned(),
+            title: "Groceries".to_owned(),
+            created_at: ts("2026-11-22T08:01:12.345Z"),
+            updated_at: ts("2026-11-22T08:03:40.120Z"),
+            message_count: 2,
+            metadata: json!({"color": "green"}),
+        }
+    }
+}
+
+impl Example for ThreadInput {
+    fn example() -> Self {
+        Self {
+            title: Some(Declared::new(StrictString("Groceries".to_owned()))),
+            metadata: Some(Declared::new(json!({"color": "green"}))),
+        }
+    }
+}
+
+impl Example for Message {
+    fn example() -> Self {
+        Self {
+            id: "msg_0193522c9b0e7a41b3d95c7e2f816a0d".to_owned(),
+            role: Declared::new("assistant".to_owned()),
+            content: "Added \"Buy milk\" as task 3.".to_owned(),
+            created_at: ts("2026-11-22T08:03:40.120Z"),
+            status: Declared::new("completed".to_owned()),
+            feedback: Some(Declared::new("positive".to_owned())),
+        }
+    }
+}
+
+impl Example for SendMessageRequest {
+    fn example() -> Self {
+        Self {
+            thread_id: Some(StrictString(EXAMPLE_THREAD_ID.to_owned())),
+            message: Declared::new(StrictString("Remind me to buy milk".to_owned())),
+        }
+    }
+}
+
+impl Example for ToolCall {
+    fn example() -> Self {
+        Self {
+            tool: "add_task".to_owned(),
+            args: json!({"title": "Buy milk"}),
+            result: json!({"task": {
+                "task_id": 3,
+                "title": "Buy milk",
+                "description": null,
+                "completed": false,
+                "created_at": "2026-11-22T08:03:39.870Z",
+            }}),
+        }
+    }
+}
+
+impl Example for SendMessageResponse {
+    fn example() -> Self {
+        Self {
+            message_id: "msg_0193522c4e2f7b18a6c04d9e3b5f7a21".to_owned(),
+            response_id: "msg_0193522c9b0e7a41b3d95c7e2f816a0d".to_owned(),
+            response: "Added \"Buy milk\" as task 3.".to_owned(),
+            thread_id: EXAMPLE_THREAD_ID.to_owned(),
+            tool_calls: vec![ToolCall::example()],
+        }
+    }
+}

@@ -188,6 +188,93 @@ fn openapi_prints_the_document() {
     assert!(spec["paths"]["/api/chatkit/messages"]["post"].is_object());
 }
 
+#[test]
+fn openapi_into_a_closed_pipe_exits_quietly() {
+    // `openapi | head` closes the pipe after a few lines; closing it before the first
+    // write is the same case, made deterministic.
+    let mut child = bin()
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
+
+#[test]
+fn a_bad_app_env_names_app_env_and_its_values() {
+    let out = bin()
+        .env("APP_ENV", "prod")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for word in ["APP_ENV", "\"prod\"", "\"development\"", "\"production\""] {
+        assert!(stderr.contains(word), "{word} missing: {stderr}");
+    }
+}
+
+#[test]
+fn a_missing_session_secret_says_not_set() {
+    let out = bin()
+        .env("APP_ENV", "production")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("CHATKIT_SESSION_SECRET") && stderr.contains("is not set"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreachable_database_is_named_once() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let out = bin()
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/test")
+        .env("GATEWAY__DATABASE__ACQUIRE_TIMEOUT_MS", "300")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("connection refused"), "{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+    assert!(
+        stderr.matches("pool timed out").count() <= 1,
+        "the chain repeats itself: {stderr}"
+    );
+}
+
+#[test]
+fn every_configuration_refusal_is_reported_at_once() {
+    let out = bin()
+        .env("APP_ENV", "production")
+        .env("GATEWAY__MESSAGES__MAX_CHARS", "0")
+        .env("AGENT_PROVIDER", "openai")
+        .env("OPENAI_BASE_URL", "ftp://models.example")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for word in [
+        "3 problems",
+        "GATEWAY__MESSAGES__MAX_CHARS",
+        "OPENAI_BASE_URL",
+        "CHATKIT_SESSION_SECRET",
+    ] {
+        assert!(stderr.contains(word), "{word} missing: {stderr}");
+    }
+}
+
 #[tokio::test]
 async fn dev_token_is_accepted_by_session() {
     let out = bin()

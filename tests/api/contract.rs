@@ -275,3 +275,116 @@ async fn a_405_lists_the_allowed_methods() {
     let ok = app.request(Method::GET, "/healthz", None, None, &[]).await;
     assert!(ok.headers.get("allow").is_none());
 }
+
+/// Every example obeys its own schema (a generated client or Swagger's "Try it out" would
+/// otherwise start from a value the service refuses or never sends).
+#[tokio::test]
+async fn examples_follow_their_schemas() {
+    let app = spawn_app().await;
+    let spec = document(&app).await;
+    assert_eq!(spec["servers"][0]["url"], "/");
+    let schemas = spec["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "SessionResponse",
+        "RefreshRequest",
+        "Thread",
+        "ThreadInput",
+        "Message",
+        "SendMessageRequest",
+        "SendMessageResponse",
+        "ToolCall",
+    ] {
+        let schema = &schemas[name];
+        let example = schema["example"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name} has no example"));
+        let props = schema["properties"].as_object().unwrap();
+        for required in schema["required"].as_array().into_iter().flatten() {
+            assert!(
+                example.contains_key(required.as_str().unwrap()),
+                "{name}.{required} missing from its example"
+            );
+        }
+        for (key, value) in example {
+            let prop = props
+                .get(key)
+                .unwrap_or_else(|| panic!("{name} example has undeclared {key}"));
+            if let Some(allowed) = prop["enum"].as_array() {
+                assert!(
+                    allowed.contains(value),
+                    "{name}.{key} = {value} not in enum"
+                );
+            }
+            if prop["format"] == "date-time" {
+                chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap())
+                    .unwrap_or_else(|e| panic!("{name}.{key}: {e}"));
+            }
+        }
+    }
+    let call = &schemas["SendMessageResponse"]["example"]["tool_calls"][0];
+    assert!(call["args"].is_object() && call["result"].is_object());
+    for (name, key) in [("Message", "role"), ("Message", "status")] {
+        assert!(
+            schemas[name]["properties"][key]["enum"].is_array(),
+            "{name}.{key}"
+        );
+    }
+    for (name, key) in [
+        ("Thread", "created_at"),
+        ("Thread", "updated_at"),
+        ("Message", "created_at"),
+        ("SessionResponse", "expires_at"),
+    ] {
+        assert_eq!(
+            schemas[name]["properties"][key]["format"], "date-time",
+            "{name}.{key}"
+        );
+    }
+    let sse = &operation(&spec, "/api/chatkit/messages", "post")["responses"]["200"]["content"]
+        ["text/event-stream"];
+    assert!(sse.is_object(), "the SSE response is not documented");
+}
+
+/// The document is a contract clients generate code from: a change to it shows up in review
+/// as a diff of tests/openapi-ts/openapi.json. `UPDATE_SNAPSHOT=1` rewrites the snapshot.
+#[test]
+fn the_document_matches_its_snapshot() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi-ts/openapi.json");
+    let doc = format!("{}\n", chatkit_gateway::api::spec_json());
+    assert_eq!(
+        doc,
+        format!("{}\n", chatkit_gateway::api::spec_json()),
+        "the document differs from run to run"
+    );
+    if std::env::var_os("UPDATE_SNAPSHOT").is_some() {
+        std::fs::write(&path, &doc).unwrap();
+        return;
+    }
+    let snapshot = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        snapshot == doc,
+        "the OpenAPI document differs from {}; review the change, then rerun with \
+         UPDATE_SNAPSHOT=1 to accept it",
+        path.display()
+    );
+}
+
+/// The SSE example names the events in the order a turn sends them, and each data line is
+/// JSON: a client writer reads the stream's shape from it.
+#[test]
+fn the_event_stream_example_lists_the_events() {
+    let spec: Value = serde_json::from_str(&chatkit_gateway::api::spec_json()).unwrap();
+    let example = spec["paths"]["/api/chatkit/messages"]["post"]["responses"]["200"]["content"]
+        ["text/event-stream"]["schema"]["example"]
+        .as_str()
+        .expect("the event stream has an example");
+    let events: Vec<&str> = example
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events, ["message.recorded", "tool_call", "delta", "done"]);
+    for data in example.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        serde_json::from_str::<Value>(data).unwrap_or_else(|e| panic!("{data}: {e}"));
+    }
+}
