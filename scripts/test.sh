@@ -34,6 +34,11 @@ env -u TEST_DATABASE_URL cargo test --workspace --locked
 echo "== ChatKit React client kit"
 GATEWAY_BIN="$PWD/target/debug/chatkit-gateway" clients/chatkit-react/test.sh
 
+# A TypeScript client generated from the OpenAPI document (openapi-typescript, pinned)
+# type-checks against a small use of it.
+echo "== TypeScript client from the OpenAPI document"
+tests/openapi-ts/run.sh
+
 # ChatKit conformance: a scripted session against the live gateway, every answer and event
 # validated with the official SDK's models (openai-chatkit, pinned; venv made on first run).
 echo "== ChatKit conformance on SQLite"
