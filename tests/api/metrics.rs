@@ -128,3 +128,45 @@ async fn no_metrics_listener_unless_configured() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert!(body["error"]["code"].is_string(), "{body}");
 }
+
+#[tokio::test]
+async fn jwks_fetches_and_failures_are_counted() {
+    use std::sync::atomic::Ordering;
+
+    use crate::jwks::{ed25519, FakeJwks};
+
+    let metrics_for = |jwks: &FakeJwks| {
+        let base = jwks.base.clone();
+        move |s: &mut chatkit_gateway::Settings| {
+            s.server.metrics_addr = Some("127.0.0.1:0".into());
+            s.upstream.base_url = base;
+        }
+    };
+    let key = ed25519("k");
+    let up = FakeJwks::start(&[&key]).await;
+    let down = FakeJwks::start(&[&key]).await;
+    down.failing.store(true, Ordering::SeqCst);
+    let first = spawn_app_with(metrics_for(&up)).await;
+    let metrics = first.metrics_base.clone().expect("a metrics listener");
+    let before = scrape(&first.client, &metrics).await;
+    // Each app warms its key cache in the background at start-up: one fetch each, and the
+    // one against the failing server fails.
+    let _ok = first.another_instance().await;
+    let _failing = spawn_app_with(metrics_for(&down)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let after = scrape(&first.client, &metrics).await;
+        let fetched =
+            sample(&after, "jwks_fetches_total", &[]) - sample(&before, "jwks_fetches_total", &[]);
+        let failed = sample(&after, "jwks_fetch_failures_total", &[])
+            - sample(&before, "jwks_fetch_failures_total", &[]);
+        if fetched >= 2.0 && failed >= 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fetches {fetched}, failures {failed}:\n{after}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
