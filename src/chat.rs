@@ -516,9 +516,17 @@ impl ChatService {
             let sink = sink;
             self.agent.respond(request, &tools, &sink).await
         };
+        let provider = self.agent.provider();
+        let started = std::time::Instant::now();
         let track = async move {
             let mut tracker = AnswerTracker::new(events, turn.created_at);
+            let mut first_token = true;
             while let Some(event) = rx.recv().await {
+                if first_token && matches!(event, AgentEvent::TextDelta(_)) {
+                    first_token = false;
+                    metrics::histogram!(crate::metrics::AGENT_FIRST_TOKEN, "provider" => provider)
+                        .record(started.elapsed().as_secs_f64());
+                }
                 tracker.on_agent_event(event);
             }
             tracker

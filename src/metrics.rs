@@ -12,6 +12,7 @@ pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 pub const TURNS: &str = "chat_turns_total";
 pub const AGENT_DURATION: &str = "agent_turn_duration_seconds";
+pub const AGENT_FIRST_TOKEN: &str = "agent_first_token_seconds";
 pub const TOOL_CALLS: &str = "agent_tool_calls_total";
 pub const SECRETS_MINTED: &str = "client_secrets_minted_total";
 pub const SECRETS_REFRESHED: &str = "client_secrets_refreshed_total";

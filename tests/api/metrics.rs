@@ -100,6 +100,8 @@ async fn metrics_move_with_traffic_and_stay_off_the_public_port() {
         "agent_turn_duration_seconds_count",
         &[r#"provider="local""#],
     );
+    // The streamed turn's first text delta.
+    moved("agent_first_token_seconds_count", &[r#"provider="local""#]);
     moved("agent_tool_calls_total", &[r#"tool="add_task""#]);
     moved("client_secrets_minted_total", &[]);
     moved("client_secrets_refreshed_total", &[]);
