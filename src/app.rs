@@ -157,7 +157,11 @@ impl Application {
             Some((acceptor, port)) => {
                 let handle = crate::metrics::handle().map_err(std::io::Error::other)?;
                 tracing::info!(port, "metrics listening");
-                Some(crate::metrics::spawn_listener(acceptor, handle))
+                Some(crate::metrics::spawn_listener(
+                    acceptor,
+                    handle,
+                    self.state.store.clone(),
+                ))
             }
             None => None,
         };

@@ -5,6 +5,7 @@
 
 use std::sync::OnceLock;
 
+use crate::store::Store;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use poem::{get, handler, listener::TcpAcceptor, web::Data, EndpointExt, Route, Server};
 
@@ -21,6 +22,7 @@ pub const REVOCATIONS: &str = "session_revocations_total";
 pub const JWKS_FETCHES: &str = "jwks_fetches_total";
 pub const JWKS_FAILURES: &str = "jwks_fetch_failures_total";
 pub const SSE_STREAMS: &str = "sse_streams_in_flight";
+pub const DB_POOL: &str = "db_pool_connections";
 
 /// Seconds; from a cached read to a slow agent turn.
 const BUCKETS: &[f64] = &[
@@ -46,7 +48,14 @@ pub fn handle() -> anyhow::Result<PrometheusHandle> {
 }
 
 #[handler]
-fn render(handle: Data<&PrometheusHandle>) -> String {
+fn render(handle: Data<&PrometheusHandle>, store: Data<&Store>) -> String {
+    // Read at scrape time: no task polling the pools in between.
+    for (pool, open, idle) in store.pool_stats() {
+        let in_use = open.saturating_sub(u32::try_from(idle).unwrap_or(u32::MAX));
+        metrics::gauge!(DB_POOL, "pool" => pool, "state" => "in_use").set(f64::from(in_use));
+        metrics::gauge!(DB_POOL, "pool" => pool, "state" => "idle")
+            .set(f64::from(u32::try_from(idle).unwrap_or(u32::MAX)));
+    }
     handle.render()
 }
 
@@ -54,8 +63,12 @@ fn render(handle: Data<&PrometheusHandle>) -> String {
 pub fn spawn_listener(
     acceptor: TcpAcceptor,
     handle: PrometheusHandle,
+    store: Store,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    let app = Route::new().at("/metrics", get(render)).data(handle);
+    let app = Route::new()
+        .at("/metrics", get(render))
+        .data(handle)
+        .data(store);
     tokio::spawn(Server::new_with_acceptor(acceptor).run(app))
 }
 

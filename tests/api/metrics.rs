@@ -112,6 +112,12 @@ async fn metrics_move_with_traffic_and_stay_off_the_public_port() {
         after.contains("sse_streams_in_flight"),
         "the stream gauge is exported:\n{after}"
     );
+    // Gauges of the last app scraped; on SQLite a read and a write pool, on PostgreSQL one.
+    assert!(
+        after.contains("db_pool_connections{pool=\"read\",state=\"idle\"}")
+            || after.contains("db_pool_connections{pool=\"shared\",state=\"idle\"}"),
+        "pool gauges are exported:\n{after}"
+    );
     // Ids never become labels: one series per route template, whatever the thread.
     assert!(!after.contains(id), "a thread id leaked into a label");
 }
