@@ -165,6 +165,15 @@ impl Application {
             }
             None => None,
         };
+        // Without the listener this instance still converges within the cache TTL, so a
+        // failure to start it is not fatal.
+        let listener = match self.state.auth.spawn_revocation_listener().await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "revocations from other instances will wait for the cache TTL");
+                None
+            }
+        };
         let app = routes(self.state.clone());
         tracing::info!(port = self.port, "chatkit-gateway listening");
         let server = &self.state.settings.server;
@@ -180,6 +189,9 @@ impl Application {
         purge.abort();
         if let Some(metrics) = metrics {
             metrics.abort();
+        }
+        if let Some(listener) = listener {
+            listener.abort();
         }
         self.state.store.close().await;
         result
@@ -309,7 +321,7 @@ async fn limit_body<E: Endpoint>(
     ep.call(req).await.map(IntoResponse::into_response)
 }
 
-/// Consumed refresh tokens expire; clear them out now and then.
+/// Consumed refresh tokens and old revocations stop mattering; clear them out now and then.
 fn spawn_purger(auth: AuthService) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));

@@ -8,7 +8,7 @@ use moka::future::Cache;
 
 use crate::{
     domain::UserId,
-    store::{Store, StoreError},
+    store::{RevocationNotice, Store, StoreError},
 };
 
 /// What this instance knows of revoked families and users, for at most the TTL.
@@ -96,5 +96,18 @@ impl RevocationCache {
     /// Records at once that this instance signed `user` out everywhere at `at`.
     pub async fn user_revoked(&self, user: &UserId, at: DateTime<Utc>) {
         self.users.insert(user.as_str().to_owned(), Some(at)).await;
+    }
+
+    /// Forgets what another instance announced it revoked, so the next check reads the
+    /// database.
+    pub async fn forget(&self, notice: &RevocationNotice) {
+        match notice {
+            RevocationNotice::Family(sid) => self.families.invalidate(sid).await,
+            RevocationNotice::User(user) => self.users.invalidate(user).await,
+            RevocationNotice::Unknown => {
+                self.families.invalidate_all();
+                self.users.invalidate_all();
+            }
+        }
     }
 }

@@ -250,12 +250,50 @@ impl AuthService {
         Ok(())
     }
 
+    /// On PostgreSQL, starts applying the revocations other instances announce to this
+    /// instance's cache; the listener is connected before this returns, so nothing
+    /// announced afterwards is missed. The cache TTL still bounds staleness if
+    /// notifications are lost.
+    pub async fn spawn_revocation_listener(
+        &self,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, AuthError> {
+        let Some(mut listener) = self.inner.store.revocation_listener().await? else {
+            return Ok(None);
+        };
+        let this = self.clone();
+        Ok(Some(tokio::spawn(async move {
+            while let Some(notice) = listener.next().await {
+                this.inner.revocations.forget(&notice).await;
+            }
+        })))
+    }
+
     /// Purges token state that can no longer matter (run periodically).
     pub async fn purge_expired(&self) {
         match self.inner.store.purge_consumed_tokens(now()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(purged = n, "purged consumed refresh tokens"),
             Err(e) => tracing::warn!(error = %e, "could not purge consumed refresh tokens"),
+        }
+        // A revocation covers families started before it was made; a family can be
+        // refreshed until `auth_time` (at most its start) plus the maximum age, and its last
+        // client_secret is then used until its expiry plus leeway. Past that the row
+        // decides nothing. The refresh grace is added as a margin.
+        let s = &self.inner.settings;
+        let horizon = seconds(
+            s.max_session_age_secs
+                .saturating_add(s.ttl_secs)
+                .saturating_add(s.leeway_secs)
+                .saturating_add(s.refresh_grace_secs),
+        );
+        // An absurd configured horizon purges nothing rather than overflowing.
+        let before = now()
+            .checked_sub_signed(horizon)
+            .unwrap_or(DateTime::UNIX_EPOCH);
+        match self.inner.store.purge_revocations(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "purged revocations"),
+            Err(e) => tracing::warn!(error = %e, "could not purge revocations"),
         }
     }
 

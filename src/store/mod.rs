@@ -30,7 +30,9 @@ use sea_orm::{
 
 pub use rows::{tool_calls_of, AnswerIds, ItemStatus, ItemType, Page, RecordedAnswer, Role, Turn};
 pub use tasks::{TaskFilter, TaskUpdate};
-pub use tokens::{ConsumeOutcome, RevocationState, Successor};
+pub use tokens::{
+    ConsumeOutcome, RevocationListener, RevocationNotice, RevocationState, Successor,
+};
 
 use secrecy::ExposeSecret;
 
@@ -201,6 +203,10 @@ impl WriteHealth {
     }
 }
 
+/// The advisory-lock key every instance takes around migrations (an arbitrary constant,
+/// "ckgw-mig" in ASCII), so that concurrent starts migrate once.
+const MIGRATION_LOCK_KEY: i64 = 0x636b_6777_2d6d_6967;
+
 /// The persistence handle: cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Store {
@@ -367,10 +373,41 @@ impl Store {
         }
     }
 
-    /// Applies pending migrations.
+    /// Applies pending migrations. On PostgreSQL several instances may start at once: a
+    /// session-level advisory lock, held on one dedicated connection, lets exactly one of
+    /// them migrate while the others wait and then find nothing pending. An SQLite file
+    /// is served by one process, so a process-wide lock is enough there (it covers several
+    /// servers built in one process, as the tests do).
     pub async fn migrate(&self) -> Result<(), DbErr> {
         use migration::MigratorTrait;
-        migration::Migrator::up(&self.write, None).await
+        if self.write.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+            static SQLITE_MIGRATIONS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+            let _one_at_a_time = SQLITE_MIGRATIONS.lock().await;
+            return migration::Migrator::up(&self.write, None).await;
+        }
+        let sqlx_err = |e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e));
+        let mut conn = self
+            .write
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(sqlx_err)?;
+        sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut *conn)
+            .await
+            .map_err(sqlx_err)?;
+        let result = migration::Migrator::up(&self.write, None).await;
+        let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut *conn)
+            .await;
+        if unlocked.is_err() {
+            // A session lock dies with its session: close the connection rather than
+            // return it to the pool still holding the lock.
+            let _ = conn.detach();
+        }
+        result
     }
 
     /// Readiness: a round trip to the database and, after a failed write, a write that

@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use entity::{consumed_token, revocation};
-use sea_orm::{sea_query::OnConflict, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    sea_query::OnConflict, sqlx::postgres::PgListener, ColumnTrait, ConnectionTrait,
+    DatabaseBackend, DbErr, EntityTrait, QueryFilter, RuntimeErr, Set, Statement,
+};
 
 use super::{Store, StoreError};
 use crate::domain::{now, UserId};
@@ -31,6 +34,51 @@ pub enum ConsumeOutcome {
         /// The successor minted then, so a refresh inside the race window returns the same one.
         successor: Option<Successor>,
     },
+}
+
+/// The PostgreSQL channel revocations are announced on.
+const REVOCATION_CHANNEL: &str = "chatkit_gateway_revocations";
+
+/// What another instance revoked, as announced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RevocationNotice {
+    /// The session family with this sid.
+    Family(String),
+    /// Every family of this user started so far.
+    User(String),
+    /// Notifications may have been missed (the listening connection dropped and was
+    /// re-established): anything cached may be stale.
+    Unknown,
+}
+
+/// Receives revocations announced by any instance (this one included).
+pub struct RevocationListener(PgListener);
+
+impl RevocationListener {
+    /// The next notice; `None` once the listener cannot go on.
+    pub async fn next(&mut self) -> Option<RevocationNotice> {
+        match self.0.try_recv().await {
+            Ok(Some(n)) => {
+                let payload = n.payload();
+                Some(if let Some(sid) = payload.strip_prefix("sid:") {
+                    RevocationNotice::Family(sid.to_owned())
+                } else if let Some(user) = payload.strip_prefix("user:") {
+                    RevocationNotice::User(user.to_owned())
+                } else {
+                    RevocationNotice::Unknown
+                })
+            }
+            // The connection was lost; the next call reconnects and listens again.
+            Ok(None) => Some(RevocationNotice::Unknown),
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation listener failed");
+                // sqlx reconnects on the next call; pause so a database outage is not a
+                // busy loop.
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                Some(RevocationNotice::Unknown)
+            }
+        }
+    }
 }
 
 fn sid_key(sid: &str) -> String {
@@ -122,6 +170,7 @@ impl Store {
             .exec_without_returning(&self.write)
             .await;
         self.health.track(inserted)?;
+        self.announce_revocation(&sid_key(sid)).await;
         Ok(())
     }
 
@@ -143,7 +192,46 @@ impl Store {
             .exec_without_returning(&self.write)
             .await;
         self.health.track(inserted)?;
+        self.announce_revocation(&user_key(user)).await;
         Ok(())
+    }
+
+    /// Tells the other instances (PostgreSQL `NOTIFY`) to forget what they cached under
+    /// `key`. Best effort: the row is already written, and a lost notification only
+    /// delays the others until their cache entry expires.
+    async fn announce_revocation(&self, key: &str) {
+        if self.write.get_database_backend() != DatabaseBackend::Postgres {
+            return;
+        }
+        let notify = self
+            .write
+            .execute(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [REVOCATION_CHANNEL.into(), key.into()],
+            ))
+            .await;
+        if let Err(e) = notify {
+            tracing::warn!(error = %e, "could not announce a revocation to other instances");
+        }
+    }
+
+    /// A listener for the revocations other instances announce, on PostgreSQL; `None` on
+    /// SQLite, whose file is served by one process (its instances share this process and
+    /// so need no message).
+    pub async fn revocation_listener(&self) -> Result<Option<RevocationListener>, StoreError> {
+        if self.write.get_database_backend() != DatabaseBackend::Postgres {
+            return Ok(None);
+        }
+        let pool = self.write.get_postgres_connection_pool();
+        let mut listener = PgListener::connect_with(pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(DbErr::Conn(RuntimeErr::SqlxError(e))))?;
+        listener
+            .listen(REVOCATION_CHANNEL)
+            .await
+            .map_err(|e| StoreError::Unavailable(DbErr::Conn(RuntimeErr::SqlxError(e))))?;
+        Ok(Some(RevocationListener(listener)))
     }
 
     /// Both revocation facts for one family in one query.
@@ -172,6 +260,18 @@ impl Store {
     pub async fn purge_consumed_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let result = consumed_token::Entity::delete_many()
             .filter(consumed_token::Column::ExpiresAt.lt(before))
+            .exec(&self.write)
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// Deletes revocations made before `before`, which the caller picks so that no token
+    /// of a family they cover can still be used. One conditional `DELETE`, so instances
+    /// purging at once just share the work; on PostgreSQL a "sign out everywhere" moved
+    /// forward meanwhile is re-checked against the condition and kept.
+    pub async fn purge_revocations(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let result = revocation::Entity::delete_many()
+            .filter(revocation::Column::NotBefore.lt(before))
             .exec(&self.write)
             .await?;
         Ok(result.rows_affected)

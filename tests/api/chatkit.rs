@@ -119,6 +119,17 @@ async fn create(app: &TestApp, token: &str, text: &str) -> Answer {
     a
 }
 
+/// `threads.add_user_message` with one text part.
+async fn add_message(app: &TestApp, token: &str, thread_id: &str, text: &str) -> Answer {
+    ck(
+        app,
+        token,
+        "threads.add_user_message",
+        json!({"thread_id": thread_id, "input": input(text)}),
+    )
+    .await
+}
+
 fn thread_id(a: &Answer) -> String {
     a.events[0]["thread"]["id"].as_str().unwrap().to_owned()
 }
@@ -286,13 +297,7 @@ async fn rest_and_chatkit_read_the_same_rows() {
         "Added task 1: call mom"
     );
     // A ChatKit turn shows in REST, tool calls included.
-    let a = ck(
-        &app,
-        &token,
-        "threads.add_user_message",
-        json!({"thread_id": tid, "input": input("list my tasks")}),
-    )
-    .await;
+    let a = add_message(&app, &token, tid, "list my tasks").await;
     assert_eq!(a.status, 200);
     assert_eq!(a.types()[0], "thread.item.done");
     let messages = app.all_messages(&token, tid).await;
@@ -378,13 +383,7 @@ async fn lists_page_by_element_id_in_either_order() {
     let a = create(&app, &token, "add a task to one").await;
     let tid = thread_id(&a);
     for text in ["add a task to two", "list my tasks"] {
-        ck(
-            &app,
-            &token,
-            "threads.add_user_message",
-            json!({"thread_id": tid, "input": input(text)}),
-        )
-        .await;
+        add_message(&app, &token, &tid, text).await;
     }
     let all = ck(
         &app,
@@ -592,13 +591,7 @@ async fn retry_answers_the_message_again_and_removes_what_followed() {
     let a = create(&app, &token, "add a task to water plants").await;
     let tid = thread_id(&a);
     let first_user = a.events[1]["item"]["id"].clone();
-    let b = ck(
-        &app,
-        &token,
-        "threads.add_user_message",
-        json!({"thread_id": tid, "input": input("list my tasks")}),
-    )
-    .await;
+    let b = add_message(&app, &token, &tid, "list my tasks").await;
     assert_eq!(b.status, 200);
     assert_eq!(app.thread(&token, &tid).await["message_count"], 4);
     // Retrying a message that is not a user message is refused before streaming.

@@ -11,6 +11,7 @@ mod crash;
 mod faults;
 mod health;
 mod helpers;
+mod instances;
 mod jwks;
 mod local_agent;
 mod mcp;
