@@ -25,6 +25,8 @@ use crate::{
 pub struct Application {
     acceptor: TcpAcceptor,
     port: u16,
+    /// The `/metrics` listener and its port, when `server.metrics_addr` is set.
+    metrics: Option<(TcpAcceptor, u16)>,
     state: AppState,
 }
 
@@ -129,6 +131,21 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().map(|s| s.port()))
             .context("listener has no address")?;
+        let metrics = match &settings.server.metrics_addr {
+            Some(addr) => {
+                let acceptor = TcpListener::bind(addr.as_str())
+                    .into_acceptor()
+                    .await
+                    .with_context(|| format!("could not listen for metrics on {addr}"))?;
+                let port = acceptor
+                    .local_addr()
+                    .first()
+                    .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+                    .context("metrics listener has no address")?;
+                Some((acceptor, port))
+            }
+            None => None,
+        };
         let state = AppState {
             settings: Arc::new(settings),
             store,
@@ -141,12 +158,18 @@ impl Application {
         Ok(Self {
             acceptor,
             port,
+            metrics,
             state,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the `/metrics` listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
     }
 
     /// Serves until SIGINT or SIGTERM.
@@ -158,6 +181,18 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         let grace = Duration::from_secs(self.state.settings.server.shutdown_grace_secs);
         let purge = spawn_purger(self.state.auth.clone());
+        let metrics = match self.metrics {
+            Some((acceptor, port)) => {
+                let handle = crate::metrics::handle().map_err(std::io::Error::other)?;
+                tracing::info!(port, "metrics listening");
+                Some(crate::metrics::spawn_listener(
+                    acceptor,
+                    handle,
+                    self.state.store.clone(),
+                ))
+            }
+            None => None,
+        };
         // Without the listener this instance still converges within the cache TTL, so a
         // failure to start it is not fatal.
         let listener = match self.state.auth.spawn_revocation_listener().await {
@@ -180,6 +215,9 @@ impl Application {
             .run_with_graceful_shutdown(app, shutdown, Some(grace))
             .await;
         purge.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         if let Some(listener) = listener {
             listener.abort();
         }

@@ -449,7 +449,13 @@ impl ChatService {
         turn: Turn,
         events: TurnSink,
     ) -> Result<TurnResult, ChatError> {
+        let started = std::time::Instant::now();
         let result = self.try_run_agent(user, &turn, events).await;
+        let provider = self.agent.provider();
+        metrics::histogram!(crate::metrics::AGENT_DURATION, "provider" => provider)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = if result.is_ok() { "recorded" } else { "failed" };
+        metrics::counter!(crate::metrics::TURNS, "outcome" => outcome).increment(1);
         if let Err(ChatError::Store(StoreError::TurnAlreadyAnswered)) = result {
             // Someone else recorded an answer first, and theirs stands; or the thread (and
             // the turn with it) was deleted while the agent ran.
@@ -510,9 +516,17 @@ impl ChatService {
             let sink = sink;
             self.agent.respond(request, &tools, &sink).await
         };
+        let provider = self.agent.provider();
+        let started = std::time::Instant::now();
         let track = async move {
             let mut tracker = AnswerTracker::new(events, turn.created_at);
+            let mut first_token = true;
             while let Some(event) = rx.recv().await {
+                if first_token && matches!(event, AgentEvent::TextDelta(_)) {
+                    first_token = false;
+                    metrics::histogram!(crate::metrics::AGENT_FIRST_TOKEN, "provider" => provider)
+                        .record(started.elapsed().as_secs_f64());
+                }
                 tracker.on_agent_event(event);
             }
             tracker

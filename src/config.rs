@@ -33,6 +33,7 @@ const PUBLIC_ENV: &[(&str, &str)] = &[
     ("MCP_SERVER_NAME", "agent.mcp.name"),
     ("MCP_IDENTITY_SECRET", "agent.mcp.identity_secret"),
     ("REDIS_URL", "rate_limits.redis_url"),
+    ("METRICS_ADDR", "server.metrics_addr"),
 ];
 
 /// Fewer distinct characters than this cannot come from a random generator at 32+ bytes
@@ -149,6 +150,10 @@ pub struct ServerSettings {
     pub idle_timeout_secs: u64,
     /// Connections served at once; further ones wait in the listen backlog.
     pub max_connections: u32,
+    /// `host:port` of the Prometheus `/metrics` listener; none (the default) serves no
+    /// metrics. A separate listener so that metrics are never public by accident.
+    #[serde(default)]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -11,6 +11,7 @@ pub mod chatkit;
 pub mod config;
 pub mod domain;
 pub mod limits;
+pub mod metrics;
 pub mod store;
 pub mod telemetry;
 

@@ -58,6 +58,10 @@ impl Agent for WithToolServers {
         self.inner.uses_history()
     }
 
+    fn provider(&self) -> &'static str {
+        self.inner.provider()
+    }
+
     async fn respond(
         &self,
         request: AgentRequest<'_>,

@@ -386,6 +386,10 @@ impl OpenAiAgent {
 
 #[async_trait]
 impl Agent for OpenAiAgent {
+    fn provider(&self) -> &'static str {
+        "openai"
+    }
+
     async fn respond(
         &self,
         request: AgentRequest<'_>,

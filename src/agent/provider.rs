@@ -42,6 +42,11 @@ pub trait Agent: Send + Sync {
         true
     }
 
+    /// The provider's name, a metrics label.
+    fn provider(&self) -> &'static str {
+        "custom"
+    }
+
     /// Answers `request`, streaming text and tool calls to `events` as they happen.
     async fn respond(
         &self,

@@ -396,6 +396,15 @@ impl TaskTools {
         args: Value,
         events: &EventSink,
     ) -> Result<ToolCallRecord, AgentError> {
+        // A model can name any tool; only the ones that exist get their own series.
+        let known = self.mcp.as_ref().is_some_and(|m| m.find(name).is_some())
+            || (self.builtin && TOOLS.iter().any(|t| t.name == name));
+        let label = if known {
+            name.to_owned()
+        } else {
+            "unknown".to_owned()
+        };
+        metrics::counter!(crate::metrics::TOOL_CALLS, "tool" => label).increment(1);
         if let Some(mcp) = &self.mcp {
             if let Some(tool) = mcp.find(name) {
                 let result = match args.clone() {

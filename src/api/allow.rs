@@ -18,8 +18,13 @@ const METHODS: [&str; 8] = [
 /// `Allow` value for each.
 #[derive(Debug, Default)]
 pub struct AllowedMethods {
-    routes: Vec<(Vec<String>, HeaderValue)>,
+    routes: Vec<(Vec<String>, HeaderValue, Arc<str>)>,
 }
+
+/// The route template a request matched (`/api/chatkit/threads/{id}`), left on the
+/// response for the access log and the metrics, whose labels must not carry ids.
+#[derive(Clone, Debug)]
+pub struct RouteTemplate(pub Arc<str>);
 
 fn segments(path: &str) -> Vec<String> {
     path.trim_start_matches('/')
@@ -67,7 +72,7 @@ impl AllowedMethods {
                     .collect::<Vec<_>>()
                     .join(", ");
                 let allow = HeaderValue::from_str(&allow).ok()?;
-                Some((segments(&path), allow))
+                Some((segments(&path), allow, Arc::from(path.as_str())))
             })
             .collect();
         Self { routes }
@@ -76,16 +81,23 @@ impl AllowedMethods {
     /// The `Allow` value for a request path, if the path is a route.
     #[must_use]
     pub fn allow(&self, path: &str) -> Option<&HeaderValue> {
+        self.find(path).map(|(_, allow, _)| allow)
+    }
+
+    /// The template of the route a request path matches, if any.
+    #[must_use]
+    pub fn template(&self, path: &str) -> Option<&Arc<str>> {
+        self.find(path).map(|(_, _, template)| template)
+    }
+
+    fn find(&self, path: &str) -> Option<&(Vec<String>, HeaderValue, Arc<str>)> {
         let wanted = segments(path);
-        self.routes
-            .iter()
-            .find(|(template, _)| {
-                template.len() == wanted.len()
-                    && template.iter().zip(&wanted).all(|(t, w)| {
-                        t == w || (t.starts_with('{') && t.ends_with('}') && !w.is_empty())
-                    })
-            })
-            .map(|(_, allow)| allow)
+        self.routes.iter().find(|(template, _, _)| {
+            template.len() == wanted.len()
+                && template.iter().zip(&wanted).all(|(t, w)| {
+                    t == w || (t.starts_with('{') && t.ends_with('}') && !w.is_empty())
+                })
+        })
     }
 }
 
@@ -97,10 +109,12 @@ pub async fn add_allow<E: Endpoint>(
 ) -> poem::Result<Response> {
     let path = req.uri().path().to_owned();
     let mut resp = ep.call(req).await?.into_response();
-    if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
-        if let Some(allow) = table.allow(&path) {
+    if let Some((_, allow, template)) = table.find(&path) {
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
             resp.headers_mut().insert(header::ALLOW, allow.clone());
         }
+        resp.extensions_mut()
+            .insert(RouteTemplate(template.clone()));
     }
     Ok(resp)
 }

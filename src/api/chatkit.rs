@@ -39,6 +39,7 @@ pub async fn endpoint(
     body: Body,
 ) -> Result<Response, ApiError> {
     let principal = state.auth.authenticate(bearer(req)?).await?;
+    tracing::Span::current().record("user_id", tracing::field::display(&principal.user));
     let limit = state.settings.server.body_limit_bytes;
     let body = body.into_bytes_limit(limit).await.map_err(|_| {
         ApiError::Malformed(format!("the body could not be read (limit {limit} bytes)"))
@@ -52,12 +53,15 @@ pub async fn endpoint(
         Outcome::Stream(events) => {
             // Everything already queued goes out as one write: a turn's events come in
             // bursts, and one chunk per frame cost a write (and a TCP segment) each.
-            let frames = stream::unfold(events, |mut events| async move {
+            // The guard lives in the body stream: the gauge counts until the client has it all
+            // or goes away.
+            let open = (events, crate::metrics::StreamGuard::new());
+            let frames = stream::unfold(open, |(mut events, guard)| async move {
                 let mut chunk = events.recv().await?.frame();
                 while let Ok(event) = events.try_recv() {
                     chunk.push_str(&event.frame());
                 }
-                Some((Ok::<_, std::io::Error>(chunk), events))
+                Some((Ok::<_, std::io::Error>(chunk), (events, guard)))
             });
             Ok(Response::builder()
                 .content_type("text/event-stream")

@@ -28,16 +28,31 @@ pub async fn request_id<E: poem::Endpoint>(
         request_id = %id,
         method = %req.method(),
         path = %req.uri().path(),
+        user_id = tracing::field::Empty,
     );
+    let method = req.method().clone();
     let started = std::time::Instant::now();
     let mut resp = ep.call(req).instrument(span.clone()).await?.into_response();
     let status = resp.status().as_u16();
-    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let elapsed = started.elapsed();
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    // Unmatched paths share one label: a scanner's paths must not grow the series set.
+    let route = resp
+        .extensions()
+        .get::<crate::api::allow::RouteTemplate>()
+        .map_or_else(|| std::sync::Arc::from("unmatched"), |r| r.0.clone());
     if status >= 500 {
-        tracing::warn!(parent: &span, status, micros, "request failed");
+        tracing::warn!(parent: &span, %route, status, micros, "request failed");
     } else {
-        tracing::debug!(parent: &span, status, micros, "request");
+        tracing::info!(parent: &span, %route, status, micros, "request");
     }
+    let labels = [
+        ("method", method.as_str().to_owned()),
+        ("route", route.to_string()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(crate::metrics::HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
     if let Ok(value) = poem::http::HeaderValue::from_str(&id) {
         resp.headers_mut().insert(HEADER, value);
     }

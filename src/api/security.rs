@@ -20,9 +20,12 @@ async fn check_client_secret(req: &Request, bearer: Bearer) -> poem::Result<Prin
     let state = req
         .data::<AppState>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("state not installed")))?;
-    Ok(state
+    let principal = state
         .auth
         .authenticate(&bearer.token)
         .await
-        .map_err(ApiError::from)?)
+        .map_err(ApiError::from)?;
+    // The request span (request_id.rs) declares the field; the access line then names the user.
+    tracing::Span::current().record("user_id", tracing::field::display(&principal.user));
+    Ok(principal)
 }

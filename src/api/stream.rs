@@ -102,10 +102,13 @@ pub fn turn_events(
             }
         }
     });
-    let body = stream::unfold(rx, |mut rx| async move {
+    // The guard lives in the body stream: the gauge counts until the client has it all or
+    // goes away.
+    let open = (rx, crate::metrics::StreamGuard::new());
+    let body = stream::unfold(open, |(mut rx, guard)| async move {
         rx.recv()
             .await
-            .map(|frame| (Ok::<_, std::io::Error>(frame), rx))
+            .map(|frame| (Ok::<_, std::io::Error>(frame), (rx, guard)))
     });
     Response::builder()
         .content_type("text/event-stream")

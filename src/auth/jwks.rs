@@ -231,6 +231,15 @@ impl JwksVerifier {
     }
 
     async fn fetch(&self) -> Result<KeySet, JwksError> {
+        metrics::counter!(crate::metrics::JWKS_FETCHES).increment(1);
+        let result = self.fetch_uncounted().await;
+        if result.is_err() {
+            metrics::counter!(crate::metrics::JWKS_FAILURES).increment(1);
+        }
+        result
+    }
+
+    async fn fetch_uncounted(&self) -> Result<KeySet, JwksError> {
         let resp = self
             .client
             .get(&self.url)

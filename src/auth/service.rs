@@ -126,6 +126,7 @@ impl AuthService {
     /// `POST /session`: pure CPU, no database write.
     pub async fn start_session(&self, upstream_token: &str) -> Result<MintedSession, AuthError> {
         let identity = self.inner.upstream.verify(upstream_token).await?;
+        metrics::counter!(crate::metrics::SECRETS_MINTED).increment(1);
         Ok(self.mint(&identity.user, new_id("sid"), Utc::now().timestamp()))
     }
 
@@ -197,6 +198,8 @@ impl AuthService {
                     self.inner.store.revoke_family(&user, &claims.sid).await?;
                     self.inner.revocations.family_revoked(&claims.sid).await;
                     tracing::warn!(user_id = %user, sid = %claims.sid, "refresh token reuse; session family revoked");
+                    metrics::counter!(crate::metrics::REUSE_DETECTED).increment(1);
+                    metrics::counter!(crate::metrics::REVOCATIONS, "scope" => "reuse").increment(1);
                     return Err(AuthError::TokenReused);
                 }
                 // A racing refresh (two tabs, a retry, another instance) gets the successor
@@ -204,6 +207,7 @@ impl AuthService {
                 successor.unwrap_or(offered)
             }
         };
+        metrics::counter!(crate::metrics::SECRETS_REFRESHED).increment(1);
         Ok(self.mint_as(&user, claims.sid, claims.auth_time, successor))
     }
 
@@ -241,6 +245,8 @@ impl AuthService {
                 .await?;
             self.inner.revocations.family_revoked(&principal.sid).await;
         }
+        let scope = if all { "user" } else { "family" };
+        metrics::counter!(crate::metrics::REVOCATIONS, "scope" => scope).increment(1);
         Ok(())
     }
 

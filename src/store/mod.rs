@@ -238,6 +238,36 @@ async fn writer_connection_is_clean(conn: &mut sea_orm::sqlx::SqliteConnection) 
 }
 
 impl Store {
+    /// Connections open and idle, per pool: `read` and `write` on SQLite, one `shared`
+    /// pool on PostgreSQL (read and write are the same pool there).
+    #[must_use]
+    pub fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
+        fn stats(conn: &DatabaseConnection) -> (u32, usize) {
+            match conn.get_database_backend() {
+                sea_orm::DbBackend::Postgres => {
+                    let pool = conn.get_postgres_connection_pool();
+                    (pool.size(), pool.num_idle())
+                }
+                sea_orm::DbBackend::Sqlite => {
+                    let pool = conn.get_sqlite_connection_pool();
+                    (pool.size(), pool.num_idle())
+                }
+                sea_orm::DbBackend::MySql => (0, 0),
+            }
+        }
+        if self.write.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let (open, idle) = stats(&self.write);
+            vec![("shared", open, idle)]
+        } else {
+            let (read_open, read_idle) = stats(&self.read);
+            let (write_open, write_idle) = stats(&self.write);
+            vec![
+                ("read", read_open, read_idle),
+                ("write", write_open, write_idle),
+            ]
+        }
+    }
+
     /// Connects as configured (see [`Store::connect`]).
     pub async fn open(settings: &DatabaseSettings) -> Result<Self, DbErr> {
         Self::connect_with(

@@ -114,6 +114,8 @@ pub fn test_settings(db: &TestDb) -> Settings {
 /// so the database outlives every server using it; dropping the app stops it.
 pub struct TestApp {
     pub base: String,
+    /// `http://127.0.0.1:<port>` of the `/metrics` listener, when the settings ask for one.
+    pub metrics_base: Option<String>,
     pub client: reqwest::Client,
     pub settings: Settings,
     shutdown: Option<oneshot::Sender<()>>,
@@ -171,12 +173,16 @@ async fn start(
         .await
         .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let metrics_base = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until(async {
         let _ = rx.await;
     }));
     TestApp {
         base,
+        metrics_base,
         client: reqwest::Client::new(),
         settings,
         shutdown: Some(tx),

@@ -16,6 +16,7 @@ mod jwks;
 mod local_agent;
 mod mcp;
 mod messages;
+mod metrics;
 mod openai;
 mod pg_outage;
 mod races;

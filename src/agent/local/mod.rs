@@ -34,6 +34,10 @@ fn stream_words(text: &str, events: &EventSink) {
 
 #[async_trait]
 impl Agent for LocalAgent {
+    fn provider(&self) -> &'static str {
+        "local"
+    }
+
     /// Each request stands alone ("complete task 2"), so earlier turns are not needed.
     fn uses_history(&self) -> bool {
         false
