@@ -163,6 +163,28 @@ pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// Opening an SQLite file can meet SQLITE_BUSY while another process (a second instance,
+/// `chatkit-gateway migrate`) switches it to WAL or migrates it: the connection pragmas run
+/// before the busy timeout applies. Such a start is retried for a few seconds, not failed.
+async fn busy_retry<T, F, Fut>(mut open: F) -> Result<T, sea_orm::sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sea_orm::sqlx::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match open().await {
+            Err(sea_orm::sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("5") && attempt < 50 =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// How long a PostgreSQL request waits for a connection before it is answered 503: an
 /// outage shows at once instead of holding every request for long.
 const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -331,15 +353,16 @@ impl Store {
                     .test_before_acquire(false)
                     .acquire_timeout(busy_timeout + Duration::from_secs(5))
             };
-            let write = pool(1)
-                .after_release(|conn, _| {
-                    Box::pin(async { Ok(writer_connection_is_clean(conn).await) })
-                })
-                .connect_with(opts.clone())
-                .await
-                .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
-            let read = pool(max_connections.max(1))
-                .connect_with(opts.clone())
+            let write = busy_retry(|| {
+                pool(1)
+                    .after_release(|conn, _| {
+                        Box::pin(async { Ok(writer_connection_is_clean(conn).await) })
+                    })
+                    .connect_with(opts.clone())
+            })
+            .await
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+            let read = busy_retry(|| pool(max_connections.max(1)).connect_with(opts.clone()))
                 .await
                 .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
             let write = SqlxSqliteConnector::from_sqlx_sqlite_pool(write);
