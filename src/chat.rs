@@ -284,6 +284,16 @@ pub enum Recorded {
     Answered(Turn),
 }
 
+impl Recorded {
+    /// The recorded user message, whichever way it stands.
+    #[must_use]
+    pub fn turn(&self) -> &Turn {
+        match self {
+            Self::NeedsAnswer(t) | Self::Answered(t) => t,
+        }
+    }
+}
+
 /// Runs conversation turns: the one place a turn is recorded, answered and completed.
 #[derive(Clone)]
 pub struct ChatService {

@@ -70,9 +70,7 @@ pub fn turn_events(
     recorded: Recorded,
     keep_alive: Duration,
 ) -> Response {
-    let turn = match &recorded {
-        Recorded::NeedsAnswer(t) | Recorded::Answered(t) => t.clone(),
-    };
+    let turn = recorded.turn().clone();
     let mut events = chat.stream(user, recorded);
     let (tx, rx) = mpsc::channel::<String>(64);
     tokio::spawn(async move {

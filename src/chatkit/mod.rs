@@ -302,7 +302,7 @@ impl ChatKitService {
             Err(e) => return Ok(inline_error(e)),
         };
         let recorded = self.record(user, None, message, input.payload).await?;
-        let turn = recorded_turn(&recorded);
+        let turn = recorded.turn();
         let thread = self
             .store
             .get_thread(user, &thread_id(&turn.thread_id)?)
@@ -373,7 +373,7 @@ impl ChatKitService {
         echo_user_message: bool,
     ) -> Outcome {
         let (tx, rx) = mpsc::unbounded_channel();
-        let turn = recorded_turn(&recorded).clone();
+        let turn = recorded.turn().clone();
         for event in first {
             let _ = tx.send(event);
         }
@@ -447,11 +447,5 @@ impl ChatKitService {
             .update_thread(user, &thread_id(&p.thread_id)?, Some(title), None)
             .await?;
         Ok(Outcome::Json(json!(items::thread(&thread, Page::empty()))))
-    }
-}
-
-fn recorded_turn(recorded: &Recorded) -> &crate::store::Turn {
-    match recorded {
-        Recorded::NeedsAnswer(t) | Recorded::Answered(t) => t,
     }
 }

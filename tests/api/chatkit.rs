@@ -130,6 +130,17 @@ async fn add_message(app: &TestApp, token: &str, thread_id: &str, text: &str) ->
     .await
 }
 
+/// `threads.retry_after_item` for `item` (an item id as JSON).
+async fn retry(app: &TestApp, token: &str, thread_id: &str, item: &Value) -> Answer {
+    ck(
+        app,
+        token,
+        "threads.retry_after_item",
+        json!({"thread_id": thread_id, "item_id": item}),
+    )
+    .await
+}
+
 fn thread_id(a: &Answer) -> String {
     a.events[0]["thread"]["id"].as_str().unwrap().to_owned()
 }
@@ -462,6 +473,19 @@ async fn bad_requests_are_refused_before_any_stream_starts() {
         let body: Value = resp.json().await.unwrap();
         assert!(body["error"]["code"].as_str().unwrap().starts_with("auth."));
     }
+    // Two Authorization headers: which one counts must not be a guess.
+    let two = app
+        .client
+        .post(format!("{}/chatkit", app.base))
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", "Bearer other")
+        .body(json!({"type": "threads.list", "params": {}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(two.status(), 400);
+    let body: Value = two.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "request.malformed");
     // Unknown fields, explicit nulls and no Content-Type are all fine; nothing above
     // recorded anything.
     let ok = send_raw(
@@ -596,21 +620,10 @@ async fn retry_answers_the_message_again_and_removes_what_followed() {
     assert_eq!(app.thread(&token, &tid).await["message_count"], 4);
     // Retrying a message that is not a user message is refused before streaming.
     let answer = a.events.last().unwrap()["item"]["id"].clone();
-    ck(
-        &app,
-        &token,
-        "threads.retry_after_item",
-        json!({"thread_id": tid, "item_id": answer}),
-    )
-    .await
-    .error(404, "item.not_found");
-    let r = ck(
-        &app,
-        &token,
-        "threads.retry_after_item",
-        json!({"thread_id": tid, "item_id": first_user}),
-    )
-    .await;
+    retry(&app, &token, &tid, &answer)
+        .await
+        .error(404, "item.not_found");
+    let r = retry(&app, &token, &tid, &first_user).await;
     assert_eq!(r.status, 200, "{}", r.raw);
     assert_eq!(r.types()[0], "stream_options", "no user message echo");
     let new_items = finished_items(&r.events);
@@ -730,14 +743,9 @@ async fn a_retry_while_the_turn_runs_is_a_conflict() {
         .find(|i| i["type"] == "user_message")
         .expect("the message is recorded while the agent runs")["id"]
         .clone();
-    ck(
-        &app,
-        &token,
-        "threads.retry_after_item",
-        json!({"thread_id": tid, "item_id": user}),
-    )
-    .await
-    .error(409, "turn.in_progress");
+    retry(&app, &token, &tid, &user)
+        .await
+        .error(409, "turn.in_progress");
     let body = running.await.unwrap();
     assert!(body.contains("\"stream.error\""));
 }
