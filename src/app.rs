@@ -229,14 +229,15 @@ impl Application {
 /// The whole HTTP application: API, docs, middleware and the error envelope.
 pub fn routes(state: AppState) -> impl Endpoint {
     let server = &state.settings.server;
-    let api = api::service();
-    let spec = api::spec_json();
+    let prefix = server.api_prefix.as_str();
+    let api = api::endpoint(prefix);
+    let spec = api::spec_json_at(prefix);
     let chatkit_path = state.settings.chatkit.path.clone();
     let allow = Arc::new(api::allow::AllowedMethods::new(
         &spec,
         &[(chatkit_path.as_str(), &["POST"][..])],
     ));
-    let ui = api::swagger_ui(&spec);
+    let ui = api::swagger_ui(&spec, prefix);
     let spec = api::spec_endpoint(spec);
     let mut cors = Cors::new()
         .allow_methods(["GET", "POST", "PATCH", "DELETE", "OPTIONS"])

@@ -19,6 +19,7 @@ mod messages;
 mod metrics;
 mod openai;
 mod pg_outage;
+mod prefix;
 mod races;
 mod rate_limits;
 mod session;
