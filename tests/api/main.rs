@@ -24,4 +24,5 @@ mod races;
 mod rate_limits;
 mod session;
 mod slow_clients;
+mod spans;
 mod threads;
