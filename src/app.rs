@@ -237,7 +237,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
         &spec,
         &[(chatkit_path.as_str(), &["POST"][..])],
     ));
-    let ui = api::swagger_ui(&spec, prefix);
+    let ui = api::swagger_ui(&spec);
     let spec = api::spec_endpoint(spec);
     let mut cors = Cors::new()
         .allow_methods(["GET", "POST", "PATCH", "DELETE", "OPTIONS"])

@@ -86,7 +86,7 @@ pub fn endpoint(prefix: &str) -> Route {
 
 /// The service the document is rendered from: every route, the prefixed ones still without
 /// their prefix (see [`prefix_paths`]).
-fn document_service(prefix: &str) -> OpenApiService<Apis, ()> {
+fn document_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             health::HealthApi,
@@ -100,12 +100,14 @@ fn document_service(prefix: &str) -> OpenApiService<Apis, ()> {
     // Relative: the document is served by the gateway it describes, so Swagger UI and
     // generated clients call the origin they loaded it from.
     .server(poem_openapi::ServerObject::new("/").description("The gateway serving this document"))
-    .description(format!(
+    // Names the route under the default prefix, as the doc comments do; `spec_json_at`
+    // moves them all at once.
+    .description(
         "Backend-for-frontend for ChatKit-style chat UIs. Exchange a Better Auth JWT for a \
-         client_secret at POST {prefix}/session, then call every other route with \
+         client_secret at POST /api/chatkit/session, then call every other route with \
          `Authorization: Bearer <client_secret>`. Errors are \
-         `{{\"error\":{{\"code\",\"message\"}}}}` with stable codes."
-    ))
+         `{\"error\":{\"code\",\"message\"}}` with stable codes.",
+    )
 }
 
 /// The order of the tags in the document: the order a client meets them in.
@@ -125,9 +127,10 @@ pub fn spec_json() -> String {
 /// The OpenAPI document as JSON, with the REST API under `prefix` (`server.api_prefix`).
 #[must_use]
 pub fn spec_json_at(prefix: &str) -> String {
-    let spec = prefix_paths(order_tags(document_service(prefix).spec()), prefix);
-    // Doc comments (the client_secret scheme's description) are compile-time text naming
-    // routes under the default prefix.
+    let spec = prefix_paths(order_tags(document_service().spec()), prefix);
+    // Descriptions (the document's, the client_secret scheme's doc comment) are
+    // compile-time text naming routes under the default prefix. One pass: a prefix that
+    // extends the default is not applied twice.
     spec.replace(&format!(" {DEFAULT_PREFIX}/"), &format!(" {prefix}/"))
 }
 
@@ -202,8 +205,8 @@ pub fn spec_endpoint(spec: String) -> impl Endpoint<Output = Response> {
 
 /// Swagger UI over `spec` (from [`spec_json_at`]) rather than poem-openapi's own rendering.
 #[must_use]
-pub fn swagger_ui(spec: &str, prefix: &str) -> Route {
-    let service = document_service(prefix);
+pub fn swagger_ui(spec: &str) -> Route {
+    let service = document_service();
     let html = service.swagger_ui_html().replacen(&service.spec(), spec, 1);
     Route::new().at("/", make_sync(move |_| Html(html.clone())))
 }

@@ -129,6 +129,15 @@ async fn the_served_document_and_swagger_ui_follow_the_prefix() {
 }
 
 #[test]
+fn a_prefix_that_extends_the_default_is_applied_once() {
+    let doc = chatkit_gateway::api::spec_json_at("/api/chatkit/v2");
+    assert!(doc.contains("POST /api/chatkit/v2/session"));
+    assert!(doc.contains("\"/api/chatkit/v2/threads/{id}\""));
+    assert!(!doc.contains("/v2/v2"), "the prefix was applied twice");
+    assert!(!doc.contains("\"/api/chatkit/session\""));
+}
+
+#[test]
 fn the_access_route_template_carries_the_prefix() {
     // The route template (the metrics' `route` label) is read from the document, so it
     // names the served path, not the compiled-in one.
