@@ -229,8 +229,9 @@ impl Application {
 /// The whole HTTP application: API, docs, middleware and the error envelope.
 pub fn routes(state: AppState) -> impl Endpoint {
     let server = &state.settings.server;
-    let api = api::service();
-    let spec = api::spec_json();
+    let prefix = server.api_prefix.as_str();
+    let api = api::endpoint(prefix);
+    let spec = api::spec_json_at(prefix);
     let chatkit_path = state.settings.chatkit.path.clone();
     let allow = Arc::new(api::allow::AllowedMethods::new(
         &spec,

@@ -313,6 +313,11 @@ impl ChatService {
     }
 
     /// Records the user's turn (or finds the one `key` names) and gets it answered.
+    #[tracing::instrument(
+        name = "chat.send",
+        skip_all,
+        fields(thread_id = request.thread_id.as_ref().map(ThreadId::as_str))
+    )]
     pub async fn send(&self, user: &UserId, request: SendMessage) -> Result<TurnResult, ChatError> {
         match self.record(user, &request).await? {
             Recorded::NeedsAnswer(turn) => self.answer(user, turn, TurnSink::default()).await,
@@ -343,6 +348,14 @@ impl ChatService {
     }
 
     /// Step one of a turn: the user's message is durable when this returns.
+    #[tracing::instrument(
+        name = "chat.record",
+        skip_all,
+        fields(
+            thread_id = request.thread_id.as_ref().map(ThreadId::as_str),
+            keyed = request.key.is_some(),
+        )
+    )]
     pub async fn record(
         &self,
         user: &UserId,
@@ -438,6 +451,11 @@ impl ChatService {
 
     /// Step two: runs the agent for a turn this request holds and records its answer, on a
     /// task of its own so that a caller going away does not abandon the turn half way.
+    #[tracing::instrument(
+        name = "chat.answer",
+        skip_all,
+        fields(thread_id = %turn.thread_id, turn_id = %turn.id)
+    )]
     async fn answer(
         &self,
         user: &UserId,
@@ -453,6 +471,18 @@ impl ChatService {
         }
     }
 
+    // Runs on a task of its own, outside the request's span: the ids (and the user) are
+    // repeated here so that the agent's log lines can still be tied to the turn.
+    #[tracing::instrument(
+        name = "agent.turn",
+        skip_all,
+        fields(
+            user_id = %user,
+            thread_id = %turn.thread_id,
+            turn_id = %turn.id,
+            provider = self.agent.provider(),
+        )
+    )]
     async fn run_agent(
         &self,
         user: &UserId,

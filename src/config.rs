@@ -154,6 +154,51 @@ pub struct ServerSettings {
     /// metrics. A separate listener so that metrics are never public by accident.
     #[serde(default)]
     pub metrics_addr: Option<String>,
+    /// Where the REST API is served (`/api/chatkit`): a path starting with `/`, without a
+    /// trailing `/`. The health routes, `/docs`, `/openapi.json` and the ChatKit endpoint
+    /// keep their own paths.
+    #[serde(default = "default_api_prefix")]
+    pub api_prefix: String,
+}
+
+fn default_api_prefix() -> String {
+    crate::api::DEFAULT_PREFIX.into()
+}
+
+/// Paths served outside the API prefix, which the prefix must not shadow.
+const ROOT_PATHS: [&str; 4] = ["/healthz", "/readyz", "/docs", "/openapi.json"];
+
+/// Refuses an API prefix that is not a plain absolute path, or that would take over a
+/// route served at the root.
+fn check_api_prefix(prefix: &str, chatkit_path: &str) -> Result<(), ConfigError> {
+    let name = setting_names("server.api_prefix");
+    let plain = prefix.len() > 1
+        && prefix.starts_with('/')
+        && !prefix.ends_with('/')
+        && !prefix.contains("//")
+        && !prefix.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '{' | '}' | '*' | ':')
+        });
+    if !plain {
+        return Err(ConfigError::Invalid(format!(
+            "{name} = {prefix:?} must be a path starting with '/', without a trailing '/', \
+             whitespace or any of ?#{{}}*: (for example \"/api/chatkit\")"
+        )));
+    }
+    let under = |path: &str, root: &str| {
+        path == root
+            || path
+                .strip_prefix(root)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    for root in ROOT_PATHS.iter().copied().chain([chatkit_path]) {
+        if under(prefix, root) || under(root, prefix) {
+            return Err(ConfigError::Invalid(format!(
+                "{name} = {prefix:?} overlaps {root}, which is served outside the API prefix"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -322,6 +367,107 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
+/// `APP_ENV`, checked here: the deserializer would only say "no variant constructor … for
+/// key `env`", naming neither the variable the operator set nor what it may be.
+fn app_env(vars: &[(String, String)]) -> Result<String, String> {
+    let name = lookup(vars, "APP_ENV").unwrap_or_else(|| "development".into());
+    if matches!(name.as_str(), "development" | "production") {
+        Ok(name)
+    } else {
+        Err(format!(
+            "APP_ENV = {name:?} is not an environment; use \"development\" or \"production\""
+        ))
+    }
+}
+
+fn lookup(vars: &[(String, String)], name: &str) -> Option<String> {
+    vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+/// Every layer for `env_name`, in order (see the module documentation).
+fn layers(
+    vars: &[(String, String)],
+    env_name: &str,
+) -> Result<config::ConfigBuilder<config::builder::DefaultState>, ConfigError> {
+    let dir = lookup(vars, "APP_CONFIG_DIR").unwrap_or_else(|| "config".into());
+    let mut builder = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+    if env_name == "development" {
+        builder = builder.add_source(File::from_str(DEVELOPMENT_TOML, FileFormat::Toml));
+    }
+    let mut builder = builder
+        .add_source(File::with_name(&format!("{dir}/default")).required(false))
+        .add_source(File::with_name(&format!("{dir}/{env_name}")).required(false))
+        .add_source(
+            Environment::with_prefix("GATEWAY")
+                .separator("__")
+                .prefix_separator("__")
+                .list_separator(",")
+                .with_list_parse_key("server.cors_allowed_origins")
+                .with_list_parse_key("session.previous_secrets")
+                .with_list_parse_key("upstream.algorithms")
+                .try_parsing(true)
+                .source(Some(vars.iter().cloned().collect())),
+        )
+        .set_override("env", env_name)?;
+    for (name, key) in PUBLIC_ENV {
+        builder = builder.set_override_option(*key, lookup(vars, name))?;
+    }
+    Ok(builder)
+}
+
+/// The setting a deserialization error is about (when the error says) and a refusal naming
+/// it by every name an operator may have set it by.
+fn unparsable(e: &config::ConfigError) -> (Option<String>, String) {
+    match e {
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            key: Some(key),
+            ..
+        } => (
+            Some(key.clone()),
+            format!(
+                "{} = {unexpected} is not valid; expected {expected}",
+                setting_names(key)
+            ),
+        ),
+        config::ConfigError::At {
+            error,
+            key: Some(key),
+            ..
+        } => {
+            let error = error.to_string();
+            // Messages of our own (an unknown provider) already name the setting.
+            let msg = if error.contains(key.as_str()) {
+                error
+            } else {
+                format!("{}: {error}", setting_names(key))
+            };
+            (Some(key.clone()), msg)
+        }
+        other => (None, format!("could not load settings: {other}")),
+    }
+}
+
+/// The compiled-in default of `key`, or nothing (an optional setting) when it has none.
+fn default_value(key: &str) -> config::Value {
+    Config::builder()
+        .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+        .build()
+        .ok()
+        .and_then(|c| c.get::<config::Value>(key).ok())
+        .unwrap_or_else(|| config::Value::new(None, config::ValueKind::Nil))
+}
+
+/// Several refusals as one message.
+fn refusals_text(refusals: &[String]) -> String {
+    format!(
+        "{} problems:\n  - {}",
+        refusals.len(),
+        refusals.join("\n  - ")
+    )
+}
+
 impl Settings {
     /// Settings from every layer, reading the process environment.
     pub fn load() -> Result<Self, ConfigError> {
@@ -330,44 +476,71 @@ impl Settings {
     }
 
     /// Settings from every layer with `vars` standing in for the environment (tests use it).
+    ///
+    /// Every refusal found is reported at once: a bad `APP_ENV`, values that do not parse
+    /// (each is replaced by its default so the rest can still be read) and the validation
+    /// rules. Fixing one setting per start-up attempt made a misconfigured deployment a
+    /// long loop.
     pub fn load_from(vars: &[(String, String)]) -> Result<Self, ConfigError> {
-        let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        let env_name = lookup("APP_ENV").unwrap_or_else(|| "development".into());
-        // Checked here: the deserializer would only say "no variant constructor … for key
-        // `env`", naming neither the variable the operator set nor what it may be.
-        if !matches!(env_name.as_str(), "development" | "production") {
-            return Err(ConfigError::Invalid(format!(
-                "APP_ENV = {env_name:?} is not an environment; use \"development\" or \"production\""
-            )));
+        let mut refusals = Vec::new();
+        let env_name = match app_env(vars) {
+            Ok(name) => name,
+            Err(msg) => {
+                refusals.push(msg);
+                // Which environment was meant is unknown: check what holds in every one,
+                // as an unset APP_ENV would.
+                "development".to_owned()
+            }
+        };
+        let mut builder = layers(vars, &env_name)?;
+        let mut settings = None;
+        let mut replaced = std::collections::HashSet::new();
+        // Each pass replaces one unparsable value by its default; a key that fails again
+        // (its default does not fit either) ends the reading.
+        loop {
+            match builder.build_cloned()?.try_deserialize::<Settings>() {
+                Ok(s) => {
+                    settings = Some(s);
+                    break;
+                }
+                Err(e) => {
+                    let (key, msg) = unparsable(&e);
+                    refusals.push(msg);
+                    let Some(key) = key.filter(|k| replaced.insert(k.clone())) else {
+                        break;
+                    };
+                    builder = builder.set_override(key.as_str(), default_value(&key))?;
+                }
+            }
         }
-        let dir = lookup("APP_CONFIG_DIR").unwrap_or_else(|| "config".into());
-        let mut builder =
-            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
-        if env_name == "development" {
-            builder = builder.add_source(File::from_str(DEVELOPMENT_TOML, FileFormat::Toml));
+        if let Some(settings) = &mut settings {
+            settings.agent.fold_mcp_shorthand();
+            refusals.extend(settings.refusals());
         }
-        let mut builder = builder
-            .add_source(File::with_name(&format!("{dir}/default")).required(false))
-            .add_source(File::with_name(&format!("{dir}/{env_name}")).required(false))
-            .add_source(
-                Environment::with_prefix("GATEWAY")
-                    .separator("__")
-                    .prefix_separator("__")
-                    .list_separator(",")
-                    .with_list_parse_key("server.cors_allowed_origins")
-                    .with_list_parse_key("session.previous_secrets")
-                    .with_list_parse_key("upstream.algorithms")
-                    .try_parsing(true)
-                    .source(Some(vars.iter().cloned().collect())),
-            )
-            .set_override("env", env_name.as_str())?;
-        for (name, key) in PUBLIC_ENV {
-            builder = builder.set_override_option(*key, lookup(name))?;
+        match (settings, refusals.len()) {
+            (Some(settings), 0) => Ok(settings),
+            (_, 0) => Err(ConfigError::Invalid(
+                "the settings could not be read".into(),
+            )),
+            (_, 1) => Err(ConfigError::Invalid(refusals.remove(0))),
+            (_, _) => Err(ConfigError::Invalid(refusals_text(&refusals))),
         }
-        let mut settings: Settings = builder.build()?.try_deserialize()?;
-        settings.agent.fold_mcp_shorthand();
-        settings.validate()?;
-        Ok(settings)
+    }
+
+    /// `server.api_prefix` from every layer, without the rest of the settings: what
+    /// `chatkit-gateway openapi` needs, which must work without secrets.
+    pub fn api_prefix_from(vars: &[(String, String)]) -> Result<String, ConfigError> {
+        let env_name = app_env(vars).map_err(ConfigError::Invalid)?;
+        let config = layers(vars, &env_name)?.build()?;
+        let read = |key: &str, default: String| match config.get_string(key) {
+            Ok(value) => Ok(value),
+            Err(config::ConfigError::NotFound(_)) => Ok(default),
+            Err(e) => Err(ConfigError::from(e)),
+        };
+        let prefix = read("server.api_prefix", default_api_prefix())?;
+        let chatkit = read("chatkit.path", ChatKitSettings::default().path)?;
+        check_api_prefix(&prefix, &chatkit)?;
+        Ok(prefix)
     }
 
     /// Settings from the compiled-in defaults only (no files, no environment).
@@ -574,28 +747,31 @@ impl Settings {
     /// rules is checked and the refusals are reported together: fixing one setting per
     /// start-up attempt made a misconfigured deployment a long loop.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut refusals = Vec::new();
-        for check in [
+        let mut refusals = self.refusals();
+        match refusals.len() {
+            0 => Ok(()),
+            1 => Err(ConfigError::Invalid(refusals.remove(0))),
+            _ => Err(ConfigError::Invalid(refusals_text(&refusals))),
+        }
+    }
+
+    /// What [`Settings::validate`] refuses, one message per group of rules.
+    fn refusals(&self) -> Vec<String> {
+        [
             self.check_ranges(),
+            check_api_prefix(&self.server.api_prefix, &self.chatkit.path),
             self.rate_limits.check(),
             self.agent.check_mcp_servers(self.env == AppEnv::Production),
             self.check_openai(),
             self.check_secrets(),
-        ] {
-            match check {
-                Ok(()) => {}
-                Err(ConfigError::Invalid(msg)) => refusals.push(msg),
-                Err(other) => refusals.push(other.to_string()),
-            }
-        }
-        match refusals.len() {
-            0 => Ok(()),
-            1 => Err(ConfigError::Invalid(refusals.remove(0))),
-            n => Err(ConfigError::Invalid(format!(
-                "{n} problems:\n  - {}",
-                refusals.join("\n  - ")
-            ))),
-        }
+        ]
+        .into_iter()
+        .filter_map(|check| match check {
+            Ok(()) => None,
+            Err(ConfigError::Invalid(msg)) => Some(msg),
+            Err(other) => Some(other.to_string()),
+        })
+        .collect()
     }
 
     fn check_openai(&self) -> Result<(), ConfigError> {

@@ -37,7 +37,7 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
-    /// Print the OpenAPI document.
+    /// Print the OpenAPI document (with the REST API under `server.api_prefix`).
     Openapi,
     /// Exit 0 if the service on the configured port is ready (GET /readyz answers 200),
     /// else 1. For container health checks: the image has no curl.
@@ -48,11 +48,35 @@ enum Command {
     },
 }
 
+/// The configuration could not be loaded or was refused.
+const EXIT_CONFIG: u8 = 2;
+/// The command line could not be parsed (sysexits.h `EX_USAGE`): distinct from
+/// [`EXIT_CONFIG`], which is clap's own code for it.
+const EXIT_USAGE: u8 = 64;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` arrive here too, to stdout and with success.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     if let Some(Command::Openapi) = cli.command {
-        return print_openapi();
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        return match Settings::api_prefix_from(&vars) {
+            Ok(prefix) => print_openapi(&prefix),
+            Err(e) => {
+                eprintln!("chatkit-gateway: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
     }
     let settings = match Settings::load() {
         Ok(s) => s,
@@ -62,7 +86,7 @@ async fn main() -> ExitCode {
             if let Some(Command::Healthcheck { .. }) = cli.command {
                 return ExitCode::FAILURE;
             }
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
     if let Some(Command::Healthcheck { timeout_ms }) = cli.command {
@@ -106,10 +130,10 @@ fn error_chain(e: &anyhow::Error) -> String {
 
 /// `println!` panics when stdout is closed early (`openapi | head`); a reader that stops
 /// reading is not an error, so a broken pipe exits 0 quietly.
-fn print_openapi() -> ExitCode {
+fn print_openapi(prefix: &str) -> ExitCode {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let doc = chatkit_gateway::api::spec_json();
+    let doc = chatkit_gateway::api::spec_json_at(prefix);
     match writeln!(out, "{doc}").and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,

@@ -128,7 +128,7 @@ fn wants_events(req: &Request) -> bool {
         .is_some_and(|accept| accept.contains("text/event-stream"))
 }
 
-#[OpenApi(prefix_path = "/api/chatkit", tag = "ApiTags::Messages")]
+#[OpenApi(tag = "ApiTags::Messages")]
 impl MessagesApi {
     /// Send a message and get the assistant's answer (JSON, or streamed as SSE).
     ///

@@ -33,6 +33,19 @@ pub enum ApiTags {
     Health,
 }
 
+/// Where the REST API is served unless `server.api_prefix` says otherwise.
+pub const DEFAULT_PREFIX: &str = "/api/chatkit";
+
+/// The routes served under the configurable prefix (`server.api_prefix`). poem-openapi's
+/// `prefix_path` is fixed at compile time, so these carry none and are nested under the
+/// prefix at start-up instead.
+pub type PrefixedApis = (
+    session::SessionApi,
+    threads::ThreadsApi,
+    messages::MessagesApi,
+);
+
+/// Every route, in the order the document lists them: health first, at the root.
 pub type Apis = (
     health::HealthApi,
     session::SessionApi,
@@ -40,9 +53,40 @@ pub type Apis = (
     messages::MessagesApi,
 );
 
-/// The OpenAPI service with every route; state is read from request data.
+/// The routes under the prefix; nest the result at `prefix` (see [`endpoint`]).
 #[must_use]
-pub fn service() -> OpenApiService<Apis, ()> {
+pub fn service() -> OpenApiService<PrefixedApis, ()> {
+    OpenApiService::new(
+        (
+            session::SessionApi,
+            threads::ThreadsApi,
+            messages::MessagesApi,
+        ),
+        "chatkit-gateway",
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
+/// The health routes, at the root whatever the prefix.
+fn health_service() -> OpenApiService<health::HealthApi, ()> {
+    OpenApiService::new(
+        health::HealthApi,
+        "chatkit-gateway",
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
+/// Every route of the API: the health routes at the root, the rest under `prefix`.
+#[must_use]
+pub fn endpoint(prefix: &str) -> Route {
+    Route::new()
+        .nest(prefix, service())
+        .nest("/", health_service())
+}
+
+/// The service the document is rendered from: every route, the prefixed ones still without
+/// their prefix (see [`prefix_paths`]).
+fn document_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             health::HealthApi,
@@ -56,6 +100,8 @@ pub fn service() -> OpenApiService<Apis, ()> {
     // Relative: the document is served by the gateway it describes, so Swagger UI and
     // generated clients call the origin they loaded it from.
     .server(poem_openapi::ServerObject::new("/").description("The gateway serving this document"))
+    // Names the route under the default prefix, as the doc comments do; `spec_json_at`
+    // moves them all at once.
     .description(
         "Backend-for-frontend for ChatKit-style chat UIs. Exchange a Better Auth JWT for a \
          client_secret at POST /api/chatkit/session, then call every other route with \
@@ -72,10 +118,44 @@ const TAG_ORDER: [ApiTags; 4] = [
     ApiTags::Health,
 ];
 
-/// The OpenAPI document as JSON.
+/// The OpenAPI document as JSON, with the REST API under the default prefix.
 #[must_use]
 pub fn spec_json() -> String {
-    order_tags(service().spec())
+    spec_json_at(DEFAULT_PREFIX)
+}
+
+/// The OpenAPI document as JSON, with the REST API under `prefix` (`server.api_prefix`).
+#[must_use]
+pub fn spec_json_at(prefix: &str) -> String {
+    let spec = prefix_paths(order_tags(document_service().spec()), prefix);
+    // Descriptions (the document's, the client_secret scheme's doc comment) are
+    // compile-time text naming routes under the default prefix. One pass: a prefix that
+    // extends the default is not applied twice.
+    spec.replace(&format!(" {DEFAULT_PREFIX}/"), &format!(" {prefix}/"))
+}
+
+/// Puts `prefix` in front of the prefixed routes' keys in `paths`. poem-openapi's own
+/// `url_prefix` would prefix the health routes too, and its `prefix_path` is fixed at
+/// compile time; the keys are rewritten in the text (re-serializing the whole document
+/// would reorder every object's keys). `paths` is one level deep in the pretty-printed
+/// document and comes after `info`, `servers` and `tags`, none of which has a key that
+/// looks like a path at that depth.
+fn prefix_paths(mut spec: String, prefix: &str) -> String {
+    let Some(start) = spec.find("\n  \"paths\": {") else {
+        return spec;
+    };
+    for path in <PrefixedApis as poem_openapi::OpenApi>::meta()
+        .into_iter()
+        .flat_map(|api| api.paths)
+    {
+        let key = |p: &str| serde_json::to_string(p).map(|quoted| format!("\n    {quoted}: {{"));
+        if let (Ok(old), Ok(new)) = (key(&path.path), key(&format!("{prefix}{}", path.path))) {
+            if let Some(at) = spec[start..].find(&old) {
+                spec.replace_range(start + at..start + at + old.len(), &new);
+            }
+        }
+    }
+    spec
 }
 
 /// poem-openapi lists tags by name; Swagger UI shows them in the listed order. The tag
@@ -123,11 +203,10 @@ pub fn spec_endpoint(spec: String) -> impl Endpoint<Output = Response> {
     })
 }
 
-/// Swagger UI over `spec` (from [`spec_json`]) rather than poem-openapi's own rendering.
+/// Swagger UI over `spec` (from [`spec_json_at`]) rather than poem-openapi's own rendering.
 #[must_use]
 pub fn swagger_ui(spec: &str) -> Route {
-    let html = service()
-        .swagger_ui_html()
-        .replacen(&service().spec(), spec, 1);
+    let service = document_service();
+    let html = service.swagger_ui_html().replacen(&service.spec(), spec, 1);
     Route::new().at("/", make_sync(move |_| Html(html.clone())))
 }

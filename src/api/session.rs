@@ -39,7 +39,7 @@ route_errors! {
     }
 }
 
-#[OpenApi(prefix_path = "/api/chatkit", tag = "ApiTags::Session")]
+#[OpenApi(tag = "ApiTags::Session")]
 impl SessionApi {
     /// Exchange a Better Auth JWT for a client_secret.
     ///

@@ -119,7 +119,7 @@ fn parse_input(input: ThreadInput) -> Result<(Option<Title>, Option<serde_json::
     Ok((title, metadata))
 }
 
-#[OpenApi(prefix_path = "/api/chatkit", tag = "ApiTags::Threads")]
+#[OpenApi(tag = "ApiTags::Threads")]
 impl ThreadsApi {
     /// List your threads, most recent activity first.
     #[oai(path = "/threads", method = "get", operation_id = "listThreads")]

@@ -126,6 +126,8 @@ impl Expiry<(), Arc<KeySet>> for SetExpiry {
 /// Verifies upstream tokens signed with an asymmetric key from the JWKS endpoint.
 pub struct JwksVerifier {
     url: String,
+    /// The key server's host, for spans: the URL may carry a token in its query.
+    host: String,
     client: reqwest::Client,
     cache: Cache<(), Arc<KeySet>>,
     state: RwLock<FetchState>,
@@ -187,8 +189,13 @@ impl JwksVerifier {
             .user_agent(concat!("chatkit-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("a reqwest client with timeouts builds");
+        let host = reqwest::Url::parse(&url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
         Self {
             url,
+            host,
             client,
             cache: Cache::builder()
                 .max_capacity(1)
@@ -230,6 +237,7 @@ impl JwksVerifier {
         f(&mut self.state.write().unwrap_or_else(PoisonError::into_inner))
     }
 
+    #[tracing::instrument(name = "jwks.fetch", skip_all, fields(host = %self.host))]
     async fn fetch(&self) -> Result<KeySet, JwksError> {
         metrics::counter!(crate::metrics::JWKS_FETCHES).increment(1);
         let result = self.fetch_uncounted().await;

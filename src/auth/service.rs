@@ -131,6 +131,13 @@ impl AuthService {
     }
 
     /// `POST /refresh`: rotates a (possibly expired) client_secret within the grace period.
+    /// The span names the session family and user once the token's signature checks out,
+    /// never the token.
+    #[tracing::instrument(
+        name = "auth.refresh",
+        skip_all,
+        fields(sid = tracing::field::Empty, user_id = tracing::field::Empty)
+    )]
     pub async fn refresh(
         &self,
         token: &str,
@@ -139,6 +146,9 @@ impl AuthService {
         let settings = &self.inner.settings;
         let claims = self.inner.signer.verify_ignoring_expiry(token)?;
         let user = UserId::parse(&claims.sub).ok_or(AuthError::InvalidToken)?;
+        tracing::Span::current()
+            .record("sid", claims.sid.as_str())
+            .record("user_id", user.as_str());
         let now_secs = Utc::now().timestamp();
         if now_secs
             > claims

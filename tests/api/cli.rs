@@ -409,9 +409,7 @@ fn the_provider_is_chosen_by_name_and_an_unknown_name_stops_the_start() {
         let err = load(unknown).unwrap_err().to_string();
         assert!(err.contains("AGENT_PROVIDER"), "{err}");
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatkit-gateway"))
-        .env_clear()
-        .env("APP_CONFIG_DIR", "/nonexistent")
+    let out = bin()
         .env("AGENT_PROVIDER", "claude")
         .arg("serve")
         .output()
@@ -497,4 +495,144 @@ fn healthcheck_fails_with_1_when_the_settings_do_not_load() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn an_api_prefix_that_is_not_a_plain_path_is_refused_by_name() {
+    let load = |prefix: &str| {
+        Settings::load_from(&vars(&[
+            ("APP_CONFIG_DIR", "/nonexistent"),
+            ("GATEWAY__SERVER__API_PREFIX", prefix),
+        ]))
+    };
+    assert_eq!(
+        Settings::defaults().server.api_prefix,
+        chatkit_gateway::api::DEFAULT_PREFIX
+    );
+    for good in ["/v2", "/v2/chat", "/api/chatkit-v2"] {
+        assert_eq!(load(good).unwrap().server.api_prefix, good);
+    }
+    for bad in [
+        "",
+        "/",
+        "api",
+        "/api/",
+        "/a b",
+        "/a?x",
+        "/a#x",
+        "/a//b",
+        "/{id}",
+        "/docs",
+        "/chatkit",
+        "/healthz/x",
+    ] {
+        let err = load(bad).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            err.contains("GATEWAY__SERVER__API_PREFIX"),
+            "{bad:?} was not refused by name: {err}"
+        );
+    }
+    let out = bin()
+        .env("GATEWAY__SERVER__API_PREFIX", "/api/")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("GATEWAY__SERVER__API_PREFIX"), "{stderr}");
+}
+
+#[test]
+fn openapi_follows_the_configured_prefix() {
+    let out = bin()
+        .env("GATEWAY__SERVER__API_PREFIX", "/v2/chat")
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/v2/chat/session"), "{:?}", paths.keys());
+    assert!(paths.contains_key("/healthz"));
+    assert!(!paths.keys().any(|p| p.starts_with("/api/chatkit")));
+    // Production secrets are not needed to print the document.
+    let out = bin()
+        .env("APP_ENV", "production")
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let out = bin()
+        .env("GATEWAY__SERVER__API_PREFIX", "v2")
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    for args in [
+        &["--no-such-flag"][..],
+        &["no-such-command"],
+        &["dev-token"],
+        &["dev-token", "--user", "alice", "--ttl", "soon"],
+        &["healthcheck", "--timeout-ms", "-1"],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error:"), "{args:?}: {stderr}");
+    }
+    for args in [&["--help"][..], &["--version"], &["migrate", "--help"]] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn unparsable_values_are_reported_with_the_other_refusals() {
+    let out = bin()
+        .env("APP_ENV", "production")
+        .env("PORT", "http")
+        .env("GATEWAY__DATABASE__MAX_CONNECTIONS", "many")
+        .env("GATEWAY__MESSAGES__MAX_CHARS", "0")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for word in [
+        "4 problems",
+        "PORT",
+        "\"http\"",
+        "GATEWAY__DATABASE__MAX_CONNECTIONS",
+        "\"many\"",
+        "GATEWAY__MESSAGES__MAX_CHARS",
+        "CHATKIT_SESSION_SECRET",
+    ] {
+        assert!(stderr.contains(word), "{word} missing: {stderr}");
+    }
+}
+
+#[test]
+fn a_bad_app_env_is_reported_with_the_other_refusals() {
+    let err = Settings::load_from(&vars(&[
+        ("APP_CONFIG_DIR", "/nonexistent"),
+        ("APP_ENV", "prod"),
+        ("PORT", "http"),
+        ("GATEWAY__SERVER__API_PREFIX", "/api/"),
+    ]))
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    for word in [
+        "3 problems",
+        "APP_ENV",
+        "PORT",
+        "GATEWAY__SERVER__API_PREFIX",
+    ] {
+        assert!(err.contains(word), "{word} missing: {err}");
+    }
 }

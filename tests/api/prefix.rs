@@ -1,0 +1,155 @@
+//! `server.api_prefix`: the REST API moves, the document follows, the root routes stay.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::spawn_app_with;
+
+const PREFIX: &str = "/v2/chat";
+
+#[tokio::test]
+async fn a_custom_prefix_serves_the_api_and_the_old_one_is_gone() {
+    let app = spawn_app_with(|s| s.server.api_prefix = PREFIX.into()).await;
+    let upstream = app.upstream_token("alice");
+    let session = app
+        .request(
+            Method::POST,
+            &format!("{PREFIX}/session"),
+            Some(&upstream),
+            None,
+            &[],
+        )
+        .await
+        .ok();
+    let token = session["client_secret"].as_str().expect("client_secret");
+    let thread = app
+        .post(
+            &format!("{PREFIX}/threads"),
+            token,
+            json!({"title": "moved"}),
+        )
+        .await
+        .ok();
+    let id = thread["id"].as_str().expect("thread id");
+    let fetched = app.get(&format!("{PREFIX}/threads/{id}"), token).await.ok();
+    assert_eq!(fetched["title"], "moved");
+
+    for (method, path) in [
+        (Method::POST, "/api/chatkit/session".to_owned()),
+        (Method::GET, "/api/chatkit/threads".to_owned()),
+        (Method::GET, format!("/api/chatkit/threads/{id}")),
+    ] {
+        let resp = app
+            .request(method.clone(), &path, Some(token), None, &[])
+            .await;
+        assert_eq!(resp.status, 404, "{method} {path} still answers");
+    }
+    // The routes of the old prefix, without it, are not served at the root either.
+    assert_eq!(app.get("/threads", token).await.status, 404);
+
+    // 405 knows the moved routes.
+    let resp = app
+        .request(
+            Method::PUT,
+            &format!("{PREFIX}/threads"),
+            Some(token),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status, 405);
+    assert_eq!(
+        resp.headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET, HEAD, POST")
+    );
+
+    // Root routes keep their paths.
+    for path in ["/healthz", "/readyz", "/openapi.json", "/docs"] {
+        let resp = app.request(Method::GET, path, None, None, &[]).await;
+        assert_eq!(resp.status, 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_served_document_and_swagger_ui_follow_the_prefix() {
+    let app = spawn_app_with(|s| s.server.api_prefix = PREFIX.into()).await;
+    let doc = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let spec: Value = serde_json::from_str(&doc).unwrap();
+    let paths: Vec<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for path in &paths {
+        assert!(
+            path.starts_with(&format!("{PREFIX}/")) || ["/healthz", "/readyz"].contains(path),
+            "{path} is outside the prefix: {paths:?}"
+        );
+    }
+    for path in ["session", "refresh", "threads", "threads/{id}", "messages"] {
+        assert!(
+            paths.contains(&format!("{PREFIX}/{path}").as_str()),
+            "{PREFIX}/{path} missing: {paths:?}"
+        );
+    }
+    assert!(paths.contains(&"/healthz") && paths.contains(&"/readyz"));
+    assert!(spec["info"]["description"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("POST {PREFIX}/session")));
+    // The document is the default one with only the prefix changed.
+    assert_eq!(
+        doc.replace(PREFIX, "/api/chatkit"),
+        chatkit_gateway::api::spec_json()
+    );
+
+    let ui = app
+        .client
+        .get(format!("{}/docs", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        ui.contains(&format!("{PREFIX}/session")),
+        "Swagger UI has the old paths"
+    );
+    assert!(!ui.contains("/api/chatkit/session"));
+}
+
+#[test]
+fn a_prefix_that_extends_the_default_is_applied_once() {
+    let doc = chatkit_gateway::api::spec_json_at("/api/chatkit/v2");
+    assert!(doc.contains("POST /api/chatkit/v2/session"));
+    assert!(doc.contains("\"/api/chatkit/v2/threads/{id}\""));
+    assert!(!doc.contains("/v2/v2"), "the prefix was applied twice");
+    assert!(!doc.contains("\"/api/chatkit/session\""));
+}
+
+#[test]
+fn the_access_route_template_carries_the_prefix() {
+    // The route template (the metrics' `route` label) is read from the document, so it
+    // names the served path, not the compiled-in one.
+    let table = chatkit_gateway::api::allow::AllowedMethods::new(
+        &chatkit_gateway::api::spec_json_at(PREFIX),
+        &[],
+    );
+    assert_eq!(
+        table
+            .template(&format!("{PREFIX}/threads/thr_1"))
+            .map(|t| t.to_string()),
+        Some(format!("{PREFIX}/threads/{{id}}"))
+    );
+    assert!(table.template("/api/chatkit/threads/thr_1").is_none());
+}
