@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # Load benchmark of chatkit-gateway (a benchmark, not a test: it never fails on slowness).
 #
-#   scripts/bench.sh                   # 10 s per endpoint
+#   scripts/bench.sh                   # SQLite, 10 s per endpoint
+#   scripts/bench.sh --db postgres     # a throw-away database on the local PostgreSQL
+#   scripts/bench.sh streams [...]     # 5,000 concurrent streamed turns (scripts/bench_streams.sh)
 #   BENCH_DURATION=30s scripts/bench.sh
 #
 # What it does: builds the release binary, starts it on 127.0.0.1 with a fresh SQLite file
-# in a temporary directory, measures start-up time (second start, migrations already
-# applied) and idle RSS, seeds a user with threads and messages, drives the REST endpoints
-# and the ChatKit protocol (`threads.list`, and a streamed `threads.add_user_message` turn)
-# with `wrk -t2 -c32 --latency`, and prints a markdown table plus memory figures.
+# in a temporary directory (or a fresh PostgreSQL database, dropped afterwards), measures
+# start-up time (second start, migrations already applied) and idle RSS, seeds a reader (20
+# threads, one of them with 20 messages) and a writer (32 threads), drives the REST
+# endpoints and the ChatKit protocol (`threads.list`, and a streamed
+# `threads.add_user_message` turn) with `wrk -t2 -c32 --latency`, and prints a markdown
+# table plus memory figures. On PostgreSQL it also reports, for the turn rows, the
+# database's CPU time per turn (all `postgres` processes, from /proc) and, when the server
+# loads `pg_stat_statements`, the statements per turn.
 #
 # Environment:
 #   BENCH_DURATION     wrk duration per endpoint (default 10s; a bare number means seconds)
 #   BENCH_THREADS      wrk threads (default 2)
 #   BENCH_CONNECTIONS  wrk connections (default 32)
 #   BENCH_PORT         first port to try (default 18080; the next free one is used)
+#   BENCH_ONLY         run only the rows whose label matches this extended regex
+#   BENCH_BIN          a gateway binary to measure instead of building one (to compare builds)
+#   BENCH_PG_URL       PostgreSQL server for --db postgres (default
+#                      postgres://postgres@127.0.0.1:5432; a database is created and dropped)
 #
 # Load goes to 127.0.0.1 only. The server is stopped and the temp dir removed on exit.
 set -euo pipefail
@@ -22,11 +32,27 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 
+if [[ ${1:-} == streams ]]; then
+    shift
+    exec "$ROOT/scripts/bench_streams.sh" "$@"
+fi
+DB=${BENCH_DB:-sqlite}
+while (($#)); do
+    case $1 in
+    --db) DB=${2:-}; shift 2 ;;
+    --db=*) DB=${1#--db=}; shift ;;
+    *) echo "usage: $0 [--db sqlite|postgres] | streams [...]" >&2; exit 64 ;;
+    esac
+done
+[[ $DB == sqlite || $DB == postgres ]] || { echo "--db must be sqlite or postgres" >&2; exit 64; }
+PG_SERVER=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
+PG_DB=""
+
 DURATION=${BENCH_DURATION:-10s}
 [[ $DURATION =~ ^[0-9]+$ ]] && DURATION="${DURATION}s"
 WRK_THREADS=${BENCH_THREADS:-2}
 WRK_CONNS=${BENCH_CONNECTIONS:-32}
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/chatkit-gateway"
+BIN=${BENCH_BIN:-"${CARGO_TARGET_DIR:-$ROOT/target}/release/chatkit-gateway"}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -49,8 +75,10 @@ command -v wrk >/dev/null || die "wrk could not be installed"
 command -v curl >/dev/null || die "curl is required"
 
 # --- build --------------------------------------------------------------------------
-log "cargo build --release"
-cargo build --release --quiet
+if [[ -z ${BENCH_BIN:-} ]]; then
+    log "cargo build --release"
+    cargo build --release --quiet
+fi
 [[ -x $BIN ]] || die "$BIN was not built"
 
 # --- environment --------------------------------------------------------------------
@@ -79,6 +107,7 @@ cleanup() {
     fi
     stop_server
     [[ -n $BA_PID ]] && kill "$BA_PID" 2>/dev/null
+    [[ -n $PG_DB ]] && psql -q "$PG_SERVER/postgres" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -92,7 +121,17 @@ for _ in $(seq 1 50); do
 done
 port_in_use "$PORT" && die "no free port found from ${BENCH_PORT:-18080}"
 
-export DATABASE_URL="sqlite://$TMP/bench.db"
+if [[ $DB == postgres ]]; then
+    command -v psql >/dev/null || die "psql is required for --db postgres"
+    PG_DB="chatkit_bench_$$"
+    psql -q "$PG_SERVER/postgres" -c "CREATE DATABASE $PG_DB" >/dev/null ||
+        die "cannot create a database on $PG_SERVER"
+    export DATABASE_URL="$PG_SERVER/$PG_DB"
+    DB_LABEL="PostgreSQL $(psql -Atq "$PG_SERVER/postgres" -c 'SHOW server_version' | awk '{ print $1 }') (local, database $PG_DB)"
+else
+    export DATABASE_URL="sqlite://$TMP/bench.db"
+    DB_LABEL="SQLite (WAL) in $TMP"
+fi
 export PORT
 export HOST=127.0.0.1
 export APP_ENV=development
@@ -172,22 +211,36 @@ session_json=$(curl -fsS -X POST -H "Authorization: Bearer $UPSTREAM" "$BASE/api
 CLIENT_SECRET=$(json_field client_secret <<<"$session_json")
 [[ -n $CLIENT_SECRET ]] || die "no client_secret in: $session_json"
 
-post_message() { # post_message THREAD_JSON TEXT -> response json
+post_message() { # post_message SECRET THREAD_JSON TEXT -> response json
     curl -fsS -X POST "$BASE/api/chatkit/messages" \
-        -H "Authorization: Bearer $CLIENT_SECRET" -H 'Content-Type: application/json' \
-        -d "{\"thread_id\": $1, \"message\": \"$2\"}"
+        -H "Authorization: Bearer $1" -H 'Content-Type: application/json' \
+        -d "{\"thread_id\": $2, \"message\": \"$3\"}"
 }
-first=$(post_message null "add a task to buy milk")
+# The reader: 20 threads, one of them with 20 messages (10 turns, some with tool calls).
+first=$(post_message "$CLIENT_SECRET" null "add a task to buy milk")
 THREAD_ID=$(json_field thread_id <<<"$first")
 [[ -n $THREAD_ID ]] || die "no thread_id in: $first"
-post_message "\"$THREAD_ID\"" "add a task to call mom" >/dev/null
-post_message "\"$THREAD_ID\"" "list my tasks" >/dev/null
-post_message "\"$THREAD_ID\"" "complete task 1" >/dev/null
-for _ in $(seq 1 30); do
+for text in "add a task to call mom" "list my tasks" "complete task 1" "hello" \
+    "list my tasks" "add a task to water the plants" "hello" "list my tasks" "hello"; do
+    post_message "$CLIENT_SECRET" "\"$THREAD_ID\"" "$text" >/dev/null
+done
+for _ in $(seq 1 19); do
     curl -fsS -o /dev/null -X POST "$BASE/api/chatkit/threads" \
         -H "Authorization: Bearer $CLIENT_SECRET" -H 'Content-Type: application/json' -d '{}'
 done
-log "seeded: thread $THREAD_ID with 4 turns, 30 empty threads"
+# The writer: another user with 32 threads, so concurrent turns spread over many rows (as
+# many users' turns would) instead of all queueing on one thread.
+WRITER_UPSTREAM=$("$BIN" dev-token --user bench-writer)
+WRITER_SECRET=$(curl -fsS -X POST -H "Authorization: Bearer $WRITER_UPSTREAM" "$BASE/api/chatkit/session" |
+    json_field client_secret)
+[[ -n $WRITER_SECRET ]] || die "no client_secret for the writer"
+WRITER_THREADS=()
+for _ in $(seq 1 32); do
+    id=$(post_message "$WRITER_SECRET" null "hello" | json_field thread_id)
+    [[ -n $id ]] || die "the writer could not start a thread"
+    WRITER_THREADS+=("\"$id\"")
+done
+log "seeded: reader thread $THREAD_ID with 10 turns and 19 empty threads; writer with 32 threads"
 
 # --- wrk scripts --------------------------------------------------------------------
 # No per-response Lua callbacks: they slow wrk itself down; wrk counts non-2xx on its own.
@@ -208,6 +261,24 @@ wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer $CLIENT_SECRET"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"thread_id":"$THREAD_ID","message":"list my tasks"}'
+EOF
+# Round robin over the writer's threads; each wrk thread starts at its own offset.
+writer_ids=$(IFS=,; echo "${WRITER_THREADS[*]}")
+cat >"$TMP/messages-spread.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer $WRITER_SECRET"
+wrk.headers["Content-Type"] = "application/json"
+ids = { $writer_ids }
+i = 0
+local started = 0
+function setup(thread)
+    started = started + 1
+    thread:set("i", started * 7)
+end
+function request()
+    i = i % #ids + 1
+    return wrk.format(nil, nil, nil, '{"thread_id":"' .. ids[i] .. '","message":"hello"}')
+end
 EOF
 
 # The ChatKit protocol: the widget's history list, and a turn streamed as ChatKit events
@@ -235,19 +306,68 @@ SAMPLER_PID=$!
 
 ROWS=()
 DETAILS=()
-run_wrk() { # run_wrk LABEL SCRIPT PATH
-    local label=$1 script=$2 path=$3 out rps p50 p99 non2xx sockerr
+# The database's side of a row (PostgreSQL only): CPU time of every `postgres` process, and
+# the statements pg_stat_statements counted in the bench database (when the server loads it).
+CLK_TCK=$(getconf CLK_TCK)
+PGSS=""
+psql_bench() { psql -Atq "$DATABASE_URL" -c "$1"; }
+if [[ $DB == postgres ]] &&
+    [[ $(psql_bench 'SHOW shared_preload_libraries') == *pg_stat_statements* ]] &&
+    psql_bench 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' 2>/dev/null; then
+    PGSS=1
+fi
+cpu_ticks() { # cpu_ticks PID... -> utime + stime, in clock ticks
+    local p
+    for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $14 + $15 } END { print s + 0 }'
+}
+pg_ticks() { cpu_ticks $(pgrep -x postgres); }
+DB_ROWS=()
+STATEMENTS=()
+
+run_wrk() { # run_wrk LABEL SCRIPT PATH [turns]
+    local label=$1 script=$2 path=$3 kind=${4:-} out rps p50 p99 non2xx sockerr reqs
+    local pg0=0 gw0=0
+    if [[ -n ${BENCH_ONLY:-} ]] && ! grep -qE -- "$BENCH_ONLY" <<<"$label"; then
+        return 0
+    fi
+    if [[ $kind == turns && $DB == postgres ]]; then
+        [[ -n $PGSS ]] && psql_bench 'SELECT pg_stat_statements_reset()' >/dev/null
+        pg0=$(pg_ticks)
+        gw0=$(cpu_ticks "$SERVER_PID")
+    fi
     log "wrk -t$WRK_THREADS -c$WRK_CONNS -d$DURATION  $label"
     out=$(wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$DURATION" --latency -s "$script" "$BASE$path")
     printf '%s\n' "$out" >>"$TMP/wrk.log"
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
     p50=$(awk '$1 == "50%" { print $2 }' <<<"$out")
     p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+    reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
     non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' <<<"$out")
     sockerr=$(sed -n 's/.*Socket errors: *//p' <<<"$out")
     ROWS+=("| $label | ${rps:-?} | ${p50:-?} | ${p99:-?} | ${non2xx:-0} |")
     if [[ -n $non2xx || -n $sockerr ]]; then
         DETAILS+=("- $label: ${non2xx:+$non2xx non-2xx responses}${non2xx:+${sockerr:+; }}${sockerr:+socket errors: $sockerr}")
+    fi
+    if [[ $kind == turns && $DB == postgres && ${reqs:-0} -gt 0 ]]; then
+        local pg1 gw1 stmts="n/a"
+        pg1=$(pg_ticks)
+        gw1=$(cpu_ticks "$SERVER_PID")
+        if [[ -n $PGSS ]]; then
+            stmts=$(psql_bench "SELECT round(sum(calls)::numeric / $reqs, 2) FROM pg_stat_statements
+                WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND query NOT LIKE '%pg_stat_statements%'")
+            STATEMENTS+=("" "$label, per turn:" "" "| calls | mean execution | mean planning | statement |" "| ---: | ---: | ---: | --- |")
+            while IFS='|' read -r calls mean plan query; do
+                STATEMENTS+=("| $calls | $mean ms | $plan ms | \`$query\` |")
+            done < <(psql_bench "SELECT round(calls::numeric / $reqs, 2), round(mean_exec_time::numeric, 3),
+                    round(total_plan_time::numeric / greatest(plans, 1), 3),
+                    left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
+                FROM pg_stat_statements
+                WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND query NOT LIKE '%pg_stat_statements%' AND calls >= $reqs / 20
+                ORDER BY calls DESC, query LIMIT 12")
+        fi
+        DB_ROWS+=("| $label | $stmts | $(awk -v t=$((pg1 - pg0)) -v n="$reqs" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f µs", t / hz / n * 1e6 }') | $(awk -v t=$((gw1 - gw0)) -v n="$reqs" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f µs", t / hz / n * 1e6 }') |")
     fi
 }
 
@@ -259,9 +379,10 @@ if [[ -n $EDDSA_TOKEN ]]; then
 fi
 run_wrk "GET /api/chatkit/threads" "$TMP/get.lua" /api/chatkit/threads
 run_wrk "GET /api/chatkit/threads/{id}" "$TMP/get.lua" "/api/chatkit/threads/$THREAD_ID"
-run_wrk "POST /api/chatkit/messages" "$TMP/messages.lua" /api/chatkit/messages
+run_wrk "POST /api/chatkit/messages (32 threads, no tool)" "$TMP/messages-spread.lua" /api/chatkit/messages turns
+run_wrk "POST /api/chatkit/messages (one thread, list_tasks tool)" "$TMP/messages.lua" /api/chatkit/messages turns
 run_wrk "POST /chatkit threads.list" "$TMP/ck-list.lua" /chatkit
-run_wrk "POST /chatkit threads.add_user_message (streamed)" "$TMP/ck-turn.lua" /chatkit
+run_wrk "POST /chatkit threads.add_user_message (streamed)" "$TMP/ck-turn.lua" /chatkit turns
 
 PEAK_RSS_KB=$(status_field "$SERVER_PID" VmHWM)
 END_RSS_KB=$(status_field "$SERVER_PID" VmRSS)
@@ -279,7 +400,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
 echo
 echo "## chatkit-gateway benchmark"
 echo
-echo "$(nproc) cores${cpu:+ ($cpu)}, release build, SQLite (WAL) in $TMP, wrk -t$WRK_THREADS -c$WRK_CONNS -d$DURATION, $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
+echo "$(nproc) cores${cpu:+ ($cpu)}, release build, $DB_LABEL, wrk -t$WRK_THREADS -c$WRK_CONNS -d$DURATION, $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
 echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted changes in src/)')"
 echo
 echo "| endpoint | req/s | p50 | p99 | errors (non-2xx) |"
@@ -290,6 +411,15 @@ echo "- idle RSS after start-up: $(mib "$IDLE_RSS_KB")"
 echo "- peak RSS (VmHWM): $(mib "$PEAK_RSS_KB") (largest 0.5 s sample: $(mib "${SAMPLED_MAX_KB:-0}"); RSS at the end: $(mib "$END_RSS_KB"))"
 echo "- start-up to first healthy /healthz (migrations already applied): ${STARTUP_MS} ms (first start, applying migrations: ${first_ms} ms)"
 echo "- the benchmarked thread ended with ${final_count:-?} messages"
+if ((${#DB_ROWS[@]})); then
+    echo
+    echo "Database work per turn (PostgreSQL; CPU of all postgres processes and of the gateway, over the row):"
+    echo
+    echo "| row | statements/turn | database CPU/turn | gateway CPU/turn |"
+    echo "| --- | ---: | ---: | ---: |"
+    printf '%s\n' "${DB_ROWS[@]}"
+    ((${#STATEMENTS[@]})) && printf '%s\n' "${STATEMENTS[@]}"
+fi
 if ((${#DETAILS[@]})); then
     echo
     echo "Errors seen under load:"

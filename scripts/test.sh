@@ -56,7 +56,7 @@ pg_reachable() {
 if pg_reachable; then
   echo "== API tests on PostgreSQL ($pg_url)"
   status=0
-  TEST_DATABASE_URL="$pg_url" cargo test --locked --test api || status=$?
+  TEST_DATABASE_URL="$pg_url" cargo test --locked --lib --test api || status=$?
   echo "== ChatKit conformance on PostgreSQL"
   CONFORMANCE_POSTGRES_URL="$pg_url" tests/conformance/against-gateway.sh target/debug/chatkit-gateway || status=$?
   echo "== Schemathesis on PostgreSQL"

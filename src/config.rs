@@ -213,6 +213,9 @@ pub struct DatabaseSettings {
     /// SQLite only: the most pages the database file may grow to (`PRAGMA
     /// max_page_count`); writes beyond it fail as on a full disk. 0 = no cap.
     pub sqlite_max_pages: u32,
+    /// PostgreSQL: turn writer tasks (group commit; each thread's writes go to one of
+    /// them). SQLite always has one.
+    pub turn_writers: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -601,6 +604,7 @@ impl Settings {
                 1_000,
             ),
             ("database.busy_timeout_ms", d.busy_timeout_ms, 0, 600_000),
+            ("database.turn_writers", d.turn_writers.into(), 1, 64),
             (
                 "database.acquire_timeout_ms",
                 d.acquire_timeout_ms,

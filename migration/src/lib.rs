@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_init;
 mod m20261122_000001_refresh_successor;
 mod m20261122_000002_chatkit;
+mod m20261122_000003_hot_claims;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_init::Migration),
             Box::new(m20261122_000001_refresh_successor::Migration),
             Box::new(m20261122_000002_chatkit::Migration),
+            Box::new(m20261122_000003_hot_claims::Migration),
         ]
     }
 }

@@ -185,6 +185,9 @@ where
     }
 }
 
+/// Turn writers on PostgreSQL when not configured (`database.turn_writers`).
+const DEFAULT_POSTGRES_WRITERS: u32 = 4;
+
 /// How long a PostgreSQL request waits for a connection before it is answered 503: an
 /// outage shows at once instead of holding every request for long.
 const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -298,6 +301,7 @@ impl Store {
             Duration::from_millis(settings.busy_timeout_ms),
             settings.sqlite_max_pages,
             Duration::from_millis(settings.acquire_timeout_ms),
+            settings.turn_writers,
         )
         .await
     }
@@ -315,6 +319,7 @@ impl Store {
             busy_timeout,
             0,
             DEFAULT_ACQUIRE_TIMEOUT,
+            DEFAULT_POSTGRES_WRITERS,
         )
         .await
     }
@@ -325,6 +330,7 @@ impl Store {
         busy_timeout: Duration,
         sqlite_max_pages: u32,
         acquire_timeout: Duration,
+        postgres_writers: u32,
     ) -> Result<Self, DbErr> {
         if url.starts_with("sqlite:") {
             let mut opts = SqliteConnectOptions::from_str(url)
@@ -371,7 +377,7 @@ impl Store {
             let health = Arc::new(WriteHealth(Mutex::new(Some("not written yet".into()))));
             Ok(Self {
                 read: SqlxSqliteConnector::from_sqlx_sqlite_pool(read),
-                writer: turn_writer::TurnWriter::spawn(write.clone(), health.clone()),
+                writer: turn_writer::TurnWriter::spawn(write.clone(), health.clone(), 1),
                 write,
                 health,
             })
@@ -389,7 +395,12 @@ impl Store {
             let health = Arc::new(WriteHealth::default());
             Ok(Self {
                 read: db.clone(),
-                writer: turn_writer::TurnWriter::spawn(db.clone(), health.clone()),
+                writer: turn_writer::TurnWriter::spawn(
+                    db.clone(),
+                    health.clone(),
+                    // Leave the requests' reads some connections.
+                    usize::try_from(postgres_writers.min(max_connections / 2).max(1)).unwrap_or(1),
+                ),
                 write: db,
                 health,
             })

@@ -8,6 +8,14 @@ use super::{
 };
 use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
 
+/// The user's messages (not tool calls) in the thread.
+fn messages_of(user: &UserId, thread_id: &ThreadId) -> sea_orm::Select<thread_item::Entity> {
+    thread_item::Entity::find()
+        .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
+        .filter(thread_item::Column::UserId.eq(user.as_str()))
+        .filter(thread_item::Column::ItemType.is_in(MESSAGE_TYPES))
+}
+
 impl Store {
     /// The user's threads, most recent activity first.
     pub async fn list_threads(
@@ -63,6 +71,71 @@ impl Store {
             .one(&self.read)
             .await?
             .ok_or(StoreError::ThreadNotFound)
+    }
+
+    /// The thread (if it exists and belongs to `user`) with a page of its newest messages,
+    /// newest first, in one round trip: the page is a subquery left-joined to the thread's
+    /// row, so a thread without messages still comes back and another user's does not.
+    /// (`GET /threads/{id}` is read far more often than anything else; on PostgreSQL the
+    /// second round trip was a third of its cost.)
+    pub async fn thread_with_latest(
+        &self,
+        user: &UserId,
+        id: &ThreadId,
+        limit: u64,
+    ) -> Result<(thread::Model, Page<thread_item::Model>), StoreError> {
+        use sea_orm::{
+            sea_query::{Alias, JoinType, Query},
+            ConnectionTrait, FromQueryResult, IdenStatic, Iterable, Order as SqlOrder, QueryTrait,
+        };
+        let page = keyset(
+            messages_of(user, id),
+            thread_item::Column::CreatedAt,
+            thread_item::Column::Id,
+            None,
+            Order::Desc,
+        )
+        .limit(limit + 1)
+        .into_query();
+        let (t, i) = (Alias::new("t"), Alias::new("i"));
+        let mut query = Query::select();
+        for c in thread::Column::iter() {
+            query.expr_as(
+                Expr::col((t.clone(), c)),
+                Alias::new(format!("t_{}", c.as_str())),
+            );
+        }
+        for c in thread_item::Column::iter() {
+            query.expr_as(
+                Expr::col((i.clone(), c)),
+                Alias::new(format!("i_{}", c.as_str())),
+            );
+        }
+        query
+            .from_as(thread::Entity, t.clone())
+            .join_subquery(JoinType::LeftJoin, page, i.clone(), Expr::cust("TRUE"))
+            .and_where(Expr::col((t.clone(), thread::Column::Id)).eq(id.as_str()))
+            .and_where(Expr::col((t, thread::Column::UserId)).eq(user.as_str()))
+            .order_by((i.clone(), thread_item::Column::CreatedAt), SqlOrder::Desc)
+            .order_by((i, thread_item::Column::Id), SqlOrder::Desc);
+        let backend = self.read.get_database_backend();
+        let rows = self.read.query_all(backend.build(&query)).await?;
+        let thread = match rows.first() {
+            Some(row) => thread::Model::from_query_result(row, "t_")?,
+            None => return Err(StoreError::ThreadNotFound),
+        };
+        // A thread without messages joins one row of NULLs, which is no item.
+        let items = rows
+            .iter()
+            .filter_map(|row| thread_item::Model::from_query_result_optional(row, "i_").transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((
+            thread,
+            into_page(items, limit, |m| Cursor {
+                at: m.created_at,
+                id: m.id.clone(),
+            }),
+        ))
     }
 
     /// Renames the thread and/or replaces its metadata; `ThreadNotFound` unless it is the
@@ -139,10 +212,7 @@ impl Store {
         order: Order,
     ) -> Result<Page<thread_item::Model>, StoreError> {
         let query = keyset(
-            thread_item::Entity::find()
-                .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
-                .filter(thread_item::Column::UserId.eq(user.as_str()))
-                .filter(thread_item::Column::ItemType.is_in(MESSAGE_TYPES)),
+            messages_of(user, thread_id),
             thread_item::Column::CreatedAt,
             thread_item::Column::Id,
             after,
