@@ -20,6 +20,8 @@
 #                          dropped on exit)
 #   --streams N            concurrent streamed turns (default 5000)
 #   --protocol P           rest, chatkit or both (default both)
+#   --calibrate            first run the same load straight against the fake provider (no
+#                          gateway): the latency this harness itself adds on this machine
 #   --keep                 keep the temp dir (gateway logs) and print where it is
 #   -- ARGS                passed to loadgen (see `loadgen --help`: --ramp, --deltas, --over,
 #                          --settle, --threads, ...)
@@ -44,6 +46,7 @@ DB=sqlite
 STREAMS=5000
 PROTOCOLS=(rest chatkit)
 KEEP=0
+CALIBRATE=0
 EXTRA=()
 while (($#)); do
     case $1 in
@@ -57,12 +60,14 @@ while (($#)); do
         esac
         shift 2
         ;;
+    --calibrate) CALIBRATE=1; shift ;;
     --keep) KEEP=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
+((CALIBRATE)) && PROTOCOLS=(direct "${PROTOCOLS[@]}")
 [[ $DB == sqlite || $DB == postgres ]] || die "--db must be sqlite or postgres"
 [[ $STREAMS =~ ^[0-9]+$ && $STREAMS -gt 0 ]] || die "--streams must be a positive number"
 

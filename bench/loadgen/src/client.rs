@@ -24,6 +24,9 @@ pub enum Protocol {
     Rest,
     /// `POST /chatkit` with `threads.create`.
     Chatkit,
+    /// Straight to the fake provider, no gateway: the floor this harness itself adds to
+    /// the latency on this machine at this load.
+    Direct,
 }
 
 /// Why a turn failed.
@@ -159,6 +162,15 @@ fn chatkit_event(data: &str, latencies: &mut Vec<u32>) -> Seen {
     }
 }
 
+/// The fake provider's own chunks: stamps in the content, `[DONE]` at the end.
+fn direct_event(data: &str, latencies: &mut Vec<u32>) -> Seen {
+    if data == "[DONE]" {
+        return Seen::Final;
+    }
+    latencies.extend(stamps(data).map(elapsed_us));
+    Seen::Nothing
+}
+
 async fn drive(
     target: &Target,
     index: usize,
@@ -168,6 +180,11 @@ async fn drive(
 ) -> Result<(), TurnError> {
     let text = format!("bench turn {index}: tell me something");
     let request = match target.protocol {
+        Protocol::Direct => target
+            .client
+            .post(format!("{}/v1/chat/completions", target.base))
+            .json(&json!({"model": "m", "stream": true,
+                "messages": [{"role": "user", "content": text}]})),
         Protocol::Rest => target
             .client
             .post(format!("{}/api/chatkit/messages", target.base))
@@ -204,6 +221,7 @@ async fn drive(
         let seen = match target.protocol {
             Protocol::Rest => rest_event(&event.event, &event.data, latencies),
             Protocol::Chatkit => chatkit_event(&event.data, latencies),
+            Protocol::Direct => direct_event(&event.data, latencies),
         };
         match seen {
             Seen::Nothing => {}
@@ -291,6 +309,15 @@ mod tests {
             rest_event("error", "{}", &mut lat),
             Seen::Failed(_)
         ));
+        assert_eq!(lat.len(), 1);
+    }
+
+    #[test]
+    fn direct_events_end_at_done() {
+        let mut lat = Vec::new();
+        let chunk = json!({"choices": [{"delta": {"content": stamp(1, 0)}}]}).to_string();
+        assert!(matches!(direct_event(&chunk, &mut lat), Seen::Nothing));
+        assert!(matches!(direct_event("[DONE]", &mut lat), Seen::Final));
         assert_eq!(lat.len(), 1);
     }
 

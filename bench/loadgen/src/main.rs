@@ -88,6 +88,11 @@ struct Args {
     /// (default: --over + 60).
     #[arg(long)]
     timeout: Option<f64>,
+    /// Keep the client connections to the gateway open between turns (by default each
+    /// closes when its stream ends, as 5,000 separate clients would, so that the gateway's
+    /// memory after the load is not held by idle keep-alive connections of this client).
+    #[arg(long)]
+    keep_alive: bool,
     /// Worker threads of this process (it shares the machine with the gateway).
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -338,11 +343,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The gateway holds two sockets per stream; this process holds two as well.
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
-        .pool_max_idle_per_host(usize::MAX)
+        .pool_max_idle_per_host(if args.keep_alive { usize::MAX } else { 0 })
         .build()?;
     let target = Arc::new(Target {
         client,
-        base: base.clone(),
+        base: if args.protocol == Protocol::Direct {
+            format!("http://127.0.0.1:{provider_port}")
+        } else {
+            base.clone()
+        },
         secret,
         protocol: args.protocol,
         timeout,
@@ -411,6 +420,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let proto = match args.protocol {
         Protocol::Rest => "REST `POST /api/chatkit/messages` (SSE)",
         Protocol::Chatkit => "ChatKit `POST /chatkit` `threads.create` (SSE)",
+        Protocol::Direct => {
+            "the fake provider directly, no gateway (the harness's own latency floor; the gateway idles)"
+        }
     };
     let label = if args.label.is_empty() {
         String::new()
