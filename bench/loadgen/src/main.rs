@@ -68,6 +68,10 @@ struct Args {
     /// The pid of that gateway, for its memory.
     #[arg(long, requires = "base")]
     gateway_pid: Option<u32>,
+    /// The fake provider answers `Connection: close`: the gateway then holds no idle
+    /// upstream connections after the load (its memory "after" shows what else remains).
+    #[arg(long)]
+    provider_close: bool,
     /// Port of the fake provider (0: any free one).
     #[arg(long, default_value_t = 0)]
     provider_port: u16,
@@ -283,6 +287,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let pacing = Pacing {
         deltas: args.deltas,
         over,
+        close: args.provider_close,
     };
     let (provider_port, provider_stats) = provider::serve(args.provider_port, pacing).await?;
     eprintln!("[loadgen] fake provider on http://127.0.0.1:{provider_port}/v1");

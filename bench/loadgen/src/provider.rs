@@ -31,6 +31,9 @@ use crate::clock;
 pub struct Pacing {
     pub deltas: u32,
     pub over: Duration,
+    /// Answer with `Connection: close`, so the gateway cannot keep idle connections to
+    /// the provider (separates their memory from the streams' own).
+    pub close: bool,
 }
 
 /// What the fake has served (read by the report).
@@ -103,7 +106,7 @@ async fn completions(state: Data<&State>, body: Json<Value>) -> Response {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let id = format!("chatcmpl-loadgen{n}");
-    let Pacing { deltas, over } = state.pacing;
+    let Pacing { deltas, over, close } = state.pacing;
     let step = over / deltas.max(1);
     let start = tokio::time::Instant::now();
     let stats = state.stats.clone();
@@ -136,10 +139,13 @@ async fn completions(state: Data<&State>, body: Json<Value>) -> Response {
             Some((Ok::<_, io::Error>(frame), k + 1))
         }
     });
-    Response::builder()
+    let mut response = Response::builder()
         .content_type("text/event-stream; charset=utf-8")
-        .header("cache-control", "no-cache")
-        .body(Body::from_bytes_stream(frames))
+        .header("cache-control", "no-cache");
+    if close {
+        response = response.header("connection", "close");
+    }
+    response.body(Body::from_bytes_stream(frames))
 }
 
 /// Accepts with `TCP_NODELAY`, so that Nagle's algorithm never holds a small delta back
@@ -211,6 +217,7 @@ mod tests {
         let pacing = Pacing {
             deltas: 3,
             over: Duration::from_millis(30),
+            close: false,
         };
         let (port, stats) = serve(0, pacing).await.unwrap();
         let response = reqwest::Client::new()
@@ -254,6 +261,7 @@ mod tests {
         let pacing = Pacing {
             deltas: 1,
             over: Duration::from_millis(1),
+            close: true,
         };
         let (port, _) = serve(0, pacing).await.unwrap();
         let response = reqwest::Client::new()
