@@ -397,7 +397,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map(|(a, b)| b.saturating_sub(a));
     let at_end = proc::memory(&pid_s).unwrap_or_default();
     eprintln!("[loadgen] all turns ended after {load_time:?}; settling");
-    tokio::time::sleep(secs(args.settle, "settle")?).await;
+    // Not a server left wholly idle (an allocator may give memory back only when its
+    // threads run again): a trickle of health checks, as any deployed instance sees.
+    let settle_until = tokio::time::Instant::now() + secs(args.settle, "settle")?;
+    let health = reqwest::Client::new();
+    while tokio::time::Instant::now() < settle_until {
+        let _ = health.get(format!("{base}/healthz")).send().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let after = proc::memory(&pid_s).unwrap_or_default();
     sampler.abort();
 
@@ -487,7 +494,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "| gateway RSS when the last stream ended; {:.0} s later | {} ; {} | near idle |",
+        "| gateway RSS when the last stream ended; {:.0} s later (`/healthz` 10/s meanwhile) | {} ; {} | near idle |",
         args.settle,
         mib(at_end.rss_kib),
         mib(after.rss_kib)
@@ -508,6 +515,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ms(setup(990)),
         ms(results.setup_us.last().copied())
     )?;
+    if args.protocol != Protocol::Direct {
+        writeln!(
+            out,
+            "| largest request body the gateway sent the provider (JSON text) | {} bytes | |",
+            provider_stats.max_request_bytes.load(Ordering::Relaxed)
+        )?;
+    }
     writeln!(
         out,
         "| CPU during the load: gateway ; loadgen (provider + clients) | {} ; {} | |",

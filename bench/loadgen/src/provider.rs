@@ -42,6 +42,8 @@ pub struct ProviderStats {
     pub requests: AtomicU64,
     pub finished: AtomicU64,
     pub deltas_written: AtomicU64,
+    /// Size of the largest request body (JSON text) the gateway sent.
+    pub max_request_bytes: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -88,6 +90,11 @@ fn chunk(id: &str, created: u64, model: &str, delta: &Value, finish: Option<&str
 #[handler]
 async fn completions(state: Data<&State>, body: Json<Value>) -> Response {
     let n = state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let size = u64::try_from(body.to_string().len()).unwrap_or(u64::MAX);
+    state
+        .stats
+        .max_request_bytes
+        .fetch_max(size, Ordering::Relaxed);
     if body.get("stream").and_then(Value::as_bool) != Some(true) {
         return Response::builder()
             .status(StatusCode::BAD_REQUEST)
@@ -106,7 +113,11 @@ async fn completions(state: Data<&State>, body: Json<Value>) -> Response {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let id = format!("chatcmpl-loadgen{n}");
-    let Pacing { deltas, over, close } = state.pacing;
+    let Pacing {
+        deltas,
+        over,
+        close,
+    } = state.pacing;
     let step = over / deltas.max(1);
     let start = tokio::time::Instant::now();
     let stats = state.stats.clone();
