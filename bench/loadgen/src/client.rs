@@ -66,8 +66,9 @@ impl TurnError {
 /// Everything measured over a run.
 #[derive(Default)]
 pub struct Results {
-    /// Provider write → client read, per stamped delta, in µs.
-    pub latencies_us: Vec<u32>,
+    /// Per stamped delta: when the provider wrote it (µs on [`clock`]) and how long it
+    /// took to reach the client (µs).
+    pub deltas: Vec<Timed>,
     /// Request sent → response head, per turn that got one, in µs.
     pub setup_us: Vec<u32>,
     pub completed: u64,
@@ -120,8 +121,15 @@ pub struct Target {
     pub timeout: Duration,
 }
 
+/// A delta's write instant and its latency, in µs.
+pub type Timed = (u64, u32);
+
 fn elapsed_us(since: u64) -> u32 {
     u32::try_from(clock::now_us().saturating_sub(since)).unwrap_or(u32::MAX)
+}
+
+fn timed(stamp: u64) -> Timed {
+    (stamp, elapsed_us(stamp))
 }
 
 /// What an event means for the turn.
@@ -132,10 +140,10 @@ enum Seen {
 }
 
 /// REST: `delta {text}` carries the stamps, `done` ends the turn, `error` fails it.
-fn rest_event(name: &str, data: &str, latencies: &mut Vec<u32>) -> Seen {
+fn rest_event(name: &str, data: &str, latencies: &mut Vec<Timed>) -> Seen {
     match name {
         "delta" => {
-            latencies.extend(stamps(data).map(elapsed_us));
+            latencies.extend(stamps(data).map(timed));
             Seen::Nothing
         }
         "done" => Seen::Final,
@@ -146,10 +154,10 @@ fn rest_event(name: &str, data: &str, latencies: &mut Vec<u32>) -> Seen {
 
 /// ChatKit: stamps ride in `thread.item.updated` text deltas; the assistant message's
 /// `thread.item.done` ends the turn, an `error` event fails it.
-fn chatkit_event(data: &str, latencies: &mut Vec<u32>) -> Seen {
+fn chatkit_event(data: &str, latencies: &mut Vec<Timed>) -> Seen {
     // Text deltas are nearly every event: time them before any JSON parsing.
     if data.contains("assistant_message.content_part.text_delta") {
-        latencies.extend(stamps(data).map(elapsed_us));
+        latencies.extend(stamps(data).map(timed));
         return Seen::Nothing;
     }
     let Ok(event) = serde_json::from_str::<Value>(data) else {
@@ -163,11 +171,11 @@ fn chatkit_event(data: &str, latencies: &mut Vec<u32>) -> Seen {
 }
 
 /// The fake provider's own chunks: stamps in the content, `[DONE]` at the end.
-fn direct_event(data: &str, latencies: &mut Vec<u32>) -> Seen {
+fn direct_event(data: &str, latencies: &mut Vec<Timed>) -> Seen {
     if data == "[DONE]" {
         return Seen::Final;
     }
-    latencies.extend(stamps(data).map(elapsed_us));
+    latencies.extend(stamps(data).map(timed));
     Seen::Nothing
 }
 
@@ -175,7 +183,7 @@ async fn drive(
     target: &Target,
     index: usize,
     load: &Load,
-    latencies: &mut Vec<u32>,
+    latencies: &mut Vec<Timed>,
     setup: &mut Option<u32>,
 ) -> Result<(), TurnError> {
     let text = format!("bench turn {index}: tell me something");
@@ -255,7 +263,7 @@ pub async fn turn(target: Arc<Target>, index: usize, load: Arc<Load>, deltas: us
     .unwrap_or(Err(TurnError::Timeout));
     {
         let mut results = load.results.lock().unwrap_or_else(|p| p.into_inner());
-        results.latencies_us.extend_from_slice(&latencies);
+        results.deltas.extend_from_slice(&latencies);
         results.setup_us.extend(setup);
         match outcome {
             Ok(()) => results.completed += 1,

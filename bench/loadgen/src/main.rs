@@ -275,6 +275,28 @@ fn log_summary(log: &PathBuf) -> (usize, Vec<String>) {
     (lines.len(), first)
 }
 
+/// "s0: 1.2 ms, s1: …": the p99 latency of the deltas written in each second of the load.
+fn p99_by_second(deltas: &[client::Timed], start_us: u64) -> String {
+    let mut seconds: Vec<Vec<u32>> = Vec::new();
+    for &(stamp, latency) in deltas {
+        let s = usize::try_from(stamp.saturating_sub(start_us) / 1_000_000).unwrap_or(0);
+        if seconds.len() <= s {
+            seconds.resize_with(s + 1, Vec::new);
+        }
+        seconds[s].push(latency);
+    }
+    let parts: Vec<String> = seconds
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(s, v)| {
+            v.sort_unstable();
+            format!("{s}s {}", ms(percentile(v, 990)).replace(" ms", ""))
+        })
+        .collect();
+    format!("{} (ms)", parts.join(", "))
+}
+
 #[allow(clippy::too_many_lines)] // one straight sequence: set up, load, measure, report
 async fn run(args: Args) -> anyhow::Result<()> {
     ensure!(args.streams > 0, "--streams must be at least 1");
@@ -362,6 +384,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         timeout,
     });
     let started = tokio::time::Instant::now();
+    let load_start_us = clock::now_us();
     let deltas = usize::try_from(args.deltas).unwrap_or(usize::MAX);
     let mut turns = Vec::with_capacity(args.streams);
     let n = u32::try_from(args.streams).unwrap_or(u32::MAX);
@@ -422,9 +445,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let mut results = std::mem::take(&mut *load.results.lock().unwrap_or_else(|p| p.into_inner()));
-    results.latencies_us.sort_unstable();
+    let mut latencies: Vec<u32> = results.deltas.iter().map(|d| d.1).collect();
+    latencies.sort_unstable();
     results.setup_us.sort_unstable();
-    let lat = |pm| percentile(&results.latencies_us, pm);
+    let lat = |pm| percentile(&latencies, pm);
+    let by_second = p99_by_second(&results.deltas, load_start_us);
     let setup = |pm| percentile(&results.setup_us, pm);
     let expected = u64::from(args.deltas) * u64::try_from(args.streams).unwrap_or(u64::MAX);
 
@@ -464,7 +489,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     writeln!(
         out,
         "| deltas timed at the client / written by the provider / expected | {} / {} / {} | |",
-        results.latencies_us.len(),
+        latencies.len(),
         provider_stats.deltas_written.load(Ordering::Relaxed),
         expected
     )?;
@@ -506,7 +531,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ms(lat(900)),
         ms(lat(990)),
         ms(lat(999)),
-        ms(results.latencies_us.last().copied())
+        ms(latencies.last().copied())
     )?;
     writeln!(
         out,
@@ -527,6 +552,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "| CPU during the load: gateway ; loadgen (provider + clients) | {} ; {} | |",
         cpu_load.map_or_else(|| "–".into(), |d| format!("{:.1} s", d.as_secs_f64())),
         self_cpu.map_or_else(|| "–".into(), |d| format!("{:.1} s", d.as_secs_f64()))
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Delta latency p99 by second of the load (when the provider wrote the delta; the turns start in the first {:.0} s): {by_second}",
+        ramp.as_secs_f64()
     )?;
     if !results.errors.is_empty() {
         writeln!(out)?;
