@@ -11,6 +11,7 @@ mod proc;
 mod provider;
 
 use std::{
+    collections::BTreeMap,
     fmt::Write as _,
     fs,
     net::TcpListener,
@@ -260,19 +261,34 @@ fn ms(us: Option<u32>) -> String {
     )
 }
 
-/// Warnings and errors in the gateway's log: a count and the first few lines.
-fn log_summary(log: &PathBuf) -> (usize, Vec<String>) {
+/// Warnings and errors in the gateway's log: their count, and the kinds seen most (lines
+/// without their timestamp, numbers and ids folded to `N`) with a count each.
+fn log_summary(log: &PathBuf) -> (usize, Vec<(usize, String)>) {
     let text = fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let mut total = 0;
+    for line in text
         .lines()
         .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
-        .collect();
-    let first = lines
-        .iter()
-        .take(8)
-        .map(|l| l.chars().take(400).collect())
-        .collect();
-    (lines.len(), first)
+    {
+        total += 1;
+        let body = line.split_once(' ').map_or(line, |(_, rest)| rest).trim();
+        let mut kind = String::new();
+        for word in body.split(' ') {
+            let folded = match word.split_once('=') {
+                Some((k, v)) if v.chars().any(|c| c.is_ascii_digit()) => format!("{k}=N"),
+                _ if word.chars().any(|c| c.is_ascii_digit()) && !word.contains(':') => "N".into(),
+                _ => word.to_owned(),
+            };
+            kind.push_str(&folded);
+            kind.push(' ');
+        }
+        *kinds.entry(kind.chars().take(300).collect()).or_default() += 1;
+    }
+    let mut kinds: Vec<(usize, String)> = kinds.into_iter().map(|(k, n)| (n, k)).collect();
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.0));
+    kinds.truncate(8);
+    (total, kinds)
 }
 
 /// "s0: 1.2 ms, s1: …": the p99 latency of the deltas written in each second of the load.
@@ -574,10 +590,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let (count, first) = log_summary(&log);
         if count > 0 {
             writeln!(out)?;
-            writeln!(out, "Gateway log: {count} warning/error lines; the first:")?;
+            writeln!(out, "Gateway log: {count} warning/error lines, by kind:")?;
             writeln!(out, "```")?;
-            for l in first {
-                writeln!(out, "{l}")?;
+            for (n, kind) in first {
+                writeln!(out, "{n:>6} × {kind}")?;
             }
             writeln!(out, "```")?;
         }
@@ -615,5 +631,29 @@ fn main() -> ExitCode {
             eprintln!("loadgen: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_are_counted_by_kind() {
+        let log = std::env::temp_dir().join(format!("loadgen-test-{}.log", std::process::id()));
+        fs::write(
+            &log,
+            "2026-11-22T09:35:12.1Z  WARN x: request failed status=503 micros=5016929\n\
+             2026-11-22T09:35:13.2Z  WARN x: request failed status=503 micros=17\n\
+             2026-11-22T09:35:13.3Z  INFO x: listening port=1\n\
+             2026-11-22T09:35:14.4Z ERROR y: broke\n",
+        )
+        .unwrap();
+        let (total, kinds) = log_summary(&log);
+        let _ = fs::remove_file(&log);
+        assert_eq!(total, 3);
+        assert_eq!(kinds.len(), 2);
+        assert_eq!(kinds[0].0, 2);
+        assert!(kinds[0].1.contains("status=N micros=N"), "{}", kinds[0].1);
     }
 }
