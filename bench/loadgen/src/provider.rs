@@ -1,0 +1,286 @@
+//! A fake OpenAI Chat Completions endpoint (`POST /v1/chat/completions`, `stream: true`)
+//! that streams a fixed number of content deltas evenly over a fixed time, in OpenAI's
+//! chunk format: a role chunk, the content chunks, a `finish_reason: "stop"` chunk, then
+//! `data: [DONE]`. Every content delta carries the instant it was written (see [`stamp`]),
+//! so the load client in this process measures provider → client latency on one clock.
+
+use std::{
+    io,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use poem::{
+    handler,
+    http::{uri::Scheme, StatusCode},
+    listener::Acceptor,
+    post,
+    web::{Data, Json, LocalAddr, RemoteAddr},
+    Body, EndpointExt, Response, Route, Server,
+};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::clock;
+
+/// How the fake answers every request.
+#[derive(Clone, Copy, Debug)]
+pub struct Pacing {
+    pub deltas: u32,
+    pub over: Duration,
+    /// Answer with `Connection: close`, so the gateway cannot keep idle connections to
+    /// the provider (separates their memory from the streams' own).
+    pub close: bool,
+}
+
+/// What the fake has served (read by the report).
+#[derive(Default)]
+pub struct ProviderStats {
+    pub requests: AtomicU64,
+    pub finished: AtomicU64,
+    pub deltas_written: AtomicU64,
+    /// Size of the largest request body (JSON text) the gateway sent.
+    pub max_request_bytes: AtomicU64,
+}
+
+#[derive(Clone)]
+struct State {
+    pacing: Pacing,
+    stats: Arc<ProviderStats>,
+}
+
+/// The marker around a stamp in a delta's text: `⟨t=<µs since the process epoch>⟩`.
+const STAMP_OPEN: &str = "⟨t=";
+const STAMP_CLOSE: char = '⟩';
+
+/// The text of content delta `index`, stamped with `at_us`.
+#[must_use]
+pub fn stamp(index: u32, at_us: u64) -> String {
+    format!("w{index} {STAMP_OPEN}{at_us}{STAMP_CLOSE} ")
+}
+
+/// Every stamp in `text` (a delta may in principle carry several if a proxy merged them).
+pub fn stamps(text: &str) -> impl Iterator<Item = u64> + '_ {
+    text.split(STAMP_OPEN).skip(1).filter_map(|rest| {
+        let end = rest.find(STAMP_CLOSE)?;
+        rest[..end].parse().ok()
+    })
+}
+
+fn chunk(id: &str, created: u64, model: &str, delta: &Value, finish: Option<&str>) -> String {
+    let body = json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": "fp_loadgen",
+        "choices": [{
+            "index": 0,
+            "delta": delta,
+            "logprobs": null,
+            "finish_reason": finish,
+        }],
+    });
+    format!("data: {body}\n\n")
+}
+
+#[handler]
+async fn completions(state: Data<&State>, body: Json<Value>) -> Response {
+    let n = state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let size = u64::try_from(body.to_string().len()).unwrap_or(u64::MAX);
+    state
+        .stats
+        .max_request_bytes
+        .fetch_max(size, Ordering::Relaxed);
+    if body.get("stream").and_then(Value::as_bool) != Some(true) {
+        return Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .content_type("application/json")
+            .body(
+                json!({"error": {"message": "this fake only streams", "type": "invalid_request_error"}})
+                    .to_string(),
+            );
+    }
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("gpt-4o-mini")
+        .to_owned();
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let id = format!("chatcmpl-loadgen{n}");
+    let Pacing {
+        deltas,
+        over,
+        close,
+    } = state.pacing;
+    let step = over / deltas.max(1);
+    let start = tokio::time::Instant::now();
+    let stats = state.stats.clone();
+    // Frame k: 0 the role chunk, 1..=deltas content, deltas+1 finish, deltas+2 [DONE].
+    let frames = futures_util::stream::unfold(0u32, move |k| {
+        let (id, model, stats) = (id.clone(), model.clone(), stats.clone());
+        async move {
+            let frame = if k == 0 {
+                chunk(
+                    &id,
+                    created,
+                    &model,
+                    &json!({"role": "assistant", "content": "", "refusal": null}),
+                    None,
+                )
+            } else if k <= deltas {
+                tokio::time::sleep_until(start + step * k).await;
+                // Stamped after the wake-up: timer lateness here is not the gateway's.
+                let text = stamp(k, clock::now_us());
+                stats.deltas_written.fetch_add(1, Ordering::Relaxed);
+                chunk(&id, created, &model, &json!({"content": text}), None)
+            } else if k == deltas + 1 {
+                chunk(&id, created, &model, &json!({}), Some("stop"))
+            } else if k == deltas + 2 {
+                stats.finished.fetch_add(1, Ordering::Relaxed);
+                "data: [DONE]\n\n".to_owned()
+            } else {
+                return None;
+            };
+            Some((Ok::<_, io::Error>(frame), k + 1))
+        }
+    });
+    let mut response = Response::builder()
+        .content_type("text/event-stream; charset=utf-8")
+        .header("cache-control", "no-cache");
+    if close {
+        response = response.header("connection", "close");
+    }
+    response.body(Body::from_bytes_stream(frames))
+}
+
+/// Accepts with `TCP_NODELAY`, so that Nagle's algorithm never holds a small delta back
+/// (which would be counted as the gateway's latency).
+struct NoDelay {
+    listener: TcpListener,
+    local: LocalAddr,
+}
+
+impl Acceptor for NoDelay {
+    type Io = TcpStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        vec![self.local.clone()]
+    }
+
+    async fn accept(&mut self) -> io::Result<(TcpStream, LocalAddr, RemoteAddr, Scheme)> {
+        let (io, remote) = self.listener.accept().await?;
+        io.set_nodelay(true)?;
+        Ok((
+            io,
+            self.local.clone(),
+            RemoteAddr(remote.into()),
+            Scheme::HTTP,
+        ))
+    }
+}
+
+/// Serves the fake on `127.0.0.1:port` (0: any free port) and returns the port.
+pub async fn serve(port: u16, pacing: Pacing) -> anyhow::Result<(u16, Arc<ProviderStats>)> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    let stats = Arc::new(ProviderStats::default());
+    let app = Route::new()
+        .at("/v1/chat/completions", post(completions))
+        .data(State {
+            pacing,
+            stats: stats.clone(),
+        });
+    let acceptor = NoDelay {
+        listener,
+        local: LocalAddr(addr.into()),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = Server::new_with_acceptor(acceptor).run(app).await {
+            eprintln!("[loadgen] fake provider stopped: {e}");
+        }
+    });
+    Ok((addr.port(), stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+
+    #[test]
+    fn stamps_round_trip() {
+        let text = format!("{}{}", stamp(1, 42), stamp(2, 1_234_567));
+        assert_eq!(stamps(&text).collect::<Vec<_>>(), vec![42, 1_234_567]);
+        assert_eq!(stamps("no stamp ⟨t=x⟩ ⟨t=7").count(), 0);
+    }
+
+    /// The stream parses the way the gateway parses it: JSON chunks with the content in
+    /// `choices[0].delta.content`, a finish reason, then `[DONE]`.
+    #[tokio::test]
+    async fn streams_openai_chunks() {
+        let pacing = Pacing {
+            deltas: 3,
+            over: Duration::from_millis(30),
+            close: false,
+        };
+        let (port, stats) = serve(0, pacing).await.unwrap();
+        let response = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .json(&json!({"model": "m", "stream": true, "messages": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut events = response.bytes_stream().eventsource();
+        let (mut texts, mut finish, mut done) = (Vec::new(), None, false);
+        while let Some(event) = events.next().await {
+            let data = event.unwrap().data;
+            if data == "[DONE]" {
+                done = true;
+                continue;
+            }
+            let chunk: Value = serde_json::from_str(&data).unwrap();
+            assert_eq!(chunk["object"], "chat.completion.chunk");
+            assert_eq!(chunk["model"], "m");
+            let choice = &chunk["choices"][0];
+            if let Some(t) = choice["delta"]["content"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+            {
+                texts.push(t.to_owned());
+            }
+            if let Some(f) = choice["finish_reason"].as_str() {
+                finish = Some(f.to_owned());
+            }
+        }
+        assert!(done);
+        assert_eq!(finish.as_deref(), Some("stop"));
+        assert_eq!(texts.len(), 3);
+        assert!(texts.iter().all(|t| stamps(t).count() == 1));
+        assert_eq!(stats.finished.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn refuses_unstreamed_requests() {
+        let pacing = Pacing {
+            deltas: 1,
+            over: Duration::from_millis(1),
+            close: true,
+        };
+        let (port, _) = serve(0, pacing).await.unwrap();
+        let response = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .json(&json!({"model": "m", "messages": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+    }
+}
