@@ -186,7 +186,7 @@ where
 }
 
 /// Turn writers on PostgreSQL when not configured (`database.turn_writers`).
-const DEFAULT_POSTGRES_WRITERS: u32 = 4;
+const DEFAULT_POSTGRES_WRITERS: u32 = 1;
 
 /// How long a PostgreSQL request waits for a connection before it is answered 503: an
 /// outage shows at once instead of holding every request for long.

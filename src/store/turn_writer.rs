@@ -216,8 +216,11 @@ async fn record_and_complete(
     let txn = db.begin().await?;
     // Every thread of the batch is locked at once, in id order (see `bump_all`).
     let missing = bump_all(&txn, counts, at).await?;
-    let completed = complete_rows(&txn, &completes, &missing, at).await?;
-    let recorded = record_rows(&txn, &records, refusals, &missing, at).await?;
+    let (completed, answers) = complete_rows(&txn, &completes, &missing, at).await?;
+    let (recorded, mut rows) = record_rows(&records, refusals, &missing, at);
+    // Answers and new messages in one insert.
+    rows.items.extend(answers);
+    rows.insert(&txn).await?;
     txn.commit().await?;
     Ok((recorded, completed))
 }
@@ -309,12 +312,12 @@ async fn bump_all(
         (
             "WITH v AS (SELECT * FROM jsonb_to_recordset($1) AS v(id varchar, user_id varchar, n int)), \
                   locked AS (SELECT t.id FROM threads t WHERE t.id = ANY (ARRAY(SELECT id FROM v)) \
-                               AND EXISTS (SELECT 1 FROM v WHERE v.id = t.id AND v.user_id = t.user_id) \
+                               AND t.user_id IN (SELECT v.user_id FROM v WHERE v.id = t.id) \
                              ORDER BY t.id FOR UPDATE) \
-             UPDATE threads SET message_count = threads.message_count + v.n, updated_at = $2 \
-             FROM v WHERE threads.id = ANY (ARRAY(SELECT id FROM locked)) \
-               AND threads.id = v.id AND threads.user_id = v.user_id \
-             RETURNING threads.id, threads.user_id"
+             UPDATE threads SET updated_at = $2, message_count = message_count + \
+                 (SELECT v.n FROM v WHERE v.id = threads.id AND v.user_id = threads.user_id) \
+             WHERE id = ANY (ARRAY(SELECT id FROM locked)) \
+             RETURNING id, user_id"
                 .to_owned(),
             vec![Value::Array(rows).into(), at.into()],
         )
@@ -354,12 +357,12 @@ async fn bump_all(
 /// Marks the batch's pending turns completed and returns the (turn id, user) pairs it
 /// claimed.
 ///
-/// On PostgreSQL, as in [`bump_all`], rows are found through `id = ANY (ARRAY(…))`, a
-/// primary-key path the planner takes whatever the statistics say, with the user checked
-/// per row. Two earlier shapes read whole tables: an OR of (id, user) pairs, whose common
-/// `user_id` the planner factored out and served from the user's index (every item of the
-/// user, ~4 ms a batch at 20k items), and a join to the JSON rows, which its cached
-/// generic plan made a hash join over a sequential scan.
+/// On PostgreSQL, as in [`bump_all`], rows are found only through `id = ANY (ARRAY(…))`,
+/// a primary-key path, and the user is checked per row by a correlated subquery, which
+/// the planner cannot turn into a join. The shapes before read whole tables: an OR of
+/// (id, user) pairs, whose common `user_id` the planner factored out and served from the
+/// user's index (every item of the user, ~4 ms a batch at 20k items), and joins to the
+/// JSON rows, which plans made on young statistics ran as hash joins over sequential scans.
 async fn claim_pending(
     txn: &DatabaseTransaction,
     ops: &[&CompleteOp],
@@ -376,7 +379,8 @@ async fn claim_pending(
         (
             "WITH v AS (SELECT * FROM jsonb_to_recordset($3) AS v(id varchar, user_id varchar)) \
              UPDATE thread_items SET status = $1, updated_at = $2 \
-             WHERE id = ANY (ARRAY(SELECT id FROM v)) AND (id, user_id) IN (SELECT id, user_id FROM v) \
+             WHERE id = ANY (ARRAY(SELECT id FROM v)) \
+               AND user_id IN (SELECT v.user_id FROM v WHERE v.id = thread_items.id) \
                AND status = $4 \
              RETURNING id, user_id"
                 .to_owned(),
@@ -467,17 +471,32 @@ async fn record_in(
     let at = now();
     let (results, counts) = record_counts(ops);
     let missing = bump_all(txn, counts, at).await?;
-    record_rows(txn, ops, results, &missing, at).await
+    let (results, rows) = record_rows(ops, results, &missing, at);
+    rows.insert(txn).await?;
+    Ok(results)
 }
 
-/// Inserts the new threads and the user messages of `ops` whose threads were bumped.
-async fn record_rows(
-    txn: &DatabaseTransaction,
+/// Rows a batch inserts, in one statement per table.
+#[derive(Default)]
+struct Rows {
+    threads: Vec<thread::Model>,
+    items: Vec<thread_item::Model>,
+}
+
+impl Rows {
+    async fn insert(self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        insert_rows::<thread::Entity, _>(txn, self.threads).await?;
+        insert_rows::<thread_item::Entity, _>(txn, self.items).await
+    }
+}
+
+/// The new threads and the user messages of `ops` whose threads were bumped.
+fn record_rows(
     ops: &[&RecordOp],
     mut results: Refusals<Turn>,
     missing: &Missing,
     at: DateTime<Utc>,
-) -> Result<Vec<Result<Turn, StoreError>>, DbErr> {
+) -> (Results<Turn>, Rows) {
     let mut threads = Vec::new();
     let mut items = Vec::new();
     for (i, op) in ops.iter().enumerate() {
@@ -519,12 +538,11 @@ async fn record_rows(
         results[i] = Some(Ok(turn.clone()));
         items.push(turn);
     }
-    insert_rows::<thread::Entity, _>(txn, threads).await?;
-    insert_rows::<thread_item::Entity, _>(txn, items).await?;
-    Ok(results
+    let results = results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(writer_gone())))
-        .collect())
+        .collect();
+    (results, Rows { threads, items })
 }
 
 async fn complete_batch(
@@ -545,17 +563,19 @@ async fn complete_in(
     let at = now();
     // The threads first (see `bump_all`).
     let missing = bump_all(txn, complete_counts(ops), at).await?;
-    complete_rows(txn, ops, &missing, at).await
+    let (results, items) = complete_rows(txn, ops, &missing, at).await?;
+    insert_rows::<thread_item::Entity, _>(txn, items).await?;
+    Ok(results)
 }
 
-/// Claims the pending turns of `ops` (their threads already bumped and locked) and
-/// inserts the answers that won their claim.
+/// Claims the pending turns of `ops` (their threads already bumped and locked); the rows
+/// of the answers that won their claim, to insert.
 async fn complete_rows(
     txn: &DatabaseTransaction,
     ops: &[&CompleteOp],
     missing: &Missing,
     at: DateTime<Utc>,
-) -> Result<Vec<Result<RecordedAnswer, StoreError>>, DbErr> {
+) -> Result<(Results<RecordedAnswer>, Vec<thread_item::Model>), DbErr> {
     // Only pending turns are answered, each once, whoever else is trying.
     // The first op of a turn takes its claim; a second run of the same turn in this batch
     // (a stale turn taken over while its first run was still going) does not.
@@ -622,8 +642,7 @@ async fn complete_rows(
             workflow,
         }));
     }
-    insert_rows::<thread_item::Entity, _>(txn, rows).await?;
-    Ok(results)
+    Ok((results, rows))
 }
 
 #[cfg(test)]
