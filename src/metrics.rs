@@ -23,6 +23,35 @@ pub const JWKS_FETCHES: &str = "jwks_fetches_total";
 pub const JWKS_FAILURES: &str = "jwks_fetch_failures_total";
 pub const SSE_STREAMS: &str = "sse_streams_in_flight";
 pub const DB_POOL: &str = "db_pool_connections";
+pub const DB_POOL_ACQUIRE: &str = "db_pool_acquire_seconds";
+
+/// Where sqlx reports, for every pool acquire, how long it waited (`aquired_after_secs`,
+/// sqlx's spelling): the store builds its pools to report at TRACE.
+pub const POOL_ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
+
+/// Turns sqlx's acquire reports into the `db_pool_acquire_seconds` histogram. sqlx measures
+/// the wait inside its pool and publishes it only as a tracing event; the subscriber routes
+/// those events here, whatever `RUST_LOG` lets through to the log (see `telemetry`).
+pub struct PoolAcquireLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PoolAcquireLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Waited(Option<f64>);
+        impl tracing::field::Visit for Waited {
+            fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+                if field.name() == "aquired_after_secs" {
+                    self.0 = Some(value);
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut waited = Waited(None);
+        event.record(&mut waited);
+        if let Some(secs) = waited.0 {
+            metrics::histogram!(DB_POOL_ACQUIRE).record(secs);
+        }
+    }
+}
 
 /// Seconds; from a cached read to a slow agent turn.
 const BUCKETS: &[f64] = &[

@@ -24,8 +24,8 @@ use sea_orm::{
         sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
         Connection,
     },
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqlErr,
-    SqlxSqliteConnector, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DbErr, SqlErr, SqlxPostgresConnector, SqlxSqliteConnector,
+    TransactionTrait,
 };
 
 pub use rows::{tool_calls_of, AnswerIds, ItemStatus, ItemType, Page, RecordedAnswer, Role, Turn};
@@ -187,6 +187,10 @@ where
 
 /// Turn writers on PostgreSQL when not configured (`database.turn_writers`).
 const DEFAULT_POSTGRES_WRITERS: u32 = 1;
+
+/// The level at which sqlx reports every acquire's wait; the tracing subscriber sends
+/// those reports to the metrics (not to the log, unless `RUST_LOG` asks for them).
+const ACQUIRE_REPORTS: log::LevelFilter = log::LevelFilter::Trace;
 
 /// How long a PostgreSQL request waits for a connection before it is answered 503: an
 /// outage shows at once instead of holding every request for long.
@@ -357,6 +361,7 @@ impl Store {
                     .max_connections(n)
                     .min_connections(1)
                     .test_before_acquire(false)
+                    .acquire_time_level(ACQUIRE_REPORTS)
                     .acquire_timeout(busy_timeout + Duration::from_secs(5))
             };
             let write = busy_retry(|| {
@@ -382,16 +387,28 @@ impl Store {
                 health,
             })
         } else {
-            let mut opts = ConnectOptions::new(url.to_owned());
-            opts.max_connections(max_connections)
+            use sea_orm::sqlx::{
+                postgres::{PgConnectOptions, PgPoolOptions},
+                ConnectOptions as _,
+            };
+            let sqlx_err = |e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e));
+            // Built with sqlx directly: sea-orm's options cannot ask sqlx to report acquire
+            // times (the `db_pool_acquire_seconds` metric).
+            let connect = PgConnectOptions::from_str(url)
+                .map_err(sqlx_err)?
+                .disable_statement_logging();
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
                 .min_connections(1)
-                .connect_timeout(acquire_timeout)
                 .acquire_timeout(acquire_timeout)
                 // A ping per acquire doubles the round trips of every query; dead
                 // connections are replaced when a query on them fails.
                 .test_before_acquire(false)
-                .sqlx_logging(false);
-            let db = Database::connect(opts).await?;
+                .acquire_time_level(ACQUIRE_REPORTS)
+                .connect_with(connect)
+                .await
+                .map_err(sqlx_err)?;
+            let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
             let health = Arc::new(WriteHealth::default());
             Ok(Self {
                 read: db.clone(),
