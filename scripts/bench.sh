@@ -323,6 +323,9 @@ cpu_ticks() { # cpu_ticks PID... -> utime + stime, in clock ticks
 pg_ticks() { cpu_ticks $(pgrep -x postgres); }
 DB_ROWS=()
 STATEMENTS=()
+# The statements of the bench database, without the script's own queries.
+BENCH_STATEMENTS="WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND query NOT LIKE '%pg_stat_statements%'"
 
 run_wrk() { # run_wrk LABEL SCRIPT PATH [turns]
     local label=$1 script=$2 path=$3 kind=${4:-} out rps p50 p99 non2xx sockerr reqs
@@ -354,8 +357,7 @@ run_wrk() { # run_wrk LABEL SCRIPT PATH [turns]
         gw1=$(cpu_ticks "$SERVER_PID")
         if [[ -n $PGSS ]]; then
             stmts=$(psql_bench "SELECT round(sum(calls)::numeric / $reqs, 2) FROM pg_stat_statements
-                WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND query NOT LIKE '%pg_stat_statements%'")
+                $BENCH_STATEMENTS")
             STATEMENTS+=("" "$label, per turn:" "" "| calls | mean execution | mean planning | statement |" "| ---: | ---: | ---: | --- |")
             while IFS='|' read -r calls mean plan query; do
                 STATEMENTS+=("| $calls | $mean ms | $plan ms | \`$query\` |")
@@ -363,8 +365,7 @@ run_wrk() { # run_wrk LABEL SCRIPT PATH [turns]
                     round(total_plan_time::numeric / greatest(plans, 1), 3),
                     left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
                 FROM pg_stat_statements
-                WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND query NOT LIKE '%pg_stat_statements%' AND calls >= $reqs / 20
+                $BENCH_STATEMENTS AND calls >= $reqs / 20
                 ORDER BY calls DESC, query LIMIT 12")
         fi
         DB_ROWS+=("| $label | $stmts | $(awk -v t=$((pg1 - pg0)) -v n="$reqs" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f µs", t / hz / n * 1e6 }') | $(awk -v t=$((gw1 - gw0)) -v n="$reqs" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f µs", t / hz / n * 1e6 }') |")

@@ -477,7 +477,6 @@ async fn record_in(
 }
 
 /// Rows a batch inserts, in one statement per table.
-#[derive(Default)]
 struct Rows {
     threads: Vec<thread::Model>,
     items: Vec<thread_item::Model>,

@@ -3,7 +3,6 @@
 //! exactly once.
 
 use std::{
-    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
@@ -16,7 +15,7 @@ use poem::{handler, post, web::Data, Body, EndpointExt, Response, Route};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use crate::helpers::{serve_on_loopback, TestDb};
+use crate::helpers::{serve_on_loopback, GatewayProcess, TestDb};
 
 /// A model API that hangs (holding the turn open) until told to answer.
 #[derive(Clone, Default)]
@@ -45,57 +44,17 @@ async fn completions(model: Data<&Model>) -> Response {
         .body(Body::from_string(body))
 }
 
-/// The gateway binary as a child process; killed (SIGKILL) when dropped.
-struct Gateway {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start(db_url: &str, model_base: &str) -> Gateway {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_chatkit-gateway"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("APP_CONFIG_DIR", "/nonexistent")
-        .env("APP_ENV", "development")
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("DATABASE_URL", db_url)
-        .env("AGENT_PROVIDER", "openai")
-        .env("OPENAI_BASE_URL", model_base)
-        .env("OPENAI_API_KEY", "sk-test")
-        .env("GATEWAY__MESSAGES__STALE_PENDING_SECS", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gateway starts");
-    // Owned at once, so every path (a panic too) kills and reaps it.
-    let gateway = Gateway {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{}/readyz", gateway.base)).send().await {
-            if r.status() == 200 {
-                return gateway;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the gateway did not become ready");
+async fn start(db_url: &str, model_base: &str) -> GatewayProcess {
+    GatewayProcess::start(
+        db_url,
+        &[
+            ("AGENT_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", model_base),
+            ("OPENAI_API_KEY", "sk-test"),
+            ("GATEWAY__MESSAGES__STALE_PENDING_SECS", "1"),
+        ],
+    )
+    .await
 }
 
 async fn post_keyed(client: &reqwest::Client, base: &str, secret: &str) -> reqwest::Response {

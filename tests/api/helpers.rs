@@ -490,3 +490,64 @@ impl TestApp {
         self.walk(&path, token, "data").await.0
     }
 }
+
+/// A free loopback port (bound and released; the caller binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real binary as a child process (its own subscriber, its own runtime), serving on a
+/// free loopback port; killed (SIGKILL) and reaped when dropped.
+pub struct GatewayProcess {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl GatewayProcess {
+    /// `chatkit-gateway serve` in development on `db_url`, with `env` added; returns once
+    /// `/readyz` answers 200.
+    pub async fn start(db_url: &str, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_chatkit-gateway"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("APP_CONFIG_DIR", "/nonexistent")
+            .env("APP_ENV", "development")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATABASE_URL", db_url)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .arg("serve")
+            .spawn()
+            .expect("gateway starts");
+        // Owned at once, so every path (a panic too) kills and reaps it.
+        let gateway = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/readyz", gateway.base)).send().await {
+                if r.status() == 200 {
+                    return gateway;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the gateway did not become ready");
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

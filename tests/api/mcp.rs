@@ -7,7 +7,6 @@
 
 use std::{
     collections::VecDeque,
-    net::TcpListener,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -25,7 +24,9 @@ use chatkit_gateway::{
     Settings,
 };
 
-use crate::helpers::{roles, serve_on_loopback, spawn_with, test_settings, TestApp, TestDb};
+use crate::helpers::{
+    free_port, roles, serve_on_loopback, spawn_with, test_settings, TestApp, TestDb,
+};
 
 const SECRET: &str = "mcp-identity-secret-for-the-tests-Zq8#kW2!";
 
@@ -47,14 +48,6 @@ struct TodoServer {
     port: u16,
     name: &'static str,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl TodoServer {

@@ -179,61 +179,18 @@ async fn jwks_fetches_and_failures_are_counted() {
     }
 }
 
-/// The binary as a child process (its own tracing subscriber, as in production), killed
-/// when dropped.
-struct Binary(std::process::Child);
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// How long requests waited for a database connection: sqlx reports it only as a tracing
 /// event, which the binary's subscriber turns into `db_pool_acquire_seconds` while the log
 /// (`RUST_LOG=warn`) stays quiet.
 #[tokio::test]
 async fn pool_acquire_waits_are_measured() {
     let db = crate::helpers::TestDb::new().await;
-    let (port, metrics_port) = (free_port(), free_port());
-    let _gateway = Binary(
-        std::process::Command::new(env!("CARGO_BIN_EXE_chatkit-gateway"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("APP_CONFIG_DIR", "/nonexistent")
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
-            .env("DATABASE_URL", &db.url)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .arg("serve")
-            .spawn()
-            .expect("the gateway starts"),
-    );
+    let metrics_port = crate::helpers::free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let gateway =
+        crate::helpers::GatewayProcess::start(&db.url, &[("METRICS_ADDR", &metrics_addr)]).await;
+    let base = &gateway.base;
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "the gateway did not become ready");
     let metrics = format!("http://127.0.0.1:{metrics_port}");
     let before = sample(
         &scrape(&client, &metrics).await,

@@ -153,3 +153,32 @@ async fn two_hundred_parallel_posts_are_counted_exactly() {
         assert_eq!(numbers, (1..=50).collect::<Vec<_>>());
     }
 }
+
+/// With several turn writers (`database.turn_writers`; PostgreSQL uses them, SQLite always
+/// has one), turns that pour into many threads at once are each recorded and answered once,
+/// and every thread counts exactly its own messages.
+#[tokio::test]
+async fn turns_over_many_threads_with_several_writers_are_each_recorded_once() {
+    let app = crate::helpers::spawn_app_with(|s| s.database.turn_writers = 4).await;
+    let token = app.login("alice").await;
+    let mut threads = Vec::new();
+    for i in 0..8 {
+        let thread = app.create_thread(&token, &format!("writers {i}")).await;
+        threads.push(thread["id"].as_str().unwrap().to_owned());
+    }
+    let turns = (0..64).map(|i| {
+        let (app, token, tid) = (&app, &token, &threads[i % threads.len()]);
+        async move { app.send(token, Some(tid), &format!("hello {i}")).await }
+    });
+    for answer in futures_util::future::join_all(turns).await {
+        assert_eq!(answer.status.as_u16(), 200, "{}", answer.body);
+    }
+    for tid in &threads {
+        let thread = app.thread(&token, tid).await;
+        assert_eq!(thread["message_count"], 16, "{thread}");
+        let messages = app.all_messages(&token, tid).await;
+        assert_eq!(messages.len(), 16);
+        let answers = messages.iter().filter(|m| m["role"] == "assistant").count();
+        assert_eq!(answers, 8);
+    }
+}
