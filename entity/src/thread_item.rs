@@ -74,6 +74,17 @@ impl ItemType {
             Self::Workflow | Self::ToolCall => Role::Tool,
         }
     }
+
+    /// The stored string.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserMessage => "user_message",
+            Self::AssistantMessage => "assistant_message",
+            Self::Workflow => "workflow",
+            Self::ToolCall => "tool_call",
+        }
+    }
 }
 
 /// Who an item speaks for, in the chat-completions sense.
@@ -137,6 +148,9 @@ mod tests {
         }
         for status in ItemStatus::iter() {
             assert_eq!(status.as_str(), status.to_value());
+        }
+        for kind in ItemType::iter() {
+            assert_eq!(kind.as_str(), kind.to_value());
         }
     }
 

@@ -5,6 +5,7 @@ mod m20261121_000001_init;
 mod m20261122_000001_refresh_successor;
 mod m20261122_000002_chatkit;
 mod m20261122_000003_hot_claims;
+mod m20261201_000001_partial_indexes;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_refresh_successor::Migration),
             Box::new(m20261122_000002_chatkit::Migration),
             Box::new(m20261122_000003_hot_claims::Migration),
+            Box::new(m20261201_000001_partial_indexes::Migration),
         ]
     }
 }

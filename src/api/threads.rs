@@ -178,11 +178,7 @@ impl ThreadsApi {
         let limit = self::limit(limit.0)?;
         let user = &auth.0.user;
         let id = thread_id(&id.0)?;
-        let thread = state.store.get_thread(user, &id).await?;
-        let page = state
-            .store
-            .message_page(user, &id, limit, None, Order::Desc)
-            .await?;
+        let (thread, page) = state.store.thread_and_messages(user, &id, limit).await?;
         let mut messages: Vec<Message> = page
             .items
             .into_iter()

@@ -394,10 +394,9 @@ impl ChatKitService {
 
     async fn get(&self, user: &UserId, p: ThreadParams) -> Result<Outcome, ChatKitError> {
         let id = thread_id(&p.thread_id)?;
-        let thread = self.store.get_thread(user, &id).await?;
-        let page = self
+        let (thread, page) = self
             .store
-            .list_items(
+            .thread_and_items(
                 user,
                 &id,
                 &items::VISIBLE_TYPES,

@@ -62,35 +62,24 @@ impl Store {
         after: Option<&ItemId>,
         order: Order,
     ) -> Result<Page<thread_item::Model>, StoreError> {
-        self.get_thread(user, thread_id).await?;
         let after = match after {
-            Some(id) => {
-                let anchor = self
-                    .find_item(user, thread_id, id)
-                    .await?
-                    .ok_or(StoreError::CursorNotFound)?;
-                Some(Cursor {
+            Some(id) => match self.find_item(user, thread_id, id).await? {
+                Some(anchor) => Some(Cursor {
                     at: anchor.created_at,
                     id: anchor.id,
-                })
-            }
+                }),
+                // No such item of the user's thread: is there no thread, or no item?
+                None => {
+                    self.get_thread(user, thread_id).await?;
+                    return Err(StoreError::CursorNotFound);
+                }
+            },
             None => None,
         };
-        let query = keyset(
-            thread_item::Entity::find()
-                .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
-                .filter(thread_item::Column::UserId.eq(user.as_str()))
-                .filter(thread_item::Column::ItemType.is_in(types.iter().copied())),
-            thread_item::Column::CreatedAt,
-            thread_item::Column::Id,
-            after.as_ref(),
-            order,
-        );
-        let rows = query.limit(limit + 1).all(&self.read).await?;
-        Ok(into_page(rows, limit, |m| Cursor {
-            at: m.created_at,
-            id: m.id.clone(),
-        }))
+        let (_, page) = self
+            .thread_and_items(user, thread_id, types, limit, after.as_ref(), order)
+            .await?;
+        Ok(page)
     }
 
     /// One item of the user's thread, if it exists.

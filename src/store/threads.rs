@@ -1,19 +1,94 @@
 use entity::{thread, thread_item};
-use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    sea_query::Expr, ActiveEnum, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryResult, QuerySelect, Statement,
+};
 use serde_json::Value;
 
 use super::{
-    rows::{into_page, keyset, Page, MESSAGE_TYPES},
+    rows::{into_page, keyset, ItemType, Page, MESSAGE_TYPES},
     Store, StoreError,
 };
 use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
 
-/// The user's messages (not tool calls) in the thread.
-fn messages_of(user: &UserId, thread_id: &ThreadId) -> sea_orm::Select<thread_item::Entity> {
-    thread_item::Entity::find()
-        .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
-        .filter(thread_item::Column::UserId.eq(user.as_str()))
-        .filter(thread_item::Column::ItemType.is_in(MESSAGE_TYPES))
+/// The SQL of [`Store::thread_and_items`]: the thread row, then a keyset page of its items,
+/// in one result (both databases; `$n` placeholders, SQLite reads them by number too).
+/// Item columns line up with the thread's where they mean the same (`title` with
+/// `content`, `metadata` with `payload`); `k` tells the rows apart. The NULLs are typed
+/// (`CAST`, which both databases read) so PostgreSQL can match the two halves' columns. The page is the same
+/// query as [`keyset`] builds, so the `thread_items` page index serves it.
+fn thread_and_items_sql(types: &[ItemType], after: bool, order: Order) -> String {
+    let types = types
+        .iter()
+        .map(|t| format!("'{}'", t.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (cmp, dir) = match order {
+        Order::Asc => (">", "ASC"),
+        Order::Desc => ("<", "DESC"),
+    };
+    let after = if after {
+        format!("AND (created_at {cmp} $4 OR (created_at = $4 AND id {cmp} $5))")
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT 0 AS k, id, title AS content, metadata AS payload, status, \
+                message_count, created_at, updated_at, CAST(NULL AS VARCHAR) AS item_type, \
+                CAST(NULL AS VARCHAR) AS role, CAST(NULL AS VARCHAR) AS client_key, \
+                CAST(NULL AS VARCHAR) AS reply_to, CAST(NULL AS VARCHAR) AS feedback \
+         FROM threads WHERE id = $1 AND user_id = $2 \
+         UNION ALL \
+         SELECT * FROM (SELECT 1, id, content, payload, status, CAST(NULL AS INTEGER), \
+                created_at, updated_at, item_type, role, client_key, reply_to, feedback \
+             FROM thread_items \
+             WHERE thread_id = $1 AND user_id = $2 AND item_type IN ({types}) {after} \
+             ORDER BY created_at {dir}, id {dir} LIMIT $3) AS page"
+    )
+}
+
+fn enum_at<T: ActiveEnum<Value = String>>(
+    row: &QueryResult,
+    i: usize,
+) -> Result<T, sea_orm::DbErr> {
+    T::try_from_value(&row.try_get_by_index::<String>(i)?)
+}
+
+fn thread_row(row: &QueryResult, user: &UserId) -> Result<thread::Model, sea_orm::DbErr> {
+    Ok(thread::Model {
+        id: row.try_get_by_index(1)?,
+        user_id: user.as_str().to_owned(),
+        title: row.try_get_by_index(2)?,
+        metadata: row
+            .try_get_by_index::<Option<Value>>(3)?
+            .unwrap_or_else(|| Value::Object(Default::default())),
+        status: row.try_get_by_index(4)?,
+        message_count: row.try_get_by_index(5)?,
+        created_at: row.try_get_by_index(6)?,
+        updated_at: row.try_get_by_index(7)?,
+    })
+}
+
+fn item_row(
+    row: &QueryResult,
+    user: &UserId,
+    thread_id: &ThreadId,
+) -> Result<thread_item::Model, sea_orm::DbErr> {
+    Ok(thread_item::Model {
+        id: row.try_get_by_index(1)?,
+        thread_id: thread_id.as_str().to_owned(),
+        user_id: user.as_str().to_owned(),
+        content: row.try_get_by_index(2)?,
+        payload: row.try_get_by_index(3)?,
+        status: enum_at(row, 4)?,
+        created_at: row.try_get_by_index(6)?,
+        updated_at: row.try_get_by_index(7)?,
+        item_type: enum_at(row, 8)?,
+        role: enum_at(row, 9)?,
+        client_key: row.try_get_by_index(10)?,
+        reply_to: row.try_get_by_index(11)?,
+        feedback: row.try_get_by_index(12)?,
+    })
 }
 
 impl Store {
@@ -36,6 +111,60 @@ impl Store {
             at: t.updated_at,
             id: t.id.clone(),
         }))
+    }
+
+    /// The thread (if it is the user's) and a page of its items of `types`, in `order`
+    /// after `after`: one round trip where it was two. (Every round trip on PostgreSQL is
+    /// two: sqlx pings each connection as it goes back to the pool.)
+    pub async fn thread_and_items(
+        &self,
+        user: &UserId,
+        thread_id: &ThreadId,
+        types: &[ItemType],
+        limit: u64,
+        after: Option<&Cursor>,
+        order: Order,
+    ) -> Result<(thread::Model, Page<thread_item::Model>), StoreError> {
+        let backend = self.read.get_database_backend();
+        let mut values: Vec<sea_orm::Value> = vec![
+            thread_id.as_str().into(),
+            user.as_str().into(),
+            i64::try_from(limit.saturating_add(1))
+                .unwrap_or(i64::MAX)
+                .into(),
+        ];
+        if let Some(cursor) = after {
+            values.push(cursor.at.into());
+            values.push(cursor.id.as_str().into());
+        }
+        let sql = thread_and_items_sql(types, after.is_some(), order);
+        let rows = self
+            .read
+            .query_all(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        let mut thread = None;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get_by_index::<i32>(0).map_err(StoreError::from)? == 0 {
+                thread = Some(thread_row(row, user)?);
+            } else {
+                items.push(item_row(row, user, thread_id)?);
+            }
+        }
+        let thread = thread.ok_or(StoreError::ThreadNotFound)?;
+        // Rows of a union come in no promised order: the page's own order, again.
+        items.sort_unstable_by(|a, b| {
+            let asc = (a.created_at, &a.id).cmp(&(b.created_at, &b.id));
+            match order {
+                Order::Asc => asc,
+                Order::Desc => asc.reverse(),
+            }
+        });
+        let page = into_page(items, limit, |m| Cursor {
+            at: m.created_at,
+            id: m.id.clone(),
+        });
+        Ok((thread, page))
     }
 
     /// A new, empty thread of the user's.
@@ -124,7 +253,7 @@ impl Store {
         Ok(())
     }
 
-    /// A page of the thread's messages in `order`.
+    /// A page of the thread's messages in `order`; `ThreadNotFound` unless it is the user's.
     pub async fn list_messages(
         &self,
         user: &UserId,
@@ -133,31 +262,21 @@ impl Store {
         after: Option<&Cursor>,
         order: Order,
     ) -> Result<Page<thread_item::Model>, StoreError> {
-        self.get_thread(user, thread_id).await?;
-        self.message_page(user, thread_id, limit, after, order)
-            .await
+        let (_, page) = self
+            .thread_and_items(user, thread_id, &MESSAGE_TYPES, limit, after, order)
+            .await?;
+        Ok(page)
     }
 
-    pub(crate) async fn message_page(
+    /// The thread with its latest `limit` messages (newest first).
+    pub async fn thread_and_messages(
         &self,
         user: &UserId,
         thread_id: &ThreadId,
         limit: u64,
-        after: Option<&Cursor>,
-        order: Order,
-    ) -> Result<Page<thread_item::Model>, StoreError> {
-        let query = keyset(
-            messages_of(user, thread_id),
-            thread_item::Column::CreatedAt,
-            thread_item::Column::Id,
-            after,
-            order,
-        );
-        let rows = query.limit(limit + 1).all(&self.read).await?;
-        Ok(into_page(rows, limit, |m| Cursor {
-            at: m.created_at,
-            id: m.id.clone(),
-        }))
+    ) -> Result<(thread::Model, Page<thread_item::Model>), StoreError> {
+        self.thread_and_items(user, thread_id, &MESSAGE_TYPES, limit, None, Order::Desc)
+            .await
     }
 
     /// Adds one message to the thread's counters and marks it active now. Runs inside the

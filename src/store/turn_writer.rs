@@ -5,7 +5,8 @@
 //! bump per thread, one atomic claim. Under load this turns a dozen serialized round
 //! trips per turn into a few per batch; SQLite admits one writer at a time, so this is
 //! where its throughput is decided. With nothing queued a batch is one request, written
-//! at once: no added latency.
+//! at once: no added latency. On PostgreSQL the whole batch is one statement (see
+//! [`postgres`]); on SQLite, a transaction of a few statements.
 //!
 //! Every decision stays an atomic statement (scoped bumps for ownership, the unique index
 //! for idempotency keys, `UPDATE … WHERE status = 'pending' RETURNING` for claims), so
@@ -28,8 +29,10 @@ use sea_orm::{
     ActiveEnum, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     Statement, TransactionTrait,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+
+mod postgres;
 
 use super::{
     insert_rows, is_unique_violation,
@@ -200,7 +203,7 @@ fn deliver<O, T>(ops: Vec<(O, Answer<T>)>, results: Vec<Result<T, StoreError>>) 
 
 type Results<T> = Vec<Result<T, StoreError>>;
 
-/// Records and completes in one transaction.
+/// Records and completes in one transaction (one commit for both kinds).
 async fn record_and_complete(
     db: &DatabaseConnection,
     records: &[(RecordOp, Answer<Turn>)],
@@ -208,21 +211,23 @@ async fn record_and_complete(
 ) -> Result<(Results<Turn>, Results<RecordedAnswer>), DbErr> {
     let records: Vec<&RecordOp> = records.iter().map(|(op, _)| op).collect();
     let completes: Vec<&CompleteOp> = completes.iter().map(|(op, _)| op).collect();
-    let at = now();
-    let (refusals, mut counts) = record_counts(&records);
-    for (key, n) in complete_counts(&completes) {
-        *counts.entry(key).or_default() += n;
-    }
-    let txn = db.begin().await?;
-    // Every thread of the batch is locked at once, in id order (see `bump_all`).
-    let missing = bump_all(&txn, counts, at).await?;
-    let (completed, answers) = complete_rows(&txn, &completes, &missing, at).await?;
-    let (recorded, mut rows) = record_rows(&records, refusals, &missing, at);
-    // Answers and new messages in one insert.
-    rows.items.extend(answers);
-    rows.insert(&txn).await?;
-    txn.commit().await?;
-    Ok((recorded, completed))
+    write(db, &records, &completes).await
+}
+
+async fn record_batch(
+    db: &DatabaseConnection,
+    ops: &[RecordOp],
+) -> Result<Vec<Result<Turn, StoreError>>, DbErr> {
+    let ops: Vec<&RecordOp> = ops.iter().collect();
+    Ok(write(db, &ops, &[]).await?.0)
+}
+
+async fn complete_batch(
+    db: &DatabaseConnection,
+    ops: &[CompleteOp],
+) -> Result<Vec<Result<RecordedAnswer, StoreError>>, DbErr> {
+    let ops: Vec<&CompleteOp> = ops.iter().collect();
+    Ok(write(db, &[], &ops).await?.1)
 }
 
 /// Runs `batch` over all ops; if the transaction fails as a whole, replays them one by one.
@@ -280,69 +285,308 @@ where
     }
 }
 
-/// Adds `n` messages to each (thread, user) and reports which threads were not the user's,
-/// in one statement however many threads the batch touches (it was a round trip per
-/// thread).
-///
-/// Lock order: every transaction that writes a thread's items first updates (and so locks)
-/// the thread row, and several threads are locked in id order (on PostgreSQL by a
-/// `SELECT … ORDER BY id FOR UPDATE` ahead of the update; SQLite has one writer). A thread
-/// delete locks the thread row before its items (the cascade), so no two writers can wait
-/// on each other in a cycle (PostgreSQL reported `deadlock detected` when a turn claimed its
-/// item first).
-async fn bump_all(
-    txn: &DatabaseTransaction,
-    counts: HashMap<(String, UserId), i32>,
+/// Writes a batch atomically and answers each op on its own terms. The rows are built
+/// here, before the database is asked anything; the database then decides which of them
+/// stand (threads found and owned, turns still pending) and the answers follow from that.
+async fn write(
+    db: &DatabaseConnection,
+    records: &[&RecordOp],
+    completes: &[&CompleteOp],
+) -> Result<(Results<Turn>, Results<RecordedAnswer>), DbErr> {
+    let at = now();
+    let plan = Plan::new(records, completes, at);
+    let decided = if db.get_database_backend() == DbBackend::Postgres {
+        postgres::write(db, &plan, at).await?
+    } else {
+        sqlite_write(db, &plan, at).await?
+    };
+    Ok(plan.results(&decided))
+}
+
+/// Messages each (thread, user) gains, by thread and user.
+type Counts = HashMap<(String, UserId), i32>;
+/// The (thread, user) pairs whose thread is gone or not the user's.
+type Missing = HashSet<(String, UserId)>;
+
+/// A new user message of a batch, as it will be inserted if its thread stands.
+pub(super) struct PlannedTurn {
+    pub row: Turn,
+    pub user: UserId,
+    /// The thread is created by the same batch (it cannot be missing).
+    pub new_thread: bool,
+}
+
+/// An answer of a batch, as it will be inserted if its turn's claim is won.
+pub(super) struct PlannedAnswer {
+    pub workflow: Option<thread_item::Model>,
+    pub message: thread_item::Model,
+}
+
+/// Everything a batch may write, built before it runs.
+pub(super) struct Plan {
+    /// Per record op: refused without the database (an Idempotency-Key given twice in
+    /// the batch), or the message to insert.
+    pub turns: Vec<Result<PlannedTurn, StoreError>>,
+    /// Threads the batch's records start.
+    pub threads: Vec<thread::Model>,
+    /// Per existing (thread, user): the messages its records add.
+    pub record_counts: Counts,
+    /// Per complete op: the answer to insert if it wins its turn's claim; `None` for a
+    /// second run of a turn already in the batch (the first one takes the claim).
+    pub answers: Vec<Option<PlannedAnswer>>,
+    /// The complete ops (their turns and users), in order.
+    completes: Vec<(Turn, UserId, Vec<ToolCallRecord>)>,
+}
+
+/// What the database decided for a batch.
+pub(super) struct Decided {
+    /// Existing (thread, user) pairs the batch touched that are not the user's thread.
+    pub missing: Missing,
+    /// Turn ids whose claim this batch won.
+    pub claimed: HashSet<String>,
+}
+
+impl Plan {
+    fn new(records: &[&RecordOp], completes: &[&CompleteOp], at: DateTime<Utc>) -> Self {
+        let mut keys_seen = HashSet::new();
+        let mut threads = Vec::new();
+        let mut record_counts = Counts::new();
+        let turns = records
+            .iter()
+            .map(|op| {
+                if let Some(key) = &op.key {
+                    if !keys_seen.insert((op.user.clone(), key.clone())) {
+                        return Err(StoreError::DuplicateKey);
+                    }
+                }
+                let thread_id = match &op.thread_id {
+                    Some(id) => {
+                        *record_counts
+                            .entry((id.as_str().to_owned(), op.user.clone()))
+                            .or_default() += 1;
+                        id.as_str().to_owned()
+                    }
+                    None => {
+                        let thread = thread::Model {
+                            id: ThreadId::new().as_str().to_owned(),
+                            user_id: op.user.as_str().to_owned(),
+                            title: Title::from_message(&op.text).into_inner(),
+                            metadata: Value::Object(Default::default()),
+                            status: "active".into(),
+                            message_count: 1,
+                            created_at: at,
+                            updated_at: at,
+                        };
+                        let id = thread.id.clone();
+                        threads.push(thread);
+                        id
+                    }
+                };
+                let mut row = item(
+                    &thread_id,
+                    &op.user,
+                    ItemType::UserMessage,
+                    op.text.clone(),
+                    at,
+                );
+                row.client_key = op.key.clone();
+                row.payload = op.payload.clone();
+                row.status = ItemStatus::Pending;
+                Ok(PlannedTurn {
+                    row,
+                    user: op.user.clone(),
+                    new_thread: op.thread_id.is_none(),
+                })
+            })
+            .collect();
+        let mut turns_seen = HashSet::new();
+        let answers = completes
+            .iter()
+            .map(|op| {
+                turns_seen
+                    .insert(op.turn.id.as_str())
+                    .then(|| plan_answer(op))
+            })
+            .collect();
+        Self {
+            turns,
+            threads,
+            record_counts,
+            answers,
+            completes: completes
+                .iter()
+                .map(|op| (op.turn.clone(), op.user.clone(), op.tool_calls.clone()))
+                .collect(),
+        }
+    }
+
+    /// The complete ops that may claim their turn, with the planned answer.
+    pub fn claims(&self) -> impl Iterator<Item = (&Turn, &UserId, &PlannedAnswer)> {
+        self.completes
+            .iter()
+            .zip(&self.answers)
+            .filter_map(|((turn, user, _), answer)| answer.as_ref().map(|a| (turn, user, a)))
+    }
+
+    /// Every (thread, user) the batch writes to in an existing thread, with the messages
+    /// its records add (an answer's message counts only if its claim is won).
+    pub fn touched(&self) -> Counts {
+        let mut counts = self.record_counts.clone();
+        for (turn, user, _) in self.claims() {
+            counts
+                .entry((turn.thread_id.clone(), user.clone()))
+                .or_default();
+        }
+        counts
+    }
+
+    fn results(self, decided: &Decided) -> (Results<Turn>, Results<RecordedAnswer>) {
+        let recorded = self
+            .turns
+            .into_iter()
+            .map(|turn| {
+                let turn = turn?;
+                let key = (turn.row.thread_id.clone(), turn.user);
+                if !turn.new_thread && decided.missing.contains(&key) {
+                    return Err(StoreError::ThreadNotFound);
+                }
+                Ok(turn.row)
+            })
+            .collect();
+        let completed = self
+            .completes
+            .into_iter()
+            .zip(self.answers)
+            .map(|((turn, user, tool_calls), answer)| {
+                let answer = answer.ok_or(StoreError::TurnAlreadyAnswered)?;
+                if decided.missing.contains(&(turn.thread_id.clone(), user)) {
+                    return Err(StoreError::ThreadNotFound);
+                }
+                if !decided.claimed.contains(&turn.id) {
+                    return Err(StoreError::TurnAlreadyAnswered);
+                }
+                Ok(RecordedAnswer {
+                    item: answer.message,
+                    tool_calls,
+                    workflow: answer.workflow,
+                })
+            })
+            .collect();
+        (recorded, completed)
+    }
+}
+
+/// The tool calls (one workflow item) and the message of an answer, under the ids and
+/// instants the pipeline announced them with.
+fn plan_answer(op: &CompleteOp) -> PlannedAnswer {
+    let turn = &op.turn;
+    let workflow = match (&op.ids.workflow, op.tool_calls.is_empty()) {
+        (Some((id, created)), false) => {
+            let mut row = item(
+                &turn.thread_id,
+                &op.user,
+                ItemType::Workflow,
+                String::new(),
+                *created,
+            );
+            row.id = id.clone();
+            row.payload = Some(workflow_payload(&op.tool_calls));
+            row.reply_to = Some(turn.id.clone());
+            Some(row)
+        }
+        _ => None,
+    };
+    let mut message = item(
+        &turn.thread_id,
+        &op.user,
+        ItemType::AssistantMessage,
+        op.text.clone(),
+        op.ids.message_at,
+    );
+    message.id = op.ids.message_id.clone();
+    message.reply_to = Some(turn.id.clone());
+    PlannedAnswer { workflow, message }
+}
+
+/// SQLite: one transaction of a few statements (in-process, so statements are cheap; one
+/// writer connection, so there are no lock-order concerns beyond bumping threads first).
+async fn sqlite_write(
+    db: &DatabaseConnection,
+    plan: &Plan,
     at: DateTime<Utc>,
-) -> Result<HashSet<(String, UserId)>, DbErr> {
+) -> Result<Decided, DbErr> {
+    let txn = db.begin().await?;
+    // Every answer counts as if it will be recorded; lost claims are taken back below.
+    let mut counts = plan.record_counts.clone();
+    for (turn, user, _) in plan.claims() {
+        *counts
+            .entry((turn.thread_id.clone(), user.clone()))
+            .or_default() += 1;
+    }
+    let missing = sqlite_bump(&txn, counts, at).await?;
+    let claimed = sqlite_claim(&txn, plan, at).await?;
+    let mut unclaimed = Counts::new();
+    for (turn, user, _) in plan.claims() {
+        let key = (turn.thread_id.clone(), user.clone());
+        if !claimed.contains(&turn.id) && !missing.contains(&key) {
+            *unclaimed.entry(key).or_default() -= 1;
+        }
+    }
+    if !unclaimed.is_empty() {
+        sqlite_bump(&txn, unclaimed, at).await?;
+    }
+    let mut items = Vec::new();
+    for turn in plan.turns.iter().flatten() {
+        let key = (turn.row.thread_id.clone(), turn.user.clone());
+        if turn.new_thread || !missing.contains(&key) {
+            items.push(turn.row.clone());
+        }
+    }
+    for (turn, _, answer) in plan.claims() {
+        if claimed.contains(&turn.id) {
+            items.extend(answer.workflow.clone());
+            items.push(answer.message.clone());
+        }
+    }
+    insert_rows::<thread::Entity, _>(&txn, plan.threads.clone()).await?;
+    insert_rows::<thread_item::Entity, _>(&txn, items).await?;
+    txn.commit().await?;
+    Ok(Decided { missing, claimed })
+}
+
+/// Adds `n` messages to each (thread, user) and reports which threads were not the
+/// user's, in one statement however many threads the batch touches.
+async fn sqlite_bump(
+    txn: &DatabaseTransaction,
+    counts: Counts,
+    at: DateTime<Utc>,
+) -> Result<Missing, DbErr> {
     let mut counts: Vec<_> = counts.into_iter().collect();
     if counts.is_empty() {
         return Ok(HashSet::new());
     }
     counts.sort_by(|((a, ua), _), ((b, ub), _)| (a, ua.as_str()).cmp(&(b, ub.as_str())));
-    let backend = txn.get_database_backend();
-    let (sql, values) = if backend == DbBackend::Postgres {
-        // One statement text whatever the batch size (the rows travel as one JSON
-        // parameter), so PostgreSQL prepares and plans it once per connection instead of
-        // planning every batch afresh.
-        let rows: Vec<Value> = counts
-            .iter()
-            .map(|((id, user), n)| json!({ "id": id, "user_id": user.as_str(), "n": n }))
-            .collect();
-        (
-            "WITH v AS (SELECT * FROM jsonb_to_recordset($1) AS v(id varchar, user_id varchar, n int)), \
-                  locked AS (SELECT t.id FROM threads t WHERE t.id = ANY (ARRAY(SELECT id FROM v)) \
-                               AND t.user_id IN (SELECT v.user_id FROM v WHERE v.id = t.id) \
-                             ORDER BY t.id FOR UPDATE) \
-             UPDATE threads SET updated_at = $2, message_count = message_count + \
-                 (SELECT v.n FROM v WHERE v.id = threads.id AND v.user_id = threads.user_id) \
-             WHERE id = ANY (ARRAY(SELECT id FROM locked)) \
-             RETURNING id, user_id"
-                .to_owned(),
-            vec![Value::Array(rows).into(), at.into()],
-        )
-    } else {
-        // The rows first and the instant last: SQLite binds `?`s in textual order.
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(1 + 3 * counts.len());
-        for ((thread_id, user), n) in &counts {
-            values.push(thread_id.clone().into());
-            values.push(user.as_str().to_owned().into());
-            values.push((*n).into());
-        }
-        values.push(at.into());
-        let rows = vec!["(?, ?, ?)"; counts.len()].join(", ");
-        (
-            format!(
-                "WITH v(id, user_id, n) AS (VALUES {rows}) \
-                 UPDATE threads SET message_count = threads.message_count + v.n, updated_at = ? \
-                 FROM v WHERE threads.id = v.id AND threads.user_id = v.user_id \
-                 RETURNING id, user_id"
-            ),
-            values,
-        )
-    };
+    // The rows first and the instant last: SQLite binds `?`s in textual order.
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(1 + 3 * counts.len());
+    for ((thread_id, user), n) in &counts {
+        values.push(thread_id.clone().into());
+        values.push(user.as_str().to_owned().into());
+        values.push((*n).into());
+    }
+    values.push(at.into());
+    let rows = vec!["(?, ?, ?)"; counts.len()].join(", ");
+    let sql = format!(
+        "WITH v(id, user_id, n) AS (VALUES {rows}) \
+         UPDATE threads SET message_count = threads.message_count + v.n, updated_at = ? \
+         FROM v WHERE threads.id = v.id AND threads.user_id = v.user_id \
+         RETURNING id, user_id"
+    );
     let bumped: HashSet<(String, String)> = txn
-        .query_all(Statement::from_sql_and_values(backend, sql, values))
+        .query_all(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            sql,
+            values,
+        ))
         .await?
         .into_iter()
         .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
@@ -354,294 +598,40 @@ async fn bump_all(
         .collect())
 }
 
-/// Marks the batch's pending turns completed and returns the (turn id, user) pairs it
-/// claimed.
-///
-/// On PostgreSQL, as in [`bump_all`], rows are found only through `id = ANY (ARRAY(…))`,
-/// a primary-key path, and the user is checked per row by a correlated subquery, which
-/// the planner cannot turn into a join. The shapes before read whole tables: an OR of
-/// (id, user) pairs, whose common `user_id` the planner factored out and served from the
-/// user's index (every item of the user, ~4 ms a batch at 20k items), and joins to the
-/// JSON rows, which plans made on young statistics ran as hash joins over sequential scans.
-async fn claim_pending(
+/// Marks the batch's pending turns completed; the turn ids it claimed.
+async fn sqlite_claim(
     txn: &DatabaseTransaction,
-    ops: &[&CompleteOp],
+    plan: &Plan,
     at: DateTime<Utc>,
-) -> Result<HashSet<(String, String)>, DbErr> {
-    let backend = txn.get_database_backend();
-    let completed: sea_orm::Value = ItemStatus::Completed.to_value().into();
-    let pending: sea_orm::Value = ItemStatus::Pending.to_value().into();
-    let (sql, values) = if backend == DbBackend::Postgres {
-        let pairs: Vec<Value> = ops
-            .iter()
-            .map(|op| json!({ "id": op.turn.id, "user_id": op.user.as_str() }))
-            .collect();
-        (
-            "WITH v AS (SELECT * FROM jsonb_to_recordset($3) AS v(id varchar, user_id varchar)) \
-             UPDATE thread_items SET status = $1, updated_at = $2 \
-             WHERE id = ANY (ARRAY(SELECT id FROM v)) \
-               AND user_id IN (SELECT v.user_id FROM v WHERE v.id = thread_items.id) \
-               AND status = $4 \
-             RETURNING id, user_id"
-                .to_owned(),
-            vec![completed, at.into(), Value::Array(pairs).into(), pending],
-        )
-    } else {
-        let mut values = vec![completed, at.into()];
-        for op in ops {
-            values.push(op.turn.id.clone().into());
-            values.push(op.user.as_str().to_owned().into());
-        }
-        values.push(pending);
-        let rows = vec!["(?, ?)"; ops.len()].join(", ");
-        (
-            format!(
-                "UPDATE thread_items SET status = ?, updated_at = ? \
-                 FROM (SELECT column1 AS id, column2 AS user_id FROM (VALUES {rows})) AS v \
-                 WHERE thread_items.id = v.id AND thread_items.user_id = v.user_id \
-                   AND thread_items.status = ? \
-                 RETURNING id, user_id"
-            ),
-            values,
-        )
-    };
-    txn.query_all(Statement::from_sql_and_values(backend, sql, values))
-        .await?
-        .into_iter()
-        .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
-        .collect()
-}
-
-async fn record_batch(
-    db: &DatabaseConnection,
-    ops: &[RecordOp],
-) -> Result<Vec<Result<Turn, StoreError>>, DbErr> {
-    let txn = db.begin().await?;
-    let ops: Vec<&RecordOp> = ops.iter().collect();
-    let results = record_in(&txn, &ops).await?;
-    txn.commit().await?;
-    Ok(results)
-}
-
-/// Messages each (thread, user) gains, by thread and user.
-type Counts = HashMap<(String, UserId), i32>;
-/// The (thread, user) pairs whose thread is gone or not the user's.
-type Missing = HashSet<(String, UserId)>;
-/// Per op: decided already (`Some`), or still to be written.
-type Refusals<T> = Vec<Option<Result<T, StoreError>>>;
-
-/// What recording `ops` adds to existing threads, and the refusals that need no database
-/// (a key given twice in the batch).
-fn record_counts(ops: &[&RecordOp]) -> (Refusals<Turn>, Counts) {
-    let mut results: Refusals<Turn> = ops.iter().map(|_| None).collect();
-    let mut keys_seen = HashSet::new();
-    for (i, op) in ops.iter().enumerate() {
-        if let Some(key) = &op.key {
-            if !keys_seen.insert((op.user.clone(), key.clone())) {
-                results[i] = Some(Err(StoreError::DuplicateKey));
-            }
-        }
+) -> Result<HashSet<String>, DbErr> {
+    let mut values: Vec<sea_orm::Value> = vec![ItemStatus::Completed.to_value().into(), at.into()];
+    let mut n = 0;
+    for (turn, user, _) in plan.claims() {
+        values.push(turn.id.clone().into());
+        values.push(user.as_str().to_owned().into());
+        n += 1;
     }
-    let mut counts = Counts::new();
-    for (i, op) in ops.iter().enumerate() {
-        if let (None, Some(id)) = (&results[i], &op.thread_id) {
-            *counts
-                .entry((id.as_str().to_owned(), op.user.clone()))
-                .or_default() += 1;
-        }
+    if n == 0 {
+        return Ok(HashSet::new());
     }
-    (results, counts)
-}
-
-/// What completing `ops` adds, counting every answer as if it will be recorded.
-fn complete_counts(ops: &[&CompleteOp]) -> Counts {
-    let mut counts = Counts::new();
-    for op in ops {
-        *counts
-            .entry((op.turn.thread_id.clone(), op.user.clone()))
-            .or_default() += 1;
-    }
-    counts
-}
-
-async fn record_in(
-    txn: &DatabaseTransaction,
-    ops: &[&RecordOp],
-) -> Result<Vec<Result<Turn, StoreError>>, DbErr> {
-    let at = now();
-    let (results, counts) = record_counts(ops);
-    let missing = bump_all(txn, counts, at).await?;
-    let (results, rows) = record_rows(ops, results, &missing, at);
-    rows.insert(txn).await?;
-    Ok(results)
-}
-
-/// Rows a batch inserts, in one statement per table.
-struct Rows {
-    threads: Vec<thread::Model>,
-    items: Vec<thread_item::Model>,
-}
-
-impl Rows {
-    async fn insert(self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
-        insert_rows::<thread::Entity, _>(txn, self.threads).await?;
-        insert_rows::<thread_item::Entity, _>(txn, self.items).await
-    }
-}
-
-/// The new threads and the user messages of `ops` whose threads were bumped.
-fn record_rows(
-    ops: &[&RecordOp],
-    mut results: Refusals<Turn>,
-    missing: &Missing,
-    at: DateTime<Utc>,
-) -> (Results<Turn>, Rows) {
-    let mut threads = Vec::new();
-    let mut items = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        if results[i].is_some() {
-            continue;
-        }
-        let thread_id = match &op.thread_id {
-            Some(id) if missing.contains(&(id.as_str().to_owned(), op.user.clone())) => {
-                results[i] = Some(Err(StoreError::ThreadNotFound));
-                continue;
-            }
-            Some(id) => id.as_str().to_owned(),
-            None => {
-                let thread = thread::Model {
-                    id: ThreadId::new().as_str().to_owned(),
-                    user_id: op.user.as_str().to_owned(),
-                    title: Title::from_message(&op.text).into_inner(),
-                    metadata: Value::Object(Default::default()),
-                    status: "active".into(),
-                    message_count: 1,
-                    created_at: at,
-                    updated_at: at,
-                };
-                let id = thread.id.clone();
-                threads.push(thread);
-                id
-            }
-        };
-        let mut turn = item(
-            &thread_id,
-            &op.user,
-            ItemType::UserMessage,
-            op.text.clone(),
-            at,
-        );
-        turn.client_key = op.key.clone();
-        turn.payload = op.payload.clone();
-        turn.status = ItemStatus::Pending;
-        results[i] = Some(Ok(turn.clone()));
-        items.push(turn);
-    }
-    let results = results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(writer_gone())))
-        .collect();
-    (results, Rows { threads, items })
-}
-
-async fn complete_batch(
-    db: &DatabaseConnection,
-    ops: &[CompleteOp],
-) -> Result<Vec<Result<RecordedAnswer, StoreError>>, DbErr> {
-    let txn = db.begin().await?;
-    let ops: Vec<&CompleteOp> = ops.iter().collect();
-    let results = complete_in(&txn, &ops).await?;
-    txn.commit().await?;
-    Ok(results)
-}
-
-async fn complete_in(
-    txn: &DatabaseTransaction,
-    ops: &[&CompleteOp],
-) -> Result<Vec<Result<RecordedAnswer, StoreError>>, DbErr> {
-    let at = now();
-    // The threads first (see `bump_all`).
-    let missing = bump_all(txn, complete_counts(ops), at).await?;
-    let (results, items) = complete_rows(txn, ops, &missing, at).await?;
-    insert_rows::<thread_item::Entity, _>(txn, items).await?;
-    Ok(results)
-}
-
-/// Claims the pending turns of `ops` (their threads already bumped and locked); the rows
-/// of the answers that won their claim, to insert.
-async fn complete_rows(
-    txn: &DatabaseTransaction,
-    ops: &[&CompleteOp],
-    missing: &Missing,
-    at: DateTime<Utc>,
-) -> Result<(Results<RecordedAnswer>, Vec<thread_item::Model>), DbErr> {
-    // Only pending turns are answered, each once, whoever else is trying.
-    // The first op of a turn takes its claim; a second run of the same turn in this batch
-    // (a stale turn taken over while its first run was still going) does not.
-    let mut claimed = claim_pending(txn, ops, at).await?;
-    let won: Vec<bool> = ops
-        .iter()
-        .map(|op| claimed.remove(&(op.turn.id.clone(), op.user.as_str().to_owned())))
-        .collect();
-    // Rarely, another run answered first: take those answers back out of the counts.
-    let mut unclaimed: HashMap<(String, UserId), i32> = HashMap::new();
-    for (op, _) in ops.iter().zip(&won).filter(|(_, won)| !**won) {
-        let key = (op.turn.thread_id.clone(), op.user.clone());
-        if !missing.contains(&key) {
-            *unclaimed.entry(key).or_default() -= 1;
-        }
-    }
-    if !unclaimed.is_empty() {
-        bump_all(txn, unclaimed, at).await?;
-    }
-    let mut rows = Vec::new();
-    let mut results = Vec::with_capacity(ops.len());
-    for (op, won) in ops.iter().zip(won) {
-        let turn = &op.turn;
-        if !won {
-            results.push(Err(StoreError::TurnAlreadyAnswered));
-            continue;
-        }
-        if missing.contains(&(turn.thread_id.clone(), op.user.clone())) {
-            results.push(Err(StoreError::ThreadNotFound));
-            continue;
-        }
-        // The tool calls (one workflow item) and the message, under the ids and instants
-        // the pipeline announced them with.
-        let workflow = match (&op.ids.workflow, op.tool_calls.is_empty()) {
-            (Some((id, created)), false) => {
-                let mut row = item(
-                    &turn.thread_id,
-                    &op.user,
-                    ItemType::Workflow,
-                    String::new(),
-                    *created,
-                );
-                row.id = id.clone();
-                row.payload = Some(workflow_payload(&op.tool_calls));
-                row.reply_to = Some(turn.id.clone());
-                rows.push(row.clone());
-                Some(row)
-            }
-            _ => None,
-        };
-        let mut message = item(
-            &turn.thread_id,
-            &op.user,
-            ItemType::AssistantMessage,
-            op.text.clone(),
-            op.ids.message_at,
-        );
-        message.id = op.ids.message_id.clone();
-        message.reply_to = Some(turn.id.clone());
-        rows.push(message.clone());
-        results.push(Ok(RecordedAnswer {
-            item: message,
-            tool_calls: op.tool_calls.clone(),
-            workflow,
-        }));
-    }
-    Ok((results, rows))
+    values.push(ItemStatus::Pending.to_value().into());
+    let rows = vec!["(?, ?)"; n].join(", ");
+    let sql = format!(
+        "UPDATE thread_items SET status = ?, updated_at = ? \
+         FROM (SELECT column1 AS id, column2 AS user_id FROM (VALUES {rows})) AS v \
+         WHERE thread_items.id = v.id AND thread_items.user_id = v.user_id \
+           AND thread_items.status = ? \
+         RETURNING id"
+    );
+    txn.query_all(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        sql,
+        values,
+    ))
+    .await?
+    .into_iter()
+    .map(|row| row.try_get_by_index(0))
+    .collect()
 }
 
 #[cfg(test)]
