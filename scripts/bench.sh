@@ -201,6 +201,7 @@ start_server
 STARTUP_MS=$START_MS
 sleep 1
 IDLE_RSS_KB=$(status_field "$SERVER_PID" VmRSS)
+IDLE_PARTS="$(status_field "$SERVER_PID" RssAnon) $(status_field "$SERVER_PID" RssFile)"
 log "healthy after ${STARTUP_MS} ms (first start with migrations: ${first_ms} ms); idle RSS ${IDLE_RSS_KB} kB"
 
 # --- seed data ----------------------------------------------------------------------
@@ -298,7 +299,9 @@ EOF
 : >"$TMP/rss.samples"
 (
     while kill -0 "$SERVER_PID" 2>/dev/null; do
-        status_field "$SERVER_PID" VmRSS >>"$TMP/rss.samples" 2>/dev/null || true
+        # VmRSS, then its anonymous (heap) and file-backed (the binary's pages) parts.
+        echo "$(status_field "$SERVER_PID" VmRSS) $(status_field "$SERVER_PID" RssAnon) $(status_field "$SERVER_PID" RssFile)" \
+            >>"$TMP/rss.samples" 2>/dev/null || true
         sleep 0.5
     done
 ) &
@@ -390,7 +393,7 @@ END_RSS_KB=$(status_field "$SERVER_PID" VmRSS)
 kill "$SAMPLER_PID" 2>/dev/null || true
 wait "$SAMPLER_PID" 2>/dev/null || true
 SAMPLER_PID=""
-SAMPLED_MAX_KB=$(sort -n "$TMP/rss.samples" | tail -n 1)
+read -r SAMPLED_MAX_KB SAMPLED_ANON_KB SAMPLED_FILE_KB < <(sort -n "$TMP/rss.samples" | tail -n 1)
 final_count=$(curl -fsS -H "Authorization: Bearer $CLIENT_SECRET" "$BASE/api/chatkit/threads/$THREAD_ID?limit=1" |
     sed -n 's/.*"message_count":\([0-9]*\).*/\1/p')
 
@@ -408,8 +411,9 @@ echo "| endpoint | req/s | p50 | p99 | errors (non-2xx) |"
 echo "| --- | ---: | ---: | ---: | ---: |"
 printf '%s\n' "${ROWS[@]}"
 echo
-echo "- idle RSS after start-up: $(mib "$IDLE_RSS_KB")"
-echo "- peak RSS (VmHWM): $(mib "$PEAK_RSS_KB") (largest 0.5 s sample: $(mib "${SAMPLED_MAX_KB:-0}"); RSS at the end: $(mib "$END_RSS_KB"))"
+read -r idle_anon idle_file <<<"$IDLE_PARTS"
+echo "- idle RSS after start-up: $(mib "$IDLE_RSS_KB") ($(mib "${idle_anon:-0}") anonymous, $(mib "${idle_file:-0}") file-backed)"
+echo "- peak RSS (VmHWM): $(mib "$PEAK_RSS_KB") (largest 0.5 s sample: $(mib "${SAMPLED_MAX_KB:-0}"), of it $(mib "${SAMPLED_ANON_KB:-0}") anonymous and $(mib "${SAMPLED_FILE_KB:-0}") file-backed; RSS at the end: $(mib "$END_RSS_KB"))"
 echo "- start-up to first healthy /healthz (migrations already applied): ${STARTUP_MS} ms (first start, applying migrations: ${first_ms} ms)"
 echo "- the benchmarked thread ended with ${final_count:-?} messages"
 if ((${#DB_ROWS[@]})); then

@@ -8,11 +8,12 @@
 //! success returns the stored answer. The turn runs on its own task, so a client that hangs
 //! up does not cancel it half way.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::{
     agent::{Agent, AgentError, AgentEvent, AgentRequest, EventSink, HistoryMessage, TaskTools},
@@ -96,6 +97,7 @@ impl TurnResult {
 
 /// What a running turn reports, in order. Items are announced (`*Started`) with the id
 /// and instant they will be recorded under; the last event is `Completed` or `Failed`.
+/// The large payloads are boxed: every stream's channel holds a block of 32 events.
 #[derive(Debug)]
 pub enum TurnEvent {
     /// The first tool call opened the item that lists the answer's tool calls.
@@ -110,7 +112,7 @@ pub enum TurnEvent {
         /// Position in the workflow, from 0.
         index: usize,
         /// What ran, with what, and its result.
-        call: ToolCallRecord,
+        call: Box<ToolCallRecord>,
     },
     /// The workflow is complete (the answer's text has begun, or the agent finished).
     WorkflowDone {
@@ -140,9 +142,9 @@ pub enum TurnEvent {
     /// Assistant text as it is written; the deltas add up to the recorded text.
     TextDelta(String),
     /// The turn is recorded (or was, for a replay).
-    Completed(TurnResult),
+    Completed(Box<TurnResult>),
     /// The agent or the store failed; the user's message stays recorded.
-    Failed(ChatError),
+    Failed(Box<ChatError>),
 }
 
 /// Where turn events go; with no listener (a JSON request) they are dropped.
@@ -240,7 +242,7 @@ impl AnswerTracker {
                 } else {
                     self.sink.emit(TurnEvent::ToolCall {
                         index: w.calls.len() - 1,
-                        call,
+                        call: Box::new(call),
                     });
                 }
             }
@@ -294,6 +296,11 @@ impl Recorded {
     }
 }
 
+/// The span of step two of a turn (the agent's run and the answer's record).
+fn answer_span(turn: &Turn) -> tracing::Span {
+    tracing::info_span!("chat.answer", thread_id = %turn.thread_id, turn_id = %turn.id)
+}
+
 /// Runs conversation turns: the one place a turn is recorded, answered and completed.
 #[derive(Clone)]
 pub struct ChatService {
@@ -335,13 +342,20 @@ impl ChatService {
         let user = user.clone();
         tokio::spawn(async move {
             let sink = TurnSink(Some(tx));
+            // This task is the turn's own already: the agent runs here, not on another
+            // task as `answer` would spawn (one task and one future fewer per stream).
             let result = match recorded {
-                Recorded::NeedsAnswer(turn) => this.answer(&user, turn, sink.clone()).await,
+                Recorded::NeedsAnswer(turn) => {
+                    let span = answer_span(&turn);
+                    this.run_agent(&user, turn, sink.clone())
+                        .instrument(span)
+                        .await
+                }
                 Recorded::Answered(turn) => this.load_completed(&user, &turn).await,
             };
             sink.emit(match result {
-                Ok(done) => TurnEvent::Completed(done),
-                Err(e) => TurnEvent::Failed(e),
+                Ok(done) => TurnEvent::Completed(Box::new(done)),
+                Err(e) => TurnEvent::Failed(Box::new(e)),
             });
         });
         rx
@@ -451,11 +465,6 @@ impl ChatService {
 
     /// Step two: runs the agent for a turn this request holds and records its answer, on a
     /// task of its own so that a caller going away does not abandon the turn half way.
-    #[tracing::instrument(
-        name = "chat.answer",
-        skip_all,
-        fields(thread_id = %turn.thread_id, turn_id = %turn.id)
-    )]
     async fn answer(
         &self,
         user: &UserId,
@@ -464,7 +473,9 @@ impl ChatService {
     ) -> Result<TurnResult, ChatError> {
         let this = self.clone();
         let user = user.clone();
-        let task = tokio::spawn(async move { this.run_agent(&user, turn, events).await });
+        let span = answer_span(&turn);
+        let task =
+            tokio::spawn(async move { this.run_agent(&user, turn, events).await }.instrument(span));
         match task.await {
             Ok(result) => result,
             Err(join) => Err(ChatError::Agent(AgentError::Unavailable(join.to_string()))),
@@ -550,30 +561,39 @@ impl ChatService {
         };
         // The agent's events are translated as they come; the tracker allocates the ids
         // the answer is recorded under.
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let sink = EventSink::new(tx);
-        let respond = async move {
-            let sink = sink;
-            self.agent.respond(request, &tools, &sink).await
-        };
+        // The agent's events go straight into the tracker as they are emitted (same task,
+        // no channel between them); the tracker allocates the ids the answer is recorded
+        // under.
         let provider = self.agent.provider();
         let started = std::time::Instant::now();
-        let track = async move {
-            let mut tracker = AnswerTracker::new(events, turn.created_at);
-            let mut first_token = true;
-            while let Some(event) = rx.recv().await {
-                if first_token && matches!(event, AgentEvent::TextDelta(_)) {
-                    first_token = false;
+        let tracker = Arc::new(Mutex::new((
+            AnswerTracker::new(events, turn.created_at),
+            true,
+        )));
+        let sink = {
+            let tracker = tracker.clone();
+            EventSink::from_fn(move |event| {
+                let Ok(mut guard) = tracker.lock() else {
+                    return;
+                };
+                let (tracker, first_token) = &mut *guard;
+                if *first_token && matches!(event, AgentEvent::TextDelta(_)) {
+                    *first_token = false;
                     metrics::histogram!(crate::metrics::AGENT_FIRST_TOKEN, "provider" => provider)
                         .record(started.elapsed().as_secs_f64());
                 }
                 tracker.on_agent_event(event);
-            }
-            tracker
+            })
         };
-        let (answer, mut tracker) = tokio::join!(respond, track);
+        let answer = self.agent.respond(request, &tools, &sink).await;
+        drop(sink);
         let answer = answer?;
-        let ids = tracker.finish(&answer.tool_calls);
+        let ids = {
+            let mut guard = tracker.lock().map_err(|_| {
+                ChatError::Agent(AgentError::Unavailable("a turn's tracker failed".into()))
+            })?;
+            guard.0.finish(&answer.tool_calls)
+        };
         let stored = self
             .store
             .complete_turn(user, turn, ids, &answer.text, &answer.tool_calls)

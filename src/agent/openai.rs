@@ -16,7 +16,8 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use rand::Rng;
 use secrecy::ExposeSecret;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::{value::RawValue, Value};
 
 use super::{
     error::AgentError,
@@ -48,6 +49,55 @@ struct PartialCall {
 struct StepOutput {
     text: String,
     calls: Vec<PartialCall>,
+}
+
+/// One message of a model request. Typed rather than a `json!` tree: the request is held
+/// (and its body resent on a retry) for as long as the model streams, and a map per
+/// message costs far more than the text it holds.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ChatMessage<'a> {
+    /// A system, user or assistant message with text.
+    Text { role: &'a str, content: &'a str },
+    /// The assistant asking for tool calls (`content` is null when it said nothing).
+    Calls {
+        role: &'static str,
+        content: Option<String>,
+        tool_calls: Vec<CallOut>,
+    },
+    /// A tool's result.
+    ToolResult {
+        role: &'static str,
+        tool_call_id: String,
+        content: String,
+    },
+}
+
+#[derive(Serialize)]
+struct CallOut {
+    id: String,
+    r#type: &'static str,
+    function: FunctionOut,
+}
+
+#[derive(Serialize)]
+struct FunctionOut {
+    name: String,
+    arguments: String,
+}
+
+/// A streamed Chat Completions request.
+#[derive(Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage<'a>],
+    tools: &'a RawValue,
+    tool_choice: &'static str,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
 }
 
 /// Why one attempt failed, and whether another may follow.
@@ -176,27 +226,23 @@ impl OpenAiAgent {
     /// One model call, retried while nothing has been streamed.
     async fn step(
         &self,
-        messages: &[Value],
-        offered: &Value,
+        messages: &[ChatMessage<'_>],
+        offered: &RawValue,
         events: &EventSink,
     ) -> Result<StepOutput, AgentError> {
-        let mut body = json!({
-            "model": self.settings.model,
-            "messages": messages,
-            "tools": offered,
-            "tool_choice": "auto",
-            "stream": true,
-        });
-        if let Some(t) = self.settings.temperature {
-            body["temperature"] = json!(t);
-        }
-        if let Some(m) = self.settings.max_tokens {
-            body["max_tokens"] = json!(m);
-        }
+        let request = ChatRequest {
+            model: &self.settings.model,
+            messages,
+            tools: offered,
+            tool_choice: "auto",
+            stream: true,
+            temperature: self.settings.temperature,
+            max_tokens: self.settings.max_tokens,
+        };
         let mut attempt = 0;
         loop {
             let mut out = StepOutput::default();
-            match self.attempt(&body, events, &mut out).await {
+            match self.attempt(&request, events, &mut out).await {
                 Ok(()) => return Ok(out),
                 // Text reached the user: a retry would repeat it, so this is final.
                 Err(AttemptError::Retryable { reason, .. }) | Err(AttemptError::Fatal(reason))
@@ -222,22 +268,28 @@ impl OpenAiAgent {
 
     async fn attempt(
         &self,
-        body: &Value,
+        request: &ChatRequest<'_>,
         events: &EventSink,
         out: &mut StepOutput,
     ) -> Result<(), AttemptError> {
+        // Written for each attempt rather than kept: the body is gone once it is sent, and
+        // the model may stream for minutes.
+        let body = serde_json::to_vec(request).map_err(|e| {
+            AttemptError::Fatal(format!("the model request could not be written: {e}"))
+        })?;
         let first_token = Duration::from_millis(self.settings.first_token_timeout_ms);
         let started = tokio::time::Instant::now();
-        let mut request = self
+        let mut http = self
             .client
             .post(&self.url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(body);
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         let key = self.settings.api_key.expose_secret();
         if !key.is_empty() {
-            request = request.bearer_auth(key);
+            http = http.bearer_auth(key);
         }
-        let response = match tokio::time::timeout(first_token, request.send()).await {
+        let response = match tokio::time::timeout(first_token, http.send()).await {
             Err(_) => return Err(retryable("timed out waiting for the model")),
             Ok(Err(e)) => return Err(retryable(format!("request failed: {}", e.without_url()))),
             Ok(Ok(r)) => r,
@@ -338,13 +390,22 @@ impl OpenAiAgent {
         let system = self
             .prompt
             .render(request.user.as_str(), &chrono::Utc::now());
-        let mut messages = vec![json!({"role": "system", "content": system})];
+        let mut messages = vec![ChatMessage::Text {
+            role: "system",
+            content: &system,
+        }];
         for m in request.history {
-            messages.push(json!({"role": m.role, "content": m.content}));
+            messages.push(ChatMessage::Text {
+                role: &m.role,
+                content: &m.content,
+            });
         }
-        messages.push(json!({"role": "user", "content": request.message}));
+        messages.push(ChatMessage::Text {
+            role: "user",
+            content: request.message,
+        });
         let mut answer = AgentAnswer::default();
-        let offered = tools.offered();
+        let offered = tools.offered_json();
         for step in 0..self.settings.max_tool_steps {
             let out = self.step(&messages, &offered, events).await?;
             answer.text.push_str(&out.text);
@@ -366,19 +427,31 @@ impl OpenAiAgent {
                 .enumerate()
                 .map(|(i, c)| c.id.clone().unwrap_or_else(|| format!("call_{step}_{i}")))
                 .collect();
-            messages.push(json!({
-                "role": "assistant",
-                "content": if out.text.is_empty() { Value::Null } else { json!(out.text) },
-                "tool_calls": calls.iter().zip(&ids).map(|(c, id)| json!({
-                    "id": id, "type": "function",
-                    "function": {"name": c.name, "arguments": c.arguments},
-                })).collect::<Vec<_>>(),
-            }));
+            messages.push(ChatMessage::Calls {
+                role: "assistant",
+                content: (!out.text.is_empty()).then_some(out.text),
+                tool_calls: calls
+                    .iter()
+                    .zip(&ids)
+                    .map(|(c, id)| CallOut {
+                        id: id.clone(),
+                        r#type: "function",
+                        function: FunctionOut {
+                            name: c.name.clone(),
+                            arguments: c.arguments.clone(),
+                        },
+                    })
+                    .collect(),
+            });
             for (call, id) in calls.into_iter().zip(ids) {
                 let record = tools
                     .run_model_call(&call.name, call.arguments, events)
                     .await?;
-                messages.push(json!({"role": "tool", "tool_call_id": id, "content": record.result.to_string()}));
+                messages.push(ChatMessage::ToolResult {
+                    role: "tool",
+                    tool_call_id: id,
+                    content: record.result.to_string(),
+                });
                 answer.tool_calls.push(record);
             }
         }
@@ -414,6 +487,8 @@ impl Agent for OpenAiAgent {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn merged(deltas: &[Value]) -> Vec<(Option<String>, String, String)> {

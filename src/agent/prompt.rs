@@ -19,9 +19,13 @@ impl PromptTemplate {
     /// The prompt for one turn of `user_id` at `now`.
     #[must_use]
     pub fn render(&self, user_id: &str, now: &chrono::DateTime<chrono::Utc>) -> String {
-        self.0.replace("{{user_id}}", user_id).replace(
+        let mut prompt = self.0.replace("{{user_id}}", user_id).replace(
             "{{current_time}}",
             &now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        )
+        );
+        // Held for the whole turn (a streamed one may take minutes): not the doubling
+        // slack `replace` grew it with.
+        prompt.shrink_to_fit();
+        prompt
     }
 }

@@ -12,12 +12,14 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use serde_json::value::RawValue;
 
 use super::{
     error::AgentError,
     events::{AgentEvent, EventSink},
-    mcp::TurnTools,
+    mcp::{OfferedTool, TurnTools},
 };
 use crate::{
     domain::{format_time, ToolCallRecord, UserId},
@@ -296,19 +298,42 @@ impl TaskTools {
         self
     }
 
-    /// The function definitions this turn offers the model: the built-in tools (when on),
-    /// then the MCP servers' tools with their schemas as given.
+    /// The function definitions this turn offers the model, as JSON text (an array): the
+    /// built-in tools (when on), then the MCP servers' tools with their schemas as given.
+    /// Text, not a `Value`: a turn holds its request for as long as the model streams, and
+    /// a tree of maps per definition cost tens of KB per open stream.
     #[must_use]
-    pub fn offered(&self) -> Value {
-        let mut all = if self.builtin {
-            Self::definitions().as_array().cloned().unwrap_or_default()
+    pub fn offered_json(&self) -> Arc<RawValue> {
+        static BUILTIN: LazyLock<Vec<String>> = LazyLock::new(|| {
+            let definitions = TaskTools::definitions();
+            definitions
+                .as_array()
+                .map(|all| all.iter().map(Value::to_string).collect())
+                .unwrap_or_default()
+        });
+        // The common case, built-in tools only, is one shared text for every turn.
+        static BUILTIN_ONLY: LazyLock<Arc<RawValue>> = LazyLock::new(|| array(&BUILTIN));
+        fn array(parts: &[String]) -> Arc<RawValue> {
+            RawValue::from_string(format!("[{}]", parts.join(",")))
+                // Every part was written by serde_json, so the array is valid JSON.
+                .unwrap_or_else(|_| RawValue::from_string("[]".to_owned()).unwrap_or_default())
+                .into()
+        }
+        let mcp = self.mcp.as_ref().map(|m| m.tools()).unwrap_or_default();
+        if mcp.is_empty() {
+            return if self.builtin {
+                BUILTIN_ONLY.clone()
+            } else {
+                array(&[])
+            };
+        }
+        let mut all: Vec<String> = if self.builtin {
+            BUILTIN.clone()
         } else {
             Vec::new()
         };
-        if let Some(mcp) = &self.mcp {
-            all.extend(mcp.tools().iter().map(|t| t.definition()));
-        }
-        Value::Array(all)
+        all.extend(mcp.iter().map(OfferedTool::definition_json));
+        array(&all)
     }
 
     /// The tool that does what the built-in `builtin_name` does, given the arguments the

@@ -47,10 +47,7 @@ pub async fn endpoint(
             // or goes away.
             let open = (events, crate::metrics::StreamGuard::new());
             let frames = stream::unfold(open, |(mut events, guard)| async move {
-                let mut chunk = events.recv().await?.frame();
-                while let Ok(event) = events.try_recv() {
-                    chunk.push_str(&event.frame());
-                }
+                let chunk = events.next_chunk().await?;
                 Some((Ok::<_, std::io::Error>(chunk), (events, guard)))
             });
             Ok(Response::builder()

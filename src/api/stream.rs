@@ -8,7 +8,8 @@
 //! - `done`: the recorded turn, the same object the JSON response carries
 //! - `error` `{code, message}`: the agent failed; the user's message stays recorded
 //!
-//! plus `: keep-alive` comments while the agent works. If the client goes away, the turn
+//! plus a `: keep-alive` comment whenever nothing else was sent for `stream.keep_alive_secs`
+//! while the agent works. If the client goes away, the turn
 //! still runs to the end and is recorded (it runs on its own task): reconnecting clients
 //! find the whole answer in the thread, and nothing partial is ever recorded.
 
@@ -45,13 +46,13 @@ fn encode(event: TurnEvent) -> Option<String> {
             use poem_openapi::types::ToJSON;
             frame(
                 "done",
-                &SendMessageResponse::from(done)
+                &SendMessageResponse::from(*done)
                     .to_json()
                     .unwrap_or_default(),
             )
         }
         TurnEvent::Failed(e) => {
-            let e = ApiError::from(e);
+            let e = ApiError::from(*e);
             frame(
                 "error",
                 &json!({"code": e.code(), "message": e.to_string()}),
@@ -63,6 +64,17 @@ fn encode(event: TurnEvent) -> Option<String> {
     })
 }
 
+/// A streamed turn as its body reads it: the first frame, then the turn's events, encoded
+/// as they arrive. The body polls the turn's channel itself (no task and no second channel
+/// in between); the turn runs on its own task whether or not anyone reads.
+struct Sse {
+    first: Option<String>,
+    events: mpsc::UnboundedReceiver<TurnEvent>,
+    keep_alive: Duration,
+    // Lives in the body: the gauge counts until the client has it all or goes away.
+    _open: crate::metrics::StreamGuard,
+}
+
 /// Streams the answer to a recorded turn.
 pub fn turn_events(
     chat: &ChatService,
@@ -70,43 +82,38 @@ pub fn turn_events(
     recorded: Recorded,
     keep_alive: Duration,
 ) -> Response {
-    let turn = recorded.turn().clone();
-    let mut events = chat.stream(user, recorded);
-    let (tx, rx) = mpsc::channel::<String>(64);
-    tokio::spawn(async move {
-        let first = frame(
-            "message.recorded",
-            &json!({"thread_id": turn.thread_id, "message_id": turn.id}),
-        );
-        // A send fails only when the client has gone; the turn goes on regardless.
-        if tx.send(first).await.is_err() {
-            return;
+    let turn = recorded.turn();
+    let first = frame(
+        "message.recorded",
+        &json!({"thread_id": turn.thread_id, "message_id": turn.id}),
+    );
+    let sse = Sse {
+        first: Some(first),
+        events: chat.stream(user, recorded),
+        keep_alive: keep_alive.max(Duration::from_millis(100)),
+        _open: crate::metrics::StreamGuard::new(),
+    };
+    let body = stream::unfold(sse, |mut sse| async move {
+        if let Some(first) = sse.first.take() {
+            return Some((Ok::<_, std::io::Error>(first), sse));
         }
-        let mut tick = tokio::time::interval(keep_alive.max(Duration::from_millis(100)));
-        tick.tick().await;
         loop {
-            let text = tokio::select! {
-                event = events.recv() => match event {
-                    Some(event) => match encode(event) {
-                        Some(text) => text,
-                        None => continue,
-                    },
-                    None => break,
-                },
-                _ = tick.tick() => ": keep-alive\n\n".to_owned(),
+            let event = match tokio::time::timeout(sse.keep_alive, sse.events.recv()).await {
+                Err(_) => return Some((Ok(": keep-alive\n\n".to_owned()), sse)),
+                Ok(None) => return None,
+                Ok(Some(event)) => event,
             };
-            if tx.send(text).await.is_err() {
-                break;
+            let Some(mut chunk) = encode(event) else {
+                continue;
+            };
+            // Events already queued go out in the same write.
+            while let Ok(event) = sse.events.try_recv() {
+                if let Some(text) = encode(event) {
+                    chunk.push_str(&text);
+                }
             }
+            return Some((Ok(chunk), sse));
         }
-    });
-    // The guard lives in the body stream: the gauge counts until the client has it all or
-    // goes away.
-    let open = (rx, crate::metrics::StreamGuard::new());
-    let body = stream::unfold(open, |(mut rx, guard)| async move {
-        rx.recv()
-            .await
-            .map(|frame| (Ok::<_, std::io::Error>(frame), (rx, guard)))
     });
     Response::builder()
         .content_type("text/event-stream")

@@ -13,7 +13,6 @@ pub mod wire;
 
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 use self::wire::{
     AddMessageParams, CreateParams, Envelope, Event, FeedbackParams, Item, ItemsListParams,
@@ -61,8 +60,8 @@ impl From<StoreError> for ChatKitError {
 pub enum Outcome {
     /// A plain JSON answer.
     Json(Value),
-    /// Server-sent events, one per received event, until the sender closes.
-    Stream(mpsc::UnboundedReceiver<Event>),
+    /// Server-sent events: some at once, then a turn's as it runs.
+    Stream(stream::TurnStream),
 }
 
 /// Request types of the protocol this server does not implement (no attachments store,
@@ -205,13 +204,11 @@ fn parse_input(input: UserInput) -> Result<ParsedInput, ChatKitError> {
 /// A message the widget should show inline instead of an HTTP error (an empty or
 /// over-long message): a stream of one `error` event; nothing is recorded.
 fn inline_error(message: String) -> Outcome {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let _ = tx.send(Event::Error {
+    Outcome::Stream(stream::TurnStream::events(vec![Event::Error {
         code: "custom",
         message: Some(message),
         allow_retry: false,
-    });
-    Outcome::Stream(rx)
+    }]))
 }
 
 impl ChatKitService {
@@ -372,24 +369,21 @@ impl ChatKitService {
         recorded: Recorded,
         echo_user_message: bool,
     ) -> Outcome {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let turn = recorded.turn().clone();
-        for event in first {
-            let _ = tx.send(event);
-        }
+        let mut first = first;
+        let turn = recorded.turn();
         if echo_user_message {
-            if let Some(item) = items::item(&turn) {
-                let _ = tx.send(Event::ItemDone { item });
+            if let Some(item) = items::item(turn) {
+                first.push(Event::ItemDone { item });
             }
         }
-        let _ = tx.send(Event::StreamOptions {
+        first.push(Event::StreamOptions {
             stream_options: StreamOptions {
                 allow_cancel: ALLOW_CANCEL,
             },
         });
+        let thread_id = turn.thread_id.clone();
         let events = self.chat.stream(user, recorded);
-        tokio::spawn(stream::encode_turn(turn.thread_id, events, tx));
-        Outcome::Stream(rx)
+        Outcome::Stream(stream::TurnStream::turn(first, thread_id, events))
     }
 
     async fn get(&self, user: &UserId, p: ThreadParams) -> Result<Outcome, ChatKitError> {

@@ -3,7 +3,7 @@
 //! the widget shows what a reload will show.
 
 use serde_json::json;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{
     items::{assistant_item, changes_tasks, task, workflow_item},
@@ -26,29 +26,98 @@ fn tasks_changed(call: &ToolCallRecord) -> Option<Event> {
     })
 }
 
-/// Forwards one turn as ChatKit events until it completes or fails. Sends fail only when
-/// the client has gone; the turn itself runs on regardless.
-pub async fn encode_turn(
+/// What a stream body sends: events ready at once (the echo of the user's message,
+/// `stream_options`, an inline error), then, for a turn, the turn's events as ChatKit
+/// events as they arrive. The body reads the turn's channel itself: no task and no second
+/// channel per stream. A client that goes away drops it; the turn runs on regardless.
+pub struct TurnStream {
+    first: Vec<Event>,
+    turn: Option<(UnboundedReceiver<TurnEvent>, TurnEncoder)>,
+}
+
+impl TurnStream {
+    /// Just these events.
+    #[must_use]
+    pub fn events(first: Vec<Event>) -> Self {
+        Self { first, turn: None }
+    }
+
+    /// `first`, then the turn of `thread_id` whose events `events` receives.
+    #[must_use]
+    pub fn turn(
+        first: Vec<Event>,
+        thread_id: String,
+        events: UnboundedReceiver<TurnEvent>,
+    ) -> Self {
+        Self {
+            first,
+            turn: Some((events, TurnEncoder::new(thread_id))),
+        }
+    }
+
+    /// The next SSE chunk: every frame ready now (one write for a burst of events), waiting
+    /// for the turn when nothing is; `None` at the end.
+    pub async fn next_chunk(&mut self) -> Option<String> {
+        let mut out = std::mem::take(&mut self.first);
+        if let Some((events, encoder)) = &mut self.turn {
+            while out.is_empty() && !encoder.done {
+                let event = events.recv().await?;
+                encoder.encode(event, &mut out);
+            }
+            while !encoder.done {
+                match events.try_recv() {
+                    Ok(event) => encoder.encode(event, &mut out),
+                    Err(_) => break,
+                }
+            }
+        }
+        (!out.is_empty()).then(|| out.iter().map(Event::frame).collect())
+    }
+}
+
+/// Turns one turn's events into ChatKit events, with the state the protocol needs (what
+/// was shown, so a failure can take it back; the text so far).
+struct TurnEncoder {
     thread_id: String,
-    mut events: UnboundedReceiver<TurnEvent>,
-    out: UnboundedSender<Event>,
-) {
-    let send = |event: Event| {
-        let _ = out.send(event);
-    };
-    // Items shown but not yet known to be recorded (removed again if the turn fails).
-    let mut shown: Vec<String> = Vec::new();
-    let mut workflow_id: Option<String> = None;
-    let mut text = String::new();
-    let mut message_started = false;
-    while let Some(event) = events.recv().await {
+    /// Items shown but not yet known to be recorded (removed again if the turn fails).
+    shown: Vec<String>,
+    workflow_id: Option<String>,
+    text: String,
+    message_started: bool,
+    /// The turn completed or failed: nothing follows.
+    done: bool,
+}
+
+impl TurnEncoder {
+    fn new(thread_id: String) -> Self {
+        Self {
+            thread_id,
+            shown: Vec::new(),
+            workflow_id: None,
+            text: String::new(),
+            message_started: false,
+            done: false,
+        }
+    }
+
+    fn encode(&mut self, event: TurnEvent, out: &mut Vec<Event>) {
+        let mut send = |event: Event| out.push(event);
+        let Self {
+            thread_id,
+            shown,
+            workflow_id,
+            text,
+            message_started,
+            done: finished,
+        } = self;
+        let thread_id = &*thread_id;
         match event {
             TurnEvent::WorkflowStarted { id, at } => {
                 send(Event::ItemAdded {
                     item: workflow_item(id.clone(), thread_id.clone(), &at, &[]),
                 });
                 shown.push(id.clone());
-                workflow_id = Some(id);
+                *workflow_id = Some(id);
             }
             TurnEvent::ToolCall { index, call } => {
                 if let Some(id) = &workflow_id {
@@ -67,9 +136,9 @@ pub async fn encode_turn(
             TurnEvent::WorkflowDone { id, at, calls } => {
                 if workflow_id.is_none() {
                     // The provider did not report its calls as they ran: show them now.
-                    calls.iter().filter_map(tasks_changed).for_each(send);
+                    calls.iter().filter_map(tasks_changed).for_each(&mut send);
                     shown.push(id.clone());
-                    workflow_id = Some(id.clone());
+                    *workflow_id = Some(id.clone());
                 }
                 send(Event::ItemDone {
                     item: workflow_item(id, thread_id.clone(), &at, &calls),
@@ -85,7 +154,7 @@ pub async fn encode_turn(
             }
             TurnEvent::MessageStarted { id, at } => {
                 send(Event::ItemAdded {
-                    item: assistant_item(&id, &thread_id, &at, ""),
+                    item: assistant_item(&id, thread_id, &at, ""),
                 });
                 send(Event::ItemUpdated {
                     item_id: id.clone(),
@@ -95,7 +164,7 @@ pub async fn encode_turn(
                     },
                 });
                 shown.push(id);
-                message_started = true;
+                *message_started = true;
             }
             TurnEvent::TextDelta(delta) => {
                 if let Some(id) = shown.last() {
@@ -110,7 +179,7 @@ pub async fn encode_turn(
                 }
             }
             TurnEvent::Completed(done) => {
-                if !message_started {
+                if !*message_started {
                     // A replayed answer: its items arrive whole.
                     if let Some((id, at)) = &done.workflow {
                         send(Event::ItemDone {
@@ -147,12 +216,12 @@ pub async fn encode_turn(
                 send(Event::ItemDone {
                     item: assistant_item(
                         &done.response_id,
-                        &thread_id,
+                        thread_id,
                         &done.response_at,
                         &done.response,
                     ),
                 });
-                return;
+                *finished = true;
             }
             TurnEvent::Failed(error) => {
                 for id in shown.iter().rev() {
@@ -161,7 +230,7 @@ pub async fn encode_turn(
                     });
                 }
                 tracing::warn!(error = %error, "chatkit turn failed");
-                let (message, allow_retry) = match &error {
+                let (message, allow_retry) = match &*error {
                     ChatError::Store(StoreError::ThreadNotFound) => (
                         "This thread was deleted while the answer was written.",
                         false,
@@ -176,7 +245,7 @@ pub async fn encode_turn(
                     message: Some(message.to_owned()),
                     allow_retry,
                 });
-                return;
+                *finished = true;
             }
         }
     }

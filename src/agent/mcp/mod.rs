@@ -14,7 +14,7 @@ mod server;
 use std::{collections::HashMap, sync::Arc};
 
 use rmcp::model::Tool;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub use identity::{IdentityMinter, IDENTITY_TTL_SECS};
 use server::McpServer;
@@ -91,13 +91,29 @@ impl OfferedTool {
             .unwrap_or_default()
     }
 
-    /// The OpenAI function definition, the input schema passed through as the server gave it.
-    pub fn definition(&self) -> Value {
-        json!({"type": "function", "function": {
-            "name": self.name,
-            "description": self.tool.description.as_deref().unwrap_or_default(),
-            "parameters": Value::Object((*self.tool.input_schema).clone()),
-        }})
+    /// The OpenAI function definition as JSON text, the input schema passed through as the
+    /// server gave it (written from the tool as it is, no copy of the schema).
+    pub fn definition_json(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Function<'a> {
+            name: &'a str,
+            description: &'a str,
+            parameters: &'a serde_json::Map<String, Value>,
+        }
+        #[derive(serde::Serialize)]
+        struct Definition<'a> {
+            r#type: &'static str,
+            function: Function<'a>,
+        }
+        serde_json::to_string(&Definition {
+            r#type: "function",
+            function: Function {
+                name: &self.name,
+                description: self.tool.description.as_deref().unwrap_or_default(),
+                parameters: &self.tool.input_schema,
+            },
+        })
+        .unwrap_or_default()
     }
 }
 
