@@ -299,11 +299,8 @@ impl ChatKitService {
             Err(e) => return Ok(inline_error(e)),
         };
         let recorded = self.record(user, None, message, input.payload).await?;
-        let turn = recorded.turn();
-        let thread = self
-            .store
-            .get_thread(user, &thread_id(&turn.thread_id)?)
-            .await?;
+        // The thread as the writer recorded it with this message (no read back).
+        let thread = crate::store::started_thread(recorded.turn());
         let first = Event::ThreadCreated {
             thread: items::thread(&thread, Page::empty()),
         };

@@ -28,7 +28,10 @@ use sea_orm::{
     TransactionTrait,
 };
 
-pub use rows::{tool_calls_of, AnswerIds, ItemStatus, ItemType, Page, RecordedAnswer, Role, Turn};
+pub use rows::{
+    started_thread, tool_calls_of, AnswerIds, ItemStatus, ItemType, Page, RecordedAnswer, Role,
+    Turn,
+};
 pub use tasks::{TaskFilter, TaskUpdate};
 pub use tokens::{
     ConsumeOutcome, RevocationListener, RevocationNotice, RevocationState, Successor,

@@ -4,14 +4,14 @@
 //! can use it without importing another.
 
 use chrono::{DateTime, Utc};
-use entity::thread_item;
+use entity::{thread, thread_item};
 use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use entity::thread_item::{ItemStatus, ItemType, Role};
 
-use crate::domain::{new_id, Cursor, Order, ToolCallRecord, UserId};
+use crate::domain::{new_id, Cursor, Order, Title, ToolCallRecord, UserId};
 
 /// Item types shown as messages (tool calls are recorded but listed separately).
 pub(crate) const MESSAGE_TYPES: [ItemType; 2] = [ItemType::UserMessage, ItemType::AssistantMessage];
@@ -73,6 +73,22 @@ pub(crate) fn item(
         feedback: None,
         created_at: at,
         updated_at: at,
+    }
+}
+
+/// The thread a user's first message starts, as it is recorded with that message: titled
+/// after the message, holding it, created and active at its instant.
+#[must_use]
+pub fn started_thread(turn: &Turn) -> thread::Model {
+    thread::Model {
+        id: turn.thread_id.clone(),
+        user_id: turn.user_id.clone(),
+        title: Title::from_message(&turn.content).into_inner(),
+        metadata: Value::Object(serde_json::Map::new()),
+        status: "active".into(),
+        message_count: 1,
+        created_at: turn.created_at,
+        updated_at: turn.created_at,
     }
 }
 

@@ -36,10 +36,13 @@ mod postgres;
 
 use super::{
     insert_rows, is_unique_violation,
-    rows::{item, workflow_payload, AnswerIds, ItemStatus, ItemType, RecordedAnswer, Turn},
+    rows::{
+        item, started_thread, workflow_payload, AnswerIds, ItemStatus, ItemType, RecordedAnswer,
+        Turn,
+    },
     StoreError, WriteHealth,
 };
-use crate::domain::{now, ThreadId, Title, ToolCallRecord, UserId};
+use crate::domain::{now, ThreadId, ToolCallRecord, UserId};
 
 /// The most requests one transaction carries.
 pub const MAX_BATCH: usize = 64;
@@ -359,28 +362,14 @@ impl Plan {
                         return Err(StoreError::DuplicateKey);
                     }
                 }
-                let thread_id = match &op.thread_id {
+                let (thread_id, new_thread) = match &op.thread_id {
                     Some(id) => {
                         *record_counts
                             .entry((id.as_str().to_owned(), op.user.clone()))
                             .or_default() += 1;
-                        id.as_str().to_owned()
+                        (id.as_str().to_owned(), false)
                     }
-                    None => {
-                        let thread = thread::Model {
-                            id: ThreadId::new().as_str().to_owned(),
-                            user_id: op.user.as_str().to_owned(),
-                            title: Title::from_message(&op.text).into_inner(),
-                            metadata: Value::Object(Default::default()),
-                            status: "active".into(),
-                            message_count: 1,
-                            created_at: at,
-                            updated_at: at,
-                        };
-                        let id = thread.id.clone();
-                        threads.push(thread);
-                        id
-                    }
+                    None => (ThreadId::new().as_str().to_owned(), true),
                 };
                 let mut row = item(
                     &thread_id,
@@ -389,6 +378,9 @@ impl Plan {
                     op.text.clone(),
                     at,
                 );
+                if new_thread {
+                    threads.push(started_thread(&row));
+                }
                 row.client_key = op.key.clone();
                 row.payload = op.payload.clone();
                 row.status = ItemStatus::Pending;
