@@ -9,7 +9,7 @@
 //! Retries (connect errors, timeouts before the first chunk, 429, 5xx; `Retry-After`
 //! honoured) happen only while nothing has been streamed to the user for this request.
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use async_trait::async_trait;
 use eventsource_stream::Eventsource;
@@ -178,6 +178,100 @@ fn merge_tool_delta(calls: &mut Vec<PartialCall>, delta: &Value) {
     call.arguments.push_str(&arguments);
 }
 
+/// What one streamed chunk says, whatever shape the vendor gave it.
+#[derive(Default)]
+struct Chunk<'a> {
+    /// Assistant text.
+    text: Option<Cow<'a, str>>,
+    /// Tool-call deltas, as sent.
+    tool_calls: Vec<Value>,
+    /// A `finish_reason` was given.
+    finished: bool,
+}
+
+/// The common shape of a chunk (text deltas), read without building a `Value` per chunk:
+/// a chunk arrives per token, and a map per JSON object was most of its cost. Anything
+/// this does not cover (errors, tool calls, `message` instead of `delta`, odd types) is
+/// read by the general path.
+#[derive(serde::Deserialize)]
+struct TextChunk<'a> {
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<TextChoice<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct TextChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<TextDelta<'a>>,
+    #[serde(default)]
+    message: Option<serde::de::IgnoredAny>,
+    // Present and not null: the choice is finished.
+    #[serde(default)]
+    finish_reason: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct TextDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<serde::de::IgnoredAny>,
+}
+
+/// Reads one chunk's `data`: a text delta the quick way, anything else as loose JSON.
+fn read_chunk(data: &str) -> Result<Chunk<'_>, AttemptError> {
+    if let Ok(TextChunk {
+        error: None,
+        choices,
+    }) = serde_json::from_str::<TextChunk>(data)
+    {
+        let Some(choice) = choices.and_then(|c| c.into_iter().next()) else {
+            return Ok(Chunk::default()); // usage-only chunk
+        };
+        let plain = choice.message.is_none()
+            && choice.delta.as_ref().is_none_or(|d| d.tool_calls.is_none());
+        if plain {
+            return Ok(Chunk {
+                text: choice.delta.and_then(|d| d.content),
+                tool_calls: Vec::new(),
+                finished: choice.finish_reason.is_some(),
+            });
+        }
+    }
+    let chunk: Value = serde_json::from_str(data)
+        .map_err(|_| AttemptError::Fatal("the model sent a chunk that is not JSON".into()))?;
+    if let Some(err) = chunk.get("error") {
+        let message = err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown error");
+        return Err(retryable(format!("the model reported an error: {message}")));
+    }
+    let Some(choice) = chunk
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| c.first())
+    else {
+        return Ok(Chunk::default()); // usage-only chunk
+    };
+    // Some vendors put the last chunk's payload under `message` instead of `delta`.
+    let delta = choice.get("delta").or_else(|| choice.get("message"));
+    Ok(Chunk {
+        text: delta
+            .and_then(|d| d.get("content"))
+            .and_then(Value::as_str)
+            .map(|t| Cow::Owned(t.to_owned())),
+        tool_calls: delta
+            .and_then(|d| d.get("tool_calls"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+        finished: choice.get("finish_reason").is_some_and(|f| !f.is_null()),
+    })
+}
+
 /// Idle connections to the provider kept for reuse.
 const IDLE_PROVIDER_CONNECTIONS: usize = 64;
 
@@ -337,42 +431,15 @@ impl OpenAiAgent {
             if data.is_empty() {
                 continue;
             }
-            let chunk: Value = serde_json::from_str(data).map_err(|_| {
-                AttemptError::Fatal("the model sent a chunk that is not JSON".into())
-            })?;
-            if let Some(err) = chunk.get("error") {
-                let message = err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown error");
-                return Err(retryable(format!("the model reported an error: {message}")));
+            let chunk = read_chunk(data)?;
+            if let Some(text) = chunk.text.filter(|t| !t.is_empty()) {
+                out.text.push_str(&text);
+                events.emit(AgentEvent::TextDelta(text.into_owned()));
             }
-            let Some(choice) = chunk
-                .get("choices")
-                .and_then(Value::as_array)
-                .and_then(|c| c.first())
-            else {
-                continue; // usage-only chunk
-            };
-            // Some vendors put the last chunk's payload under `message` instead of `delta`.
-            let delta = choice.get("delta").or_else(|| choice.get("message"));
-            if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str) {
-                if !text.is_empty() {
-                    out.text.push_str(text);
-                    events.emit(AgentEvent::TextDelta(text.to_owned()));
-                }
+            for call in &chunk.tool_calls {
+                merge_tool_delta(&mut out.calls, call);
             }
-            if let Some(calls) = delta
-                .and_then(|d| d.get("tool_calls"))
-                .and_then(Value::as_array)
-            {
-                for call in calls {
-                    merge_tool_delta(&mut out.calls, call);
-                }
-            }
-            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
-                finished = true;
-            }
+            finished |= chunk.finished;
         }
         if finished {
             Ok(())
@@ -539,6 +606,60 @@ mod tests {
                 (None, "list_tasks".into(), "{\"status\":\"all\"}".into()),
             ]
         );
+    }
+
+    /// (text, number of tool-call deltas, finished) of one chunk, or the error kind.
+    fn chunk(data: &str) -> Result<(Option<String>, usize, bool), &'static str> {
+        match read_chunk(data) {
+            Ok(c) => Ok((c.text.map(Cow::into_owned), c.tool_calls.len(), c.finished)),
+            Err(AttemptError::Retryable { .. }) => Err("retryable"),
+            Err(AttemptError::Fatal(_)) => Err("fatal"),
+        }
+    }
+
+    #[test]
+    fn chunks_read_alike_on_the_quick_path_and_the_general_one() {
+        let text = |t: &str| Ok((Some(t.to_owned()), 0, false));
+        // The quick path: text deltas, with or without a finish.
+        assert_eq!(
+            chunk(
+                r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi \"you\""},"finish_reason":null}]}"#
+            ),
+            text("Hi \"you\"")
+        );
+        assert_eq!(
+            chunk(r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#),
+            Ok((None, 0, true))
+        );
+        assert_eq!(
+            chunk(r#"{"choices":[],"usage":{"total_tokens":3}}"#),
+            Ok((None, 0, false))
+        );
+        assert_eq!(
+            chunk(r#"{"usage":{"total_tokens":3}}"#),
+            Ok((None, 0, false))
+        );
+        // The general path: tool calls, `message`, odd types, errors, junk.
+        assert_eq!(
+            chunk(
+                r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"list_tasks"}}]}}]}"#
+            ),
+            Ok((None, 1, false))
+        );
+        assert_eq!(
+            chunk(r#"{"choices":[{"message":{"content":"whole"},"finish_reason":"stop"}]}"#),
+            Ok((Some("whole".into()), 0, true))
+        );
+        assert_eq!(
+            chunk(r#"{"choices":[{"delta":{"content":["not","text"]}}]}"#),
+            Ok((None, 0, false))
+        );
+        assert_eq!(chunk(r#"{"choices":{"weird":true}}"#), Ok((None, 0, false)));
+        assert_eq!(
+            chunk(r#"{"error":{"message":"overloaded"}}"#),
+            Err("retryable")
+        );
+        assert_eq!(chunk("not json"), Err("fatal"));
     }
 
     #[test]
