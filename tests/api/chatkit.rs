@@ -526,6 +526,9 @@ async fn another_users_threads_are_not_found_on_every_type() {
     let requests = [
         ("threads.get_by_id", json!({"thread_id": tid})),
         ("items.list", json!({"thread_id": tid})),
+        // Paging after one of Alice's items: still her thread that is not found, not a
+        // cursor that is.
+        ("items.list", json!({"thread_id": tid, "after": item})),
         ("threads.update", json!({"thread_id": tid, "title": "mine"})),
         ("threads.delete", json!({"thread_id": tid})),
         (

@@ -9,9 +9,11 @@
 //!
 //! What each part does, in the order the statement guarantees:
 //! - `locked`: every existing thread the batch writes to is locked, in id order, when it
-//!   is the named user's (one row lock order for every writer: a thread delete also locks
-//!   the thread before its items, so no two writers wait on each other in a cycle). Its
-//!   initplan runs before anything reads a thread item.
+//!   is the named user's. The claim below checks its item's thread against `locked`, and
+//!   a row is only locked for an update once all its conditions hold, so the threads are
+//!   locked before any item is: the order every writer keeps (a thread delete, too, locks
+//!   the thread before the cascade reaches its items), so no two wait on each other in a
+//!   cycle.
 //! - `claimed`: the batch's pending turns whose thread is locked are marked completed
 //!   (only a still-pending turn is answered, each once, whoever else is trying).
 //! - `bumped`: each locked thread gains its records' messages plus one per claim won, and
