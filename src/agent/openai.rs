@@ -189,9 +189,9 @@ struct Chunk<'a> {
     finished: bool,
 }
 
-/// The common shape of a chunk (text deltas), read without building a `Value` per chunk:
-/// a chunk arrives per token, and a map per JSON object was most of its cost. Anything
-/// this does not cover (errors, tool calls, `message` instead of `delta`, odd types) is
+/// The common shape of a chunk (text and tool-call deltas), read without building a
+/// `Value` per chunk: a chunk arrives per token, and a map per JSON object was most of its
+/// cost. Anything this does not cover (errors, `message` instead of `delta`, odd types) is
 /// read by the general path.
 #[derive(serde::Deserialize)]
 struct TextChunk<'a> {
@@ -217,7 +217,7 @@ struct TextDelta<'a> {
     #[serde(default, borrow)]
     content: Option<Cow<'a, str>>,
     #[serde(default)]
-    tool_calls: Option<serde::de::IgnoredAny>,
+    tool_calls: Option<Vec<Value>>,
 }
 
 /// Reads one chunk's `data`: a text delta the quick way, anything else as loose JSON.
@@ -230,19 +230,22 @@ fn read_chunk(data: &str) -> Result<Chunk<'_>, AttemptError> {
         let Some(choice) = choices.and_then(|c| c.into_iter().next()) else {
             return Ok(Chunk::default()); // usage-only chunk
         };
-        let plain = choice.message.is_none()
-            && choice.delta.as_ref().is_none_or(|d| d.tool_calls.is_none());
-        if plain {
+        if choice.message.is_none() {
+            let (text, tool_calls) = choice
+                .delta
+                .map(|d| (d.content, d.tool_calls.unwrap_or_default()))
+                .unwrap_or_default();
             return Ok(Chunk {
-                text: choice.delta.and_then(|d| d.content),
-                tool_calls: Vec::new(),
+                text,
+                tool_calls,
                 finished: choice.finish_reason.is_some(),
             });
         }
     }
     let chunk: Value = serde_json::from_str(data)
         .map_err(|_| AttemptError::Fatal("the model sent a chunk that is not JSON".into()))?;
-    if let Some(err) = chunk.get("error") {
+    // `"error": null` is no error (the quick path reads it so too).
+    if let Some(err) = chunk.get("error").filter(|e| !e.is_null()) {
         let message = err
             .get("message")
             .and_then(Value::as_str)
@@ -639,12 +642,20 @@ mod tests {
             chunk(r#"{"usage":{"total_tokens":3}}"#),
             Ok((None, 0, false))
         );
-        // The general path: tool calls, `message`, odd types, errors, junk.
         assert_eq!(
             chunk(
                 r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"list_tasks"}}]}}]}"#
             ),
             Ok((None, 1, false))
+        );
+        // The general path: `message`, odd types, errors, junk.
+        assert_eq!(
+            chunk(r#"{"error":null,"choices":[{"delta":{"content":1}}]}"#),
+            Ok((None, 0, false))
+        );
+        assert_eq!(
+            chunk(r#"{"choices":[{"delta":{"tool_calls":{"index":0}}}]}"#),
+            Ok((None, 0, false))
         );
         assert_eq!(
             chunk(r#"{"choices":[{"message":{"content":"whole"},"finish_reason":"stop"}]}"#),

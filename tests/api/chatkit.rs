@@ -282,6 +282,11 @@ async fn a_new_thread_streams_its_turn_in_protocol_order_and_reloads_identically
     assert_eq!(thread["title"], "add a task to buy milk");
     assert_eq!(thread["metadata"], json!({}));
     assert_eq!(thread["status"], json!({"type": "active"}));
+    // The thread the stream announced (built, not read back) is the one recorded.
+    let announced = &a.events[0]["thread"];
+    for field in ["id", "title", "created_at", "status", "metadata"] {
+        assert_eq!(announced[field], thread[field], "thread.created {field}");
+    }
 }
 
 #[tokio::test]
