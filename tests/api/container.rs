@@ -70,7 +70,7 @@ fn dockerfile_keeps_build_flags_pins_images_and_checks_health() {
     }
     assert!(
         dockerfile.contains("COPY .cargo ./.cargo"),
-        "the SQLite/mimalloc flags"
+        "the SQLite/jemalloc build settings"
     );
     let healthcheck = dockerfile
         .lines()
