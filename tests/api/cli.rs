@@ -188,6 +188,28 @@ fn openapi_prints_the_document() {
     assert!(spec["paths"]["/api/chatkit/messages"]["post"].is_object());
 }
 
+/// The allocator's purge timing (README "Performance", "The allocator") is compiled in from
+/// `.cargo/config.toml`; without it jemalloc's 10 s default would keep the standard
+/// benchmark's peak memory 8 MiB higher. jemalloc prints the settings it runs with at exit
+/// when asked through its environment variable.
+#[test]
+fn the_allocator_runs_with_the_configured_purge_timing() {
+    let out = bin()
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stats = String::from_utf8_lossy(&out.stderr);
+    for setting in [
+        "opt.background_thread: true",
+        "opt.dirty_decay_ms: 3000",
+        "opt.muzzy_decay_ms: 0",
+    ] {
+        assert!(stats.contains(setting), "{setting} not in:\n{stats}");
+    }
+}
+
 #[test]
 fn openapi_into_a_closed_pipe_exits_quietly() {
     // `openapi | head` closes the pipe after a few lines; closing it before the first
