@@ -5,6 +5,10 @@
 //! against it, and a sampler of the gateway's memory. Prints a markdown report.
 //! A benchmark, not a test: it reports, it never fails on slowness.
 
+/// See Cargo.toml: the harness shares the machine with the gateway it measures.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod client;
 mod clock;
 mod proc;
