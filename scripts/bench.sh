@@ -4,6 +4,7 @@
 #   scripts/bench.sh                   # SQLite, 10 s per endpoint
 #   scripts/bench.sh --db postgres     # a throw-away database on the local PostgreSQL
 #   scripts/bench.sh streams [...]     # 5,000 concurrent streamed turns (scripts/bench_streams.sh)
+#   scripts/bench.sh --db postgres --peer  # the same rows against the Python peer (bench/peer)
 #   BENCH_DURATION=30s scripts/bench.sh
 #
 # What it does: builds the release binary, starts it on 127.0.0.1 with a fresh SQLite file
@@ -15,6 +16,12 @@
 # table plus memory figures. On PostgreSQL it also reports, for the turn rows, the
 # database's CPU time per turn (all `postgres` processes, from /proc) and, when the server
 # loads `pg_stat_statements`, the statements per turn.
+#
+# --peer runs the rows both implement against bench/peer instead: the FastAPI + SQLAlchemy
+# (asyncpg) backend this project replaces, with PEER_WORKERS uvicorn workers (default 2),
+# in a venv made from bench/peer/requirements.txt (PEER_VENV, default target/peer-venv).
+# Same seed data, same wrk scripts, same database server; compare it with a gateway run
+# made in the same hour (machines differ too much between sessions for anything else).
 #
 # Environment:
 #   BENCH_DURATION     wrk duration per endpoint (default 10s; a bare number means seconds)
@@ -37,14 +44,17 @@ if [[ ${1:-} == streams ]]; then
     exec "$ROOT/scripts/bench_streams.sh" "$@"
 fi
 DB=${BENCH_DB:-sqlite}
+PEER=0
 while (($#)); do
     case $1 in
     --db) DB=${2:-}; shift 2 ;;
     --db=*) DB=${1#--db=}; shift ;;
-    *) echo "usage: $0 [--db sqlite|postgres] | streams [...]" >&2; exit 64 ;;
+    --peer) PEER=1; shift ;;
+    *) echo "usage: $0 [--db sqlite|postgres] [--peer] | streams [...]" >&2; exit 64 ;;
     esac
 done
 [[ $DB == sqlite || $DB == postgres ]] || { echo "--db must be sqlite or postgres" >&2; exit 64; }
+((PEER)) && [[ $DB != postgres ]] && { echo "--peer runs on PostgreSQL only (--db postgres)" >&2; exit 64; }
 PG_SERVER=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 PG_DB=""
 
@@ -56,6 +66,8 @@ BIN=${BENCH_BIN:-"${CARGO_TARGET_DIR:-$ROOT/target}/release/chatkit-gateway"}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+# A run that stops early says where (a failed curl or wrk under `set -e` is otherwise silent).
+trap 'printf "[bench] error: stopped at line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 # --- wrk ----------------------------------------------------------------------------
 install_wrk() {
@@ -81,11 +93,35 @@ if [[ -z ${BENCH_BIN:-} ]]; then
 fi
 [[ -x $BIN ]] || die "$BIN was not built"
 
+# --- the Python peer (--peer) ---------------------------------------------------------
+PEER_DIR=$ROOT/bench/peer
+PEER_VENV=${PEER_VENV:-"${CARGO_TARGET_DIR:-$ROOT/target}/peer-venv"}
+PEER_WORKERS=${PEER_WORKERS:-2}
+if ((PEER)); then
+    if ! cmp -s "$PEER_DIR/requirements.txt" "$PEER_VENV/requirements.txt"; then
+        log "creating the peer's venv in $PEER_VENV"
+        rm -rf "$PEER_VENV"
+        python3 -m venv "$PEER_VENV"
+        "$PEER_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$PEER_DIR/requirements.txt"
+        cp "$PEER_DIR/requirements.txt" "$PEER_VENV/requirements.txt"
+    fi
+    # The gateway binary only mints the upstream tokens (dev-token); both sides share the
+    # secret they are signed with.
+    export BETTER_AUTH_SECRET="bench-peer-INSECURE-DEV-upstream-secret-0123456789"
+fi
+
 # --- environment --------------------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/chatkit-bench.XXXXXX")
 SERVER_PID=""
 SAMPLER_PID=""
 BA_PID=""
+
+# The server's processes: the gateway, or uvicorn's master and its workers.
+server_pids() {
+    echo "$SERVER_PID"
+    ((PEER)) && pgrep -P "$SERVER_PID"
+    return 0
+}
 
 stop_server() {
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -150,7 +186,13 @@ START_MS=""
 start_server() {
     local t0
     t0=$(now_ms)
-    "$BIN" serve >>"$TMP/server.log" 2>&1 &
+    if ((PEER)); then
+        (cd "$PEER_DIR" && DATABASE_URL="$PEER_DATABASE_URL" exec "$PEER_VENV/bin/uvicorn" app:app \
+            --host 127.0.0.1 --port "$PORT" --workers "$PEER_WORKERS" --no-access-log \
+            --log-level warning) >>"$TMP/server.log" 2>&1 &
+    else
+        "$BIN" serve >>"$TMP/server.log" 2>&1 &
+    fi
     SERVER_PID=$!
     for _ in $(seq 1 3000); do
         if curl -fsS -o /dev/null --max-time 1 "$BASE/healthz" 2>/dev/null; then
@@ -166,6 +208,11 @@ start_server() {
 
 status_field() { # status_field PID FIELD -> value in kB
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+}
+server_field() { # server_field FIELD -> the sum over the server's processes, in kB
+    local p
+    for p in $(server_pids); do awk -v f="$1:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null; done |
+        awk '{ s += $1 } END { print s + 0 }'
 }
 
 json_field() { # json_field NAME < json  (string fields only)
@@ -190,8 +237,15 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
     fi
 fi
 [[ -n $EDDSA_TOKEN ]] || log "no Node/Better Auth fixture: the EdDSA row is skipped"
+# The peer verifies HS256 upstream tokens only.
+((PEER)) && EDDSA_TOKEN=""
 
 # --- start-up -----------------------------------------------------------------------
+if ((PEER)); then
+    PEER_DATABASE_URL="postgresql+asyncpg://${DATABASE_URL#*://}"
+    (cd "$PEER_DIR" && DATABASE_URL="$PEER_DATABASE_URL" "$PEER_VENV/bin/python" app.py init) ||
+        die "the peer could not create its tables"
+fi
 log "first start (applies migrations) on $BASE"
 start_server
 first_ms=$START_MS
@@ -200,8 +254,8 @@ log "second start (timed)"
 start_server
 STARTUP_MS=$START_MS
 sleep 1
-IDLE_RSS_KB=$(status_field "$SERVER_PID" VmRSS)
-IDLE_PARTS="$(status_field "$SERVER_PID" RssAnon) $(status_field "$SERVER_PID" RssFile)"
+IDLE_RSS_KB=$(server_field VmRSS)
+IDLE_PARTS="$(server_field RssAnon) $(server_field RssFile)"
 log "healthy after ${STARTUP_MS} ms (first start with migrations: ${first_ms} ms); idle RSS ${IDLE_RSS_KB} kB"
 
 # --- seed data ----------------------------------------------------------------------
@@ -300,7 +354,7 @@ EOF
 (
     while kill -0 "$SERVER_PID" 2>/dev/null; do
         # VmRSS, then its anonymous (heap) and file-backed (the binary's pages) parts.
-        echo "$(status_field "$SERVER_PID" VmRSS) $(status_field "$SERVER_PID" RssAnon) $(status_field "$SERVER_PID" RssFile)" \
+        echo "$(server_field VmRSS) $(server_field RssAnon) $(server_field RssFile)" \
             >>"$TMP/rss.samples" 2>/dev/null || true
         sleep 0.5
     done
@@ -339,7 +393,7 @@ run_wrk() { # run_wrk LABEL SCRIPT PATH [turns]
     if [[ $kind == turns && $DB == postgres ]]; then
         [[ -n $PGSS ]] && psql_bench 'SELECT pg_stat_statements_reset()' >/dev/null
         pg0=$(pg_ticks)
-        gw0=$(cpu_ticks "$SERVER_PID")
+        gw0=$(cpu_ticks $(server_pids))
     fi
     log "wrk -t$WRK_THREADS -c$WRK_CONNS -d$DURATION  $label"
     out=$(wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$DURATION" --latency -s "$script" "$BASE$path")
@@ -357,7 +411,7 @@ run_wrk() { # run_wrk LABEL SCRIPT PATH [turns]
     if [[ $kind == turns && $DB == postgres && ${reqs:-0} -gt 0 ]]; then
         local pg1 gw1 stmts="n/a"
         pg1=$(pg_ticks)
-        gw1=$(cpu_ticks "$SERVER_PID")
+        gw1=$(cpu_ticks $(server_pids))
         if [[ -n $PGSS ]]; then
             stmts=$(psql_bench "SELECT round(sum(calls)::numeric / $reqs, 2) FROM pg_stat_statements
                 $BENCH_STATEMENTS")
@@ -384,12 +438,15 @@ fi
 run_wrk "GET /api/chatkit/threads" "$TMP/get.lua" /api/chatkit/threads
 run_wrk "GET /api/chatkit/threads/{id}" "$TMP/get.lua" "/api/chatkit/threads/$THREAD_ID"
 run_wrk "POST /api/chatkit/messages (32 threads, no tool)" "$TMP/messages-spread.lua" /api/chatkit/messages turns
-run_wrk "POST /api/chatkit/messages (one thread, list_tasks tool)" "$TMP/messages.lua" /api/chatkit/messages turns
-run_wrk "POST /chatkit threads.list" "$TMP/ck-list.lua" /chatkit
-run_wrk "POST /chatkit threads.add_user_message (streamed)" "$TMP/ck-turn.lua" /chatkit turns
+# The peer has no tools and no ChatKit endpoint.
+if ((!PEER)); then
+    run_wrk "POST /api/chatkit/messages (one thread, list_tasks tool)" "$TMP/messages.lua" /api/chatkit/messages turns
+    run_wrk "POST /chatkit threads.list" "$TMP/ck-list.lua" /chatkit
+    run_wrk "POST /chatkit threads.add_user_message (streamed)" "$TMP/ck-turn.lua" /chatkit turns
+fi
 
-PEAK_RSS_KB=$(status_field "$SERVER_PID" VmHWM)
-END_RSS_KB=$(status_field "$SERVER_PID" VmRSS)
+PEAK_RSS_KB=$(server_field VmHWM)
+END_RSS_KB=$(server_field VmRSS)
 kill "$SAMPLER_PID" 2>/dev/null || true
 wait "$SAMPLER_PID" 2>/dev/null || true
 SAMPLER_PID=""
@@ -402,9 +459,15 @@ mib() { awk -v kb="$1" 'BEGIN { printf "%.1f MiB", kb / 1024 }'; }
 # --- report -------------------------------------------------------------------------
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
 echo
-echo "## chatkit-gateway benchmark"
+if ((PEER)); then
+    echo "## Python peer benchmark (bench/peer: FastAPI + SQLAlchemy/asyncpg, $PEER_WORKERS uvicorn workers)"
+    echo
+    echo "Memory figures are the sum over uvicorn's master and workers."
+else
+    echo "## chatkit-gateway benchmark"
+fi
 echo
-echo "$(nproc) cores${cpu:+ ($cpu)}, release build, $DB_LABEL, wrk -t$WRK_THREADS -c$WRK_CONNS -d$DURATION, $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
+echo "$(nproc) cores${cpu:+ ($cpu)}, $( ((PEER)) && echo "Python $("$PEER_VENV/bin/python" -c 'import platform; print(platform.python_version())')" || echo "release build"), $DB_LABEL, wrk -t$WRK_THREADS -c$WRK_CONNS -d$DURATION, $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
 echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted changes in src/)')"
 echo
 echo "| endpoint | req/s | p50 | p99 | errors (non-2xx) |"
@@ -418,9 +481,9 @@ echo "- start-up to first healthy /healthz (migrations already applied): ${START
 echo "- the benchmarked thread ended with ${final_count:-?} messages"
 if ((${#DB_ROWS[@]})); then
     echo
-    echo "Database work per turn (PostgreSQL; CPU of all postgres processes and of the gateway, over the row):"
+    echo "Database work per turn (PostgreSQL; CPU of all postgres processes and of the server, over the row):"
     echo
-    echo "| row | statements/turn | database CPU/turn | gateway CPU/turn |"
+    echo "| row | statements/turn | database CPU/turn | $( ((PEER)) && echo peer || echo gateway) CPU/turn |"
     echo "| --- | ---: | ---: | ---: |"
     printf '%s\n' "${DB_ROWS[@]}"
     ((${#STATEMENTS[@]})) && printf '%s\n' "${STATEMENTS[@]}"
