@@ -211,8 +211,7 @@ status_field() { # status_field PID FIELD -> value in kB
 }
 server_field() { # server_field FIELD -> the sum over the server's processes, in kB
     local p
-    for p in $(server_pids); do awk -v f="$1:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null; done |
-        awk '{ s += $1 } END { print s + 0 }'
+    for p in $(server_pids); do status_field "$p" "$1" 2>/dev/null; done | awk '{ s += $1 } END { print s + 0 }'
 }
 
 json_field() { # json_field NAME < json  (string fields only)
@@ -458,6 +457,12 @@ mib() { awk -v kb="$1" 'BEGIN { printf "%.1f MiB", kb / 1024 }'; }
 
 # --- report -------------------------------------------------------------------------
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+SERVER_NAME=gateway
+SERVER_BUILD="release build"
+if ((PEER)); then
+    SERVER_NAME=peer
+    SERVER_BUILD="Python $("$PEER_VENV/bin/python" -c 'import platform; print(platform.python_version())')"
+fi
 echo
 if ((PEER)); then
     echo "## Python peer benchmark (bench/peer: FastAPI + SQLAlchemy/asyncpg, $PEER_WORKERS uvicorn workers)"
@@ -467,7 +472,7 @@ else
     echo "## chatkit-gateway benchmark"
 fi
 echo
-echo "$(nproc) cores${cpu:+ ($cpu)}, $( ((PEER)) && echo "Python $("$PEER_VENV/bin/python" -c 'import platform; print(platform.python_version())')" || echo "release build"), $DB_LABEL, wrk -t$WRK_THREADS -c$WRK_CONNS -d$DURATION, $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
+echo "$(nproc) cores${cpu:+ ($cpu)}, $SERVER_BUILD, $DB_LABEL, wrk -t$WRK_THREADS -c$WRK_CONNS -d$DURATION, $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
 echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted changes in src/)')"
 echo
 echo "| endpoint | req/s | p50 | p99 | errors (non-2xx) |"
@@ -483,7 +488,7 @@ if ((${#DB_ROWS[@]})); then
     echo
     echo "Database work per turn (PostgreSQL; CPU of all postgres processes and of the server, over the row):"
     echo
-    echo "| row | statements/turn | database CPU/turn | $( ((PEER)) && echo peer || echo gateway) CPU/turn |"
+    echo "| row | statements/turn | database CPU/turn | $SERVER_NAME CPU/turn |"
     echo "| --- | ---: | ---: | ---: |"
     printf '%s\n' "${DB_ROWS[@]}"
     ((${#STATEMENTS[@]})) && printf '%s\n' "${STATEMENTS[@]}"

@@ -1,4 +1,4 @@
-"""The Python peer of chatkit-gateway's REST API, for scripts/bench_peer.sh only.
+"""The Python peer of chatkit-gateway's REST API, for `scripts/bench.sh --db postgres --peer`.
 
 What issue 11 compares the gateway against: the FastAPI + SQLAlchemy (asyncpg) backend
 the Python teams built, written here the way their notes describe it (../shared/seeds), not
@@ -35,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SECRET = os.environ["BETTER_AUTH_SECRET"]
-CLIENT_SECRET_KEY = os.environ.get("CHATKIT_SECRET", SECRET + ":chatkit")
+# Client secrets get their own key, as the gateway's do.
+CLIENT_SECRET_KEY = SECRET + ":chatkit"
 DATABASE_URL = os.environ["DATABASE_URL"]
 SECRET_TTL = 900
 FALLBACK = (
@@ -234,13 +235,12 @@ async def send_message(body: SendMessage, user: str = Depends(current_user),
     mine = Message(id="msg_" + uuid.uuid4().hex, thread_id=thread.id, role="user", content=text)
     db.add(mine)
     await db.flush()
-    # The history window the agent would be given (read as the peers do, though the
-    # fallback answer does not use it).
-    history = (await db.scalars(
+    # The history window the agent would be given: read as the peers do, though the
+    # fallback answer does not use it.
+    (await db.scalars(
         select(Message).where(Message.thread_id == thread.id)
         .order_by(Message.created_at.desc()).limit(20)
     )).all()
-    del history
     answer = Message(id="msg_" + uuid.uuid4().hex, thread_id=thread.id, role="assistant",
                      content=FALLBACK)
     db.add(answer)
