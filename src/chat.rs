@@ -559,8 +559,6 @@ impl ChatService {
             history: &history,
             message: &turn.content,
         };
-        // The agent's events are translated as they come; the tracker allocates the ids
-        // the answer is recorded under.
         // The agent's events go straight into the tracker as they are emitted (same task,
         // no channel between them); the tracker allocates the ids the answer is recorded
         // under.
