@@ -45,6 +45,10 @@ pub async fn endpoint(
             // bursts, and one chunk per frame cost a write (and a TCP segment) each.
             // The guard lives in the body stream: the gauge counts until the client has it all
             // or goes away.
+            // No keep-alive comments here, unlike REST streams: the official server sends
+            // none and the widget's tolerance of them is untested (chatkit-protocol.md,
+            // pitfall 14). A proxy in front needs an idle timeout above the longest silence
+            // of a turn (the agent's `total_timeout_ms` bounds it).
             let open = (events, crate::metrics::StreamGuard::new());
             let frames = stream::unfold(open, |(mut events, guard)| async move {
                 let chunk = events.next_chunk().await?;
