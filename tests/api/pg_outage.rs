@@ -1,8 +1,8 @@
 //! PostgreSQL stopped and restarted under load, on a private throw-away cluster this test
-//! starts itself (`initdb` in a temp dir, a free port), never the shared server: requests
-//! during the outage are 503 with `Retry-After` (never 500, never a long hang), readiness
-//! says why, and service resumes without a restart of the gateway with every acknowledged
-//! turn recorded.
+//! starts itself (`initdb` in a temp dir, a free port no other socket can be given), never
+//! the shared server: requests during the outage are 503 with `Retry-After` (never 500,
+//! never a long hang), readiness says why, and service resumes without a restart of the
+//! gateway with every acknowledged turn recorded.
 
 use std::{
     path::{Path, PathBuf},
@@ -51,6 +51,32 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
+/// A free port that the kernel never hands out by itself. While the cluster is down its port
+/// is free, and a port from the ephemeral range (what `bind(0)` returns) can then be given
+/// to any socket another test opens meanwhile, a listener on port 0 or an outgoing
+/// connection: the restart would find it taken. (A CI run once failed so: `pg_ctl start`
+/// could not start the server again.)
+fn port_outside_the_ephemeral_range() -> u16 {
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    const FLOOR: u16 = 10_000; // above the well-known ports of local services
+    if ephemeral_low <= FLOOR + 100 {
+        // An unusual range: no room below it, so take what the kernel gives.
+        return std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+    }
+    let span = ephemeral_low - FLOOR;
+    let start = rand::random::<u16>() % span;
+    (0..span)
+        .map(|i| FLOOR + (start + i) % span)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
 /// A private cluster, stopped (immediately) and removed on drop.
 struct Cluster {
     dir: tempfile::TempDir,
@@ -72,11 +98,7 @@ impl Cluster {
                 .unwrap();
             assert!(ok.success());
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = port_outside_the_ephemeral_range();
         let cluster = Self { dir, port };
         let data = cluster.data();
         let out = pg(
@@ -116,7 +138,11 @@ impl Cluster {
                 "start",
             ],
         );
-        assert!(out.status.success(), "pg_ctl start: {out:?}");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {out:?}\nserver log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 
     fn down(&self) {
