@@ -162,7 +162,10 @@ if [[ $DB == postgres ]]; then
     PG_DB="chatkit_bench_$$"
     psql -q "$PG_SERVER/postgres" -c "CREATE DATABASE $PG_DB" >/dev/null ||
         die "cannot create a database on $PG_SERVER"
-    export DATABASE_URL="$PG_SERVER/$PG_DB"
+    # Plain TCP to the local server, as the README advises for a database on the same host
+    # (sqlx would otherwise negotiate TLS with a server that offers it); the peer connects
+    # the same way.
+    export DATABASE_URL="$PG_SERVER/$PG_DB?sslmode=disable"
     DB_LABEL="PostgreSQL $(psql -Atq "$PG_SERVER/postgres" -c 'SHOW server_version' | awk '{ print $1 }') (local, database $PG_DB)"
 else
     export DATABASE_URL="sqlite://$TMP/bench.db"
@@ -242,6 +245,7 @@ fi
 # --- start-up -----------------------------------------------------------------------
 if ((PEER)); then
     PEER_DATABASE_URL="postgresql+asyncpg://${DATABASE_URL#*://}"
+    PEER_DATABASE_URL=${PEER_DATABASE_URL%%\?*} # app.py turns TLS off itself
     (cd "$PEER_DIR" && DATABASE_URL="$PEER_DATABASE_URL" "$PEER_VENV/bin/python" app.py init) ||
         die "the peer could not create its tables"
 fi

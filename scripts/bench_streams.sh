@@ -149,7 +149,9 @@ fresh_database() { # fresh_database PROTOCOL: sets DATABASE_URL to a new, empty 
         PG_DBS+=("$name")
         psql -q "$PG_URL/postgres" -c "CREATE DATABASE $name" >/dev/null ||
             die "could not create database $name on $PG_URL"
-        DATABASE_URL="$PG_URL/$name"
+        # Plain TCP to the local server, as the README advises for a database on the
+        # same host (sqlx would otherwise negotiate TLS with a server that offers it).
+        DATABASE_URL="$PG_URL/$name?sslmode=disable"
     fi
     export DATABASE_URL
 }

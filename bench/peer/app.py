@@ -43,8 +43,8 @@ FALLBACK = (
     "I can help you manage your tasks: ask me to add, list, complete, update or delete one."
 )
 
-# Plain TCP to a local server, as the gateway connects (asyncpg would otherwise negotiate
-# TLS with a server that offers it).
+# Plain TCP to a local server, as scripts/bench.sh connects the gateway (sslmode=disable;
+# asyncpg, like sqlx, would otherwise negotiate TLS with a server that offers it).
 engine = create_async_engine(
     DATABASE_URL, pool_size=10, max_overflow=10, connect_args={"ssl": False}
 )
