@@ -11,8 +11,8 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use futures_channel::mpsc;
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::{
@@ -97,7 +97,7 @@ impl TurnResult {
 
 /// What a running turn reports, in order. Items are announced (`*Started`) with the id
 /// and instant they will be recorded under; the last event is `Completed` or `Failed`.
-/// The large payloads are boxed: every stream's channel holds a block of 32 events.
+/// The large payloads are boxed: every event waiting in a stream's channel is held by value.
 #[derive(Debug)]
 pub enum TurnEvent {
     /// The first tool call opened the item that lists the answer's tool calls.
@@ -155,7 +155,7 @@ impl TurnSink {
     fn emit(&self, event: TurnEvent) {
         if let Some(tx) = &self.0 {
             // A listener that went away does not stop the turn: it is still recorded.
-            let _ = tx.send(event);
+            let _ = tx.unbounded_send(event);
         }
     }
 }
@@ -337,7 +337,7 @@ impl ChatService {
     /// drops the receiver does not stop the turn.
     #[must_use]
     pub fn stream(&self, user: &UserId, recorded: Recorded) -> mpsc::UnboundedReceiver<TurnEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded();
         let this = self.clone();
         let user = user.clone();
         tokio::spawn(async move {
@@ -619,7 +619,7 @@ mod tests {
         events: Vec<AgentEvent>,
         reported_calls: &[ToolCallRecord],
     ) -> (Vec<String>, AnswerIds) {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::unbounded();
         let start = now();
         let mut tracker = AnswerTracker::new(TurnSink(Some(tx)), start);
         for e in events {

@@ -15,10 +15,10 @@
 
 use std::time::Duration;
 
-use futures_util::stream;
+use futures_channel::mpsc;
+use futures_util::{stream, StreamExt};
 use poem::{Body, Response};
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use super::types::SendMessageResponse;
 use crate::{
@@ -105,7 +105,7 @@ pub fn turn_events(
             return Some((Ok::<_, std::io::Error>(first), sse));
         }
         loop {
-            let event = match tokio::time::timeout(sse.keep_alive, sse.events.recv()).await {
+            let event = match tokio::time::timeout(sse.keep_alive, sse.events.next()).await {
                 Err(_) => return Some((Ok(": keep-alive\n\n".to_owned()), sse)),
                 Ok(None) => return None,
                 Ok(Some(event)) => event,

@@ -2,8 +2,9 @@
 //! the ids they are recorded under; on failure every announced item is removed again, so
 //! the widget shows what a reload will show.
 
+use futures_channel::mpsc::UnboundedReceiver;
+use futures_util::StreamExt;
 use serde_json::json;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{
     items::{assistant_item, changes_tasks, task, workflow_item},
@@ -61,7 +62,7 @@ impl TurnStream {
         let mut out = std::mem::take(&mut self.first);
         if let Some((events, encoder)) = &mut self.turn {
             while out.is_empty() && !encoder.done {
-                let event = events.recv().await?;
+                let event = events.next().await?;
                 encoder.encode(event, &mut out);
             }
             while !encoder.done {
