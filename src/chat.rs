@@ -97,7 +97,7 @@ impl TurnResult {
 
 /// What a running turn reports, in order. Items are announced (`*Started`) with the id
 /// and instant they will be recorded under; the last event is `Completed` or `Failed`.
-/// The large payloads are boxed: every event waiting in a stream's channel is held by value.
+/// The large payloads are boxed: each event queued for a stream is a node of this enum's size.
 #[derive(Debug)]
 pub enum TurnEvent {
     /// The first tool call opened the item that lists the answer's tool calls.
