@@ -20,6 +20,9 @@
 #                          dropped on exit)
 #   --streams N            concurrent streamed turns (default 5000)
 #   --protocol P           rest, chatkit or both (default both)
+#   --provider-http2       the gateway reaches the provider over HTTP/2 (h2c prior knowledge,
+#                          agent.openai.http2 with its default 100 streams per connection;
+#                          the fake allows 100), instead of one HTTP/1.1 connection per stream
 #   --calibrate            first run the same load straight against the fake provider (no
 #                          gateway): the latency this harness itself adds on this machine
 #   --keep                 keep the temp dir (gateway logs) and print where it is
@@ -47,6 +50,7 @@ STREAMS=5000
 PROTOCOLS=(rest chatkit)
 KEEP=0
 CALIBRATE=0
+PROVIDER_HTTP=HTTP/1.1
 EXTRA=()
 while (($#)); do
     case $1 in
@@ -61,6 +65,7 @@ while (($#)); do
         shift 2
         ;;
     --calibrate) CALIBRATE=1; shift ;;
+    --provider-http2) PROVIDER_HTTP="HTTP/2 (100 streams per connection)"; shift ;;
     --keep) KEEP=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -160,6 +165,11 @@ export APP_ENV=development
 export RUST_LOG=warn
 # Offline and local only: HS256 dev tokens, no key server, no Redis, no MCP server.
 unset BETTER_AUTH_URL BETTER_AUTH_JWKS_URL REDIS_URL MCP_SERVER_URL METRICS_ADDR
+if [[ $PROVIDER_HTTP == HTTP/1.1 ]]; then
+    export GATEWAY__AGENT__OPENAI__HTTP2=false
+else
+    export GATEWAY__AGENT__OPENAI__HTTP2=true GATEWAY__AGENT__OPENAI__HTTP2_STREAMS_PER_CONNECTION=100
+fi
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
 REPORT=$TMP/report.md
@@ -167,6 +177,7 @@ REPORT=$TMP/report.md
     echo "## chatkit-gateway streams benchmark"
     echo
     echo "$(nproc) cores${cpu:+ ($cpu)}, release build, $DB, $STREAMS concurrent streams, \`ulimit -n\` $FDS"
+    echo "gateway to provider: $PROVIDER_HTTP"
     echo "gateway commit ${GATEWAY_COMMIT:-unknown (set GATEWAY_COMMIT)} ($GATEWAY_BIN)"
     echo
 } >"$REPORT"

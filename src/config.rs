@@ -345,6 +345,10 @@ pub struct OpenAiSettings {
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
     pub connect_timeout_ms: u64,
+    /// HTTP/2 to the provider (many streams per connection) instead of HTTP/1.1.
+    pub http2: bool,
+    /// With `http2`: streams carried at once by one connection before another is opened.
+    pub http2_streams_per_connection: u32,
     pub first_token_timeout_ms: u64,
     pub total_timeout_ms: u64,
     pub max_tool_steps: u32,
@@ -694,6 +698,12 @@ impl Settings {
                 o.connect_timeout_ms,
                 1,
                 600_000,
+            ),
+            (
+                "agent.openai.http2_streams_per_connection",
+                o.http2_streams_per_connection.into(),
+                1,
+                10_000,
             ),
             (
                 "agent.openai.first_token_timeout_ms",

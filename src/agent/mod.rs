@@ -13,6 +13,7 @@ mod openai;
 mod prompt;
 mod provider;
 mod tools;
+mod upstream;
 
 use std::sync::Arc;
 

@@ -25,12 +25,13 @@ use super::{
     prompt::PromptTemplate,
     provider::{Agent, AgentAnswer, AgentRequest},
     tools::TaskTools,
+    upstream::Upstream,
 };
 use crate::config::OpenAiSettings;
 
 /// The agent backed by an OpenAI-compatible model API (`AGENT_PROVIDER=openai`).
 pub struct OpenAiAgent {
-    client: reqwest::Client,
+    upstream: Upstream,
     url: String,
     settings: OpenAiSettings,
     prompt: PromptTemplate,
@@ -275,30 +276,22 @@ fn read_chunk(data: &str) -> Result<Chunk<'_>, AttemptError> {
     })
 }
 
-/// Idle connections to the provider kept for reuse.
-const IDLE_PROVIDER_CONNECTIONS: usize = 64;
-
 impl OpenAiAgent {
     /// An agent calling `settings.base_url` with `prompt` as the system message.
     #[must_use]
     pub fn new(settings: OpenAiSettings, prompt: PromptTemplate) -> Self {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
-            .user_agent(concat!("chatkit-gateway/", env!("CARGO_PKG_VERSION")))
-            // Every streamed turn holds its own provider connection. After a burst (5,000
-            // concurrent streams in the benchmark) all of them went idle into the pool and
-            // stayed there, with their buffers: keep enough for steady traffic, and close
-            // the rest soon.
-            .pool_max_idle_per_host(IDLE_PROVIDER_CONNECTIONS)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .expect("a reqwest client with timeouts builds");
+        let connect = Duration::from_millis(settings.connect_timeout_ms);
+        let upstream = if settings.http2 {
+            Upstream::http2(connect, settings.http2_streams_per_connection as usize)
+        } else {
+            Upstream::http1(connect)
+        };
         let url = format!(
             "{}/chat/completions",
             settings.base_url.trim_end_matches('/')
         );
         Self {
-            client,
+            upstream,
             url,
             settings,
             prompt,
@@ -376,8 +369,10 @@ impl OpenAiAgent {
         })?;
         let first_token = Duration::from_millis(self.settings.first_token_timeout_ms);
         let started = tokio::time::Instant::now();
-        let mut http = self
-            .client
+        // Held until this attempt has read the stream to its end (or given up on it).
+        let lease = self.upstream.lease();
+        let mut http = lease
+            .client()
             .post(&self.url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .header(reqwest::header::CONTENT_TYPE, "application/json")

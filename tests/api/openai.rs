@@ -55,6 +55,10 @@ type Seen = (Value, Option<String>);
 struct Fake {
     scripts: Arc<Mutex<VecDeque<Script>>>,
     requests: Arc<Mutex<Vec<Seen>>>,
+    /// Each request's HTTP version and the connection it came on (the peer's address).
+    transport: Arc<Mutex<Vec<(poem::http::Version, String)>>>,
+    /// When set, the first `n` requests wait for each other before any is answered.
+    gate: Option<(usize, Arc<tokio::sync::Barrier>)>,
 }
 
 #[handler]
@@ -65,6 +69,14 @@ async fn completions(fake: Data<&Fake>, req: &Request, body: Json<Value>) -> Res
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     fake.requests.lock().unwrap().push((body.0, auth));
+    let arrived = {
+        let mut transport = fake.transport.lock().unwrap();
+        transport.push((req.version(), req.remote_addr().to_string()));
+        transport.len()
+    };
+    if let Some((_, gate)) = fake.gate.as_ref().filter(|(n, _)| arrived <= *n) {
+        gate.wait().await;
+    }
     let script = fake.scripts.lock().unwrap().pop_front();
     let sse = |frames: Vec<Result<String, std::io::Error>>, delay: Duration| {
         let stream = futures_util::stream::iter(frames).then(move |f| async move {
@@ -117,7 +129,10 @@ struct FakeModel {
 
 impl FakeModel {
     async fn start(scripts: Vec<Script>) -> Self {
-        let fake = Fake::default();
+        Self::start_with(Fake::default(), scripts).await
+    }
+
+    async fn start_with(fake: Fake, scripts: Vec<Script>) -> Self {
         fake.scripts.lock().unwrap().extend(scripts);
         let base = serve_on_loopback(
             Route::new()
@@ -183,6 +198,55 @@ fn tool_call(id: &str, name: &str, parts: &[&str]) -> Script {
     }
 }
 
+#[tokio::test]
+async fn over_http2_concurrent_turns_share_connections_up_to_the_configured_count() {
+    // Five model calls held open together (none is answered before all five have
+    // arrived), two streams per connection: three connections, every call on HTTP/2.
+    const TURNS: usize = 5;
+    let fake = Fake {
+        gate: Some((TURNS, Arc::new(tokio::sync::Barrier::new(TURNS)))),
+        ..Fake::default()
+    };
+    let model = FakeModel::start_with(fake, vec![text(&["Shared", " line"]); TURNS]).await;
+    let app = gateway(&model, |s| {
+        s.agent.openai.http2 = true;
+        s.agent.openai.http2_streams_per_connection = 2;
+    })
+    .await;
+    let t = app.login("alice").await;
+    let messages: Vec<String> = (0..TURNS).map(|i| format!("hi {i}")).collect();
+    let replies =
+        futures_util::future::join_all(messages.iter().map(|m| app.send(&t, None, m))).await;
+    for reply in replies {
+        assert_eq!(reply.ok()["response"], "Shared line");
+    }
+    let transport = model.fake.transport.lock().unwrap().clone();
+    assert_eq!(transport.len(), TURNS);
+    assert!(
+        transport
+            .iter()
+            .all(|(v, _)| *v == poem::http::Version::HTTP_2),
+        "{transport:?}"
+    );
+    let connections: std::collections::HashSet<_> = transport.iter().map(|(_, c)| c).collect();
+    assert_eq!(connections.len(), 3, "{transport:?}");
+
+    // Once those streams are over, the next turn goes out on a connection already open.
+    model.push(text(&["Again"]));
+    let reply = app.send(&t, None, "once more").await.ok();
+    assert_eq!(reply["response"], "Again");
+    let last = model
+        .fake
+        .transport
+        .lock()
+        .unwrap()
+        .last()
+        .unwrap()
+        .1
+        .clone();
+    assert!(connections.contains(&last), "{last} not in {connections:?}");
+}
+
 /// Points `s` at the fake model API.
 fn use_model(s: &mut Settings, model: &FakeModel) {
     s.agent.provider = AgentProvider::OpenAi;
@@ -221,6 +285,11 @@ async fn a_plain_answer_is_recorded_and_the_request_is_well_formed() {
 
     let (body, auth) = model.fake.requests.lock().unwrap()[0].clone();
     assert_eq!(auth.as_deref(), Some("Bearer sk-test"));
+    // The default: HTTP/1.1, which every OpenAI-compatible server speaks.
+    assert_eq!(
+        model.fake.transport.lock().unwrap()[0].0,
+        poem::http::Version::HTTP_11
+    );
     assert_eq!(body["model"], "fake-model");
     assert_eq!(body["stream"], true);
     let tools: Vec<_> = body["tools"]

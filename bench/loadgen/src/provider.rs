@@ -219,7 +219,12 @@ pub async fn serve(port: u16, pacing: Pacing) -> anyhow::Result<(u16, Arc<Provid
         local: LocalAddr(addr.into()),
     };
     tokio::spawn(async move {
-        if let Err(e) = Server::new_with_acceptor(acceptor).run(app).await {
+        // HTTP/1.1, or HTTP/2 by prior knowledge (the gateway's `agent.openai.http2`),
+        // with a concurrent-stream limit per connection like a hosted API's (poem's
+        // default is none): a gateway that put more streams on a connection would see
+        // them queue, and the delta latency would show it.
+        let server = Server::new_with_acceptor(acceptor).http2_max_concurrent_streams(100);
+        if let Err(e) = server.run(app).await {
             eprintln!("[loadgen] fake provider stopped: {e}");
         }
     });

@@ -1,0 +1,276 @@
+//! The HTTP clients that carry model calls to the provider.
+//!
+//! Over HTTP/1.1 (the default) every concurrent model stream holds a TCP connection of
+//! its own, with hyper's buffers and tasks for it (~17 KB per open stream in the streams
+//! benchmark, README "HTTP/2 to the provider"). Over HTTP/2 (`agent.openai.http2`) many
+//! streams share a connection; but one reqwest client keeps a single HTTP/2 connection
+//! per host, and hyper queues every stream beyond the server's concurrent-stream limit on
+//! it, so a burst of turns would wait behind each other. Hence a set of clients, each
+//! given at most `http2_streams_per_connection` streams at a time: a new client (and so a
+//! new connection) is made only when every existing one is full.
+
+use std::{
+    sync::{Arc, Mutex, PoisonError, Weak},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+/// Idle HTTP/1.1 connections to the provider kept for reuse.
+const IDLE_PROVIDER_CONNECTIONS: usize = 64;
+
+/// How long an idle connection (and an idle HTTP/2 client beyond the first) is kept.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// How the provider is reached: a shared HTTP/1.1 client, or HTTP/2 clients of bounded
+/// concurrency.
+pub struct Upstream {
+    mode: Mode,
+}
+
+enum Mode {
+    Http1(reqwest::Client),
+    Http2(Arc<Http2Clients>),
+}
+
+struct Http2Clients {
+    connect_timeout: Duration,
+    per_connection: usize,
+    // Locked only to pick, release or prune (no await under it); a client is made under
+    // it only when all are full.
+    state: Mutex<Http2State>,
+}
+
+#[derive(Default)]
+struct Http2State {
+    clients: Vec<Client>,
+    next_id: u64,
+    // Whether a task is dropping the clients a burst left idle.
+    pruning: bool,
+}
+
+struct Client {
+    id: u64,
+    client: reqwest::Client,
+    streams: usize,
+    idle_since: Instant,
+}
+
+/// The client one model call goes out on, and its place in that client's count: keep
+/// it until the response body has been read to its end (or dropped).
+pub struct Lease {
+    client: reqwest::Client,
+    slot: Option<(Arc<Http2Clients>, u64)>,
+}
+
+impl Lease {
+    /// The client to send the call with.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some((set, id)) = self.slot.take() {
+            let mut state = set.lock();
+            if let Some(c) = state.clients.iter_mut().find(|c| c.id == id) {
+                c.streams = c.streams.saturating_sub(1);
+                if c.streams == 0 {
+                    c.idle_since = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("chatkit-gateway/", env!("CARGO_PKG_VERSION")))
+        // Connections left idle (after a burst) close soon instead of keeping their buffers.
+        .pool_idle_timeout(IDLE)
+}
+
+impl Http2Clients {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Http2State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops the clients beyond the first that have carried nothing for [`IDLE`]: each
+    /// holds its own TLS configuration and pool (~150 KB), and after a burst of thousands
+    /// of turns there are dozens. Runs while there is more than one client.
+    async fn prune(set: Weak<Self>) {
+        loop {
+            tokio::time::sleep(IDLE).await;
+            let Some(set) = set.upgrade() else { return };
+            let dropped: Vec<Client>;
+            {
+                let mut state = set.lock();
+                let (keep, idle): (Vec<_>, Vec<_>) = std::mem::take(&mut state.clients)
+                    .into_iter()
+                    .enumerate()
+                    .partition(|(i, c)| *i == 0 || c.streams > 0 || c.idle_since.elapsed() < IDLE);
+                state.clients = keep.into_iter().map(|(_, c)| c).collect();
+                dropped = idle.into_iter().map(|(_, c)| c).collect();
+                if state.clients.len() <= 1 {
+                    state.pruning = false;
+                }
+            }
+            let done = !set.lock().pruning;
+            // Outside the lock: closing their idle connections is a syscall each.
+            drop(dropped);
+            if done {
+                return;
+            }
+        }
+    }
+}
+
+impl Upstream {
+    /// HTTP/1.1 only: one connection per concurrent stream, as every OpenAI-compatible
+    /// server accepts.
+    #[must_use]
+    pub fn http1(connect_timeout: Duration) -> Self {
+        let client = builder(connect_timeout)
+            .http1_only()
+            // Every streamed turn holds its own provider connection. After a burst (5,000
+            // concurrent streams in the benchmark) all of them went idle into the pool and
+            // stayed there, with their buffers: keep enough for steady traffic.
+            .pool_max_idle_per_host(IDLE_PROVIDER_CONNECTIONS)
+            .build()
+            .expect("a reqwest client with timeouts builds");
+        Self {
+            mode: Mode::Http1(client),
+        }
+    }
+
+    /// HTTP/2 only (negotiated by ALPN over `https`, prior knowledge over `http`), at most
+    /// `per_connection` concurrent streams on each connection.
+    #[must_use]
+    pub fn http2(connect_timeout: Duration, per_connection: usize) -> Self {
+        Self {
+            mode: Mode::Http2(Arc::new(Http2Clients {
+                connect_timeout,
+                per_connection: per_connection.max(1),
+                state: Mutex::default(),
+            })),
+        }
+    }
+
+    /// The client for the next model call. Call it on the runtime: a second HTTP/2
+    /// client starts the task that later drops the idle ones.
+    pub fn lease(&self) -> Lease {
+        let set = match &self.mode {
+            Mode::Http1(client) => {
+                return Lease {
+                    client: client.clone(),
+                    slot: None,
+                }
+            }
+            Mode::Http2(set) => set,
+        };
+        let mut state = set.lock();
+        // The first client with room: streams gather on the oldest connections, and the
+        // newer ones go idle (and are dropped) once a burst is over.
+        let index = match state
+            .clients
+            .iter()
+            .position(|c| c.streams < set.per_connection)
+        {
+            Some(index) => index,
+            None => {
+                let client = builder(set.connect_timeout)
+                    .http2_prior_knowledge()
+                    .build()
+                    .expect("a reqwest client with timeouts builds");
+                let id = state.next_id;
+                state.next_id += 1;
+                state.clients.push(Client {
+                    id,
+                    client,
+                    streams: 0,
+                    idle_since: Instant::now(),
+                });
+                if state.clients.len() > 1 && !state.pruning {
+                    state.pruning = true;
+                    tokio::spawn(Http2Clients::prune(Arc::downgrade(set)));
+                }
+                state.clients.len() - 1
+            }
+        };
+        let c = &mut state.clients[index];
+        c.streams += 1;
+        Lease {
+            client: c.client.clone(),
+            slot: Some((set.clone(), c.id)),
+        }
+    }
+
+    #[cfg(test)]
+    fn counts(&self) -> Vec<usize> {
+        match &self.mode {
+            Mode::Http1(_) => Vec::new(),
+            Mode::Http2(set) => set.lock().clients.iter().map(|c| c.streams).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_client_is_made_only_when_every_one_is_full() {
+        let up = Upstream::http2(Duration::from_secs(1), 2);
+        let a = up.lease();
+        let b = up.lease();
+        assert_eq!(up.counts(), [2]);
+        let c = up.lease();
+        assert_eq!(up.counts(), [2, 1]);
+        drop(a);
+        assert_eq!(up.counts(), [1, 1]);
+        // The freed place on the first client is taken before the second gets more.
+        let d = up.lease();
+        assert_eq!(up.counts(), [2, 1]);
+        let e = up.lease();
+        assert_eq!(up.counts(), [2, 2]);
+        drop((b, c, d, e));
+        assert_eq!(up.counts(), [0, 0]);
+        let _f = up.lease();
+        assert_eq!(up.counts(), [1, 0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clients_beyond_the_first_are_dropped_once_idle() {
+        let up = Upstream::http2(Duration::from_secs(1), 1);
+        let leases: Vec<_> = (0..3).map(|_| up.lease()).collect();
+        assert_eq!(up.counts(), [1, 1, 1]);
+        // Busy clients stay, however long their streams last.
+        tokio::time::sleep(IDLE * 3).await;
+        assert_eq!(up.counts(), [1, 1, 1]);
+        drop(leases);
+        tokio::time::sleep(IDLE / 2).await;
+        // In use again before it was idle long enough: kept.
+        let _a = up.lease();
+        let b = up.lease();
+        assert_eq!(up.counts(), [1, 1, 0]);
+        drop(b);
+        tokio::time::sleep(IDLE * 2 + Duration::from_secs(1)).await;
+        assert_eq!(up.counts(), [1]);
+        // The task has ended with one client left; a new burst starts it again.
+        let c = up.lease();
+        assert_eq!(up.counts(), [1, 1]);
+        drop(c);
+        tokio::time::sleep(IDLE * 2 + Duration::from_secs(1)).await;
+        assert_eq!(up.counts(), [1]);
+    }
+
+    #[tokio::test]
+    async fn http1_leases_count_nothing() {
+        let up = Upstream::http1(Duration::from_secs(1));
+        let _a = up.lease();
+        let _b = up.lease();
+        assert!(up.counts().is_empty());
+    }
+}
