@@ -98,28 +98,25 @@ impl Http2Clients {
     }
 
     /// Drops the clients beyond the first that have carried nothing for [`IDLE`]: each
-    /// holds its own TLS configuration and pool (~150 KB), and after a burst of thousands
-    /// of turns there are dozens. Runs while there is more than one client.
+    /// has its own pool and TLS configuration, and a burst leaves dozens (without this,
+    /// 40 s after 3,000 streams the process held ~5 MiB more than over HTTP/1.1). Runs
+    /// while there is more than one client.
     async fn prune(set: Weak<Self>) {
         loop {
             tokio::time::sleep(IDLE).await;
             let Some(set) = set.upgrade() else { return };
-            let dropped: Vec<Client>;
-            {
+            let (idle, done) = {
                 let mut state = set.lock();
                 let (keep, idle): (Vec<_>, Vec<_>) = std::mem::take(&mut state.clients)
                     .into_iter()
                     .enumerate()
                     .partition(|(i, c)| *i == 0 || c.streams > 0 || c.idle_since.elapsed() < IDLE);
                 state.clients = keep.into_iter().map(|(_, c)| c).collect();
-                dropped = idle.into_iter().map(|(_, c)| c).collect();
-                if state.clients.len() <= 1 {
-                    state.pruning = false;
-                }
-            }
-            let done = !set.lock().pruning;
+                state.pruning = state.clients.len() > 1;
+                (idle, !state.pruning)
+            };
             // Outside the lock: closing their idle connections is a syscall each.
-            drop(dropped);
+            drop(idle);
             if done {
                 return;
             }
