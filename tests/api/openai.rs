@@ -247,6 +247,49 @@ async fn over_http2_concurrent_turns_share_connections_up_to_the_configured_coun
     assert!(connections.contains(&last), "{last} not in {connections:?}");
 }
 
+#[tokio::test]
+async fn http2_against_a_server_that_only_speaks_http1_fails_the_turn_clearly() {
+    // What an HTTP/1.1-only server does with the HTTP/2 preface: a 400, then it closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    let app = spawn_app_with(|s| {
+        s.agent.provider = AgentProvider::OpenAi;
+        s.agent.openai.base_url = base;
+        s.agent.openai.model = "fake-model".into();
+        s.agent.openai.retry_base_ms = 20;
+        s.agent.openai.max_retries = 1;
+        s.agent.openai.http2 = true;
+    })
+    .await;
+    let t = app.login("alice").await;
+    app.send(&t, None, "hi")
+        .await
+        .assert_error(502, "agent.unavailable");
+    // The call was made (and retried), not refused before it left.
+    assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let threads = app.get("/api/chatkit/threads", &t).await.ok();
+    let id = threads["threads"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        roles(&app.all_messages(&t, &id).await),
+        [("user", "failed")]
+    );
+}
+
 /// Points `s` at the fake model API.
 fn use_model(s: &mut Settings, model: &FakeModel) {
     s.agent.provider = AgentProvider::OpenAi;
