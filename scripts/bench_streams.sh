@@ -50,7 +50,7 @@ STREAMS=5000
 PROTOCOLS=(rest chatkit)
 KEEP=0
 CALIBRATE=0
-PROVIDER_HTTP=HTTP/1.1
+PROVIDER_HTTP2=0
 EXTRA=()
 while (($#)); do
     case $1 in
@@ -65,7 +65,7 @@ while (($#)); do
         shift 2
         ;;
     --calibrate) CALIBRATE=1; shift ;;
-    --provider-http2) PROVIDER_HTTP="HTTP/2 (100 streams per connection)"; shift ;;
+    --provider-http2) PROVIDER_HTTP2=1; shift ;;
     --keep) KEEP=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -165,10 +165,12 @@ export APP_ENV=development
 export RUST_LOG=warn
 # Offline and local only: HS256 dev tokens, no key server, no Redis, no MCP server.
 unset BETTER_AUTH_URL BETTER_AUTH_JWKS_URL REDIS_URL MCP_SERVER_URL METRICS_ADDR
-if [[ $PROVIDER_HTTP == HTTP/1.1 ]]; then
-    export GATEWAY__AGENT__OPENAI__HTTP2=false
-else
+if ((PROVIDER_HTTP2)); then
     export GATEWAY__AGENT__OPENAI__HTTP2=true GATEWAY__AGENT__OPENAI__HTTP2_STREAMS_PER_CONNECTION=100
+    PROVIDER_HTTP="HTTP/2 (100 streams per connection)"
+else
+    export GATEWAY__AGENT__OPENAI__HTTP2=false
+    PROVIDER_HTTP=HTTP/1.1
 fi
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)

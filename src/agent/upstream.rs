@@ -41,12 +41,12 @@ struct Http2Clients {
     state: Mutex<Http2State>,
 }
 
+// A task drops the clients a burst left idle exactly while there is more than one: it is
+// started when the second is made and ends when it has brought them back to one.
 #[derive(Default)]
 struct Http2State {
     clients: Vec<Client>,
     next_id: u64,
-    // Whether a task is dropping the clients a burst left idle.
-    pruning: bool,
 }
 
 struct Client {
@@ -112,8 +112,7 @@ impl Http2Clients {
                     .enumerate()
                     .partition(|(i, c)| *i == 0 || c.streams > 0 || c.idle_since.elapsed() < IDLE);
                 state.clients = keep.into_iter().map(|(_, c)| c).collect();
-                state.pruning = state.clients.len() > 1;
-                (idle, !state.pruning)
+                (idle, state.clients.len() <= 1)
             };
             // Outside the lock: closing their idle connections is a syscall each.
             drop(idle);
@@ -189,8 +188,7 @@ impl Upstream {
                     streams: 0,
                     idle_since: Instant::now(),
                 });
-                if state.clients.len() > 1 && !state.pruning {
-                    state.pruning = true;
+                if state.clients.len() == 2 {
                     tokio::spawn(Http2Clients::prune(Arc::downgrade(set)));
                 }
                 state.clients.len() - 1

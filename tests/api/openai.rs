@@ -57,7 +57,8 @@ struct Fake {
     requests: Arc<Mutex<Vec<Seen>>>,
     /// Each request's HTTP version and the connection it came on (the peer's address).
     transport: Arc<Mutex<Vec<(poem::http::Version, String)>>>,
-    /// When set, the first `n` requests wait for each other before any is answered.
+    /// When set, the first `n` answers wait for each other, after their heads, before any
+    /// streams a chunk.
     gate: Option<(usize, Arc<tokio::sync::Barrier>)>,
 }
 
@@ -74,15 +75,28 @@ async fn completions(fake: Data<&Fake>, req: &Request, body: Json<Value>) -> Res
         transport.push((req.version(), req.remote_addr().to_string()));
         transport.len()
     };
-    if let Some((_, gate)) = fake.gate.as_ref().filter(|(n, _)| arrived <= *n) {
-        gate.wait().await;
-    }
+    // Waited for in the body, after the head has gone out: the calls count as open for
+    // as long as their streams are, not only until their heads arrive.
+    let gate = fake
+        .gate
+        .as_ref()
+        .filter(|(n, _)| arrived <= *n)
+        .map(|(_, gate)| gate.clone());
     let script = fake.scripts.lock().unwrap().pop_front();
-    let sse = |frames: Vec<Result<String, std::io::Error>>, delay: Duration| {
-        let stream = futures_util::stream::iter(frames).then(move |f| async move {
-            tokio::time::sleep(delay).await;
-            f
-        });
+    let sse = move |frames: Vec<Result<String, std::io::Error>>, delay: Duration| {
+        let gate = gate.clone();
+        let opened = futures_util::stream::once(async move {
+            if let Some(gate) = gate {
+                gate.wait().await;
+            }
+        })
+        .filter_map(|()| async { None });
+        let stream = opened.chain(
+            futures_util::stream::iter(frames).then(move |f| async move {
+                tokio::time::sleep(delay).await;
+                f
+            }),
+        );
         Response::builder()
             .content_type("text/event-stream")
             .body(Body::from_bytes_stream(stream))
@@ -200,8 +214,9 @@ fn tool_call(id: &str, name: &str, parts: &[&str]) -> Script {
 
 #[tokio::test]
 async fn over_http2_concurrent_turns_share_connections_up_to_the_configured_count() {
-    // Five model calls held open together (none is answered before all five have
-    // arrived), two streams per connection: three connections, every call on HTTP/2.
+    // Five model calls held open together (no answer streams a chunk before all five
+    // have arrived, though their heads have gone out), two streams per connection: three
+    // connections, every call on HTTP/2.
     const TURNS: usize = 5;
     let fake = Fake {
         gate: Some((TURNS, Arc::new(tokio::sync::Barrier::new(TURNS)))),
@@ -268,10 +283,7 @@ async fn http2_against_a_server_that_only_speaks_http1_fails_the_turn_clearly() 
         }
     });
     let app = spawn_app_with(|s| {
-        s.agent.provider = AgentProvider::OpenAi;
-        s.agent.openai.base_url = base;
-        s.agent.openai.model = "fake-model".into();
-        s.agent.openai.retry_base_ms = 20;
+        use_model_at(s, &base);
         s.agent.openai.max_retries = 1;
         s.agent.openai.http2 = true;
     })
@@ -280,7 +292,7 @@ async fn http2_against_a_server_that_only_speaks_http1_fails_the_turn_clearly() 
     app.send(&t, None, "hi")
         .await
         .assert_error(502, "agent.unavailable");
-    // The call was made (and retried), not refused before it left.
+    // The call reached the server: the turn failed on the server's answer, not before.
     assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     let threads = app.get("/api/chatkit/threads", &t).await.ok();
     let id = threads["threads"][0]["id"].as_str().unwrap().to_owned();
@@ -292,8 +304,13 @@ async fn http2_against_a_server_that_only_speaks_http1_fails_the_turn_clearly() 
 
 /// Points `s` at the fake model API.
 fn use_model(s: &mut Settings, model: &FakeModel) {
+    use_model_at(s, &model.base);
+}
+
+/// Points `s` at a model API served at `base` (its `/v1`).
+fn use_model_at(s: &mut Settings, base: &str) {
     s.agent.provider = AgentProvider::OpenAi;
-    s.agent.openai.base_url = model.base.clone();
+    s.agent.openai.base_url = base.to_owned();
     s.agent.openai.api_key = secrecy::SecretString::from("sk-test");
     s.agent.openai.model = "fake-model".into();
     s.agent.openai.retry_base_ms = 20;
