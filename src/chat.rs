@@ -351,7 +351,7 @@ impl ChatService {
                         .instrument(span)
                         .await
                 }
-                Recorded::Answered(turn) => this.load_completed(&user, &turn).await,
+                Recorded::Answered(turn) => Box::pin(this.load_completed(&user, &turn)).await,
             };
             sink.emit(match result {
                 Ok(done) => TurnEvent::Completed(Box::new(done)),
@@ -510,19 +510,19 @@ impl ChatService {
         if let Err(ChatError::Store(StoreError::TurnAlreadyAnswered)) = result {
             // Someone else recorded an answer first, and theirs stands; or the thread (and
             // the turn with it) was deleted while the agent ran.
-            return match self.store.load_answer(user, &turn.id).await? {
+            return match Box::pin(self.store.load_answer(user, &turn.id)).await? {
                 Some(answer) => Ok(TurnResult::new(&turn, answer)),
                 None => {
                     // Stored ids always parse; one that did not could name no thread.
                     let thread =
                         ThreadId::parse(&turn.thread_id).ok_or(StoreError::ThreadNotFound)?;
-                    self.store.get_thread(user, &thread).await?;
+                    Box::pin(self.store.get_thread(user, &thread)).await?;
                     Err(ChatError::InProgress)
                 }
             };
         }
         if result.is_err() {
-            if let Err(e) = self.store.fail_turn(user, &turn.id).await {
+            if let Err(e) = Box::pin(self.store.fail_turn(user, &turn.id)).await {
                 tracing::warn!(error = %e, turn = %turn.id, "could not mark turn failed");
             }
         }
@@ -535,21 +535,24 @@ impl ChatService {
         turn: &Turn,
         events: TurnSink,
     ) -> Result<TurnResult, ChatError> {
+        // The database calls of a turn are boxed here and in `run_agent`: a streamed
+        // turn's future is allocated for as long as the model streams, at the size of its
+        // largest await, and their futures are large (~2.5 KB of 5.3 in all) but last only a
+        // round trip.
         let history: Vec<HistoryMessage> = if self.agent.uses_history() {
-            self.store
-                .history(
-                    user,
-                    turn,
-                    self.settings.history_max_items,
-                    self.settings.history_max_chars,
-                )
-                .await?
-                .into_iter()
-                .map(|m| HistoryMessage {
-                    role: m.role.as_str().to_owned(),
-                    content: m.content,
-                })
-                .collect()
+            Box::pin(self.store.history(
+                user,
+                turn,
+                self.settings.history_max_items,
+                self.settings.history_max_chars,
+            ))
+            .await?
+            .into_iter()
+            .map(|m| HistoryMessage {
+                role: m.role.as_str().to_owned(),
+                content: m.content,
+            })
+            .collect()
         } else {
             Vec::new()
         };
@@ -592,9 +595,11 @@ impl ChatService {
             })?;
             guard.0.finish(&answer.tool_calls)
         };
-        let stored = self
-            .store
-            .complete_turn(user, turn, ids, &answer.text, &answer.tool_calls)
+        let stored =
+            Box::pin(
+                self.store
+                    .complete_turn(user, turn, ids, &answer.text, &answer.tool_calls),
+            )
             .await?;
         Ok(TurnResult::new(turn, stored))
     }

@@ -509,9 +509,10 @@ impl OpenAiAgent {
                     .collect(),
             });
             for (call, id) in calls.into_iter().zip(ids) {
-                let record = tools
-                    .run_model_call(&call.name, call.arguments, events)
-                    .await?;
+                // Boxed: a tool's future (a database or MCP call) would otherwise size this
+                // one, which lives as long as the model streams.
+                let record =
+                    Box::pin(tools.run_model_call(&call.name, call.arguments, events)).await?;
                 messages.push(ChatMessage::ToolResult {
                     role: "tool",
                     tool_call_id: id,
