@@ -8,7 +8,7 @@ use poem::{
     http::{header, StatusCode},
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     middleware::Cors,
-    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route, Server,
+    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
 };
 use secrecy::ExposeSecret;
 
@@ -210,10 +210,11 @@ impl Application {
             usize::try_from(server.max_connections).unwrap_or(usize::MAX),
             Duration::from_secs(server.header_read_timeout_secs),
         );
-        let result = Server::new_with_acceptor(acceptor)
-            .idle_timeout(Duration::from_secs(server.idle_timeout_secs))
-            .run_with_graceful_shutdown(app, shutdown, Some(grace))
-            .await;
+        let options = api::server::ServeOptions {
+            idle_timeout: Duration::from_secs(server.idle_timeout_secs),
+            grace,
+        };
+        let result = api::server::serve(acceptor, app, shutdown, options).await;
         purge.abort();
         if let Some(metrics) = metrics {
             metrics.abort();

@@ -1,5 +1,5 @@
-//! Slow and numerous clients. poem's `Server` offers only an idle timeout, so the rest
-//! lives here:
+//! Slow and numerous clients. The accept loop ([`super::server`]) has the idle timeout;
+//! the rest lives here:
 //! - [`LimitedAcceptor`] caps the connections served at once (a semaphore permit per
 //!   connection; at the cap, new connections wait in the kernel's listen backlog) and wraps
 //!   each one in [`GuardedIo`], which gives every HTTP/1 request head a deadline;
@@ -26,11 +26,12 @@ use poem::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
     sync::{OwnedSemaphorePermit, Semaphore},
     time::{Instant, Sleep},
 };
 
-use super::error::error_response;
+use super::{error::error_response, server::Activity};
 
 /// The code of both timeouts' answers.
 const TIMEOUT_CODE: &str = "request.timeout";
@@ -140,6 +141,8 @@ pub struct GuardedIo<T> {
     /// Whether the server has written anything: a 408 of our own is then unsafe, since it
     /// could land inside a response hyper is still writing.
     written_any: bool,
+    /// Stamped on every byte either way, for the idle timeout ([`super::server`]).
+    activity: Activity,
 }
 
 impl<T> GuardedIo<T> {
@@ -152,7 +155,13 @@ impl<T> GuardedIo<T> {
             deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
             received_any: false,
             written_any: false,
+            activity: Activity::new(),
         }
+    }
+
+    /// The stamp of this connection's last read or write.
+    pub fn activity(&self) -> Activity {
+        self.activity.clone()
     }
 
     /// Follows the request framing over `bytes`, just read.
@@ -160,6 +169,7 @@ impl<T> GuardedIo<T> {
         if bytes.is_empty() {
             return;
         }
+        self.activity.touch();
         if !self.received_any {
             self.received_any = true;
             if bytes.starts_with(b"PRI ") {
@@ -197,6 +207,7 @@ impl<T> GuardedIo<T> {
         if bytes.is_empty() {
             return;
         }
+        self.activity.touch();
         self.written_any = true;
         // `HTTP/1.1 100 Continue` precedes the body it asks for; it is no answer.
         let interim = bytes.starts_with(b"HTTP/1.1 1") || bytes.starts_with(b"HTTP/1.0 1");
@@ -204,6 +215,39 @@ impl<T> GuardedIo<T> {
             if !interim {
                 self.phase = Phase::Request { responded: true };
             }
+        }
+    }
+}
+
+impl GuardedIo<TcpStream> {
+    /// Whether the connection opens with HTTP/2's preface (h2c by prior knowledge), told by
+    /// peeking: nothing is consumed, so hyper reads the first head whole. Errors when the
+    /// client closes or sends too little to tell within the header timeout.
+    pub async fn starts_with_h2_preface(&self) -> io::Result<bool> {
+        const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        let until = Instant::now() + self.header_timeout;
+        let mut buf = [0u8; 24];
+        loop {
+            let n = tokio::time::timeout_at(until, self.inner.peek(&mut buf))
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            if buf[..n] != PREFACE[..n] {
+                return Ok(false);
+            }
+            // No HTTP/1 method is `PRI`: three bytes tell (hyper's HTTP/2 server checks the
+            // rest of the preface).
+            if n >= 3 {
+                return Ok(true);
+            }
+            // "P" or "PR" could still be POST or PROPFIND. A peek returns at once while
+            // those bytes wait, so pause before looking again.
+            if Instant::now() >= until {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            tokio::time::sleep_until(until.min(Instant::now() + Duration::from_millis(5))).await;
         }
     }
 }

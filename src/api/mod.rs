@@ -8,6 +8,7 @@ mod health;
 mod messages;
 pub mod request_id;
 mod security;
+pub mod server;
 mod session;
 mod state;
 mod stream;

@@ -1,5 +1,7 @@
 //! Slow and numerous clients, over raw TCP (issue 8, item 12): request heads and bodies
 //! have deadlines, and connections beyond `server.max_connections` wait for a free slot.
+//! And the accept loop's own duties (src/api/server.rs): HTTP/2 by prior knowledge beside
+//! HTTP/1, the idle timeout, and a shutdown that lets requests in flight finish.
 
 use std::time::{Duration, Instant};
 
@@ -268,4 +270,103 @@ async fn connections_beyond_the_cap_wait_until_one_closes() {
         .await
         .expect("served once a slot is free");
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_is_served_beside_http1() {
+    let app = spawn_app_with(|_| {}).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let resp = h2
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), 200);
+    }
+    let resp = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_head_whose_first_byte_comes_alone_is_read_as_http1() {
+    // "P" could begin HTTP/2's preface or a POST: the server waits for enough to tell.
+    let app = spawn_app_with(|_| {}).await;
+    let mut conn = connect(&app).await;
+    conn.write_all(b"P").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    conn.write_all(b"OST /api/chatkit/session HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let text = timeout(Duration::from_secs(5), read_response(&mut conn))
+        .await
+        .expect("answered");
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let app = spawn_app_with(|s| s.server.idle_timeout_secs = 1).await;
+    let mut conn = connect(&app).await;
+    // Traffic keeps it open past the timeout...
+    for _ in 0..3 {
+        conn.write_all(HEALTH).await.unwrap();
+        assert!(read_response(&mut conn).await.starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    // ...silence closes it.
+    let started = Instant::now();
+    let raw = read_to_close(&mut conn, Duration::from_secs(5)).await;
+    assert!(raw.is_empty(), "{:?}", String::from_utf8_lossy(&raw));
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_connections() {
+    let app = spawn_app_with(|s| s.server.body_read_timeout_secs = 10).await;
+    let base = app.base.clone();
+    let mut idle = connect(&app).await;
+    idle.write_all(HEALTH).await.unwrap();
+    assert!(read_response(&mut idle).await.starts_with("HTTP/1.1 200"));
+    // A request whose body is still coming when the shutdown begins.
+    let mut busy = connect(&app).await;
+    busy.write_all(
+        b"POST /api/chatkit/session HTTP/1.1\r\nHost: test\r\n\
+          Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(app.stop());
+    // The idle connection is closed at once, without waiting out the grace period (2 s).
+    let raw = read_to_close(&mut idle, Duration::from_millis(1_500)).await;
+    assert!(raw.is_empty(), "{:?}", String::from_utf8_lossy(&raw));
+    // No new connections.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = TcpStream::connect(base.trim_start_matches("http://")).await;
+    assert!(refused.is_err(), "still accepting");
+    // The busy one gets its answer, then the server is done.
+    busy.write_all(b"1\r\n}\r\n0\r\n\r\n").await.unwrap();
+    let text = timeout(Duration::from_secs(5), read_response(&mut busy))
+        .await
+        .expect("answered");
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("the server stops")
+        .unwrap();
 }

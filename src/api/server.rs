@@ -1,0 +1,260 @@
+//! The accept loop: serves each connection with hyper's HTTP/1 or HTTP/2 server, in place
+//! of poem's `Server`, for what a connection holds while it streams (issue 11).
+//!
+//! poem's `Server` goes through hyper-util's version-sniffing builder, which reads the first
+//! 24 bytes apart and hands hyper a stream that returns them alone; hyper's first read
+//! then gets a partial head and grows its read buffer from 8 to 16 KB for the second, for
+//! every connection. It also spawns a second task per connection for the idle timeout and
+//! wakes it on every read and write, a task wake-up per streamed delta. Here the version is
+//! told by peeking at the socket (nothing consumed, so hyper reads the head into one 8 KB
+//! buffer), and the idle timeout is a stamp the connection's own task checks when its
+//! timer fires.
+//!
+//! What poem's `Server` did and this keeps: the endpoint gets poem `Request`s with their
+//! local and remote addresses; HTTP/2 by prior knowledge (h2c) is served; on shutdown the
+//! listener closes, every connection is asked to finish (in-flight requests run on,
+//! idle keep-alive connections close), and after the grace period the rest are closed.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use poem::{
+    http::uri::Scheme,
+    listener::Acceptor,
+    web::{LocalAddr, RemoteAddr},
+    Endpoint, EndpointExt, IntoEndpoint,
+};
+use tokio::{net::TcpStream, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::connections::GuardedIo;
+
+/// What the loop needs besides the acceptor and the application.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    /// A connection with no byte read or written for this long is closed (once its
+    /// in-flight request, if any, has finished).
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for open connections before closing them.
+    pub grace: Duration,
+}
+
+/// Serves `ep` on the connections `acceptor` yields until `shutdown` resolves, then drains.
+pub async fn serve<A, E>(
+    mut acceptor: A,
+    ep: E,
+    shutdown: impl Future<Output = ()>,
+    options: ServeOptions,
+) -> io::Result<()>
+where
+    A: Acceptor<Io = GuardedIo<TcpStream>>,
+    E: IntoEndpoint,
+    E::Endpoint: 'static,
+{
+    let ep = Arc::new(ep.into_endpoint().map_to_response());
+    // `finish` asks connections to end after their current request; `close` ends them.
+    let finish = CancellationToken::new();
+    let close = CancellationToken::new();
+    // Every connection task holds a sender: once all are dropped, `recv` returns `None`.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<Infallible>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = acceptor.accept() => match accepted {
+                Ok((io, local, remote, scheme)) => {
+                    let peer = Peer { local, remote, scheme };
+                    let open = open.clone();
+                    let connection = serve_connection(
+                        io,
+                        peer,
+                        ep.clone(),
+                        options.idle_timeout,
+                        finish.clone(),
+                        close.clone(),
+                    );
+                    tokio::spawn(async move {
+                        connection.await;
+                        drop(open);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors, most likely: the kernel keeps the backlog,
+                    // and a pause keeps this loop from spinning on the same error.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    drop(acceptor);
+    drop(open);
+    tracing::info!(
+        grace_secs = options.grace.as_secs_f32(),
+        "shutting down: waiting for open connections"
+    );
+    finish.cancel();
+    if tokio::time::timeout(options.grace, all_closed.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over: closing the connections still open");
+        close.cancel();
+        all_closed.recv().await;
+    }
+    Ok(())
+}
+
+/// The addresses every request on a connection carries.
+#[derive(Clone)]
+struct Peer {
+    local: LocalAddr,
+    remote: RemoteAddr,
+    scheme: Scheme,
+}
+
+async fn serve_connection<E: Endpoint<Output = poem::Response> + 'static>(
+    io: GuardedIo<TcpStream>,
+    peer: Peer,
+    ep: Arc<E>,
+    idle_timeout: Duration,
+    finish: CancellationToken,
+    close: CancellationToken,
+) {
+    let http2 = match io.starts_with_h2_preface().await {
+        Ok(http2) => http2,
+        // Nothing (or too little, too slowly) was sent: there is no request to answer.
+        Err(_) => return,
+    };
+    let activity = io.activity();
+    let service = service_fn(move |req: hyper::Request<Incoming>| {
+        let ep = ep.clone();
+        let peer = peer.clone();
+        async move {
+            let req = poem::Request::from((req, peer.local, peer.remote, peer.scheme));
+            Ok::<_, Infallible>(hyper::Response::from(ep.get_response(req).await))
+        }
+    });
+    let io = TokioIo::new(io);
+    if http2 {
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, service);
+        drive(conn, &activity, idle_timeout, &finish, &close).await;
+    } else {
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+        drive(conn, &activity, idle_timeout, &finish, &close).await;
+    }
+}
+
+/// A hyper connection of either version: both finish the same way.
+trait GracefulConnection: Future {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulConnection for hyper::server::conn::http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        hyper::server::conn::http1::Connection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, B, X> GracefulConnection for hyper::server::conn::http2::Connection<I, S, X>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    X: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        hyper::server::conn::http2::Connection::graceful_shutdown(self);
+    }
+}
+
+/// Runs `conn` to its end: asked to finish on shutdown or after `idle_timeout` without a
+/// byte either way, closed outright when `close` fires.
+async fn drive<C: GracefulConnection>(
+    conn: C,
+    activity: &Activity,
+    idle_timeout: Duration,
+    finish: &CancellationToken,
+    close: &CancellationToken,
+) {
+    let mut conn = std::pin::pin!(conn);
+    let idle = tokio::time::sleep(idle_timeout);
+    let mut idle = std::pin::pin!(idle);
+    let mut finishing = false;
+    loop {
+        tokio::select! {
+            // Errors are the client's going away or sending garbage; hyper has answered
+            // what can be answered.
+            _ = conn.as_mut() => return,
+            () = close.cancelled() => return,
+            () = finish.cancelled(), if !finishing => {
+                finishing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = idle.as_mut(), if !finishing => {
+                // The timer is re-armed from the last activity instead of on every byte.
+                let due = activity.last() + idle_timeout;
+                if due <= Instant::now() {
+                    tracing::debug!("closing an idle connection");
+                    finishing = true;
+                    conn.as_mut().graceful_shutdown();
+                } else {
+                    idle.as_mut().reset(due);
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last read or wrote a byte: written by its stream, read by its task.
+#[derive(Clone, Debug)]
+pub struct Activity {
+    origin: Instant,
+    /// Milliseconds from `origin`.
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
