@@ -26,7 +26,9 @@ use std::{
     time::Duration,
 };
 
-use hyper::{body::Incoming, service::service_fn};
+use futures_util::future::BoxFuture;
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use poem::{
     http::uri::Scheme,
@@ -115,6 +117,36 @@ where
     Ok(())
 }
 
+/// The application as hyper calls it, once per request.
+struct App<E> {
+    ep: Arc<E>,
+    peer: Peer,
+}
+
+impl<E: Endpoint<Output = poem::Response> + 'static>
+    hyper::service::Service<hyper::Request<Incoming>> for App<E>
+{
+    type Response = Answer;
+    type Error = Infallible;
+    // Boxed: hyper keeps a connection's in-flight request future in an allocation of that
+    // future's size for the connection's whole life, and the application's future (every
+    // middleware and route) is ~17 KB. Boxed, it is allocated per request and freed once
+    // the response head is ready, as under poem's `Server`.
+    type Future = BoxFuture<'static, Result<Answer, Infallible>>;
+
+    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+        let ep = self.ep.clone();
+        let peer = self.peer.clone();
+        Box::pin(async move {
+            let req = poem::Request::from((req, peer.local, peer.remote, peer.scheme));
+            Ok(hyper::Response::from(ep.get_response(req).await))
+        })
+    }
+}
+
+/// A response as hyper takes it from poem.
+type Answer = hyper::Response<BoxBody<hyper::body::Bytes, io::Error>>;
+
 /// The addresses every request on a connection carries.
 #[derive(Clone)]
 struct Peer {
@@ -137,22 +169,17 @@ async fn serve_connection<E: Endpoint<Output = poem::Response> + 'static>(
         Err(_) => return,
     };
     let activity = io.activity();
-    let service = service_fn(move |req: hyper::Request<Incoming>| {
-        let ep = ep.clone();
-        let peer = peer.clone();
-        async move {
-            let req = poem::Request::from((req, peer.local, peer.remote, peer.scheme));
-            Ok::<_, Infallible>(hyper::Response::from(ep.get_response(req).await))
-        }
-    });
+    let service = App { ep, peer };
     let io = TokioIo::new(io);
     if http2 {
         let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .serve_connection(io, service);
-        drive(conn, &activity, idle_timeout, &finish, &close).await;
+        // Boxed: the task's future is as large as its largest branch, and HTTP/2's
+        // connection state is the larger one while most clients speak HTTP/1.1.
+        Box::pin(drive(conn, activity, idle_timeout, finish, close)).await;
     } else {
         let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
-        drive(conn, &activity, idle_timeout, &finish, &close).await;
+        drive(conn, activity, idle_timeout, finish, close).await;
     }
 }
 
@@ -192,10 +219,10 @@ where
 /// byte either way, closed outright when `close` fires.
 async fn drive<C: GracefulConnection>(
     conn: C,
-    activity: &Activity,
+    activity: Activity,
     idle_timeout: Duration,
-    finish: &CancellationToken,
-    close: &CancellationToken,
+    finish: CancellationToken,
+    close: CancellationToken,
 ) {
     let mut conn = std::pin::pin!(conn);
     let idle = tokio::time::sleep(idle_timeout);
