@@ -14,6 +14,7 @@
 //! local and remote addresses; HTTP/2 by prior knowledge (h2c) is served; on shutdown the
 //! listener closes, every connection is asked to finish (in-flight requests run on,
 //! idle keep-alive connections close), and after the grace period the rest are closed.
+//! (The `/metrics` listener stays on poem's `Server`: few connections, short requests.)
 
 use std::{
     convert::Infallible,
