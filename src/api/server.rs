@@ -164,10 +164,14 @@ async fn serve_connection<E: Endpoint<Output = poem::Response> + 'static>(
     finish: CancellationToken,
     close: CancellationToken,
 ) {
-    let http2 = match io.starts_with_h2_preface().await {
-        Ok(http2) => http2,
-        // Nothing (or too little, too slowly) was sent: there is no request to answer.
-        Err(_) => return,
+    let http2 = tokio::select! {
+        sniffed = io.starts_with_h2_preface() => match sniffed {
+            Ok(http2) => http2,
+            // Nothing (or too little, too slowly) was sent: there is no request to answer.
+            Err(_) => return,
+        },
+        // No request yet (browsers open connections ahead of need): nothing to wait for.
+        () = finish.cancelled() => return,
     };
     let activity = io.activity();
     let service = App { ep, peer };

@@ -336,7 +336,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test]
-async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_connections() {
+async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_and_silent_connections() {
     let app = spawn_app_with(|s| s.server.body_read_timeout_secs = 10).await;
     let base = app.base.clone();
     let mut idle = connect(&app).await;
@@ -344,6 +344,8 @@ async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_connections() 
     assert!(read_response(&mut idle).await.starts_with("HTTP/1.1 200"));
     // A request whose body is still coming when the shutdown begins.
     let mut busy = connect(&app).await;
+    // And one that has sent nothing yet, as browsers open them ahead of need.
+    let mut silent = connect(&app).await;
     busy.write_all(
         b"POST /api/chatkit/session HTTP/1.1\r\nHost: test\r\n\
           Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n",
@@ -352,9 +354,12 @@ async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_connections() 
     .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopping = tokio::spawn(app.stop());
-    // The idle connection is closed at once, without waiting out the grace period (2 s).
-    let raw = read_to_close(&mut idle, Duration::from_millis(1_500)).await;
-    assert!(raw.is_empty(), "{:?}", String::from_utf8_lossy(&raw));
+    // The idle and the silent connections are closed at once, without waiting out the grace
+    // period (2 s) or the silent one's header timeout (10 s).
+    for conn in [&mut idle, &mut silent] {
+        let raw = read_to_close(conn, Duration::from_millis(1_500)).await;
+        assert!(raw.is_empty(), "{:?}", String::from_utf8_lossy(&raw));
+    }
     // No new connections.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let refused = TcpStream::connect(base.trim_start_matches("http://")).await;
