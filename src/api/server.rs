@@ -20,6 +20,7 @@ use std::{
     convert::Infallible,
     future::Future,
     io,
+    pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -181,49 +182,21 @@ async fn serve_connection<E: Endpoint<Output = poem::Response> + 'static>(
             .serve_connection(io, service);
         // Boxed: the task's future is as large as its largest branch, and HTTP/2's
         // connection state is the larger one while most clients speak HTTP/1.1.
-        Box::pin(drive(conn, activity, idle_timeout, finish, close)).await;
+        let graceful = hyper::server::conn::http2::Connection::graceful_shutdown;
+        Box::pin(drive(conn, graceful, activity, idle_timeout, finish, close)).await;
     } else {
         let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
-        drive(conn, activity, idle_timeout, finish, close).await;
+        let graceful = hyper::server::conn::http1::Connection::graceful_shutdown;
+        drive(conn, graceful, activity, idle_timeout, finish, close).await;
     }
 }
 
-/// A hyper connection of either version: both finish the same way.
-trait GracefulConnection: Future {
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
-}
-
-impl<I, S, B> GracefulConnection for hyper::server::conn::http1::Connection<I, S>
-where
-    S: hyper::service::HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
-        hyper::server::conn::http1::Connection::graceful_shutdown(self);
-    }
-}
-
-impl<I, S, B, X> GracefulConnection for hyper::server::conn::http2::Connection<I, S, X>
-where
-    S: hyper::service::HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    X: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
-{
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
-        hyper::server::conn::http2::Connection::graceful_shutdown(self);
-    }
-}
-
-/// Runs `conn` to its end: asked to finish on shutdown or after `idle_timeout` without a
-/// byte either way, closed outright when `close` fires.
-async fn drive<C: GracefulConnection>(
+/// Runs `conn` to its end: asked to finish (`graceful_shutdown`, hyper's method for either
+/// version) on shutdown or after `idle_timeout` without a byte either way, closed outright
+/// when `close` fires.
+async fn drive<C: Future>(
     conn: C,
+    graceful_shutdown: fn(Pin<&mut C>),
     activity: Activity,
     idle_timeout: Duration,
     finish: CancellationToken,
@@ -241,7 +214,7 @@ async fn drive<C: GracefulConnection>(
             () = close.cancelled() => return,
             () = finish.cancelled(), if !finishing => {
                 finishing = true;
-                conn.as_mut().graceful_shutdown();
+                graceful_shutdown(conn.as_mut());
             }
             () = idle.as_mut(), if !finishing => {
                 // The timer is re-armed from the last activity instead of on every byte.
@@ -249,7 +222,7 @@ async fn drive<C: GracefulConnection>(
                 if due <= Instant::now() {
                     tracing::debug!("closing an idle connection");
                     finishing = true;
-                    conn.as_mut().graceful_shutdown();
+                    graceful_shutdown(conn.as_mut());
                 } else {
                     idle.as_mut().reset(due);
                 }

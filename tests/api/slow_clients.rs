@@ -75,6 +75,12 @@ fn parse(raw: &[u8]) -> (u16, Value) {
 
 const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n";
 
+/// A request in flight: its head and the first chunk of its body, the rest to follow
+/// ([`REST_OF_THE_POST`]; answered 401, having no bearer).
+const HALF_A_POST: &[u8] = b"POST /api/chatkit/session HTTP/1.1\r\nHost: test\r\n\
+    Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n";
+const REST_OF_THE_POST: &[u8] = b"1\r\n}\r\n0\r\n\r\n";
+
 #[tokio::test]
 async fn a_head_trickled_past_the_header_timeout_is_answered_408_and_closed() {
     let app = spawn_app_with(|s| s.server.header_read_timeout_secs = 1).await;
@@ -346,12 +352,7 @@ async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_and_silent_con
     let mut busy = connect(&app).await;
     // And one that has sent nothing yet, as browsers open them ahead of need.
     let mut silent = connect(&app).await;
-    busy.write_all(
-        b"POST /api/chatkit/session HTTP/1.1\r\nHost: test\r\n\
-          Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n",
-    )
-    .await
-    .unwrap();
+    busy.write_all(HALF_A_POST).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopping = tokio::spawn(app.stop());
     // The idle and the silent connections are closed at once, without waiting out the grace
@@ -365,7 +366,7 @@ async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_and_silent_con
     let refused = TcpStream::connect(base.trim_start_matches("http://")).await;
     assert!(refused.is_err(), "still accepting");
     // The busy one gets its answer, then the server is done.
-    busy.write_all(b"1\r\n}\r\n0\r\n\r\n").await.unwrap();
+    busy.write_all(REST_OF_THE_POST).await.unwrap();
     let text = timeout(Duration::from_secs(5), read_response(&mut busy))
         .await
         .expect("answered");
@@ -374,4 +375,25 @@ async fn shutdown_lets_a_request_in_flight_finish_and_closes_idle_and_silent_con
         .await
         .expect("the server stops")
         .unwrap();
+}
+
+#[tokio::test]
+async fn the_idle_timeout_lets_a_silent_request_in_flight_finish() {
+    let app = spawn_app_with(|s| {
+        s.server.idle_timeout_secs = 1;
+        s.server.body_read_timeout_secs = 10;
+    })
+    .await;
+    let mut conn = connect(&app).await;
+    conn.write_all(HALF_A_POST).await.unwrap();
+    // No byte either way for longer than the idle timeout, mid-request.
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    conn.write_all(REST_OF_THE_POST).await.unwrap();
+    let text = timeout(Duration::from_secs(5), read_response(&mut conn))
+        .await
+        .expect("answered");
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    // Then the connection, idle past its timeout, is closed.
+    let raw = read_to_close(&mut conn, Duration::from_secs(5)).await;
+    assert!(raw.is_empty(), "{:?}", String::from_utf8_lossy(&raw));
 }
