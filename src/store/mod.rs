@@ -410,9 +410,25 @@ impl Store {
             let sqlx_err = |e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e));
             // Built with sqlx directly: sea-orm's options cannot ask sqlx to report acquire
             // times (the `db_pool_acquire_seconds` metric).
-            let connect = PgConnectOptions::from_str(url)
+            let mut connect = PgConnectOptions::from_str(url)
                 .map_err(sqlx_err)?
                 .disable_statement_logging();
+            // Every statement here is an index lookup by design (primary keys, the
+            // user-scoped keyset indexes), but PostgreSQL plans a prepared statement once
+            // per connection (a generic plan, from its sixth run) with the table sizes of
+            // that moment: on a young table a sequential scan is cheapest, and the plan
+            // keeps it while the table grows, until an ANALYZE. The turn batch's thread
+            // update did exactly that: with 5,000 threads, every batch read them all
+            // (issue 11, measured in the README). With sequential scans off the planner
+            // takes the index wherever one applies (and still scans a table none serves).
+            // A URL that sets `enable_seqscan` itself (`?options=-c enable_seqscan=on`)
+            // is left as it is.
+            if !connect
+                .get_options()
+                .is_some_and(|o| o.contains("enable_seqscan"))
+            {
+                connect = connect.options([("enable_seqscan", "off")]);
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .min_connections(1)

@@ -37,7 +37,7 @@ use super::{Decided, Plan};
 use crate::domain::UserId;
 
 // The status strings are the `ItemStatus` values as stored ('pending', 'completed').
-const BATCH: &str = "\
+pub(super) const BATCH: &str = "\
 WITH touched AS (
     SELECT * FROM json_to_recordset($1::json) AS v(id varchar, user_id varchar, n int)),
 claims AS (
