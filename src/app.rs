@@ -112,7 +112,10 @@ impl Application {
         // MCP servers connect in the background: one that is down does not delay start-up.
         let mcp =
             crate::agent::McpHub::start(&settings.agent.mcp_servers, &settings.session.issuer);
-        let agent = agent.unwrap_or_else(|| crate::agent::from_settings(&settings.agent));
+        let agent = match agent {
+            Some(agent) => agent,
+            None => crate::agent::from_settings(&settings.agent)?,
+        };
         let agent = crate::agent::with_tool_servers(
             agent,
             mcp.clone(),

@@ -301,6 +301,47 @@ pub struct AgentSettings {
     mcp: McpShorthand,
 }
 
+/// How model calls reach the provider (`agent.openai.http2`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Http2Setting")]
+pub enum Http2Mode {
+    /// HTTP/2 where TLS negotiates it: over `https` ALPN offers `h2` and `http/1.1` and the
+    /// server picks (a server without h2 gets HTTP/1.1); over `http`, HTTP/1.1.
+    Auto,
+    /// HTTP/2 only: ALPN `h2` over `https`, prior knowledge (h2c) over `http`.
+    Always,
+    /// HTTP/1.1 only.
+    Never,
+}
+
+/// `agent.openai.http2` as written: a name, or a boolean (`true` was `always` and `false`
+/// `never` before `auto` existed, and still are).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Http2Setting {
+    Flag(bool),
+    Name(String),
+}
+
+impl TryFrom<Http2Setting> for Http2Mode {
+    type Error = String;
+
+    fn try_from(value: Http2Setting) -> Result<Self, Self::Error> {
+        match value {
+            Http2Setting::Flag(true) => Ok(Self::Always),
+            Http2Setting::Flag(false) => Ok(Self::Never),
+            Http2Setting::Name(name) => match name.to_ascii_lowercase().as_str() {
+                "auto" => Ok(Self::Auto),
+                "always" | "true" => Ok(Self::Always),
+                "never" | "false" => Ok(Self::Never),
+                _ => Err(format!(
+                    "agent.openai.http2 = {name:?}: use \"auto\", \"always\" or \"never\""
+                )),
+            },
+        }
+    }
+}
+
 /// Which agent answers messages (`agent.provider`, `AGENT_PROVIDER`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -345,10 +386,14 @@ pub struct OpenAiSettings {
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
     pub connect_timeout_ms: u64,
-    /// HTTP/2 to the provider (many streams per connection) instead of HTTP/1.1.
-    pub http2: bool,
-    /// With `http2`: streams carried at once by one connection before another is opened.
+    /// Whether model calls go over HTTP/2 (many streams per connection) or HTTP/1.1.
+    pub http2: Http2Mode,
+    /// Over HTTP/2: streams carried at once by one connection before another is opened.
     pub http2_streams_per_connection: u32,
+    /// A PEM file of certificate authorities trusted for the provider's TLS certificate,
+    /// besides the built-in web roots (a self-hosted server with a private CA).
+    #[serde(default)]
+    pub ca_file: Option<String>,
     pub first_token_timeout_ms: u64,
     pub total_timeout_ms: u64,
     pub max_tool_steps: u32,

@@ -25,6 +25,7 @@ pub use openai::OpenAiAgent;
 pub use prompt::PromptTemplate;
 pub use provider::{Agent, AgentAnswer, AgentRequest, HistoryMessage};
 pub use tools::{TaskTools, ToolError};
+pub use upstream::SetupError;
 
 use async_trait::async_trait;
 
@@ -85,13 +86,12 @@ impl Agent for WithToolServers {
 }
 
 /// The provider named by configuration.
-#[must_use]
-pub fn from_settings(settings: &AgentSettings) -> Arc<dyn Agent> {
-    match settings.provider {
+pub fn from_settings(settings: &AgentSettings) -> Result<Arc<dyn Agent>, SetupError> {
+    Ok(match settings.provider {
         AgentProvider::OpenAi => Arc::new(OpenAiAgent::new(
             settings.openai.clone(),
             PromptTemplate::load(&settings.system_prompt_file),
-        )),
+        )?),
         AgentProvider::Local => Arc::new(LocalAgent),
-    }
+    })
 }

@@ -25,7 +25,7 @@ use super::{
     prompt::PromptTemplate,
     provider::{Agent, AgentAnswer, AgentRequest},
     tools::TaskTools,
-    upstream::Upstream,
+    upstream::{ClientOptions, SetupError, Upstream},
 };
 use crate::config::OpenAiSettings;
 
@@ -277,25 +277,33 @@ fn read_chunk(data: &str) -> Result<Chunk<'_>, AttemptError> {
 }
 
 impl OpenAiAgent {
-    /// An agent calling `settings.base_url` with `prompt` as the system message.
-    #[must_use]
-    pub fn new(settings: OpenAiSettings, prompt: PromptTemplate) -> Self {
-        let connect = Duration::from_millis(settings.connect_timeout_ms);
-        let upstream = if settings.http2 {
-            Upstream::http2(connect, settings.http2_streams_per_connection as usize)
-        } else {
-            Upstream::http1(connect)
-        };
+    /// An agent calling `settings.base_url` with `prompt` as the system message; fails
+    /// only on an unusable `ca_file`.
+    pub fn new(settings: OpenAiSettings, prompt: PromptTemplate) -> Result<Self, SetupError> {
+        let options = ClientOptions::new(
+            Duration::from_millis(settings.connect_timeout_ms),
+            settings.ca_file.as_deref(),
+        )?;
+        let https = settings
+            .base_url
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        let upstream = Upstream::new(
+            settings.http2,
+            https,
+            settings.http2_streams_per_connection as usize,
+            options,
+        );
         let url = format!(
             "{}/chat/completions",
             settings.base_url.trim_end_matches('/')
         );
-        Self {
+        Ok(Self {
             upstream,
             url,
             settings,
             prompt,
-        }
+        })
     }
 
     fn backoff(&self, attempt: u32, hinted: Option<Duration>) -> Duration {

@@ -1,13 +1,15 @@
 //! The HTTP clients that carry model calls to the provider.
 //!
-//! Over HTTP/1.1 (the default) every concurrent model stream holds a TCP connection of
-//! its own, with hyper's buffers and tasks for it (~17 KB per open stream in the streams
-//! benchmark, README "HTTP/2 to the provider"). Over HTTP/2 (`agent.openai.http2`) many
-//! streams share a connection; but one reqwest client keeps a single HTTP/2 connection
-//! per host, and hyper queues every stream beyond the server's concurrent-stream limit on
-//! it, so a burst of turns would wait behind each other. Hence a set of clients, each
-//! given at most `http2_streams_per_connection` streams at a time: a new client (and so a
-//! new connection) is made only when every existing one is full.
+//! Over HTTP/1.1 every concurrent model stream holds a TCP (and TLS) connection of its
+//! own, with hyper's buffers and tasks for it (~17 KB per open stream in the streams
+//! benchmark, README "HTTP/2 to the provider"). Over HTTP/2 (`agent.openai.http2`: by
+//! default wherever TLS negotiates it) many streams share a connection; but one reqwest
+//! client keeps a single HTTP/2 connection per host, and hyper queues every stream beyond
+//! the server's concurrent-stream limit on it, so a burst of turns would wait behind each
+//! other. Hence a set of clients, each given at most `http2_streams_per_connection`
+//! streams at a time: a new client (and so a new connection) is made only when every
+//! existing one is full. Where ALPN settles on HTTP/1.1 instead, the same set works: each
+//! client then opens a connection per stream, as the HTTP/1.1 client does.
 
 use std::{
     sync::{Arc, Mutex, PoisonError, Weak},
@@ -15,6 +17,8 @@ use std::{
 };
 
 use tokio::time::Instant;
+
+use crate::config::Http2Mode;
 
 /// Idle HTTP/1.1 connections to the provider kept for reuse.
 const IDLE_PROVIDER_CONNECTIONS: usize = 64;
@@ -28,13 +32,57 @@ pub struct Upstream {
     mode: Mode,
 }
 
+/// What every client to the provider is built with.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub connect_timeout: Duration,
+    /// Certificate authorities trusted besides the built-in web roots.
+    pub roots: Vec<reqwest::Certificate>,
+}
+
+/// Why the provider's clients could not be set up (at start-up).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("agent.openai.ca_file {path:?}: {reason}")]
+    CaFile { path: String, reason: String },
+}
+
+impl ClientOptions {
+    /// The options for `connect_timeout`, trusting the authorities in the PEM file
+    /// `ca_file` too (it must hold at least one certificate).
+    pub fn new(connect_timeout: Duration, ca_file: Option<&str>) -> Result<Self, SetupError> {
+        let roots = match ca_file.filter(|path| !path.trim().is_empty()) {
+            None => Vec::new(),
+            Some(path) => {
+                let fail = |reason: String| SetupError::CaFile {
+                    path: path.to_owned(),
+                    reason,
+                };
+                let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+                let roots = reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| fail(format!("not PEM certificates: {e}")))?;
+                if roots.is_empty() {
+                    return Err(fail("holds no certificate".into()));
+                }
+                roots
+            }
+        };
+        Ok(Self {
+            connect_timeout,
+            roots,
+        })
+    }
+}
+
 enum Mode {
     Http1(reqwest::Client),
     Http2(Arc<Http2Clients>),
 }
 
 struct Http2Clients {
-    connect_timeout: Duration,
+    options: ClientOptions,
+    /// HTTP/2 only (ALPN `h2` alone, or h2c by prior knowledge), not as ALPN settles it.
+    only_http2: bool,
     per_connection: usize,
     // Locked only to pick, release or prune (no await under it); a client is made under
     // it only when all are full.
@@ -84,12 +132,16 @@ impl Drop for Lease {
     }
 }
 
-fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
+fn builder(options: &ClientOptions) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(options.connect_timeout)
         .user_agent(concat!("chatkit-gateway/", env!("CARGO_PKG_VERSION")))
         // Connections left idle (after a burst) close soon instead of keeping their buffers.
-        .pool_idle_timeout(IDLE)
+        .pool_idle_timeout(IDLE);
+    options
+        .roots
+        .iter()
+        .fold(builder, |b, root| b.add_root_certificate(root.clone()))
 }
 
 impl Http2Clients {
@@ -124,11 +176,25 @@ impl Http2Clients {
 }
 
 impl Upstream {
+    /// The clients `mode` asks for, for a provider at `https` or plain `http`.
+    #[must_use]
+    pub fn new(
+        mode: Http2Mode,
+        https: bool,
+        per_connection: usize,
+        options: ClientOptions,
+    ) -> Self {
+        match (mode, https) {
+            (Http2Mode::Never, _) | (Http2Mode::Auto, false) => Self::http1(&options),
+            (Http2Mode::Auto, true) => Self::http2(options, per_connection, false),
+            (Http2Mode::Always, _) => Self::http2(options, per_connection, true),
+        }
+    }
+
     /// HTTP/1.1 only: one connection per concurrent stream, as every OpenAI-compatible
     /// server accepts.
-    #[must_use]
-    pub fn http1(connect_timeout: Duration) -> Self {
-        let client = builder(connect_timeout)
+    fn http1(options: &ClientOptions) -> Self {
+        let client = builder(options)
             .http1_only()
             // Every streamed turn holds its own provider connection. After a burst (5,000
             // concurrent streams in the benchmark) all of them went idle into the pool and
@@ -141,13 +207,14 @@ impl Upstream {
         }
     }
 
-    /// HTTP/2 only (negotiated by ALPN over `https`, prior knowledge over `http`), at most
-    /// `per_connection` concurrent streams on each connection.
-    #[must_use]
-    pub fn http2(connect_timeout: Duration, per_connection: usize) -> Self {
+    /// At most `per_connection` concurrent streams on each connection: HTTP/2 only (ALPN
+    /// `h2` over `https`, prior knowledge over `http`) if `only_http2`, otherwise as ALPN
+    /// settles it.
+    fn http2(options: ClientOptions, per_connection: usize, only_http2: bool) -> Self {
         Self {
             mode: Mode::Http2(Arc::new(Http2Clients {
-                connect_timeout,
+                options,
+                only_http2,
                 per_connection: per_connection.max(1),
                 state: Mutex::default(),
             })),
@@ -176,8 +243,13 @@ impl Upstream {
         {
             Some(index) => index,
             None => {
-                let client = builder(set.connect_timeout)
-                    .http2_prior_knowledge()
+                let builder = builder(&set.options);
+                let builder = if set.only_http2 {
+                    builder.http2_prior_knowledge()
+                } else {
+                    builder
+                };
+                let client = builder
                     .build()
                     .expect("a reqwest client with timeouts builds");
                 let id = state.next_id;
@@ -215,9 +287,30 @@ impl Upstream {
 mod tests {
     use super::*;
 
+    fn options() -> ClientOptions {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(1),
+            roots: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_mode_and_scheme_choose_the_clients() {
+        let shared = |mode, https| match Upstream::new(mode, https, 100, options()).mode {
+            Mode::Http2(set) => Some(set.only_http2),
+            Mode::Http1(_) => None,
+        };
+        assert_eq!(shared(Http2Mode::Auto, true), Some(false));
+        assert_eq!(shared(Http2Mode::Auto, false), None);
+        assert_eq!(shared(Http2Mode::Always, true), Some(true));
+        assert_eq!(shared(Http2Mode::Always, false), Some(true));
+        assert_eq!(shared(Http2Mode::Never, true), None);
+        assert_eq!(shared(Http2Mode::Never, false), None);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_new_client_is_made_only_when_every_one_is_full() {
-        let up = Upstream::http2(Duration::from_secs(1), 2);
+        let up = Upstream::http2(options(), 2, true);
         let a = up.lease();
         let b = up.lease();
         assert_eq!(up.counts(), [2]);
@@ -238,7 +331,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn clients_beyond_the_first_are_dropped_once_idle() {
-        let up = Upstream::http2(Duration::from_secs(1), 1);
+        let up = Upstream::http2(options(), 1, true);
         let leases: Vec<_> = (0..3).map(|_| up.lease()).collect();
         assert_eq!(up.counts(), [1, 1, 1]);
         // Busy clients stay, however long their streams last.
@@ -263,7 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn http1_leases_count_nothing() {
-        let up = Upstream::http1(Duration::from_secs(1));
+        let up = Upstream::http1(&options());
         let _a = up.lease();
         let _b = up.lease();
         assert!(up.counts().is_empty());

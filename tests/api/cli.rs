@@ -70,6 +70,27 @@ fn public_environment_names_override_defaults() {
 }
 
 #[test]
+fn the_provider_http2_setting_takes_a_name_or_a_boolean() {
+    use chatkit_gateway::config::Http2Mode;
+    let load = |value: Option<&str>| {
+        let mut pairs = vec![("APP_CONFIG_DIR", "/nonexistent")];
+        pairs.extend(value.map(|v| ("GATEWAY__AGENT__OPENAI__HTTP2", v)));
+        Settings::load_from(&vars(&pairs))
+            .map(|s| s.agent.openai.http2)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(load(None), Ok(Http2Mode::Auto));
+    assert_eq!(load(Some("auto")), Ok(Http2Mode::Auto));
+    assert_eq!(load(Some("always")), Ok(Http2Mode::Always));
+    assert_eq!(load(Some("never")), Ok(Http2Mode::Never));
+    // The booleans of the setting before `auto`.
+    assert_eq!(load(Some("true")), Ok(Http2Mode::Always));
+    assert_eq!(load(Some("false")), Ok(Http2Mode::Never));
+    let err = load(Some("sometimes")).unwrap_err();
+    assert!(err.contains("agent.openai.http2"), "{err}");
+}
+
+#[test]
 fn production_refuses_development_or_weak_secrets() {
     let strong_a = "a-strong-random-session-secret-0123456789";
     let strong_b = "a-strong-random-upstream-secret-987654321";

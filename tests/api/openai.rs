@@ -20,7 +20,7 @@ use chatkit_gateway::{
         Agent, AgentAnswer, AgentError, AgentRequest, EventSink, OpenAiAgent, PromptTemplate,
         TaskTools,
     },
-    config::AgentProvider,
+    config::{AgentProvider, Http2Mode},
     store::Store,
     Settings,
 };
@@ -147,17 +147,33 @@ impl FakeModel {
     }
 
     async fn start_with(fake: Fake, scripts: Vec<Script>) -> Self {
+        Self::serve(fake, scripts, None).await
+    }
+
+    /// Over `https`, with the test CA's certificate for 127.0.0.1, offering the `alpn`
+    /// protocols.
+    async fn start_tls(fake: Fake, scripts: Vec<Script>, alpn: &[&[u8]]) -> Self {
+        Self::serve(fake, scripts, Some(alpn)).await
+    }
+
+    async fn serve(fake: Fake, scripts: Vec<Script>, tls: Option<&[&[u8]]>) -> Self {
         fake.scripts.lock().unwrap().extend(scripts);
-        let base = serve_on_loopback(
-            Route::new()
-                .at("/v1/chat/completions", post(completions))
-                .data(fake.clone()),
-        )
-        .await;
+        let api = Route::new()
+            .at("/v1/chat/completions", post(completions))
+            .data(fake.clone());
+        let base = match tls {
+            None => serve_on_loopback(api).await,
+            Some(alpn) => serve_tls_on_loopback(api, alpn).await,
+        };
         Self {
             base: format!("{base}/v1"),
             fake,
         }
+    }
+
+    /// Each call's HTTP version and connection, in arrival order.
+    fn transport(&self) -> Vec<(poem::http::Version, String)> {
+        self.fake.transport.lock().unwrap().clone()
     }
 
     fn requests(&self) -> Vec<Value> {
@@ -173,6 +189,70 @@ impl FakeModel {
     fn push(&self, script: Script) {
         self.fake.scripts.lock().unwrap().push_back(script);
     }
+}
+
+/// The test CA (tests/fixtures/tls: a private CA, and a certificate it signed for
+/// 127.0.0.1 and localhost, valid for a century; test material only).
+const TEST_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+
+/// Serves `endpoint` over TLS on loopback (hyper's HTTP/1.1 or HTTP/2, as ALPN settles it
+/// among `alpn`) and returns its `https://` base.
+async fn serve_tls_on_loopback(
+    endpoint: impl poem::IntoEndpoint<Endpoint: 'static>,
+    alpn: &[&[u8]],
+) -> String {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use poem::{
+        web::{LocalAddr, RemoteAddr},
+        Endpoint,
+    };
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let fixture = |name: &str| format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+    let certs = CertificateDer::pem_file_iter(fixture("provider.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(fixture("provider.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap();
+    let endpoint = Arc::new(endpoint.into_endpoint().map_to_response());
+    tokio::spawn(async move {
+        while let Ok((tcp, remote)) = listener.accept().await {
+            let (acceptor, endpoint) = (acceptor.clone(), endpoint.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req| {
+                    let endpoint = endpoint.clone();
+                    async move {
+                        let req = poem::Request::from((
+                            req,
+                            LocalAddr(local.into()),
+                            RemoteAddr(remote.into()),
+                            poem::http::uri::Scheme::HTTPS,
+                        ));
+                        let answer = hyper::Response::from(endpoint.get_response(req).await);
+                        Ok::<_, std::convert::Infallible>(answer)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    format!("https://127.0.0.1:{}", local.port())
 }
 
 // Chunk builders in OpenAI's shape.
@@ -212,54 +292,149 @@ fn tool_call(id: &str, name: &str, parts: &[&str]) -> Script {
     }
 }
 
-#[tokio::test]
-async fn over_http2_concurrent_turns_share_connections_up_to_the_configured_count() {
-    // Five model calls held open together (no answer streams a chunk before all five
-    // have arrived, though their heads have gone out), two streams per connection: three
-    // connections, every call on HTTP/2.
-    const TURNS: usize = 5;
-    let fake = Fake {
-        gate: Some((TURNS, Arc::new(tokio::sync::Barrier::new(TURNS)))),
+/// Model calls held open together: the fake's first `HELD` answers stream nothing before
+/// all have arrived (though their heads have gone out).
+const HELD: usize = 5;
+
+fn held() -> Fake {
+    Fake {
+        gate: Some((HELD, Arc::new(tokio::sync::Barrier::new(HELD)))),
         ..Fake::default()
-    };
-    let model = FakeModel::start_with(fake, vec![text(&["Shared", " line"]); TURNS]).await;
-    let app = gateway(&model, |s| {
-        s.agent.openai.http2 = true;
-        s.agent.openai.http2_streams_per_connection = 2;
-    })
-    .await;
+    }
+}
+
+fn held_answers() -> Vec<Script> {
+    vec![text(&["Shared", " line"]); HELD]
+}
+
+/// `HELD` turns sent at once, each answered; how their calls arrived (version, connection).
+async fn held_turns(app: &TestApp, model: &FakeModel) -> Vec<(poem::http::Version, String)> {
     let t = app.login("alice").await;
-    let messages: Vec<String> = (0..TURNS).map(|i| format!("hi {i}")).collect();
+    let messages: Vec<String> = (0..HELD).map(|i| format!("hi {i}")).collect();
     let replies =
         futures_util::future::join_all(messages.iter().map(|m| app.send(&t, None, m))).await;
     for reply in replies {
         assert_eq!(reply.ok()["response"], "Shared line");
     }
-    let transport = model.fake.transport.lock().unwrap().clone();
-    assert_eq!(transport.len(), TURNS);
+    let transport = model.transport();
+    assert_eq!(transport.len(), HELD);
+    transport
+}
+
+/// The distinct connections of `transport`, checking every call came over `version`.
+fn connections(
+    transport: &[(poem::http::Version, String)],
+    version: poem::http::Version,
+) -> std::collections::HashSet<String> {
     assert!(
-        transport
-            .iter()
-            .all(|(v, _)| *v == poem::http::Version::HTTP_2),
+        transport.iter().all(|(v, _)| *v == version),
         "{transport:?}"
     );
-    let connections: std::collections::HashSet<_> = transport.iter().map(|(_, c)| c).collect();
+    transport.iter().map(|(_, c)| c.clone()).collect()
+}
+
+#[tokio::test]
+async fn over_http2_concurrent_turns_share_connections_up_to_the_configured_count() {
+    // Two streams per connection: three connections for the five calls, over h2c.
+    let model = FakeModel::start_with(held(), held_answers()).await;
+    let app = gateway(&model, |s| {
+        s.agent.openai.http2 = Http2Mode::Always;
+        s.agent.openai.http2_streams_per_connection = 2;
+    })
+    .await;
+    let transport = held_turns(&app, &model).await;
+    let connections = connections(&transport, poem::http::Version::HTTP_2);
     assert_eq!(connections.len(), 3, "{transport:?}");
 
     // Once those streams are over, the next turn goes out on a connection already open.
     model.push(text(&["Again"]));
+    let t = app.login("alice").await;
     let reply = app.send(&t, None, "once more").await.ok();
     assert_eq!(reply["response"], "Again");
-    let last = model
-        .fake
-        .transport
-        .lock()
-        .unwrap()
-        .last()
-        .unwrap()
-        .1
-        .clone();
+    let last = model.transport().last().unwrap().1.clone();
     assert!(connections.contains(&last), "{last} not in {connections:?}");
+}
+
+#[tokio::test]
+async fn over_https_http2_is_negotiated_by_default_and_connections_are_shared() {
+    // A server offering h2 and HTTP/1.1 by ALPN, as hosted APIs do, behind a private CA.
+    let alpn: &[&[u8]] = &[b"h2", b"http/1.1"];
+    let model = FakeModel::start_tls(held(), held_answers(), alpn).await;
+    assert!(model.base.starts_with("https://"));
+    let app = gateway(&model, |s| {
+        s.agent.openai.ca_file = Some(TEST_CA.into());
+        s.agent.openai.http2_streams_per_connection = 2;
+    })
+    .await;
+    assert_eq!(app.settings.agent.openai.http2, Http2Mode::Auto);
+    let transport = held_turns(&app, &model).await;
+    assert_eq!(
+        connections(&transport, poem::http::Version::HTTP_2).len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn over_https_a_server_without_h2_is_spoken_to_over_http1() {
+    // The same default against a server whose ALPN offers HTTP/1.1 only: ALPN settles on
+    // it, and every concurrent call holds a connection of its own.
+    let alpn: &[&[u8]] = &[b"http/1.1"];
+    let model = FakeModel::start_tls(held(), held_answers(), alpn).await;
+    let app = gateway(&model, |s| {
+        s.agent.openai.ca_file = Some(TEST_CA.into());
+        s.agent.openai.http2_streams_per_connection = 2;
+    })
+    .await;
+    let transport = held_turns(&app, &model).await;
+    assert_eq!(
+        connections(&transport, poem::http::Version::HTTP_11).len(),
+        HELD
+    );
+}
+
+#[tokio::test]
+async fn a_provider_certificate_from_an_authority_not_trusted_fails_the_turn() {
+    // No `ca_file`: the fake's private CA is not among the web roots.
+    let model = FakeModel::start_tls(Fake::default(), vec![text(&["never sent"])], &[b"h2"]).await;
+    let app = gateway(&model, |s| s.agent.openai.max_retries = 0).await;
+    let t = app.login("alice").await;
+    app.send(&t, None, "hi")
+        .await
+        .assert_error(502, "agent.unavailable");
+    assert!(model.transport().is_empty());
+    let threads = app.get("/api/chatkit/threads", &t).await.ok();
+    let id = threads["threads"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        roles(&app.all_messages(&t, &id).await),
+        [("user", "failed")]
+    );
+}
+
+#[test]
+fn an_unusable_ca_file_stops_the_start() {
+    let mut settings = Settings::defaults();
+    settings.agent.provider = AgentProvider::OpenAi;
+    for (path, says) in [
+        ("/nonexistent/ca.pem", "No such file"),
+        // A private key is PEM, but not a certificate.
+        (
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/tls/provider.key"
+            ),
+            "no certificate",
+        ),
+    ] {
+        settings.agent.openai.ca_file = Some(path.into());
+        let err = chatkit_gateway::agent::from_settings(&settings.agent)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("agent.openai.ca_file") && err.contains(says),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -285,7 +460,7 @@ async fn http2_against_a_server_that_only_speaks_http1_fails_the_turn_clearly() 
     let app = spawn_app_with(|s| {
         use_model_at(s, &base);
         s.agent.openai.max_retries = 1;
-        s.agent.openai.http2 = true;
+        s.agent.openai.http2 = Http2Mode::Always;
     })
     .await;
     let t = app.login("alice").await;
@@ -1015,10 +1190,9 @@ async fn a_database_failure_inside_a_tool_call_is_a_503_not_a_model_failure() {
     let model = FakeModel::start(vec![add()]).await;
     let mut settings = Settings::defaults();
     use_model(&mut settings, &model);
-    let agent = ToolsWithoutDatabase(OpenAiAgent::new(
-        settings.agent.openai,
-        PromptTemplate::load("/nonexistent"),
-    ));
+    let agent = ToolsWithoutDatabase(
+        OpenAiAgent::new(settings.agent.openai, PromptTemplate::load("/nonexistent")).unwrap(),
+    );
     let app = spawn_app_with_agent(Arc::new(agent), |s| use_model(s, &model)).await;
     let t = app.login("alice").await;
     app.send(&t, None, "add x")
