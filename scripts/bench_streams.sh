@@ -21,7 +21,7 @@
 #   --streams N            concurrent streamed turns (default 5000)
 #   --protocol P           rest, chatkit or both (default both)
 #   --provider-http2       the gateway reaches the provider over HTTP/2 (h2c prior knowledge,
-#                          agent.openai.http2 with its default 100 streams per connection;
+#                          agent.openai.http2 = always with 100 streams per connection;
 #                          the fake allows 100), instead of one HTTP/1.1 connection per stream
 #   --calibrate            first run the same load straight against the fake provider (no
 #                          gateway): the latency this harness itself adds on this machine
@@ -166,10 +166,10 @@ export RUST_LOG=warn
 # Offline and local only: HS256 dev tokens, no key server, no Redis, no MCP server.
 unset BETTER_AUTH_URL BETTER_AUTH_JWKS_URL REDIS_URL MCP_SERVER_URL METRICS_ADDR
 if ((PROVIDER_HTTP2)); then
-    export GATEWAY__AGENT__OPENAI__HTTP2=true GATEWAY__AGENT__OPENAI__HTTP2_STREAMS_PER_CONNECTION=100
+    export GATEWAY__AGENT__OPENAI__HTTP2=always GATEWAY__AGENT__OPENAI__HTTP2_STREAMS_PER_CONNECTION=100
     PROVIDER_HTTP="HTTP/2 (100 streams per connection)"
 else
-    export GATEWAY__AGENT__OPENAI__HTTP2=false
+    export GATEWAY__AGENT__OPENAI__HTTP2=never
     PROVIDER_HTTP=HTTP/1.1
 fi
 
