@@ -23,6 +23,11 @@
 #   --provider-http2       the gateway reaches the provider over HTTP/2 (h2c prior knowledge,
 #                          agent.openai.http2 = always with 100 streams per connection;
 #                          the fake allows 100), instead of one HTTP/1.1 connection per stream
+#   --provider-tls         the fake provider serves https (ALPN h2 and http/1.1, the test CA's
+#                          certificate, trusted by the gateway through agent.openai.ca_file),
+#                          as hosted APIs do; with the default agent.openai.http2 = auto the
+#                          gateway then speaks HTTP/2 to it (GATEWAY__AGENT__OPENAI__HTTP2=never
+#                          in the environment: HTTP/1.1 over TLS)
 #   --calibrate            first run the same load straight against the fake provider (no
 #                          gateway): the latency this harness itself adds on this machine
 #   --keep                 keep the temp dir (gateway logs) and print where it is
@@ -51,6 +56,7 @@ PROTOCOLS=(rest chatkit)
 KEEP=0
 CALIBRATE=0
 PROVIDER_HTTP2=0
+PROVIDER_TLS=0
 EXTRA=()
 while (($#)); do
     case $1 in
@@ -66,6 +72,7 @@ while (($#)); do
         ;;
     --calibrate) CALIBRATE=1; shift ;;
     --provider-http2) PROVIDER_HTTP2=1; shift ;;
+    --provider-tls) PROVIDER_TLS=1; shift ;;
     --keep) KEEP=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -166,11 +173,20 @@ export RUST_LOG=warn
 # Offline and local only: HS256 dev tokens, no key server, no Redis, no MCP server.
 unset BETTER_AUTH_URL BETTER_AUTH_JWKS_URL REDIS_URL MCP_SERVER_URL METRICS_ADDR
 if ((PROVIDER_HTTP2)); then
-    export GATEWAY__AGENT__OPENAI__HTTP2=always GATEWAY__AGENT__OPENAI__HTTP2_STREAMS_PER_CONNECTION=100
-    PROVIDER_HTTP="HTTP/2 (100 streams per connection)"
+    export GATEWAY__AGENT__OPENAI__HTTP2=always
+fi
+# The gateway's default unless told otherwise: auto (HTTP/2 where TLS negotiates it).
+export GATEWAY__AGENT__OPENAI__HTTP2=${GATEWAY__AGENT__OPENAI__HTTP2:-auto}
+export GATEWAY__AGENT__OPENAI__HTTP2_STREAMS_PER_CONNECTION=100
+case ${GATEWAY__AGENT__OPENAI__HTTP2},$PROVIDER_TLS in
+always,* | true,* | auto,1) PROVIDER_HTTP="HTTP/2 (100 streams per connection)" ;;
+*) PROVIDER_HTTP=HTTP/1.1 ;;
+esac
+if ((PROVIDER_TLS)); then
+    PROVIDER_HTTP="$PROVIDER_HTTP over TLS (agent.openai.http2 = $GATEWAY__AGENT__OPENAI__HTTP2)"
+    EXTRA=(--provider-tls ${EXTRA[@]+"${EXTRA[@]}"})
 else
-    export GATEWAY__AGENT__OPENAI__HTTP2=never
-    PROVIDER_HTTP=HTTP/1.1
+    PROVIDER_HTTP="$PROVIDER_HTTP (agent.openai.http2 = $GATEWAY__AGENT__OPENAI__HTTP2)"
 fi
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)

@@ -77,6 +77,11 @@ struct Args {
     /// upstream connections after the load (its memory "after" shows what else remains).
     #[arg(long)]
     provider_close: bool,
+    /// The fake provider serves `https` (ALPN h2 and http/1.1, the certificate of the
+    /// project's test CA, which the started gateway is told to trust with
+    /// `agent.openai.ca_file`), as hosted APIs do.
+    #[arg(long)]
+    provider_tls: bool,
     /// Port of the fake provider (0: any free one).
     #[arg(long, default_value_t = 0)]
     provider_port: u16,
@@ -145,6 +150,12 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The fake provider's base URL (its `/v1`).
+fn provider_base(tls: bool, port: u16) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://127.0.0.1:{port}/v1")
+}
+
 fn start_gateway(
     args: &Args,
     bin: &PathBuf,
@@ -166,7 +177,7 @@ fn start_gateway(
         .env("AGENT_PROVIDER", "openai")
         .env(
             "OPENAI_BASE_URL",
-            format!("http://127.0.0.1:{provider_port}/v1"),
+            provider_base(args.provider_tls, provider_port),
         )
         .env("OPENAI_API_KEY", "fake")
         .env("HOST", "127.0.0.1")
@@ -174,6 +185,12 @@ fn start_gateway(
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
+    if args.provider_tls {
+        command.env(
+            "GATEWAY__AGENT__OPENAI__CA_FILE",
+            format!("{}/ca.pem", provider::TLS_FIXTURES),
+        );
+    }
     for (key, default) in [("APP_ENV", "development"), ("RUST_LOG", "warn")] {
         if std::env::var_os(key).is_none() {
             command.env(key, default);
@@ -331,8 +348,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         over,
         close: args.provider_close,
     };
-    let (provider_port, provider_stats) = provider::serve(args.provider_port, pacing).await?;
-    eprintln!("[loadgen] fake provider on http://127.0.0.1:{provider_port}/v1");
+    ensure!(
+        !(args.provider_tls && args.protocol == Protocol::Direct),
+        "--provider-tls is for the gateway's side: the direct protocol speaks plain http"
+    );
+    let (provider_port, provider_stats) =
+        provider::serve(args.provider_port, pacing, args.provider_tls).await?;
+    eprintln!(
+        "[loadgen] fake provider on {}",
+        provider_base(args.provider_tls, provider_port)
+    );
 
     let log = args.gateway_log.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("loadgen-gateway-{}.log", std::process::id()))

@@ -19,7 +19,7 @@ use poem::{
     listener::Acceptor,
     post,
     web::{Data, Json, LocalAddr, RemoteAddr},
-    Body, EndpointExt, Response, Route, Server,
+    Body, Endpoint, EndpointExt, Response, Route, Server,
 };
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
@@ -203,8 +203,17 @@ impl Acceptor for NoDelay {
     }
 }
 
-/// Serves the fake on `127.0.0.1:port` (0: any free port) and returns the port.
-pub async fn serve(port: u16, pacing: Pacing) -> anyhow::Result<(u16, Arc<ProviderStats>)> {
+/// The project's test CA and the certificate it signed for 127.0.0.1 (tests/fixtures/tls):
+/// the fake serves `https` with them, and the gateway is told to trust `ca.pem`.
+pub const TLS_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tls");
+
+/// Serves the fake on `127.0.0.1:port` (0: any free port), over TLS if `tls`, and returns
+/// the port.
+pub async fn serve(
+    port: u16,
+    pacing: Pacing,
+    tls: bool,
+) -> anyhow::Result<(u16, Arc<ProviderStats>)> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
     let stats = Arc::new(ProviderStats::default());
@@ -214,6 +223,11 @@ pub async fn serve(port: u16, pacing: Pacing) -> anyhow::Result<(u16, Arc<Provid
             pacing,
             stats: stats.clone(),
         });
+    if tls {
+        let tls = tls_acceptor()?;
+        tokio::spawn(serve_tls(listener, tls, app));
+        return Ok((addr.port(), stats));
+    }
     let acceptor = NoDelay {
         listener,
         local: LocalAddr(addr.into()),
@@ -229,6 +243,65 @@ pub async fn serve(port: u16, pacing: Pacing) -> anyhow::Result<(u16, Arc<Provid
         }
     });
     Ok((addr.port(), stats))
+}
+
+/// The fake's TLS: the fixtures' certificate, ALPN `h2` and `http/1.1` (as hosted APIs
+/// offer them).
+fn tls_acceptor() -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(format!("{TLS_FIXTURES}/provider.pem"))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(format!("{TLS_FIXTURES}/provider.key"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The fake over TLS, with hyper's server (HTTP/2 or HTTP/1.1, as ALPN settles it): each
+/// connection's handshake runs on its own task, so a burst of new connections is not
+/// handshaken one at a time. The same 100-stream limit per HTTP/2 connection as over h2c.
+async fn serve_tls<E: Endpoint + 'static>(
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    app: E,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let local = LocalAddr(match listener.local_addr() {
+        Ok(addr) => addr.into(),
+        Err(_) => return,
+    });
+    let app = Arc::new(app.map_to_response());
+    loop {
+        let (io, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                eprintln!("[loadgen] fake provider stopped: {e}");
+                return;
+            }
+        };
+        let _ = io.set_nodelay(true);
+        let (tls, app, local) = (tls.clone(), app.clone(), local.clone());
+        tokio::spawn(async move {
+            let Ok(io) = tls.accept(io).await else { return };
+            let service = hyper::service::service_fn(move |req| {
+                let (app, local) = (app.clone(), local.clone());
+                async move {
+                    let req =
+                        poem::Request::from((req, local, RemoteAddr(remote.into()), Scheme::HTTPS));
+                    let response = hyper::Response::from(app.get_response(req).await);
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http2().max_concurrent_streams(100);
+            let _ = builder.serve_connection(TokioIo::new(io), service).await;
+        });
+    }
 }
 
 #[cfg(test)]
@@ -275,18 +348,47 @@ mod tests {
     /// `choices[0].delta.content`, a finish reason, then `[DONE]`.
     #[tokio::test]
     async fn streams_openai_chunks() {
-        let pacing = Pacing {
-            deltas: 3,
-            over: Duration::from_millis(30),
-            close: false,
-        };
-        let (port, stats) = serve(0, pacing).await.unwrap();
+        let (port, stats) = serve(0, three_deltas(), false).await.unwrap();
         let response = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
             .json(&json!({"model": "m", "stream": true, "messages": []}))
             .send()
             .await
             .unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_11);
+        read_three_deltas(response).await;
+        assert_eq!(stats.finished.load(Ordering::Relaxed), 1);
+    }
+
+    /// Over TLS, to a client that trusts the fixtures' CA: HTTP/2 by ALPN, the same stream.
+    #[tokio::test]
+    async fn streams_over_tls_with_http2_by_alpn() {
+        let (port, stats) = serve(0, three_deltas(), true).await.unwrap();
+        let ca = std::fs::read(format!("{TLS_FIXTURES}/ca.pem")).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap();
+        let response = client
+            .post(format!("https://127.0.0.1:{port}/v1/chat/completions"))
+            .json(&json!({"model": "m", "stream": true, "messages": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        read_three_deltas(response).await;
+        assert_eq!(stats.finished.load(Ordering::Relaxed), 1);
+    }
+
+    fn three_deltas() -> Pacing {
+        Pacing {
+            deltas: 3,
+            over: Duration::from_millis(30),
+            close: false,
+        }
+    }
+
+    async fn read_three_deltas(response: reqwest::Response) {
         assert_eq!(response.status(), 200);
         let mut events = response.bytes_stream().eventsource();
         let (mut texts, mut finish, mut done) = (Vec::new(), None, false);
@@ -314,7 +416,6 @@ mod tests {
         assert_eq!(finish.as_deref(), Some("stop"));
         assert_eq!(texts.len(), 3);
         assert!(texts.iter().all(|t| stamps(t).count() == 1));
-        assert_eq!(stats.finished.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
@@ -324,7 +425,7 @@ mod tests {
             over: Duration::from_millis(1),
             close: true,
         };
-        let (port, _) = serve(0, pacing).await.unwrap();
+        let (port, _) = serve(0, pacing, false).await.unwrap();
         let response = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
             .json(&json!({"model": "m", "messages": []}))
