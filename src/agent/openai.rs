@@ -284,13 +284,10 @@ impl OpenAiAgent {
             Duration::from_millis(settings.connect_timeout_ms),
             settings.ca_file.as_deref(),
         )?;
-        let https = settings
-            .base_url
-            .get(..8)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        // Config admits only `http://` and `https://` base URLs (`check_openai`).
         let upstream = Upstream::new(
             settings.http2,
-            https,
+            settings.base_url.starts_with("https://"),
             settings.http2_streams_per_connection as usize,
             options,
         );

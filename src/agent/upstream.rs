@@ -35,9 +35,9 @@ pub struct Upstream {
 /// What every client to the provider is built with.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
-    pub connect_timeout: Duration,
+    connect_timeout: Duration,
     /// Certificate authorities trusted besides the built-in web roots.
-    pub roots: Vec<reqwest::Certificate>,
+    roots: Vec<reqwest::Certificate>,
 }
 
 /// Why the provider's clients could not be set up (at start-up).

@@ -435,6 +435,9 @@ fn an_unusable_ca_file_stops_the_start() {
             "{err}"
         );
     }
+    // Empty (as `GATEWAY__AGENT__OPENAI__CA_FILE=` gives it): no file, the web roots only.
+    settings.agent.openai.ca_file = Some(String::new());
+    assert!(chatkit_gateway::agent::from_settings(&settings.agent).is_ok());
 }
 
 #[tokio::test]

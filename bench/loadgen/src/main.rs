@@ -150,12 +150,6 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// The fake provider's base URL (its `/v1`).
-fn provider_base(tls: bool, port: u16) -> String {
-    let scheme = if tls { "https" } else { "http" };
-    format!("{scheme}://127.0.0.1:{port}/v1")
-}
-
 fn start_gateway(
     args: &Args,
     bin: &PathBuf,
@@ -177,7 +171,7 @@ fn start_gateway(
         .env("AGENT_PROVIDER", "openai")
         .env(
             "OPENAI_BASE_URL",
-            provider_base(args.provider_tls, provider_port),
+            provider::base(args.provider_tls, provider_port),
         )
         .env("OPENAI_API_KEY", "fake")
         .env("HOST", "127.0.0.1")
@@ -356,7 +350,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         provider::serve(args.provider_port, pacing, args.provider_tls).await?;
     eprintln!(
         "[loadgen] fake provider on {}",
-        provider_base(args.provider_tls, provider_port)
+        provider::base(args.provider_tls, provider_port)
     );
 
     let log = args.gateway_log.clone().unwrap_or_else(|| {

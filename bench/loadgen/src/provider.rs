@@ -207,6 +207,13 @@ impl Acceptor for NoDelay {
 /// the fake serves `https` with them, and the gateway is told to trust `ca.pem`.
 pub const TLS_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tls");
 
+/// The fake's base URL (its `/v1`) on `port`, over TLS if `tls`.
+#[must_use]
+pub fn base(tls: bool, port: u16) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://127.0.0.1:{port}/v1")
+}
+
 /// Serves the fake on `127.0.0.1:port` (0: any free port), over TLS if `tls`, and returns
 /// the port.
 pub async fn serve(
@@ -349,12 +356,7 @@ mod tests {
     #[tokio::test]
     async fn streams_openai_chunks() {
         let (port, stats) = serve(0, three_deltas(), false).await.unwrap();
-        let response = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
-            .json(&json!({"model": "m", "stream": true, "messages": []}))
-            .send()
-            .await
-            .unwrap();
+        let response = stream(&reqwest::Client::new(), false, port).await;
         assert_eq!(response.version(), reqwest::Version::HTTP_11);
         read_three_deltas(response).await;
         assert_eq!(stats.finished.load(Ordering::Relaxed), 1);
@@ -369,15 +371,20 @@ mod tests {
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
             .build()
             .unwrap();
-        let response = client
-            .post(format!("https://127.0.0.1:{port}/v1/chat/completions"))
-            .json(&json!({"model": "m", "stream": true, "messages": []}))
-            .send()
-            .await
-            .unwrap();
+        let response = stream(&client, true, port).await;
         assert_eq!(response.version(), reqwest::Version::HTTP_2);
         read_three_deltas(response).await;
         assert_eq!(stats.finished.load(Ordering::Relaxed), 1);
+    }
+
+    /// A streamed completion request to the fake on `port`.
+    async fn stream(client: &reqwest::Client, tls: bool, port: u16) -> reqwest::Response {
+        client
+            .post(format!("{}/chat/completions", base(tls, port)))
+            .json(&json!({"model": "m", "stream": true, "messages": []}))
+            .send()
+            .await
+            .unwrap()
     }
 
     fn three_deltas() -> Pacing {
