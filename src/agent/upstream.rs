@@ -23,8 +23,15 @@ use crate::config::Http2Mode;
 /// Idle HTTP/1.1 connections to the provider kept for reuse.
 const IDLE_PROVIDER_CONNECTIONS: usize = 64;
 
-/// How long an idle connection (and an idle HTTP/2 client beyond the first) is kept.
+/// How long an idle connection is kept.
 const IDLE: Duration = Duration::from_secs(30);
+
+/// How long an HTTP/2 client beyond the first is kept once it carries nothing. Only a
+/// burst makes them, and each holds a TLS connection with its buffers and its own pool:
+/// dropped after 30 s, 5,000 streams left the process ~10 MiB above its settled figure
+/// for a minute (README "HTTP/2 to the provider"). A new burst pays a TLS handshake per
+/// 100 streams, a few milliseconds.
+const SPARE_IDLE: Duration = Duration::from_secs(5);
 
 /// How the provider is reached: a shared HTTP/1.1 client, or HTTP/2 clients of bounded
 /// concurrency.
@@ -149,20 +156,22 @@ impl Http2Clients {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Drops the clients beyond the first that have carried nothing for [`IDLE`]: each
-    /// has its own pool and TLS configuration, and a burst leaves dozens (without this,
-    /// 40 s after 3,000 streams the process held ~5 MiB more than over HTTP/1.1). Runs
-    /// while there is more than one client.
+    /// Drops the clients beyond the first that have carried nothing for [`SPARE_IDLE`]:
+    /// each has its own pool and TLS configuration, and a burst leaves dozens (without
+    /// this, 40 s after 3,000 streams the process held ~5 MiB more than over HTTP/1.1).
+    /// Runs while there is more than one client.
     async fn prune(set: Weak<Self>) {
         loop {
-            tokio::time::sleep(IDLE).await;
+            tokio::time::sleep(SPARE_IDLE).await;
             let Some(set) = set.upgrade() else { return };
             let (idle, done) = {
                 let mut state = set.lock();
                 let (keep, idle): (Vec<_>, Vec<_>) = std::mem::take(&mut state.clients)
                     .into_iter()
                     .enumerate()
-                    .partition(|(i, c)| *i == 0 || c.streams > 0 || c.idle_since.elapsed() < IDLE);
+                    .partition(|(i, c)| {
+                        *i == 0 || c.streams > 0 || c.idle_since.elapsed() < SPARE_IDLE
+                    });
                 state.clients = keep.into_iter().map(|(_, c)| c).collect();
                 (idle, state.clients.len() <= 1)
             };
@@ -335,22 +344,22 @@ mod tests {
         let leases: Vec<_> = (0..3).map(|_| up.lease()).collect();
         assert_eq!(up.counts(), [1, 1, 1]);
         // Busy clients stay, however long their streams last.
-        tokio::time::sleep(IDLE * 3).await;
+        tokio::time::sleep(SPARE_IDLE * 3).await;
         assert_eq!(up.counts(), [1, 1, 1]);
         drop(leases);
-        tokio::time::sleep(IDLE / 2).await;
+        tokio::time::sleep(SPARE_IDLE / 2).await;
         // In use again before it was idle long enough: kept.
         let _a = up.lease();
         let b = up.lease();
         assert_eq!(up.counts(), [1, 1, 0]);
         drop(b);
-        tokio::time::sleep(IDLE * 2 + Duration::from_secs(1)).await;
+        tokio::time::sleep(SPARE_IDLE * 2 + Duration::from_secs(1)).await;
         assert_eq!(up.counts(), [1]);
         // The task has ended with one client left; a new burst starts it again.
         let c = up.lease();
         assert_eq!(up.counts(), [1, 1]);
         drop(c);
-        tokio::time::sleep(IDLE * 2 + Duration::from_secs(1)).await;
+        tokio::time::sleep(SPARE_IDLE * 2 + Duration::from_secs(1)).await;
         assert_eq!(up.counts(), [1]);
     }
 
