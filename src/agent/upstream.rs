@@ -29,7 +29,7 @@ const IDLE: Duration = Duration::from_secs(30);
 /// How long an HTTP/2 client beyond the first is kept once it carries nothing. Only a
 /// burst makes them, and each holds a TLS connection with its buffers and its own pool:
 /// dropped after 30 s, 5,000 streams left the process ~10 MiB above its settled figure
-/// for a minute (README "HTTP/2 to the provider"). A new burst pays a TLS handshake per
+/// for a minute (README "Streams at scale"). A new burst pays a TLS handshake per
 /// 100 streams, a few milliseconds.
 const SPARE_IDLE: Duration = Duration::from_secs(5);
 

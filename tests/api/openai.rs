@@ -191,9 +191,12 @@ impl FakeModel {
     }
 }
 
-/// The test CA (tests/fixtures/tls: a private CA, and a certificate it signed for
-/// 127.0.0.1 and localhost, valid for a century; test material only).
-const TEST_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+/// A file of tests/fixtures/tls: a private CA (`ca.pem`), and a certificate it signed for
+/// 127.0.0.1 and localhost (`provider.pem`, `provider.key`), valid for a century; test
+/// material only.
+fn tls_fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
 
 /// Serves `endpoint` over TLS on loopback (hyper's HTTP/1.1 or HTTP/2, as ALPN settles it
 /// among `alpn`) and returns its `https://` base.
@@ -207,12 +210,11 @@ async fn serve_tls_on_loopback(
         Endpoint,
     };
     use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-    let fixture = |name: &str| format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
-    let certs = CertificateDer::pem_file_iter(fixture("provider.pem"))
+    let certs = CertificateDer::pem_file_iter(tls_fixture("provider.pem"))
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    let key = PrivateKeyDer::from_pem_file(fixture("provider.key")).unwrap();
+    let key = PrivateKeyDer::from_pem_file(tls_fixture("provider.key")).unwrap();
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -362,7 +364,7 @@ async fn over_https_http2_is_negotiated_by_default_and_connections_are_shared() 
     let model = FakeModel::start_tls(held(), held_answers(), alpn).await;
     assert!(model.base.starts_with("https://"));
     let app = gateway(&model, |s| {
-        s.agent.openai.ca_file = Some(TEST_CA.into());
+        s.agent.openai.ca_file = Some(tls_fixture("ca.pem"));
         s.agent.openai.http2_streams_per_connection = 2;
     })
     .await;
@@ -381,7 +383,7 @@ async fn over_https_a_server_without_h2_is_spoken_to_over_http1() {
     let alpn: &[&[u8]] = &[b"http/1.1"];
     let model = FakeModel::start_tls(held(), held_answers(), alpn).await;
     let app = gateway(&model, |s| {
-        s.agent.openai.ca_file = Some(TEST_CA.into());
+        s.agent.openai.ca_file = Some(tls_fixture("ca.pem"));
         s.agent.openai.http2_streams_per_connection = 2;
     })
     .await;
@@ -415,17 +417,11 @@ fn an_unusable_ca_file_stops_the_start() {
     let mut settings = Settings::defaults();
     settings.agent.provider = AgentProvider::OpenAi;
     for (path, says) in [
-        ("/nonexistent/ca.pem", "No such file"),
+        ("/nonexistent/ca.pem".to_owned(), "No such file"),
         // A private key is PEM, but not a certificate.
-        (
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/tls/provider.key"
-            ),
-            "no certificate",
-        ),
+        (tls_fixture("provider.key"), "no certificate"),
     ] {
-        settings.agent.openai.ca_file = Some(path.into());
+        settings.agent.openai.ca_file = Some(path);
         let err = chatkit_gateway::agent::from_settings(&settings.agent)
             .map(|_| ())
             .unwrap_err()
