@@ -3,6 +3,7 @@
 pub mod allow;
 pub mod chatkit;
 pub mod connections;
+pub mod cors;
 pub mod error;
 mod health;
 mod messages;
