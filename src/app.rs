@@ -7,7 +7,6 @@ use anyhow::Context;
 use poem::{
     http::{header, StatusCode},
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
-    middleware::Cors,
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
 };
 use secrecy::ExposeSecret;
@@ -109,21 +108,10 @@ impl Application {
         agent: Option<Arc<dyn Agent>>,
     ) -> anyhow::Result<Self> {
         let store = open_store(&settings).await?;
-        // MCP servers connect in the background: one that is down does not delay start-up.
-        let mcp =
-            crate::agent::McpHub::start(&settings.agent.mcp_servers, &settings.session.issuer);
         let agent = match agent {
             Some(agent) => agent,
             None => crate::agent::from_settings(&settings.agent)?,
         };
-        let agent = crate::agent::with_tool_servers(
-            agent,
-            mcp.clone(),
-            settings.agent.builtin_tools_enabled(),
-        );
-        let auth = AuthService::new(upstream(&settings), &settings.session, store.clone());
-        let chat = ChatService::new(store.clone(), agent, settings.messages.clone());
-        let chatkit = ChatKitService::new(store.clone(), chat.clone(), settings.messages.max_chars);
         let limits = crate::limits::RateLimits::new(&settings.rate_limits, &settings.session)?;
         let acceptor = TcpListener::bind(settings.bind_address())
             .into_acceptor()
@@ -149,6 +137,18 @@ impl Application {
             }
             None => None,
         };
+        log_start(&settings, port);
+        // MCP servers connect in the background: one that is down does not delay start-up.
+        let mcp =
+            crate::agent::McpHub::start(&settings.agent.mcp_servers, &settings.session.issuer);
+        let agent = crate::agent::with_tool_servers(
+            agent,
+            mcp.clone(),
+            settings.agent.builtin_tools_enabled(),
+        );
+        let auth = AuthService::new(upstream(&settings), &settings.session, store.clone());
+        let chat = ChatService::new(store.clone(), agent, settings.messages.clone());
+        let chatkit = ChatKitService::new(store.clone(), chat.clone(), settings.messages.max_chars);
         let state = AppState {
             settings: Arc::new(settings),
             store,
@@ -206,7 +206,6 @@ impl Application {
             }
         };
         let app = routes(self.state.clone());
-        tracing::info!(port = self.port, "chatkit-gateway listening");
         let server = &self.state.settings.server;
         let acceptor = api::connections::LimitedAcceptor::new(
             NoDelay(self.acceptor),
@@ -230,6 +229,40 @@ impl Application {
     }
 }
 
+/// The first line an operator reads: where to point a browser, what it runs on, and a
+/// warning while anyone holding the published development secrets can mint tokens.
+fn log_start(settings: &Settings, port: u16) {
+    let url = settings.local_url(port);
+    let docs = format!("{url}/docs");
+    let bind = settings.server.host.as_str();
+    let database = settings.database.redacted_url();
+    let agent = settings.agent.provider.as_str();
+    let limits = &settings.rate_limits;
+    let rate_limits = match (limits.enabled, limits.redis_url.expose_secret().is_empty()) {
+        (false, _) => "off",
+        (true, true) => "per instance",
+        (true, false) => "shared through Redis",
+    };
+    let env = match settings.env {
+        crate::config::AppEnv::Development => "development",
+        crate::config::AppEnv::Production => "production",
+    };
+    if settings.uses_development_secrets() {
+        tracing::warn!(
+            %url, %docs, %bind, port, %database, agent, env, rate_limits,
+            warning = "development secrets in use: anyone can mint tokens for this instance; \
+                       set CHATKIT_SESSION_SECRET and BETTER_AUTH_SECRET (or BETTER_AUTH_URL) \
+                       before exposing it",
+            "chatkit-gateway listening"
+        );
+    } else {
+        tracing::info!(
+            %url, %docs, %bind, port, %database, agent, env, rate_limits,
+            "chatkit-gateway listening"
+        );
+    }
+}
+
 /// The whole HTTP application: API, docs, middleware and the error envelope.
 pub fn routes(state: AppState) -> impl Endpoint {
     let server = &state.settings.server;
@@ -239,22 +272,15 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let chatkit_path = state.settings.chatkit.path.clone();
     let allow = Arc::new(api::allow::AllowedMethods::new(
         &spec,
-        &[(chatkit_path.as_str(), &["POST"][..])],
+        &[
+            (chatkit_path.as_str(), &["POST"][..]),
+            ("/openapi.json", &["GET"][..]),
+            ("/docs", &["GET"][..]),
+        ],
     ));
     let ui = api::swagger_ui(&spec);
     let spec = api::spec_endpoint(spec);
-    let mut cors = Cors::new()
-        .allow_methods(["GET", "POST", "PATCH", "DELETE", "OPTIONS"])
-        .allow_headers([
-            "authorization",
-            "content-type",
-            "idempotency-key",
-            "accept-language",
-        ])
-        .max_age(600);
-    for origin in &server.cors_allowed_origins {
-        cors = cors.allow_origin(origin.as_str());
-    }
+    let cors = Arc::new(api::cors::CorsPolicy::new(&server.cors_allowed_origins));
     let body_limit = server.body_limit_bytes;
     let body_timeout = Duration::from_secs(server.body_read_timeout_secs);
     let route = Route::new()
@@ -264,12 +290,9 @@ pub fn routes(state: AppState) -> impl Endpoint {
         )
         .at("/openapi.json", spec)
         .nest("/docs", ui)
-        .nest("/", api);
-    let route = if server.cors_allowed_origins.is_empty() {
-        route.boxed()
-    } else {
-        route.with(cors).boxed()
-    };
+        .nest("/", api)
+        // Boxed: the middleware types nest deep enough to overflow the compiler's limit.
+        .boxed();
     route
         .around(move |ep, req| limit_body(ep, req, body_limit))
         // Outside limit_body, which reads chunked bodies itself.
@@ -278,6 +301,9 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .data(state)
         .with(poem::middleware::CatchPanic::new())
         .catch_all_error(envelope_errors)
+        .boxed()
+        // Outside the error envelope, so error answers carry the CORS headers too.
+        .around(move |ep, req| api::cors::cors(ep, req, cors.clone()))
         .around(move |ep, req| api::allow::add_allow(ep, req, allow.clone()))
         .around(api::request_id::request_id)
         .into_endpoint()

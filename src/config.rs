@@ -1,7 +1,7 @@
-//! Layered settings: the compiled-in `config/default.toml` (and, in development, the
-//! compiled-in `config/development.toml`) → `config/default.toml` on disk →
-//! `config/$APP_ENV.toml` → `GATEWAY__SECTION__KEY` variables → the public variable names
-//! (`HOST`, `PORT`, `DATABASE_URL`, ...), which deployment scripts rely on.
+//! Layered settings: the compiled-in `config/default.toml` → `default.toml` in
+//! `$APP_CONFIG_DIR` (`config` by default) → the compiled-in `config/$APP_ENV.toml` →
+//! `$APP_ENV.toml` in `$APP_CONFIG_DIR` → `GATEWAY__SECTION__KEY` variables → the public
+//! variable names (`HOST`, `PORT`, `DATABASE_URL`, ...), which deployment scripts rely on.
 
 use config::{Config, Environment, File, FileFormat};
 use secrecy::{ExposeSecret, SecretString};
@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 const DEVELOPMENT_TOML: &str = include_str!("../config/development.toml");
+const PRODUCTION_TOML: &str = include_str!("../config/production.toml");
 /// Every development secret carries this marker, so production can recognise them.
 pub const DEV_SECRET_MARKER: &str = "INSECURE-DEV";
 const MIN_SECRET_BYTES: usize = 32;
@@ -216,6 +217,47 @@ pub struct DatabaseSettings {
     /// PostgreSQL: turn writer tasks (group commit; each thread's writes go to one of
     /// them). SQLite always has one.
     pub turn_writers: u32,
+}
+
+/// The database kinds the gateway speaks, by `DATABASE_URL` scheme.
+const DATABASE_SCHEMES: [&str; 3] = ["sqlite:", "postgres://", "postgresql://"];
+
+impl DatabaseSettings {
+    /// Refuses a URL of another kind before anything connects: sqlx read `mysql://` as
+    /// PostgreSQL, and a URL without a scheme failed as an I/O error. Only the scheme is
+    /// quoted, as the URL may hold a password.
+    fn check_url(&self) -> Result<(), ConfigError> {
+        let url = self.url.expose_secret();
+        if DATABASE_SCHEMES.iter().any(|s| url.starts_with(s)) {
+            return Ok(());
+        }
+        let given = match url.split_once(':') {
+            Some((scheme, _)) if !scheme.is_empty() && !scheme.contains(['/', '@']) => {
+                format!("has the scheme {scheme:?}")
+            }
+            _ => "is not a URL".to_owned(),
+        };
+        Err(ConfigError::Invalid(format!(
+            "{} {given}; use sqlite://path/to/file.db or postgres://user:password@host/database",
+            setting_names("database.url")
+        )))
+    }
+
+    /// The URL with any password removed, for logs: `postgres://app@db:5432/chat`.
+    #[must_use]
+    pub fn redacted_url(&self) -> String {
+        let url = self.url.expose_secret();
+        match reqwest::Url::parse(url) {
+            // The query goes too: `?password=` is a way to give one.
+            Ok(mut parsed) if url.starts_with("postgres") => {
+                let _ = parsed.set_password(None);
+                parsed.set_query(None);
+                parsed.to_string()
+            }
+            // SQLite URLs hold a path, which the parser would rewrite when relative.
+            _ => url.split('?').next().unwrap_or_default().to_owned(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -442,12 +484,16 @@ fn layers(
     env_name: &str,
 ) -> Result<config::ConfigBuilder<config::builder::DefaultState>, ConfigError> {
     let dir = lookup(vars, "APP_CONFIG_DIR").unwrap_or_else(|| "config".into());
-    let mut builder = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
-    if env_name == "development" {
-        builder = builder.add_source(File::from_str(DEVELOPMENT_TOML, FileFormat::Toml));
-    }
-    let mut builder = builder
+    let embedded_env = match env_name {
+        "production" => PRODUCTION_TOML,
+        _ => DEVELOPMENT_TOML,
+    };
+    // Each file on disk layers over its compiled-in twin, so a binary started away from
+    // the repository (systemd, a container, `/usr/local/bin`) runs the same settings.
+    let mut builder = Config::builder()
+        .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
         .add_source(File::with_name(&format!("{dir}/default")).required(false))
+        .add_source(File::from_str(embedded_env, FileFormat::Toml))
         .add_source(File::with_name(&format!("{dir}/{env_name}")).required(false))
         .add_source(
             Environment::with_prefix("GATEWAY")
@@ -509,6 +555,15 @@ fn default_value(key: &str) -> config::Value {
         .ok()
         .and_then(|c| c.get::<config::Value>(key).ok())
         .unwrap_or_else(|| config::Value::new(None, config::ValueKind::Nil))
+}
+
+/// A refusal's text without the "refusing to start" its error adds: refusals are collected
+/// into one message that says it once.
+fn invalid_text(e: ConfigError) -> String {
+    match e {
+        ConfigError::Invalid(msg) => msg,
+        other => other.to_string(),
+    }
 }
 
 /// Several refusals as one message.
@@ -822,14 +877,11 @@ impl Settings {
             self.rate_limits.check(),
             self.agent.check_mcp_servers(self.env == AppEnv::Production),
             self.check_openai(),
-            self.check_secrets(),
+            self.database.check_url(),
         ]
         .into_iter()
-        .filter_map(|check| match check {
-            Ok(()) => None,
-            Err(ConfigError::Invalid(msg)) => Some(msg),
-            Err(other) => Some(other.to_string()),
-        })
+        .filter_map(|check| check.err().map(invalid_text))
+        .chain(self.check_secrets())
         .collect()
     }
 
@@ -853,55 +905,88 @@ impl Settings {
         Ok(())
     }
 
-    fn check_secrets(&self) -> Result<(), ConfigError> {
-        let bad = |msg: String| Err(ConfigError::Invalid(msg));
+    /// Every secret problem at once: an operator fixing a production deployment learns of
+    /// the missing verifier together with the weak session secret, not one per start.
+    fn check_secrets(&self) -> Vec<String> {
+        let mut bad = Vec::new();
         let session = self.session.secret.expose_secret();
         let upstream = self.upstream.hs256_secret.expose_secret();
+        let production = self.env == AppEnv::Production;
+        let session_name = "session.secret (CHATKIT_SESSION_SECRET)";
         if session.is_empty() {
-            return bad(format!(
-                "session.secret (CHATKIT_SESSION_SECRET) is not set; set a random secret of at \
-                 least {MIN_SECRET_BYTES} bytes (`openssl rand -base64 48`)"
+            bad.push(format!(
+                "{session_name} is not set; set a random secret of at least {MIN_SECRET_BYTES} \
+                 bytes (`openssl rand -base64 48`)"
             ));
-        }
-        if session.len() < MIN_SECRET_BYTES {
-            return bad(format!(
-                "session.secret (CHATKIT_SESSION_SECRET) is {} bytes; it must be at least {MIN_SECRET_BYTES}",
+        } else if production && session.contains(DEV_SECRET_MARKER) {
+            bad.push(format!(
+                "{session_name} is the development secret; set a random secret of at least \
+                 {MIN_SECRET_BYTES} bytes"
+            ));
+        } else if session.len() < MIN_SECRET_BYTES {
+            bad.push(format!(
+                "{session_name} is {} bytes; it must be at least {MIN_SECRET_BYTES}",
                 session.len()
             ));
+        } else if let Err(e) = secret_has_entropy(session_name, session) {
+            bad.push(invalid_text(e));
         }
-        secret_has_entropy("session.secret (CHATKIT_SESSION_SECRET)", session)?;
         if !upstream.is_empty() && session == upstream {
-            return bad("CHATKIT_SESSION_SECRET must differ from BETTER_AUTH_SECRET, or upstream tokens could pass as client_secrets".into());
+            bad.push("CHATKIT_SESSION_SECRET must differ from BETTER_AUTH_SECRET, or upstream tokens could pass as client_secrets".into());
         }
         if let Some(url) = self.upstream.jwks_url() {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return bad(format!(
+                bad.push(format!(
                     "the JWKS URL {url:?} (BETTER_AUTH_URL / BETTER_AUTH_JWKS_URL) must be http(s)"
                 ));
             }
         }
-        if self.env == AppEnv::Production {
-            if session.contains(DEV_SECRET_MARKER) {
-                return bad("session.secret (CHATKIT_SESSION_SECRET) is the development secret; set a random secret of at least 32 bytes".into());
-            }
-            if upstream.is_empty() && self.upstream.jwks_url().is_none() {
-                return bad("no upstream verifier is configured; set BETTER_AUTH_URL (JWKS) or BETTER_AUTH_SECRET".into());
-            }
+        if production {
+            let upstream_name = "upstream.hs256_secret (BETTER_AUTH_SECRET)";
             if upstream.is_empty() {
-                return Ok(());
-            }
-            if upstream.contains(DEV_SECRET_MARKER) {
-                return bad("upstream.hs256_secret (BETTER_AUTH_SECRET) is the development secret; set the secret of your Better Auth deployment".into());
-            }
-            if upstream.len() < MIN_SECRET_BYTES {
-                return bad(format!(
-                    "upstream.hs256_secret (BETTER_AUTH_SECRET) is {} bytes; it must be at least {MIN_SECRET_BYTES}",
+                if self.upstream.jwks_url().is_none() {
+                    bad.push("no upstream verifier is configured; set BETTER_AUTH_URL (JWKS) or BETTER_AUTH_SECRET".into());
+                }
+            } else if upstream.contains(DEV_SECRET_MARKER) {
+                bad.push(format!("{upstream_name} is the development secret; set the secret of your Better Auth deployment"));
+            } else if upstream.len() < MIN_SECRET_BYTES {
+                bad.push(format!(
+                    "{upstream_name} is {} bytes; it must be at least {MIN_SECRET_BYTES}",
                     upstream.len()
                 ));
+            } else if let Err(e) = secret_has_entropy(upstream_name, upstream) {
+                bad.push(invalid_text(e));
             }
-            secret_has_entropy("upstream.hs256_secret (BETTER_AUTH_SECRET)", upstream)?;
         }
-        Ok(())
+        bad
+    }
+
+    /// Whether a development secret (compiled in for `cargo run`) signs or verifies tokens:
+    /// worth a warning at start-up, since anyone can mint tokens with it.
+    #[must_use]
+    pub fn uses_development_secrets(&self) -> bool {
+        self.session
+            .secret
+            .expose_secret()
+            .contains(DEV_SECRET_MARKER)
+            || self
+                .upstream
+                .hs256_secret
+                .expose_secret()
+                .contains(DEV_SECRET_MARKER)
+    }
+
+    /// `http://host:port` that reaches this service from its own machine: a wildcard bind
+    /// (`0.0.0.0`, `::`) through loopback.
+    #[must_use]
+    pub fn local_url(&self, port: u16) -> String {
+        let host = match self.server.host.as_str() {
+            "0.0.0.0" | "" => "127.0.0.1".to_owned(),
+            "::" | "[::]" => "[::1]".to_owned(),
+            h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+            h => h.to_owned(),
+        };
+        format!("http://{host}:{port}")
     }
 
     #[must_use]

@@ -147,16 +147,9 @@ fn print_openapi(prefix: &str) -> ExitCode {
     }
 }
 
-/// `GET /readyz` on this machine at the configured port. A wildcard bind address
-/// (`0.0.0.0`, `::`) is reached through loopback.
+/// `GET /readyz` on this machine at the configured port.
 async fn healthcheck(settings: &Settings, timeout_ms: u64) -> ExitCode {
-    let host = match settings.server.host.as_str() {
-        "0.0.0.0" | "" => "127.0.0.1".to_owned(),
-        "::" | "[::]" => "[::1]".to_owned(),
-        h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
-        h => h.to_owned(),
-    };
-    let url = format!("http://{host}:{}/readyz", settings.server.port);
+    let url = format!("{}/readyz", settings.local_url(settings.server.port));
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_millis(timeout_ms))
         .no_proxy()

@@ -148,18 +148,6 @@ impl RateLimits {
                 Duration::from_millis(settings.redis_timeout_ms),
             )?)
         };
-        tracing::info!(
-            shared = shared.is_some(),
-            turns_per_minute = settings.turns.per_minute,
-            sessions_per_minute = settings.sessions.per_minute,
-            refreshes_per_minute = settings.refreshes.per_minute,
-            "rate limits on ({})",
-            if shared.is_some() {
-                "shared through Redis"
-            } else {
-                "per instance"
-            }
-        );
         Ok(Self {
             inner: Some(Arc::new(Inner {
                 turns: Bucket::new(settings.turns),

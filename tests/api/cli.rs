@@ -13,6 +13,19 @@ fn bin() -> Command {
     cmd
 }
 
+/// Runs `serve` with `env` added, which must be refused as a configuration error (exit 2);
+/// returns what it printed.
+fn refused_config(env: &[(&str, &str)]) -> String {
+    let out = bin()
+        .envs(env.iter().copied())
+        .arg("serve")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
+    stderr
+}
+
 fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -309,10 +322,11 @@ fn every_configuration_refusal_is_reported_at_once() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     for word in [
-        "3 problems",
+        "4 problems",
         "GATEWAY__MESSAGES__MAX_CHARS",
         "OPENAI_BASE_URL",
         "CHATKIT_SESSION_SECRET",
+        "no upstream verifier",
     ] {
         assert!(stderr.contains(word), "{word} missing: {stderr}");
     }
@@ -647,7 +661,7 @@ fn unparsable_values_are_reported_with_the_other_refusals() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     for word in [
-        "4 problems",
+        "5 problems",
         "PORT",
         "\"http\"",
         "GATEWAY__DATABASE__MAX_CONNECTIONS",
@@ -678,4 +692,106 @@ fn a_bad_app_env_is_reported_with_the_other_refusals() {
     ] {
         assert!(err.contains(word), "{word} missing: {err}");
     }
+}
+
+#[test]
+fn every_production_secret_problem_is_reported_at_once() {
+    let stderr = refused_config(&[("APP_ENV", "production")]);
+    assert!(stderr.contains("2 problems"), "{stderr}");
+    assert!(stderr.contains("CHATKIT_SESSION_SECRET"), "{stderr}");
+    assert!(stderr.contains("no upstream verifier"), "{stderr}");
+    // A weak session secret and a development upstream secret, in one start.
+    let stderr = refused_config(&[
+        ("APP_ENV", "production"),
+        ("CHATKIT_SESSION_SECRET", "short"),
+        (
+            "BETTER_AUTH_SECRET",
+            "INSECURE-DEV-better-auth-secret-do-not-use-in-production",
+        ),
+    ]);
+    assert!(stderr.contains("2 problems"), "{stderr}");
+    assert!(
+        stderr.contains("CHATKIT_SESSION_SECRET) is 5 bytes"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("BETTER_AUTH_SECRET) is the development secret"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn database_url_takes_only_sqlite_or_postgres() {
+    for (url, said) in [
+        ("mysql://app:hunter2-password@db/chat", "\"mysql\""),
+        ("garbage", "is not a URL"),
+        ("/var/lib/chat.db", "is not a URL"),
+    ] {
+        let stderr = refused_config(&[("DATABASE_URL", url)]);
+        assert!(stderr.contains("DATABASE_URL"), "{url}: {stderr}");
+        assert!(stderr.contains(said), "{url}: {stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "the password is shown: {stderr}"
+        );
+    }
+    for url in [
+        "sqlite://data/x.db",
+        "sqlite::memory:",
+        "postgres://u@h/db",
+        "postgresql://u@h/db",
+    ] {
+        let settings = Settings::load_from(&vars(&[
+            ("APP_CONFIG_DIR", "/nonexistent"),
+            ("DATABASE_URL", url),
+        ]));
+        assert!(settings.is_ok(), "{url}: {:?}", settings.err());
+    }
+}
+
+#[test]
+fn the_database_is_named_without_its_credentials() {
+    let load = |url: &str| {
+        Settings::load_from(&vars(&[
+            ("APP_CONFIG_DIR", "/nonexistent"),
+            ("DATABASE_URL", url),
+        ]))
+        .unwrap()
+        .database
+        .redacted_url()
+    };
+    assert_eq!(
+        load("postgres://app:s3cret@db.internal:5432/chat?password=s3cret&sslmode=require"),
+        "postgres://app@db.internal:5432/chat"
+    );
+    assert_eq!(load("postgresql://db/chat"), "postgresql://db/chat");
+    assert_eq!(load("sqlite://data/x.db?mode=rwc"), "sqlite://data/x.db");
+}
+
+#[test]
+fn config_files_layer_over_the_compiled_in_production_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("production.toml"),
+        "[server]\nport = 9444\n",
+    )
+    .unwrap();
+    let s = Settings::load_from(&vars(&[
+        ("APP_CONFIG_DIR", dir.path().to_str().unwrap()),
+        ("APP_ENV", "production"),
+        (
+            "CHATKIT_SESSION_SECRET",
+            "a-strong-random-session-secret-0123456789",
+        ),
+        (
+            "BETTER_AUTH_SECRET",
+            "a-strong-random-upstream-secret-987654321",
+        ),
+    ]))
+    .unwrap();
+    // The file's own setting, and the compiled-in production ones it does not mention.
+    assert_eq!(s.server.port, 9444);
+    assert_eq!(s.server.host, "0.0.0.0");
+    assert!(s.rate_limits.enabled);
+    assert_eq!(s.log.format, chatkit_gateway::config::LogFormat::Json);
 }
