@@ -1,0 +1,65 @@
+//! The README's "Try it" block, pasted as written into a shell against a live gateway.
+
+use crate::helpers::{GatewayProcess, TestDb};
+
+/// The first ```sh block after `## Try it`.
+fn try_it_block() -> String {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let section = &readme[readme.find("\n## Try it").expect("a Try it section")..];
+    let start = section.find("```sh\n").expect("a shell block") + "```sh\n".len();
+    let end = start + section[start..].find("\n```").expect("the block ends");
+    section[start..end].to_owned()
+}
+
+#[tokio::test]
+async fn the_try_it_steps_work_pasted_in_order() {
+    let db = TestDb::new().await;
+    let gateway = GatewayProcess::start(&db.url, &[]).await;
+    let bin = env!("CARGO_BIN_EXE_chatkit-gateway");
+    // Each numbered step announces itself, so its output can be told apart.
+    let mut script = String::new();
+    let mut steps = 0;
+    for line in try_it_block().lines() {
+        let line = line
+            .replace("cargo run -q --", bin)
+            .replace("GW=http://127.0.0.1:8000", &format!("GW={}", gateway.base));
+        if let Some(rest) = line.strip_prefix("# ") {
+            if let Some((n, _)) = rest.split_once(". ") {
+                if n.parse::<u32>().is_ok() {
+                    script.push_str(&format!("echo '== step {n}'\n"));
+                    steps += 1;
+                }
+            }
+        }
+        script.push_str(&line);
+        script.push('\n');
+    }
+    assert!(steps >= 7, "{steps} numbered steps");
+    let out = std::process::Command::new("bash")
+        .args(["-eu", "-o", "pipefail", "-c", &script])
+        .env("APP_CONFIG_DIR", "/nonexistent")
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let step = |n: u32| {
+        let start = stdout
+            .find(&format!("== step {n}\n"))
+            .unwrap_or_else(|| panic!("step {n} did not run: {stdout}"));
+        let rest = &stdout[start + 1..];
+        rest[..rest.find("== step ").unwrap_or(rest.len())].to_owned()
+    };
+    assert!(step(2).contains("\"client_secret\""), "{}", step(2));
+    assert!(step(3).contains("\"Groceries\""), "{}", step(3));
+    assert!(step(4).contains("buy milk"), "{}", step(4));
+    // Step 6 shows what a signed-out secret gets; step 7 must not run into it.
+    assert!(step(6).contains("auth.revoked"), "{}", step(6));
+    let seven = step(7);
+    assert!(seven.contains("\"type\":\"thread.created\""), "{seven}");
+    assert!(seven.contains("\"data\""), "threads.list: {seven}");
+    assert!(!seven.contains("\"error\""), "{seven}");
+}
