@@ -34,6 +34,11 @@ env -u TEST_DATABASE_URL cargo test --workspace --locked
 echo "== ChatKit React client kit"
 GATEWAY_BIN="$PWD/target/debug/chatkit-gateway" clients/chatkit-react/test.sh
 
+# Swagger UI's "Try it out" against the live gateway, and the example page explaining itself
+# when OpenAI's CDN is out of reach, in Debian's headless Chromium (playwright-core, pinned).
+echo "== Swagger UI and the example page in headless Chromium"
+tests/browser/run.sh target/debug/chatkit-gateway
+
 # A TypeScript client generated from the OpenAPI document (openapi-typescript, pinned)
 # type-checks against a small use of it.
 echo "== TypeScript client from the OpenAPI document"

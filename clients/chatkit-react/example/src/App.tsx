@@ -1,23 +1,74 @@
 import { ChatKit, useChatKit } from "@openai/chatkit-react";
+import { useEffect, useState } from "react";
 
-import { createGatewayFetch } from "../../src/gatewayFetch";
+import { createGatewayFetch, GatewaySessionError } from "../../src/gatewayFetch";
+import { useChatKitScript } from "./chatkitScript";
+import { ChatKitScriptProblem, SignInProblem, type SignInState } from "./Problems";
 
 const GATEWAY_URL = import.meta.env.VITE_GATEWAY_URL ?? "http://127.0.0.1:8000";
+const BETTER_AUTH_URL = import.meta.env.VITE_BETTER_AUTH_URL ?? "";
+// Long enough for a slow network; a script that arrives later still clears the explanation.
+const SCRIPT_TIMEOUT_MS = 5000;
+
+/** Neither a development token nor a Better Auth session: the page has no one to sign in. */
+class NotSignedInError extends Error {
+  constructor(detail: string) {
+    super(detail);
+    this.name = "NotSignedInError";
+  }
+}
 
 /** The signed-in user's Better Auth JWT, which the gateway trades for a client_secret. */
 async function getUpstreamToken(): Promise<string> {
   const devToken = import.meta.env.VITE_DEV_UPSTREAM_TOKEN;
   if (devToken) return devToken;
-  const authUrl = import.meta.env.VITE_BETTER_AUTH_URL ?? "";
-  const res = await fetch(`${authUrl}/api/auth/token`, { credentials: "include" });
-  if (!res.ok) throw new Error("not signed in to Better Auth");
-  return ((await res.json()) as { token: string }).token;
+  const tokenUrl = `${BETTER_AUTH_URL}/api/auth/token`;
+  // Whatever goes wrong here (no server, no session, a page that is not Better Auth), the
+  // user sees the same thing: nobody is signed in.
+  let res: Response;
+  try {
+    res = await fetch(tokenUrl, { credentials: "include" });
+  } catch (e) {
+    throw new NotSignedInError(`${tokenUrl} could not be fetched (${String(e)})`);
+  }
+  if (!res.ok) throw new NotSignedInError(`${tokenUrl} answered ${res.status}`);
+  const body: unknown = await res.json().catch(() => null);
+  const token = (body as { token?: unknown } | null)?.token;
+  if (typeof token !== "string") throw new NotSignedInError(`${tokenUrl} answered without a token`);
+  return token;
 }
 
 // One per page, not per render: it holds the client_secret and the renewal in flight.
 const gatewayFetch = createGatewayFetch({ gatewayUrl: GATEWAY_URL, getUpstreamToken });
 
+/**
+ * Signs in once at start-up, through the same gatewayFetch the widget uses (so no second
+ * session), to say what is wrong even when the widget itself never loads.
+ */
+function useSignIn(): SignInState {
+  const [state, setState] = useState<SignInState>({ status: "checking" });
+  useEffect(() => {
+    let active = true;
+    gatewayFetch.clientSecret().then(
+      () => active && setState({ status: "ok" }),
+      (error: unknown) => {
+        if (!active) return;
+        if (error instanceof NotSignedInError) setState({ status: "not-signed-in", detail: error.message });
+        else if (error instanceof GatewaySessionError) {
+          setState({ status: "refused", httpStatus: error.status, code: error.code, detail: error.message });
+        } else setState({ status: "unreachable", detail: String(error) });
+      },
+    );
+    return () => {
+      active = false;
+    };
+  }, []);
+  return state;
+}
+
 export function App() {
+  const script = useChatKitScript(SCRIPT_TIMEOUT_MS);
+  const signIn = useSignIn();
   const { control } = useChatKit({
     api: {
       // Custom-backend mode: the widget speaks the ChatKit protocol to the gateway itself.
@@ -41,7 +92,16 @@ export function App() {
   });
 
   return (
-    <main style={{ display: "flex", justifyContent: "center", padding: 24 }}>
+    <main
+      // Where the page stands, for tests and for anyone inspecting a blank-looking page.
+      data-chatkit-script={script.status}
+      data-sign-in={signIn.status}
+      style={{ display: "flex", flexDirection: "column", alignItems: "center", gap: 16, padding: 24 }}
+    >
+      {script.status === "loading" && <p>Loading the ChatKit widget from OpenAI's CDN…</p>}
+      {script.status === "failed" && <ChatKitScriptProblem state={script} gatewayUrl={GATEWAY_URL} />}
+      <SignInProblem state={signIn} gatewayUrl={GATEWAY_URL} betterAuthUrl={BETTER_AUTH_URL} />
+      {/* Rendered even while the script is missing: the element upgrades when it arrives. */}
       <ChatKit control={control} style={{ height: 640, width: 420 }} />
     </main>
   );
