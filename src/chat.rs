@@ -422,7 +422,7 @@ impl ChatService {
         if turn.status == ItemStatus::Completed {
             return Ok(Recorded::Answered(turn));
         }
-        let stale = now() - crate::config::seconds(self.settings.stale_pending_secs);
+        let stale = now() - crate::domain::seconds(self.settings.stale_pending_secs);
         if self.store.claim_turn(user, &turn.id, stale).await? {
             return Ok(Recorded::NeedsAnswer(turn));
         }
@@ -441,7 +441,7 @@ impl ChatService {
         thread_id: &ThreadId,
         item_id: &ItemId,
     ) -> Result<Recorded, ChatError> {
-        let stale = now() - crate::config::seconds(self.settings.stale_pending_secs);
+        let stale = now() - crate::domain::seconds(self.settings.stale_pending_secs);
         let turn = self
             .store
             .reopen_turn(user, thread_id, item_id, stale)

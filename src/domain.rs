@@ -112,6 +112,20 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// A seconds setting as a signed count for timestamp arithmetic. Every such setting is
+/// range-checked at load (at most 30 days), so the saturation is only a guarantee that
+/// arithmetic on it cannot wrap or panic, whatever a caller passes.
+#[must_use]
+pub fn seconds_i64(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+/// A seconds setting as a `chrono::Duration` (see [`seconds_i64`]).
+#[must_use]
+pub fn seconds(secs: u64) -> chrono::Duration {
+    chrono::Duration::try_seconds(seconds_i64(secs)).unwrap_or(chrono::Duration::MAX)
+}
+
 /// RFC 3339 UTC with milliseconds, the wire format of every timestamp.
 #[must_use]
 pub fn format_time(t: &DateTime<Utc>) -> String {

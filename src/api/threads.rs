@@ -83,7 +83,7 @@ fn cursor(raw: Option<&str>) -> Result<Option<Cursor>, ApiError> {
 
 /// Pending turns last updated before this are abandoned (see [`Message::read`]).
 fn stale_before(state: &AppState) -> chrono::DateTime<chrono::Utc> {
-    crate::domain::now() - crate::config::seconds(state.settings.messages.stale_pending_secs)
+    crate::domain::now() - crate::domain::seconds(state.settings.messages.stale_pending_secs)
 }
 
 /// The thread a path names: an id of a shape we never mint names no thread (404).

@@ -12,8 +12,8 @@ use super::{
     AuthError,
 };
 use crate::{
-    config::{seconds, seconds_i64, SessionSettings},
-    domain::{new_id, now, UserId},
+    config::SessionSettings,
+    domain::{new_id, now, seconds, seconds_i64, UserId},
     store::{ConsumeOutcome, Store, Successor},
 };
 

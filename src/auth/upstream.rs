@@ -54,7 +54,7 @@ impl Upstream {
                 .max_capacity(100_000)
                 .time_to_live(ttl)
                 .build(),
-            leeway: crate::config::seconds_i64(leeway_secs),
+            leeway: crate::domain::seconds_i64(leeway_secs),
         });
         self
     }
