@@ -36,7 +36,7 @@ pub enum ApiTags {
 }
 
 /// Where the REST API is served unless `server.api_prefix` says otherwise.
-pub const DEFAULT_PREFIX: &str = "/api/chatkit";
+pub use crate::config::DEFAULT_API_PREFIX as DEFAULT_PREFIX;
 
 /// The routes served under the configurable prefix (`server.api_prefix`). poem-openapi's
 /// `prefix_path` is fixed at compile time, so these carry none and are nested under the
