@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Load benchmark of chatkit-gateway (a benchmark, not a test: it never fails on slowness).
 #
-#   scripts/bench.sh                   # SQLite, 10 s per endpoint
-#   scripts/bench.sh --db postgres     # a throw-away database on the local PostgreSQL
-#   scripts/bench.sh streams [...]     # 5,000 concurrent streamed turns (scripts/bench_streams.sh)
-#   scripts/bench.sh --db postgres --peer  # the same rows against the Python peer (bench/peer)
-#   BENCH_DURATION=30s scripts/bench.sh
+#   bench/bench.sh                     # SQLite, 10 s per endpoint
+#   bench/bench.sh --db postgres       # a throw-away database on the local PostgreSQL
+#   bench/bench.sh streams [...]       # 5,000 concurrent streamed turns (bench/bench_streams.sh)
+#   bench/bench.sh --db postgres --peer  # the same rows against the Python peer (bench/peer)
+#   BENCH_DURATION=30s bench/bench.sh
+#
+# bench/README.md says what each row measures; bench/RESULTS.md holds the results so far.
 #
 # What it does: builds the release binary, starts it on 127.0.0.1 with a fresh SQLite file
 # in a temporary directory (or a fresh PostgreSQL database, dropped afterwards), measures
@@ -41,7 +43,7 @@ ROOT=$(pwd)
 
 if [[ ${1:-} == streams ]]; then
     shift
-    exec "$ROOT/scripts/bench_streams.sh" "$@"
+    exec "$ROOT/bench/bench_streams.sh" "$@"
 fi
 DB=${BENCH_DB:-sqlite}
 PEER=0
@@ -162,7 +164,7 @@ if [[ $DB == postgres ]]; then
     PG_DB="chatkit_bench_$$"
     psql -q "$PG_SERVER/postgres" -c "CREATE DATABASE $PG_DB" >/dev/null ||
         die "cannot create a database on $PG_SERVER"
-    # Plain TCP to the local server, as the README advises for a database on the same host
+    # Plain TCP to the local server, as docs/deployment.md advises for a database on the same host
     # (sqlx would otherwise negotiate TLS with a server that offers it); the peer connects
     # the same way.
     export DATABASE_URL="$PG_SERVER/$PG_DB?sslmode=disable"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Streams benchmark of chatkit-gateway (issue 11, "Streams at scale"); a benchmark, not a
+# Streams benchmark of chatkit-gateway (bench/README.md, "Streams at scale"); a benchmark, not a
 # test: it reports and never fails on slowness.
 #
-#   scripts/bench_streams.sh                          # 5,000 streams, REST then ChatKit, SQLite
-#   scripts/bench_streams.sh --db postgres            # on a throw-away PostgreSQL database
-#   scripts/bench_streams.sh --streams 1000 --protocol chatkit -- --ramp 2 --over 5
+#   bench/bench_streams.sh                            # 5,000 streams, REST then ChatKit, SQLite
+#   bench/bench_streams.sh --db postgres              # on a throw-away PostgreSQL database
+#   bench/bench_streams.sh --streams 1000 --protocol chatkit -- --ramp 2 --over 5
 #
 # For each protocol, bench/loadgen (one process) serves a fake OpenAI-compatible provider
 # on loopback that streams 50 stamped deltas over 10 s per turn, starts the gateway
@@ -161,7 +161,7 @@ fresh_database() { # fresh_database PROTOCOL: sets DATABASE_URL to a new, empty 
         PG_DBS+=("$name")
         psql -q "$PG_URL/postgres" -c "CREATE DATABASE $name" >/dev/null ||
             die "could not create database $name on $PG_URL"
-        # Plain TCP to the local server, as the README advises for a database on the
+        # Plain TCP to the local server, as docs/deployment.md advises for a database on the
         # same host (sqlx would otherwise negotiate TLS with a server that offers it).
         DATABASE_URL="$PG_URL/$name?sslmode=disable"
     fi

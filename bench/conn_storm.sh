@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Memory after a connection storm (a measurement, not a test: it never fails on a figure).
 #
-#   scripts/conn_storm.sh                      # debug build, 5,000 connections
-#   STORM_CONNECTIONS=8000 scripts/conn_storm.sh
-#   STORM_BIN=target/release/chatkit-gateway scripts/conn_storm.sh   # an existing binary
+#   bench/conn_storm.sh                        # debug build, 5,000 connections
+#   STORM_CONNECTIONS=8000 bench/conn_storm.sh
+#   STORM_BIN=target/release/chatkit-gateway bench/conn_storm.sh     # an existing binary
 #
 # Starts the service on 127.0.0.1 with a fresh SQLite file, then opens STORM_CONNECTIONS
 # connections, sends one `GET /healthz` on each and keeps them open (idle keep-alive), then

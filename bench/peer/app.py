@@ -1,4 +1,4 @@
-"""The Python peer of chatkit-gateway's REST API, for `scripts/bench.sh --db postgres --peer`.
+"""The Python peer of chatkit-gateway's REST API, for `bench/bench.sh --db postgres --peer`.
 
 What issue 11 compares the gateway against: the FastAPI + SQLAlchemy (asyncpg) backend
 the Python teams built, written here the way their notes describe it (../shared/seeds), not
@@ -43,7 +43,7 @@ FALLBACK = (
     "I can help you manage your tasks: ask me to add, list, complete, update or delete one."
 )
 
-# Plain TCP to a local server, as scripts/bench.sh connects the gateway (sslmode=disable;
+# Plain TCP to a local server, as bench/bench.sh connects the gateway (sslmode=disable;
 # asyncpg, like sqlx, would otherwise negotiate TLS with a server that offers it).
 engine = create_async_engine(
     DATABASE_URL, pool_size=10, max_overflow=10, connect_args={"ssl": False}

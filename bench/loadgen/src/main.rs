@@ -1,4 +1,5 @@
-//! `loadgen`: the streams benchmark of chatkit-gateway (issue 11, "Streams at scale").
+//! `loadgen`: the streams benchmark of chatkit-gateway (run by `bench/bench_streams.sh`;
+//! see bench/README.md).
 //!
 //! In one process: a fake OpenAI-compatible provider streaming stamped deltas, the gateway
 //! (started here, pointed at the fake, or already running), N concurrent streamed turns
