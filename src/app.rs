@@ -5,19 +5,19 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use poem::{
-    http::{header, StatusCode},
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
-    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Route,
+    Endpoint, EndpointExt, IntoEndpoint, Route,
 };
 use secrecy::ExposeSecret;
 
 use crate::{
     agent::Agent,
     api::{self, error::envelope_errors, AppState},
-    auth::{AuthService, Hs256Verifier, JwksVerifier, Upstream},
+    auth::{AuthService, Hs256Verifier, JwksVerifier, UpstreamVerifiers},
     chat::ChatService,
     chatkit::ChatKitService,
     config::Settings,
+    http,
     store::Store,
 };
 
@@ -72,8 +72,8 @@ async fn unreachable_server(url: &str) -> Option<String> {
     }
 }
 
-fn upstream(settings: &Settings) -> Upstream {
-    let mut upstream = Upstream::default().with_verified_cache(
+fn upstream_verifiers(settings: &Settings) -> UpstreamVerifiers {
+    let mut upstream = UpstreamVerifiers::default().with_verified_cache(
         Duration::from_secs(settings.upstream.verified_cache_secs),
         settings.upstream.leeway_secs,
     );
@@ -146,7 +146,11 @@ impl Application {
             mcp.clone(),
             settings.agent.builtin_tools_enabled(),
         );
-        let auth = AuthService::new(upstream(&settings), &settings.session, store.clone());
+        let auth = AuthService::new(
+            upstream_verifiers(&settings),
+            &settings.session,
+            store.clone(),
+        );
         let chat = ChatService::new(store.clone(), agent, settings.messages.clone());
         let chatkit = ChatKitService::new(store.clone(), chat.clone(), settings.messages.max_chars);
         let state = AppState {
@@ -207,16 +211,16 @@ impl Application {
         };
         let app = routes(self.state.clone());
         let server = &self.state.settings.server;
-        let acceptor = api::connections::LimitedAcceptor::new(
-            NoDelay(self.acceptor),
+        let acceptor = http::connections::LimitedAcceptor::new(
+            http::connections::NoDelay(self.acceptor),
             usize::try_from(server.max_connections).unwrap_or(usize::MAX),
             Duration::from_secs(server.header_read_timeout_secs),
         );
-        let options = api::server::ServeOptions {
+        let options = http::server::ServeOptions {
             idle_timeout: Duration::from_secs(server.idle_timeout_secs),
             grace,
         };
-        let result = api::server::serve(acceptor, app, shutdown, options).await;
+        let result = http::server::serve(acceptor, app, shutdown, options).await;
         purge.abort();
         if let Some(metrics) = metrics {
             metrics.abort();
@@ -270,7 +274,7 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let api = api::endpoint(prefix);
     let spec = api::spec_json_at(prefix);
     let chatkit_path = state.settings.chatkit.path.clone();
-    let allow = Arc::new(api::allow::AllowedMethods::new(
+    let allow = Arc::new(http::allow::AllowedMethods::new(
         &spec,
         &[
             (chatkit_path.as_str(), &["POST"][..]),
@@ -278,9 +282,9 @@ pub fn routes(state: AppState) -> impl Endpoint {
             ("/docs", &["GET"][..]),
         ],
     ));
-    let ui = api::swagger_ui(&spec);
+    let ui = api::swagger_ui(prefix);
     let spec = api::spec_endpoint(spec);
-    let cors = Arc::new(api::cors::CorsPolicy::new(&server.cors_allowed_origins));
+    let cors = Arc::new(http::cors::CorsPolicy::new(&server.cors_allowed_origins));
     let body_limit = server.body_limit_bytes;
     let body_timeout = Duration::from_secs(server.body_read_timeout_secs);
     let route = Route::new()
@@ -294,90 +298,19 @@ pub fn routes(state: AppState) -> impl Endpoint {
         // Boxed: the middleware types nest deep enough to overflow the compiler's limit.
         .boxed();
     route
-        .around(move |ep, req| limit_body(ep, req, body_limit))
+        .around(move |ep, req| http::middleware::limit_body(ep, req, body_limit))
         // Outside limit_body, which reads chunked bodies itself.
-        .around(move |ep, req| api::connections::body_deadline(ep, req, body_timeout))
-        .around(single_authorization)
+        .around(move |ep, req| http::connections::body_deadline(ep, req, body_timeout))
+        .around(http::middleware::single_authorization)
         .data(state)
         .with(poem::middleware::CatchPanic::new())
         .catch_all_error(envelope_errors)
         .boxed()
         // Outside the error envelope, so error answers carry the CORS headers too.
-        .around(move |ep, req| api::cors::cors(ep, req, cors.clone()))
-        .around(move |ep, req| api::allow::add_allow(ep, req, allow.clone()))
-        .around(api::request_id::request_id)
+        .around(move |ep, req| http::cors::cors(ep, req, cors.clone()))
+        .around(move |ep, req| http::allow::add_allow(ep, req, allow.clone()))
+        .around(http::request_id::request_id)
         .into_endpoint()
-}
-
-/// Refuses a request with several `Authorization` headers: which one a layer reads would
-/// otherwise decide who the caller is (first-wins here, last-wins in a proxy).
-async fn single_authorization<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
-    if req
-        .headers()
-        .get_all(header::AUTHORIZATION)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        return Err(api::error::ApiError::Malformed(
-            "send one Authorization header, not several".into(),
-        )
-        .into());
-    }
-    ep.call(req).await.map(IntoResponse::into_response)
-}
-
-/// Accepted connections get TCP_NODELAY. A streamed answer is many small writes; with
-/// Nagle's algorithm each one after the first waits for the client's delayed ACK, which
-/// measured as a flat ~40 ms added to every streamed ChatKit turn.
-struct NoDelay<A>(A);
-
-impl<A: Acceptor<Io = tokio::net::TcpStream>> Acceptor for NoDelay<A> {
-    type Io = tokio::net::TcpStream;
-
-    fn local_addr(&self) -> Vec<poem::web::LocalAddr> {
-        self.0.local_addr()
-    }
-
-    async fn accept(
-        &mut self,
-    ) -> std::io::Result<(
-        Self::Io,
-        poem::web::LocalAddr,
-        poem::web::RemoteAddr,
-        poem::http::uri::Scheme,
-    )> {
-        let (io, local, remote, scheme) = self.0.accept().await?;
-        // Best effort: a socket that refuses the option still serves, only slower.
-        let _ = io.set_nodelay(true);
-        Ok((io, local, remote, scheme))
-    }
-}
-
-/// Refuses bodies over `limit` bytes: by `Content-Length` up front, or while reading a
-/// chunked body. (poem's `SizeLimit` demands a `Content-Length`, which bodiless POSTs lack.)
-async fn limit_body<E: Endpoint>(
-    ep: Arc<E>,
-    mut req: Request,
-    limit: usize,
-) -> poem::Result<Response> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    match declared {
-        Some(len) if len > limit => {
-            return Err(poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE))
-        }
-        Some(_) => {}
-        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
-            let body = req.take_body().into_bytes_limit(limit).await?;
-            req.set_body(body);
-        }
-        None => {}
-    }
-    ep.call(req).await.map(IntoResponse::into_response)
 }
 
 /// Consumed refresh tokens and old revocations stop mattering; clear them out now and then.

@@ -10,6 +10,7 @@ pub mod chat;
 pub mod chatkit;
 pub mod config;
 pub mod domain;
+pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod store;

@@ -5,6 +5,7 @@
 //! providers (`local`, `openai`) import; this module only names the public parts and picks
 //! the configured provider.
 
+mod client_pool;
 mod error;
 mod events;
 mod local;
@@ -13,10 +14,10 @@ mod openai;
 mod prompt;
 mod provider;
 mod tools;
-mod upstream;
 
 use std::sync::Arc;
 
+pub use client_pool::SetupError;
 pub use error::AgentError;
 pub use events::{AgentEvent, EventSink};
 pub use local::LocalAgent;
@@ -25,7 +26,6 @@ pub use openai::OpenAiAgent;
 pub use prompt::PromptTemplate;
 pub use provider::{Agent, AgentAnswer, AgentRequest, HistoryMessage};
 pub use tools::{TaskTools, ToolError};
-pub use upstream::SetupError;
 
 use async_trait::async_trait;
 

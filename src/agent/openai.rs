@@ -20,18 +20,18 @@ use serde::Serialize;
 use serde_json::{value::RawValue, Value};
 
 use super::{
+    client_pool::{ClientOptions, ModelClientPool, SetupError},
     error::AgentError,
     events::{AgentEvent, EventSink},
     prompt::PromptTemplate,
     provider::{Agent, AgentAnswer, AgentRequest},
     tools::TaskTools,
-    upstream::{ClientOptions, SetupError, Upstream},
 };
 use crate::config::OpenAiSettings;
 
 /// The agent backed by an OpenAI-compatible model API (`AGENT_PROVIDER=openai`).
 pub struct OpenAiAgent {
-    upstream: Upstream,
+    clients: ModelClientPool,
     url: String,
     settings: OpenAiSettings,
     prompt: PromptTemplate,
@@ -285,7 +285,7 @@ impl OpenAiAgent {
             settings.ca_file.as_deref(),
         )?;
         // Config admits only `http://` and `https://` base URLs (`check_openai`).
-        let upstream = Upstream::new(
+        let clients = ModelClientPool::new(
             settings.http2,
             settings.base_url.starts_with("https://"),
             settings.http2_streams_per_connection as usize,
@@ -296,7 +296,7 @@ impl OpenAiAgent {
             settings.base_url.trim_end_matches('/')
         );
         Ok(Self {
-            upstream,
+            clients,
             url,
             settings,
             prompt,
@@ -375,7 +375,7 @@ impl OpenAiAgent {
         let first_token = Duration::from_millis(self.settings.first_token_timeout_ms);
         let started = tokio::time::Instant::now();
         // Held until this attempt has read the stream to its end (or given up on it).
-        let lease = self.upstream.lease();
+        let lease = self.clients.lease();
         let mut http = lease
             .client()
             .post(&self.url)

@@ -128,7 +128,7 @@ fn wants_events(req: &Request) -> bool {
         .is_some_and(|accept| accept.contains("text/event-stream"))
 }
 
-#[OpenApi(tag = "ApiTags::Messages")]
+#[OpenApi(tag = "ApiTags::Messages", prefix_path = &super::prefix::current())]
 impl MessagesApi {
     /// Send a message and get the assistant's answer (JSON, or streamed as SSE).
     ///

@@ -39,7 +39,7 @@ route_errors! {
     }
 }
 
-#[OpenApi(tag = "ApiTags::Session")]
+#[OpenApi(tag = "ApiTags::Session", prefix_path = &super::prefix::current())]
 impl SessionApi {
     /// Exchange a Better Auth JWT for a client_secret.
     ///

@@ -16,11 +16,11 @@
 use std::time::Duration;
 
 use futures_channel::mpsc;
-use futures_util::{stream, StreamExt};
-use poem::{Body, Response};
+use futures_util::StreamExt;
+use poem::Response;
 use serde_json::json;
 
-use super::types::SendMessageResponse;
+use super::{sse::SseChunks, types::SendMessageResponse};
 use crate::{
     api::error::ApiError,
     chat::{ChatService, Recorded, TurnEvent},
@@ -72,14 +72,38 @@ fn encode(event: TurnEvent) -> Option<String> {
 }
 
 /// A streamed turn as its body reads it: the first frame, then the turn's events, encoded
-/// as they arrive. The body polls the turn's channel itself (no task and no second channel
-/// in between); the turn runs on its own task whether or not anyone reads.
-struct Sse {
+/// as they arrive, with a keep-alive comment after each silence of `keep_alive`. The body
+/// polls the turn's channel itself (no task and no second channel in between); the turn
+/// runs on its own task whether or not anyone reads.
+struct TurnSse {
     first: Option<String>,
     events: mpsc::UnboundedReceiver<TurnEvent>,
     keep_alive: Duration,
-    // Lives in the body: the gauge counts until the client has it all or goes away.
-    _open: crate::metrics::StreamGuard,
+}
+
+impl SseChunks for TurnSse {
+    async fn next_chunk(&mut self) -> Option<String> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        loop {
+            let event = match tokio::time::timeout(self.keep_alive, self.events.next()).await {
+                Err(_) => return Some(": keep-alive\n\n".to_owned()),
+                Ok(None) => return None,
+                Ok(Some(event)) => event,
+            };
+            let Some(mut chunk) = encode(event) else {
+                continue;
+            };
+            // Events already queued go out in the same write.
+            while let Ok(event) = self.events.try_recv() {
+                if let Some(text) = encode(event) {
+                    chunk.push_str(&text);
+                }
+            }
+            return Some(chunk);
+        }
+    }
 }
 
 /// Streams the answer to a recorded turn.
@@ -94,37 +118,9 @@ pub fn turn_events(
         "message.recorded",
         &json!({"thread_id": turn.thread_id, "message_id": turn.id}),
     );
-    let sse = Sse {
+    super::sse::response(TurnSse {
         first: Some(first),
         events: chat.stream(user, recorded),
         keep_alive: keep_alive.max(Duration::from_millis(100)),
-        _open: crate::metrics::StreamGuard::new(),
-    };
-    let body = stream::unfold(sse, |mut sse| async move {
-        if let Some(first) = sse.first.take() {
-            return Some((Ok::<_, std::io::Error>(first), sse));
-        }
-        loop {
-            let event = match tokio::time::timeout(sse.keep_alive, sse.events.next()).await {
-                Err(_) => return Some((Ok(": keep-alive\n\n".to_owned()), sse)),
-                Ok(None) => return None,
-                Ok(Some(event)) => event,
-            };
-            let Some(mut chunk) = encode(event) else {
-                continue;
-            };
-            // Events already queued go out in the same write.
-            while let Ok(event) = sse.events.try_recv() {
-                if let Some(text) = encode(event) {
-                    chunk.push_str(&text);
-                }
-            }
-            return Some((Ok(chunk), sse));
-        }
-    });
-    Response::builder()
-        .content_type("text/event-stream")
-        .header("cache-control", "no-cache")
-        .header("x-accel-buffering", "no")
-        .body(Body::from_bytes_stream(body))
+    })
 }

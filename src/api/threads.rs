@@ -119,7 +119,7 @@ fn parse_input(input: ThreadInput) -> Result<(Option<Title>, Option<serde_json::
     Ok((title, metadata))
 }
 
-#[OpenApi(tag = "ApiTags::Threads")]
+#[OpenApi(tag = "ApiTags::Threads", prefix_path = &super::prefix::current())]
 impl ThreadsApi {
     /// List your threads, most recent activity first.
     #[oai(path = "/threads", method = "get", operation_id = "listThreads")]

@@ -13,7 +13,7 @@ pub use hs256::Hs256Verifier;
 pub use jwks::{JwksState, JwksVerifier};
 pub use service::{AuthService, MintedSession, Principal};
 pub use session::{SessionClaims, SessionSigner, SESSION_TYP};
-pub use upstream::Upstream;
+pub use upstream::UpstreamVerifiers;
 pub use verifier::{UpstreamIdentity, UpstreamVerifier};
 
 use crate::store::StoreError;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::{
     revocation::RevocationCache,
     session::{SessionClaims, SessionSigner, SESSION_TYP},
-    upstream::Upstream,
+    upstream::UpstreamVerifiers,
     AuthError,
 };
 use crate::{
@@ -55,7 +55,7 @@ pub struct AuthService {
 }
 
 struct Inner {
-    upstream: Upstream,
+    upstream: UpstreamVerifiers,
     signer: SessionSigner,
     store: Store,
     revocations: RevocationCache,
@@ -65,7 +65,7 @@ struct Inner {
 impl AuthService {
     /// A service trusting `upstream`, signing with `settings`, keeping token state in `store`.
     #[must_use]
-    pub fn new(upstream: Upstream, settings: &SessionSettings, store: Store) -> Self {
+    pub fn new(upstream: UpstreamVerifiers, settings: &SessionSettings, store: Store) -> Self {
         Self {
             inner: Arc::new(Inner {
                 upstream,
@@ -81,7 +81,7 @@ impl AuthService {
 
     /// The upstream verifiers (for /readyz).
     #[must_use]
-    pub fn upstream(&self) -> &Upstream {
+    pub fn upstream(&self) -> &UpstreamVerifiers {
         &self.inner.upstream
     }
 

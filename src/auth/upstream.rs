@@ -1,4 +1,4 @@
-//! Upstream identity verification. Handlers see one [`Upstream`]; which verifier checks a
+//! UpstreamVerifiers identity verification. Handlers see one [`UpstreamVerifiers`]; which verifier checks a
 //! token is decided by configuration and the token's header together, never by the token
 //! alone: an HS256 token only reaches the shared-secret verifier, an allowed asymmetric
 //! algorithm only the JWKS verifier (so a public key can never serve as an HMAC secret),
@@ -17,7 +17,7 @@ use super::{
 /// The configured upstream verifiers, dispatched by algorithm family, behind a short-lived
 /// memory of tokens already verified.
 #[derive(Clone, Default)]
-pub struct Upstream {
+pub struct UpstreamVerifiers {
     hs256: Option<Arc<dyn UpstreamVerifier>>,
     jwks: Option<Arc<JwksVerifier>>,
     verified: Option<VerifiedTokens>,
@@ -45,7 +45,7 @@ fn claimed_alg(token: &str) -> Option<String> {
         .map(|h| h.alg)
 }
 
-impl Upstream {
+impl UpstreamVerifiers {
     /// Remembers verified tokens for `ttl` (none when zero); `exp` still applies with `leeway`.
     #[must_use]
     pub fn with_verified_cache(mut self, ttl: std::time::Duration, leeway_secs: u64) -> Self {

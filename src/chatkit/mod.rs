@@ -8,15 +8,19 @@
 //! only what happens during a turn is reported in the stream.
 
 pub mod items;
+mod request;
 mod stream;
 pub mod wire;
 
-use serde::de::DeserializeOwned;
+pub use self::request::Request;
+
+pub use self::stream::TurnStream;
+
 use serde_json::{json, Value};
 
 use self::wire::{
-    AddMessageParams, CreateParams, Envelope, Event, FeedbackParams, Item, ItemsListParams,
-    ListParams, Page, RetryParams, StreamOptions, ThreadParams, UpdateParams, UserInput,
+    AddMessageParams, CreateParams, Event, Item, ItemsListParams, ListParams, Page, RetryParams,
+    StreamOptions, ThreadParams, UpdateParams, UserInput,
 };
 use crate::{
     chat::{ChatError, ChatService, Recorded, SendMessage},
@@ -64,18 +68,6 @@ pub enum Outcome {
     Stream(stream::TurnStream),
 }
 
-/// Request types of the protocol this server does not implement (no attachments store,
-/// no transcription, no client tools, no widget actions).
-const UNSUPPORTED: [&str; 7] = [
-    "threads.add_client_tool_output",
-    "threads.custom_action",
-    "threads.sync_custom_action",
-    "threads.add_structured_input",
-    "attachments.create",
-    "attachments.delete",
-    "input.transcribe",
-];
-
 /// Items embedded by `threads.get_by_id`: the oldest ones, as the SDK does.
 const EMBEDDED_ITEMS: u64 = 20;
 
@@ -89,11 +81,6 @@ pub struct ChatKitService {
     store: Store,
     chat: ChatService,
     max_chars: usize,
-}
-
-fn params<T: DeserializeOwned>(kind: &str, params: Value) -> Result<T, ChatKitError> {
-    serde_json::from_value(params)
-        .map_err(|e| ChatKitError::Malformed(format!("invalid params for {kind}: {e}")))
 }
 
 /// The thread a request names: an id that is not one of ours names no thread at all.
@@ -222,40 +209,23 @@ impl ChatKitService {
         }
     }
 
-    /// Handles one request body for `user`.
-    pub async fn handle(&self, user: &UserId, body: &[u8]) -> Result<Outcome, ChatKitError> {
-        let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
-            ChatKitError::Malformed(format!(
-                "the body must be a ChatKit request {{\"type\", \"params\"}}: {e}"
-            ))
-        })?;
-        let kind = envelope.kind.as_str();
-        if UNSUPPORTED.contains(&kind) {
-            return Err(ChatKitError::Unsupported(format!(
-                "{kind} is not supported by this server"
-            )));
-        }
-        let p = envelope
-            .params
-            .filter(Value::is_object)
-            .ok_or_else(|| ChatKitError::Malformed("`params` must be an object".into()))?;
-        match kind {
-            "threads.create" => self.create(user, params(kind, p)?).await,
-            "threads.add_user_message" => self.add_message(user, params(kind, p)?).await,
-            "threads.retry_after_item" => self.retry(user, params(kind, p)?).await,
-            "threads.get_by_id" => self.get(user, params(kind, p)?).await,
-            "threads.list" => self.list_threads(user, params(kind, p)?).await,
-            "items.list" => self.list_items(user, params(kind, p)?).await,
-            "threads.update" => self.update(user, params(kind, p)?).await,
-            "threads.delete" => {
-                let p: ThreadParams = params(kind, p)?;
+    /// Answers one parsed request of `user`.
+    pub async fn handle(&self, user: &UserId, request: Request) -> Result<Outcome, ChatKitError> {
+        match request {
+            Request::Create(p) => self.create(user, p).await,
+            Request::AddMessage(p) => self.add_message(user, p).await,
+            Request::Retry(p) => self.retry(user, p).await,
+            Request::GetById(p) => self.get(user, p).await,
+            Request::ListThreads(p) => self.list_threads(user, p).await,
+            Request::ListItems(p) => self.list_items(user, p).await,
+            Request::Update(p) => self.update(user, p).await,
+            Request::Delete(p) => {
                 self.store
                     .delete_thread(user, &thread_id(&p.thread_id)?)
                     .await?;
                 Ok(Outcome::Json(json!({})))
             }
-            "items.feedback" => {
-                let p: FeedbackParams = params(kind, p)?;
+            Request::Feedback(p) => {
                 self.store
                     .set_feedback(
                         user,
@@ -269,9 +239,6 @@ impl ChatKitService {
                     .await?;
                 Ok(Outcome::Json(json!({})))
             }
-            other => Err(ChatKitError::Malformed(format!(
-                "unknown request type {other:?}"
-            ))),
         }
     }
 

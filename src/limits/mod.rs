@@ -50,13 +50,6 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
     secs.max(1)
 }
 
-/// The ChatKit request types that run a turn (the others read or edit stored rows).
-const CHATKIT_TURNS: [&str; 3] = [
-    "threads.create",
-    "threads.add_user_message",
-    "threads.retry_after_item",
-];
-
 /// Which bucket family a key belongs to; part of the Redis key.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -165,26 +158,9 @@ impl RateLimits {
         Self { inner: None }
     }
 
-    /// A turn of `user` (`POST /messages`).
+    /// A turn of `user` (`POST /messages`, the ChatKit requests that run one).
     pub async fn turn(&self, user: &UserId) -> Result<(), RateLimited> {
         self.check(Kind::Turn, user.as_str()).await
-    }
-
-    /// A ChatKit request of `user`: limited like `/messages` when its type runs a turn.
-    /// A body that does not parse is not counted; the endpoint refuses it anyway.
-    pub async fn chatkit_request(&self, user: &UserId, body: &[u8]) -> Result<(), RateLimited> {
-        #[derive(serde::Deserialize)]
-        struct TypeOnly {
-            #[serde(rename = "type")]
-            kind: String,
-        }
-        if self.inner.is_none() {
-            return Ok(());
-        }
-        match serde_json::from_slice::<TypeOnly>(body) {
-            Ok(t) if CHATKIT_TURNS.contains(&t.kind.as_str()) => self.turn(user).await,
-            _ => Ok(()),
-        }
     }
 
     /// A new session for the upstream subject `user` (`POST /session`).

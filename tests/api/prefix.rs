@@ -141,7 +141,7 @@ fn a_prefix_that_extends_the_default_is_applied_once() {
 fn the_access_route_template_carries_the_prefix() {
     // The route template (the metrics' `route` label) is read from the document, so it
     // names the served path, not the compiled-in one.
-    let table = chatkit_gateway::api::allow::AllowedMethods::new(
+    let table = chatkit_gateway::http::allow::AllowedMethods::new(
         &chatkit_gateway::api::spec_json_at(PREFIX),
         &[],
     );
@@ -152,4 +152,38 @@ fn the_access_route_template_carries_the_prefix() {
         Some(format!("{PREFIX}/threads/{{id}}"))
     );
     assert!(table.template("/api/chatkit/threads/thr_1").is_none());
+}
+
+/// `config::ROOT_PATHS`, which `server.api_prefix` may not overlap (refused at load, exit
+/// 2), are the paths the gateway serves outside the prefix: the document's root paths are
+/// exactly the health routes, and every listed path answers.
+#[tokio::test]
+async fn the_root_paths_the_prefix_may_not_overlap_are_the_served_ones() {
+    use chatkit_gateway::config::{DOCS_PATH, HEALTH_PATHS, ROOT_PATHS, SPEC_PATH};
+    let spec: Value = serde_json::from_str(&chatkit_gateway::api::spec_json_at(PREFIX)).unwrap();
+    let mut roots: Vec<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .filter(|path| !path.starts_with(&format!("{PREFIX}/")))
+        .collect();
+    roots.sort_unstable();
+    let mut health = HEALTH_PATHS.to_vec();
+    health.sort_unstable();
+    assert_eq!(
+        roots, health,
+        "the health routes and config's HEALTH_PATHS differ"
+    );
+    let mut listed = ROOT_PATHS.to_vec();
+    listed.sort_unstable();
+    let mut expected = [&HEALTH_PATHS[..], &[DOCS_PATH, SPEC_PATH]].concat();
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+
+    let app = spawn_app_with(|s| s.server.api_prefix = PREFIX.into()).await;
+    for path in ROOT_PATHS {
+        let resp = app.request(Method::GET, path, None, None, &[]).await;
+        assert_eq!(resp.status, 200, "{path} is not served");
+    }
 }

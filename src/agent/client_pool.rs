@@ -35,7 +35,7 @@ const SPARE_IDLE: Duration = Duration::from_secs(5);
 
 /// How the provider is reached: a shared HTTP/1.1 client, or HTTP/2 clients of bounded
 /// concurrency.
-pub struct Upstream {
+pub struct ModelClientPool {
     mode: Mode,
 }
 
@@ -184,7 +184,7 @@ impl Http2Clients {
     }
 }
 
-impl Upstream {
+impl ModelClientPool {
     /// The clients `mode` asks for, for a provider at `https` or plain `http`.
     #[must_use]
     pub fn new(
@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn the_mode_and_scheme_choose_the_clients() {
-        let shared = |mode, https| match Upstream::new(mode, https, 100, options()).mode {
+        let shared = |mode, https| match ModelClientPool::new(mode, https, 100, options()).mode {
             Mode::Http2(set) => Some(set.only_http2),
             Mode::Http1(_) => None,
         };
@@ -319,7 +319,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_new_client_is_made_only_when_every_one_is_full() {
-        let up = Upstream::http2(options(), 2, true);
+        let up = ModelClientPool::http2(options(), 2, true);
         let a = up.lease();
         let b = up.lease();
         assert_eq!(up.counts(), [2]);
@@ -340,7 +340,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn clients_beyond_the_first_are_dropped_once_idle() {
-        let up = Upstream::http2(options(), 1, true);
+        let up = ModelClientPool::http2(options(), 1, true);
         let leases: Vec<_> = (0..3).map(|_| up.lease()).collect();
         assert_eq!(up.counts(), [1, 1, 1]);
         // Busy clients stay, however long their streams last.
@@ -365,7 +365,7 @@ mod tests {
 
     #[tokio::test]
     async fn http1_leases_count_nothing() {
-        let up = Upstream::http1(&options());
+        let up = ModelClientPool::http1(&options());
         let _a = up.lease();
         let _b = up.lease();
         assert!(up.counts().is_empty());

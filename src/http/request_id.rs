@@ -39,7 +39,7 @@ pub async fn request_id<E: poem::Endpoint>(
     // Unmatched paths share one label: a scanner's paths must not grow the series set.
     let route = resp
         .extensions()
-        .get::<crate::api::allow::RouteTemplate>()
+        .get::<super::allow::RouteTemplate>()
         .map_or_else(|| std::sync::Arc::from("unmatched"), |r| r.0.clone());
     if status >= 500 {
         tracing::warn!(parent: &span, %route, status, micros, "request failed");

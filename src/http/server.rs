@@ -1,5 +1,5 @@
 //! The accept loop: serves each connection with hyper's HTTP/1 or HTTP/2 server, in place
-//! of poem's `Server`, for what a connection holds while it streams (issue 11).
+//! of poem's `Server`, for what a connection holds while it streams.
 //!
 //! poem's `Server` goes through hyper-util's version-sniffing builder, which reads the first
 //! 24 bytes apart and hands hyper a stream that returns them alone; hyper's first read
@@ -16,17 +16,7 @@
 //! idle keep-alive connections close), and after the grace period the rest are closed.
 //! (The `/metrics` listener stays on poem's `Server`: few connections, short requests.)
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    io,
-    pin::Pin,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{convert::Infallible, future::Future, io, pin::Pin, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 use http_body_util::combinators::BoxBody;
@@ -41,7 +31,7 @@ use poem::{
 use tokio::{net::TcpStream, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::connections::GuardedIo;
+use super::{activity::Activity, connections::GuardedIo};
 
 /// What the loop needs besides the acceptor and the application.
 #[derive(Clone, Copy, Debug)]
@@ -228,38 +218,5 @@ async fn drive<C: Future>(
                 }
             }
         }
-    }
-}
-
-/// When a connection last read or wrote a byte: written by its stream, read by its task.
-#[derive(Clone, Debug)]
-pub struct Activity {
-    origin: Instant,
-    /// Milliseconds from `origin`.
-    last_ms: Arc<AtomicU64>,
-}
-
-impl Activity {
-    #[must_use]
-    pub fn new() -> Self {
-        Self {
-            origin: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    pub fn touch(&self) {
-        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -1,0 +1,144 @@
+//! A ChatKit request, parsed once from the body: the endpoint reads its kind (to count a
+//! turn against the rate limit) and the service answers it, without a second parse.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{
+    wire::{
+        AddMessageParams, CreateParams, Envelope, FeedbackParams, ItemsListParams, ListParams,
+        RetryParams, ThreadParams, UpdateParams,
+    },
+    ChatKitError,
+};
+
+/// Every request type this server answers, with its parameters.
+pub enum Request {
+    Create(CreateParams),
+    AddMessage(AddMessageParams),
+    Retry(RetryParams),
+    GetById(ThreadParams),
+    ListThreads(ListParams),
+    ListItems(ItemsListParams),
+    Update(UpdateParams),
+    Delete(ThreadParams),
+    Feedback(FeedbackParams),
+}
+
+/// Request types of the protocol this server does not implement (no attachments store,
+/// no transcription, no client tools, no widget actions).
+const UNSUPPORTED: [&str; 7] = [
+    "threads.add_client_tool_output",
+    "threads.custom_action",
+    "threads.sync_custom_action",
+    "threads.add_structured_input",
+    "attachments.create",
+    "attachments.delete",
+    "input.transcribe",
+];
+
+fn params<T: DeserializeOwned>(kind: &str, params: Value) -> Result<T, ChatKitError> {
+    serde_json::from_value(params)
+        .map_err(|e| ChatKitError::Malformed(format!("invalid params for {kind}: {e}")))
+}
+
+impl Request {
+    /// The request in `body`, or why it is not one this server answers.
+    pub fn parse(body: &[u8]) -> Result<Self, ChatKitError> {
+        let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
+            ChatKitError::Malformed(format!(
+                "the body must be a ChatKit request {{\"type\", \"params\"}}: {e}"
+            ))
+        })?;
+        let kind = envelope.kind.as_str();
+        if UNSUPPORTED.contains(&kind) {
+            return Err(ChatKitError::Unsupported(format!(
+                "{kind} is not supported by this server"
+            )));
+        }
+        let p = envelope
+            .params
+            .filter(Value::is_object)
+            .ok_or_else(|| ChatKitError::Malformed("`params` must be an object".into()))?;
+        Ok(match kind {
+            "threads.create" => Self::Create(params(kind, p)?),
+            "threads.add_user_message" => Self::AddMessage(params(kind, p)?),
+            "threads.retry_after_item" => Self::Retry(params(kind, p)?),
+            "threads.get_by_id" => Self::GetById(params(kind, p)?),
+            "threads.list" => Self::ListThreads(params(kind, p)?),
+            "items.list" => Self::ListItems(params(kind, p)?),
+            "threads.update" => Self::Update(params(kind, p)?),
+            "threads.delete" => Self::Delete(params(kind, p)?),
+            "items.feedback" => Self::Feedback(params(kind, p)?),
+            other => {
+                return Err(ChatKitError::Malformed(format!(
+                    "unknown request type {other:?}"
+                )))
+            }
+        })
+    }
+
+    /// Whether answering it runs a turn of the agent (rate-limited like `POST /messages`).
+    #[must_use]
+    pub fn runs_turn(&self) -> bool {
+        matches!(self, Self::Create(_) | Self::AddMessage(_) | Self::Retry(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<Request, ChatKitError> {
+        Request::parse(body.as_bytes())
+    }
+
+    #[test]
+    fn the_turn_types_run_turns_and_the_reads_do_not() {
+        let input = r#"{"content":[{"type":"input_text","text":"hi"}],"attachments":[]}"#;
+        let turns = [
+            format!(r#"{{"type":"threads.create","params":{{"input":{input}}}}}"#),
+            format!(
+                r#"{{"type":"threads.add_user_message","params":{{"thread_id":"thr_1","input":{input}}}}}"#
+            ),
+            r#"{"type":"threads.retry_after_item","params":{"thread_id":"thr_1","item_id":"msg_1"}}"#
+                .to_owned(),
+        ];
+        for body in &turns {
+            assert!(parse(body).unwrap().runs_turn(), "{body}");
+        }
+        for body in [
+            r#"{"type":"threads.list","params":{}}"#,
+            r#"{"type":"items.list","params":{"thread_id":"thr_1"}}"#,
+            r#"{"type":"threads.get_by_id","params":{"thread_id":"thr_1"}}"#,
+            r#"{"type":"threads.delete","params":{"thread_id":"thr_1"}}"#,
+        ] {
+            assert!(!parse(body).unwrap().runs_turn(), "{body}");
+        }
+    }
+
+    #[test]
+    fn bad_bodies_are_refused_with_the_reason() {
+        let err = |body: &str| match parse(body) {
+            Err(e) => e,
+            Ok(_) => panic!("{body} was accepted"),
+        };
+        assert!(matches!(err("not json"), ChatKitError::Malformed(_)));
+        assert!(matches!(
+            err(r#"{"type":"input.transcribe","params":{}}"#),
+            ChatKitError::Unsupported(_)
+        ));
+        assert!(matches!(
+            err(r#"{"type":"threads.list","params":[]}"#),
+            ChatKitError::Malformed(m) if m.contains("params")
+        ));
+        assert!(matches!(
+            err(r#"{"type":"threads.explode","params":{}}"#),
+            ChatKitError::Malformed(m) if m.contains("unknown request type")
+        ));
+        assert!(matches!(
+            err(r#"{"type":"threads.get_by_id","params":{}}"#),
+            ChatKitError::Malformed(m) if m.contains("threads.get_by_id")
+        ));
+    }
+}
