@@ -11,6 +11,8 @@ pub mod chatkit;
 pub mod config;
 pub mod domain;
 pub mod http;
+#[cfg(test)]
+mod layers;
 pub mod limits;
 pub mod metrics;
 pub mod store;
