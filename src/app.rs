@@ -16,7 +16,7 @@ use crate::{
     auth::{AuthService, Hs256Verifier, JwksVerifier, UpstreamVerifiers},
     chat::ChatService,
     chatkit::ChatKitService,
-    config::Settings,
+    config::{self, Settings},
     http,
     store::Store,
 };
@@ -248,8 +248,8 @@ fn log_start(settings: &Settings, port: u16) {
         (true, false) => "shared through Redis",
     };
     let env = match settings.env {
-        crate::config::AppEnv::Development => "development",
-        crate::config::AppEnv::Production => "production",
+        config::AppEnv::Development => "development",
+        config::AppEnv::Production => "production",
     };
     if settings.uses_development_secrets() {
         tracing::warn!(
@@ -278,8 +278,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
         &spec,
         &[
             (chatkit_path.as_str(), &["POST"][..]),
-            ("/openapi.json", &["GET"][..]),
-            ("/docs", &["GET"][..]),
+            (config::SPEC_PATH, &["GET"][..]),
+            (config::DOCS_PATH, &["GET"][..]),
         ],
     ));
     let ui = api::swagger_ui(prefix);
@@ -292,8 +292,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
             state.settings.chatkit.path.as_str(),
             poem::post(api::chatkit::endpoint),
         )
-        .at("/openapi.json", spec)
-        .nest("/docs", ui)
+        .at(config::SPEC_PATH, spec)
+        .nest(config::DOCS_PATH, ui)
         .nest("/", api)
         // Boxed: the middleware types nest deep enough to overflow the compiler's limit.
         .boxed();

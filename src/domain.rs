@@ -113,7 +113,7 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// A seconds setting as a signed count for timestamp arithmetic. Every such setting is
-/// range-checked at load (at most 30 days), so the saturation is only a guarantee that
+/// range-checked at load (at most a year), so the saturation is only a guarantee that
 /// arithmetic on it cannot wrap or panic, whatever a caller passes.
 #[must_use]
 pub fn seconds_i64(secs: u64) -> i64 {
