@@ -1,11 +1,11 @@
 //! The row vocabulary the store's modules share: what a `thread_items` row may say (item
-//! types, statuses), how a new one is built, what a recorded turn and answer are, and
-//! keyset paging. A leaf: it imports no other part of the store, so every store module
+//! types, statuses), how a new one is built and inserted, what a recorded turn and answer
+//! are, and keyset paging. A leaf: it imports no other part of the store, so every store module
 //! can use it without importing another.
 
 use chrono::{DateTime, Utc};
 use entity::{thread, thread_item};
-use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -177,4 +177,23 @@ pub(crate) fn into_page<T>(mut rows: Vec<T>, limit: u64, key: impl Fn(&T) -> Cur
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next = if has_more { rows.last().map(key) } else { None };
     Page { items: rows, next }
+}
+
+/// Inserts fully built rows without reading them back. (SeaORM re-selects every inserted
+/// row on SQLite, one more round trip to the connection's worker per row; these rows are
+/// already known in full.)
+pub(crate) async fn insert_rows<E, C>(conn: &C, rows: Vec<E::Model>) -> Result<(), DbErr>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: sea_orm::IntoActiveModel<E::ActiveModel>,
+    C: ConnectionTrait,
+{
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+    if rows.is_empty() {
+        return Ok(());
+    }
+    E::insert_many(rows.into_iter().map(|m| m.into_active_model().reset_all()))
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
 }

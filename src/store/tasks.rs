@@ -5,7 +5,7 @@ use sea_orm::{
     ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
-use super::{is_unique_violation, Store, StoreError};
+use super::{error::is_unique_violation, Store, StoreError};
 use crate::domain::{new_id, now, UserId};
 
 /// Which of the user's tasks `list_tasks` returns.

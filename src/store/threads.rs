@@ -6,7 +6,7 @@ use sea_orm::{
 use serde_json::Value;
 
 use super::{
-    rows::{into_page, keyset, ItemType, Page, MESSAGE_TYPES},
+    rows::{insert_rows, into_page, keyset, ItemType, Page, MESSAGE_TYPES},
     Store, StoreError,
 };
 use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
@@ -185,7 +185,7 @@ impl Store {
             created_at: at,
             updated_at: at,
         };
-        super::insert_rows::<thread::Entity, _>(&self.write, vec![thread.clone()]).await?;
+        insert_rows::<thread::Entity, _>(&self.write, vec![thread.clone()]).await?;
         Ok(thread)
     }
 

@@ -35,12 +35,11 @@ use tokio::sync::{mpsc, oneshot};
 mod postgres;
 
 use super::{
-    insert_rows, is_unique_violation,
+    error::{is_unique_violation, StoreError, WriteHealth},
     rows::{
-        item, started_thread, workflow_payload, AnswerIds, ItemStatus, ItemType, RecordedAnswer,
-        Turn,
+        insert_rows, item, started_thread, workflow_payload, AnswerIds, ItemStatus, ItemType,
+        RecordedAnswer, Turn,
     },
-    StoreError, WriteHealth,
 };
 use crate::domain::{now, ThreadId, ToolCallRecord, UserId};
 
