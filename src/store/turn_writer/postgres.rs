@@ -3,7 +3,7 @@
 //!
 //! It was `BEGIN`, a bump, a claim, an insert per table and `COMMIT`: six round trips per
 //! batch, each a send and a wake-up on both sides, while the writer that owns the batch
-//! waited. The rows are now built by the caller ([`super::Plan`]) and travel as four JSON
+//! waited. The rows are now built by the caller ([`super::plan::Plan`]) and travel as four JSON
 //! parameters, so the statement text is the same whatever the batch holds: it is prepared
 //! once per connection and runs on a generic plan.
 //!
@@ -33,7 +33,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Decided, Plan};
+use super::plan::{Decided, Plan};
 use crate::domain::UserId;
 
 // The status strings are the `ItemStatus` values as stored ('pending', 'completed').
@@ -232,4 +232,53 @@ pub(super) async fn write(
         })
         .collect();
     Ok(Decided { missing, claimed })
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::TransactionTrait;
+
+    use super::*;
+
+    /// PostgreSQL plans the batch once per connection (a generic plan), possibly while
+    /// the tables are still empty; that plan must find threads and items through their
+    /// indexes, or every batch reads the whole table once it has grown (issue 11: the
+    /// thread update of a plan made on young tables scanned all 5,000 threads per batch).
+    /// SQLite runs the batch as a few statements with plans of their own (covered by
+    /// the tests above); this checks the PostgreSQL statement, in the PostgreSQL run.
+    #[tokio::test]
+    async fn the_postgres_batch_is_planned_on_indexes_even_for_empty_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::tests::store(&dir).await;
+        if store.write.get_database_backend() != DbBackend::Postgres {
+            return;
+        }
+        // One connection for the prepared statement and the setting.
+        let txn = store.write.begin().await.unwrap();
+        txn.execute_unprepared(&format!(
+            "PREPARE batch (json, json, json, json, timestamptz) AS {}",
+            BATCH
+        ))
+        .await
+        .unwrap();
+        txn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
+            .await
+            .unwrap();
+        let rows = txn
+            .query_all(Statement::from_string(
+                DbBackend::Postgres,
+                "EXPLAIN EXECUTE batch ('[]', '[]', '[]', '[]', now())",
+            ))
+            .await
+            .unwrap();
+        let plan = rows
+            .iter()
+            .map(|row| row.try_get_by_index::<String>(0).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+        assert!(plan.contains("threads_pkey"), "{plan}");
+        assert!(plan.contains("thread_items_pkey"), "{plan}");
+        txn.rollback().await.unwrap();
+    }
 }

@@ -5,8 +5,9 @@
 //! bump per thread, one atomic claim. Under load this turns a dozen serialized round
 //! trips per turn into a few per batch; SQLite admits one writer at a time, so this is
 //! where its throughput is decided. With nothing queued a batch is one request, written
-//! at once: no added latency. On PostgreSQL the whole batch is one statement (see
-//! [`postgres`]); on SQLite, a transaction of a few statements.
+//! at once: no added latency. What a batch writes and answers is decided in [`plan`],
+//! without I/O; the database's part is one statement on PostgreSQL ([`postgres`]) and a
+//! transaction of a few statements on SQLite ([`sqlite`]).
 //!
 //! Every decision stays an atomic statement (scoped bumps for ownership, the unique index
 //! for idempotency keys, `UPDATE … WHERE status = 'pending' RETURNING` for claims), so
@@ -14,54 +15,30 @@
 //! whole (e.g. a key another instance inserted meanwhile), it is replayed one request at a
 //! time so each gets its own answer.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
 };
 
-use chrono::{DateTime, Utc};
-use entity::{thread, thread_item};
 use futures_util::FutureExt;
-use sea_orm::{
-    ActiveEnum, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    Statement, TransactionTrait,
-};
-use serde_json::Value;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
 use tokio::sync::{mpsc, oneshot};
 
+mod plan;
 mod postgres;
+mod sqlite;
+
+pub(crate) use plan::{CompleteOp, RecordOp};
 
 use super::{
     error::{is_unique_violation, StoreError, WriteHealth},
-    rows::{
-        insert_rows, item, started_thread, workflow_payload, AnswerIds, ItemStatus, ItemType,
-        RecordedAnswer, Turn,
-    },
+    rows::{RecordedAnswer, Turn},
 };
-use crate::domain::{now, ThreadId, ToolCallRecord, UserId};
+use crate::domain::now;
+use plan::{Plan, Results};
 
 /// The most requests one transaction carries.
 pub const MAX_BATCH: usize = 64;
-
-pub(crate) struct RecordOp {
-    pub user: UserId,
-    pub thread_id: Option<ThreadId>,
-    pub text: String,
-    pub key: Option<String>,
-    /// The item as the client sent it (ChatKit content parts), kept for faithful reloads.
-    pub payload: Option<Value>,
-}
-
-pub(crate) struct CompleteOp {
-    pub user: UserId,
-    pub turn: Turn,
-    pub ids: AnswerIds,
-    pub text: String,
-    pub tool_calls: Vec<ToolCallRecord>,
-}
 
 type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -203,8 +180,6 @@ fn deliver<O, T>(ops: Vec<(O, Answer<T>)>, results: Vec<Result<T, StoreError>>) 
     }
 }
 
-type Results<T> = Vec<Result<T, StoreError>>;
-
 /// Records and completes in one transaction (one commit for both kinds).
 async fn record_and_complete(
     db: &DatabaseConnection,
@@ -300,329 +275,9 @@ async fn write(
     let decided = if db.get_database_backend() == DbBackend::Postgres {
         postgres::write(db, &plan, at).await?
     } else {
-        sqlite_write(db, &plan, at).await?
+        sqlite::write(db, &plan, at).await?
     };
     Ok(plan.results(&decided))
-}
-
-/// Messages each (thread, user) gains, by thread and user.
-type Counts = HashMap<(String, UserId), i32>;
-/// The (thread, user) pairs whose thread is gone or not the user's.
-type Missing = HashSet<(String, UserId)>;
-
-/// A new user message of a batch, as it will be inserted if its thread stands.
-pub(super) struct PlannedTurn {
-    pub row: Turn,
-    pub user: UserId,
-    /// The thread is created by the same batch (it cannot be missing).
-    pub new_thread: bool,
-}
-
-/// An answer of a batch, as it will be inserted if its turn's claim is won.
-pub(super) struct PlannedAnswer {
-    pub workflow: Option<thread_item::Model>,
-    pub message: thread_item::Model,
-}
-
-/// Everything a batch may write, built before it runs.
-pub(super) struct Plan {
-    /// Per record op: refused without the database (an Idempotency-Key given twice in
-    /// the batch), or the message to insert.
-    pub turns: Vec<Result<PlannedTurn, StoreError>>,
-    /// Threads the batch's records start.
-    pub threads: Vec<thread::Model>,
-    /// Per existing (thread, user): the messages its records add.
-    pub record_counts: Counts,
-    /// Per complete op: the answer to insert if it wins its turn's claim; `None` for a
-    /// second run of a turn already in the batch (the first one takes the claim).
-    pub answers: Vec<Option<PlannedAnswer>>,
-    /// The complete ops (their turns and users), in order.
-    completes: Vec<(Turn, UserId, Vec<ToolCallRecord>)>,
-}
-
-/// What the database decided for a batch.
-pub(super) struct Decided {
-    /// Existing (thread, user) pairs the batch touched that are not the user's thread.
-    pub missing: Missing,
-    /// Turn ids whose claim this batch won.
-    pub claimed: HashSet<String>,
-}
-
-impl Plan {
-    fn new(records: &[&RecordOp], completes: &[&CompleteOp], at: DateTime<Utc>) -> Self {
-        let mut keys_seen = HashSet::new();
-        let mut threads = Vec::new();
-        let mut record_counts = Counts::new();
-        let turns = records
-            .iter()
-            .map(|op| {
-                if let Some(key) = &op.key {
-                    if !keys_seen.insert((op.user.clone(), key.clone())) {
-                        return Err(StoreError::DuplicateKey);
-                    }
-                }
-                let (thread_id, new_thread) = match &op.thread_id {
-                    Some(id) => {
-                        *record_counts
-                            .entry((id.as_str().to_owned(), op.user.clone()))
-                            .or_default() += 1;
-                        (id.as_str().to_owned(), false)
-                    }
-                    None => (ThreadId::new().as_str().to_owned(), true),
-                };
-                let mut row = item(
-                    &thread_id,
-                    &op.user,
-                    ItemType::UserMessage,
-                    op.text.clone(),
-                    at,
-                );
-                if new_thread {
-                    threads.push(started_thread(&row));
-                }
-                row.client_key = op.key.clone();
-                row.payload = op.payload.clone();
-                row.status = ItemStatus::Pending;
-                Ok(PlannedTurn {
-                    row,
-                    user: op.user.clone(),
-                    new_thread: op.thread_id.is_none(),
-                })
-            })
-            .collect();
-        let mut turns_seen = HashSet::new();
-        let answers = completes
-            .iter()
-            .map(|op| {
-                turns_seen
-                    .insert(op.turn.id.as_str())
-                    .then(|| plan_answer(op))
-            })
-            .collect();
-        Self {
-            turns,
-            threads,
-            record_counts,
-            answers,
-            completes: completes
-                .iter()
-                .map(|op| (op.turn.clone(), op.user.clone(), op.tool_calls.clone()))
-                .collect(),
-        }
-    }
-
-    /// The complete ops that may claim their turn, with the planned answer.
-    pub fn claims(&self) -> impl Iterator<Item = (&Turn, &UserId, &PlannedAnswer)> {
-        self.completes
-            .iter()
-            .zip(&self.answers)
-            .filter_map(|((turn, user, _), answer)| answer.as_ref().map(|a| (turn, user, a)))
-    }
-
-    /// Every (thread, user) the batch writes to in an existing thread, with the messages
-    /// its records add (an answer's message counts only if its claim is won).
-    pub fn touched(&self) -> Counts {
-        let mut counts = self.record_counts.clone();
-        for (turn, user, _) in self.claims() {
-            counts
-                .entry((turn.thread_id.clone(), user.clone()))
-                .or_default();
-        }
-        counts
-    }
-
-    fn results(self, decided: &Decided) -> (Results<Turn>, Results<RecordedAnswer>) {
-        let recorded = self
-            .turns
-            .into_iter()
-            .map(|turn| {
-                let turn = turn?;
-                let key = (turn.row.thread_id.clone(), turn.user);
-                if !turn.new_thread && decided.missing.contains(&key) {
-                    return Err(StoreError::ThreadNotFound);
-                }
-                Ok(turn.row)
-            })
-            .collect();
-        let completed = self
-            .completes
-            .into_iter()
-            .zip(self.answers)
-            .map(|((turn, user, tool_calls), answer)| {
-                let answer = answer.ok_or(StoreError::TurnAlreadyAnswered)?;
-                if decided.missing.contains(&(turn.thread_id.clone(), user)) {
-                    return Err(StoreError::ThreadNotFound);
-                }
-                if !decided.claimed.contains(&turn.id) {
-                    return Err(StoreError::TurnAlreadyAnswered);
-                }
-                Ok(RecordedAnswer {
-                    item: answer.message,
-                    tool_calls,
-                    workflow: answer.workflow,
-                })
-            })
-            .collect();
-        (recorded, completed)
-    }
-}
-
-/// The tool calls (one workflow item) and the message of an answer, under the ids and
-/// instants the pipeline announced them with.
-fn plan_answer(op: &CompleteOp) -> PlannedAnswer {
-    let turn = &op.turn;
-    let workflow = match (&op.ids.workflow, op.tool_calls.is_empty()) {
-        (Some((id, created)), false) => {
-            let mut row = item(
-                &turn.thread_id,
-                &op.user,
-                ItemType::Workflow,
-                String::new(),
-                *created,
-            );
-            row.id = id.clone();
-            row.payload = Some(workflow_payload(&op.tool_calls));
-            row.reply_to = Some(turn.id.clone());
-            Some(row)
-        }
-        _ => None,
-    };
-    let mut message = item(
-        &turn.thread_id,
-        &op.user,
-        ItemType::AssistantMessage,
-        op.text.clone(),
-        op.ids.message_at,
-    );
-    message.id = op.ids.message_id.clone();
-    message.reply_to = Some(turn.id.clone());
-    PlannedAnswer { workflow, message }
-}
-
-/// SQLite: one transaction of a few statements (in-process, so statements are cheap; one
-/// writer connection, so there are no lock-order concerns beyond bumping threads first).
-async fn sqlite_write(
-    db: &DatabaseConnection,
-    plan: &Plan,
-    at: DateTime<Utc>,
-) -> Result<Decided, DbErr> {
-    let txn = db.begin().await?;
-    // Every answer counts as if it will be recorded; lost claims are taken back below.
-    let mut counts = plan.record_counts.clone();
-    for (turn, user, _) in plan.claims() {
-        *counts
-            .entry((turn.thread_id.clone(), user.clone()))
-            .or_default() += 1;
-    }
-    let missing = sqlite_bump(&txn, counts, at).await?;
-    let claimed = sqlite_claim(&txn, plan, at).await?;
-    let mut unclaimed = Counts::new();
-    for (turn, user, _) in plan.claims() {
-        let key = (turn.thread_id.clone(), user.clone());
-        if !claimed.contains(&turn.id) && !missing.contains(&key) {
-            *unclaimed.entry(key).or_default() -= 1;
-        }
-    }
-    if !unclaimed.is_empty() {
-        sqlite_bump(&txn, unclaimed, at).await?;
-    }
-    let mut items = Vec::new();
-    for turn in plan.turns.iter().flatten() {
-        let key = (turn.row.thread_id.clone(), turn.user.clone());
-        if turn.new_thread || !missing.contains(&key) {
-            items.push(turn.row.clone());
-        }
-    }
-    for (turn, _, answer) in plan.claims() {
-        if claimed.contains(&turn.id) {
-            items.extend(answer.workflow.clone());
-            items.push(answer.message.clone());
-        }
-    }
-    insert_rows::<thread::Entity, _>(&txn, plan.threads.clone()).await?;
-    insert_rows::<thread_item::Entity, _>(&txn, items).await?;
-    txn.commit().await?;
-    Ok(Decided { missing, claimed })
-}
-
-/// Adds `n` messages to each (thread, user) and reports which threads were not the
-/// user's, in one statement however many threads the batch touches.
-async fn sqlite_bump(
-    txn: &DatabaseTransaction,
-    counts: Counts,
-    at: DateTime<Utc>,
-) -> Result<Missing, DbErr> {
-    let mut counts: Vec<_> = counts.into_iter().collect();
-    if counts.is_empty() {
-        return Ok(HashSet::new());
-    }
-    counts.sort_by(|((a, ua), _), ((b, ub), _)| (a, ua.as_str()).cmp(&(b, ub.as_str())));
-    // The rows first and the instant last: SQLite binds `?`s in textual order.
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(1 + 3 * counts.len());
-    for ((thread_id, user), n) in &counts {
-        values.push(thread_id.clone().into());
-        values.push(user.as_str().to_owned().into());
-        values.push((*n).into());
-    }
-    values.push(at.into());
-    let rows = vec!["(?, ?, ?)"; counts.len()].join(", ");
-    let sql = format!(
-        "WITH v(id, user_id, n) AS (VALUES {rows}) \
-         UPDATE threads SET message_count = threads.message_count + v.n, updated_at = ? \
-         FROM v WHERE threads.id = v.id AND threads.user_id = v.user_id \
-         RETURNING id, user_id"
-    );
-    let bumped: HashSet<(String, String)> = txn
-        .query_all(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            sql,
-            values,
-        ))
-        .await?
-        .into_iter()
-        .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
-        .collect::<Result<_, DbErr>>()?;
-    Ok(counts
-        .into_iter()
-        .filter(|((id, user), _)| !bumped.contains(&(id.clone(), user.as_str().to_owned())))
-        .map(|(key, _)| key)
-        .collect())
-}
-
-/// Marks the batch's pending turns completed; the turn ids it claimed.
-async fn sqlite_claim(
-    txn: &DatabaseTransaction,
-    plan: &Plan,
-    at: DateTime<Utc>,
-) -> Result<HashSet<String>, DbErr> {
-    let mut values: Vec<sea_orm::Value> = vec![ItemStatus::Completed.to_value().into(), at.into()];
-    let mut n = 0;
-    for (turn, user, _) in plan.claims() {
-        values.push(turn.id.clone().into());
-        values.push(user.as_str().to_owned().into());
-        n += 1;
-    }
-    if n == 0 {
-        return Ok(HashSet::new());
-    }
-    values.push(ItemStatus::Pending.to_value().into());
-    let rows = vec!["(?, ?)"; n].join(", ");
-    let sql = format!(
-        "UPDATE thread_items SET status = ?, updated_at = ? \
-         FROM (SELECT column1 AS id, column2 AS user_id FROM (VALUES {rows})) AS v \
-         WHERE thread_items.id = v.id AND thread_items.user_id = v.user_id \
-           AND thread_items.status = ? \
-         RETURNING id"
-    );
-    txn.query_all(Statement::from_sql_and_values(
-        DbBackend::Sqlite,
-        sql,
-        values,
-    ))
-    .await?
-    .into_iter()
-    .map(|row| row.try_get_by_index(0))
-    .collect()
 }
 
 #[cfg(test)]
@@ -632,11 +287,14 @@ mod tests {
     use sea_orm::ConnectionTrait;
 
     use super::*;
-    use crate::{domain::new_id, store::Store};
+    use crate::{
+        domain::{new_id, ThreadId, UserId},
+        store::{rows::AnswerIds, Store},
+    };
 
     /// A store on a fresh SQLite file, or on a fresh schema of `TEST_DATABASE_URL`'s
     /// PostgreSQL when that is set (the schema is dropped by the suite's sweep of `t_*`).
-    async fn store(dir: &tempfile::TempDir) -> Store {
+    pub(super) async fn store(dir: &tempfile::TempDir) -> Store {
         let url = match std::env::var("TEST_DATABASE_URL") {
             Ok(base) if !base.is_empty() => {
                 let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
@@ -774,48 +432,6 @@ mod tests {
         assert_eq!(count(&bob, &b1).await, 2);
         let a2_answer = store.load_answer(&alice, &a2.id).await.unwrap().unwrap();
         assert_eq!(a2_answer.item.content, "to a2");
-    }
-
-    /// PostgreSQL plans the batch once per connection (a generic plan), possibly while
-    /// the tables are still empty; that plan must find threads and items through their
-    /// indexes, or every batch reads the whole table once it has grown (issue 11: the
-    /// thread update of a plan made on young tables scanned all 5,000 threads per batch).
-    /// SQLite runs the batch as a few statements with plans of their own (covered by
-    /// the tests above); this checks the PostgreSQL statement, in the PostgreSQL run.
-    #[tokio::test]
-    async fn the_postgres_batch_is_planned_on_indexes_even_for_empty_tables() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir).await;
-        if store.write.get_database_backend() != DbBackend::Postgres {
-            return;
-        }
-        // One connection for the prepared statement and the setting.
-        let txn = store.write.begin().await.unwrap();
-        txn.execute_unprepared(&format!(
-            "PREPARE batch (json, json, json, json, timestamptz) AS {}",
-            postgres::BATCH
-        ))
-        .await
-        .unwrap();
-        txn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
-            .await
-            .unwrap();
-        let rows = txn
-            .query_all(Statement::from_string(
-                DbBackend::Postgres,
-                "EXPLAIN EXECUTE batch ('[]', '[]', '[]', '[]', now())",
-            ))
-            .await
-            .unwrap();
-        let plan = rows
-            .iter()
-            .map(|row| row.try_get_by_index::<String>(0).unwrap())
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert!(!plan.contains("Seq Scan"), "{plan}");
-        assert!(plan.contains("threads_pkey"), "{plan}");
-        assert!(plan.contains("thread_items_pkey"), "{plan}");
-        txn.rollback().await.unwrap();
     }
 
     /// Records and answers queued together commit in one transaction, with every thread
