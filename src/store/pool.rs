@@ -1,5 +1,7 @@
-//! The connection pools, per database: how they are opened and sized. Each database has
-//! its module here ([`sqlite`], [`postgres`]); [`open`] picks one by the URL.
+//! The connection pools, per database: how they are opened and sized, what they report,
+//! how migrations run once across instances, and how a write is probed. Each database has
+//! its module here, side by side ([`sqlite`], [`postgres`]); the functions at the top pick
+//! one ([`open`] by the URL, the others by the open connection).
 //!
 //! SQLite gets two pools: readers, and a single writer connection, because SQLite admits one
 //! writer at a time and a deferred transaction that upgrades to a write can fail with
@@ -73,12 +75,12 @@ pub(super) async fn migrate(write: &DatabaseConnection) -> Result<(), DbErr> {
     }
 }
 
-/// A write as a real one may fail it (see [`super::Store::ping`]).
+/// A write that fails as a real one would (see [`super::Store::ping`]).
 pub(super) async fn probe_write(write: &DatabaseConnection) -> Result<(), DbErr> {
-    if write.get_database_backend() == DbBackend::Sqlite {
-        sqlite::probe_write(write).await
-    } else {
+    if write.get_database_backend() == DbBackend::Postgres {
         postgres::probe_write(write).await
+    } else {
+        sqlite::probe_write(write).await
     }
 }
 

@@ -1,5 +1,7 @@
 //! Token state that must agree across instances: consumed refresh `jti`s and revocations.
 //! Each decision is a single atomic statement, never read-then-write.
+//! Revocations are also announced to the other instances, so they drop what they cached:
+//! that part, the only one that differs between the databases, is at the end.
 
 use chrono::{DateTime, Utc};
 use entity::{consumed_token, revocation};
@@ -34,51 +36,6 @@ pub enum ConsumeOutcome {
         /// The successor minted then, so a refresh inside the race window returns the same one.
         successor: Option<Successor>,
     },
-}
-
-/// The PostgreSQL channel revocations are announced on.
-const REVOCATION_CHANNEL: &str = "chatkit_gateway_revocations";
-
-/// What another instance revoked, as announced.
-#[derive(Debug, PartialEq, Eq)]
-pub enum RevocationNotice {
-    /// The session family with this sid.
-    Family(String),
-    /// Every family of this user started so far.
-    User(String),
-    /// Notifications may have been missed (the listening connection dropped and was
-    /// re-established): anything cached may be stale.
-    Unknown,
-}
-
-/// Receives revocations announced by any instance (this one included).
-pub struct RevocationListener(PgListener);
-
-impl RevocationListener {
-    /// The next notice; `None` once the listener cannot go on.
-    pub async fn next(&mut self) -> Option<RevocationNotice> {
-        match self.0.try_recv().await {
-            Ok(Some(n)) => {
-                let payload = n.payload();
-                Some(if let Some(sid) = payload.strip_prefix("sid:") {
-                    RevocationNotice::Family(sid.to_owned())
-                } else if let Some(user) = payload.strip_prefix("user:") {
-                    RevocationNotice::User(user.to_owned())
-                } else {
-                    RevocationNotice::Unknown
-                })
-            }
-            // The connection was lost; the next call reconnects and listens again.
-            Ok(None) => Some(RevocationNotice::Unknown),
-            Err(e) => {
-                tracing::warn!(error = %e, "revocation listener failed");
-                // sqlx reconnects on the next call; pause so a database outage is not a
-                // busy loop.
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                Some(RevocationNotice::Unknown)
-            }
-        }
-    }
 }
 
 fn sid_key(sid: &str) -> String {
@@ -196,44 +153,6 @@ impl Store {
         Ok(())
     }
 
-    /// Tells the other instances (PostgreSQL `NOTIFY`) to forget what they cached under
-    /// `key`. Best effort: the row is already written, and a lost notification only
-    /// delays the others until their cache entry expires.
-    async fn announce_revocation(&self, key: &str) {
-        if self.write.get_database_backend() != DatabaseBackend::Postgres {
-            return;
-        }
-        let notify = self
-            .write
-            .execute(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [REVOCATION_CHANNEL.into(), key.into()],
-            ))
-            .await;
-        if let Err(e) = notify {
-            tracing::warn!(error = %e, "could not announce a revocation to other instances");
-        }
-    }
-
-    /// A listener for the revocations other instances announce, on PostgreSQL; `None` on
-    /// SQLite, whose file is served by one process (its instances share this process and
-    /// so need no message).
-    pub async fn revocation_listener(&self) -> Result<Option<RevocationListener>, StoreError> {
-        if self.write.get_database_backend() != DatabaseBackend::Postgres {
-            return Ok(None);
-        }
-        let pool = self.write.get_postgres_connection_pool();
-        let mut listener = PgListener::connect_with(pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(DbErr::Conn(RuntimeErr::SqlxError(e))))?;
-        listener
-            .listen(REVOCATION_CHANNEL)
-            .await
-            .map_err(|e| StoreError::Unavailable(DbErr::Conn(RuntimeErr::SqlxError(e))))?;
-        Ok(Some(RevocationListener(listener)))
-    }
-
     /// Both revocation facts for one family in one query.
     pub async fn revocation_state(
         &self,
@@ -275,5 +194,99 @@ impl Store {
             .exec(&self.write)
             .await?;
         Ok(result.rows_affected)
+    }
+}
+
+// Revocations announced to the other instances. On PostgreSQL they travel by LISTEN and
+// NOTIFY; an SQLite file is served by one process, whose instances share its caches and
+// so need no message: there, nothing is announced and nobody listens.
+
+/// The PostgreSQL channel revocations are announced on.
+const REVOCATION_CHANNEL: &str = "chatkit_gateway_revocations";
+
+/// What another instance revoked, as announced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RevocationNotice {
+    /// The session family with this sid.
+    Family(String),
+    /// Every family of this user started so far.
+    User(String),
+    /// Notifications may have been missed (the listening connection dropped and was
+    /// re-established): anything cached may be stale.
+    Unknown,
+}
+
+/// Receives revocations announced by any instance (this one included).
+pub struct RevocationListener(PgListener);
+
+impl RevocationListener {
+    /// The next notice; `None` once the listener cannot go on.
+    pub async fn next(&mut self) -> Option<RevocationNotice> {
+        match self.0.try_recv().await {
+            Ok(Some(n)) => {
+                let payload = n.payload();
+                Some(if let Some(sid) = payload.strip_prefix("sid:") {
+                    RevocationNotice::Family(sid.to_owned())
+                } else if let Some(user) = payload.strip_prefix("user:") {
+                    RevocationNotice::User(user.to_owned())
+                } else {
+                    RevocationNotice::Unknown
+                })
+            }
+            // The connection was lost; the next call reconnects and listens again.
+            Ok(None) => Some(RevocationNotice::Unknown),
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation listener failed");
+                // sqlx reconnects on the next call; pause so a database outage is not a
+                // busy loop.
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                Some(RevocationNotice::Unknown)
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Whether revocations are announced (on PostgreSQL; see above).
+    fn announces_revocations(&self) -> bool {
+        self.write.get_database_backend() == DatabaseBackend::Postgres
+    }
+
+    /// Tells the other instances (PostgreSQL `NOTIFY`) to forget what they cached under
+    /// `key`. Best effort: the row is already written, and a lost notification only
+    /// delays the others until their cache entry expires.
+    async fn announce_revocation(&self, key: &str) {
+        if !self.announces_revocations() {
+            return;
+        }
+        let notify = self
+            .write
+            .execute(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_notify($1, $2)",
+                [REVOCATION_CHANNEL.into(), key.into()],
+            ))
+            .await;
+        if let Err(e) = notify {
+            tracing::warn!(error = %e, "could not announce a revocation to other instances");
+        }
+    }
+
+    /// A listener for the revocations other instances announce, on PostgreSQL; `None` on
+    /// SQLite, whose file is served by one process (its instances share this process and
+    /// so need no message).
+    pub async fn revocation_listener(&self) -> Result<Option<RevocationListener>, StoreError> {
+        if !self.announces_revocations() {
+            return Ok(None);
+        }
+        let pool = self.write.get_postgres_connection_pool();
+        let mut listener = PgListener::connect_with(pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(DbErr::Conn(RuntimeErr::SqlxError(e))))?;
+        listener
+            .listen(REVOCATION_CHANNEL)
+            .await
+            .map_err(|e| StoreError::Unavailable(DbErr::Conn(RuntimeErr::SqlxError(e))))?;
+        Ok(Some(RevocationListener(listener)))
     }
 }
