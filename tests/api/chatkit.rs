@@ -2,148 +2,21 @@
 //! custom-backend mode (see chatkit-protocol.md). Turns, lists, paging, retry, feedback,
 //! errors before streaming, isolation, and the same rows seen through REST.
 
-use std::{
-    collections::VecDeque,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chatkit_gateway::agent::{
     Agent, AgentAnswer, AgentError, AgentEvent, AgentRequest, EventSink, TaskTools,
 };
-use poem::{handler, post, web::Data, Body, EndpointExt, Response, Route};
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    serve_on_loopback, spawn_app, spawn_app_with, spawn_app_with_agent, spawn_on, TestApp, TestDb,
+use crate::support::{
+    chatkit::input,
+    model::FakeModel,
+    spawn_app, spawn_app_with, spawn_app_with_agent, spawn_on,
+    wait::{eventually, Gate},
+    TestDb,
 };
-
-/// A protocol request: the status, the content type and the JSON body (or the events).
-struct Answer {
-    status: u16,
-    content_type: String,
-    json: Value,
-    events: Vec<Value>,
-    raw: String,
-}
-
-impl Answer {
-    #[track_caller]
-    fn error(&self, status: u16, code: &str) {
-        assert_eq!(self.status, status, "{}", self.raw);
-        assert_eq!(self.json["error"]["code"], code, "{}", self.raw);
-        assert!(self.content_type.starts_with("application/json"));
-    }
-
-    #[track_caller]
-    fn ok(&self) -> &Value {
-        assert_eq!(self.status, 200, "{}", self.raw);
-        assert!(self.content_type.starts_with("application/json"));
-        &self.json
-    }
-
-    fn types(&self) -> Vec<&str> {
-        self.events
-            .iter()
-            .map(|e| e["type"].as_str().unwrap())
-            .collect()
-    }
-}
-
-/// Parses an SSE body that must be framed exactly as ChatKit's server frames it:
-/// `data: <one-line JSON>\n\n` and nothing else.
-fn events_of(raw: &str) -> Vec<Value> {
-    assert!(raw.is_empty() || raw.ends_with("\n\n"), "{raw:?}");
-    raw.split_terminator("\n\n")
-        .map(|frame| {
-            let json = frame
-                .strip_prefix("data: ")
-                .unwrap_or_else(|| panic!("not a data frame: {frame:?}"));
-            assert!(!json.contains('\n'), "multi-line frame {frame:?}");
-            serde_json::from_str(json).unwrap()
-        })
-        .collect()
-}
-
-async fn send_raw(app: &TestApp, token: Option<&str>, body: String) -> Answer {
-    let mut req = app.client.post(format!("{}/chatkit", app.base)).body(body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let raw = resp.text().await.unwrap();
-    let (json, events) = if content_type == "text/event-stream" {
-        (Value::Null, events_of(&raw))
-    } else {
-        (serde_json::from_str(&raw).unwrap_or(Value::Null), vec![])
-    };
-    Answer {
-        status,
-        content_type,
-        json,
-        events,
-        raw,
-    }
-}
-
-async fn ck(app: &TestApp, token: &str, kind: &str, params: Value) -> Answer {
-    send_raw(
-        app,
-        Some(token),
-        json!({"type": kind, "params": params}).to_string(),
-    )
-    .await
-}
-
-fn input(text: &str) -> Value {
-    json!({"content": [{"type": "input_text", "text": text}], "attachments": [], "inference_options": {}})
-}
-
-async fn create(app: &TestApp, token: &str, text: &str) -> Answer {
-    let a = ck(
-        app,
-        token,
-        "threads.create",
-        json!({ "input": input(text) }),
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.raw);
-    assert_eq!(a.content_type, "text/event-stream");
-    a
-}
-
-/// `threads.add_user_message` with one text part.
-async fn add_message(app: &TestApp, token: &str, thread_id: &str, text: &str) -> Answer {
-    ck(
-        app,
-        token,
-        "threads.add_user_message",
-        json!({"thread_id": thread_id, "input": input(text)}),
-    )
-    .await
-}
-
-/// `threads.retry_after_item` for `item` (an item id as JSON).
-async fn retry(app: &TestApp, token: &str, thread_id: &str, item: &Value) -> Answer {
-    ck(
-        app,
-        token,
-        "threads.retry_after_item",
-        json!({"thread_id": thread_id, "item_id": item}),
-    )
-    .await
-}
-
-fn thread_id(a: &Answer) -> String {
-    a.events[0]["thread"]["id"].as_str().unwrap().to_owned()
-}
 
 /// Every item a stream finished (`thread.item.done`, or replaced), in first-shown order.
 fn finished_items(events: &[Value]) -> Vec<Value> {
@@ -196,7 +69,8 @@ fn assert_clean(v: &Value) {
 async fn a_new_thread_streams_its_turn_in_protocol_order_and_reloads_identically() {
     let app = spawn_app().await;
     let token = app.login("alice").await;
-    let a = create(&app, &token, "add a task to buy milk").await;
+    let ck = app.chatkit(&token);
+    let a = ck.create("add a task to buy milk").await;
     a.events.iter().for_each(assert_clean);
     let types = a.types();
     assert_eq!(
@@ -272,9 +146,11 @@ async fn a_new_thread_streams_its_turn_in_protocol_order_and_reloads_identically
     assert_eq!(deltas, "Added task 1: buy milk.");
 
     // A reload shows exactly what the stream showed, in the same order.
-    let tid = thread_id(&a);
+    let tid = a.thread_id();
     let shown = finished_items(&a.events);
-    let thread = ck(&app, &token, "threads.get_by_id", json!({"thread_id": tid})).await;
+    let thread = ck
+        .request("threads.get_by_id", json!({"thread_id": tid}))
+        .await;
     let thread = thread.ok();
     assert_clean(thread);
     assert_eq!(thread["items"]["data"], json!(shown));
@@ -293,16 +169,13 @@ async fn a_new_thread_streams_its_turn_in_protocol_order_and_reloads_identically
 async fn rest_and_chatkit_read_the_same_rows() {
     let app = spawn_app().await;
     let token = app.login("alice").await;
+    let ck = app.chatkit(&token);
     // A REST turn shows in ChatKit, with its workflow.
     let rest = app.send(&token, None, "add a task to call mom").await.ok();
     let tid = rest["thread_id"].as_str().unwrap();
-    let items = ck(
-        &app,
-        &token,
-        "items.list",
-        json!({"thread_id": tid, "order": "asc"}),
-    )
-    .await;
+    let items = ck
+        .request("items.list", json!({"thread_id": tid, "order": "asc"}))
+        .await;
     let data = items.ok()["data"].as_array().unwrap().clone();
     let kinds: Vec<&str> = data.iter().map(|i| i["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["user_message", "workflow", "assistant_message"]);
@@ -313,7 +186,7 @@ async fn rest_and_chatkit_read_the_same_rows() {
         "Added task 1: call mom"
     );
     // A ChatKit turn shows in REST, tool calls included.
-    let a = add_message(&app, &token, tid, "list my tasks").await;
+    let a = ck.add_message(tid, "list my tasks").await;
     assert_eq!(a.status, 200);
     assert_eq!(a.types()[0], "thread.item.done");
     let messages = app.all_messages(&token, tid).await;
@@ -324,9 +197,7 @@ async fn rest_and_chatkit_read_the_same_rows() {
     assert_eq!(messages[3]["id"], answer_id);
     assert_eq!(app.thread(&token, tid).await["message_count"], 4);
     // Feedback given in ChatKit is visible in REST.
-    ck(
-        &app,
-        &token,
+    ck.request(
         "items.feedback",
         json!({"thread_id": tid, "item_ids": [answer_id], "kind": "negative"}),
     )
@@ -341,12 +212,13 @@ async fn rest_and_chatkit_read_the_same_rows() {
 async fn lists_page_by_element_id_in_either_order() {
     let app = spawn_app().await;
     let token = app.login("alice").await;
+    let ck = app.chatkit(&token);
     let mut ids = Vec::new();
     for i in 0..23 {
         ids.push(app.create_thread(&token, &format!("t{i}")).await["id"].clone());
     }
     // Default: 20 newest first; `after` is the last element's id.
-    let page = ck(&app, &token, "threads.list", json!({})).await;
+    let page = ck.request("threads.list", json!({})).await;
     let page = page.ok();
     assert_eq!(page["data"].as_array().unwrap().len(), 20);
     assert_eq!(page["has_more"], true);
@@ -356,13 +228,12 @@ async fn lists_page_by_element_id_in_either_order() {
         page["data"][0]["items"],
         json!({"data": [], "has_more": false})
     );
-    let rest = ck(
-        &app,
-        &token,
-        "threads.list",
-        json!({"after": page["after"], "limit": null, "order": "desc"}),
-    )
-    .await;
+    let rest = ck
+        .request(
+            "threads.list",
+            json!({"after": page["after"], "limit": null, "order": "desc"}),
+        )
+        .await;
     let rest = rest.ok();
     let tail: Vec<&Value> = rest["data"]
         .as_array()
@@ -374,51 +245,45 @@ async fn lists_page_by_element_id_in_either_order() {
     assert_eq!(rest["has_more"], false);
     assert!(rest.get("after").is_none(), "last page has no after");
     // Ascending, clamped limits.
-    let asc = ck(
-        &app,
-        &token,
-        "threads.list",
-        json!({"order": "asc", "limit": 2}),
-    )
-    .await;
+    let asc = ck
+        .request("threads.list", json!({"order": "asc", "limit": 2}))
+        .await;
     let asc = asc.ok();
     assert_eq!(asc["data"][0]["id"], ids[0]);
     assert_eq!(asc["after"], ids[1]);
-    let one = ck(&app, &token, "threads.list", json!({"limit": -5})).await;
+    let one = ck.request("threads.list", json!({"limit": -5})).await;
     assert_eq!(one.ok()["data"].as_array().unwrap().len(), 1);
-    let many = ck(&app, &token, "threads.list", json!({"limit": 1000})).await;
+    let many = ck.request("threads.list", json!({"limit": 1000})).await;
     assert_eq!(many.ok()["data"].as_array().unwrap().len(), 23);
-    ck(&app, &token, "threads.list", json!({"order": "sideways"}))
+    ck.request("threads.list", json!({"order": "sideways"}))
         .await
         .error(400, "request.malformed");
-    ck(&app, &token, "threads.list", json!({"after": "thr_nope"}))
+    ck.request("threads.list", json!({"after": "thr_nope"}))
         .await
         .error(400, "request.malformed");
 
     // Items page the same way.
-    let a = create(&app, &token, "add a task to one").await;
-    let tid = thread_id(&a);
+    let a = ck.create("add a task to one").await;
+    let tid = a.thread_id();
     for text in ["add a task to two", "list my tasks"] {
-        add_message(&app, &token, &tid, text).await;
+        ck.add_message(&tid, text).await;
     }
-    let all = ck(
-        &app,
-        &token,
-        "items.list",
-        json!({"thread_id": tid, "order": "asc", "limit": 100}),
-    )
-    .await;
+    let all = ck
+        .request(
+            "items.list",
+            json!({"thread_id": tid, "order": "asc", "limit": 100}),
+        )
+        .await;
     let all = all.ok()["data"].as_array().unwrap().clone();
     assert_eq!(all.len(), 9);
     let (mut walked, mut after) = (Vec::new(), Value::Null);
     loop {
-        let p = ck(
-            &app,
-            &token,
-            "items.list",
-            json!({"thread_id": tid, "order": "desc", "limit": 4, "after": after}),
-        )
-        .await;
+        let p = ck
+            .request(
+                "items.list",
+                json!({"thread_id": tid, "order": "desc", "limit": 4, "after": after}),
+            )
+            .await;
         let p = p.ok().clone();
         walked.extend(p["data"].as_array().unwrap().iter().cloned());
         if p["has_more"] == false {
@@ -434,8 +299,9 @@ async fn lists_page_by_element_id_in_either_order() {
 async fn bad_requests_are_refused_before_any_stream_starts() {
     let app = spawn_app().await;
     let token = app.login("alice").await;
-    let a = create(&app, &token, "hello").await;
-    let tid = thread_id(&a);
+    let ck = app.chatkit(&token);
+    let a = ck.create("hello").await;
+    let tid = a.thread_id();
     let cases: Vec<(String, u16, &str)> = vec![
         ("not json".into(), 400, "request.malformed"),
         ("[]".into(), 400, "request.malformed"),
@@ -459,7 +325,7 @@ async fn bad_requests_are_refused_before_any_stream_starts() {
         (json!({"type": "threads.add_client_tool_output", "params": {"thread_id": tid, "result": {}}}).to_string(), 400, "chatkit.unsupported"),
     ];
     for (body, status, code) in cases {
-        let a = send_raw(&app, Some(&token), body.clone()).await;
+        let a = ck.send_raw(body.clone()).await;
         assert_eq!(a.status, status, "{body} -> {}", a.raw);
         assert_eq!(a.json["error"]["code"], code, "{body} -> {}", a.raw);
     }
@@ -493,10 +359,7 @@ async fn bad_requests_are_refused_before_any_stream_starts() {
     assert_eq!(body["error"]["code"], "request.malformed");
     // Unknown fields, explicit nulls and no Content-Type are all fine; nothing above
     // recorded anything.
-    let ok = send_raw(
-        &app,
-        Some(&token),
-        json!({"type": "threads.list", "params": {"limit": null, "after": null, "extra": 1}, "metadata": null, "x": true}).to_string(),
+    let ok = ck.send_raw(json!({"type": "threads.list", "params": {"limit": null, "after": null, "extra": 1}, "metadata": null, "x": true}).to_string(),
     )
     .await;
     assert_eq!(ok.ok()["data"].as_array().unwrap().len(), 1);
@@ -507,16 +370,17 @@ async fn bad_requests_are_refused_before_any_stream_starts() {
 async fn empty_or_overlong_messages_are_shown_inline_and_record_nothing() {
     let app = spawn_app().await;
     let token = app.login("alice").await;
+    let ck = app.chatkit(&token);
     let long = "x".repeat(app.settings.messages.max_chars + 1);
     for text in ["", "   ", long.as_str()] {
-        let a = create(&app, &token, text).await;
+        let a = ck.create(text).await;
         assert_eq!(a.events.len(), 1, "{}", a.raw);
         assert_eq!(a.events[0]["type"], "error");
         assert_eq!(a.events[0]["code"], "custom");
         assert_eq!(a.events[0]["allow_retry"], false);
         assert!(!a.events[0]["message"].as_str().unwrap().is_empty());
     }
-    let list = ck(&app, &token, "threads.list", json!({})).await;
+    let list = ck.request("threads.list", json!({})).await;
     assert_eq!(list.ok()["data"], json!([]));
 }
 
@@ -525,8 +389,11 @@ async fn another_users_threads_are_not_found_on_every_type() {
     let app = spawn_app().await;
     let alice = app.login("alice").await;
     let bob = app.login("bob").await;
-    let a = create(&app, &alice, "add a task to secret plan").await;
-    let tid = thread_id(&a);
+    let a = app
+        .chatkit(&alice)
+        .create("add a task to secret plan")
+        .await;
+    let tid = a.thread_id();
     let item = a.events[1]["item"]["id"].clone();
     let requests = [
         ("threads.get_by_id", json!({"thread_id": tid})),
@@ -550,17 +417,22 @@ async fn another_users_threads_are_not_found_on_every_type() {
         ),
     ];
     for (kind, params) in requests {
-        ck(&app, &bob, kind, params)
+        app.chatkit(&bob)
+            .request(kind, params)
             .await
             .error(404, "thread.not_found");
     }
-    let bobs = ck(&app, &bob, "threads.list", json!({})).await;
+    let bobs = app.chatkit(&bob).request("threads.list", json!({})).await;
     assert_eq!(bobs.ok()["data"], json!([]));
-    ck(&app, &bob, "threads.list", json!({"after": tid}))
+    app.chatkit(&bob)
+        .request("threads.list", json!({"after": tid}))
         .await
         .error(400, "request.malformed");
     // Alice's thread is untouched.
-    let thread = ck(&app, &alice, "threads.get_by_id", json!({"thread_id": tid})).await;
+    let thread = app
+        .chatkit(&alice)
+        .request("threads.get_by_id", json!({"thread_id": tid}))
+        .await;
     let thread = thread.ok();
     assert_eq!(thread["title"], "add a task to secret plan");
     assert_eq!(thread["items"]["data"].as_array().unwrap().len(), 3);
@@ -570,45 +442,44 @@ async fn another_users_threads_are_not_found_on_every_type() {
 async fn rename_delete_and_feedback() {
     let app = spawn_app().await;
     let token = app.login("alice").await;
-    let a = create(&app, &token, "hello").await;
-    let tid = thread_id(&a);
-    let renamed = ck(
-        &app,
-        &token,
-        "threads.update",
-        json!({"thread_id": tid, "title": " Groceries "}),
-    )
-    .await;
+    let ck = app.chatkit(&token);
+    let a = ck.create("hello").await;
+    let tid = a.thread_id();
+    let renamed = ck
+        .request(
+            "threads.update",
+            json!({"thread_id": tid, "title": " Groceries "}),
+        )
+        .await;
     let renamed = renamed.ok();
     assert_eq!(renamed["title"], "Groceries");
     assert_eq!(renamed["items"], json!({"data": [], "has_more": false}));
     assert_eq!(app.thread(&token, &tid).await["title"], "Groceries");
     // Feedback is all or nothing.
     let answer = a.events.last().unwrap()["item"]["id"].clone();
-    ck(
-        &app,
-        &token,
+    ck.request(
         "items.feedback",
         json!({"thread_id": tid, "item_ids": [answer, "msg_nope"], "kind": "positive"}),
     )
     .await
     .error(404, "item.not_found");
     assert!(app.all_messages(&token, &tid).await[1]["feedback"].is_null());
-    let fb = ck(
-        &app,
-        &token,
-        "items.feedback",
-        json!({"thread_id": tid, "item_ids": [answer, answer], "kind": "positive"}),
-    )
-    .await;
+    let fb = ck
+        .request(
+            "items.feedback",
+            json!({"thread_id": tid, "item_ids": [answer, answer], "kind": "positive"}),
+        )
+        .await;
     assert_eq!(fb.ok(), &json!({}));
     assert_eq!(
         app.all_messages(&token, &tid).await[1]["feedback"],
         "positive"
     );
-    let deleted = ck(&app, &token, "threads.delete", json!({"thread_id": tid})).await;
+    let deleted = ck
+        .request("threads.delete", json!({"thread_id": tid}))
+        .await;
     assert_eq!(deleted.ok(), &json!({}));
-    ck(&app, &token, "threads.get_by_id", json!({"thread_id": tid}))
+    ck.request("threads.get_by_id", json!({"thread_id": tid}))
         .await
         .error(404, "thread.not_found");
     app.get(&format!("/api/chatkit/threads/{tid}"), &token)
@@ -620,22 +491,23 @@ async fn rename_delete_and_feedback() {
 async fn retry_answers_the_message_again_and_removes_what_followed() {
     let app = spawn_app().await;
     let token = app.login("alice").await;
-    let a = create(&app, &token, "add a task to water plants").await;
-    let tid = thread_id(&a);
+    let ck = app.chatkit(&token);
+    let a = ck.create("add a task to water plants").await;
+    let tid = a.thread_id();
     let first_user = a.events[1]["item"]["id"].clone();
-    let b = add_message(&app, &token, &tid, "list my tasks").await;
+    let b = ck.add_message(&tid, "list my tasks").await;
     assert_eq!(b.status, 200);
     assert_eq!(app.thread(&token, &tid).await["message_count"], 4);
     // Retrying a message that is not a user message is refused before streaming.
     let answer = a.events.last().unwrap()["item"]["id"].clone();
-    retry(&app, &token, &tid, &answer)
-        .await
-        .error(404, "item.not_found");
-    let r = retry(&app, &token, &tid, &first_user).await;
+    ck.retry(&tid, &answer).await.error(404, "item.not_found");
+    let r = ck.retry(&tid, &first_user).await;
     assert_eq!(r.status, 200, "{}", r.raw);
     assert_eq!(r.types()[0], "stream_options", "no user message echo");
     let new_items = finished_items(&r.events);
-    let thread = ck(&app, &token, "threads.get_by_id", json!({"thread_id": tid})).await;
+    let thread = ck
+        .request("threads.get_by_id", json!({"thread_id": tid}))
+        .await;
     let data = thread.ok()["items"]["data"].as_array().unwrap().clone();
     assert_eq!(data.len(), 3, "{data:?}");
     assert_eq!(data[0]["id"], first_user);
@@ -649,9 +521,10 @@ async fn retry_answers_the_message_again_and_removes_what_followed() {
     assert_eq!(app.thread(&token, &tid).await["message_count"], 2);
 }
 
-/// An agent that runs a tool, says a little, then fails (or waits first, to hold a turn).
+/// An agent that runs a tool, says a little, then fails; when it has a gate, it waits there
+/// before failing (holding its turn open).
 struct Stumbling {
-    hold: Duration,
+    hold: Option<Gate>,
 }
 
 #[async_trait]
@@ -672,20 +545,21 @@ impl Agent for Stumbling {
             },
         ));
         events.emit(AgentEvent::TextDelta("Working on".into()));
-        tokio::time::sleep(self.hold).await;
+        if let Some(gate) = &self.hold {
+            gate.pass().await;
+        }
         Err(AgentError::Unavailable("scripted failure".into()))
     }
 }
 
 #[tokio::test]
 async fn a_failing_agent_removes_what_it_showed_and_keeps_the_message() {
-    let agent = Arc::new(Stumbling {
-        hold: Duration::ZERO,
-    });
+    let agent = Arc::new(Stumbling { hold: None });
     let app = spawn_app_with_agent(agent, |_| {}).await;
     let token = app.login("alice").await;
-    let a = create(&app, &token, "do something").await;
-    let tid = thread_id(&a);
+    let ck = app.chatkit(&token);
+    let a = ck.create("do something").await;
+    let tid = a.thread_id();
     let removed: Vec<&Value> = a
         .events
         .iter()
@@ -705,7 +579,9 @@ async fn a_failing_agent_removes_what_it_showed_and_keeps_the_message() {
     assert_eq!(last["code"], "stream.error");
     assert_eq!(last["allow_retry"], true);
     // What remains is what the stream left standing: the user's message, failed.
-    let thread = ck(&app, &token, "threads.get_by_id", json!({"thread_id": tid})).await;
+    let thread = ck
+        .request("threads.get_by_id", json!({"thread_id": tid}))
+        .await;
     let data = thread.ok()["items"]["data"].clone();
     assert_eq!(data, json!(finished_items(&a.events)));
     assert_eq!(data.as_array().unwrap().len(), 1);
@@ -715,82 +591,45 @@ async fn a_failing_agent_removes_what_it_showed_and_keeps_the_message() {
 
 #[tokio::test]
 async fn a_retry_while_the_turn_runs_is_a_conflict() {
+    let hold = Gate::new();
     let agent = Arc::new(Stumbling {
-        hold: Duration::from_millis(1500),
+        hold: Some(hold.clone()),
     });
     let app = spawn_app_with_agent(agent, |_| {}).await;
     let token = app.login("alice").await;
+    let ck = app.chatkit(&token);
     let thread = app.create_thread(&token, "slow").await;
     let tid = thread["id"].as_str().unwrap().to_owned();
-    let running = {
-        let (app_base, client, token, tid) = (
-            app.base.clone(),
-            app.client.clone(),
-            token.clone(),
-            tid.clone(),
-        );
-        tokio::spawn(async move {
-            client
-                .post(format!("{app_base}/chatkit"))
-                .bearer_auth(token)
-                .body(json!({"type": "threads.add_user_message", "params": {"thread_id": tid, "input": input("wait")}}).to_string())
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let items = ck(&app, &token, "items.list", json!({"thread_id": tid})).await;
-    let user = items.ok()["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["type"] == "user_message")
-        .expect("the message is recorded while the agent runs")["id"]
-        .clone();
-    retry(&app, &token, &tid, &user)
-        .await
-        .error(409, "turn.in_progress");
-    let body = running.await.unwrap();
-    assert!(body.contains("\"stream.error\""));
-}
-
-/// A fake OpenAI-compatible server that answers every completion with HTTP 500.
-#[derive(Clone, Default)]
-struct Broken {
-    calls: Arc<Mutex<VecDeque<()>>>,
-}
-
-#[handler]
-async fn broken_completions(fake: Data<&Broken>) -> Response {
-    fake.calls.lock().unwrap().push_back(());
-    Response::builder()
-        .status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
-        .body(Body::from_string(
-            json!({"error": {"message": "down", "type": "server_error"}}).to_string(),
-        ))
+    let (running, ()) = tokio::join!(ck.add_message(&tid, "wait"), async {
+        // The agent is at work on the turn, and stays so until the gate opens.
+        hold.arrivals(1).await;
+        let items = ck.request("items.list", json!({"thread_id": tid})).await;
+        let user = items.ok()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["type"] == "user_message")
+            .expect("the message is recorded while the agent runs")["id"]
+            .clone();
+        ck.retry(&tid, &user).await.error(409, "turn.in_progress");
+        hold.open();
+    });
+    assert!(running.raw.contains("\"stream.error\""), "{}", running.raw);
 }
 
 #[tokio::test]
 async fn a_model_api_that_fails_ends_the_stream_with_a_retryable_error() {
-    let fake = Broken::default();
-    let base = serve_on_loopback(
-        Route::new()
-            .at("/v1/chat/completions", post(broken_completions))
-            .data(fake.clone()),
-    )
-    .await;
+    // No answer scripted: every completion is answered HTTP 500.
+    let model = FakeModel::start(vec![]).await;
     let app = spawn_app_with(|s| {
         s.agent.provider = chatkit_gateway::config::AgentProvider::OpenAi;
-        s.agent.openai.base_url = format!("{base}/v1");
+        s.agent.openai.base_url = model.base.clone();
         s.agent.openai.retry_base_ms = 10;
     })
     .await;
     let token = app.login("alice").await;
-    let a = create(&app, &token, "hello there").await;
+    let ck = app.chatkit(&token);
+    let a = ck.create("hello there").await;
     assert_eq!(
         a.types(),
         [
@@ -801,16 +640,18 @@ async fn a_model_api_that_fails_ends_the_stream_with_a_retryable_error() {
         ]
     );
     assert_eq!(a.events[3]["allow_retry"], true);
-    assert!(fake.calls.lock().unwrap().len() >= 2, "retried");
-    let tid = thread_id(&a);
+    assert!(model.requests().len() >= 2, "retried");
+    let tid = a.thread_id();
     let messages = app.all_messages(&token, &tid).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["content"], "hello there");
     assert_eq!(messages[0]["status"], "failed");
 }
 
-/// An agent that takes its time, then answers.
-struct Slow;
+/// An agent that starts its answer, waits at its gate, then finishes it.
+struct Slow {
+    hold: Gate,
+}
 
 #[async_trait]
 impl Agent for Slow {
@@ -821,7 +662,7 @@ impl Agent for Slow {
         events: &EventSink,
     ) -> Result<AgentAnswer, AgentError> {
         events.emit(AgentEvent::TextDelta("thinking… ".into()));
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        self.hold.pass().await;
         events.emit(AgentEvent::TextDelta("done".into()));
         Ok(AgentAnswer {
             text: "thinking… done".into(),
@@ -832,39 +673,26 @@ impl Agent for Slow {
 
 #[tokio::test]
 async fn a_client_that_hangs_up_mid_turn_still_gets_the_turn_recorded() {
-    let app = spawn_app_with_agent(Arc::new(Slow), |_| {}).await;
+    let hold = Gate::new();
+    let app = spawn_app_with_agent(Arc::new(Slow { hold: hold.clone() }), |_| {}).await;
     let token = app.login("alice").await;
+    let ck = app.chatkit(&token);
     let thread = app.create_thread(&token, "hang up").await;
     let tid = thread["id"].as_str().unwrap().to_owned();
-    let cut = app
-        .client
-        .post(format!("{}/chatkit", app.base))
-        .bearer_auth(&token)
-        .timeout(Duration::from_millis(150))
-        .body(json!({"type": "threads.add_user_message", "params": {"thread_id": tid, "input": input("hello")}}).to_string())
-        .send()
-        .await;
-    if let Ok(resp) = cut {
-        // Headers arrived in time; drop the body half way.
-        assert_eq!(resp.status(), 200);
-        drop(resp);
+    // The client hangs up while the agent is mid-answer (the request is dropped).
+    tokio::select! {
+        _ = ck.add_message(&tid, "hello") => panic!("the turn ended with the agent held"),
+        () = hold.arrivals(1) => {}
     }
-    let mut answer = Value::Null;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let items = ck(
-            &app,
-            &token,
-            "items.list",
-            json!({"thread_id": tid, "order": "asc"}),
-        )
-        .await;
+    hold.open();
+    let answer = eventually("the turn recorded after the client left", || async {
+        let items = ck
+            .request("items.list", json!({"thread_id": tid, "order": "asc"}))
+            .await;
         let data = items.ok()["data"].clone();
-        if data.as_array().unwrap().len() == 2 {
-            answer = data[1].clone();
-            break;
-        }
-    }
+        (data.as_array().unwrap().len() == 2).then(|| data[1].clone())
+    })
+    .await;
     assert_eq!(answer["type"], "assistant_message", "the turn completed");
     assert_eq!(answer["content"][0]["text"], "thinking… done");
 }
@@ -991,6 +819,7 @@ async fn a_database_from_before_chatkit_migrates_without_losing_data() {
     // The new release migrates forward at start-up; everything is still there.
     let app = spawn_on(db).await;
     let token = app.login("alice").await;
+    let ck = app.chatkit(&token);
     let messages = app.all_messages(&token, tid).await;
     let ids: Vec<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [user_msg, answer]);
@@ -999,25 +828,15 @@ async fn a_database_from_before_chatkit_migrates_without_losing_data() {
     assert_eq!(thread["metadata"], json!({"k": "v"}));
     // The old answer replays with its tool call (recorded one row per call back then).
     let replay = app
-        .request(
-            reqwest::Method::POST,
-            "/api/chatkit/messages",
-            Some(&token),
-            Some(json!({"thread_id": tid, "message": "add a task to old"})),
-            &[("idempotency-key", "key-1")],
-        )
+        .send_keyed(&token, Some(tid), "add a task to old", "key-1")
         .await
         .ok();
     assert_eq!(replay["response_id"], answer);
     assert_eq!(replay["tool_calls"][0]["result"]["task"]["task_id"], 1);
     // ChatKit shows the two messages (the old per-call rows have no workflow item).
-    let items = ck(
-        &app,
-        &token,
-        "items.list",
-        json!({"thread_id": tid, "order": "asc"}),
-    )
-    .await;
+    let items = ck
+        .request("items.list", json!({"thread_id": tid, "order": "asc"}))
+        .await;
     let kinds: Vec<Value> = items.ok()["data"]
         .as_array()
         .unwrap()

@@ -5,17 +5,12 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::support::{spawn_app, TestApp};
 
 async fn document(app: &TestApp) -> Value {
-    app.client
-        .get(format!("{}/openapi.json", app.base))
-        .send()
+    app.request(Method::GET, "/openapi.json", None, None, &[])
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        .ok()
 }
 
 fn operation<'a>(spec: &'a Value, path: &str, method: &str) -> &'a Value {

@@ -7,7 +7,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use secrecy::SecretString;
 use serde_json::json;
 
-use crate::helpers::{spawn_with, TestApp};
+use crate::support::{fixtures, spawn_with, wait::Gate, TestApp};
 
 /// Settings for an SQLite file of the test's own, whatever TEST_DATABASE_URL says: the
 /// fault is SQLite's (one writer connection, a file that can fill up).
@@ -154,7 +154,7 @@ async fn sqlite_full_disk_never_acknowledges_an_uncommitted_write() {
 }
 
 /// `POST /messages` with raw `Idempotency-Key` header values (bytes, not only text).
-async fn post_with_keys(app: &TestApp, token: &str, keys: &[&[u8]]) -> crate::helpers::ApiResponse {
+async fn post_with_keys(app: &TestApp, token: &str, keys: &[&[u8]]) -> crate::support::ApiResponse {
     let mut req = app
         .client
         .post(format!("{}/api/chatkit/messages", app.base))
@@ -170,7 +170,7 @@ async fn post_with_keys(app: &TestApp, token: &str, keys: &[&[u8]]) -> crate::he
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-    crate::helpers::ApiResponse {
+    crate::support::ApiResponse {
         status,
         body,
         headers,
@@ -184,7 +184,7 @@ async fn thread_count(app: &TestApp, token: &str) -> usize {
 
 #[tokio::test]
 async fn idempotency_keys_that_are_not_visible_ascii_are_refused() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::spawn_app().await;
     let t = app.login("alice").await;
     for key in [&b"caf\xc3\xa9"[..], b"\xff", b"a\x80b"] {
         for _ in 0..2 {
@@ -216,7 +216,7 @@ fn b64(text: &str) -> String {
 
 #[tokio::test]
 async fn nul_characters_and_impossible_cursors_are_refused_alike_on_every_database() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::spawn_app().await;
     let t = app.login("alice").await;
     let thread = app.create_thread(&t, "kept").await;
     let id = thread["id"].as_str().unwrap();
@@ -272,7 +272,7 @@ async fn nul_characters_and_impossible_cursors_are_refused_alike_on_every_databa
 
 #[tokio::test]
 async fn string_fields_take_only_json_strings() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::spawn_app().await;
     let t = app.login("alice").await;
     let thread = app.create_thread(&t, "kept").await;
     let id = thread["id"].as_str().unwrap();
@@ -336,8 +336,9 @@ async fn string_fields_take_only_json_strings() {
     app.stop().await;
 }
 
-/// An agent that never answers: its turn stays pending until the process goes away.
-struct SilentAgent;
+/// An agent that never answers: its turn stays pending until the process goes away. It
+/// passes its gate (never opened) so the test knows the turn has reached it.
+struct SilentAgent(Gate);
 
 #[async_trait::async_trait]
 impl chatkit_gateway::agent::Agent for SilentAgent {
@@ -347,26 +348,28 @@ impl chatkit_gateway::agent::Agent for SilentAgent {
         _tools: &chatkit_gateway::agent::TaskTools,
         _events: &chatkit_gateway::agent::EventSink,
     ) -> Result<chatkit_gateway::agent::AgentAnswer, chatkit_gateway::agent::AgentError> {
-        std::future::pending().await
+        self.0.pass().await;
+        unreachable!("the gate of the silent agent is never opened")
     }
 }
 
 #[tokio::test]
 async fn a_keyless_turn_abandoned_by_a_crash_reads_as_failed_after_the_stale_window() {
-    let db = crate::helpers::TestDb::new().await;
-    let settings = crate::helpers::test_settings(&db);
-    let first = spawn_with(settings.clone(), Some(std::sync::Arc::new(SilentAgent))).await;
+    let db = crate::support::TestDb::new().await;
+    let settings = crate::support::test_settings(&db);
+    let silent = Gate::new();
+    let first = spawn_with(
+        settings.clone(),
+        Some(std::sync::Arc::new(SilentAgent(silent.clone()))),
+    )
+    .await;
     let t = first.login("alice").await;
-    // The client gives up; the instance then dies with the turn still running.
-    let gave_up = first
-        .client
-        .post(format!("{}/api/chatkit/messages", first.base))
-        .bearer_auth(&t)
-        .json(&json!({"thread_id": null, "message": "add a task to buy milk"}))
-        .timeout(std::time::Duration::from_millis(300))
-        .send()
-        .await;
-    assert!(gave_up.is_err(), "the silent agent answered");
+    // The client gives up once the turn has reached the agent (its request is dropped);
+    // the instance then dies with the turn still running.
+    tokio::select! {
+        _ = first.send(&t, None, "add a task to buy milk") => panic!("the silent agent answered"),
+        () = silent.arrivals(1) => {}
+    }
     let list = first.get("/api/chatkit/threads", &t).await.ok();
     let thread = list["threads"][0]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/chatkit/threads/{thread}/messages");
@@ -382,7 +385,7 @@ async fn a_keyless_turn_abandoned_by_a_crash_reads_as_failed_after_the_stale_win
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let page = second.get(&path, &t).await.ok();
     assert_eq!(
-        crate::helpers::roles(page["data"].as_array().unwrap()),
+        crate::support::roles(page["data"].as_array().unwrap()),
         [("user", "failed")]
     );
     let detail = second.thread(&t, &thread).await;
@@ -392,7 +395,7 @@ async fn a_keyless_turn_abandoned_by_a_crash_reads_as_failed_after_the_stale_win
 
 #[tokio::test]
 async fn repeated_authorization_headers_and_loose_booleans() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::spawn_app().await;
     let alice = app.login("alice").await;
     let bob = app.login("bob").await;
     for (first, second) in [(&alice, &bob), (&alice, &alice)] {
@@ -459,7 +462,7 @@ async fn repeated_authorization_headers_and_loose_booleans() {
 /// can be added; what is held here is that the refusal is a 4xx and the service carries on.
 #[tokio::test]
 async fn an_oversized_header_block_is_refused_without_harm() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::spawn_app().await;
     let t = app.login("alice").await;
     let resp = app
         .client
@@ -520,16 +523,12 @@ async fn a_read_only_sqlite_file_fails_readiness_and_writes_with_503() {
 /// itself is left alone. On SQLite there is no connection to lose; the file faults above
 /// cover it.
 #[tokio::test]
-async fn lost_postgres_connections_answer_503_and_recover_without_a_restart() {
-    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
-        return;
-    };
-    if !base.starts_with("postgres") {
-        return;
-    }
-    let db = crate::helpers::TestDb::new().await;
+#[ignore = "PostgreSQL only: needs TEST_DATABASE_URL=postgres://…; scripts/test.sh runs it in its PostgreSQL pass"]
+async fn postgres_only_lost_connections_answer_503_and_recover_without_a_restart() {
+    let base = fixtures::postgres_url();
+    let db = crate::support::TestDb::new().await;
     let name = format!("gw_{}", uuid::Uuid::new_v4().simple());
-    let mut settings = crate::helpers::test_settings(&db);
+    let mut settings = crate::support::test_settings(&db);
     settings.database.url = SecretString::from(format!("{}&application_name={name}", db.url));
     let app = spawn_with(settings, None).await;
     let t = app.login("alice").await;

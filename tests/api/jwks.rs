@@ -1,174 +1,19 @@
-//! The JWKS verifier against a fake Better Auth key server on loopback, with keys made here.
+//! The JWKS verifier against a fake Better Auth key server on loopback, with keys made by
+//! the test (support/jwks.rs).
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc, Mutex, OnceLock,
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use poem::{get, handler, web::Data, EndpointExt, Response, Route};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{serve_on_loopback, spawn_app_with, ApiResponse, TestApp};
-
-/// A key the test signs with, and its public JWK.
-#[derive(Clone)]
-pub struct TestKey {
-    pub alg: Algorithm,
-    pub kid: String,
-    pub encoding: EncodingKey,
-    pub jwk: Value,
-}
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-pub fn ed25519(kid: &str) -> TestKey {
-    use ed25519_dalek::pkcs8::EncodePrivateKey;
-    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    let der = key.to_pkcs8_der().unwrap();
-    TestKey {
-        alg: Algorithm::EdDSA,
-        kid: kid.into(),
-        encoding: EncodingKey::from_ed_der(der.as_bytes()),
-        jwk: json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key.verifying_key().as_bytes()), "kid": kid, "alg": "EdDSA"}),
-    }
-}
-
-pub fn p256(kid: &str) -> TestKey {
-    use p256::{elliptic_curve::sec1::ToEncodedPoint, pkcs8::EncodePrivateKey};
-    let key = p256::SecretKey::random(&mut rand::rngs::OsRng);
-    let der = key.to_pkcs8_der().unwrap();
-    let point = key.public_key().to_encoded_point(false);
-    TestKey {
-        alg: Algorithm::ES256,
-        kid: kid.into(),
-        encoding: EncodingKey::from_ec_der(der.as_bytes()),
-        jwk: json!({"kty": "EC", "crv": "P-256", "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap()), "kid": kid, "alg": "ES256"}),
-    }
-}
-
-/// RSA keys are slow to make in a debug build: one per test binary.
-fn rsa_key() -> &'static rsa::RsaPrivateKey {
-    static KEY: OnceLock<rsa::RsaPrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap())
-}
-
-pub fn rsa(kid: &str, alg: Algorithm) -> TestKey {
-    use rsa::{pkcs1::EncodeRsaPrivateKey, traits::PublicKeyParts};
-    let key = rsa_key();
-    let der = key.to_pkcs1_der().unwrap();
-    let name = if alg == Algorithm::PS256 {
-        "PS256"
-    } else {
-        "RS256"
-    };
-    TestKey {
-        alg,
-        kid: kid.into(),
-        encoding: EncodingKey::from_rsa_der(der.as_bytes()),
-        jwk: json!({"kty": "RSA", "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be()), "kid": kid, "alg": name}),
-    }
-}
-
-/// A Better Auth-shaped token: header `{alg, kid}`, claims user record + sub/iat/exp/iss/aud.
-pub fn sign(key: &TestKey, claims: Value) -> String {
-    let mut header = Header::new(key.alg);
-    header.typ = None;
-    header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
-}
-
-/// The fake key server.
-pub struct FakeJwks {
-    pub base: String,
-    pub hits: Arc<AtomicUsize>,
-    pub failing: Arc<AtomicBool>,
-    keys: Arc<Mutex<Vec<Value>>>,
-    max_age: Arc<Mutex<Option<u64>>>,
-    delay_ms: Arc<AtomicUsize>,
-}
-
-#[derive(Clone)]
-struct FakeState {
-    hits: Arc<AtomicUsize>,
-    failing: Arc<AtomicBool>,
-    keys: Arc<Mutex<Vec<Value>>>,
-    max_age: Arc<Mutex<Option<u64>>>,
-    delay_ms: Arc<AtomicUsize>,
-}
-
-#[handler]
-async fn serve_jwks(state: Data<&FakeState>) -> Response {
-    state.hits.fetch_add(1, Ordering::SeqCst);
-    let delay = state.delay_ms.load(Ordering::SeqCst);
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay as u64)).await;
-    }
-    if state.failing.load(Ordering::SeqCst) {
-        return Response::builder()
-            .status(poem::http::StatusCode::SERVICE_UNAVAILABLE)
-            .body("down");
-    }
-    let body = json!({"keys": *state.keys.lock().unwrap()}).to_string();
-    let mut resp = Response::builder().content_type("application/json");
-    if let Some(age) = *state.max_age.lock().unwrap() {
-        resp = resp.header("cache-control", format!("public, max-age={age}"));
-    }
-    resp.body(body)
-}
-
-impl FakeJwks {
-    pub async fn start(keys: &[&TestKey]) -> Self {
-        let state = FakeState {
-            hits: Arc::default(),
-            failing: Arc::default(),
-            keys: Arc::new(Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect())),
-            max_age: Arc::default(),
-            delay_ms: Arc::default(),
-        };
-        let base = serve_on_loopback(
-            Route::new()
-                .at("/api/auth/jwks", get(serve_jwks))
-                .data(state.clone()),
-        )
-        .await;
-        Self {
-            base,
-            hits: state.hits,
-            failing: state.failing,
-            keys: state.keys,
-            max_age: state.max_age,
-            delay_ms: state.delay_ms,
-        }
-    }
-
-    pub fn set_keys(&self, keys: &[&TestKey]) {
-        *self.keys.lock().unwrap() = keys.iter().map(|k| k.jwk.clone()).collect();
-    }
-
-    pub fn add_raw_key(&self, jwk: Value) {
-        self.keys.lock().unwrap().push(jwk);
-    }
-
-    pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-fn claims(issuer: &str, user: &str) -> Value {
-    let now = chrono::Utc::now().timestamp();
-    json!({
-        "id": user, "sub": user, "name": "Test User", "email": "t@example.com", "emailVerified": false,
-        "iat": now, "exp": now + 900, "iss": issuer, "aud": issuer,
-    })
-}
+use crate::support::{
+    jwks::{b64, claims, ed25519, p256, rsa, sign, FakeJwks, TestKey},
+    spawn_app_with,
+    wait::{within, Gate},
+    ApiResponse, TestApp,
+};
 
 /// The service verifying upstream tokens against `jwks`, with `edit` applied on top.
 async fn gateway(jwks: &FakeJwks, edit: impl FnOnce(&mut chatkit_gateway::Settings)) -> TestApp {
@@ -407,8 +252,8 @@ async fn rotated_keys_are_picked_up_and_forged_kids_do_not_flood_the_key_server(
 async fn the_key_set_is_fetched_once_for_concurrent_callers_and_honours_max_age() {
     let key = ed25519("k");
     let jwks = FakeJwks::start(&[&key]).await;
-    *jwks.max_age.lock().unwrap() = Some(1);
-    jwks.delay_ms.store(200, Ordering::SeqCst);
+    jwks.set_max_age(1);
+    jwks.set_delay(Duration::from_millis(200));
     // Token verifications are not remembered here: every request must consult the key set.
     let app = gateway(&jwks, |s| {
         s.upstream.jwks_min_ttl_secs = 1;
@@ -429,7 +274,7 @@ async fn the_key_set_is_fetched_once_for_concurrent_callers_and_honours_max_age(
 async fn an_outage_keeps_the_last_good_keys() {
     let key = ed25519("k");
     let jwks = FakeJwks::start(&[&key]).await;
-    *jwks.max_age.lock().unwrap() = Some(1);
+    jwks.set_max_age(1);
     let app = gateway(&jwks, |s| {
         s.upstream.jwks_min_ttl_secs = 1;
         s.upstream.jwks_refetch_cooldown_secs = 1;
@@ -441,7 +286,7 @@ async fn an_outage_keeps_the_last_good_keys() {
         .as_str()
         .unwrap()
         .to_owned();
-    jwks.failing.store(true, Ordering::SeqCst);
+    jwks.set_failing(true);
     tokio::time::sleep(Duration::from_millis(1300)).await;
     exchange(&app, &token).await.ok();
     let hits = jwks.hits();
@@ -457,7 +302,7 @@ async fn an_outage_keeps_the_last_good_keys() {
     assert_eq!(jwks.hits(), hits);
     app.get("/api/chatkit/threads", &secret).await.ok();
     // Recovery.
-    jwks.failing.store(false, Ordering::SeqCst);
+    jwks.set_failing(false);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     exchange(&app, &token).await.ok();
     let ready = app.ready().await;
@@ -468,7 +313,7 @@ async fn an_outage_keeps_the_last_good_keys() {
 async fn an_outage_with_no_keys_is_a_clear_503_and_recovers() {
     let key = ed25519("k");
     let jwks = FakeJwks::start(&[&key]).await;
-    jwks.failing.store(true, Ordering::SeqCst);
+    jwks.set_failing(true);
     let app = gateway(&jwks, |_| {}).await;
     let token = sign(&key, claims(&jwks.base, "alice"));
     exchange(&app, &token)
@@ -486,7 +331,7 @@ async fn an_outage_with_no_keys_is_a_clear_503_and_recovers() {
     assert_eq!(ready["jwks"], "unavailable");
     // HS256 sessions keep working meanwhile.
     app.login("hs-user").await;
-    jwks.failing.store(false, Ordering::SeqCst);
+    jwks.set_failing(false);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     exchange(&app, &token).await.ok();
 }
@@ -495,17 +340,18 @@ async fn an_outage_with_no_keys_is_a_clear_503_and_recovers() {
 async fn a_hanging_key_server_times_out() {
     let key = ed25519("k");
     let jwks = FakeJwks::start(&[&key]).await;
-    jwks.delay_ms.store(5_000, Ordering::SeqCst);
+    // The key server never answers while the test runs: only the fetch's timeout can end
+    // the exchange.
+    let never = Gate::new();
+    jwks.hold(&never);
     let app = gateway(&jwks, |s| s.upstream.jwks_timeout_ms = 300).await;
-    let started = std::time::Instant::now();
-    exchange(&app, &sign(&key, claims(&jwks.base, "alice")))
-        .await
-        .assert_error(503, "auth.keys_unavailable");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
+    within(
+        "the key fetch's timeout ending the exchange",
+        exchange(&app, &sign(&key, claims(&jwks.base, "alice"))),
+    )
+    .await
+    .assert_error(503, "auth.keys_unavailable");
+    assert!(never.arrived() >= 1, "the key server was asked");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use chatkit_gateway::agent::{
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{roles, spawn_app, spawn_app_with, spawn_app_with_agent, TestApp};
+use crate::support::{roles, spawn_app, spawn_app_with, spawn_app_with_agent, wait::Gate, TestApp};
 
 /// The local agent, failing its first `failures` calls as an unreachable model would.
 struct FlakyAgent {
@@ -261,33 +261,35 @@ async fn data_survives_a_restart() {
     assert_eq!(listed["response"], "Your tasks:\n1. [ ] renew passport");
 }
 
-/// The local agent, after a pause (time for the test to act while it "thinks").
-struct SlowAgent(std::time::Duration);
+/// The local agent, held at its gate first: the test acts while it "thinks".
+struct HeldAgent(Gate);
 
 #[async_trait]
-impl Agent for SlowAgent {
+impl Agent for HeldAgent {
     async fn respond(
         &self,
         req: AgentRequest<'_>,
         tools: &TaskTools,
         events: &EventSink,
     ) -> Result<AgentAnswer, AgentError> {
-        tokio::time::sleep(self.0).await;
+        self.0.pass().await;
         LocalAgent.respond(req, tools, events).await
     }
 }
 
 #[tokio::test]
 async fn deleting_the_thread_while_the_agent_runs_records_nothing() {
-    let agent = Arc::new(SlowAgent(std::time::Duration::from_millis(400)));
-    let app = spawn_app_with_agent(agent, |_| {}).await;
+    let hold = Gate::new();
+    let app = spawn_app_with_agent(Arc::new(HeldAgent(hold.clone())), |_| {}).await;
     let t = app.login("alice").await;
     let thread = app.create_thread(&t, "short-lived").await;
     let id = thread["id"].as_str().unwrap().to_owned();
     let sending = app.send(&t, Some(&id), "add a task to vanish");
     let deleting = async {
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        app.delete(&format!("/api/chatkit/threads/{id}"), &t).await
+        hold.arrivals(1).await;
+        let deleted = app.delete(&format!("/api/chatkit/threads/{id}"), &t).await;
+        hold.open();
+        deleted
     };
     let (sent, deleted) = tokio::join!(sending, deleting);
     assert_eq!(deleted.status, 204);
@@ -368,13 +370,23 @@ async fn many_concurrent_turns_are_all_recorded_in_order() {
 async fn a_stale_turn_is_reclaimed_and_only_one_answer_is_recorded() {
     // Every pending turn counts as stale at once: a keyed retry takes over a turn whose
     // first run is still going, as it would after the first instance died.
-    let agent = Arc::new(SlowAgent(std::time::Duration::from_millis(400)));
+    let hold = Gate::new();
+    let agent = Arc::new(HeldAgent(hold.clone()));
     let app = spawn_app_with_agent(agent, |s| s.messages.stale_pending_secs = 0).await;
     let t = app.login("alice").await;
     let first = app.send_keyed(&t, None, "list my tasks", "stale-1");
     let second = async {
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        app.send_keyed(&t, None, "list my tasks", "stale-1").await
+        // The first run is at work; the retry takes the turn over and runs it too. Then
+        // both may finish.
+        hold.arrivals(1).await;
+        let (second, ()) = tokio::join!(
+            app.send_keyed(&t, None, "list my tasks", "stale-1"),
+            async {
+                hold.arrivals(2).await;
+                hold.open();
+            }
+        );
+        second
     };
     let (first, second) = tokio::join!(first, second);
     let (first, second) = (first.ok(), second.ok());

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::spawn_app_with;
+use crate::support::{spawn_app_with, wait::eventually};
 
 /// The sum of the samples of `name` whose labels include every one of `labels`
 /// (`route="/healthz"`), 0 when there is none.
@@ -139,9 +139,7 @@ async fn no_metrics_listener_unless_configured() {
 
 #[tokio::test]
 async fn jwks_fetches_and_failures_are_counted() {
-    use std::sync::atomic::Ordering;
-
-    use crate::jwks::{ed25519, FakeJwks};
+    use crate::support::jwks::{ed25519, FakeJwks};
 
     let metrics_for = |jwks: &FakeJwks| {
         let base = jwks.base.clone();
@@ -153,7 +151,7 @@ async fn jwks_fetches_and_failures_are_counted() {
     let key = ed25519("k");
     let up = FakeJwks::start(&[&key]).await;
     let down = FakeJwks::start(&[&key]).await;
-    down.failing.store(true, Ordering::SeqCst);
+    down.set_failing(true);
     let first = spawn_app_with(metrics_for(&up)).await;
     let metrics = first.metrics_base.clone().expect("a metrics listener");
     let before = scrape(&first.client, &metrics).await;
@@ -161,22 +159,15 @@ async fn jwks_fetches_and_failures_are_counted() {
     // one against the failing server fails.
     let _ok = first.another_instance().await;
     let _failing = spawn_app_with(metrics_for(&down)).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually("a fetch of each app and the failed one counted", || async {
         let after = scrape(&first.client, &metrics).await;
         let fetched =
             sample(&after, "jwks_fetches_total", &[]) - sample(&before, "jwks_fetches_total", &[]);
         let failed = sample(&after, "jwks_fetch_failures_total", &[])
             - sample(&before, "jwks_fetch_failures_total", &[]);
-        if fetched >= 2.0 && failed >= 1.0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "fetches {fetched}, failures {failed}:\n{after}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (fetched >= 2.0 && failed >= 1.0).then_some(())
+    })
+    .await;
 }
 
 /// How long requests waited for a database connection: sqlx reports it only as a tracing
@@ -184,11 +175,11 @@ async fn jwks_fetches_and_failures_are_counted() {
 /// (`RUST_LOG=warn`) stays quiet.
 #[tokio::test]
 async fn pool_acquire_waits_are_measured() {
-    let db = crate::helpers::TestDb::new().await;
-    let metrics_port = crate::helpers::free_port();
+    let db = crate::support::TestDb::new().await;
+    let metrics_port = crate::support::free_port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let gateway =
-        crate::helpers::GatewayProcess::start(&db.url, &[("METRICS_ADDR", &metrics_addr)]).await;
+        crate::support::GatewayProcess::start(&db.url, &[("METRICS_ADDR", &metrics_addr)]).await;
     let base = &gateway.base;
     let client = reqwest::Client::new();
     let metrics = format!("http://127.0.0.1:{metrics_port}");

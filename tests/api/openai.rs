@@ -1,18 +1,9 @@
 //! The `openai` provider against a fake OpenAI-compatible server on loopback that plays
 //! scripted responses in the real wire format (SSE `data:` chunks).
 
-use std::{
-    collections::VecDeque,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
-use poem::{
-    handler, post,
-    web::{Data, Json},
-    Body, EndpointExt, Request, Response, Route,
-};
 use serde_json::{json, Value};
 
 use chatkit_gateway::{
@@ -25,284 +16,19 @@ use chatkit_gateway::{
     Settings,
 };
 
-use crate::helpers::{
-    parse_sse, roles, serve_on_loopback, spawn_app_with, spawn_app_with_agent, TestApp,
+use crate::support::{
+    model::{chunk, chunks, die, text, tls_fixture, tool_call, Fake, FakeModel, Frame, Script},
+    parse_sse, roles, spawn_app_with, spawn_app_with_agent,
+    wait::{eventually, within, Gate},
+    TestApp,
 };
-
-/// One scripted answer of the fake model API.
-#[derive(Clone)]
-enum Script {
-    /// SSE `data:` payloads, `delay` apart, then `[DONE]` if `done`.
-    Chunks {
-        chunks: Vec<Value>,
-        delay: Duration,
-        done: bool,
-    },
-    Status {
-        code: u16,
-        retry_after: Option<&'static str>,
-    },
-    /// Some chunks, then the connection breaks.
-    Die { chunks: Vec<Value> },
-    /// Headers only after `delay`.
-    Hang { delay: Duration },
-}
-
-/// A request the fake received: its JSON body and Authorization header.
-type Seen = (Value, Option<String>);
-
-#[derive(Clone, Default)]
-struct Fake {
-    scripts: Arc<Mutex<VecDeque<Script>>>,
-    requests: Arc<Mutex<Vec<Seen>>>,
-    /// Each request's HTTP version and the connection it came on (the peer's address).
-    transport: Arc<Mutex<Vec<(poem::http::Version, String)>>>,
-    /// When set, the first `n` answers wait for each other, after their heads, before any
-    /// streams a chunk.
-    gate: Option<(usize, Arc<tokio::sync::Barrier>)>,
-}
-
-#[handler]
-async fn completions(fake: Data<&Fake>, req: &Request, body: Json<Value>) -> Response {
-    let auth = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    fake.requests.lock().unwrap().push((body.0, auth));
-    let arrived = {
-        let mut transport = fake.transport.lock().unwrap();
-        transport.push((req.version(), req.remote_addr().to_string()));
-        transport.len()
-    };
-    // Waited for in the body, after the head has gone out: the calls count as open for
-    // as long as their streams are, not only until their heads arrive.
-    let gate = fake
-        .gate
-        .as_ref()
-        .filter(|(n, _)| arrived <= *n)
-        .map(|(_, gate)| gate.clone());
-    let script = fake.scripts.lock().unwrap().pop_front();
-    let sse = move |frames: Vec<Result<String, std::io::Error>>, delay: Duration| {
-        let gate = gate.clone();
-        let opened = futures_util::stream::once(async move {
-            if let Some(gate) = gate {
-                gate.wait().await;
-            }
-        })
-        .filter_map(|()| async { None });
-        let stream = opened.chain(
-            futures_util::stream::iter(frames).then(move |f| async move {
-                tokio::time::sleep(delay).await;
-                f
-            }),
-        );
-        Response::builder()
-            .content_type("text/event-stream")
-            .body(Body::from_bytes_stream(stream))
-    };
-    let data = |c: &Value| Ok(format!("data: {c}\n\n"));
-    match script {
-        None => Response::builder()
-            .status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
-            .body("no script"),
-        Some(Script::Status { code, retry_after }) => {
-            let mut r = Response::builder().status(poem::http::StatusCode::from_u16(code).unwrap());
-            if let Some(ra) = retry_after {
-                r = r.header("retry-after", ra);
-            }
-            r.body(json!({"error": {"message": "scripted", "type": "server_error"}}).to_string())
-        }
-        Some(Script::Chunks {
-            chunks,
-            delay,
-            done,
-        }) => {
-            let mut frames: Vec<_> = chunks.iter().map(data).collect();
-            if done {
-                frames.push(Ok("data: [DONE]\n\n".into()));
-            }
-            sse(frames, delay)
-        }
-        Some(Script::Die { chunks }) => {
-            let mut frames: Vec<_> = chunks.iter().map(data).collect();
-            frames.push(Err(std::io::Error::other("cut")));
-            sse(frames, Duration::from_millis(5))
-        }
-        Some(Script::Hang { delay }) => {
-            tokio::time::sleep(delay).await;
-            sse(vec![], Duration::ZERO)
-        }
-    }
-}
-
-struct FakeModel {
-    base: String,
-    fake: Fake,
-}
-
-impl FakeModel {
-    async fn start(scripts: Vec<Script>) -> Self {
-        Self::start_with(Fake::default(), scripts).await
-    }
-
-    async fn start_with(fake: Fake, scripts: Vec<Script>) -> Self {
-        Self::serve(fake, scripts, None).await
-    }
-
-    /// Over `https`, with the test CA's certificate for 127.0.0.1, offering the `alpn`
-    /// protocols.
-    async fn start_tls(fake: Fake, scripts: Vec<Script>, alpn: &[&[u8]]) -> Self {
-        Self::serve(fake, scripts, Some(alpn)).await
-    }
-
-    async fn serve(fake: Fake, scripts: Vec<Script>, tls: Option<&[&[u8]]>) -> Self {
-        fake.scripts.lock().unwrap().extend(scripts);
-        let api = Route::new()
-            .at("/v1/chat/completions", post(completions))
-            .data(fake.clone());
-        let base = match tls {
-            None => serve_on_loopback(api).await,
-            Some(alpn) => serve_tls_on_loopback(api, alpn).await,
-        };
-        Self {
-            base: format!("{base}/v1"),
-            fake,
-        }
-    }
-
-    /// Each call's HTTP version and connection, in arrival order.
-    fn transport(&self) -> Vec<(poem::http::Version, String)> {
-        self.fake.transport.lock().unwrap().clone()
-    }
-
-    fn requests(&self) -> Vec<Value> {
-        self.fake
-            .requests
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(b, _)| b.clone())
-            .collect()
-    }
-
-    fn push(&self, script: Script) {
-        self.fake.scripts.lock().unwrap().push_back(script);
-    }
-}
-
-/// A file of tests/fixtures/tls: a private CA (`ca.pem`), and a certificate it signed for
-/// 127.0.0.1 and localhost (`provider.pem`, `provider.key`), valid for a century; test
-/// material only.
-fn tls_fixture(name: &str) -> String {
-    format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Serves `endpoint` over TLS on loopback (hyper's HTTP/1.1 or HTTP/2, as ALPN settles it
-/// among `alpn`) and returns its `https://` base.
-async fn serve_tls_on_loopback(
-    endpoint: impl poem::IntoEndpoint<Endpoint: 'static>,
-    alpn: &[&[u8]],
-) -> String {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use poem::{
-        web::{LocalAddr, RemoteAddr},
-        Endpoint,
-    };
-    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(tls_fixture("provider.pem"))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(tls_fixture("provider.key")).unwrap();
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let local = listener.local_addr().unwrap();
-    let endpoint = Arc::new(endpoint.into_endpoint().map_to_response());
-    tokio::spawn(async move {
-        while let Ok((tcp, remote)) = listener.accept().await {
-            let (acceptor, endpoint) = (acceptor.clone(), endpoint.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(move |req| {
-                    let endpoint = endpoint.clone();
-                    async move {
-                        let req = poem::Request::from((
-                            req,
-                            LocalAddr(local.into()),
-                            RemoteAddr(remote.into()),
-                            poem::http::uri::Scheme::HTTPS,
-                        ));
-                        let answer = hyper::Response::from(endpoint.get_response(req).await);
-                        Ok::<_, std::convert::Infallible>(answer)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
-            });
-        }
-    });
-    format!("https://127.0.0.1:{}", local.port())
-}
-
-// Chunk builders in OpenAI's shape.
-fn chunk(delta: Value, finish: Option<&str>) -> Value {
-    json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "fake",
-           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-}
-
-fn text(parts: &[&str]) -> Script {
-    let mut chunks = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
-    chunks.extend(parts.iter().map(|p| chunk(json!({"content": p}), None)));
-    chunks.push(chunk(json!({}), Some("stop")));
-    Script::Chunks {
-        chunks,
-        delay: Duration::from_millis(2),
-        done: true,
-    }
-}
-
-/// One tool call with its arguments split into `parts`.
-fn tool_call(id: &str, name: &str, parts: &[&str]) -> Script {
-    let mut chunks = vec![chunk(
-        json!({"role": "assistant", "tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
-        None,
-    )];
-    chunks.extend(parts.iter().map(|p| {
-        chunk(
-            json!({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}),
-            None,
-        )
-    }));
-    chunks.push(chunk(json!({}), Some("tool_calls")));
-    Script::Chunks {
-        chunks,
-        delay: Duration::from_millis(1),
-        done: true,
-    }
-}
 
 /// Model calls held open together: the fake's first `HELD` answers stream nothing before
 /// all have arrived (though their heads have gone out).
 const HELD: usize = 5;
 
 fn held() -> Fake {
-    Fake {
-        gate: Some((HELD, Arc::new(tokio::sync::Barrier::new(HELD)))),
-        ..Fake::default()
-    }
+    Fake::together(HELD)
 }
 
 fn held_answers() -> Vec<Script> {
@@ -404,12 +130,7 @@ async fn a_provider_certificate_from_an_authority_not_trusted_fails_the_turn() {
         .await
         .assert_error(502, "agent.unavailable");
     assert!(model.transport().is_empty());
-    let threads = app.get("/api/chatkit/threads", &t).await.ok();
-    let id = threads["threads"][0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        roles(&app.all_messages(&t, &id).await),
-        [("user", "failed")]
-    );
+    failed_turns_thread(&app, &t).await;
 }
 
 #[test]
@@ -468,12 +189,7 @@ async fn http2_against_a_server_that_only_speaks_http1_fails_the_turn_clearly() 
         .assert_error(502, "agent.unavailable");
     // The call reached the server: the turn failed on the server's answer, not before.
     assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 1);
-    let threads = app.get("/api/chatkit/threads", &t).await.ok();
-    let id = threads["threads"][0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        roles(&app.all_messages(&t, &id).await),
-        [("user", "failed")]
-    );
+    failed_turns_thread(&app, &t).await;
 }
 
 /// Points `s` at the fake model API.
@@ -500,6 +216,28 @@ async fn gateway(model: &FakeModel, edit: impl FnOnce(&mut Settings)) -> TestApp
     .await
 }
 
+/// The text of the answer of `thread_id`'s one turn, recorded with the user's message: both
+/// completed.
+async fn answer_recorded(app: &TestApp, t: &str, thread_id: &str) -> String {
+    let messages = app.all_messages(t, thread_id).await;
+    assert_eq!(
+        roles(&messages),
+        [("user", "completed"), ("assistant", "completed")]
+    );
+    messages[1]["content"].as_str().unwrap().to_owned()
+}
+
+/// `t`'s only thread, made by a turn that failed: its id and its one message, the user's,
+/// kept and marked failed.
+async fn failed_turns_thread(app: &TestApp, t: &str) -> (String, Vec<Value>) {
+    let threads = app.get("/api/chatkit/threads", t).await.ok();
+    assert_eq!(threads["threads"].as_array().unwrap().len(), 1, "{threads}");
+    let id = threads["threads"][0]["id"].as_str().unwrap().to_owned();
+    let messages = app.all_messages(t, &id).await;
+    assert_eq!(roles(&messages), [("user", "failed")]);
+    (id, messages)
+}
+
 #[tokio::test]
 async fn a_plain_answer_is_recorded_and_the_request_is_well_formed() {
     let model = FakeModel::start(vec![text(&["Hello", " there", "!"])]).await;
@@ -508,22 +246,13 @@ async fn a_plain_answer_is_recorded_and_the_request_is_well_formed() {
     let reply = app.send(&t, None, "hi").await.ok();
     assert_eq!(reply["response"], "Hello there!");
     assert_eq!(reply["tool_calls"], json!([]));
-    let messages = app
-        .all_messages(&t, reply["thread_id"].as_str().unwrap())
-        .await;
-    assert_eq!(messages[1]["content"], "Hello there!");
-    assert_eq!(
-        roles(&messages),
-        [("user", "completed"), ("assistant", "completed")]
-    );
+    let thread_id = reply["thread_id"].as_str().unwrap();
+    assert_eq!(answer_recorded(&app, &t, thread_id).await, "Hello there!");
 
-    let (body, auth) = model.fake.requests.lock().unwrap()[0].clone();
-    assert_eq!(auth.as_deref(), Some("Bearer sk-test"));
+    let body = model.requests()[0].clone();
+    assert_eq!(model.authorization(0).as_deref(), Some("Bearer sk-test"));
     // The default: HTTP/1.1, which every OpenAI-compatible server speaks.
-    assert_eq!(
-        model.fake.transport.lock().unwrap()[0].0,
-        poem::http::Version::HTTP_11
-    );
+    assert_eq!(model.transport()[0].0, poem::http::Version::HTTP_11);
     assert_eq!(body["model"], "fake-model");
     assert_eq!(body["stream"], true);
     let tools: Vec<_> = body["tools"]
@@ -641,8 +370,8 @@ async fn a_tool_call_split_over_many_chunks_runs_and_its_result_goes_back() {
 
 #[tokio::test]
 async fn two_tool_calls_in_one_step_and_a_multi_step_loop() {
-    let two_calls = Script::Chunks {
-        chunks: vec![
+    let two_calls = chunks(
+        vec![
             chunk(
                 json!({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "add_task", "arguments": "{\"title\":\"one\"}"}}]}),
                 None,
@@ -657,9 +386,9 @@ async fn two_tool_calls_in_one_step_and_a_multi_step_loop() {
             ),
             chunk(json!({}), Some("tool_calls")),
         ],
-        delay: Duration::from_millis(1),
-        done: true,
-    };
+        Duration::from_millis(1),
+        true,
+    );
     let model = FakeModel::start(vec![
         two_calls,
         tool_call("c", "complete_task", &["{\"task_id\": 2}"]),
@@ -718,13 +447,7 @@ async fn the_step_limit_stops_a_model_that_keeps_calling_tools() {
         .as_str()
         .unwrap()
         .contains("stopped after 2 tool steps"));
-    let messages = app
-        .all_messages(&t, reply["thread_id"].as_str().unwrap())
-        .await;
-    assert_eq!(
-        roles(&messages),
-        [("user", "completed"), ("assistant", "completed")]
-    );
+    answer_recorded(&app, &t, reply["thread_id"].as_str().unwrap()).await;
 }
 
 #[tokio::test]
@@ -780,42 +503,42 @@ async fn invalid_tool_arguments_become_an_error_the_model_sees() {
 async fn gemini_and_ollama_chunk_shapes_are_understood() {
     // Gemini: tool calls whole and without index, finish_reason "stop", a trailing
     // usage-only chunk with empty choices, and no [DONE].
-    let gemini = Script::Chunks {
-        chunks: vec![
+    let gemini = chunks(
+        vec![
             json!({"choices": [{"delta": {"role": "assistant", "tool_calls": [
                 {"id": "g1", "type": "function", "function": {"name": "add_task", "arguments": "{\"title\":\"g one\"}"}},
                 {"id": "g2", "type": "function", "function": {"name": "add_task", "arguments": "{\"title\":\"g two\"}"}}
             ]}, "finish_reason": "stop", "index": 0}]}),
             json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5}}),
         ],
-        delay: Duration::from_millis(1),
-        done: false,
-    };
-    let gemini_text = Script::Chunks {
-        chunks: vec![
+        Duration::from_millis(1),
+        false,
+    );
+    let gemini_text = chunks(
+        vec![
             json!({"choices": [{"delta": {"content": "Added both", "role": "assistant"}, "index": 0}]}),
             json!({"choices": [{"delta": {"content": "."}, "finish_reason": "STOP", "index": 0}]}),
         ],
-        delay: Duration::from_millis(1),
-        done: false,
-    };
+        Duration::from_millis(1),
+        false,
+    );
     // Ollama: tool call with index but finish_reason "stop"; final chunk carries `message`.
-    let ollama = Script::Chunks {
-        chunks: vec![
+    let ollama = chunks(
+        vec![
             json!({"id": "o", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "",
                 "tool_calls": [{"id": "call_o", "index": 0, "type": "function", "function": {"name": "list_tasks", "arguments": "{}"}}]}, "finish_reason": null}]}),
             json!({"id": "o", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": "stop"}]}),
         ],
-        delay: Duration::from_millis(1),
-        done: true,
-    };
-    let ollama_text = Script::Chunks {
-        chunks: vec![
+        Duration::from_millis(1),
+        true,
+    );
+    let ollama_text = chunks(
+        vec![
             json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "You have 2 tasks."}, "finish_reason": "stop"}]}),
         ],
-        delay: Duration::from_millis(1),
-        done: true,
-    };
+        Duration::from_millis(1),
+        true,
+    );
     let model = FakeModel::start(vec![gemini, gemini_text, ollama, ollama_text]).await;
     let app = gateway(&model, |_| {}).await;
     let t = app.login("alice").await;
@@ -864,23 +587,16 @@ async fn rate_limits_are_retried_honouring_retry_after() {
     .await;
     let app = gateway(&model, |_| {}).await;
     let t = app.login("alice").await;
-    let started = Instant::now();
     let reply = app.send(&t, None, "hi").await.ok();
     assert_eq!(reply["response"], "ok");
-    assert!(
-        started.elapsed() >= Duration::from_millis(950),
-        "waited {:?}",
-        started.elapsed()
-    );
+    // Not a speed: the retry came no sooner than the model API asked (the gap between the
+    // two calls, as the API saw them; a busy machine only makes it longer).
+    let arrived = model.arrival_times();
+    let waited = arrived[1] - arrived[0];
+    assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
     assert_eq!(model.requests().len(), 2);
-    let messages = app
-        .all_messages(&t, reply["thread_id"].as_str().unwrap())
-        .await;
-    assert_eq!(
-        roles(&messages),
-        [("user", "completed"), ("assistant", "completed")]
-    );
-    assert_eq!(messages[1]["content"], "ok");
+    let thread_id = reply["thread_id"].as_str().unwrap();
+    assert_eq!(answer_recorded(&app, &t, thread_id).await, "ok");
 }
 
 #[tokio::test]
@@ -895,10 +611,7 @@ async fn server_errors_are_retried_then_the_turn_fails_and_a_keyed_retry_complet
     let keyed = |key: &'static str| app.send_keyed(&t, None, "hi", key);
     keyed("k1").await.assert_error(502, "agent.unavailable");
     assert_eq!(model.requests().len(), 3, "one try and two retries");
-    let threads = app.get("/api/chatkit/threads", &t).await.ok();
-    let id = threads["threads"][0]["id"].as_str().unwrap().to_owned();
-    let messages = app.all_messages(&t, &id).await;
-    assert_eq!(roles(&messages), [("user", "failed")]);
+    let (id, messages) = failed_turns_thread(&app, &t).await;
 
     // A client error is not retried.
     model.push(Script::Status {
@@ -927,9 +640,10 @@ async fn server_errors_are_retried_then_the_turn_fails_and_a_keyed_retry_complet
 
 #[tokio::test]
 async fn a_stream_that_dies_half_way_records_no_partial_answer() {
-    let model = FakeModel::start(vec![Script::Die {
-        chunks: vec![chunk(json!({"content": "Half an ans"}), None)],
-    }])
+    let model = FakeModel::start(vec![die(vec![chunk(
+        json!({"content": "Half an ans"}),
+        None,
+    )])])
     .await;
     let app = gateway(&model, |_| {}).await;
     let t = app.login("alice").await;
@@ -947,90 +661,85 @@ async fn a_stream_that_dies_half_way_records_no_partial_answer() {
     let (_, events) = app.stream_message(&t, None, "tell me", Some("die-1")).await;
     assert_eq!(events.last().unwrap().0, "done");
     assert_eq!(events[0].1["message_id"], messages[0]["id"]);
-    let messages = app.all_messages(&t, id).await;
-    assert_eq!(
-        roles(&messages),
-        [("user", "completed"), ("assistant", "completed")]
-    );
-    assert_eq!(messages[1]["content"], "The whole answer.");
+    assert_eq!(answer_recorded(&app, &t, id).await, "The whole answer.");
 }
 
 #[tokio::test]
 async fn a_slow_first_token_times_out() {
-    let model = FakeModel::start(vec![Script::Hang {
-        delay: Duration::from_secs(3),
-    }])
+    // The model's answer is held back, head and all, for as long as the test runs: only the
+    // first-token deadline can end the call.
+    let never = Gate::new();
+    let model = FakeModel::start(vec![Script::Held(
+        never.clone(),
+        Box::new(text(&["too late"])),
+    )])
     .await;
     let app = gateway(&model, |s| {
-        s.agent.openai.first_token_timeout_ms = 300;
+        s.agent.openai.first_token_timeout_ms = 1000;
+        // Far beyond any wait here: the turn must not be ended by the overall deadline.
+        s.agent.openai.total_timeout_ms = 3_600_000;
         s.agent.openai.max_retries = 0;
     })
     .await;
     let t = app.login("alice").await;
-    let started = Instant::now();
-    app.send(&t, None, "hi")
-        .await
-        .assert_error(502, "agent.unavailable");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
-    // Slow chunks after a fast start are fine (only the first token has a deadline).
-    // 200 ms between chunks: the first arrives within 300 ms, the whole answer takes longer.
-    let slow = Script::Chunks {
-        chunks: vec![
-            chunk(json!({"content": "sl"}), None),
-            chunk(json!({"content": "ow"}), None),
-            chunk(json!({}), Some("stop")),
-        ],
-        delay: Duration::from_millis(200),
-        done: true,
-    };
-    model.push(slow);
-    let threads = app.get("/api/chatkit/threads", &t).await.ok();
-    let id = threads["threads"][0]["id"].as_str().unwrap();
-    assert_eq!(
-        app.send(&t, Some(id), "again").await.ok()["response"],
-        "slow"
-    );
+    within(
+        "the first-token deadline ending the turn",
+        app.send(&t, None, "hi"),
+    )
+    .await
+    .assert_error(502, "agent.unavailable");
+    assert_eq!(never.arrived(), 1, "the model was asked and never answered");
+    let (id, _) = failed_turns_thread(&app, &t).await;
+
+    // Slow chunks after a fast start are fine (only the first token has a deadline): the
+    // first chunk comes at once, the rest once the test has waited past the deadline.
+    let rest = Gate::new();
+    model.push(Script::Sse(vec![
+        Frame::Chunk(chunk(json!({"content": "sl"}), None)),
+        Frame::Wait(rest.clone()),
+        Frame::Chunk(chunk(json!({"content": "ow"}), None)),
+        Frame::Chunk(chunk(json!({}), Some("stop"))),
+        Frame::Done,
+    ]));
+    let (reply, ()) = tokio::join!(app.send(&t, Some(&id), "again"), async {
+        rest.arrivals(1).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        rest.open();
+    });
+    assert_eq!(reply.ok()["response"], "slow");
 }
 
 /// A model that counts to five, one word per chunk, `delay` apart.
 fn counting(delay: Duration) -> Script {
-    Script::Chunks {
-        chunks: ["one ", "two ", "three ", "four ", "five"]
-            .iter()
-            .map(|p| chunk(json!({"content": p}), None))
-            .chain([chunk(json!({}), Some("stop"))])
-            .collect(),
-        delay,
-        done: true,
-    }
+    let words = ["one ", "two ", "three ", "four ", "five"]
+        .iter()
+        .map(|p| chunk(json!({"content": p}), None))
+        .chain([chunk(json!({}), Some("stop"))])
+        .collect();
+    chunks(words, delay, true)
 }
 
-/// Waits (5 s at most) for the [`counting`] answer to be recorded in `thread_id`, with
-/// nothing partial recorded meanwhile.
+/// Waits for the [`counting`] answer to be recorded in `thread_id`, with nothing partial
+/// recorded meanwhile.
 async fn counted_answer_recorded(app: &TestApp, t: &str, thread_id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let messages = eventually("the counted answer recorded", || async {
         let messages = app.all_messages(t, thread_id).await;
         if messages.len() == 2 {
-            assert_eq!(messages[1]["content"], "one two three four five");
-            assert_eq!(
-                roles(&messages),
-                [("user", "completed"), ("assistant", "completed")]
-            );
-            return;
+            return Some(messages);
         }
         assert_eq!(
             roles(&messages),
             [("user", "pending")],
             "nothing partial is recorded meanwhile"
         );
-        assert!(Instant::now() < deadline, "the answer was never recorded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        None
+    })
+    .await;
+    assert_eq!(messages[1]["content"], "one two three four five");
+    assert_eq!(
+        roles(&messages),
+        [("user", "completed"), ("assistant", "completed")]
+    );
 }
 
 #[tokio::test]
@@ -1103,14 +812,14 @@ async fn history_is_sent_in_order_within_its_window_and_keep_alives_flow() {
     .await;
     let t = app.login("alice").await;
     let first = app.send(&t, None, "first question").await.ok();
-    let slow = Script::Chunks {
-        chunks: vec![
+    let slow = chunks(
+        vec![
             chunk(json!({"content": "third"}), None),
             chunk(json!({}), Some("stop")),
         ],
-        delay: Duration::from_millis(350),
-        done: true,
-    };
+        Duration::from_millis(350),
+        true,
+    );
     app.send(&t, first["thread_id"].as_str(), "second question")
         .await
         .ok();
@@ -1202,12 +911,7 @@ async fn a_database_failure_inside_a_tool_call_is_a_503_not_a_model_failure() {
         1,
         "the turn ends at the failed call; no tool result goes back to the model"
     );
-    let threads = app.get("/api/chatkit/threads", &t).await.ok();
-    let id = threads["threads"][0]["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        roles(&app.all_messages(&t, &id).await),
-        [("user", "failed")]
-    );
+    let (id, _) = failed_turns_thread(&app, &t).await;
 
     model.push(add());
     let (status, events) = app.stream_message(&t, Some(&id), "add x", None).await;

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::support::spawn_app;
 
 #[tokio::test]
 async fn deleting_a_thread_while_messages_pour_in_never_fails_with_500() {
@@ -159,7 +159,7 @@ async fn two_hundred_parallel_posts_are_counted_exactly() {
 /// and every thread counts exactly its own messages.
 #[tokio::test]
 async fn turns_over_many_threads_with_several_writers_are_each_recorded_once() {
-    let app = crate::helpers::spawn_app_with(|s| s.database.turn_writers = 4).await;
+    let app = crate::support::spawn_app_with(|s| s.database.turn_writers = 4).await;
     let token = app.login("alice").await;
     let mut threads = Vec::new();
     for i in 0..8 {

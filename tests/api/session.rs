@@ -3,7 +3,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestDb};
+use crate::support::{spawn_app, spawn_app_with, TestDb};
 
 #[tokio::test]
 async fn session_exchanges_an_upstream_token_for_a_client_secret() {
@@ -378,7 +378,7 @@ async fn consumed_refresh_tokens_are_purged_once_they_cannot_matter() {
 }
 
 /// `n` refreshes of `token` at once, spread over `apps` in turn; the client_secrets they got.
-async fn refresh_at_once(apps: &[&crate::helpers::TestApp], token: &str, n: usize) -> Vec<String> {
+async fn refresh_at_once(apps: &[&crate::support::TestApp], token: &str, n: usize) -> Vec<String> {
     let replies =
         futures_util::future::join_all((0..n).map(|i| apps[i % apps.len()].refresh(token))).await;
     replies

@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::support::spawn_app;
 
 #[tokio::test]
 async fn thread_crud() {

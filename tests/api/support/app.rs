@@ -36,14 +36,17 @@ impl TestDb {
                     _dir: None,
                 }
             }
-            _ => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}/gateway.db", dir.path().display());
-                Self {
-                    url,
-                    _dir: Some(dir),
-                }
-            }
+            _ => Self::sqlite(),
+        }
+    }
+
+    /// A fresh SQLite file, whatever TEST_DATABASE_URL says.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/gateway.db", dir.path().display());
+        Self {
+            url,
+            _dir: Some(dir),
         }
     }
 }
@@ -151,8 +154,15 @@ pub async fn spawn_app_with_agent(
 
 /// The service on a database the test has already prepared (e.g. an old schema).
 pub async fn spawn_on(db: TestDb) -> TestApp {
+    spawn_on_with(db, |_| {}).await
+}
+
+/// Like [`spawn_on`], with the default settings changed by `edit`.
+pub async fn spawn_on_with(db: TestDb, edit: impl FnOnce(&mut Settings)) -> TestApp {
     let db = Arc::new(db);
-    start(test_settings(&db), None, Some(db)).await
+    let mut settings = test_settings(&db);
+    edit(&mut settings);
+    start(settings, None, Some(db)).await
 }
 
 /// The service on settings built by hand, whose database the caller looks after.
@@ -310,28 +320,7 @@ impl TestApp {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> ApiResponse {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        ApiResponse {
-            status,
-            body,
-            headers,
-        }
+        request_at(&self.client, &self.base, method, path, token, body, headers).await
     }
 
     /// `GET /threads/{id}`, which must succeed.
@@ -497,6 +486,38 @@ impl TestApp {
     }
 }
 
+/// `method path` on the service at `base`, with `token` as the bearer and `body` as JSON.
+pub async fn request_at(
+    client: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> ApiResponse {
+    let mut req = client.request(method, format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    ApiResponse {
+        status,
+        body,
+        headers,
+    }
+}
+
 /// A free loopback port (bound and released; the caller binds it next).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -548,6 +569,28 @@ impl GatewayProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the gateway did not become ready");
+    }
+}
+
+impl GatewayProcess {
+    /// `method path` with `token` as the bearer and `body` as JSON.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> ApiResponse {
+        request_at(
+            &reqwest::Client::new(),
+            &self.base,
+            method,
+            path,
+            token,
+            body,
+            &[],
+        )
+        .await
     }
 }
 
