@@ -2,12 +2,13 @@
 //! starts itself (`initdb` in a temp dir, a free port no other socket can be given), never
 //! the shared server: requests during the outage are 503 with `Retry-After` (never 500,
 //! never a long hang), readiness says why, and service resumes without a restart of the
-//! gateway with every acknowledged turn recorded.
+//! gateway with every acknowledged turn recorded. A fixture test: it needs PostgreSQL's
+//! server programs (initdb, pg_ctl; see support/fixtures.rs).
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use secrecy::SecretString;
@@ -15,23 +16,11 @@ use serde_json::json;
 
 use chatkit_gateway::Settings;
 
-use crate::helpers::spawn_with;
-
-/// The PostgreSQL server binaries of this machine (Debian layout, or on PATH).
-fn pg_bin(name: &str) -> PathBuf {
-    let debian = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()
-        .and_then(|dirs| {
-            dirs.filter_map(Result::ok)
-                .map(|d| d.path().join("bin").join(name))
-                .find(|p| p.exists())
-        });
-    debian.unwrap_or_else(|| PathBuf::from(name))
-}
+use crate::support::{fixtures, spawn_with, wait::within};
 
 /// Runs a server binary as the `postgres` user when we are root (initdb refuses root).
 fn pg(name: &str, args: &[&str]) -> std::process::Output {
-    let bin = pg_bin(name);
+    let bin = fixtures::postgres_program(name);
     let mut cmd = if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(&bin);
@@ -176,6 +165,7 @@ impl Drop for Cluster {
 }
 
 #[tokio::test]
+#[ignore = "needs the test fixtures: run scripts/setup-fixtures.sh (scripts/test.sh runs these)"]
 async fn postgres_stopped_under_load_is_503_and_service_resumes_without_a_restart() {
     // Its own cluster whatever TEST_DATABASE_URL says: stopping a shared server is never
     // an option. (The SQLite run exercises it too; the gateway under test is what varies.)
@@ -193,57 +183,56 @@ async fn postgres_stopped_under_load_is_503_and_service_resumes_without_a_restar
 
     let mut acknowledged = 0;
     let mut during = Vec::new();
-    let started = Instant::now();
-    let mut stopped = false;
-    let mut restarted = false;
-    let mut recovered_after: Option<Duration> = None;
-    while started.elapsed() < Duration::from_secs(30) {
-        if !stopped && acknowledged >= 5 {
-            cluster.down();
-            stopped = true;
-        }
-        let sent = Instant::now();
-        let r = app
-            .post(
-                "/api/chatkit/messages",
-                &token,
-                json!({"thread_id": tid, "message": format!("add a task to n{acknowledged}")}),
-            )
-            .await;
-        let took = sent.elapsed();
-        match r.status.as_u16() {
-            200 => {
-                acknowledged += 1;
-                if restarted && recovered_after.is_none() {
-                    recovered_after = Some(started.elapsed());
+    let (mut stopped, mut restarted, mut recovered) = (false, false, false);
+    // Driven by events, not by the clock: PostgreSQL is stopped after five turns and started
+    // again only once five requests have been answered 503 while it was down. A request
+    // that waited for the database instead (a long hang) would wait for good, and the test
+    // fails naming it.
+    within(
+        "an outage answered with 503s, then service resuming",
+        async {
+            loop {
+                if !stopped && acknowledged >= 5 {
+                    cluster.down();
+                    stopped = true;
                 }
+                let r = app
+                .post(
+                    "/api/chatkit/messages",
+                    &token,
+                    json!({"thread_id": tid, "message": format!("add a task to n{acknowledged}")}),
+                )
+                .await;
+                match r.status.as_u16() {
+                    200 => {
+                        acknowledged += 1;
+                        recovered |= restarted;
+                    }
+                    503 => {
+                        assert!(stopped, "503 before the outage: {}", r.body);
+                        assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
+                        assert!(r.code().starts_with("service."), "{}", r.body);
+                        during.push(r.code().to_owned());
+                    }
+                    other => panic!("answered {other} during the outage: {}", r.body),
+                }
+                if stopped && !restarted && during.len() >= 5 {
+                    let ready = app.ready().await;
+                    assert_eq!(ready["status"], "database unavailable", "{ready}");
+                    assert!(ready["database_error"].is_string(), "{ready}");
+                    cluster.up();
+                    restarted = true;
+                }
+                if recovered && acknowledged >= 10 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            503 => {
-                assert!(stopped, "503 before the outage: {}", r.body);
-                assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
-                assert!(r.code().starts_with("service."), "{}", r.body);
-                assert!(took < Duration::from_secs(5), "503 after {took:?}");
-                during.push(r.code().to_owned());
-            }
-            other => panic!("answered {other} during the outage: {}", r.body),
-        }
-        if stopped && !restarted && during.len() >= 5 {
-            let ready = app.ready().await;
-            assert_eq!(ready["status"], "database unavailable", "{ready}");
-            assert!(ready["database_error"].is_string(), "{ready}");
-            cluster.up();
-            restarted = true;
-        }
-        if recovered_after.is_some() && acknowledged >= 10 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        },
+    )
+    .await;
     assert!(during.len() >= 5, "the outage was seen: {during:?}");
-    assert!(
-        recovered_after.is_some(),
-        "service resumed without a restart"
-    );
+    assert!(recovered, "service resumed without a restart");
     // Every acknowledged turn is there: two messages each.
     let messages = app.all_messages(&token, &tid).await;
     assert_eq!(messages.len(), 2 * acknowledged, "{messages:#?}");

@@ -14,7 +14,7 @@ use tracing::{
 };
 use tracing_subscriber::{layer::Context, prelude::*, registry::LookupSpan, Layer};
 
-use crate::helpers::spawn_app_with;
+use crate::support::{spawn_app_with, wait::eventually};
 
 type Spans = Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>;
 
@@ -89,18 +89,11 @@ async fn turn_refresh_and_jwks_spans_carry_their_ids_and_no_secrets() {
     let new_token = refreshed["client_secret"].as_str().unwrap().to_owned();
     // The prefetch runs on its own task; it has had its chance to run by now, but wait
     // for its span rather than assume.
-    for _ in 0..100 {
-        if capture
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(n, _)| n == "jwks.fetch")
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("the prefetch's span", || async {
+        let spans = capture.0.lock().unwrap();
+        spans.iter().any(|(n, _)| n == "jwks.fetch").then_some(())
+    })
+    .await;
     app.stop().await;
 
     let spans = capture.0.lock().unwrap().clone();
