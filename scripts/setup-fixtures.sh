@@ -19,16 +19,11 @@ cd "$(dirname "$0")/.."
 
 missing=()
 
-if [ ! -d tests/better-auth/node_modules/better-auth ]; then
-  if command -v npm >/dev/null 2>&1; then
-    echo "== installing the Better Auth test fixture (npm ci)"
-    npm ci --prefix tests/better-auth --no-audit --no-fund
-  else
-    missing+=("Node >= 20 with npm (the Better Auth fixture, tests/better-auth)")
-  fi
-fi
-if ! command -v node >/dev/null 2>&1; then
-  missing+=("Node >= 20 (runs tests/better-auth/server.mjs)")
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=("Node >= 20 with npm (runs the Better Auth fixture, tests/better-auth)")
+elif [ ! -d tests/better-auth/node_modules/better-auth ]; then
+  echo "== installing the Better Auth test fixture (npm ci)"
+  npm ci --prefix tests/better-auth --no-audit --no-fund
 fi
 
 if command -v python3 >/dev/null 2>&1; then
@@ -54,4 +49,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   printf '  - %s\n' "${missing[@]}" >&2
   exit 1
 fi
-echo "== test fixtures ready"
+echo "== test fixtures ready; every test on SQLite, then on PostgreSQL:"
+echo "   cargo test -- --include-ignored --skip postgres_only"
+echo "   TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo test --test api -- --include-ignored"

@@ -1,3 +1,8 @@
+//! The service under test: a database of the test's own ([`TestDb`]), the service in this
+//! process on a free port ([`spawn_app`] and its variants, giving a [`TestApp`] with a
+//! small REST client), or the real binary as a child process ([`GatewayProcess`]); and
+//! [`serve_on_loopback`], which the fakes of outside services run on.
+
 use std::{sync::Arc, time::Duration};
 
 use chatkit_gateway::{
