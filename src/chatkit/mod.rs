@@ -10,6 +10,7 @@
 pub mod items;
 mod request;
 mod stream;
+pub mod task_widget;
 pub mod widgets;
 pub mod wire;
 
