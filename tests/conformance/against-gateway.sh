@@ -103,4 +103,5 @@ pass2=0
 GATEWAY_BIN="$bin" "$here/run.sh" "$url" --agent-faults "$@" || pass2=1
 [ "$pass2" = 0 ] || { echo "== the gateway's log (last 40 lines)" >&2; tail -n 40 "$tmp/openai.log" >&2; }
 
+"${CONFORMANCE_VENV:-$here/.venv}/bin/python" "$here/check_widgets.py" "$here/../../target/chatkit-widget-samples.json" || status=1
 [ "$status" = 0 ] && [ "$pass2" = 0 ]
