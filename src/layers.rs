@@ -3,8 +3,19 @@
 
 /// Lowest first. A module may name any module listed before it, never one after it.
 const LAYERS: [&str; 13] = [
-    "domain", "config", "store", "metrics", "telemetry", "auth", "agent", "limits", "chat",
-    "chatkit", "api", "http", "app",
+    "domain",
+    "config",
+    "store",
+    "metrics",
+    "telemetry",
+    "auth",
+    "agent",
+    "limits",
+    "chat",
+    "chatkit",
+    "api",
+    "http",
+    "app",
 ];
 
 /// The top-level modules a source text names through `crate::`, outside its tests.
@@ -97,7 +108,10 @@ mod tests {
                 }
             }
         }
-        assert!(unlisted.is_empty(), "modules missing from LAYERS: {unlisted:?}");
+        assert!(
+            unlisted.is_empty(),
+            "modules missing from LAYERS: {unlisted:?}"
+        );
         assert!(upward.is_empty(), "imports that reach up: {upward:#?}");
     }
 
