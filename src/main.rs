@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-/// jemalloc. The glibc allocator was a tenth of the request path under load (README
-/// "Performance"). mimalloc, used before, was as fast, but after a storm of streams it kept
+/// jemalloc. The glibc allocator was a tenth of the request path under load (bench/RESULTS.md,
+/// "First profiles"). mimalloc, used before, was as fast, but after a storm of streams it kept
 /// ~50 MiB resident for good: its 64 KiB pages stay whole while any object in them lives.
 /// jemalloc's smaller slabs and its background purge thread bring the process back to near
 /// its idle figure within seconds (settings in .cargo/config.toml).

@@ -1,6 +1,6 @@
 """The Python peer of chatkit-gateway's REST API, for `bench/bench.sh --db postgres --peer`.
 
-What issue 11 compares the gateway against: the FastAPI + SQLAlchemy (asyncpg) backend
+What the REST benchmark compares the gateway against: the FastAPI + SQLAlchemy (asyncpg) backend
 the Python teams built, written here the way their notes describe it (../shared/seeds), not
 tuned and not crippled. It serves the four rows the comparison measures, with the same
 semantics as the gateway's:

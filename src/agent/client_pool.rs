@@ -2,7 +2,7 @@
 //!
 //! Over HTTP/1.1 every concurrent model stream holds a TCP (and TLS) connection of its
 //! own, with hyper's buffers and tasks for it (~17 KB per open stream in the streams
-//! benchmark, README "HTTP/2 to the provider"). Over HTTP/2 (`agent.openai.http2`: by
+//! benchmark, bench/RESULTS.md "HTTP/2 to the provider"). Over HTTP/2 (`agent.openai.http2`: by
 //! default wherever TLS negotiates it) many streams share a connection; but one reqwest
 //! client keeps a single HTTP/2 connection per host, and hyper queues every stream beyond
 //! the server's concurrent-stream limit on it, so a burst of turns would wait behind each
@@ -29,7 +29,7 @@ const IDLE: Duration = Duration::from_secs(30);
 /// How long an HTTP/2 client beyond the first is kept once it carries nothing. Only a
 /// burst makes them, and each holds a TLS connection with its buffers and its own pool:
 /// dropped after 30 s, 5,000 streams left the process ~10 MiB above its settled figure
-/// for a minute (README "Streams at scale"). A new burst pays a TLS handshake per
+/// for a minute (bench/RESULTS.md, "An https provider"). A new burst pays a TLS handshake per
 /// 100 streams, a few milliseconds.
 const SPARE_IDLE: Duration = Duration::from_secs(5);
 

@@ -405,7 +405,7 @@ pub async fn envelope_errors(err: poem::Error) -> Response {
             "send the body as application/json".to_owned(),
         ),
         // A string field sent as a number, boolean, array or object: the body reads fine,
-        // one value is wrong (as issue 8 asks: 422, on every string field).
+        // one value is wrong (422 on every string field).
         StatusCode::BAD_REQUEST if err.to_string().contains(super::types::NOT_A_JSON_STRING) => {
             return error_response(
                 StatusCode::UNPROCESSABLE_ENTITY,

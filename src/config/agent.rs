@@ -206,7 +206,7 @@ impl OpenAiSettings {
 }
 
 // ---------------------------------------------------------------------------------------
-// MCP servers (issue 12): the app's own tools, reached over streamable HTTP.
+// MCP servers: the app's own tools, reached over streamable HTTP.
 // ---------------------------------------------------------------------------------------
 
 /// One MCP server the agent takes tools from (`[[agent.mcp_servers]]`).

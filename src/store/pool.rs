@@ -279,7 +279,7 @@ mod postgres {
         // that moment: on a young table a sequential scan is cheapest, and the plan
         // keeps it while the table grows, until an ANALYZE. The turn batch's thread
         // update did exactly that: with 5,000 threads, every batch read them all
-        // (issue 11, measured in the README). With sequential scans off the planner
+        // (bench/RESULTS.md, "No sequential scans"). With sequential scans off the planner
         // takes the index wherever one applies (and still scans a table none serves).
         // A URL that sets `enable_seqscan` itself (`?options=-c enable_seqscan=on`)
         // is left as it is.

@@ -1,5 +1,5 @@
 //! `POST /chatkit`: the ChatKit protocol, as the ChatKit React widget speaks it in its
-//! custom-backend mode (see chatkit-protocol.md). Turns, lists, paging, retry, feedback,
+//! custom-backend mode (see docs/chatkit-protocol.md). Turns, lists, paging, retry, feedback,
 //! errors before streaming, isolation, and the same rows seen through REST.
 
 use std::sync::Arc;

@@ -222,7 +222,7 @@ fn openapi_prints_the_document() {
     assert!(spec["paths"]["/api/chatkit/messages"]["post"].is_object());
 }
 
-/// The allocator's purge timing (README "Performance", "The allocator") is compiled in from
+/// The allocator's purge timing (bench/RESULTS.md, "jemalloc instead of mimalloc") is compiled in from
 /// `.cargo/config.toml`; without it jemalloc's 10 s default would keep the standard
 /// benchmark's peak memory 8 MiB higher. jemalloc prints the settings it runs with at exit
 /// when asked through its environment variable.

@@ -1,5 +1,5 @@
 //! The container files, checked without a Docker daemon: compose.yaml parses and has the
-//! shape operators rely on, and the Dockerfile keeps the fixes issue 10 asked for.
+//! shape operators rely on, and the Dockerfile keeps its build settings, pins and health check.
 //! (`docker compose config -q` does the full check where the compose plugin exists.)
 
 use serde_yaml::Value;

@@ -1,4 +1,4 @@
-//! Faults and hostile input (issue 8): a full disk, racing refreshes, malformed headers,
+//! Faults and hostile input: a full disk, racing refreshes, malformed headers,
 //! bodies and cursors. Each test asserts what is recorded, not only the status codes.
 
 use chatkit_gateway::Settings;

@@ -1,4 +1,4 @@
-//! Tools from the app's MCP server (issue 12), against a REAL MCP server: the official
+//! Tools from the app's MCP server, against a REAL MCP server: the official
 //! Python SDK's FastMCP serving a todo app's tools (tests/mcp/todo_server.py), which
 //! verifies the gateway's identity token on every request and keeps tasks per `sub`.
 //! The model is a fake OpenAI-compatible API that scripts the tool calls.

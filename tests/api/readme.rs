@@ -63,3 +63,46 @@ async fn the_try_it_steps_work_pasted_in_order() {
     assert!(seven.contains("\"data\""), "threads.list: {seven}");
     assert!(!seven.contains("\"error\""), "{seven}");
 }
+
+/// The README's layout map names paths that exist, and every top-level part of `src/`.
+#[test]
+fn the_layout_map_matches_the_tree() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let section = &readme[readme.find("\n## Layout").expect("a Layout section")..];
+    let start = section.find("```\n").expect("a block") + 4;
+    let block = &section[start..start + section[start..].find("\n```").unwrap()];
+    let mut named = Vec::new();
+    for line in block.lines() {
+        // The path column ends at the first run of two spaces.
+        let column = line.split("  ").next().unwrap_or_default().trim();
+        let mut dir = String::new();
+        for entry in column.split(", ").map(str::trim).filter(|e| !e.is_empty()) {
+            let path = if entry.contains('/') {
+                dir = entry
+                    .rsplit_once('/')
+                    .map_or(String::new(), |(d, _)| format!("{d}/"));
+                entry.to_owned()
+            } else {
+                format!("{dir}{entry}")
+            };
+            assert!(
+                std::path::Path::new(path.trim_end_matches('/')).exists(),
+                "the layout names {path}, which does not exist"
+            );
+            named.push(path);
+        }
+    }
+    for entry in std::fs::read_dir("src").unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = if entry.path().is_dir() {
+            format!("src/{name}/")
+        } else {
+            format!("src/{name}")
+        };
+        assert!(
+            named.contains(&path),
+            "the layout does not name {path}: {named:?}"
+        );
+    }
+}

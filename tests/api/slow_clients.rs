@@ -1,4 +1,4 @@
-//! Slow and numerous clients, over raw TCP (issue 8, item 12): request heads and bodies
+//! Slow and numerous clients, over raw TCP: request heads and bodies
 //! have deadlines, and connections beyond `server.max_connections` wait for a free slot.
 //! And the accept loop's own duties (src/http/server.rs): HTTP/2 by prior knowledge beside
 //! HTTP/1, the idle timeout, and a shutdown that lets requests in flight finish.

@@ -1,4 +1,4 @@
-//! Tools from the app's MCP servers (issue 12), reached with the official SDK (`rmcp`)
+//! Tools from the app's MCP servers, reached with the official SDK (`rmcp`)
 //! over streamable HTTP.
 //!
 //! Each configured server has a supervisor task ([`server`]) that connects at start-up

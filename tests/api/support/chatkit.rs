@@ -1,5 +1,5 @@
 //! The ChatKit client of the tests: `POST /chatkit` as the ChatKit React widget sends it in
-//! its custom-backend mode (see chatkit-protocol.md), and the answer read back as JSON, or
+//! its custom-backend mode (see docs/chatkit-protocol.md), and the answer read back as JSON, or
 //! as the events of a stream framed exactly as ChatKit's server frames them.
 
 use reqwest::header::HeaderMap;
