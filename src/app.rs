@@ -151,8 +151,14 @@ impl Application {
             &settings.session,
             store.clone(),
         );
+        let actions = crate::task_actions::TaskActions::new(store.clone(), agent.clone());
         let chat = ChatService::new(store.clone(), agent, settings.messages.clone());
-        let chatkit = ChatKitService::new(store.clone(), chat.clone(), settings.messages.max_chars);
+        let chatkit = ChatKitService::new(
+            store.clone(),
+            chat.clone(),
+            actions,
+            settings.messages.max_chars,
+        );
         let state = AppState {
             settings: Arc::new(settings),
             store,

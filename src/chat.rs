@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use entity::thread_item;
 use futures_channel::mpsc;
 use serde_json::Value;
 use tracing::Instrument;
@@ -18,8 +19,11 @@ use tracing::Instrument;
 use crate::{
     agent::{Agent, AgentError, AgentEvent, AgentRequest, EventSink, HistoryMessage, TaskTools},
     config::MessageSettings,
-    domain::{new_id, now, IdempotencyKey, ItemId, MessageText, ThreadId, ToolCallRecord, UserId},
-    store::{AnswerIds, ItemStatus, RecordedAnswer, Store, StoreError, Turn},
+    domain::{
+        new_id, now, task_list::TaskList, IdempotencyKey, ItemId, MessageText, ThreadId,
+        ToolCallRecord, UserId,
+    },
+    store::{AnswerIds, ItemStatus, ItemType, NewItem, RecordedAnswer, Store, StoreError, Turn},
 };
 
 /// Why a turn could not be recorded or answered.
@@ -79,6 +83,8 @@ pub struct TurnResult {
     pub tool_calls: Vec<ToolCallRecord>,
     /// The id and instant of the item holding `tool_calls`, when one was recorded.
     pub workflow: Option<(String, DateTime<Utc>)>,
+    /// The answer's other recorded items (the task widget), in order.
+    pub extras: Vec<thread_item::Model>,
 }
 
 impl TurnResult {
@@ -91,6 +97,7 @@ impl TurnResult {
             response_at: answer.item.created_at,
             tool_calls: answer.tool_calls,
             workflow: answer.workflow.map(|w| (w.id, w.created_at)),
+            extras: answer.extras,
         }
     }
 }
@@ -106,6 +113,11 @@ pub enum TurnEvent {
         id: String,
         /// Its `created_at`.
         at: DateTime<Utc>,
+    },
+    /// A tool is about to run (its call is reported when it has).
+    ToolStarted {
+        /// The tool's name as the model called it.
+        tool: String,
     },
     /// A tool ran; `index` is its place in the workflow.
     ToolCall {
@@ -217,6 +229,7 @@ impl AnswerTracker {
 
     fn on_agent_event(&mut self, event: AgentEvent) {
         match event {
+            AgentEvent::ToolStarted(tool) => self.sink.emit(TurnEvent::ToolStarted { tool }),
             AgentEvent::ToolCall(call) => {
                 if self.workflow.is_none() {
                     let (id, at) = (new_id("wf"), self.next_at());
@@ -269,10 +282,23 @@ impl AnswerTracker {
         self.close_workflow();
         self.start_message();
         let (message_id, message_at) = self.message.clone().unwrap_or_default();
+        // The tasks the calls touched, as a widget after the message.
+        let widget = TaskList::from_calls(calls.iter().map(|c| (c.tool.as_str(), &c.result)))
+            .and_then(|list| serde_json::to_value(list).ok())
+            .map(|payload| NewItem {
+                id: new_id("wgt"),
+                at: self.next_at(),
+                kind: ItemType::Widget,
+                content: String::new(),
+                payload: Some(payload),
+                status: ItemStatus::Completed,
+            });
         AnswerIds {
             message_id,
             message_at,
             workflow: self.workflow.as_ref().map(|w| (w.id.clone(), w.at)),
+            message_status: ItemStatus::Completed,
+            extras: widget.into_iter().collect(),
         }
     }
 }
@@ -643,6 +669,7 @@ mod tests {
                 }
                 TurnEvent::WorkflowReplaced { .. } => ("replaced", None),
                 TurnEvent::MessageStarted { at, .. } => ("message_started", Some(at)),
+                TurnEvent::ToolStarted { .. } => ("tool_started", None),
                 TurnEvent::TextDelta(_) => ("delta", None),
                 TurnEvent::Completed(_) | TurnEvent::Failed(_) => ("end", None),
             };

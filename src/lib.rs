@@ -16,6 +16,7 @@ mod layers;
 pub mod limits;
 pub mod metrics;
 pub mod store;
+pub mod task_actions;
 pub mod telemetry;
 
 pub use app::Application;

@@ -62,6 +62,19 @@ pub enum ItemType {
     /// One tool call per row, as answers were recorded before workflows existed.
     #[sea_orm(string_value = "tool_call")]
     ToolCall,
+    /// Structured content a client renders (a task list), its data in `payload`.
+    #[sea_orm(string_value = "widget")]
+    Widget,
+    /// What the model should know on later turns but no client is shown (a click on a
+    /// widget, a stopped answer).
+    #[sea_orm(string_value = "hidden_context")]
+    HiddenContext,
+    /// A call of a tool the client runs: `pending` until its output arrives.
+    #[sea_orm(string_value = "client_tool_call")]
+    ClientToolCall,
+    /// Questions put to the user: `pending` until answered.
+    #[sea_orm(string_value = "structured_input")]
+    StructuredInput,
 }
 
 impl ItemType {
@@ -70,8 +83,9 @@ impl ItemType {
     pub fn role(self) -> Role {
         match self {
             Self::UserMessage => Role::User,
-            Self::AssistantMessage => Role::Assistant,
-            Self::Workflow | Self::ToolCall => Role::Tool,
+            Self::AssistantMessage | Self::Widget | Self::StructuredInput => Role::Assistant,
+            Self::Workflow | Self::ToolCall | Self::ClientToolCall => Role::Tool,
+            Self::HiddenContext => Role::System,
         }
     }
 
@@ -83,6 +97,10 @@ impl ItemType {
             Self::AssistantMessage => "assistant_message",
             Self::Workflow => "workflow",
             Self::ToolCall => "tool_call",
+            Self::Widget => "widget",
+            Self::HiddenContext => "hidden_context",
+            Self::ClientToolCall => "client_tool_call",
+            Self::StructuredInput => "structured_input",
         }
     }
 }
@@ -97,6 +115,9 @@ pub enum Role {
     Assistant,
     #[sea_orm(string_value = "tool")]
     Tool,
+    /// Context for the model alone.
+    #[sea_orm(string_value = "system")]
+    System,
 }
 
 impl Role {
@@ -106,11 +127,14 @@ impl Role {
             Self::User => "user",
             Self::Assistant => "assistant",
             Self::Tool => "tool",
+            Self::System => "system",
         }
     }
 }
 
-/// Where an item stands. Only a user message (a turn) is ever anything but `Completed`.
+/// Where an item stands: a user message (a turn) while the agent answers it, a client
+/// tool call or structured input until the client answers; every other item is
+/// `Completed`, or `Cancelled` for an answer the user stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum ItemStatus {
@@ -122,6 +146,9 @@ pub enum ItemStatus {
     /// The agent did not answer it; an `Idempotency-Key` retry may claim it.
     #[sea_orm(string_value = "failed")]
     Failed,
+    /// An answer the user stopped: what was said before the stop.
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
 }
 
 impl ItemStatus {
@@ -131,6 +158,7 @@ impl ItemStatus {
             Self::Pending => "pending",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -156,7 +184,16 @@ mod tests {
 
     #[test]
     fn every_stored_string_loads_and_others_do_not() {
-        let stored = ["user_message", "assistant_message", "workflow", "tool_call"];
+        let stored = [
+            "user_message",
+            "assistant_message",
+            "workflow",
+            "tool_call",
+            "widget",
+            "hidden_context",
+            "client_tool_call",
+            "structured_input",
+        ];
         let loaded: Vec<ItemType> = stored
             .iter()
             .map(|s| ItemType::try_from_value(&(*s).to_owned()).unwrap())

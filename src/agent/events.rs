@@ -11,6 +11,8 @@ use crate::domain::ToolCallRecord;
 pub enum AgentEvent {
     /// The next piece of the answer text.
     TextDelta(String),
+    /// A tool is about to run (named as it was called).
+    ToolStarted(String),
     /// A tool call that ran, with its result.
     ToolCall(ToolCallRecord),
 }

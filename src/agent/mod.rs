@@ -25,7 +25,7 @@ pub use mcp::{IdentityMinter, McpHub, ServerReport, IDENTITY_TTL_SECS};
 pub use openai::OpenAiAgent;
 pub use prompt::PromptTemplate;
 pub use provider::{Agent, AgentAnswer, AgentRequest, HistoryMessage};
-pub use tools::{TaskTools, ToolError};
+pub use tools::{Route, TaskTools, ToolError};
 
 use async_trait::async_trait;
 
@@ -64,12 +64,7 @@ impl Agent for WithToolServers {
         self.inner.provider()
     }
 
-    async fn respond(
-        &self,
-        request: AgentRequest<'_>,
-        tools: &TaskTools,
-        events: &EventSink,
-    ) -> Result<AgentAnswer, AgentError> {
+    async fn tools_for_actions(&self, tools: TaskTools) -> Result<TaskTools, AgentError> {
         let reserved: Vec<&str> = if self.builtin_tools {
             tools::TOOLS.iter().map(|t| t.name).collect()
         } else {
@@ -80,7 +75,16 @@ impl Agent for WithToolServers {
             .turn_tools(&reserved)
             .await
             .map_err(|f| AgentError::ToolServer(f.0))?;
-        let tools = tools.clone().with_mcp(mcp, self.builtin_tools);
+        Ok(tools.with_mcp(mcp, self.builtin_tools))
+    }
+
+    async fn respond(
+        &self,
+        request: AgentRequest<'_>,
+        tools: &TaskTools,
+        events: &EventSink,
+    ) -> Result<AgentAnswer, AgentError> {
+        let tools = self.tools_for_actions(tools.clone()).await?;
         self.inner.respond(request, &tools, events).await
     }
 }

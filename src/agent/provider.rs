@@ -47,6 +47,13 @@ pub trait Agent: Send + Sync {
         "custom"
     }
 
+    /// `tools` with everything a turn of their user would be offered (the app's MCP
+    /// tools), for a call made outside a turn: a click on a task widget runs through the
+    /// same tools a model would call.
+    async fn tools_for_actions(&self, tools: TaskTools) -> Result<TaskTools, AgentError> {
+        Ok(tools)
+    }
+
     /// Answers `request`, streaming text and tool calls to `events` as they happen.
     async fn respond(
         &self,

@@ -375,6 +375,13 @@ impl TaskTools {
         Route::Call(builtin_name.to_owned())
     }
 
+    /// Whether a tool of this name is offered (built-in or the app's).
+    #[must_use]
+    pub fn offers(&self, name: &str) -> bool {
+        self.mcp.as_ref().is_some_and(|m| m.find(name).is_some())
+            || (self.builtin && TOOLS.iter().any(|t| t.name == name))
+    }
+
     /// JSON-schema function definitions (OpenAI `tools` format).
     #[must_use]
     pub fn definitions() -> Value {
@@ -422,14 +429,13 @@ impl TaskTools {
         events: &EventSink,
     ) -> Result<ToolCallRecord, AgentError> {
         // A model can name any tool; only the ones that exist get their own series.
-        let known = self.mcp.as_ref().is_some_and(|m| m.find(name).is_some())
-            || (self.builtin && TOOLS.iter().any(|t| t.name == name));
-        let label = if known {
+        let label = if self.offers(name) {
             name.to_owned()
         } else {
             "unknown".to_owned()
         };
         metrics::counter!(crate::metrics::TOOL_CALLS, "tool" => label).increment(1);
+        events.emit(AgentEvent::ToolStarted(name.to_owned()));
         if let Some(mcp) = &self.mcp {
             if let Some(tool) = mcp.find(name) {
                 let result = match args.clone() {
@@ -567,12 +573,19 @@ mod tests {
             empty_title.result,
             json!({"error": "invalid arguments: title must not be empty"})
         );
-        for expected in [unknown, not_json, not_object, empty_title] {
-            match rx.try_recv() {
-                Ok(AgentEvent::ToolCall(seen)) => assert_eq!(seen, expected),
-                other => panic!("expected the tool call event, got {other:?}"),
+        // Calls that reach a tool are announced before they run; the others are only
+        // reported.
+        let mut started = Vec::new();
+        let mut reported = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            match event {
+                AgentEvent::ToolStarted(name) => started.push(name),
+                AgentEvent::ToolCall(seen) => reported.push(seen),
+                other => panic!("unexpected event {other:?}"),
             }
         }
+        assert_eq!(started, ["fly", "add_task"]);
+        assert_eq!(reported, [unknown, not_json, not_object, empty_title]);
     }
 
     #[tokio::test]
@@ -602,7 +615,12 @@ mod tests {
             matches!(err, AgentError::Store(StoreError::Unavailable(_))),
             "{err:?}"
         );
-        // A call that failed is neither recorded nor reported.
-        assert!(rx.try_recv().is_err());
+        // A call that failed is announced, but neither recorded nor reported.
+        while let Ok(event) = rx.try_recv() {
+            assert!(
+                matches!(event, AgentEvent::ToolStarted(_)),
+                "{event:?} reported"
+            );
+        }
     }
 }

@@ -27,6 +27,17 @@ pub enum ApiError {
     ItemNotFound,
     #[error("{0}")]
     Unsupported(String),
+    /// A widget action of a type this server does not carry out.
+    #[error("{0}")]
+    ActionUnknown(String),
+    /// A widget action whose payload or target does not fit it.
+    #[error("{0}")]
+    ActionInvalid(String),
+    /// A widget action the tool refused.
+    #[error("{0}")]
+    ActionFailed(String),
+    #[error("{0}")]
+    TaskNotFound(String),
     #[error("a turn of this thread is still being answered; wait for it to finish")]
     TurnInProgress,
     #[error("this Idempotency-Key was used for a different request")]
@@ -60,8 +71,13 @@ impl ApiError {
             | Self::MessageEmpty
             | Self::MessageTooLong { .. }
             | Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::ThreadNotFound | Self::ItemNotFound => StatusCode::NOT_FOUND,
-            Self::Unsupported(_) => StatusCode::BAD_REQUEST,
+            Self::ThreadNotFound | Self::ItemNotFound | Self::TaskNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Self::Unsupported(_) | Self::ActionUnknown(_) | Self::ActionInvalid(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::ActionFailed(_) => StatusCode::CONFLICT,
             Self::IdempotencyInProgress | Self::TurnInProgress => StatusCode::CONFLICT,
             Self::AgentUnavailable => StatusCode::BAD_GATEWAY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -83,6 +99,10 @@ impl ApiError {
             Self::ThreadNotFound => "thread.not_found",
             Self::ItemNotFound => "item.not_found",
             Self::Unsupported(_) => "chatkit.unsupported",
+            Self::ActionUnknown(_) => "action.unknown",
+            Self::ActionInvalid(_) => "action.invalid",
+            Self::ActionFailed(_) => "action.failed",
+            Self::TaskNotFound(_) => "task.not_found",
             Self::TurnInProgress => "turn.in_progress",
             Self::IdempotencyMismatch => "idempotency.mismatch",
             Self::IdempotencyInProgress => "idempotency.in_progress",
@@ -450,6 +470,22 @@ impl From<crate::chatkit::ChatKitError> for ApiError {
             ChatKitError::Invalid(m) => Self::Invalid(m),
             ChatKitError::Store(e) => e.into(),
             ChatKitError::Chat(e) => e.into(),
+            ChatKitError::ActionUnknown(m) => Self::ActionUnknown(m),
+            ChatKitError::ActionInvalid(m) => Self::ActionInvalid(m),
+            ChatKitError::Action(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::task_actions::ActionError> for ApiError {
+    fn from(err: crate::task_actions::ActionError) -> Self {
+        use crate::task_actions::ActionError;
+        match err {
+            ActionError::Store(e) => e.into(),
+            ActionError::Agent(e) => e.into(),
+            ActionError::TaskNotShown(_) => Self::ActionInvalid(err.to_string()),
+            ActionError::TaskNotFound(_) => Self::TaskNotFound(err.to_string()),
+            ActionError::Failed(m) => Self::ActionFailed(m),
         }
     }
 }

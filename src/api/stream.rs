@@ -66,6 +66,7 @@ fn encode(event: TurnEvent) -> Option<String> {
             )
         }
         TurnEvent::WorkflowStarted { .. }
+        | TurnEvent::ToolStarted { .. }
         | TurnEvent::WorkflowDone { .. }
         | TurnEvent::MessageStarted { .. } => return None,
     })

@@ -5,17 +5,21 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use entity::{thread, thread_item};
 use serde_json::{json, Map, Value};
 
-use super::wire::{Item, OutputText, Page, Summary, Task, Thread, ThreadStatus, Workflow};
+use super::{
+    task_widget::task_widget,
+    wire::{Item, OutputText, Page, Summary, Task, Thread, ThreadStatus, Workflow},
+};
 use crate::{
-    domain::ToolCallRecord,
+    domain::{task_list::TaskList, ToolCallRecord},
     store::{tool_calls_of, ItemType},
 };
 
 /// Item types ChatKit shows, in the store's vocabulary.
-pub const VISIBLE_TYPES: [ItemType; 3] = [
+pub const VISIBLE_TYPES: [ItemType; 4] = [
     ItemType::UserMessage,
     ItemType::AssistantMessage,
     ItemType::Workflow,
+    ItemType::Widget,
 ];
 
 /// ChatKit timestamps: RFC 3339 UTC with microseconds (the storage precision).
@@ -83,6 +87,21 @@ pub fn item(row: &thread_item::Model) -> Option<Item> {
         )),
         // Answers from before workflows: their calls are not shown as items.
         ItemType::ToolCall => None,
+        ItemType::Widget => {
+            let list: TaskList = serde_json::from_value(row.payload.clone()?).ok()?;
+            let (widget, copy_text) = task_widget(&list.tasks, list.change);
+            Some(Item::Widget {
+                id,
+                thread_id,
+                created_at,
+                widget,
+                copy_text,
+            })
+        }
+        // The model's alone: never sent to a client.
+        ItemType::HiddenContext => None,
+        // Not yet drawn for ChatKit.
+        ItemType::ClientToolCall | ItemType::StructuredInput => None,
     }
 }
 
@@ -169,13 +188,4 @@ pub fn task(call: &ToolCallRecord) -> Task {
         content: None,
         status_indicator: "complete",
     }
-}
-
-/// Whether a tool call changed the user's tasks (the host page may want to refresh).
-#[must_use]
-pub fn changes_tasks(call: &ToolCallRecord) -> bool {
-    matches!(
-        call.tool.as_str(),
-        "add_task" | "complete_task" | "update_task" | "delete_task"
-    ) && call.result.get("error").is_none()
 }

@@ -21,13 +21,17 @@ pub use self::stream::TurnStream;
 use serde_json::{json, Value};
 
 use self::wire::{
-    AddMessageParams, CreateParams, Event, Item, ItemsListParams, ListParams, Page, RetryParams,
-    StreamOptions, ThreadParams, UpdateParams, UserInput,
+    ActionParams, AddMessageParams, CreateParams, Event, Item, ItemsListParams, ListParams, Page,
+    RetryParams, StreamOptions, ThreadParams, UpdateParams, UserInput,
 };
 use crate::{
     chat::{ChatError, ChatService, Recorded, SendMessage},
-    domain::{ItemId, MessageText, MessageTextError, Order, ThreadId, Title, UserId},
+    domain::{
+        task_list::TaskAction, ItemId, MessageText, MessageTextError, Order, ThreadId, Title,
+        UserId,
+    },
     store::{Store, StoreError},
+    task_actions::{ActionError, ActionOutcome, TaskActions},
 };
 
 /// Why a ChatKit request was refused before any stream started.
@@ -48,6 +52,15 @@ pub enum ChatKitError {
     /// Recording the user's message failed.
     #[error(transparent)]
     Chat(#[from] ChatError),
+    /// A widget action of a type this server does not carry out.
+    #[error("{0}")]
+    ActionUnknown(String),
+    /// A widget action whose payload does not fit it.
+    #[error("{0}")]
+    ActionInvalid(String),
+    /// The action was refused or failed.
+    #[error(transparent)]
+    Action(#[from] ActionError),
 }
 
 impl From<StoreError> for ChatKitError {
@@ -82,7 +95,50 @@ const ALLOW_CANCEL: bool = false;
 pub struct ChatKitService {
     store: Store,
     chat: ChatService,
+    actions: TaskActions,
     max_chars: usize,
+}
+
+/// An action's payload is a task id and perhaps a form value or two; more is not a click.
+const MAX_ACTION_PAYLOAD_BYTES: usize = 2048;
+
+/// The widget, action and task a `threads.custom_action` names, checked: the client sends
+/// back what the widget was configured with, but nothing stops it sending anything else.
+fn task_action(p: &ActionParams) -> Result<(ItemId, TaskAction, i64), ChatKitError> {
+    let kind = &p.action.kind;
+    let action = TaskAction::parse(kind).ok_or_else(|| {
+        let shown: String = kind.chars().take(64).collect();
+        ChatKitError::ActionUnknown(format!(
+            "unknown action type {shown:?}; this server carries out task.complete, \
+             task.reopen and task.delete"
+        ))
+    })?;
+    let item = p.item_id.as_deref().ok_or_else(|| {
+        ChatKitError::ActionInvalid("a task action names the widget it came from (item_id)".into())
+    })?;
+    let payload = p
+        .action
+        .payload
+        .as_ref()
+        .filter(|v| v.is_object())
+        .ok_or_else(|| {
+            ChatKitError::ActionInvalid(
+                "the action's payload must be an object with task_id".into(),
+            )
+        })?;
+    if payload.to_string().len() > MAX_ACTION_PAYLOAD_BYTES {
+        return Err(ChatKitError::ActionInvalid(format!(
+            "the action's payload is over {MAX_ACTION_PAYLOAD_BYTES} bytes"
+        )));
+    }
+    let task_id = payload
+        .get("task_id")
+        .and_then(Value::as_i64)
+        .filter(|n| (1..=i64::from(i32::MAX)).contains(n))
+        .ok_or_else(|| {
+            ChatKitError::ActionInvalid("task_id must be a task number (a positive integer)".into())
+        })?;
+    Ok((item_id(item)?, action, task_id))
 }
 
 /// The thread a request names: an id that is not one of ours names no thread at all.
@@ -203,10 +259,11 @@ fn inline_error(message: String) -> Outcome {
 impl ChatKitService {
     /// A service that records messages of at most `max_chars` characters.
     #[must_use]
-    pub fn new(store: Store, chat: ChatService, max_chars: usize) -> Self {
+    pub fn new(store: Store, chat: ChatService, actions: TaskActions, max_chars: usize) -> Self {
         Self {
             store,
             chat,
+            actions,
             max_chars,
         }
     }
@@ -241,7 +298,45 @@ impl ChatKitService {
                     .await?;
                 Ok(Outcome::Json(json!({})))
             }
+            Request::CustomAction(p) => {
+                let (thread, outcome) = self.task_action(user, &p).await?;
+                let mut events = Vec::new();
+                if let Some(item) = outcome.workflow.as_ref().and_then(items::item) {
+                    events.push(Event::ItemDone { item });
+                }
+                if let Some(item) = items::item(&outcome.widget) {
+                    events.push(Event::ItemReplaced { item });
+                }
+                if let Some((ids, change)) = &outcome.changed {
+                    events.push(stream::tasks_changed_effect(ids, *change));
+                }
+                tracing::debug!(thread_id = %thread, "task action carried out");
+                Ok(Outcome::Stream(stream::TurnStream::events(events)))
+            }
+            Request::SyncCustomAction(p) => {
+                let (_, outcome) = self.task_action(user, &p).await?;
+                let updated = items::item(&outcome.widget);
+                Ok(Outcome::Json(match updated {
+                    Some(item) => json!({ "updated_item": item }),
+                    None => json!({}),
+                }))
+            }
         }
+    }
+
+    /// Carries out a click on a task widget.
+    async fn task_action(
+        &self,
+        user: &UserId,
+        p: &ActionParams,
+    ) -> Result<(ThreadId, ActionOutcome), ChatKitError> {
+        let thread = thread_id(&p.thread_id)?;
+        let (item, action, task_id) = task_action(p)?;
+        let outcome = self
+            .actions
+            .run(user, &thread, &item, action, task_id)
+            .await?;
+        Ok((thread, outcome))
     }
 
     /// The message, or (outer `Ok(Err)`) what the widget should show inline instead.

@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::{
     wire::{
-        AddMessageParams, CreateParams, Envelope, FeedbackParams, ItemsListParams, ListParams,
-        RetryParams, ThreadParams, UpdateParams,
+        ActionParams, AddMessageParams, CreateParams, Envelope, FeedbackParams, ItemsListParams,
+        ListParams, RetryParams, ThreadParams, UpdateParams,
     },
     ChatKitError,
 };
@@ -23,14 +23,16 @@ pub enum Request {
     Update(UpdateParams),
     Delete(ThreadParams),
     Feedback(FeedbackParams),
+    /// A click on a widget, answered as a stream.
+    CustomAction(ActionParams),
+    /// The same click, answered as JSON (it may come while an answer streams).
+    SyncCustomAction(ActionParams),
 }
 
 /// Request types of the protocol this server does not implement (no attachments store,
 /// no transcription, no client tools, no widget actions).
-const UNSUPPORTED: [&str; 7] = [
+const UNSUPPORTED: [&str; 5] = [
     "threads.add_client_tool_output",
-    "threads.custom_action",
-    "threads.sync_custom_action",
     "threads.add_structured_input",
     "attachments.create",
     "attachments.delete",
@@ -70,6 +72,8 @@ impl Request {
             "threads.update" => Self::Update(params(kind, p)?),
             "threads.delete" => Self::Delete(params(kind, p)?),
             "items.feedback" => Self::Feedback(params(kind, p)?),
+            "threads.custom_action" => Self::CustomAction(params(kind, p)?),
+            "threads.sync_custom_action" => Self::SyncCustomAction(params(kind, p)?),
             other => {
                 return Err(ChatKitError::Malformed(format!(
                     "unknown request type {other:?}"
@@ -124,6 +128,10 @@ mod tests {
             Ok(_) => panic!("{body} was accepted"),
         };
         assert!(matches!(err("not json"), ChatKitError::Malformed(_)));
+        assert!(matches!(
+            err(r#"{"type":"threads.custom_action","params":{"thread_id":"thr_1"}}"#),
+            ChatKitError::Malformed(m) if m.contains("action")
+        ));
         assert!(matches!(
             err(r#"{"type":"input.transcribe","params":{}}"#),
             ChatKitError::Unsupported(_)

@@ -7,24 +7,51 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use super::{
-    items::{assistant_item, changes_tasks, task, workflow_item},
+    items::{assistant_item, item, task, workflow_item},
     wire::{Event, ItemUpdate, OutputText},
 };
 use crate::{
     chat::{ChatError, TurnEvent},
-    domain::ToolCallRecord,
+    domain::task_list::{change_of_tool, task_rows_from, TaskChange},
     store::StoreError,
 };
 
-fn tasks_changed(call: &ToolCallRecord) -> Option<Event> {
-    changes_tasks(call).then(|| Event::ClientEffect {
+/// The effect a host page refreshes its task views on: which tasks changed and how, one
+/// shape for every change (a turn's tool call or a click on a widget). Listings and
+/// failed calls change nothing.
+pub(super) fn tasks_changed(tool: &str, result: &serde_json::Value) -> Option<Event> {
+    let change = change_of_tool(tool).filter(|c| *c != TaskChange::Listed)?;
+    if result.get("error").is_some() {
+        return None;
+    }
+    let ids: Vec<i64> = task_rows_from(result).iter().map(|row| row.id).collect();
+    (!ids.is_empty()).then(|| tasks_changed_effect(&ids, change))
+}
+
+/// `tasks.changed` with its one data shape: `{"task_ids": [...], "change": "..."}`.
+pub(super) fn tasks_changed_effect(ids: &[i64], change: TaskChange) -> Event {
+    Event::ClientEffect {
         name: "tasks.changed".to_owned(),
-        data: json!({
-            "tool": call.tool,
-            "task_id": call.result.get("task").or_else(|| call.result.get("deleted"))
-                .and_then(|t| t.get("task_id")).cloned(),
-        }),
-    })
+        data: json!({"task_ids": ids, "change": change.as_str()}),
+    }
+}
+
+/// The status line shown while `tool` runs.
+fn tool_progress(tool: &str) -> Event {
+    let name = tool.rsplit_once("__").map_or(tool, |(_, name)| name);
+    let text = match change_of_tool(name) {
+        Some(TaskChange::Listed) => "Looking at your tasks…".to_owned(),
+        Some(TaskChange::Added) => "Adding a task…".to_owned(),
+        Some(TaskChange::Completed) => "Completing a task…".to_owned(),
+        Some(TaskChange::Reopened) => "Reopening a task…".to_owned(),
+        Some(TaskChange::Updated) => "Updating a task…".to_owned(),
+        Some(TaskChange::Deleted) => "Deleting a task…".to_owned(),
+        None => format!("Running {name}…"),
+    };
+    Event::ProgressUpdate {
+        text,
+        icon: Some("bolt"),
+    }
 }
 
 /// What a stream body sends: events ready at once (the echo of the user's message,
@@ -130,14 +157,17 @@ impl TurnEncoder {
                         },
                     });
                 }
-                if let Some(effect) = tasks_changed(&call) {
+                if let Some(effect) = tasks_changed(&call.tool, &call.result) {
                     send(effect);
                 }
             }
             TurnEvent::WorkflowDone { id, at, calls } => {
                 if workflow_id.is_none() {
                     // The provider did not report its calls as they ran: show them now.
-                    calls.iter().filter_map(tasks_changed).for_each(&mut send);
+                    calls
+                        .iter()
+                        .filter_map(|c| tasks_changed(&c.tool, &c.result))
+                        .for_each(&mut send);
                     shown.push(id.clone());
                     *workflow_id = Some(id.clone());
                 }
@@ -146,13 +176,14 @@ impl TurnEncoder {
                 });
             }
             TurnEvent::WorkflowReplaced { id, at, calls } => {
-                if let Some(effect) = calls.last().and_then(tasks_changed) {
+                if let Some(effect) = calls.last().and_then(|c| tasks_changed(&c.tool, &c.result)) {
                     send(effect);
                 }
                 send(Event::ItemReplaced {
                     item: workflow_item(id, thread_id.clone(), &at, &calls),
                 });
             }
+            TurnEvent::ToolStarted { tool } => send(tool_progress(&tool)),
             TurnEvent::MessageStarted { id, at } => {
                 send(Event::ItemAdded {
                     item: assistant_item(&id, thread_id, &at, ""),
@@ -221,6 +252,10 @@ impl TurnEncoder {
                         &done.response_at,
                         &done.response,
                     ),
+                });
+                // The answer's other items (the task widget) follow it, as stored.
+                done.extras.iter().filter_map(item).for_each(|item| {
+                    send(Event::ItemDone { item });
                 });
                 *finished = true;
             }

@@ -1,4 +1,4 @@
-//! The ChatKit wire shapes (`openai-chatkit` 1.6.5, see `chatkit-protocol.md`). Optional
+//! The ChatKit wire shapes (`openai-chatkit` 1.6.5, see `docs/chatkit-protocol.md`). Optional
 //! fields are omitted rather than sent as `null`, as the official server does; requests
 //! accept unknown fields and explicit `null`s.
 
@@ -94,6 +94,25 @@ pub struct FeedbackParams {
     pub thread_id: String,
     pub item_ids: Vec<String>,
     pub kind: FeedbackKind,
+}
+
+/// `threads.custom_action` and `threads.sync_custom_action`.
+#[derive(Deserialize)]
+pub struct ActionParams {
+    pub thread_id: String,
+    #[serde(default)]
+    pub item_id: Option<String>,
+    pub action: Action,
+}
+
+/// A widget's action as the client sends it back: the configured type and payload, plus
+/// any form values the client merged into the payload.
+#[derive(Deserialize)]
+pub struct Action {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub payload: Option<Value>,
 }
 
 // ---- responses and events -------------------------------------------------------------
@@ -210,6 +229,14 @@ pub enum Item {
         created_at: String,
         workflow: Workflow,
     },
+    #[serde(rename = "widget")]
+    Widget {
+        id: String,
+        thread_id: String,
+        created_at: String,
+        widget: super::widgets::WidgetRoot,
+        copy_text: String,
+    },
 }
 
 impl Item {
@@ -218,7 +245,8 @@ impl Item {
         match self {
             Self::UserMessage { id, .. }
             | Self::AssistantMessage { id, .. }
-            | Self::Workflow { id, .. } => id,
+            | Self::Workflow { id, .. }
+            | Self::Widget { id, .. } => id,
         }
     }
 }
@@ -268,6 +296,13 @@ pub enum Event {
     StreamOptions { stream_options: StreamOptions },
     #[serde(rename = "client_effect")]
     ClientEffect { name: String, data: Value },
+    /// A transient status line while a tool runs (not stored).
+    #[serde(rename = "progress_update")]
+    ProgressUpdate {
+        text: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        icon: Option<&'static str>,
+    },
     #[serde(rename = "error")]
     Error {
         code: &'static str,

@@ -16,6 +16,7 @@ mod threads;
 mod tokens;
 mod turn_writer;
 mod turns;
+mod widgets;
 
 use std::{sync::Arc, time::Duration};
 
@@ -23,8 +24,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
 pub use error::StoreError;
 pub use rows::{
-    started_thread, tool_calls_of, AnswerIds, ItemStatus, ItemType, Page, RecordedAnswer, Role,
-    Turn,
+    started_thread, tool_calls_of, workflow_payload, AnswerIds, ItemStatus, ItemType, NewItem,
+    Page, RecordedAnswer, Role, Turn,
 };
 pub use tasks::{TaskFilter, TaskUpdate};
 pub use tokens::{

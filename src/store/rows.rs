@@ -16,6 +16,14 @@ use crate::domain::{new_id, Cursor, Order, Title, ToolCallRecord, UserId};
 /// Item types shown as messages (tool calls are recorded but listed separately).
 pub(crate) const MESSAGE_TYPES: [ItemType; 2] = [ItemType::UserMessage, ItemType::AssistantMessage];
 
+/// Item types the model reads as the thread's history: the messages, and what it was told
+/// out of sight of the user (a click on a widget, a stopped answer).
+pub(crate) const HISTORY_TYPES: [ItemType; 3] = [
+    ItemType::UserMessage,
+    ItemType::AssistantMessage,
+    ItemType::HiddenContext,
+];
+
 /// A turn as stored: the user's message item. Its status is the turn's (`pending` while
 /// the agent runs, then `completed` or `failed`); the items of its answer point back to
 /// it through `reply_to`.
@@ -32,6 +40,37 @@ pub struct RecordedAnswer {
     /// The item holding the tool calls (absent when no tool ran, and for answers recorded
     /// before workflows existed, whose calls are one `tool_call` item each).
     pub workflow: Option<thread_item::Model>,
+    /// The answer's other items (a widget, a hidden note), in order.
+    pub extras: Vec<thread_item::Model>,
+}
+
+/// An item an answer adds beside its message and workflow, under the id and instant it
+/// was announced with.
+#[derive(Clone, Debug)]
+pub struct NewItem {
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub kind: ItemType,
+    pub content: String,
+    pub payload: Option<Value>,
+    pub status: ItemStatus,
+}
+
+impl NewItem {
+    /// The row of this item in `thread_id`, owned by `user`, answering `reply_to`.
+    pub(crate) fn row(
+        &self,
+        thread_id: &str,
+        user: &UserId,
+        reply_to: Option<&str>,
+    ) -> thread_item::Model {
+        let mut row = item(thread_id, user, self.kind, self.content.clone(), self.at);
+        row.id = self.id.clone();
+        row.payload = self.payload.clone();
+        row.status = self.status;
+        row.reply_to = reply_to.map(str::to_owned);
+        row
+    }
 }
 
 /// Ids and instants of the items an answer will be recorded as. They are chosen when the
@@ -44,6 +83,10 @@ pub struct AnswerIds {
     pub message_at: DateTime<Utc>,
     /// The workflow item's id and `created_at`, when tools ran.
     pub workflow: Option<(String, DateTime<Utc>)>,
+    /// `Completed`, or `Cancelled` for an answer the user stopped.
+    pub message_status: ItemStatus,
+    /// The answer's other items.
+    pub extras: Vec<NewItem>,
 }
 
 /// A new completed item of `kind`, owned by `user`, created and updated at `at`.
@@ -98,7 +141,8 @@ struct WorkflowPayload {
     tool_calls: Vec<ToolCallRecord>,
 }
 
-pub(crate) fn workflow_payload(calls: &[ToolCallRecord]) -> Value {
+#[must_use]
+pub fn workflow_payload(calls: &[ToolCallRecord]) -> Value {
     serde_json::json!({ "tool_calls": calls })
 }
 
@@ -115,7 +159,7 @@ pub fn tool_calls_of(row: &thread_item::Model) -> Vec<ToolCallRecord> {
         ItemType::ToolCall => serde_json::from_value(payload)
             .map(|c| vec![c])
             .unwrap_or_default(),
-        ItemType::UserMessage | ItemType::AssistantMessage => Vec::new(),
+        _ => Vec::new(),
     }
 }
 

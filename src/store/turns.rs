@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{
     rows::{
-        keyset, tool_calls_of, AnswerIds, ItemStatus, ItemType, RecordedAnswer, Turn, MESSAGE_TYPES,
+        keyset, tool_calls_of, AnswerIds, ItemStatus, ItemType, RecordedAnswer, Turn, HISTORY_TYPES,
     },
     turn_writer::{CompleteOp, RecordOp},
     Store, StoreError,
@@ -140,20 +140,24 @@ impl Store {
         let mut tool_calls = Vec::new();
         let mut message = None;
         let mut workflow = None;
+        let mut extras = Vec::new();
         for row in rows {
-            if row.item_type == ItemType::AssistantMessage {
-                message = Some(row);
-            } else {
-                tool_calls.extend(tool_calls_of(&row));
-                if row.item_type == ItemType::Workflow {
-                    workflow = Some(row);
+            match row.item_type {
+                ItemType::AssistantMessage => message = Some(row),
+                ItemType::Workflow | ItemType::ToolCall => {
+                    tool_calls.extend(tool_calls_of(&row));
+                    if row.item_type == ItemType::Workflow {
+                        workflow = Some(row);
+                    }
                 }
+                _ => extras.push(row),
             }
         }
         Ok(message.map(|item| RecordedAnswer {
             item,
             tool_calls,
             workflow,
+            extras,
         }))
     }
 
@@ -174,7 +178,7 @@ impl Store {
             thread_item::Entity::find()
                 .filter(thread_item::Column::ThreadId.eq(turn.thread_id.as_str()))
                 .filter(thread_item::Column::UserId.eq(user.as_str()))
-                .filter(thread_item::Column::ItemType.is_in(MESSAGE_TYPES)),
+                .filter(thread_item::Column::ItemType.is_in(HISTORY_TYPES)),
             thread_item::Column::CreatedAt,
             thread_item::Column::Id,
             Some(&before_turn),

@@ -103,7 +103,11 @@ async fn a_new_thread_streams_its_turn_in_protocol_order_and_reloads_identically
         .find(|e| e["type"] == "client_effect")
         .unwrap();
     assert_eq!(effect["name"], "tasks.changed");
-    assert_eq!(effect["data"]["tool"], "add_task");
+    assert_eq!(effect["data"], json!({"task_ids": [1], "change": "added"}));
+    // The tool's progress shows before its call is reported.
+    let progress = types.iter().position(|t| *t == "progress_update").unwrap();
+    assert!(progress < wf_added, "{types:?}");
+    assert_eq!(a.events[progress]["text"], "Adding a task…");
     let wf_done = a
         .events
         .iter()
@@ -139,11 +143,19 @@ async fn a_new_thread_streams_its_turn_in_protocol_order_and_reloads_identically
         .filter(|e| e["update"]["type"] == "assistant_message.content_part.text_delta")
         .map(|e| e["update"]["delta"].as_str().unwrap())
         .collect();
+    let msg_done = a
+        .events
+        .iter()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["id"] == msg_id)
+        .unwrap();
+    assert_eq!(msg_done["item"]["content"][0]["text"], deltas);
+    assert_eq!(deltas, "Added task 1: buy milk.");
+    // The task the turn added, as a widget after the answer's text.
     let last = a.events.last().unwrap();
     assert_eq!(last["type"], "thread.item.done");
-    assert_eq!(last["item"]["id"], msg_id);
-    assert_eq!(last["item"]["content"][0]["text"], deltas);
-    assert_eq!(deltas, "Added task 1: buy milk.");
+    assert_eq!(last["item"]["type"], "widget");
+    assert_eq!(last["item"]["widget"]["type"], "Card");
+    assert_eq!(last["item"]["copy_text"], "Task added\n[ ] 1. buy milk");
 
     // A reload shows exactly what the stream showed, in the same order.
     let tid = a.thread_id();
@@ -178,7 +190,10 @@ async fn rest_and_chatkit_read_the_same_rows() {
         .await;
     let data = items.ok()["data"].as_array().unwrap().clone();
     let kinds: Vec<&str> = data.iter().map(|i| i["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["user_message", "workflow", "assistant_message"]);
+    assert_eq!(
+        kinds,
+        ["user_message", "workflow", "assistant_message", "widget"]
+    );
     assert_eq!(data[0]["id"], rest["message_id"]);
     assert_eq!(data[2]["id"], rest["response_id"]);
     assert_eq!(
@@ -193,7 +208,13 @@ async fn rest_and_chatkit_read_the_same_rows() {
     assert_eq!(messages.len(), 4);
     assert_eq!(messages[2]["content"], "list my tasks");
     assert_eq!(messages[3]["status"], "completed");
-    let answer_id = a.events.last().unwrap()["item"]["id"].clone();
+    let answer_id = a
+        .events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "assistant_message")
+        .unwrap()["item"]["id"]
+        .clone();
     assert_eq!(messages[3]["id"], answer_id);
     assert_eq!(app.thread(&token, tid).await["message_count"], 4);
     // Feedback given in ChatKit is visible in REST.
@@ -275,7 +296,8 @@ async fn lists_page_by_element_id_in_either_order() {
         )
         .await;
     let all = all.ok()["data"].as_array().unwrap().clone();
-    assert_eq!(all.len(), 9);
+    // Three turns of a message, a workflow, an answer and a task widget each.
+    assert_eq!(all.len(), 12);
     let (mut walked, mut after) = (Vec::new(), Value::Null);
     loop {
         let p = ck
@@ -321,7 +343,7 @@ async fn bad_requests_are_refused_before_any_stream_starts() {
         (json!({"type": "threads.update", "params": {"thread_id": tid, "title": "  "}}).to_string(), 422, "request.invalid"),
         (json!({"type": "attachments.create", "params": {"name": "a", "size": 1, "mime_type": "text/plain"}}).to_string(), 400, "chatkit.unsupported"),
         (json!({"type": "input.transcribe", "params": {}}).to_string(), 400, "chatkit.unsupported"),
-        (json!({"type": "threads.custom_action", "params": {"thread_id": tid, "action": {"type": "x"}}}).to_string(), 400, "chatkit.unsupported"),
+        (json!({"type": "threads.custom_action", "params": {"thread_id": tid, "action": {"type": "x"}}}).to_string(), 400, "action.unknown"),
         (json!({"type": "threads.add_client_tool_output", "params": {"thread_id": tid, "result": {}}}).to_string(), 400, "chatkit.unsupported"),
     ];
     for (body, status, code) in cases {
@@ -435,7 +457,8 @@ async fn another_users_threads_are_not_found_on_every_type() {
         .await;
     let thread = thread.ok();
     assert_eq!(thread["title"], "add a task to secret plan");
-    assert_eq!(thread["items"]["data"].as_array().unwrap().len(), 3);
+    // Her message, the workflow, the answer and the task widget.
+    assert_eq!(thread["items"]["data"].as_array().unwrap().len(), 4);
 }
 
 #[tokio::test]
@@ -499,7 +522,12 @@ async fn retry_answers_the_message_again_and_removes_what_followed() {
     assert_eq!(b.status, 200);
     assert_eq!(app.thread(&token, &tid).await["message_count"], 4);
     // Retrying a message that is not a user message is refused before streaming.
-    let answer = a.events.last().unwrap()["item"]["id"].clone();
+    let answer = a
+        .events
+        .iter()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "assistant_message")
+        .unwrap()["item"]["id"]
+        .clone();
     ck.retry(&tid, &answer).await.error(404, "item.not_found");
     let r = ck.retry(&tid, &first_user).await;
     assert_eq!(r.status, 200, "{}", r.raw);
@@ -509,7 +537,8 @@ async fn retry_answers_the_message_again_and_removes_what_followed() {
         .request("threads.get_by_id", json!({"thread_id": tid}))
         .await;
     let data = thread.ok()["items"]["data"].as_array().unwrap().clone();
-    assert_eq!(data.len(), 3, "{data:?}");
+    // The message, and the new answer: a workflow, the text and the task widget.
+    assert_eq!(data.len(), 4, "{data:?}");
     assert_eq!(data[0]["id"], first_user);
     assert_eq!(data[1..], new_items[..]);
     assert_eq!(

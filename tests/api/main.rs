@@ -36,6 +36,7 @@ mod spans;
 mod startup;
 mod support;
 mod threads;
+mod widgets;
 
 /// The name the suite's helpers had before `support/` (app, ChatKit client, fakes): files
 /// that still say `crate::helpers::…` keep working.

@@ -17,7 +17,10 @@ use chatkit_gateway::{
 };
 
 use crate::support::{
-    model::{chunk, chunks, die, text, tls_fixture, tool_call, Fake, FakeModel, Frame, Script},
+    model::{
+        chunk, chunks, die, text, tls_fixture, tool_call, use_model, use_model_at, Fake, FakeModel,
+        Frame, Script,
+    },
     parse_sse, roles, spawn_app_with, spawn_app_with_agent,
     wait::{eventually, within, Gate},
     TestApp,
@@ -190,21 +193,6 @@ async fn http2_against_a_server_that_only_speaks_http1_fails_the_turn_clearly() 
     // The call reached the server: the turn failed on the server's answer, not before.
     assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     failed_turns_thread(&app, &t).await;
-}
-
-/// Points `s` at the fake model API.
-fn use_model(s: &mut Settings, model: &FakeModel) {
-    use_model_at(s, &model.base);
-}
-
-/// Points `s` at a model API served at `base` (its `/v1`).
-fn use_model_at(s: &mut Settings, base: &str) {
-    s.agent.provider = AgentProvider::OpenAi;
-    s.agent.openai.base_url = base.to_owned();
-    s.agent.openai.api_key = secrecy::SecretString::from("sk-test");
-    s.agent.openai.model = "fake-model".into();
-    s.agent.openai.retry_base_ms = 20;
-    s.agent.openai.first_token_timeout_ms = 3000;
 }
 
 /// The service answering with the `openai` provider against `model`, `edit` applied on top.

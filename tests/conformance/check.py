@@ -58,8 +58,6 @@ UNSUPPORTED_TYPES = [
     "attachments.delete",
     "input.transcribe",
     "threads.add_client_tool_output",
-    "threads.custom_action",
-    "threads.sync_custom_action",
     "threads.add_structured_input",
 ]
 MISSING_THREAD = "thr_conformance_missing_0000"

@@ -289,7 +289,7 @@ mod tests {
     use super::*;
     use crate::{
         domain::{new_id, ThreadId, UserId},
-        store::{rows::AnswerIds, Store},
+        store::{rows::AnswerIds, ItemStatus, Store},
     };
 
     /// A store on a fresh SQLite file, or on a fresh schema of `TEST_DATABASE_URL`'s
@@ -327,6 +327,8 @@ mod tests {
                 message_id: new_id("msg"),
                 message_at: now(),
                 workflow: None,
+                message_status: ItemStatus::Completed,
+                extras: Vec::new(),
             },
             text: text.into(),
             tool_calls: Vec::new(),

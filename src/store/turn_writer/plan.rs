@@ -59,6 +59,17 @@ pub(super) struct PlannedTurn {
 pub(super) struct PlannedAnswer {
     pub workflow: Option<thread_item::Model>,
     pub message: thread_item::Model,
+    pub extras: Vec<thread_item::Model>,
+}
+
+impl PlannedAnswer {
+    /// Every row of the answer, in the order they were announced.
+    pub fn rows(&self) -> impl Iterator<Item = &thread_item::Model> {
+        self.workflow
+            .iter()
+            .chain(std::iter::once(&self.message))
+            .chain(&self.extras)
+    }
 }
 
 /// Everything a batch may write, built before it runs.
@@ -197,6 +208,7 @@ impl Plan {
                     item: answer.message,
                     tool_calls,
                     workflow: answer.workflow,
+                    extras: answer.extras,
                 })
             })
             .collect();
@@ -233,7 +245,18 @@ fn plan_answer(op: &CompleteOp) -> PlannedAnswer {
     );
     message.id = op.ids.message_id.clone();
     message.reply_to = Some(turn.id.clone());
-    PlannedAnswer { workflow, message }
+    message.status = op.ids.message_status;
+    let extras = op
+        .ids
+        .extras
+        .iter()
+        .map(|extra| extra.row(&turn.thread_id, &op.user, Some(&turn.id)))
+        .collect();
+    PlannedAnswer {
+        workflow,
+        message,
+        extras,
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +302,8 @@ mod tests {
                 message_id: new_id("msg"),
                 message_at: at,
                 workflow: Some((new_id("wf"), at - Duration::milliseconds(1))),
+                message_status: ItemStatus::Completed,
+                extras: Vec::new(),
             },
             text: text.into(),
             tool_calls: (0..tool_calls)

@@ -194,10 +194,7 @@ pub(super) async fn write(
         .map(|t| Item::of(&t.row, t.new_thread))
         .collect();
     for (_, _, answer) in plan.claims() {
-        if let Some(workflow) = &answer.workflow {
-            items.push(Item::of(workflow, false));
-        }
-        items.push(Item::of(&answer.message, false));
+        items.extend(answer.rows().map(|row| Item::of(row, false)));
     }
     let values = vec![
         json(&touched_rows)?,
@@ -242,7 +239,7 @@ mod tests {
 
     /// PostgreSQL plans the batch once per connection (a generic plan), possibly while
     /// the tables are still empty; that plan must find threads and items through their
-    /// indexes, or every batch reads the whole table once it has grown (issue 11: the
+    /// indexes, or every batch reads the whole table once it has grown (bench/RESULTS.md: the
     /// thread update of a plan made on young tables scanned all 5,000 threads per batch).
     /// SQLite runs the batch as a few statements with plans of their own (covered by
     /// the tests above); this checks the PostgreSQL statement, in the PostgreSQL run.

@@ -49,8 +49,7 @@ pub(super) async fn write(
     }
     for (turn, _, answer) in plan.claims() {
         if claimed.contains(&turn.id) {
-            items.extend(answer.workflow.clone());
-            items.push(answer.message.clone());
+            items.extend(answer.rows().cloned());
         }
     }
     insert_rows::<thread::Entity, _>(&txn, plan.threads.clone()).await?;

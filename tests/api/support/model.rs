@@ -402,3 +402,18 @@ async fn serve_tls_on_loopback(
     });
     format!("https://127.0.0.1:{}", local.port())
 }
+
+/// Points `s` at the fake model API.
+pub fn use_model(s: &mut chatkit_gateway::Settings, model: &FakeModel) {
+    use_model_at(s, &model.base);
+}
+
+/// Points `s` at a model API served at `base` (its `/v1`).
+pub fn use_model_at(s: &mut chatkit_gateway::Settings, base: &str) {
+    s.agent.provider = chatkit_gateway::config::AgentProvider::OpenAi;
+    s.agent.openai.base_url = base.to_owned();
+    s.agent.openai.api_key = secrecy::SecretString::from("sk-test");
+    s.agent.openai.model = "fake-model".into();
+    s.agent.openai.retry_base_ms = 20;
+    s.agent.openai.first_token_timeout_ms = 3000;
+}

@@ -1,5 +1,7 @@
 //! Parsed values: once a value has one of these types it has been checked.
 
+pub mod task_list;
+
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use chrono::{DateTime, SubsecRound, Utc};
 
@@ -92,7 +94,7 @@ impl ItemId {
     /// `None` unless `raw` has the shape of an item id we mint.
     #[must_use]
     pub fn parse(raw: &str) -> Option<Self> {
-        ["msg", "wf", "tc"]
+        ["msg", "wf", "tc", "wgt", "hc", "ctc", "si"]
             .iter()
             .any(|prefix| is_valid_id(prefix, raw))
             .then(|| Self(raw.to_owned()))
