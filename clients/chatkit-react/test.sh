@@ -35,4 +35,5 @@ npx vite build example --logLevel warn
 echo "== chatkit-react: node tests against $GATEWAY_BIN"
 rm -rf build
 npx tsc -p tsconfig.json
-node --test --test-reporter=spec build/test/gatewayFetch.test.js build/test/chatkit-endpoint.test.js
+node --test --test-reporter=spec build/test/gatewayFetch.test.js build/test/chatkit-endpoint.test.js \
+  build/test/taskPanelState.test.js

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import { createGatewayFetch } from "../src/gatewayFetch.js";
+import { emptyPanel, panelReducer, tasksChangedOf, type PanelState } from "../example/src/taskPanelState.js";
 import { recordingFetch, startGateway, type Gateway } from "./gateway.js";
 
 interface Item {
@@ -12,9 +13,19 @@ interface Item {
   type: string;
   thread_id: string;
   content?: { type: string; text: string }[];
+  widget?: Widget;
+}
+/** A widget component, as far as these tests read it. */
+interface Widget {
+  type: string;
+  key?: string;
+  children?: Widget[];
+  onChangeAction?: { type: string; payload?: Record<string, unknown> };
 }
 interface StreamEvent {
   type: string;
+  name?: string;
+  data?: Record<string, unknown>;
   thread?: { id: string };
   item?: Item;
   item_id?: string;
@@ -79,6 +90,16 @@ function assistantText(stream: StreamEvent[]): { id: string; text: string; delta
   return { id, text: done.item.content!.map((c) => c.text).join(""), deltas };
 }
 
+/** Every component of `widget`, depth first. */
+function components(widget: Widget): Widget[] {
+  return [widget, ...(widget.children ?? []).flatMap(components)];
+}
+
+/** The stream's `tasks.changed` effects, their data as sent. */
+function tasksChanged(stream: StreamEvent[]): Record<string, unknown>[] {
+  return stream.filter((e) => e.type === "client_effect" && e.name === "tasks.changed").map((e) => e.data!);
+}
+
 describe("POST /chatkit through createGatewayFetch", () => {
   test("threads.create streams a turn the widget can render, and the thread lists afterwards", async () => {
     const { gf } = kit("kit-chatkit-create");
@@ -128,5 +149,58 @@ describe("POST /chatkit through createGatewayFetch", () => {
       [200, 401, 200],
     );
     assert.equal(count("/api/chatkit/session"), 2);
+  });
+
+  test("adding a task sends tasks.changed {task_ids, change}; a click on the task widget too", async () => {
+    const { gf } = kit("kit-chatkit-effects");
+    const stream = await events(await chatkit(gf, "threads.create", { input: userInput("add a task to buy milk") }));
+    const threadId = stream[0]!.thread!.id;
+
+    const [added, ...more] = tasksChanged(stream);
+    assert.deepEqual(more, [], "one effect for one added task");
+    assert.deepEqual(Object.keys(added!).sort(), ["change", "task_ids"], "exactly {task_ids, change}");
+    assert.equal(added!.change, "added");
+    const ids = added!.task_ids as number[];
+    assert.equal(ids.length, 1);
+    const taskId = ids[0]!;
+    assert.ok(Number.isInteger(taskId) && taskId > 0, `an integer task id: ${JSON.stringify(added)}`);
+
+    // The turn ends with the task-list widget: its row for that task has the checkbox a user clicks.
+    const widgetItem = stream.filter((e) => e.type === "thread.item.done" && e.item?.type === "widget").at(-1)?.item;
+    assert.ok(widgetItem?.widget, "the turn shows a task widget");
+    const row = components(widgetItem.widget).find((c) => c.key === `task-${taskId}`);
+    assert.ok(row, `the widget has a row for task ${taskId}`);
+    const checkbox = components(row).find((c) => c.type === "Checkbox");
+    assert.deepEqual(checkbox?.onChangeAction?.payload, { task_id: taskId });
+
+    // Ticking it: the widget sends the control's action as it was configured.
+    const { type, payload } = checkbox!.onChangeAction!;
+    const clicked = await events(
+      await chatkit(gf, "threads.custom_action", { thread_id: threadId, item_id: widgetItem.id, action: { type, payload } }),
+    );
+    assert.deepEqual(tasksChanged(clicked), [{ task_ids: [taskId], change: "completed" }]);
+
+    // The example page's panel reads both effects as sent (onEffect hands it {name, data}).
+    let panel: PanelState = emptyPanel;
+    for (const data of [added!, ...tasksChanged(clicked)]) {
+      const changed = tasksChangedOf({ name: "tasks.changed", data });
+      assert.ok(changed, `the example understands ${JSON.stringify(data)}`);
+      panel = panelReducer(panel, { type: "changed", changed });
+    }
+    assert.deepEqual(
+      panel.tasks.map((t) => [t.id, t.state]),
+      [[taskId, "done"]],
+    );
+    assert.deepEqual(
+      panel.log.map((e) => e.text),
+      [`Task ${taskId} completed`, `Task ${taskId} added`],
+    );
+  });
+
+  test("listing tasks changes none: no tasks.changed", async () => {
+    const { gf } = kit("kit-chatkit-effects-list");
+    await events(await chatkit(gf, "threads.create", { input: userInput("add a task to water the plants") }));
+    const listed = await events(await chatkit(gf, "threads.create", { input: userInput("list my tasks") }));
+    assert.deepEqual(tasksChanged(listed), []);
   });
 });

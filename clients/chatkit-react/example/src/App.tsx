@@ -4,6 +4,7 @@ import { useEffect, useState } from "react";
 import { createGatewayFetch, GatewaySessionError } from "../../src/gatewayFetch";
 import { useChatKitScript } from "./chatkitScript";
 import { ChatKitScriptProblem, SignInProblem, type SignInState } from "./Problems";
+import { TaskPanel, useTaskPanel } from "./TaskPanel";
 
 const GATEWAY_URL = import.meta.env.VITE_GATEWAY_URL ?? "http://127.0.0.1:8000";
 const BETTER_AUTH_URL = import.meta.env.VITE_BETTER_AUTH_URL ?? "";
@@ -69,6 +70,7 @@ function useSignIn(): SignInState {
 export function App() {
   const script = useChatKitScript(SCRIPT_TIMEOUT_MS);
   const signIn = useSignIn();
+  const tasks = useTaskPanel();
   const { control } = useChatKit({
     api: {
       // Custom-backend mode: the widget speaks the ChatKit protocol to the gateway itself.
@@ -84,10 +86,12 @@ export function App() {
         { label: "List my tasks", prompt: "list my tasks" },
       ],
     },
-    onEffect: ({ name }) => {
-      // The gateway's tools send `tasks.changed` after a mutation: refresh your task views here.
-      if (name === "tasks.changed") console.info("tasks changed");
-    },
+    // `tasks.changed` {task_ids, change}: sent when a turn's tools or a click on a task
+    // widget change tasks. The panel marks those tasks (a real app refetches its tasks here).
+    onEffect: tasks.onEffect,
+    // Client tools declared in the gateway's config ([[chatkit.client_tools]]) run here:
+    // `highlight_tasks` {task_ids} highlights them in the panel and answers {highlighted: n}.
+    onClientTool: tasks.onClientTool,
     onError: ({ error }) => console.error("ChatKit error", error),
   });
 
@@ -101,8 +105,11 @@ export function App() {
       {script.status === "loading" && <p>Loading the ChatKit widget from OpenAI's CDN…</p>}
       {script.status === "failed" && <ChatKitScriptProblem state={script} gatewayUrl={GATEWAY_URL} />}
       <SignInProblem state={signIn} gatewayUrl={GATEWAY_URL} betterAuthUrl={BETTER_AUTH_URL} />
-      {/* Rendered even while the script is missing: the element upgrades when it arrives. */}
-      <ChatKit control={control} style={{ height: 640, width: 420 }} />
+      <div style={{ display: "flex", flexWrap: "wrap", alignItems: "flex-start", justifyContent: "center", gap: 16 }}>
+        {/* Rendered even while the script is missing: the element upgrades when it arrives. */}
+        <ChatKit control={control} style={{ height: 640, width: 420 }} />
+        <TaskPanel state={tasks.state} />
+      </div>
     </main>
   );
 }
