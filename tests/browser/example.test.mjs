@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { launchChromium, repoRoot, serveStatic } from "./lib.mjs";
+import { launchChromium, recordPageErrors, repoRoot, serveStatic } from "./lib.mjs";
 
 const CDN_SCRIPT = "https://cdn.platform.openai.com/deployments/chatkit/chatkit.js";
 // The gateway address the example is built with when VITE_GATEWAY_URL is unset.
@@ -74,6 +74,11 @@ describe("the ChatKit React example without OpenAI's CDN", { timeout: 120_000 },
         assert.ok(signInText.includes(hint), `names ${JSON.stringify(hint)}:\n${signInText}`);
       }
 
+      // The task panel beside the widget is there, empty: no effect has arrived.
+      const panel = page.locator('#task-panel[data-task-count="0"]');
+      await panel.waitFor();
+      assert.ok((await panel.innerText()).includes("No task has changed yet"), await panel.innerText());
+
       const root = page.locator("#root");
       assert.ok(await root.isVisible());
       assert.ok((await root.innerText()).trim().length > 200, "the page shows text, not a blank page");
@@ -102,38 +107,94 @@ describe("the ChatKit React example without OpenAI's CDN", { timeout: 120_000 },
     }
   });
 
+  // A stand-in for the real element: enough for @openai/chatkit-react to hand it options.
+  const STUB_WIDGET = `customElements.define("openai-chatkit", class extends HTMLElement {
+    setOptions(options) { window.chatkitOptions = options; }
+  });`;
+
+  /**
+   * The example with the stand-in widget and a signed-in user: Better Auth on the page's own
+   * origin (VITE_BETTER_AUTH_URL unset) with a session, and the gateway's /session answered
+   * here (what is under test is the page, not the gateway). Returns the Authorization
+   * headers /session received.
+   */
+  async function openSignedIn(page, upstream) {
+    await page.route(`${site.url}/api/auth/token`, (route) => route.fulfill({ json: { token: upstream } }));
+    const sessionAuth = [];
+    await page.route(`${DEFAULT_GATEWAY}/api/chatkit/session`, (route) => {
+      const cors = {
+        "access-control-allow-origin": site.url,
+        "access-control-allow-headers": "authorization, content-type",
+        "access-control-allow-methods": "POST, DELETE",
+      };
+      if (route.request().method() === "OPTIONS") return route.fulfill({ status: 204, headers: cors });
+      sessionAuth.push(route.request().headers().authorization);
+      return route.fulfill({
+        headers: cors,
+        json: { client_secret: "cs", expires_at: new Date(Date.now() + 1_800_000).toISOString(), expires_in: 1800, user_id: "alice" },
+      });
+    });
+    await page.goto(site.url);
+    await page.locator('main[data-chatkit-script="ready"][data-sign-in="ok"]').waitFor();
+    return sessionAuth;
+  }
+
   it("with the widget defined and a signed-in user it explains nothing", async () => {
-    // A stand-in for the real element: enough for @openai/chatkit-react to hand it options.
-    const stub = `customElements.define("openai-chatkit", class extends HTMLElement {
-      setOptions(options) { window.chatkitOptions = options; }
-    });`;
-    const { page } = await openPage((route) => route.fulfill({ status: 200, contentType: "text/javascript", body: stub }));
+    const { page } = await openPage((route) => route.fulfill({ status: 200, contentType: "text/javascript", body: STUB_WIDGET }));
     try {
       const upstream = "upstream-jwt-from-better-auth";
-      // Better Auth on the page's own origin (VITE_BETTER_AUTH_URL unset) with a session.
-      await page.route(`${site.url}/api/auth/token`, (route) => route.fulfill({ json: { token: upstream } }));
-      // The gateway's /session, answered here: what is under test is the page, not the gateway.
-      const sessionAuth = [];
-      await page.route(`${DEFAULT_GATEWAY}/api/chatkit/session`, (route) => {
-        const cors = {
-          "access-control-allow-origin": site.url,
-          "access-control-allow-headers": "authorization, content-type",
-          "access-control-allow-methods": "POST, DELETE",
-        };
-        if (route.request().method() === "OPTIONS") return route.fulfill({ status: 204, headers: cors });
-        sessionAuth.push(route.request().headers().authorization);
-        return route.fulfill({
-          headers: cors,
-          json: { client_secret: "cs", expires_at: new Date(Date.now() + 1_800_000).toISOString(), expires_in: 1800, user_id: "alice" },
-        });
-      });
-      await page.goto(site.url);
-      await page.locator('main[data-chatkit-script="ready"][data-sign-in="ok"]').waitFor();
+      const sessionAuth = await openSignedIn(page, upstream);
       assert.deepEqual(sessionAuth, [`Bearer ${upstream}`]);
       assert.equal(await page.locator("[role=alert]").count(), 0);
       // The element got its options: the gateway's ChatKit endpoint.
       await page.waitForFunction(() => window.chatkitOptions !== undefined);
       assert.equal(await page.evaluate(() => window.chatkitOptions.api.url), `${DEFAULT_GATEWAY}/chatkit`);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it("the task panel follows tasks.changed effects and answers highlight_tasks", async () => {
+    // The real widget raises an effect as a `chatkit.effect` event on its element and calls
+    // the `onClientTool` option; the stand-in cannot stream, so this test does both itself.
+    const { page } = await openPage((route) => route.fulfill({ status: 200, contentType: "text/javascript", body: STUB_WIDGET }));
+    const errors = recordPageErrors(page);
+    try {
+      await openSignedIn(page, "upstream-jwt");
+      await page.waitForFunction(() => window.chatkitOptions !== undefined);
+      const effect = (name, data) =>
+        page.evaluate(
+          ([name, data]) =>
+            document.querySelector("openai-chatkit").dispatchEvent(new CustomEvent("chatkit.effect", { detail: { name, data } })),
+          [name, data],
+        );
+      const task = (id) => page.locator(`#task-panel li[data-task-id="${id}"]`);
+
+      await effect("tasks.changed", { task_ids: [3], change: "added" });
+      await effect("tasks.changed", { task_ids: [1, 3], change: "completed" });
+      await effect("some.other.effect", { task_ids: [9], change: "added" });
+      await page.locator('#task-panel[data-task-count="2"]').waitFor();
+      assert.equal(await task(3).getAttribute("data-state"), "done");
+      assert.equal(await task(3).getAttribute("data-mark"), "changed");
+      assert.equal(await task(9).count(), 0, "other effects are not task changes");
+      assert.deepEqual(await page.locator("#task-panel-log li").allInnerTexts(), ["Tasks 1, 3 completed", "Task 3 added"]);
+      // The mark is brief.
+      await page.locator('#task-panel li[data-task-id="3"][data-mark="none"]').waitFor();
+
+      const result = await page.evaluate(() =>
+        window.chatkitOptions.onClientTool({ name: "highlight_tasks", params: { task_ids: [3, 4] } }),
+      );
+      assert.deepEqual(result, { highlighted: 2 });
+      await page.locator('#task-panel[data-task-count="3"]').waitFor();
+      assert.equal(await task(3).getAttribute("data-mark"), "highlighted");
+      assert.equal(await task(4).getAttribute("data-mark"), "highlighted");
+      assert.equal(await task(4).getAttribute("data-state"), "unknown");
+      assert.equal(await task(1).getAttribute("data-mark"), "none");
+      assert.match(await task(4).innerText(), /Task 4[\s\S]*highlighted/);
+
+      const unknown = await page.evaluate(() => window.chatkitOptions.onClientTool({ name: "nope", params: {} }));
+      assert.match(unknown.error, /no client tool named "nope"/);
+      assert.deepEqual(errors, []);
     } finally {
       await page.close();
     }
