@@ -18,11 +18,15 @@ a bad literal, a null, a dropped default, ...) must each be refused.
 
 The last line is `N passed, M failed`; the exit status is 1 on any failure, 2 when the
 samples cannot be read.
+
+check.py imports `served_item_problems` to hold the widget items a live gateway sends to
+the same checks.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import sys
 import typing
@@ -134,51 +138,73 @@ def short_error(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def instants(value: Any) -> Any:
+    """`value` with its top-level `created_at` as an instant: a server may write an instant
+    differently from pydantic (`…:00.000000Z` for `…:00Z`) and still mean the same."""
+    if isinstance(value, dict) and isinstance(value.get("created_at"), str):
+        try:
+            at = dt.datetime.fromisoformat(value["created_at"].replace("Z", "+00:00"))
+        except ValueError:
+            return value
+        return {**value, "created_at": at}
+    return value
+
+
 def shape_problems(raw: Any, adapter: TypeAdapter, parsed: Any, what: str) -> list[str]:
     dumped = adapter.dump_python(parsed, mode="json", by_alias=True)
     sent = adapter.dump_python(parsed, mode="json", by_alias=True, exclude_none=True)
     out = [f"{what}: {p}" for p in unknown_keys(raw, dumped)]
     out += [f"{what}: {p}" for p in missing_keys(raw, sent)]
     out += [f"{what}: null at {p}" for p, v in walk(raw) if v is None]
-    if not out and sent != raw:
+    if not out and instants(sent) != instants(raw):
         out.append(f"{what}: the SDK serialises it differently: {json.dumps(sent)[:200]}")
     return out
+
+
+def root_problems(widget: Any) -> list[str]:
+    """What is wrong with a widget tree as a `WidgetRoot`."""
+    try:
+        root = ROOT.validate_json(json.dumps(widget), strict=True)
+    except ValidationError as e:
+        return [f"WidgetRoot: {short_error(e)}"]
+    out = [f"WidgetRoot: {p}" for p in loose_components(root, "$")]
+    return out + shape_problems(widget, ROOT, root, "WidgetRoot")
+
+
+def item_problems(item: Any) -> list[str]:
+    """What is wrong with a `widget` thread item as a `ThreadItem` (it must be a
+    `WidgetItem`): the same checks, on the item's every key."""
+    try:
+        parsed = ITEM.validate_json(json.dumps(item), strict=True)
+    except ValidationError as e:
+        return [f"WidgetItem: {short_error(e)}"]
+    if not isinstance(parsed, WidgetItem):
+        return [f"WidgetItem: parsed as {type(parsed).__name__}"]
+    out = [f"WidgetItem: {p}" for p in loose_components(parsed.widget, "$.widget")]
+    return out + shape_problems(item, ITEM, parsed, "WidgetItem")
+
+
+def served_item_problems(item: Any) -> list[str]:
+    """Everything wrong with a widget item a server sent (check.py); empty when it conforms."""
+    if not isinstance(item, dict) or not isinstance(item.get("widget"), dict):
+        return ["not a widget item {id, thread_id, created_at, type, widget, copy_text?}"]
+    return root_problems(item["widget"]) + item_problems(item)
 
 
 def problems(sample: Any) -> list[str]:
     """Everything wrong with one sample; empty when it conforms."""
     if not isinstance(sample, dict) or not isinstance(sample.get("widget"), dict):
         return ["not a {name, widget, copy_text} object"]
-    widget = sample["widget"]
-    out: list[str] = []
-    try:
-        root = ROOT.validate_json(json.dumps(widget), strict=True)
-    except ValidationError as e:
-        out.append(f"WidgetRoot: {short_error(e)}")
-    else:
-        out += [f"WidgetRoot: {p}" for p in loose_components(root, "$")]
-        out += shape_problems(widget, ROOT, root, "WidgetRoot")
-
     item = {
         "id": "wdg_sample",
         "thread_id": "thr_sample",
         "created_at": "2026-01-01T00:00:00Z",
         "type": "widget",
-        "widget": widget,
+        "widget": sample["widget"],
     }
     if "copy_text" in sample:
         item["copy_text"] = sample["copy_text"]
-    try:
-        parsed = ITEM.validate_json(json.dumps(item), strict=True)
-    except ValidationError as e:
-        out.append(f"WidgetItem: {short_error(e)}")
-    else:
-        if not isinstance(parsed, WidgetItem):
-            out.append(f"WidgetItem: parsed as {type(parsed).__name__}")
-        else:
-            out += [f"WidgetItem: {p}" for p in loose_components(parsed.widget, "$.widget")]
-            out += shape_problems(item, ITEM, parsed, "WidgetItem")
-    return out
+    return root_problems(sample["widget"]) + item_problems(item)
 
 
 # ---------------------------------------------------------------- self-test
