@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use entity::thread_item;
 use futures_channel::mpsc;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
@@ -157,6 +158,16 @@ pub enum TurnEvent {
     Completed(Box<TurnResult>),
     /// The agent or the store failed; the user's message stays recorded.
     Failed(Box<ChatError>),
+}
+
+/// Stops a turn's answer when dropped (see [`ChatService::stream_stoppable`]); dropped
+/// after the answer was recorded, it does nothing.
+pub struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// Where turn events go; with no listener (a JSON request) they are dropped.
@@ -363,6 +374,29 @@ impl ChatService {
     /// drops the receiver does not stop the turn.
     #[must_use]
     pub fn stream(&self, user: &UserId, recorded: Recorded) -> mpsc::UnboundedReceiver<TurnEvent> {
+        self.stream_until(user, recorded, None)
+    }
+
+    /// [`stream`](Self::stream) for a listener that can stop the answer: dropping the
+    /// returned guard (the client hung up) stops the model at once; what it said so far is
+    /// recorded as the answer, marked stopped.
+    #[must_use]
+    pub fn stream_stoppable(
+        &self,
+        user: &UserId,
+        recorded: Recorded,
+    ) -> (mpsc::UnboundedReceiver<TurnEvent>, StopOnDrop) {
+        let stop = CancellationToken::new();
+        let events = self.stream_until(user, recorded, Some(stop.clone()));
+        (events, StopOnDrop(stop))
+    }
+
+    fn stream_until(
+        &self,
+        user: &UserId,
+        recorded: Recorded,
+        stop: Option<CancellationToken>,
+    ) -> mpsc::UnboundedReceiver<TurnEvent> {
         let (tx, rx) = mpsc::unbounded();
         let this = self.clone();
         let user = user.clone();
@@ -373,7 +407,7 @@ impl ChatService {
             let result = match recorded {
                 Recorded::NeedsAnswer(turn) => {
                     let span = answer_span(&turn);
-                    this.run_agent(&user, turn, sink.clone())
+                    this.run_agent(&user, turn, sink.clone(), stop.as_ref())
                         .instrument(span)
                         .await
                 }
@@ -500,8 +534,9 @@ impl ChatService {
         let this = self.clone();
         let user = user.clone();
         let span = answer_span(&turn);
-        let task =
-            tokio::spawn(async move { this.run_agent(&user, turn, events).await }.instrument(span));
+        let task = tokio::spawn(
+            async move { this.run_agent(&user, turn, events, None).await }.instrument(span),
+        );
         match task.await {
             Ok(result) => result,
             Err(join) => Err(ChatError::Agent(AgentError::Unavailable(join.to_string()))),
@@ -525,9 +560,10 @@ impl ChatService {
         user: &UserId,
         turn: Turn,
         events: TurnSink,
+        stop: Option<&CancellationToken>,
     ) -> Result<TurnResult, ChatError> {
         let started = std::time::Instant::now();
-        let result = self.try_run_agent(user, &turn, events).await;
+        let result = self.try_run_agent(user, &turn, events, stop).await;
         let provider = self.agent.provider();
         metrics::histogram!(crate::metrics::AGENT_DURATION, "provider" => provider)
             .record(started.elapsed().as_secs_f64());
@@ -560,6 +596,7 @@ impl ChatService {
         user: &UserId,
         turn: &Turn,
         events: TurnSink,
+        stop: Option<&CancellationToken>,
     ) -> Result<TurnResult, ChatError> {
         // The database calls of a turn are boxed here and in `run_agent`: a streamed
         // turn's future is allocated for as long as the model streams, at the size of its
@@ -587,6 +624,7 @@ impl ChatService {
             user,
             history: &history,
             message: &turn.content,
+            stop,
         };
         // The agent's events go straight into the tracker as they are emitted (same task,
         // no channel between them); the tracker allocates the ids the answer is recorded
@@ -619,7 +657,22 @@ impl ChatService {
             let mut guard = tracker.lock().map_err(|_| {
                 ChatError::Agent(AgentError::Unavailable("a turn's tracker failed".into()))
             })?;
-            guard.0.finish(&answer.tool_calls)
+            let tracker = &mut guard.0;
+            let mut ids = tracker.finish(&answer.tool_calls);
+            if answer.stopped {
+                ids.message_status = ItemStatus::Cancelled;
+                ids.extras.push(NewItem {
+                    id: new_id("hc"),
+                    at: tracker.next_at(),
+                    kind: ItemType::HiddenContext,
+                    content: "The user stopped the previous answer before it was finished; \
+                              it is recorded as far as it went."
+                        .to_owned(),
+                    payload: None,
+                    status: ItemStatus::Completed,
+                });
+            }
+            ids
         };
         let stored =
             Box::pin(

@@ -18,6 +18,7 @@ use rand::Rng;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{value::RawValue, Value};
+use tokio_util::sync::CancellationToken;
 
 use super::{
     client_pool::{ClientOptions, ModelClientPool, SetupError},
@@ -50,6 +51,8 @@ struct PartialCall {
 struct StepOutput {
     text: String,
     calls: Vec<PartialCall>,
+    /// The user stopped the answer during this call.
+    stopped: bool,
 }
 
 /// One message of a model request. Typed rather than a `json!` tree: the request is held
@@ -108,6 +111,16 @@ enum AttemptError {
         retry_after: Option<Duration>,
     },
     Fatal(String),
+    /// The user stopped the answer: the call was dropped.
+    Stopped,
+}
+
+/// Resolves when `stop` is cancelled; never without one.
+async fn stopped(stop: Option<&CancellationToken>) {
+    match stop {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn retryable(reason: impl Into<String>) -> AttemptError {
@@ -324,6 +337,7 @@ impl OpenAiAgent {
         messages: &[ChatMessage<'_>],
         offered: &RawValue,
         events: &EventSink,
+        stop: Option<&CancellationToken>,
     ) -> Result<StepOutput, AgentError> {
         let request = ChatRequest {
             model: &self.settings.model,
@@ -337,8 +351,12 @@ impl OpenAiAgent {
         let mut attempt = 0;
         loop {
             let mut out = StepOutput::default();
-            match self.attempt(&request, events, &mut out).await {
+            match self.attempt(&request, events, &mut out, stop).await {
                 Ok(()) => return Ok(out),
+                Err(AttemptError::Stopped) => {
+                    out.stopped = true;
+                    return Ok(out);
+                }
                 // Text reached the user: a retry would repeat it, so this is final.
                 Err(AttemptError::Retryable { reason, .. }) | Err(AttemptError::Fatal(reason))
                     if !out.text.is_empty() =>
@@ -351,7 +369,13 @@ impl OpenAiAgent {
                 }) if attempt < self.settings.max_retries => {
                     let wait = self.backoff(attempt, retry_after);
                     tracing::warn!(%reason, attempt, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "model call failed; retrying");
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = stopped(stop) => {
+                            out.stopped = true;
+                            return Ok(out);
+                        }
+                    }
                     attempt += 1;
                 }
                 Err(AttemptError::Retryable { reason, .. }) | Err(AttemptError::Fatal(reason)) => {
@@ -361,7 +385,24 @@ impl OpenAiAgent {
         }
     }
 
+    /// [`attempt_inner`](Self::attempt_inner), dropped the moment the user stops the
+    /// answer: the provider's stream (and, over HTTP/1.1, its connection) goes with it, so
+    /// no more tokens are generated for nobody.
     async fn attempt(
+        &self,
+        request: &ChatRequest<'_>,
+        events: &EventSink,
+        out: &mut StepOutput,
+        stop: Option<&CancellationToken>,
+    ) -> Result<(), AttemptError> {
+        tokio::select! {
+            biased;
+            () = stopped(stop) => Err(AttemptError::Stopped),
+            result = self.attempt_inner(request, events, out) => result,
+        }
+    }
+
+    async fn attempt_inner(
         &self,
         request: &ChatRequest<'_>,
         events: &EventSink,
@@ -477,8 +518,17 @@ impl OpenAiAgent {
         let mut answer = AgentAnswer::default();
         let offered = tools.offered_json();
         for step in 0..self.settings.max_tool_steps {
-            let out = self.step(&messages, &offered, events).await?;
+            if request.stop.is_some_and(CancellationToken::is_cancelled) {
+                answer.stopped = true;
+                return Ok(answer);
+            }
+            let out = self.step(&messages, &offered, events, request.stop).await?;
             answer.text.push_str(&out.text);
+            if out.stopped {
+                // Calls the model had only begun to ask for are not made.
+                answer.stopped = true;
+                return Ok(answer);
+            }
             let calls: Vec<PartialCall> = out
                 .calls
                 .into_iter()
@@ -618,6 +668,7 @@ mod tests {
             Ok(c) => Ok((c.text.map(Cow::into_owned), c.tool_calls.len(), c.finished)),
             Err(AttemptError::Retryable { .. }) => Err("retryable"),
             Err(AttemptError::Fatal(_)) => Err("fatal"),
+            Err(AttemptError::Stopped) => Err("stopped"),
         }
     }
 

@@ -22,6 +22,10 @@ pub struct AgentRequest<'a> {
     pub history: &'a [HistoryMessage],
     /// The user's new message.
     pub message: &'a str,
+    /// Cancelled when the user stops the answer: the model call is dropped at once and
+    /// what was said so far is the answer. Tools already running finish first, so none
+    /// is ever half applied. `None` where nobody can stop it (REST).
+    pub stop: Option<&'a tokio_util::sync::CancellationToken>,
 }
 
 /// The answer as the agent produced it, before it is recorded (the store returns it as a
@@ -32,6 +36,8 @@ pub struct AgentAnswer {
     pub text: String,
     /// The tool calls made for it, in order.
     pub tool_calls: Vec<ToolCallRecord>,
+    /// The user stopped it: `text` is what was said before the stop.
+    pub stopped: bool,
 }
 
 /// A provider: answers one message, calling tools as it needs.

@@ -606,6 +606,7 @@ mod tests {
             user: &user,
             history: &[],
             message: "add a task to buy milk",
+            stop: None,
         };
         let err = LocalAgent
             .respond(request, &tools, &events)

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     domain::{task_list::TaskList, ToolCallRecord},
-    store::{tool_calls_of, ItemType},
+    store::{tool_calls_of, ItemStatus, ItemType},
 };
 
 /// Item types ChatKit shows, in the store's vocabulary.
@@ -72,6 +72,12 @@ pub fn item(row: &thread_item::Model) -> Option<Item> {
                     .cloned()
                     .unwrap_or_else(|| json!({})),
             })
+        }
+        // Stopped before a word: nothing to show (the SDK keeps no empty message either).
+        ItemType::AssistantMessage
+            if row.status == ItemStatus::Cancelled && row.content.is_empty() =>
+        {
+            None
         }
         ItemType::AssistantMessage => Some(Item::AssistantMessage {
             id,

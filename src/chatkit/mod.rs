@@ -86,9 +86,10 @@ pub enum Outcome {
 /// Items embedded by `threads.get_by_id`: the oldest ones, as the SDK does.
 const EMBEDDED_ITEMS: u64 = 20;
 
-/// Turns announce `allow_cancel: false`: a client that hangs up does not stop the
-/// answer, which is recorded in full (a stop button would promise what is not done).
-const ALLOW_CANCEL: bool = false;
+/// Turns announce `allow_cancel: true`: the widget's stop button closes the stream, which
+/// stops the model at once and records what it said so far (a REST stream's client going
+/// away lets the answer finish instead: Idempotency-Key retries rely on it).
+const ALLOW_CANCEL: bool = true;
 
 /// Answers ChatKit requests over the store and the turn pipeline.
 #[derive(Clone)]
@@ -443,8 +444,8 @@ impl ChatKitService {
             },
         });
         let thread_id = turn.thread_id.clone();
-        let events = self.chat.stream(user, recorded);
-        Outcome::Stream(stream::TurnStream::turn(first, thread_id, events))
+        let (events, stop) = self.chat.stream_stoppable(user, recorded);
+        Outcome::Stream(stream::TurnStream::turn(first, thread_id, events, stop))
     }
 
     async fn get(&self, user: &UserId, p: ThreadParams) -> Result<Outcome, ChatKitError> {

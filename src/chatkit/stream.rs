@@ -11,7 +11,7 @@ use super::{
     wire::{Event, ItemUpdate, OutputText},
 };
 use crate::{
-    chat::{ChatError, TurnEvent},
+    chat::{ChatError, StopOnDrop, TurnEvent},
     domain::task_list::{change_of_tool, task_rows_from, TaskChange},
     store::StoreError,
 };
@@ -61,13 +61,20 @@ fn tool_progress(tool: &str) -> Event {
 pub struct TurnStream {
     first: Vec<Event>,
     turn: Option<(UnboundedReceiver<TurnEvent>, TurnEncoder)>,
+    /// Stops the answer if the stream is dropped before the turn is done (the widget's
+    /// stop button closes it).
+    _stop: Option<StopOnDrop>,
 }
 
 impl TurnStream {
     /// Just these events.
     #[must_use]
     pub fn events(first: Vec<Event>) -> Self {
-        Self { first, turn: None }
+        Self {
+            first,
+            turn: None,
+            _stop: None,
+        }
     }
 
     /// `first`, then the turn of `thread_id` whose events `events` receives.
@@ -76,10 +83,12 @@ impl TurnStream {
         first: Vec<Event>,
         thread_id: String,
         events: UnboundedReceiver<TurnEvent>,
+        stop: StopOnDrop,
     ) -> Self {
         Self {
             first,
             turn: Some((events, TurnEncoder::new(thread_id))),
+            _stop: Some(stop),
         }
     }
 

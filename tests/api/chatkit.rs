@@ -82,7 +82,7 @@ async fn a_new_thread_streams_its_turn_in_protocol_order_and_reloads_identically
         a.events[1]["item"]["content"][0]["text"],
         "add a task to buy milk"
     );
-    assert_eq!(a.events[2]["stream_options"]["allow_cancel"], false);
+    assert_eq!(a.events[2]["stream_options"]["allow_cancel"], true);
     // The workflow is added and done before the answer starts.
     let wf_added = types
         .iter()
@@ -695,7 +695,7 @@ impl Agent for Slow {
         events.emit(AgentEvent::TextDelta("done".into()));
         Ok(AgentAnswer {
             text: "thinking… done".into(),
-            tool_calls: vec![],
+            ..AgentAnswer::default()
         })
     }
 }

@@ -34,6 +34,7 @@ mod session;
 mod slow_clients;
 mod spans;
 mod startup;
+mod stop;
 mod support;
 mod threads;
 mod widgets;

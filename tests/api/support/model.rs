@@ -48,6 +48,10 @@ pub enum Frame {
     Pause(Duration),
     /// Nothing sent until the gate opens.
     Wait(Gate),
+    /// No data until the gate opens, but an SSE comment every 50 ms meanwhile: a write
+    /// fails once the gateway has gone, so the fake notices a dropped call (a server
+    /// notices a closed connection only when it writes).
+    Stall(Gate),
     /// The connection breaks.
     Cut,
 }
@@ -125,6 +129,8 @@ pub struct Fake {
     /// When set, the first `n` answers wait for each other, after their heads, before any
     /// streams a frame.
     together: Option<(usize, Arc<tokio::sync::Barrier>)>,
+    /// Answers whose stream is still open (the gateway has not dropped it).
+    open: Arc<watch::Sender<usize>>,
 }
 
 impl Default for Fake {
@@ -136,6 +142,7 @@ impl Default for Fake {
             times: Arc::default(),
             arrived: Arc::new(watch::channel(0).0),
             together: None,
+            open: Arc::new(watch::channel(0).0),
         }
     }
 }
@@ -151,26 +158,64 @@ impl Fake {
     }
 }
 
-fn sse(frames: Vec<Frame>, barrier: Option<Arc<tokio::sync::Barrier>>) -> Response {
+/// Counts a stream as open from its first frame until the gateway drops it.
+struct OpenStream(Arc<watch::Sender<usize>>);
+
+impl OpenStream {
+    fn new(open: Arc<watch::Sender<usize>>) -> Self {
+        open.send_modify(|n| *n += 1);
+        Self(open)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+fn sse(
+    frames: Vec<Frame>,
+    barrier: Option<Arc<tokio::sync::Barrier>>,
+    open: Arc<watch::Sender<usize>>,
+) -> Response {
+    let guard = OpenStream::new(open);
     let opened = futures_util::stream::once(async move {
         if let Some(barrier) = barrier {
             barrier.wait().await;
         }
     })
     .filter_map(|()| async { None });
-    let frames = futures_util::stream::iter(frames).filter_map(|frame| async move {
+    let frames = futures_util::stream::iter(frames).flat_map(move |frame| {
+        // Captured by the body's stream: the stream counts as open until it is dropped.
+        let _open = &guard;
         match frame {
-            Frame::Chunk(c) => Some(Ok(format!("data: {c}\n\n"))),
-            Frame::Done => Some(Ok("data: [DONE]\n\n".to_owned())),
-            Frame::Pause(d) => {
-                tokio::time::sleep(d).await;
-                None
-            }
-            Frame::Wait(gate) => {
-                gate.pass().await;
-                None
-            }
-            Frame::Cut => Some(Err(std::io::Error::other("cut"))),
+            Frame::Stall(gate) => futures_util::stream::unfold(gate, |gate| async move {
+                if gate.is_open() {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((Ok(": stalled\n\n".to_owned()), gate))
+            })
+            .boxed(),
+            frame => futures_util::stream::once(async move {
+                match frame {
+                    Frame::Chunk(c) => Some(Ok(format!("data: {c}\n\n"))),
+                    Frame::Done => Some(Ok("data: [DONE]\n\n".to_owned())),
+                    Frame::Pause(d) => {
+                        tokio::time::sleep(d).await;
+                        None
+                    }
+                    Frame::Wait(gate) => {
+                        gate.pass().await;
+                        None
+                    }
+                    Frame::Cut => Some(Err(std::io::Error::other("cut"))),
+                    Frame::Stall(_) => None,
+                }
+            })
+            .filter_map(|frame| async move { frame })
+            .boxed(),
         }
     });
     Response::builder()
@@ -178,7 +223,11 @@ fn sse(frames: Vec<Frame>, barrier: Option<Arc<tokio::sync::Barrier>>) -> Respon
         .body(Body::from_bytes_stream(opened.chain(frames)))
 }
 
-async fn answer(script: Option<Script>, barrier: Option<Arc<tokio::sync::Barrier>>) -> Response {
+async fn answer(
+    script: Option<Script>,
+    barrier: Option<Arc<tokio::sync::Barrier>>,
+    open: Arc<watch::Sender<usize>>,
+) -> Response {
     let status = |code: u16, message: &str| {
         Response::builder()
             .status(poem::http::StatusCode::from_u16(code).unwrap())
@@ -195,10 +244,10 @@ async fn answer(script: Option<Script>, barrier: Option<Arc<tokio::sync::Barrier
             }
             r
         }
-        Some(Script::Sse(frames)) => sse(frames, barrier),
+        Some(Script::Sse(frames)) => sse(frames, barrier, open),
         Some(Script::Held(gate, then)) => {
             gate.pass().await;
-            Box::pin(answer(Some(*then), barrier)).await
+            Box::pin(answer(Some(*then), barrier, open)).await
         }
     }
 }
@@ -226,7 +275,7 @@ async fn completions(fake: Data<&Fake>, req: &Request, body: Json<Value>) -> Res
         .filter(|(n, _)| arrived <= *n)
         .map(|(_, barrier)| barrier.clone());
     let script = fake.scripts.lock().unwrap().pop_front();
-    answer(script, barrier).await
+    answer(script, barrier, fake.open.clone()).await
 }
 
 /// The fake, serving at `base` (its `/v1`).
@@ -299,6 +348,17 @@ impl FakeModel {
     /// Each call's HTTP version and connection, in arrival order.
     pub fn transport(&self) -> Vec<(poem::http::Version, String)> {
         self.fake.transport.lock().unwrap().clone()
+    }
+
+    /// Waits until no answer's stream is open: the gateway has dropped every model call.
+    pub async fn all_closed(&self) {
+        let mut open = self.fake.open.subscribe();
+        let _ = within("the model calls to be dropped", open.wait_for(|n| *n == 0)).await;
+    }
+
+    /// How many answers' streams are open now.
+    pub fn open_streams(&self) -> usize {
+        *self.fake.open.borrow()
     }
 
     /// When each call arrived, in arrival order.

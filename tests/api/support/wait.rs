@@ -77,6 +77,11 @@ impl Gate {
         self.0.open.send_replace(true);
     }
 
+    /// Whether the gate has been opened.
+    pub fn is_open(&self) -> bool {
+        *self.0.open.borrow()
+    }
+
     /// How many have arrived so far, whether or not they have gone through.
     pub fn arrived(&self) -> usize {
         *self.0.arrived.borrow()
