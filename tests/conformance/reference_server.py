@@ -4,9 +4,11 @@
     reference_server.py PORT
 
 `chatkit.server.ChatKitServer` with an in-memory store scoped per user, a trivial responder
-(a workflow with one task, a `tasks.changed` client effect and a streamed assistant
-message; the first answer sets the title) and a minimal ASGI app: `POST /chatkit` and a
-`POST /api/chatkit/session` that hands any bearer back as `ref-<bearer>`. It has what the
+(task tools as a workflow with a progress update before each task, a `tasks.changed`
+client effect per change, a streamed assistant message, then a task-list widget whose
+controls `action()`/`sync_action()` carry out; the first answer sets the title) and a
+minimal ASGI app: `POST /chatkit` and a `POST /api/chatkit/session` that hands any bearer
+back as `ref-<bearer>`. It has what the
 SDK has and no more: no auth on /chatkit, 500 for malformed input and unknown threads, no
 CORS, no inline validation. So against it every `shape` check of check.py must pass and
 only `gateway` checks may fail (run.sh --self-test asserts exactly that).
@@ -42,12 +44,16 @@ from chatkit.types import (
     ClientEffectEvent,
     CustomTask,
     Page,
+    ProgressUpdateEvent,
+    SyncCustomActionResponse,
     ThreadItemAddedEvent,
     ThreadItemDoneEvent,
     ThreadItemRemovedEvent,
+    ThreadItemReplacedEvent,
     ThreadItemUpdatedEvent,
     ThreadMetadata,
     UserMessageItem,
+    WidgetItem,
     Workflow,
     WorkflowItem,
     WorkflowTaskAdded,
@@ -155,8 +161,108 @@ class MemoryStore(Store[str]):
         raise NotImplementedError
 
 
+# The task tools and widgets, as the gateway has them: tasks per user (deleted ones are
+# gone), and what each widget shows (its change and rows) by widget id.
+TASKS: dict[str, list[dict[str, Any]]] = {}
+WIDGETS: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+HEADINGS = {"added": ("Task added", "Tasks added"), "listed": ("Your tasks", "Your tasks"),
+            "completed": ("Task completed", "Tasks completed"),
+            "reopened": ("Task reopened", "Tasks reopened"), "deleted": ("Task deleted", "Tasks deleted")}
+ACTIONS = {"task.complete": ("completed", "Completed", "check"),
+           "task.reopen": ("reopened", "Reopened", "reload"),
+           "task.delete": ("deleted", "Deleted", "empty-circle")}
+
+
+def tool_calls(text: str) -> list[tuple[str, str]]:
+    """The task tools a message asks for, as the local agent and fake_openai.py read it:
+    ("add", title) or ("list", "")."""
+    for marker in ("conformance:add-two ", "conformance:add-task ", "add a task to "):
+        if marker in text:
+            rest = text.split(marker, 1)[1]
+            titles = rest.split("|") if marker == "conformance:add-two " else [rest]
+            return [("add", t.strip()) for t in titles]
+    if "conformance:list-tasks" in text or text.startswith("list my tasks"):
+        return [("list", "")]
+    return []
+
+
+def task_widget(change: str, rows: list[dict[str, Any]]) -> tuple[Any, str]:
+    """A Card with a row per task (a checkbox that completes or reopens it, its title, a
+    delete button; a deleted one struck out without controls) and its copy_text."""
+    heading = HEADINGS[change][0 if len(rows) <= 1 else 1]
+    lines, children = [], []
+    for r in rows:
+        def action(kind: str, n: int = r["id"]) -> dict[str, Any]:
+            return {"type": kind, "payload": {"task_id": n}, "loadingBehavior": "self"}
+        row: list[dict[str, Any]] = []
+        if not r["deleted"]:
+            kind = "task.reopen" if r["completed"] else "task.complete"
+            row.append({"type": "Checkbox", "name": f"{kind[5:]}_task_{r['id']}",
+                        "defaultChecked": r["completed"], "onChangeAction": action(kind)})
+        text = {"type": "Text", "value": r["title"]}
+        if r["completed"] or r["deleted"]:
+            text["lineThrough"] = True
+        row.append(text)
+        if not r["deleted"]:
+            row.append({"type": "Button", "label": "Delete", "onClickAction": action("task.delete")})
+        children.append({"type": "Row", "key": f"task-{r['id']}", "children": row})
+        mark = "-" if r["deleted"] else "x" if r["completed"] else " "
+        lines.append(f"[{mark}] {r['id']}. {r['title']}" + (" (deleted)" if r["deleted"] else ""))
+    body = {"type": "Col", "children": children} if rows else {"type": "Text", "value": "No tasks yet."}
+    widget = {"type": "Card", "children": [{"type": "Title", "value": heading}, body]}
+    return widget, "\n".join([heading, *(lines or ["No tasks yet."])])
+
+
+def widget_item(id_: str, thread_id: str, created_at: Any, change: str, rows: list[dict[str, Any]]) -> WidgetItem:
+    widget, copy_text = task_widget(change, rows)
+    WIDGETS[id_] = (change, rows)
+    return WidgetItem.model_validate({"id": id_, "thread_id": thread_id, "created_at": created_at,
+                                      "widget": widget, "copy_text": copy_text})
+
+
 class Reference(ChatKitServer[str]):
     failed_once: set[str] = set()
+
+    def _click(self, thread: ThreadMetadata, action: Any, sender: WidgetItem | None, user: str):
+        """Carries out a click on a task widget: the events, the widget as it now stands and
+        the workflow item recording the call (None when there was nothing to do)."""
+        change_name, verb, icon = ACTIONS[action.type]
+        n = action.payload["task_id"]
+        change, rows = WIDGETS[sender.id]
+        row = next(r for r in rows if r["id"] == n)
+        tasks = TASKS.setdefault(user, [])
+        task = next((t for t in tasks if t["id"] == n), None)
+        events: list[Any] = []
+        wf = None
+        if not row["deleted"] and task is not None:
+            if action.type == "task.delete":
+                tasks.remove(task)
+                row["deleted"] = True
+            else:
+                task["completed"] = row["completed"] = action.type == "task.complete"
+            wf = WorkflowItem(
+                id=self.store.generate_item_id("workflow", thread, user), thread_id=thread.id,
+                created_at=now(), workflow=Workflow(type="custom", tasks=[CustomTask(
+                    title=f"{verb} task {n}: {row['title']}", icon=icon, status_indicator="complete")]),
+            )
+            events.append(ThreadItemDoneEvent(item=wf))
+        updated = widget_item(sender.id, sender.thread_id, sender.created_at, change, rows)
+        events.append(ThreadItemReplacedEvent(item=updated))
+        if wf is not None:
+            events.append(ClientEffectEvent(name="tasks.changed",
+                                            data={"task_ids": [n], "change": change_name}))
+        return events, updated, wf
+
+    async def action(self, thread, action, sender, context) -> AsyncIterator[Any]:  # noqa: ANN001
+        for event in self._click(thread, action, sender, context)[0]:
+            yield event
+
+    async def sync_action(self, thread, action, sender, context) -> SyncCustomActionResponse:  # noqa: ANN001
+        _, updated, wf = self._click(thread, action, sender, context)
+        if wf is not None:
+            await self.store.add_thread_item(thread.id, wf, context)
+        await self.store.save_item(thread.id, updated, context)
+        return SyncCustomActionResponse(updated_item=updated)
 
     async def respond(
         self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: str
@@ -164,20 +270,37 @@ class Reference(ChatKitServer[str]):
         text = ""
         if input_user_message is not None:
             text = "".join(getattr(p, "text", "") for p in input_user_message.content)
-        mutating = "add a task" in text
-        if mutating or text.startswith("list my tasks"):
+        calls = tool_calls(text)
+        shown: list[dict[str, Any]] = []
+        change = "listed"
+        if calls:
             wf = WorkflowItem(
                 id=self.store.generate_item_id("workflow", thread, context), thread_id=thread.id,
                 created_at=now(), workflow=Workflow(type="custom", tasks=[]),
             )
-            yield ThreadItemAddedEvent(item=wf)
-            title = "Add task" if mutating else "List tasks"
-            task = CustomTask(title=title, icon="check", status_indicator="complete")
-            yield ThreadItemUpdatedEvent(item_id=wf.id, update=WorkflowTaskAdded(task_index=0, task=task))
-            wf.workflow.tasks.append(task)
+            tasks = TASKS.setdefault(context, [])
+            for i, (tool, title) in enumerate(calls):
+                yield ProgressUpdateEvent(text="Adding a task…" if tool == "add" else
+                                          "Looking at your tasks…", icon="bolt")
+                if i == 0:
+                    yield ThreadItemAddedEvent(item=wf)
+                if tool == "add":
+                    n = max((t["id"] for t in tasks), default=0) + 1
+                    tasks.append({"id": n, "title": title, "completed": False})
+                    rows = [{**tasks[-1], "deleted": False}]
+                    task = CustomTask(title=f"Added task {n}: {title}", icon="plus",
+                                      status_indicator="complete")
+                    change = "added"
+                else:
+                    rows = [{**t, "deleted": False} for t in tasks]
+                    task = CustomTask(title=f"Listed {len(rows)} tasks", icon="search",
+                                      status_indicator="complete")
+                shown += [r for r in rows if r["id"] not in {s["id"] for s in shown}]
+                yield ThreadItemUpdatedEvent(item_id=wf.id, update=WorkflowTaskAdded(task_index=i, task=task))
+                wf.workflow.tasks.append(task)
+                if tool == "add":
+                    yield ClientEffectEvent(name="tasks.changed", data={"task_ids": [n], "change": "added"})
             yield ThreadItemDoneEvent(item=wf)
-            if mutating:
-                yield ClientEffectEvent(name="tasks.changed", data={"reason": "add_task"})
         msg = AssistantMessageItem(
             id=self.store.generate_item_id("message", thread, context), thread_id=thread.id,
             created_at=now(), content=[],
@@ -207,6 +330,9 @@ class Reference(ChatKitServer[str]):
             content_index=0, content=final))
         msg.content = [final]
         yield ThreadItemDoneEvent(item=msg)
+        if calls:
+            yield ThreadItemDoneEvent(item=widget_item(f"wgt_{uuid.uuid4().hex}", thread.id, now(),
+                                                       change, shown))
         if not thread.title and text:
             thread.title = text[:30]
 
@@ -239,8 +365,8 @@ RUNNING: set[str] = set()  # threads with a turn in progress
 TURNS: set[asyncio.Task] = set()  # turns keep running when their client hangs up
 REQUEST = TypeAdapter(ChatKitReq)
 UNSUPPORTED = {"attachments.create", "attachments.delete", "input.transcribe",
-               "threads.add_client_tool_output", "threads.custom_action",
-               "threads.sync_custom_action", "threads.add_structured_input"}
+               "threads.add_client_tool_output", "threads.add_structured_input"}
+CUSTOM_ACTIONS = {"threads.custom_action", "threads.sync_custom_action"}
 
 
 class Refusal(Exception):
@@ -253,6 +379,25 @@ async def _refuse(send, e: Refusal) -> None:  # noqa: ANN001
     headers = [(b"www-authenticate", b"Bearer")] if e.status == 401 else []
     body = json.dumps({"error": {"code": e.code, "message": e.message}}).encode()
     await _send(send, e.status, b"application/json", body, headers)
+
+
+def _task_action(params: dict[str, Any]) -> int:
+    """The task a click names, or the refusal: a known action type, the widget it came
+    from, a payload {"task_id": N} of at most 2 KiB."""
+    action = params.get("action") or {}
+    if action.get("type") not in ACTIONS:
+        raise Refusal(400, "action.unknown", f"unknown action type {str(action.get('type'))[:64]!r}")
+    if not params.get("item_id"):
+        raise Refusal(400, "action.invalid", "a task action names its widget (item_id)")
+    payload = action.get("payload")
+    if MUTATE == "action_500" and len(json.dumps(payload)) > 2048:
+        raise Refusal(500, "internal", "a refusal gone wrong")
+    if not isinstance(payload, dict) or len(json.dumps(payload)) > 2048:
+        raise Refusal(400, "action.invalid", "the payload must be an object of at most 2 KiB")
+    n = payload.get("task_id")
+    if type(n) is not int or not 1 <= n < 2**31:
+        raise Refusal(400, "action.invalid", "task_id must be a task number")
+    return n
 
 
 async def _strict_request(body: bytes, user: str) -> tuple[bytes, bytes | None]:
@@ -269,6 +414,7 @@ async def _strict_request(body: bytes, user: str) -> tuple[bytes, bytes | None]:
         raise Refusal(400, "chatkit.unsupported", f"{req.type} is not supported")
     params = raw["params"]
     store = SERVER.store
+    task = _task_action(params) if req.type in CUSTOM_ACTIONS else None
     tid = getattr(req.params, "thread_id", None)
     if tid is not None:
         try:
@@ -286,6 +432,11 @@ async def _strict_request(body: bytes, user: str) -> tuple[bytes, bytes | None]:
             raise Refusal(404, "item.not_found", "no such item") from None
         if req.type == "threads.retry_after_item" and item.type != "user_message":
             raise Refusal(400, "request.invalid", "retry needs a user message")
+        if task is not None:
+            if item.type != "widget" or item.id not in WIDGETS:
+                raise Refusal(404, "item.not_found", "no such widget")
+            if task not in [r["id"] for r in WIDGETS[item.id][1]]:
+                raise Refusal(400, "action.invalid", "the widget does not show this task")
     if req.type in ("threads.list", "items.list"):
         if params.get("limit") is not None:
             params["limit"] = max(1, min(100, params["limit"]))
@@ -332,14 +483,42 @@ def _mutate_value(obj: Any) -> Any:
             out["after"] = out["data"][0]["id"]
         if MUTATE == "bad_delta" and out.get("type") == "assistant_message.content_part.text_delta":
             out["delta"] = out["delta"] + "!"
-        return out
+        return _mutate_widgets(out)
     if isinstance(obj, list):
         return [_mutate_value(v) for v in obj]
     return obj
 
 
+def _mutate_widgets(out: dict[str, Any]) -> dict[str, Any]:
+    """Faults of the task widgets and their actions."""
+    if MUTATE == "widget_key" and out.get("type") == "Text" and "value" in out:
+        out["colour"] = "red"  # a key no SDK widget model has
+    elif MUTATE == "widget_dynamic" and out.get("type") == "Checkbox":
+        out["type"] = "Toggle"  # the SDK's catch-all component takes it, its strict ones do not
+    elif MUTATE == "effect_shape" and out.get("name") == "tasks.changed":
+        out["data"] = {"tool": "add_task", "task_id": (out["data"].get("task_ids") or [0])[0]}
+    elif MUTATE == "action_payload" and "loadingBehavior" in out and isinstance(out.get("payload"), dict):
+        out["payload"] = {"task": out["payload"].get("task_id")}
+    elif MUTATE == "replaced_id" and out.get("type") == "thread.item.replaced":
+        out["item"] = {**out["item"], "id": "wgt_mutated"}
+    elif MUTATE == "sync_shape" and set(out) == {"updated_item"}:
+        out = {"item": out["updated_item"]}
+    elif MUTATE == "hidden_item" and isinstance(out.get("data"), list):
+        widgets = [i for i in out["data"] if isinstance(i, dict) and i.get("type") == "widget"]
+        if widgets:
+            out["data"] = out["data"] + [{
+                "type": "hidden_context_item", "id": "hc_mutated", "thread_id": widgets[0]["thread_id"],
+                "created_at": widgets[0]["created_at"], "content": "The user marked as done task 1."}]
+    return out
+
+
+JSON_MUTATIONS = ("null", "unknown_key", "epoch", "naive", "bad_delta", "cursor", "drop_default",
+                  "widget_key", "widget_dynamic", "effect_shape", "action_payload", "replaced_id",
+                  "sync_shape", "hidden_item")
+
+
 def _mutate_json(body: bytes) -> bytes:
-    if MUTATE in ("null", "unknown_key", "epoch", "naive", "bad_delta", "cursor", "drop_default"):
+    if MUTATE in JSON_MUTATIONS:
         return json.dumps(_mutate_value(json.loads(body)), separators=(",", ":")).encode()
     return body
 
@@ -348,6 +527,8 @@ def _mutate_chunk(chunk: bytes) -> bytes:
     if not chunk.startswith(b"data: "):
         return chunk
     payload = _mutate_json(chunk[len(b"data: "):-2])
+    if MUTATE == "no_progress" and payload.startswith(b'{"type":"progress_update"'):
+        return b""
     if MUTATE == "event_line":
         return b"event: message\ndata: " + payload + b"\n\n"
     if MUTATE == "comment":
@@ -456,10 +637,11 @@ async def _strict_app(scope, send, headers, authorization: str, body: bytes) -> 
                 await send({"type": "http.response.start", "status": 200,
                             "headers": [(b"content-type", b"text/event-stream")]})
                 while (chunk := await queue.get()) is not None:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await send({"type": "http.response.body", "body": _mutate_chunk(chunk),
+                                "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
             else:
-                await _send(send, 200, b"application/json", result.json)
+                await _send(send, 200, b"application/json", _mutate_json(result.json))
         else:
             raise Refusal(404, "route.not_found", "no such route")
     except Refusal as e:
