@@ -5,7 +5,8 @@ Runs a scripted session against BASE_URL and validates every JSON answer and eve
 event against the official SDK's pydantic models (`openai-chatkit`, pinned in
 requirements.txt), plus what pydantic does not see: unknown keys, `null`s, string
 RFC 3339 timestamps, exact SSE framing, event order, paging cursors, reload consistency,
-error envelopes, authentication and isolation between users.
+error envelopes, authentication and isolation between users; the task widget a turn ends
+with.
 
 Usage: check.py BASE_URL        (normally through run.sh, which provides the venv)
 
@@ -16,7 +17,8 @@ Upstream tokens (for POST /api/chatkit/session) come from
 Every check is tagged `shape` (the wire contract the SDK itself honours) or `gateway`
 (behaviour the SDK leaves to the integrator and the gateway promises: 4xx envelopes before
 streaming, auth, isolation, `chatkit.unsupported`, inline validation errors, clamping,
-tool activity). The last line is `N passed, M failed`; the exit status is 1 on any failure.
+tool activity, task widgets and what their actions do). The last line is
+`N passed, M failed`; the exit status is 1 on any failure.
 """
 
 from __future__ import annotations
@@ -37,8 +39,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from chatkit.types import Page, Thread, ThreadItem, ThreadStreamEvent, UserMessageInput
+from chatkit.types import (
+    Page,
+    Thread,
+    ThreadItem,
+    ThreadStreamEvent,
+    UserMessageInput,
+)
 from pydantic import TypeAdapter, ValidationError
+
+import check_widgets  # the widget checks of check_widgets.py (same directory)
 
 EVENT = TypeAdapter(ThreadStreamEvent)
 THREAD = TypeAdapter(Thread)
@@ -66,6 +76,17 @@ MISSING_ITEM = "msg_conformance_missing_0000"
 FAKE_ANSWER = "Hello from the fake model."
 FAKE_SLOW = [f"slow {i}. " for i in range(10)]
 MISSING_ATTACHMENT = "atc_conformance_missing_0000"
+# A task widget's copy_text: its heading, then one line per task ("No tasks yet." for none).
+TASK_LINE = re.compile(r"^\[([ x-])\] ([1-9]\d*)\. (.+)$")
+HEADINGS = {  # change -> (heading for one task, for several)
+    "listed": ("Your tasks", "Your tasks"),
+    "added": ("Task added", "Tasks added"),
+    "completed": ("Task completed", "Tasks completed"),
+    "reopened": ("Task reopened", "Tasks reopened"),
+    "updated": ("Task updated", "Tasks updated"),
+    "deleted": ("Task deleted", "Tasks deleted"),
+}
+ACTION_KEY = re.compile(r"^on[A-Z][A-Za-z]*Action$")
 
 
 class Abort(Exception):
@@ -375,6 +396,8 @@ class Turn:
     items: list[dict[str, Any]]  # items shown as done, in stream order
     assistant: dict[str, Any] | None
     user_message: dict[str, Any] | None
+    widget: dict[str, Any] | None = None  # the widget item the turn ended with
+    task_ids: list[int] = field(default_factory=list)  # from its tasks.changed effects
 
 
 def norm_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -391,6 +414,112 @@ def norm_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def assistant_text(item: dict[str, Any]) -> str:
     return "".join(p.get("text", "") for p in item.get("content", []))
+
+
+@dataclass
+class TaskLine:
+    mark: str  # " " open, "x" done, "-" deleted
+    task_id: int
+    title: str
+
+    def __str__(self) -> str:
+        return f"[{self.mark}] {self.task_id}. {self.title}" + (" (deleted)" if self.mark == "-" else "")
+
+
+def task_lines(copy_text: Any) -> tuple[str, list[TaskLine], list[str]]:
+    """A task widget's copy_text read back: its heading, its task lines, and what is wrong."""
+    if not isinstance(copy_text, str) or not copy_text:
+        return "", [], [f"copy_text {copy_text!r} is not a non-empty string"]
+    heading, *body = copy_text.split("\n")
+    if body == ["No tasks yet."]:
+        return heading, [], []
+    rows: list[TaskLine] = []
+    problems = [] if body else ["copy_text has no task line and no \"No tasks yet.\""]
+    for line in body:
+        m = TASK_LINE.match(line)
+        if not m:
+            problems.append(f"copy_text line {line!r} is not `[ ] N. title` (or [x], [-] … (deleted))")
+            continue
+        mark, n, title = m.groups()
+        if mark == "-":
+            if not title.endswith(" (deleted)"):
+                problems.append(f"copy_text line {line!r}: a deleted task's line ends with (deleted)")
+            title = title.removesuffix(" (deleted)")
+        rows.append(TaskLine(mark, int(n), title))
+    ids = [r.task_id for r in rows]
+    if len(set(ids)) != len(ids):
+        problems.append(f"copy_text names a task twice: {ids}")
+    return heading, rows, problems
+
+
+def effect_ok(event: dict[str, Any], change: str) -> bool:
+    """A tasks.changed effect with the one data shape: {"task_ids": [N, ...], "change"}."""
+    data = event.get("data")
+    ids = data.get("task_ids") if isinstance(data, dict) else None
+    return (isinstance(data, dict) and set(data) == {"task_ids", "change"}
+            and data.get("change") == change and isinstance(ids, list) and bool(ids)
+            and all(type(n) is int and n > 0 for n in ids))
+
+
+def widget_nodes(node: Any):
+    """Every component (a dict with a `type`) of a widget tree."""
+    for _, v in walk(node):
+        if isinstance(v, dict) and isinstance(v.get("type"), str):
+            yield v
+
+
+def widget_actions(widget: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(control, action) for every action a widget's controls carry."""
+    out = []
+    for _, v in walk(widget):
+        if isinstance(v, dict):
+            out.extend((v, a) for k, a in v.items() if ACTION_KEY.match(k) and isinstance(a, dict))
+    return out
+
+
+def task_widget_problems(item: dict[str, Any], change: str | None = None) -> tuple[list[str], list[str]]:
+    """A task widget item checked: (what the SDK's models refuse, what breaks the gateway's
+    task widget: its heading, one copy_text line per task, each row's actions)."""
+    sdk = check_widgets.served_item_problems(item)
+    widget = item.get("widget") if isinstance(item.get("widget"), dict) else {}
+    ours: list[str] = []
+    if widget.get("type") != "Card":
+        ours.append(f"the widget is a {widget.get('type')!r}, not a Card")
+    heading, rows, bad = task_lines(item.get("copy_text"))
+    ours += bad
+    if change is not None:
+        one, several = HEADINGS[change]
+        want = one if len(rows) <= 1 else several
+        if heading != want:
+            ours.append(f"heading {heading!r}, want {want!r} ({change}, {len(rows)} task(s))")
+    elif heading not in {h for pair in HEADINGS.values() for h in pair}:
+        ours.append(f"heading {heading!r} is not a task list's")
+    nodes = list(widget_nodes(widget))
+    if heading and not any(n.get("type") == "Title" and n.get("value") == heading for n in nodes):
+        ours.append(f"no Title {heading!r} in the widget")
+    got, want = [], []
+    for control, action in widget_actions(widget):
+        got.append((action.get("type"), json.dumps(action.get("payload"), sort_keys=True)))
+        checked = control.get("defaultChecked")
+        if control.get("type") == "Checkbox" and action.get("type") == "task.complete" and checked:
+            ours.append(f"a checked Checkbox completes task {action.get('payload')}")
+        if control.get("type") == "Checkbox" and action.get("type") == "task.reopen" and checked is not True:
+            ours.append(f"an unchecked Checkbox reopens task {action.get('payload')}")
+    for row in rows:
+        payload = json.dumps({"task_id": row.task_id})
+        if row.mark == " ":
+            want += [("task.complete", payload), ("task.delete", payload)]
+        elif row.mark == "x":
+            want += [("task.reopen", payload), ("task.delete", payload)]
+        texts = [n for n in nodes if n.get("type") == "Text" and n.get("value") == row.title]
+        struck = row.mark != " "
+        if not texts:
+            ours.append(f"no Text {row.title!r} for task {row.task_id}")
+        elif any(bool(t.get("lineThrough")) != struck for t in texts):
+            ours.append(f"task {row.task_id} ({row}) is {'not ' if struck else ''}struck out")
+    if sorted(got) != sorted(want):
+        ours.append(f"actions {sorted(got)}, want {sorted(want)} for the rows {[str(r) for r in rows]}")
+    return sdk, ours
 
 
 class Conformance:
@@ -473,12 +602,15 @@ class Conformance:
 
     def check_turn(
         self, what: str, resp: Resp, kind: str, user_input: str | dict[str, Any] | None = None,
-        thread_id: str | None = None, tools: str | None = None,
+        thread_id: str | None = None, tools: str | None = None, calls: int = 1,
+        change: str | None = None,
     ) -> Turn:
         """Checks the event order of one turn (chatkit-protocol.md 6.3).
 
-        `tools`: "mutating" or "read" when the message makes the local agent call such a tool;
-        then a workflow item must show it, and a mutating one sends a tasks.changed effect."""
+        `tools`: "mutating" or "read" when the message makes the agent call such a tool
+        (`calls` of them, each a `change`, "added" or "listed" unless told); then each call
+        has a progress_update before its workflow task, a workflow item shows them, each
+        mutating call sends a tasks.changed effect, and the turn ends with a task widget."""
         rep = self.rep
         events = self.parse_stream(what, resp)
         types = [e.get("type") for e in events]
@@ -536,6 +668,8 @@ class Conformance:
         workflow_done_at: list[int] = []
         seen_updated_thread = False
         effects: list[dict[str, Any]] = []
+        progress: list[str] = []  # progress_update problems
+        progress_seen = False  # since the last workflow task
         for j in range(i, len(events)):
             ev = events[j]
             t = ev.get("type")
@@ -608,6 +742,10 @@ class Conformance:
                         if idx != len(tasks):
                             problems.append(f"event {j}: task_index {idx}, want {len(tasks)}")
                         tasks.append(up.get("task"))
+                        if not progress_seen:
+                            progress.append(f"event {j}: workflow task {idx} without a "
+                                            "progress_update since the previous one")
+                        progress_seen = False
                     elif ut == "workflow.task.updated":
                         if not isinstance(idx, int) or not 0 <= idx < len(tasks):
                             problems.append(f"event {j}: task_index {idx} out of range")
@@ -655,7 +793,12 @@ class Conformance:
                     problems.append(f"event {j}: thread.updated carries items {th.get('items')!r}")
             elif t == "client_effect":
                 effects.append(ev)
-            elif t in ("progress_update", "notice"):
+            elif t == "progress_update":
+                progress_seen = True
+                if not (isinstance(ev.get("text"), str) and ev["text"].strip()
+                        and isinstance(ev.get("icon"), str)):
+                    progress.append(f"event {j}: a progress_update without text and icon: {ev}")
+            elif t == "notice":
                 pass
             elif t == "stream_options":
                 problems.append(f"event {j}: a second stream_options")
@@ -671,22 +814,49 @@ class Conformance:
         rep.check(f"{what}: event order (items added→updated→done with one id, deltas sum to the "
                   "final text, workflow before the answer, thread.updated last)", not problems, problems)
 
+        widget = None
+        task_ids: list[int] = []
         if tools and self.args.tools:
+            change = change or ("added" if tools == "mutating" else "listed")
             workflows = [d for d in done_items if d.get("type") == "workflow"]
             tasks = [t for w in workflows for t in w.get("workflow", {}).get("tasks", [])]
-            rep.check(f"{what}: a workflow item shows the tool call with a readable title",
-                      len(workflows) == 1 and len(tasks) >= 1 and all(
+            rep.check(f"{what}: a workflow item shows the tool call(s) with a readable title",
+                      len(workflows) == 1 and len(tasks) == calls and all(
                           isinstance(t.get("title"), str) and t["title"].strip() for t in tasks),
                       workflows or types, kind="gateway")
+            rep.check(f"{what}: a progress_update (text, icon) before each workflow task",
+                      not progress, progress, kind="gateway")
             changed = [e for e in effects if e.get("name") == "tasks.changed"]
             if tools == "mutating":
-                rep.check(f"{what}: a client_effect tasks.changed for the mutating tool",
-                          len(changed) == 1, effects or types, kind="gateway")
+                bad = [e for e in changed if not effect_ok(e, change)]
+                rep.check(f"{what}: a client_effect tasks.changed {{task_ids, change: {change}}} "
+                          f"per call ({calls})", len(changed) == calls and not bad,
+                          bad or effects or types, kind="gateway")
+                task_ids = [n for e in changed for n in e.get("data", {}).get("task_ids", [])]
             else:
                 rep.check(f"{what}: no tasks.changed effect for a read-only tool", not changed,
                           effects, kind="gateway")
+            widgets = [d for d in done_items if d.get("type") == "widget"]
+            rep.check(f"{what}: the turn ends with one widget item (after the answer)",
+                      len(widgets) == 1 and done_items[-1] is widgets[0],
+                      [d.get("type") for d in done_items], kind="gateway")
+            if widgets:
+                widget = widgets[0]
+                sdk, ours = task_widget_problems(widget, change)
+                rep.check(f"{what}: the widget validates as a WidgetItem (the SDK's models, no key "
+                          "they lack anywhere in the tree, nothing null, serialised as the SDK "
+                          "would)", not sdk, sdk)
+                shown = {r.task_id: r for r in task_lines(widget.get("copy_text"))[1]}
+                if tools == "mutating":
+                    ours += [f"task {n} is not shown as an open task" for n in task_ids
+                             if change == "added" and getattr(shown.get(n), "mark", None) != " "]
+                rep.check(f"{what}: a task widget: a Card, copy_text \"{HEADINGS[change][0]}\" "
+                          "and a line per task, each open task with task.complete and "
+                          "task.delete {task_id}, a done one with task.reopen", not ours,
+                          ours + [json.dumps(widget)[:600]], kind="gateway")
         all_items = ([user_message] if user_message else []) + done_items
-        return Turn(events, thread_id or "", all_items, assistant_done, user_message)
+        return Turn(events, thread_id or "", all_items, assistant_done, user_message, widget,
+                    task_ids)
 
     def items_of(self, client: Client, thread_id: str, order: str = "asc") -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -852,6 +1022,15 @@ class Conformance:
         r = a.call("threads.add_user_message", {"thread_id": tid, "input": t3})
         turn3 = self.check_turn("threads.add_user_message with a tag, a quote and inference options",
                                 r, "add", t3, thread_id=tid)
+        if self.args.tools and turn1.widget and turn2.widget:
+            n = turn1.task_ids[0] if len(turn1.task_ids) == 1 else None
+            want = f"Task added\n[ ] {n}. buy milk"
+            self.rep.check(f"threads.create: the widget's copy_text is {want!r}",
+                           turn1.widget.get("copy_text") == want, turn1.widget.get("copy_text"),
+                           kind="gateway")
+            listed = [str(r) for r in task_lines(turn2.widget.get("copy_text"))[1]]
+            self.rep.check(f"list my tasks: the widget lists [ ] {n}. buy milk",
+                           f"[ ] {n}. buy milk" in listed, listed, kind="gateway")
         self.live = turn1.items + turn2.items + turn3.items
         self.turn1, self.turn2 = turn1, turn2
 
@@ -998,8 +1177,6 @@ class Conformance:
             "attachments.delete": {"attachment_id": "atc_conformance"},
             "input.transcribe": {"audio_base64": "AAAA", "mime_type": "audio/webm;codecs=opus"},
             "threads.add_client_tool_output": {"thread_id": tid, "result": {"ok": True}},
-            "threads.custom_action": {"thread_id": tid, "action": {"type": "demo", "payload": {}}},
-            "threads.sync_custom_action": {"thread_id": tid, "action": {"type": "demo", "payload": {}}},
             "threads.add_structured_input": {"thread_id": tid, "item_id": user1,
                                              "input": {"status": "answered", "answers": {}}},
         }
@@ -1051,6 +1228,11 @@ class Conformance:
              json.dumps({"type": "items.feedback", "params": {"thread_id": tid, "item_ids": [], "kind": "meh"}})),
             ("threads.retry_after_item without item_id",
              json.dumps({"type": "threads.retry_after_item", "params": {"thread_id": tid}})),
+            ("threads.custom_action without action",
+             json.dumps({"type": "threads.custom_action", "params": {"thread_id": tid}})),
+            ("threads.sync_custom_action with a numeric action type",
+             json.dumps({"type": "threads.sync_custom_action",
+                         "params": {"thread_id": tid, "action": {"type": 7, "payload": {}}}})),
         ]
         before = self.thread_ids(a)
         for label, body in bad:
@@ -1107,11 +1289,15 @@ class Conformance:
         for type_, params in self.thread_scoped(tid, item):
             self.error_answer(f"user B: {type_} on A's thread: 404 thread.not_found",
                               b.call(type_, params), 404, "thread.not_found")
-        for type_ in ("threads.add_client_tool_output", "threads.custom_action"):
-            params = {"thread_id": tid, "result": {}} if type_.endswith("output") else \
-                {"thread_id": tid, "action": {"type": "demo"}}
-            r = b.call(type_, params)
-            self.error_answer(f"user B: {type_} on A's thread: 4xx envelope", r, (400, 404))
+        r = b.call("threads.add_client_tool_output", {"thread_id": tid, "result": {}})
+        self.error_answer("user B: threads.add_client_tool_output on A's thread: 4xx envelope", r,
+                          (400, 404))
+        widget = self.turn1.widget or {"id": MISSING_ITEM}
+        for type_ in ("threads.custom_action", "threads.sync_custom_action"):
+            click = {"thread_id": tid, "item_id": widget["id"],
+                     "action": {"type": "task.complete", "payload": {"task_id": 1}}}
+            self.error_answer(f"user B: {type_} on A's widget: 404 thread.not_found",
+                              b.call(type_, click), 404, "thread.not_found")
         r = a.call("threads.get_by_id", {"thread_id": tid})
         th = self.json_answer("user A: threads.get_by_id after B's attempts", r, THREAD, "Thread")
         self.rep.check("user A: title unchanged", th.get("title") == f"Conformance {self.run_id}",
@@ -1474,8 +1660,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=101,
                    help="threads user C creates for the paging checks (default 101: above the clamp)")
     p.add_argument("--no-tools", dest="tools", action="store_false",
-                   help="do not expect a workflow item and a tasks.changed effect when a task is added "
-                        "(for agents other than the local one)")
+                   help="do not expect a workflow item, a tasks.changed effect and a task widget when "
+                        "a task is added (for agents other than the local one)")
     p.add_argument("--cors-origin", default="http://localhost:5173",
                    help="origin for the preflight check ('' to skip; default http://localhost:5173)")
     p.add_argument("--timeout", type=float, default=60.0)
