@@ -5,8 +5,8 @@ Runs a scripted session against BASE_URL and validates every JSON answer and eve
 event against the official SDK's pydantic models (`openai-chatkit`, pinned in
 requirements.txt), plus what pydantic does not see: unknown keys, `null`s, string
 RFC 3339 timestamps, exact SSE framing, event order, paging cursors, reload consistency,
-error envelopes, authentication and isolation between users; the task widget a turn ends
-with.
+error envelopes, authentication and isolation between users; the task widgets a turn ends
+with and the clicks on them (threads.custom_action, threads.sync_custom_action).
 
 Usage: check.py BASE_URL        (normally through run.sh, which provides the venv)
 
@@ -41,6 +41,7 @@ from typing import Any, Callable
 
 from chatkit.types import (
     Page,
+    SyncCustomActionResponse,
     Thread,
     ThreadItem,
     ThreadStreamEvent,
@@ -55,6 +56,7 @@ THREAD = TypeAdapter(Thread)
 USER_INPUT = TypeAdapter(UserMessageInput)
 THREAD_PAGE = TypeAdapter(Page[Thread])
 ITEM_PAGE = TypeAdapter(Page[ThreadItem])
+SYNC_ACTION = TypeAdapter(SyncCustomActionResponse)
 
 # RFC 3339 demands an offset; the SDK's naive local times would not pass, on purpose
 # (chatkit-protocol.md 5.3 recommends UTC with `Z`).
@@ -87,6 +89,9 @@ HEADINGS = {  # change -> (heading for one task, for several)
     "deleted": ("Task deleted", "Tasks deleted"),
 }
 ACTION_KEY = re.compile(r"^on[A-Z][A-Za-z]*Action$")
+# What a reload must never show: the note the model gets of a click, hidden item types.
+HIDDEN_TEXT = re.compile(r"marked as done|task list shown in the chat|hidden_context")
+SHOWN_ITEM_TYPES = {"user_message", "assistant_message", "workflow", "widget"}
 
 
 class Abort(Exception):
@@ -1312,6 +1317,293 @@ class Conformance:
         self.error_answer("user A: threads.get_by_id on B's thread: 404 thread.not_found", r, 404,
                           "thread.not_found")
 
+    # -------------------------------------------------------- task widgets
+
+    def say(self, what: str, *titles: str) -> str:
+        """A message that makes the agent call task tools: the local agent's words, or the
+        script of fake_openai.py (--agent-faults, the second pass)."""
+        fake = self.args.agent_faults
+        if what == "list":
+            return "conformance:list-tasks" if fake else "list my tasks"
+        if len(titles) > 1:
+            return "conformance:add-two " + " | ".join(titles)
+        return f"conformance:add-task {titles[0]}" if fake else f"add a task to {titles[0]}"
+
+    def listed(self, what: str, client: Client, tid: str, live: list[dict[str, Any]]) -> dict[int, str]:
+        """The user's tasks, as a listing turn's widget shows them: task id -> its line."""
+        text = self.say("list")
+        r = client.call("threads.add_user_message", {"thread_id": tid, "input": text_input(text)})
+        turn = self.check_turn(what, r, "add", text, thread_id=tid, tools="read")
+        live.extend(turn.items)
+        rows = task_lines((turn.widget or {}).get("copy_text"))[1]
+        return {row.task_id: str(row) for row in rows}
+
+    def click(
+        self, what: str, tid: str, widget: dict[str, Any], kind: str, task_id: int,
+        live: list[dict[str, Any]], change: str | None, copy_text: str,
+        payload: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A click streamed (threads.custom_action): a workflow item recording the call, the
+        widget replaced in place, a tasks.changed effect; `change` None: nothing to do, only
+        the widget. Updates `live` and returns the widget as replaced."""
+        rep = self.rep
+        params = {"thread_id": tid, "item_id": widget["id"],
+                  "action": {"type": kind, "payload": payload or {"task_id": task_id}}}
+        events = self.parse_stream(what, self.a.call("threads.custom_action", params))
+        types = [e.get("type") for e in events]
+        # The SDK opens every stream with stream_options, an action's too; the gateway sends
+        # none for an action (nothing there to cancel). Either is accepted.
+        body = types[1:] if types[:1] == ["stream_options"] else types
+        want = ["thread.item.done", "thread.item.replaced", "client_effect"] if change else \
+            ["thread.item.replaced"]
+        rep.check(f"{what}: streams {', '.join(want)}", body == want, types, kind="gateway")
+        ids = {i.get("id") for i in live}
+        done = [e["item"] for e in events if e.get("type") == "thread.item.done"]
+        bad = [d for d in done if d.get("type") != "workflow" or d.get("thread_id") != tid
+               or d.get("id") in ids or not d.get("workflow", {}).get("tasks")
+               or not all(isinstance(t.get("title"), str) and t["title"].strip()
+                          for t in d["workflow"]["tasks"])]
+        if change:
+            rep.check(f"{what}: the done item is a new workflow item recording the call, with a "
+                      "readable title", len(done) == 1 and not bad, done, kind="gateway")
+        replaced = [e["item"] for e in events if e.get("type") == "thread.item.replaced"]
+        rep.require(f"{what}: thread.item.replaced with the widget", len(replaced) == 1
+                    and isinstance(replaced[0], dict), types, kind="gateway")
+        new = replaced[0]
+        same = [f"{k}: {new.get(k)!r} != {widget.get(k)!r}" for k in ("id", "thread_id", "created_at", "type")
+                if new.get(k) != widget.get(k)]
+        rep.check(f"{what}: the replaced widget keeps the widget's id, thread and created_at",
+                  not same, same, kind="gateway")
+        sdk, ours = task_widget_problems(new)
+        rep.check(f"{what}: the replaced widget validates as a WidgetItem (no key the SDK lacks in "
+                  "the tree)", not sdk, sdk)
+        rep.check(f"{what}: the replaced widget's rows and actions agree", not ours,
+                  ours + [json.dumps(new)[:600]], kind="gateway")
+        rep.check(f"{what}: copy_text {copy_text!r}", new.get("copy_text") == copy_text,
+                  new.get("copy_text"), kind="gateway")
+        effects = [e for e in events if e.get("type") == "client_effect"]
+        if change:
+            want_effect = {"type": "client_effect", "name": "tasks.changed",
+                           "data": {"task_ids": [task_id], "change": change}}
+            rep.check(f"{what}: client_effect tasks.changed {json.dumps(want_effect['data'])}",
+                      effects == [want_effect], effects, kind="gateway")
+        else:
+            rep.check(f"{what}: no effect (nothing changed)", not effects, effects, kind="gateway")
+        live[:] = [new if i.get("id") == new.get("id") else i for i in live] + done
+        return new
+
+    def reload_shows(self, what: str, tid: str, live: list[dict[str, Any]], kind: str = "shape") -> None:
+        """threads.get_by_id and items.list show `live` (widgets as replaced), and nothing of
+        the note the model gets of a click."""
+        rep = self.rep
+        r = self.a.call("threads.get_by_id", {"thread_id": tid})
+        th = self.json_answer(f"{what}: threads.get_by_id", r, THREAD, "Thread")
+        bodies = [r.body.decode("utf-8", "replace")]
+        self.same_items(f"{what}: threads.get_by_id shows the items as streamed, widgets as replaced",
+                        th["items"]["data"], live[:20], kind)
+        r = self.a.call("items.list", {"thread_id": tid, "order": "asc", "limit": 100})
+        page = self.json_answer(f"{what}: items.list", r, ITEM_PAGE, "Page[ThreadItem]")
+        bodies.append(r.body.decode("utf-8", "replace"))
+        self.same_items(f"{what}: items.list shows the items as streamed, widgets as replaced",
+                        page["data"], live, kind)
+        leaks = [m.group(0) for b in bodies for m in HIDDEN_TEXT.finditer(b)]
+        leaks += [i.get("type") for i in th["items"]["data"] + page["data"]
+                  if i.get("type") not in SHOWN_ITEM_TYPES]
+        rep.check(f"{what}: no hidden item and no note of the click", not leaks, leaks,
+                  kind="gateway")
+
+    def sec_widgets(self) -> None:
+        self.rep.start("task widgets: the widget a turn ends with, clicks on it, reload")
+        rep, a, fake = self.rep, self.a, self.args.agent_faults
+        title1, title2, title3 = "water the plants", "feed the cat", "call the plumber"
+        text = self.say("add", title1)
+        r = a.call("threads.create", {"input": text_input(text)})
+        turn = self.check_turn("add a task", r, "create", text, tools="mutating")
+        tid = turn.thread_id
+        rep.require("add a task: a widget and the task's id", turn.widget is not None
+                    and len(turn.task_ids) == 1, turn.task_ids, kind="gateway")
+        n1, w1 = turn.task_ids[0], turn.widget
+        live = list(turn.items)
+        rep.check(f"add a task: copy_text \"Task added\\n[ ] {n1}. {title1}\"",
+                  w1.get("copy_text") == f"Task added\n[ ] {n1}. {title1}", w1.get("copy_text"),
+                  kind="gateway")
+        # The second pass adds two tasks in one step of the model: two calls, two progress
+        # updates, two effects, one widget with both.
+        titles = (title2, title3) if fake else (title2,)
+        text = self.say("add", *titles)
+        r = a.call("threads.add_user_message", {"thread_id": tid, "input": text_input(text)})
+        label = "add two tasks in one turn" if fake else "add a second task"
+        turn = self.check_turn(label, r, "add", text, thread_id=tid, tools="mutating",
+                               calls=len(titles))
+        rep.require("a second widget and its task ids", turn.widget is not None
+                    and len(turn.task_ids) == len(titles), turn.task_ids, kind="gateway")
+        n2, w2 = turn.task_ids[0], turn.widget
+        live += turn.items
+        heading = "Tasks added" if fake else "Task added"
+        want = heading + "".join(f"\n[ ] {n}. {t}" for n, t in zip(turn.task_ids, titles))
+        rep.check(f"{label}: copy_text {want!r}", w2.get("copy_text") == want,
+                  w2.get("copy_text"), kind="gateway")
+        tasks = self.listed("list the tasks", a, tid, live)
+        rep.check("the listing shows both tasks open",
+                  tasks.get(n1) == f"[ ] {n1}. {title1}" and tasks.get(n2) == f"[ ] {n2}. {title2}",
+                  tasks, kind="gateway")
+
+        def copy(mark: str) -> str:
+            suffix = " (deleted)" if mark == "-" else ""
+            return f"Task added\n[{mark}] {n1}. {title1}{suffix}"
+
+        w = self.click("task.complete on an open task", tid, w1, "task.complete", n1, live,
+                       "completed", copy("x"))
+        self.reload_shows("reload after the click", tid, live)
+        again = self.click("the same click again", tid, w1, "task.complete", n1, live, "completed",
+                           copy("x"))
+        rep.check("the same click again: the same widget, the task still done", again == w,
+                  json.dumps(again)[:300], kind="gateway")
+        self.click("task.reopen on the done task", tid, w1, "task.reopen", n1, live, "reopened",
+                   copy(" "))
+        self.click("task.reopen again", tid, w1, "task.reopen", n1, live, "reopened", copy(" "))
+        tasks = self.listed("list after reopening twice", a, tid, live)
+        rep.check("reopened twice: the task is open", tasks.get(n1) == f"[ ] {n1}. {title1}",
+                  tasks, kind="gateway")
+        gone = self.click("task.delete", tid, w1, "task.delete", n1, live, "deleted", copy("-"))
+        rep.check("task.delete: the row is struck out and has no control left",
+                  not any(a_.get("payload", {}).get("task_id") == n1 for _, a_ in widget_actions(gone)),
+                  json.dumps(gone)[:300], kind="gateway")
+        again = self.click("task.delete again", tid, w1, "task.delete", n1, live, None, copy("-"))
+        rep.check("task.delete again: the same widget", again == gone, json.dumps(again)[:300],
+                  kind="gateway")
+        self.reload_shows("reload after the clicks", tid, live)
+
+        # The same click answered as JSON.
+        click = {"thread_id": tid, "item_id": w2["id"],
+                 "action": {"type": "task.complete", "payload": {"task_id": n2}}}
+        r = a.call("threads.sync_custom_action", click)
+        obj = self.json_answer("threads.sync_custom_action", r, SYNC_ACTION, "SyncCustomActionResponse")
+        updated = obj.get("updated_item") if isinstance(obj, dict) else None
+        rep.require("threads.sync_custom_action: {\"updated_item\": <the widget>}",
+                    isinstance(updated, dict) and set(obj) == {"updated_item"}, obj, kind="gateway")
+        sdk, ours = task_widget_problems(updated)
+        rep.check("threads.sync_custom_action: updated_item validates as a WidgetItem (no key the "
+                  "SDK lacks in the tree)", not sdk, sdk)
+        want = want.replace(f"[ ] {n2}.", f"[x] {n2}.")
+        ours += [f"{k} {updated.get(k)!r} != {w2.get(k)!r}" for k in ("id", "created_at")
+                 if updated.get(k) != w2.get(k)]
+        if updated.get("copy_text") != want:
+            ours.append(f"copy_text {updated.get('copy_text')!r}, want {want!r}")
+        rep.check(f"threads.sync_custom_action: the widget, its task {n2} done", not ours, ours,
+                  kind="gateway")
+        items = self.items_of(a, tid)
+        expected = [updated if i.get("id") == w2["id"] else i for i in live]
+        extra = [i.get("type") for i in items[len(expected):]]
+        self.same_items("threads.sync_custom_action: reload shows the widget as answered (and at "
+                        "most workflow items after)", items[:len(expected)], expected, kind="gateway")
+        rep.check("threads.sync_custom_action: nothing but workflow items added",
+                  all(t == "workflow" for t in extra), extra, kind="gateway")
+        live = items
+        # A client may merge the controls' values into the payload.
+        w2 = self.click("task.reopen with a form value merged into the payload", tid, w2,
+                        "task.reopen", n2, live, "reopened", want.replace(f"[x] {n2}.", f"[ ] {n2}."),
+                        payload={"task_id": n2, f"reopen_task_{n2}": False})
+        tasks = self.listed("list after the clicks", a, tid, live)
+        rep.check(f"the listing: task {n1} gone, task {n2} open",
+                  n1 not in tasks and tasks.get(n2) == f"[ ] {n2}. {title2}", tasks, kind="gateway")
+        self.widgets = {"thread": tid, "widget": w2, "task": n2, "live": live, "tasks": tasks,
+                        "user_message": live[0]["id"],
+                        "workflow": next(i["id"] for i in live if i.get("type") == "workflow")}
+
+    def sec_widget_refusals(self) -> None:
+        self.rep.start("widget actions refused before any stream: 4xx envelopes, nothing changes")
+        rep, a, b = self.rep, self.a, self.b
+        ctx = getattr(self, "widgets", None)
+        rep.require("the task widget section left a thread and a widget", ctx is not None)
+        tid, widget, n, live = ctx["thread"], ctx["widget"], ctx["task"], ctx["live"]
+        # One more task of A's, in a widget of its own: the first widget does not show it.
+        text = self.say("add", "repot the fern")
+        r = a.call("threads.add_user_message", {"thread_id": tid, "input": text_input(text)})
+        turn = self.check_turn("add a task not in the widget", r, "add", text, thread_id=tid,
+                               tools="mutating")
+        live += turn.items
+        other = turn.task_ids[0] if turn.task_ids else 10**6
+
+        def act(action: Any, item: Any = widget["id"], thread: str = tid, **extra: Any) -> dict[str, Any]:
+            params = {"thread_id": thread, "action": action, **extra}
+            if item is not None:
+                params["item_id"] = item
+            return params
+
+        def complete(payload: Any) -> dict[str, Any]:
+            return {"type": "task.complete", "payload": payload}
+
+        cases = [
+            ("an unknown action type", act({"type": "task.explode", "payload": {"task_id": n}}),
+             400, "action.unknown"),
+            ("an action type of 10,000 characters", act({"type": "x" * 10_000, "payload": {}}),
+             400, "action.unknown"),
+            ("no item_id", act(complete({"task_id": n}), item=None), 400, "action.invalid"),
+            ("item_id null", act(complete({"task_id": n}), item=None, item_id=None), 400,
+             "action.invalid"),
+            ("no payload", act({"type": "task.complete"}), 400, "action.invalid"),
+            ("a payload that is a list", act(complete([n])), 400, "action.invalid"),
+            ("a payload that is a string", act(complete(f"task {n}")), 400, "action.invalid"),
+            ("a payload without task_id", act(complete({})), 400, "action.invalid"),
+            ("task_id a string", act(complete({"task_id": str(n)})), 400, "action.invalid"),
+            ("task_id null", act(complete({"task_id": None})), 400, "action.invalid"),
+            ("task_id true", act(complete({"task_id": True})), 400, "action.invalid"),
+            ("task_id 0", act(complete({"task_id": 0})), 400, "action.invalid"),
+            ("task_id negative", act(complete({"task_id": -n})), 400, "action.invalid"),
+            ("task_id fractional", act(complete({"task_id": n + 0.5})), 400, "action.invalid"),
+            ("task_id 2^40", act(complete({"task_id": 2 ** 40})), 400, "action.invalid"),
+            ("task_id 2^70", act(complete({"task_id": 2 ** 70})), 400, "action.invalid"),
+            ("task_id 1e300", act(complete({"task_id": 1e300})), 400, "action.invalid"),
+            ("a payload over 2 KiB", act(complete({"task_id": n, "note": "y" * 4000})), 400,
+             "action.invalid"),
+            ("a task of the user's the widget does not show", act(complete({"task_id": other})),
+             400, "action.invalid"),
+            ("a task nobody has", act(complete({"task_id": 999_999})), 400, "action.invalid"),
+            ("item_id naming the user's message", act(complete({"task_id": n}),
+                                                      item=ctx["user_message"]), 404, "item.not_found"),
+            ("item_id naming a workflow item", act(complete({"task_id": n}), item=ctx["workflow"]),
+             404, "item.not_found"),
+            ("item_id naming no item", act(complete({"task_id": n}), item=MISSING_ITEM), 404,
+             "item.not_found"),
+            ("an unknown thread", act(complete({"task_id": n}), thread=MISSING_THREAD), 404,
+             "thread.not_found"),
+        ]
+        for label, params, status, code in cases:
+            for type_ in ("threads.custom_action", "threads.sync_custom_action"):
+                r = a.call(type_, params)
+                self.error_answer(f"{type_} with {label}: {status} {code}", r, status, code)
+                if label.startswith("an action type of"):
+                    try:
+                        message = r.json()["error"]["message"]
+                    except (ValueError, KeyError, TypeError):
+                        message = ""
+                    rep.check(f"{type_} with {label}: the message does not echo it whole",
+                              len(message) < 1000, f"{len(message)} characters", kind="gateway")
+
+        # Another user: A's thread is not B's, and A's widget is in no thread of B's.
+        text = "hello"
+        r = b.call("threads.create", {"input": text_input(text)})
+        bturn = self.check_turn("user B: a thread of B's", r, "create", text)
+        rep.check("user B: a turn that touches no task has no widget and no workflow",
+                  not [i for i in bturn.items if i.get("type") in ("widget", "workflow")],
+                  [i.get("type") for i in bturn.items], kind="gateway")
+        for type_ in ("threads.custom_action", "threads.sync_custom_action"):
+            r = b.call(type_, act(complete({"task_id": n})))
+            self.error_answer(f"user B: {type_} on A's thread: 404 thread.not_found", r, 404,
+                              "thread.not_found")
+            r = b.call(type_, act(complete({"task_id": n}), thread=bturn.thread_id))
+            self.error_answer(f"user B: {type_} with A's widget in B's thread: 404 item.not_found",
+                              r, 404, "item.not_found")
+
+        self.same_items("the refused actions changed no item", self.items_of(a, tid), live,
+                        kind="gateway")
+        tasks = self.listed("list after the refused actions", a, tid, live)
+        want = {**ctx["tasks"], **({other: f"[ ] {other}. repot the fern"} if turn.task_ids else {})}
+        rep.check("the refused actions changed none of A's tasks", tasks == want,
+                  f"{tasks} != {want}", kind="gateway")
+
+
     def page_walk(
         self, what: str, fetch: Callable[[dict[str, Any]], Resp], adapter: TypeAdapter,
         model: str, want: list[str], limit: int,
@@ -1615,12 +1907,15 @@ class Conformance:
               f"(run {self.run_id})")
         sections = [self.sec_session, self.sec_auth, self.sec_turns, self.sec_update_feedback,
                     self.sec_retry, self.sec_disconnect, self.sec_validation, self.sec_unsupported,
-                    self.sec_malformed, self.sec_not_found, self.sec_isolation, self.sec_paging,
-                    self.sec_delete]
+                    self.sec_malformed, self.sec_not_found, self.sec_isolation, self.sec_widgets,
+                    self.sec_widget_refusals, self.sec_paging, self.sec_delete]
         if self.args.cors_origin:
             sections.append(self.sec_cors)
         if self.args.agent_faults:
-            sections = [self.sec_session, self.sec_agent_faults]
+            sections = [self.sec_session, self.sec_agent_faults, self.sec_widgets,
+                        self.sec_widget_refusals]
+        if not self.args.tools:
+            sections = [s for s in sections if s not in (self.sec_widgets, self.sec_widget_refusals)]
         needs_thread = {self.sec_update_feedback, self.sec_retry, self.sec_disconnect, self.sec_validation,
                         self.sec_unsupported, self.sec_malformed, self.sec_not_found,
                         self.sec_isolation, self.sec_delete}
@@ -1661,7 +1956,8 @@ def main() -> int:
                    help="threads user C creates for the paging checks (default 101: above the clamp)")
     p.add_argument("--no-tools", dest="tools", action="store_false",
                    help="do not expect a workflow item, a tasks.changed effect and a task widget when "
-                        "a task is added (for agents other than the local one)")
+                        "a task is added, and skip the task widget sections (for agents other than "
+                        "the local one)")
     p.add_argument("--cors-origin", default="http://localhost:5173",
                    help="origin for the preflight check ('' to skip; default http://localhost:5173)")
     p.add_argument("--timeout", type=float, default=60.0)

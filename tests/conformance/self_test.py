@@ -9,7 +9,12 @@
 3. Against the same server with one deliberate protocol fault at a time (REF_MUTATE), the
    named shape check must fail: check.py does see nulls, unknown keys, number or
    offset-less timestamps, `event:` lines, comments, `[DONE]`, multi-line JSON, wrong
-   order, deltas that do not add up and wrong cursors.
+   order, deltas that do not add up, wrong cursors, and a widget the SDK's models refuse
+   or only take as their catch-all component.
+4. Behind the front (REF_STRICT=1), one fault of the task widgets at a time: the named
+   check (of any kind) must fail: effects of the old shape, actions without the task,
+   no progress updates, a replaced widget under another id, a hidden item on reload, a
+   sync answer of another shape, a 5xx refusal.
 
 Prints `N passed, M failed` and exits 1 on any failure.
 """
@@ -41,6 +46,19 @@ MUTATIONS = {
     "order": "the user message comes as thread.item.done next",
     "bad_delta": "event order",
     "cursor": "follow `after`",
+    "widget_key": "validates as a WidgetItem",
+    "widget_dynamic": "validates as a WidgetItem",
+}
+# fault -> a check that must fail with the front in place (most widget checks are `gateway`
+# checks, which the plain SDK fails anyway)
+STRICT_MUTATIONS = {
+    "effect_shape": "a client_effect tasks.changed {task_ids",
+    "action_payload": "each open task with task.complete and task.delete",
+    "no_progress": "a progress_update (text, icon) before each workflow task",
+    "replaced_id": "the replaced widget keeps the widget's id",
+    "hidden_item": "no hidden item and no note of the click",
+    "sync_shape": "threads.sync_custom_action: {\"updated_item\"",
+    "action_500": "a payload over 2 KiB: 400 action.invalid",
 }
 
 
@@ -121,6 +139,13 @@ def main() -> int:
         results = run_against_reference(mutation, ["--threads", "22"])
         hit = [r for r in results if not r["ok"] and r["kind"] == "shape" and expected in r["name"]]
         check(f"REF_MUTATE={mutation}: a failing check '… {expected} …'", bool(hit),
+              "\n".join(f"{r['name']}: {r['ok']}" for r in results if not r["ok"])[:2000])
+
+    print("== check.py notices deliberate faults of the task widgets (behind the front)")
+    for mutation, expected in STRICT_MUTATIONS.items():
+        results = run_against_reference(mutation, ["--threads", "22"], strict=True)
+        hit = [r for r in results if not r["ok"] and expected in r["name"]]
+        check(f"REF_STRICT=1 REF_MUTATE={mutation}: a failing check '… {expected} …'", bool(hit),
               "\n".join(f"{r['name']}: {r['ok']}" for r in results if not r["ok"])[:2000])
 
     print(f"\n{passed} passed, {failed} failed")
