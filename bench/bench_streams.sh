@@ -5,6 +5,7 @@
 #   bench/bench_streams.sh                            # 5,000 streams, REST then ChatKit, SQLite
 #   bench/bench_streams.sh --db postgres              # on a throw-away PostgreSQL database
 #   bench/bench_streams.sh --streams 1000 --protocol chatkit -- --ramp 2 --over 5
+#   bench/bench_streams.sh --protocol chatkit --hang-up-fraction 0.5   # half the clients leave
 #
 # For each protocol, bench/loadgen (one process) serves a fake OpenAI-compatible provider
 # on loopback that streams 50 stamped deltas over 10 s per turn, starts the gateway
@@ -28,6 +29,13 @@
 #                          as hosted APIs do; with the default agent.openai.http2 = auto the
 #                          gateway then speaks HTTP/2 to it (GATEWAY__AGENT__OPENAI__HTTP2=never
 #                          in the environment: HTTP/1.1 over TLS)
+#   --hang-up-fraction F   that fraction of the clients (every other one with 0.5) hang up
+#                          mid-answer, as ChatKit's stop button does; the report says, from
+#                          the fake provider's side, how long after each hang-up its call
+#                          ended and how many were still open 1 s after (ChatKit stops the
+#                          answer; REST streams finish it, their contract)
+#   --hang-up-after-deltas N   deltas those clients read before they hang up (default: half
+#                          of loadgen's --deltas, 25 of 50: past the 5 s ramp)
 #   --calibrate            first run the same load straight against the fake provider (no
 #                          gateway): the latency this harness itself adds on this machine
 #   --keep                 keep the temp dir (gateway logs) and print where it is
@@ -57,6 +65,7 @@ KEEP=0
 CALIBRATE=0
 PROVIDER_HTTP2=0
 PROVIDER_TLS=0
+HANG_UP=()
 EXTRA=()
 while (($#)); do
     case $1 in
@@ -73,6 +82,8 @@ while (($#)); do
     --calibrate) CALIBRATE=1; shift ;;
     --provider-http2) PROVIDER_HTTP2=1; shift ;;
     --provider-tls) PROVIDER_TLS=1; shift ;;
+    --hang-up-fraction) HANG_UP+=(--hang-up-fraction "${2:?--hang-up-fraction needs a number from 0 to 1}"); shift 2 ;;
+    --hang-up-after-deltas) HANG_UP+=(--hang-up-after-deltas "${2:?--hang-up-after-deltas needs a number}"); shift 2 ;;
     --keep) KEEP=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -196,6 +207,7 @@ REPORT=$TMP/report.md
     echo
     echo "$(nproc) cores${cpu:+ ($cpu)}, release build, $DB, $STREAMS concurrent streams, \`ulimit -n\` $FDS"
     echo "gateway to provider: $PROVIDER_HTTP"
+    ((${#HANG_UP[@]})) && echo "clients that hang up mid-answer: ${HANG_UP[*]}"
     echo "gateway commit ${GATEWAY_COMMIT:-unknown (set GATEWAY_COMMIT)} ($GATEWAY_BIN)"
     echo
 } >"$REPORT"
@@ -208,7 +220,7 @@ for protocol in "${PROTOCOLS[@]}"; do
         --gateway-log "$TMP/gateway-$protocol.log" \
         --gateway-pid-file "$TMP/gateway-$protocol.pid" \
         --protocol "$protocol" --streams "$STREAMS" --label "$DB" \
-        ${EXTRA[@]+"${EXTRA[@]}"} >"$TMP/$protocol.md" &
+        ${HANG_UP[@]+"${HANG_UP[@]}"} ${EXTRA[@]+"${EXTRA[@]}"} >"$TMP/$protocol.md" &
     LOADGEN_PID=$!
     status=0
     wait "$LOADGEN_PID" || status=$?

@@ -1,7 +1,9 @@
 //! The load client: N streamed turns, each on a new thread, over the REST endpoint
 //! (`POST /api/chatkit/messages`, `Accept: text/event-stream`) or the ChatKit endpoint
 //! (`POST /chatkit`, `threads.create`). Reads every SSE event, times each stamped delta,
-//! and counts a turn as completed only when its final event arrives.
+//! and counts a turn as completed only when its final event arrives. A turn told to hang
+//! up drops its stream (and so its connection) once it has read that many deltas, and
+//! tells the [`Ledger`] when.
 
 use std::{
     collections::BTreeMap,
@@ -16,7 +18,7 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::{clock, provider::stamps};
+use crate::{clock, hangup::Ledger, provider::stamps};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocol {
@@ -72,6 +74,10 @@ pub struct Results {
     /// Request sent → response head, per turn that got one, in µs.
     pub setup_us: Vec<u32>,
     pub completed: u64,
+    /// Turns that hung up as planned, having read their deltas without an error.
+    pub hung_up: u64,
+    /// The thread of each turn that ended well, and whether it hung up.
+    pub threads: Vec<(String, bool)>,
     /// Count and one example per kind of error.
     pub errors: BTreeMap<String, (u64, String)>,
 }
@@ -119,6 +125,8 @@ pub struct Target {
     pub secret: String,
     pub protocol: Protocol,
     pub timeout: Duration,
+    /// Where hang-ups are recorded, for the fake provider to see.
+    pub ledger: Arc<Ledger>,
 }
 
 /// A delta's write instant and its latency, in µs.
@@ -135,17 +143,31 @@ fn timed(stamp: u64) -> Timed {
 /// What an event means for the turn.
 enum Seen {
     Nothing,
+    /// The turn's thread.
+    Thread(String),
     Final,
     Failed(String),
 }
 
-/// REST: `delta {text}` carries the stamps, `done` ends the turn, `error` fails it.
+/// How a turn that did not fail ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    Completed,
+    HungUp,
+}
+
+/// REST: `delta {text}` carries the stamps, `done` ends the turn, `error` fails it;
+/// `message.recorded` names the thread.
 fn rest_event(name: &str, data: &str, latencies: &mut Vec<Timed>) -> Seen {
     match name {
         "delta" => {
             latencies.extend(stamps(data).map(timed));
             Seen::Nothing
         }
+        "message.recorded" => serde_json::from_str::<Value>(data)
+            .ok()
+            .and_then(|v| v["thread_id"].as_str().map(str::to_owned))
+            .map_or(Seen::Nothing, Seen::Thread),
         "done" => Seen::Final,
         "error" => Seen::Failed(data.to_owned()),
         _ => Seen::Nothing,
@@ -153,7 +175,8 @@ fn rest_event(name: &str, data: &str, latencies: &mut Vec<Timed>) -> Seen {
 }
 
 /// ChatKit: stamps ride in `thread.item.updated` text deltas; the assistant message's
-/// `thread.item.done` ends the turn, an `error` event fails it.
+/// `thread.item.done` ends the turn, an `error` event fails it; `thread.created` names the
+/// thread.
 fn chatkit_event(data: &str, latencies: &mut Vec<Timed>) -> Seen {
     // Text deltas are nearly every event: time them before any JSON parsing.
     if data.contains("assistant_message.content_part.text_delta") {
@@ -165,6 +188,9 @@ fn chatkit_event(data: &str, latencies: &mut Vec<Timed>) -> Seen {
     };
     match event.get("type").and_then(Value::as_str) {
         Some("thread.item.done") if event["item"]["type"] == "assistant_message" => Seen::Final,
+        Some("thread.created") => event["thread"]["id"]
+            .as_str()
+            .map_or(Seen::Nothing, |id| Seen::Thread(id.to_owned())),
         Some("error") => Seen::Failed(data.to_owned()),
         _ => Seen::Nothing,
     }
@@ -179,13 +205,21 @@ fn direct_event(data: &str, latencies: &mut Vec<Timed>) -> Seen {
     Seen::Nothing
 }
 
+/// What one turn records as it goes (kept when a timeout drops the turn).
+#[derive(Default)]
+struct Record {
+    latencies: Vec<Timed>,
+    setup: Option<u32>,
+    thread: Option<String>,
+}
+
 async fn drive(
     target: &Target,
     index: usize,
     load: &Load,
-    latencies: &mut Vec<Timed>,
-    setup: &mut Option<u32>,
-) -> Result<(), TurnError> {
+    hang_up_after: Option<usize>,
+    record: &mut Record,
+) -> Result<Ending, TurnError> {
     let text = format!("bench turn {index}: tell me something");
     let request = match target.protocol {
         Protocol::Direct => target
@@ -216,7 +250,7 @@ async fn drive(
         .send()
         .await
         .map_err(|e| TurnError::Send(error_chain(&e)))?;
-    *setup = Some(elapsed_us(sent));
+    record.setup = Some(elapsed_us(sent));
     let status = response.status();
     if status != reqwest::StatusCode::OK {
         let body = response.text().await.unwrap_or_default();
@@ -224,17 +258,27 @@ async fn drive(
     }
     let _open = OpenGuard::new(load);
     let mut events = response.bytes_stream().eventsource();
+    let latencies = &mut record.latencies;
     while let Some(event) = events.next().await {
         let event = event.map_err(|e| TurnError::Broken(e.to_string()))?;
-        let seen = match target.protocol {
+        let what = match target.protocol {
             Protocol::Rest => rest_event(&event.event, &event.data, latencies),
             Protocol::Chatkit => chatkit_event(&event.data, latencies),
             Protocol::Direct => direct_event(&event.data, latencies),
         };
-        match seen {
+        match what {
             Seen::Nothing => {}
-            Seen::Final => return Ok(()),
+            Seen::Thread(id) => record.thread = Some(id),
+            Seen::Final => return Ok(Ending::Completed),
             Seen::Failed(data) => return Err(TurnError::ErrorEvent(data)),
+        }
+        if hang_up_after.is_some_and(|n| latencies.len() >= n) {
+            // As a browser's stop button does: the request is aborted, its connection
+            // closed (it is mid-body, so never pooled). The instant is taken once the
+            // stream is dropped; the close itself follows on the connection's task.
+            drop(events);
+            target.ledger.hang_up(index);
+            return Ok(Ending::HungUp);
         }
     }
     Err(TurnError::EndedEarly)
@@ -251,22 +295,35 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// One turn, start to end, recorded in `load`.
-pub async fn turn(target: Arc<Target>, index: usize, load: Arc<Load>, deltas: usize) {
-    let mut latencies = Vec::with_capacity(deltas);
-    let mut setup = None;
+/// One turn, start to end, recorded in `load`; it hangs up after `hang_up_after` deltas
+/// if given.
+pub async fn turn(
+    target: Arc<Target>,
+    index: usize,
+    load: Arc<Load>,
+    deltas: usize,
+    hang_up_after: Option<usize>,
+) {
+    let mut record = Record {
+        latencies: Vec::with_capacity(deltas),
+        ..Record::default()
+    };
     let outcome = tokio::time::timeout(
         target.timeout,
-        drive(&target, index, &load, &mut latencies, &mut setup),
+        drive(&target, index, &load, hang_up_after, &mut record),
     )
     .await
     .unwrap_or(Err(TurnError::Timeout));
     {
         let mut results = load.results.lock().unwrap_or_else(|p| p.into_inner());
-        results.deltas.extend_from_slice(&latencies);
-        results.setup_us.extend(setup);
+        results.deltas.extend_from_slice(&record.latencies);
+        results.setup_us.extend(record.setup);
+        if let (Ok(ending), Some(thread)) = (&outcome, record.thread) {
+            results.threads.push((thread, *ending == Ending::HungUp));
+        }
         match outcome {
-            Ok(()) => results.completed += 1,
+            Ok(Ending::Completed) => results.completed += 1,
+            Ok(Ending::HungUp) => results.hung_up += 1,
             Err(e) => {
                 let entry = results.errors.entry(e.kind()).or_default();
                 entry.0 += 1;
@@ -317,6 +374,11 @@ mod tests {
             rest_event("error", "{}", &mut lat),
             Seen::Failed(_)
         ));
+        let recorded = json!({"thread_id": "th_1", "message_id": "msg_1"}).to_string();
+        assert!(matches!(
+            rest_event("message.recorded", &recorded, &mut lat),
+            Seen::Thread(id) if id == "th_1"
+        ));
         assert_eq!(lat.len(), 1);
     }
 
@@ -348,6 +410,11 @@ mod tests {
         assert!(matches!(
             chatkit_event(&done.to_string(), &mut lat),
             Seen::Final
+        ));
+        let created = json!({"type": "thread.created", "thread": {"id": "th_2", "title": null}});
+        assert!(matches!(
+            chatkit_event(&created.to_string(), &mut lat),
+            Seen::Thread(id) if id == "th_2"
         ));
         let error = json!({"type": "error", "code": "stream.error", "allow_retry": true});
         assert!(matches!(

@@ -3,7 +3,9 @@
 //!
 //! In one process: a fake OpenAI-compatible provider streaming stamped deltas, the gateway
 //! (started here, pointed at the fake, or already running), N concurrent streamed turns
-//! against it, and a sampler of the gateway's memory. Prints a markdown report.
+//! against it, and a sampler of the gateway's memory. With `--hang-up-fraction`, some
+//! clients hang up mid-answer and the report says when the fake provider saw each of
+//! their calls end ([`hangup`]). Prints a markdown report.
 //! A benchmark, not a test: it reports, it never fails on slowness.
 
 /// See Cargo.toml: the harness shares the machine with the gateway it measures.
@@ -12,6 +14,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod client;
 mod clock;
+mod hangup;
 mod proc;
 mod provider;
 
@@ -31,6 +34,7 @@ use clap::Parser;
 use serde_json::Value;
 
 use client::{percentile, Load, Protocol, Target};
+use hangup::{hangs_up, Ledger};
 use provider::Pacing;
 
 #[derive(Parser, Debug)]
@@ -54,6 +58,21 @@ struct Args {
     /// Seconds over which those deltas are spread.
     #[arg(long, default_value_t = 10.0)]
     over: f64,
+    /// Fraction of the clients (0 to 1, spread evenly: with 0.5 every other turn) that
+    /// hang up mid-answer, after --hang-up-after-deltas deltas, as a browser's stop button
+    /// does. The report then says, for each, how long after the hang-up the fake provider
+    /// saw its call end, and how many calls were still open 1 s after.
+    #[arg(long, default_value_t = 0.0)]
+    hang_up_fraction: f64,
+    /// Deltas a client that hangs up reads first (default: half of --deltas, so that with
+    /// the default ramp every stream is open before the first hang-up).
+    #[arg(long)]
+    hang_up_after_deltas: Option<u32>,
+    /// Once a call's client has hung up, the fake provider writes an SSE comment to it
+    /// every this many ms (for up to 1.5 s), as a model streaming tokens writes: so that
+    /// the closed stream is also seen by a failed write, not only by a read (0: never).
+    #[arg(long, default_value_t = 20)]
+    probe_ms: u64,
     /// Start this gateway binary (`<bin> serve`) pointed at the fake provider. Its
     /// environment is this process's (DATABASE_URL, APP_ENV, RUST_LOG, ...) plus
     /// AGENT_PROVIDER=openai, OPENAI_BASE_URL, OPENAI_API_KEY, HOST and PORT.
@@ -259,11 +278,13 @@ async fn client_secret(args: &Args, base: &str) -> anyhow::Result<String> {
         .with_context(|| format!("POST /api/chatkit/session answered {status}: {body}"))
 }
 
-/// One memory sample of the gateway, with the streams open at that moment.
+/// One memory sample of the gateway, with the streams and the fake provider's calls open
+/// at that moment.
 #[derive(Clone, Copy)]
 struct Sample {
     rss_kib: u64,
     open: usize,
+    provider_open: u64,
 }
 
 fn mib(kib: u64) -> String {
@@ -336,19 +357,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let over = secs(args.over, "over")?;
     let ramp = secs(args.ramp, "ramp")?;
     let timeout = secs(args.timeout.unwrap_or(args.over + 60.0), "timeout")?;
+    ensure!(
+        (0.0..=1.0).contains(&args.hang_up_fraction),
+        "--hang-up-fraction must be between 0 and 1"
+    );
+    let hang_up_after = args.hang_up_after_deltas.unwrap_or(args.deltas / 2).max(1);
+    ensure!(
+        args.hang_up_fraction == 0.0 || hang_up_after < args.deltas,
+        "--hang-up-after-deltas must be below --deltas (a hang-up mid-answer)"
+    );
+    let hanging = (0..args.streams)
+        .filter(|&i| hangs_up(i, args.hang_up_fraction))
+        .count();
     let _epoch = clock::now_us();
 
     let pacing = Pacing {
         deltas: args.deltas,
         over,
         close: args.provider_close,
+        probe: (args.probe_ms > 0).then(|| Duration::from_millis(args.probe_ms)),
     };
+    let ledger = Arc::new(Ledger::new(args.streams));
     ensure!(
         !(args.provider_tls && args.protocol == Protocol::Direct),
         "--provider-tls is for the gateway's side: the direct protocol speaks plain http"
     );
-    let (provider_port, provider_stats) =
-        provider::serve(args.provider_port, pacing, args.provider_tls).await?;
+    let (provider_port, provider_stats) = provider::serve(
+        args.provider_port,
+        pacing,
+        args.provider_tls,
+        ledger.clone(),
+    )
+    .await?;
     eprintln!(
         "[loadgen] fake provider on {}",
         provider::base(args.provider_tls, provider_port)
@@ -378,18 +418,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
     let sampler = {
         let (load, samples, pid_s) = (load.clone(), samples.clone(), pid_s.clone());
+        let provider_stats = provider_stats.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 tick.tick().await;
                 let Some(m) = proc::memory(&pid_s) else { break };
                 let open = load.open.load(Ordering::Relaxed);
+                let provider_open = provider_stats.open.load(Ordering::Relaxed);
                 samples
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(Sample {
                         rss_kib: m.rss_kib,
                         open,
+                        provider_open,
                     });
             }
         })
@@ -422,6 +465,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         secret,
         protocol: args.protocol,
         timeout,
+        ledger: ledger.clone(),
     });
     let started = tokio::time::Instant::now();
     let load_start_us = clock::now_us();
@@ -431,11 +475,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for i in 0..args.streams {
         let at = ramp.mul_f64(f64::from(u32::try_from(i).unwrap_or(u32::MAX)) / f64::from(n));
         tokio::time::sleep_until(started + at).await;
+        let hang_up = hangs_up(i, args.hang_up_fraction).then_some(hang_up_after);
         turns.push(tokio::spawn(client::turn(
             target.clone(),
             i,
             load.clone(),
             deltas,
+            hang_up.and_then(|n| usize::try_from(n).ok()),
         )));
     }
     let mut last_report = tokio::time::Instant::now();
@@ -444,10 +490,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if last_report.elapsed() > Duration::from_secs(2) {
             last_report = tokio::time::Instant::now();
             eprintln!(
-                "[loadgen] {:>5.1} s: {} open, {} ended",
+                "[loadgen] {:>5.1} s: {} open, {} ended; {} provider calls open",
                 started.elapsed().as_secs_f64(),
                 load.open.load(Ordering::Relaxed),
-                load.ended.load(Ordering::Relaxed)
+                load.ended.load(Ordering::Relaxed),
+                provider_stats.open.load(Ordering::Relaxed)
             );
         }
     }
@@ -459,6 +506,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .zip(proc::cpu("self"))
         .map(|(a, b)| b.saturating_sub(a));
     let at_end = proc::memory(&pid_s).unwrap_or_default();
+    let provider_open_at_end = provider_stats.open.load(Ordering::Relaxed);
     eprintln!("[loadgen] all turns ended after {load_time:?}; settling");
     // Not a server left wholly idle (an allocator may give memory back only when its
     // threads run again): a trickle of health checks, as any deployed instance sees.
@@ -469,6 +517,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let after = proc::memory(&pid_s).unwrap_or_default();
+    let provider_open_after = provider_stats.open.load(Ordering::Relaxed);
+    let left = ledger.summary();
     sampler.abort();
 
     let samples = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -485,13 +535,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let mut results = std::mem::take(&mut *load.results.lock().unwrap_or_else(|p| p.into_inner()));
+    // Read back after every memory figure is taken: these requests change none of them.
+    let answers = read_back(&base, &target.secret, &results.threads).await;
     let mut latencies: Vec<u32> = results.deltas.iter().map(|d| d.1).collect();
     latencies.sort_unstable();
     results.setup_us.sort_unstable();
     let lat = |pm| percentile(&latencies, pm);
     let by_second = p99_by_second(&results.deltas, load_start_us);
     let setup = |pm| percentile(&results.setup_us, pm);
-    let expected = u64::from(args.deltas) * u64::try_from(args.streams).unwrap_or(u64::MAX);
+    let staying = u64::try_from(args.streams - hanging).unwrap_or(u64::MAX);
+    let hanging_u64 = u64::try_from(hanging).unwrap_or(u64::MAX);
+    let expected = u64::from(args.deltas) * staying + u64::from(hang_up_after) * hanging_u64;
+    let provider_open_full = samples
+        .iter()
+        .filter(|s| s.open == max_open_sampled)
+        .map(|s| s.provider_open)
+        .max()
+        .unwrap_or(0);
 
     let mut out = String::new();
     let proto = match args.protocol {
@@ -517,22 +577,52 @@ async fn run(args: Args) -> anyhow::Result<()> {
         over.as_secs_f64(),
         load_time.as_secs_f64()
     )?;
+    if hanging > 0 {
+        writeln!(
+            out,
+            "**{hanging} of the clients hang up** ({}), each after reading {hang_up_after} deltas; {}",
+            every(args.hang_up_fraction),
+            Some(args.probe_ms).filter(|&p| p > 0).map_or_else(
+                || "the provider does not probe.".to_owned(),
+                |p| format!("from the hang-up on, the fake provider writes an SSE comment to that call every {p} ms (for up to 1.5 s), so that it sees the close by a failed write if not before.")
+            )
+        )?;
+    }
     writeln!(out)?;
     writeln!(out, "| measure | value | goal |")?;
     writeln!(out, "| --- | ---: | --- |")?;
+    if hanging > 0 {
+        writeln!(
+            out,
+            "| turns completed / hung up as planned / errored | {} / {} / {} | {} / {hanging} / 0 |",
+            results.completed,
+            results.hung_up,
+            results.errored(),
+            args.streams - hanging
+        )?;
+    } else {
+        writeln!(
+            out,
+            "| turns completed / errored | {} / {} | no errors |",
+            results.completed,
+            results.errored()
+        )?;
+    }
     writeln!(
         out,
-        "| turns completed / errored | {} / {} | no errors |",
-        results.completed,
-        results.errored()
-    )?;
-    writeln!(
-        out,
-        "| deltas timed at the client / written by the provider / expected | {} / {} / {} | |",
+        "| deltas timed at the client / written by the provider / expected{} | {} / {} / {} | |",
+        if hanging > 0 {
+            " (for the clients that hang up, the deltas they read)"
+        } else {
+            ""
+        },
         latencies.len(),
         provider_stats.deltas_written.load(Ordering::Relaxed),
         expected
     )?;
+    if hanging > 0 {
+        hang_up_rows(&mut out, &left, &provider_stats)?;
+    }
     writeln!(
         out,
         "| streams open at once (peak; largest in a sample) | {} ; {} | {} |",
@@ -589,6 +679,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     writeln!(
         out,
+        "| fake provider calls: made / open at most / open at full concurrency / when the last stream ended / {:.0} s later | {} / {} / {provider_open_full} / {provider_open_at_end} / {provider_open_after} | after: 0 |",
+        args.settle,
+        provider_stats.requests.load(Ordering::Relaxed),
+        provider_stats.max_open.load(Ordering::Relaxed),
+    )?;
+    if let Some(answers) = &answers {
+        writeln!(
+            out,
+            "| answers read back after the settle (`GET /api/chatkit/threads/{{id}}`, the last assistant message's status): clients that stayed; clients that hung up | {} ; {} | stayed: completed; hung up: ChatKit cancelled, REST completed |",
+            answers.stayed,
+            answers.hung_up
+        )?;
+    }
+    writeln!(
+        out,
         "| CPU during the load: gateway ; loadgen (provider + clients) | {} ; {} | |",
         cpu_load.map_or_else(|| "–".into(), |d| format!("{:.1} s", d.as_secs_f64())),
         self_cpu.map_or_else(|| "–".into(), |d| format!("{:.1} s", d.as_secs_f64()))
@@ -625,6 +730,148 @@ async fn run(args: Args) -> anyhow::Result<()> {
     print!("{out}");
     drop(gateway.take());
     Ok(())
+}
+
+/// Which turns `fraction` of them are, in words.
+fn every(fraction: f64) -> String {
+    if fraction >= 1.0 {
+        "every turn".to_owned()
+    } else if (fraction - 0.5).abs() < 1e-9 {
+        "every other turn".to_owned()
+    } else {
+        format!("{:.1}% of the turns, spread evenly", fraction * 100.0)
+    }
+}
+
+/// The rows about the clients that hung up, from the fake provider's side.
+fn hang_up_rows(
+    out: &mut String,
+    left: &hangup::Summary,
+    stats: &provider::ProviderStats,
+) -> std::fmt::Result {
+    let ended = |pm| percentile(&left.ended_after_us, pm);
+    writeln!(
+        out,
+        "| calls whose client hung up: **provider saw the call end after the client left** p50 / p99 / max ({} calls ended) | {} / {} / **{}** | ≤ 1 s |",
+        left.ended_after_us.len(),
+        ms(ended(500)),
+        ms(ended(990)),
+        ms(left.ended_after_us.last().copied())
+    )?;
+    writeln!(
+        out,
+        "| **calls still open 1 s after their client left** (of {} hang-ups; still open now; hang-ups without a call) | **{}** ({}; {}) | 0 |",
+        left.hung_up, left.open_after_1s, left.still_open, left.without_call
+    )?;
+    writeln!(
+        out,
+        "| calls that wrote the whole answer although their client had left; calls started after the client left; probe comments written | {} ; {} ; {} | ChatKit 0 ; 0 (REST streams finish: their contract) |",
+        left.finished_anyway,
+        left.started_after,
+        stats.probes.load(Ordering::Relaxed)
+    )?;
+    Ok(())
+}
+
+/// How the answers were recorded: per status of the thread's last assistant message, for
+/// the turns that stayed and those that hung up.
+struct Answers {
+    stayed: Tally,
+    hung_up: Tally,
+}
+
+/// Counts by status ("completed 2500, cancelled 3"), and the fewest stamped deltas in
+/// one of those answers.
+#[derive(Default)]
+struct Tally {
+    by_status: BTreeMap<String, usize>,
+    fewest_deltas: Option<usize>,
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.by_status.is_empty() {
+            return f.write_str("none");
+        }
+        let parts: Vec<String> = self
+            .by_status
+            .iter()
+            .map(|(status, n)| format!("{status} {n}"))
+            .collect();
+        f.write_str(&parts.join(", "))?;
+        if let Some(n) = self.fewest_deltas {
+            write!(f, " (fewest deltas in one: {n})")?;
+        }
+        Ok(())
+    }
+}
+
+impl Tally {
+    fn add(&mut self, status: String, deltas: Option<usize>) {
+        *self.by_status.entry(status).or_default() += 1;
+        if let Some(n) = deltas {
+            self.fewest_deltas = Some(self.fewest_deltas.map_or(n, |m| m.min(n)));
+        }
+    }
+}
+
+/// The status of the last assistant message of a thread (`GET /api/chatkit/threads/{id}`)
+/// and the stamped deltas in its text; a word for what went wrong otherwise.
+fn last_answer(thread: &Value) -> (String, Option<usize>) {
+    let answer = thread["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "assistant"));
+    match answer {
+        Some(m) => (
+            m["status"].as_str().unwrap_or("(no status)").to_owned(),
+            m["content"].as_str().map(|t| provider::stamps(t).count()),
+        ),
+        None => ("no answer".to_owned(), None),
+    }
+}
+
+/// Reads every thread back after the load (8 at a time); `None` if there is none (the
+/// direct protocol).
+async fn read_back(base: &str, secret: &str, threads: &[(String, bool)]) -> Option<Answers> {
+    use futures_util::StreamExt;
+    if threads.is_empty() {
+        return None;
+    }
+    let client = reqwest::Client::new();
+    let reads = futures_util::stream::iter(threads)
+        .map(|(id, hung_up)| {
+            let request = client
+                .get(format!("{base}/api/chatkit/threads/{id}?limit=100"))
+                .bearer_auth(secret)
+                .timeout(Duration::from_secs(10));
+            async move {
+                let read = match request.send().await {
+                    Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+                        Ok(thread) => last_answer(&thread),
+                        Err(_) => ("unreadable".to_owned(), None),
+                    },
+                    Ok(r) => (format!("HTTP {}", r.status().as_u16()), None),
+                    Err(_) => ("unread".to_owned(), None),
+                };
+                (*hung_up, read)
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    let mut answers = Answers {
+        stayed: Tally::default(),
+        hung_up: Tally::default(),
+    };
+    for (hung_up, (status, deltas)) in reads {
+        let tally = if hung_up {
+            &mut answers.hung_up
+        } else {
+            &mut answers.stayed
+        };
+        tally.add(status, deltas);
+    }
+    Some(answers)
 }
 
 fn main() -> ExitCode {
@@ -679,5 +926,28 @@ mod tests {
         assert_eq!(kinds.len(), 2);
         assert_eq!(kinds[0].0, 2);
         assert!(kinds[0].1.contains("status=N micros=N"), "{}", kinds[0].1);
+    }
+
+    #[test]
+    fn the_last_answer_is_read_with_its_deltas() {
+        let text = format!("{}{}", provider::stamp(1, 5), provider::stamp(2, 6));
+        let thread = serde_json::json!({"id": "th", "messages": [
+            {"role": "user", "content": "bench turn 1", "status": "completed"},
+            {"role": "assistant", "content": text, "status": "cancelled"},
+        ]});
+        assert_eq!(last_answer(&thread), ("cancelled".to_owned(), Some(2)));
+        let unanswered = serde_json::json!({"messages": [{"role": "user", "status": "failed"}]});
+        assert_eq!(last_answer(&unanswered), ("no answer".to_owned(), None));
+        let mut tally = Tally::default();
+        tally.add("cancelled".to_owned(), Some(26));
+        tally.add("cancelled".to_owned(), Some(25));
+        tally.add("completed".to_owned(), Some(50));
+        assert_eq!(
+            tally.to_string(),
+            "cancelled 2, completed 1 (fewest deltas in one: 25)"
+        );
+        assert_eq!(Tally::default().to_string(), "none");
+        assert_eq!(every(0.5), "every other turn");
+        assert_eq!(every(0.25), "25.0% of the turns, spread evenly");
     }
 }

@@ -3,6 +3,12 @@
 //! chunk format: a role chunk, the content chunks, a `finish_reason: "stop"` chunk, then
 //! `data: [DONE]`. Every content delta carries the instant it was written (see [`stamp`]),
 //! so the load client in this process measures provider → client latency on one clock.
+//!
+//! Each call is matched to its turn (the turn number in the request's text) in the
+//! [`Ledger`] it shares with the load clients: when its response body is dropped (the
+//! gateway's side closed, or the answer written) the ledger gets the instant; once the
+//! turn's client has hung up, the call writes an SSE comment every `probe` (see
+//! [`crate::hangup`]).
 
 use std::{
     io,
@@ -24,7 +30,10 @@ use poem::{
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::clock;
+use crate::{
+    clock,
+    hangup::{self, Ledger},
+};
 
 /// How the fake answers every request.
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +43,9 @@ pub struct Pacing {
     /// Answer with `Connection: close`, so the gateway cannot keep idle connections to
     /// the provider (separates their memory from the streams' own).
     pub close: bool,
+    /// Once a call's client has hung up, write an SSE comment this often (for at most
+    /// [`hangup::PROBE_WINDOW`]), so that a closed stream is seen by a write; `None`: never.
+    pub probe: Option<Duration>,
 }
 
 /// What the fake has served (read by the report).
@@ -44,12 +56,90 @@ pub struct ProviderStats {
     pub deltas_written: AtomicU64,
     /// Size of the largest request body (JSON text) the gateway sent.
     pub max_request_bytes: AtomicU64,
+    /// Calls whose response body is still held (streaming, or not yet dropped).
+    pub open: AtomicU64,
+    pub max_open: AtomicU64,
+    /// SSE comments written to calls whose client had hung up.
+    pub probes: AtomicU64,
+    /// Calls whose request named no turn of the ledger.
+    pub unmatched: AtomicU64,
 }
 
 #[derive(Clone)]
 struct State {
     pacing: Pacing,
     stats: Arc<ProviderStats>,
+    ledger: Arc<Ledger>,
+}
+
+/// One call in progress: counted open until its response body is dropped, which it
+/// records in the ledger; probes the gateway once the turn's client has hung up.
+struct Call {
+    stats: Arc<ProviderStats>,
+    ledger: Arc<Ledger>,
+    /// The turn, if the request named one of the ledger's.
+    turn: Option<usize>,
+    probe: Option<Duration>,
+    /// When this call learnt that its client had hung up, and when it last probed.
+    probing: Option<(tokio::time::Instant, tokio::time::Instant)>,
+    finished: bool,
+}
+
+impl Call {
+    fn start(state: &State, turn: Option<usize>) -> Self {
+        let turn = turn.filter(|&t| state.ledger.call_started(t));
+        if turn.is_none() {
+            state.stats.unmatched.fetch_add(1, Ordering::Relaxed);
+        }
+        let open = state.stats.open.fetch_add(1, Ordering::Relaxed) + 1;
+        state.stats.max_open.fetch_max(open, Ordering::Relaxed);
+        Self {
+            stats: state.stats.clone(),
+            ledger: state.ledger.clone(),
+            turn,
+            probe: state.pacing.probe,
+            probing: None,
+            finished: false,
+        }
+    }
+
+    /// Waits for `due`, the next delta's time: `true` then; `false` when a probe is to be
+    /// written first (the client has hung up: at once, then every `probe`).
+    async fn wait(&mut self, due: tokio::time::Instant) -> bool {
+        use tokio::time::{sleep_until, Instant};
+        let (Some(turn), Some(probe)) = (self.turn, self.probe) else {
+            sleep_until(due).await;
+            return true;
+        };
+        let Some((since, last)) = self.probing else {
+            if !self.ledger.has_hung_up(turn) {
+                tokio::select! {
+                    () = sleep_until(due) => return true,
+                    () = self.ledger.hung_up(turn) => {}
+                }
+            }
+            let now = Instant::now();
+            self.probing = Some((now, now));
+            return false;
+        };
+        let next = last + probe;
+        if next >= due || next > since + hangup::PROBE_WINDOW {
+            sleep_until(due).await;
+            return true;
+        }
+        sleep_until(next).await;
+        self.probing = Some((since, next));
+        false
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(turn) = self.turn {
+            self.ledger.call_ended(turn, self.finished);
+        }
+    }
 }
 
 /// The marker around a stamp in a delta's text: `⟨t=<µs since the process epoch>⟩`.
@@ -110,7 +200,8 @@ fn json_str(s: &str) -> String {
 #[handler]
 async fn completions(state: Data<&State>, body: Json<Value>) -> Response {
     let n = state.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let size = u64::try_from(body.to_string().len()).unwrap_or(u64::MAX);
+    let text = body.to_string();
+    let size = u64::try_from(text.len()).unwrap_or(u64::MAX);
     state
         .stats
         .max_request_bytes
@@ -141,31 +232,38 @@ async fn completions(state: Data<&State>, body: Json<Value>) -> Response {
         deltas,
         over,
         close,
+        probe: _,
     } = state.pacing;
     let step = over / deltas.max(1);
     let start = tokio::time::Instant::now();
-    let stats = state.stats.clone();
+    let call = Call::start(&state, hangup::turn_index(&text));
+    drop(text);
     // Frame k: 0 the role chunk, 1..=deltas content, deltas+1 finish, deltas+2 [DONE].
-    let frames = futures_util::stream::unfold(0u32, move |k| {
-        let (chunks, stats) = (chunks.clone(), stats.clone());
+    // The call lives in the stream's state: dropped with the body, it records the end.
+    let frames = futures_util::stream::unfold((0u32, call), move |(k, mut call)| {
+        let chunks = chunks.clone();
         async move {
             let frame = if k == 0 {
                 chunks.frame(r#"{"role":"assistant","content":"","refusal":null}"#, None)
             } else if k <= deltas {
-                tokio::time::sleep_until(start + step * k).await;
+                if !call.wait(start + step * k).await {
+                    call.stats.probes.fetch_add(1, Ordering::Relaxed);
+                    return Some((Ok(": probe\n\n".to_owned()), (k, call)));
+                }
                 // Stamped after the wake-up: timer lateness here is not the gateway's.
                 let text = stamp(k, clock::now_us());
-                stats.deltas_written.fetch_add(1, Ordering::Relaxed);
+                call.stats.deltas_written.fetch_add(1, Ordering::Relaxed);
                 chunks.content(&text)
             } else if k == deltas + 1 {
                 chunks.frame("{}", Some("stop"))
             } else if k == deltas + 2 {
-                stats.finished.fetch_add(1, Ordering::Relaxed);
+                call.stats.finished.fetch_add(1, Ordering::Relaxed);
+                call.finished = true;
                 "data: [DONE]\n\n".to_owned()
             } else {
                 return None;
             };
-            Some((Ok::<_, io::Error>(frame), k + 1))
+            Some((Ok::<_, io::Error>(frame), (k + 1, call)))
         }
     });
     let mut response = Response::builder()
@@ -214,12 +312,13 @@ pub fn base(tls: bool, port: u16) -> String {
     format!("{scheme}://127.0.0.1:{port}/v1")
 }
 
-/// Serves the fake on `127.0.0.1:port` (0: any free port), over TLS if `tls`, and returns
-/// the port.
+/// Serves the fake on `127.0.0.1:port` (0: any free port), over TLS if `tls`, recording
+/// the calls of `ledger`'s turns there, and returns the port.
 pub async fn serve(
     port: u16,
     pacing: Pacing,
     tls: bool,
+    ledger: Arc<Ledger>,
 ) -> anyhow::Result<(u16, Arc<ProviderStats>)> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
@@ -229,6 +328,7 @@ pub async fn serve(
         .data(State {
             pacing,
             stats: stats.clone(),
+            ledger,
         });
     if tls {
         let tls = tls_acceptor()?;
@@ -355,7 +455,7 @@ mod tests {
     /// `choices[0].delta.content`, a finish reason, then `[DONE]`.
     #[tokio::test]
     async fn streams_openai_chunks() {
-        let (port, stats) = serve(0, three_deltas(), false).await.unwrap();
+        let (port, stats) = serve(0, three_deltas(), false, no_turns()).await.unwrap();
         let response = stream(&reqwest::Client::new(), false, port).await;
         assert_eq!(response.version(), reqwest::Version::HTTP_11);
         read_three_deltas(response).await;
@@ -365,7 +465,7 @@ mod tests {
     /// Over TLS, to a client that trusts the fixtures' CA: HTTP/2 by ALPN, the same stream.
     #[tokio::test]
     async fn streams_over_tls_with_http2_by_alpn() {
-        let (port, stats) = serve(0, three_deltas(), true).await.unwrap();
+        let (port, stats) = serve(0, three_deltas(), true, no_turns()).await.unwrap();
         let ca = std::fs::read(format!("{TLS_FIXTURES}/ca.pem")).unwrap();
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
@@ -392,7 +492,87 @@ mod tests {
             deltas: 3,
             over: Duration::from_millis(30),
             close: false,
+            probe: None,
         }
+    }
+
+    fn no_turns() -> Arc<Ledger> {
+        Arc::new(Ledger::new(0))
+    }
+
+    /// A client that hangs up: its call probes (SSE comments), and the ledger records when
+    /// the call's body was dropped, well before its next delta was due.
+    async fn hang_up_is_seen(tls: bool) {
+        let ledger = Arc::new(Ledger::new(2));
+        let pacing = Pacing {
+            deltas: 2,
+            over: Duration::from_secs(20),
+            close: false,
+            probe: Some(Duration::from_millis(10)),
+        };
+        let (port, stats) = serve(0, pacing, tls, ledger.clone()).await.unwrap();
+        let ca = std::fs::read(format!("{TLS_FIXTURES}/ca.pem")).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let response = client
+            .post(format!("{}/chat/completions", base(tls, port)))
+            .json(&json!({"model": "m", "stream": true,
+                "messages": [{"role": "user", "content": "bench turn 1: hello"}]}))
+            .send()
+            .await
+            .unwrap();
+        let version = if tls {
+            reqwest::Version::HTTP_2
+        } else {
+            reqwest::Version::HTTP_11
+        };
+        assert_eq!(response.version(), version);
+        let mut body = response.bytes_stream();
+        let mut read = String::new();
+        while !read.contains("\"role\"") {
+            read.push_str(&String::from_utf8_lossy(
+                &body.next().await.unwrap().unwrap(),
+            ));
+        }
+        ledger.hang_up(1);
+        while !read.contains(": probe") {
+            read.push_str(&String::from_utf8_lossy(
+                &body.next().await.unwrap().unwrap(),
+            ));
+        }
+        drop(body);
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let s = ledger.summary();
+                if s.still_open == 0 {
+                    return s;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the call was still open 5 s after its client left");
+        assert_eq!(ended.hung_up, 1);
+        assert_eq!(ended.open_after_1s, 0);
+        assert_eq!(ended.finished_anyway, 0);
+        assert!(ended.ended_after_us[0] < 1_000_000, "{ended:?}");
+        assert_eq!(stats.open.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.unmatched.load(Ordering::Relaxed), 0);
+        assert!(stats.probes.load(Ordering::Relaxed) >= 1);
+        assert_eq!(stats.deltas_written.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_http1_call_is_recorded() {
+        hang_up_is_seen(false).await;
+    }
+
+    #[tokio::test]
+    async fn a_reset_http2_stream_is_recorded() {
+        hang_up_is_seen(true).await;
     }
 
     async fn read_three_deltas(response: reqwest::Response) {
@@ -431,8 +611,9 @@ mod tests {
             deltas: 1,
             over: Duration::from_millis(1),
             close: true,
+            probe: None,
         };
-        let (port, _) = serve(0, pacing, false).await.unwrap();
+        let (port, _) = serve(0, pacing, false, no_turns()).await.unwrap();
         let response = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
             .json(&json!({"model": "m", "messages": []}))
