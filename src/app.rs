@@ -158,6 +158,7 @@ impl Application {
             chat.clone(),
             actions,
             settings.messages.max_chars,
+            settings.agent.openai.allowed_models(),
         );
         let state = AppState {
             settings: Arc::new(settings),

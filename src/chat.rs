@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use entity::thread_item;
+use entity::{thread, thread_item};
 use futures_channel::mpsc;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,7 @@ use crate::{
     agent::{Agent, AgentError, AgentEvent, AgentRequest, EventSink, HistoryMessage, TaskTools},
     config::MessageSettings,
     domain::{
-        new_id, now, task_list::TaskList, IdempotencyKey, ItemId, MessageText, ThreadId,
+        new_id, now, task_list::TaskList, IdempotencyKey, ItemId, MessageText, ThreadId, Title,
         ToolCallRecord, UserId,
     },
     store::{AnswerIds, ItemStatus, ItemType, NewItem, RecordedAnswer, Store, StoreError, Turn},
@@ -154,6 +154,8 @@ pub enum TurnEvent {
     },
     /// Assistant text as it is written; the deltas add up to the recorded text.
     TextDelta(String),
+    /// The thread's title changed (the model wrote one for a new thread).
+    ThreadUpdated(Box<thread::Model>),
     /// The turn is recorded (or was, for a replay).
     Completed(Box<TurnResult>),
     /// The agent or the store failed; the user's message stays recorded.
@@ -619,12 +621,27 @@ impl ChatService {
         } else {
             Vec::new()
         };
+        // A new thread's first turn: its title is asked for while the answer is written.
+        let title = (self.agent.uses_history() && history.is_empty()).then(|| {
+            let agent = self.agent.clone();
+            let message = turn.content.clone();
+            AbortOnDrop(tokio::spawn(async move { agent.title(&message).await }))
+        });
         let tools = TaskTools::new(self.store.clone(), user.clone());
+        // The composer's picks, stored with the message, so a retry answers the same way.
+        let options = turn.payload.as_ref().and_then(|p| p.get("inference_options"));
+        let model = options.and_then(|o| o.get("model")).and_then(Value::as_str);
+        let tool_choice = options
+            .and_then(|o| o.get("tool_choice"))
+            .and_then(|t| t.get("id"))
+            .and_then(Value::as_str);
         let request = AgentRequest {
             user,
             history: &history,
             message: &turn.content,
             stop,
+            model,
+            tool_choice,
         };
         // The agent's events go straight into the tracker as they are emitted (same task,
         // no channel between them); the tracker allocates the ids the answer is recorded
@@ -680,7 +697,55 @@ impl ChatService {
                     .complete_turn(user, turn, ids, &answer.text, &answer.tool_calls),
             )
             .await?;
+        if let Some(title) = title {
+            if let Some(thread) = Box::pin(self.retitle(user, turn, title)).await {
+                if let Ok(guard) = tracker.lock() {
+                    guard.0.sink.emit(TurnEvent::ThreadUpdated(Box::new(thread)));
+                }
+            }
+        }
         Ok(TurnResult::new(turn, stored))
+    }
+
+    /// Gives the thread of a first turn the title the model wrote, unless the user renamed
+    /// it meanwhile; the thread as it is now when it was renamed.
+    async fn retitle(
+        &self,
+        user: &UserId,
+        turn: &Turn,
+        title: AbortOnDrop<Option<String>>,
+    ) -> Option<thread::Model> {
+        let written = title.join().await??;
+        let title = Title::parse(&written).ok()?;
+        let thread_id = ThreadId::parse(&turn.thread_id)?;
+        let fallback = Title::from_message(&turn.content);
+        match self
+            .store
+            .retitle_if(user, &thread_id, fallback.as_str(), &title)
+            .await
+        {
+            Ok(thread) => thread,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the thread's title");
+                None
+            }
+        }
+    }
+}
+
+/// A task aborted when its handle is dropped: work for a turn that failed is not left
+/// running.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> Option<T> {
+        (&mut self.0).await.ok()
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -723,6 +788,7 @@ mod tests {
                 TurnEvent::WorkflowReplaced { .. } => ("replaced", None),
                 TurnEvent::MessageStarted { at, .. } => ("message_started", Some(at)),
                 TurnEvent::ToolStarted { .. } => ("tool_started", None),
+                TurnEvent::ThreadUpdated(_) => ("thread_updated", None),
                 TurnEvent::TextDelta(_) => ("delta", None),
                 TurnEvent::Completed(_) | TurnEvent::Failed(_) => ("end", None),
             };

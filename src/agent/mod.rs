@@ -64,6 +64,10 @@ impl Agent for WithToolServers {
         self.inner.provider()
     }
 
+    async fn title(&self, message: &str) -> Option<String> {
+        self.inner.title(message).await
+    }
+
     async fn tools_for_actions(&self, tools: TaskTools) -> Result<TaskTools, AgentError> {
         let reserved: Vec<&str> = if self.builtin_tools {
             tools::TOOLS.iter().map(|t| t.name).collect()

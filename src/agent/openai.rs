@@ -96,12 +96,41 @@ struct ChatRequest<'a> {
     model: &'a str,
     messages: &'a [ChatMessage<'a>],
     tools: &'a RawValue,
-    tool_choice: &'static str,
+    tool_choice: ToolChoice<'a>,
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+}
+
+/// `tool_choice`: the model decides, or must call the named function.
+#[derive(Clone, Copy)]
+enum ToolChoice<'a> {
+    Auto,
+    Function(&'a str),
+}
+
+impl Serialize for ToolChoice<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Named<'a> {
+            name: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Forced<'a> {
+            r#type: &'static str,
+            function: Named<'a>,
+        }
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::Function(name) => Forced {
+                r#type: "function",
+                function: Named { name },
+            }
+            .serialize(s),
+        }
+    }
 }
 
 /// Why one attempt failed, and whether another may follow.
@@ -113,6 +142,14 @@ enum AttemptError {
     Fatal(String),
     /// The user stopped the answer: the call was dropped.
     Stopped,
+}
+
+/// What one model call of a turn asks for besides its messages.
+#[derive(Clone, Copy)]
+struct StepCall<'a> {
+    model: &'a str,
+    offered: &'a RawValue,
+    tool_choice: ToolChoice<'a>,
 }
 
 /// Resolves when `stop` is cancelled; never without one.
@@ -334,16 +371,16 @@ impl OpenAiAgent {
     /// One model call, retried while nothing has been streamed.
     async fn step(
         &self,
+        call: StepCall<'_>,
         messages: &[ChatMessage<'_>],
-        offered: &RawValue,
         events: &EventSink,
         stop: Option<&CancellationToken>,
     ) -> Result<StepOutput, AgentError> {
         let request = ChatRequest {
-            model: &self.settings.model,
+            model: call.model,
             messages,
-            tools: offered,
-            tool_choice: "auto",
+            tools: call.offered,
+            tool_choice: call.tool_choice,
             stream: true,
             temperature: self.settings.temperature,
             max_tokens: self.settings.max_tokens,
@@ -522,7 +559,17 @@ impl OpenAiAgent {
                 answer.stopped = true;
                 return Ok(answer);
             }
-            let out = self.step(&messages, &offered, events, request.stop).await?;
+            let call = StepCall {
+                model: request.model.unwrap_or(&self.settings.model),
+                offered: &offered,
+                // Forced on the first call only: after it the model decides again, or a
+                // forced tool would be called until the step limit.
+                tool_choice: match request.tool_choice {
+                    Some(name) if step == 0 && tools.offers(name) => ToolChoice::Function(name),
+                    _ => ToolChoice::Auto,
+                },
+            };
+            let out = self.step(call, &messages, events, request.stop).await?;
             answer.text.push_str(&out.text);
             if out.stopped {
                 // Calls the model had only begun to ask for are not made.
@@ -587,10 +634,109 @@ impl OpenAiAgent {
     }
 }
 
+/// What a title call asks: the message, and to answer with a title only.
+const TITLE_PROMPT: &str = "Write a title of at most six words for a conversation that starts \
+    with the user's message below. Answer with the title alone: no quotes, no punctuation at \
+    the end.";
+
+/// A title as the model wrote it, made fit for a thread: one line, no wrapping quotes, at
+/// most 60 characters; `None` if nothing is left.
+fn clean_title(raw: &str) -> Option<String> {
+    let line = raw.lines().find(|l| !l.trim().is_empty())?.trim();
+    let line = line.trim_matches(|c: char| matches!(c, '"' | '\'' | '“' | '”' | '*' | '#'));
+    let line = line.trim().trim_end_matches('.').trim();
+    let title: String = line.chars().filter(|c| !c.is_control()).take(60).collect();
+    let title = title.trim().to_owned();
+    (!title.is_empty()).then_some(title)
+}
+
+impl OpenAiAgent {
+    /// One non-streamed call for a thread's title.
+    async fn ask_title(&self, message: &str) -> Result<String, String> {
+        #[derive(Serialize)]
+        struct TitleRequest<'a> {
+            model: &'a str,
+            messages: [ChatMessage<'a>; 2],
+            stream: bool,
+            max_tokens: u32,
+        }
+        #[derive(serde::Deserialize)]
+        struct Completion {
+            choices: Vec<Choice>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Choice {
+            message: Said,
+        }
+        #[derive(serde::Deserialize)]
+        struct Said {
+            content: Option<String>,
+        }
+        let excerpt: String = message.chars().take(2000).collect();
+        let request = TitleRequest {
+            model: &self.settings.model,
+            messages: [
+                ChatMessage::Text {
+                    role: "system",
+                    content: TITLE_PROMPT,
+                },
+                ChatMessage::Text {
+                    role: "user",
+                    content: &excerpt,
+                },
+            ],
+            stream: false,
+            max_tokens: 24,
+        };
+        let lease = self.clients.lease();
+        let mut http = lease.client().post(&self.url).json(&request);
+        let key = self.settings.api_key.expose_secret();
+        if !key.is_empty() {
+            http = http.bearer_auth(key);
+        }
+        let response = http
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("the model API answered HTTP {}", response.status()));
+        }
+        let completion: Completion = response
+            .json()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        completion
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|c| c.message.content)
+            .ok_or_else(|| "the answer held no title".to_owned())
+    }
+}
+
 #[async_trait]
 impl Agent for OpenAiAgent {
     fn provider(&self) -> &'static str {
         "openai"
+    }
+
+    async fn title(&self, message: &str) -> Option<String> {
+        if !self.settings.titles {
+            return None;
+        }
+        let limit = Duration::from_millis(self.settings.title_timeout_ms);
+        match tokio::time::timeout(limit, self.ask_title(message)).await {
+            Ok(Ok(title)) => clean_title(&title),
+            // The title made from the message stays; nothing the user sees failed.
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "no title from the model");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("no title from the model in time");
+                None
+            }
+        }
     }
 
     async fn respond(

@@ -26,6 +26,12 @@ pub struct AgentRequest<'a> {
     /// what was said so far is the answer. Tools already running finish first, so none
     /// is ever half applied. `None` where nobody can stop it (REST).
     pub stop: Option<&'a tokio_util::sync::CancellationToken>,
+    /// The model the user picked in the composer (checked against the allowed list before
+    /// the turn was recorded); `None`: the configured one.
+    pub model: Option<&'a str>,
+    /// A tool the user asked to be used (the composer's tool picker): the first model call
+    /// must call it, when it is offered.
+    pub tool_choice: Option<&'a str>,
 }
 
 /// The answer as the agent produced it, before it is recorded (the store returns it as a
@@ -58,6 +64,13 @@ pub trait Agent: Send + Sync {
     /// same tools a model would call.
     async fn tools_for_actions(&self, tools: TaskTools) -> Result<TaskTools, AgentError> {
         Ok(tools)
+    }
+
+    /// A short title for a thread that starts with `message`, when this provider writes
+    /// one (one bounded call); `None` keeps the title made from the message.
+    async fn title(&self, message: &str) -> Option<String> {
+        let _ = message;
+        None
     }
 
     /// Answers `request`, streaming text and tool calls to `events` as they happen.

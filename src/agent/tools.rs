@@ -607,6 +607,8 @@ mod tests {
             history: &[],
             message: "add a task to buy milk",
             stop: None,
+            model: None,
+            tool_choice: None,
         };
         let err = LocalAgent
             .respond(request, &tools, &events)

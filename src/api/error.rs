@@ -38,6 +38,9 @@ pub enum ApiError {
     ActionFailed(String),
     #[error("{0}")]
     TaskNotFound(String),
+    /// The composer picked a model this server does not offer.
+    #[error("{0}")]
+    ModelNotAllowed(String),
     #[error("a turn of this thread is still being answered; wait for it to finish")]
     TurnInProgress,
     #[error("this Idempotency-Key was used for a different request")]
@@ -74,9 +77,10 @@ impl ApiError {
             Self::ThreadNotFound | Self::ItemNotFound | Self::TaskNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
-            Self::Unsupported(_) | Self::ActionUnknown(_) | Self::ActionInvalid(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::Unsupported(_)
+            | Self::ActionUnknown(_)
+            | Self::ActionInvalid(_)
+            | Self::ModelNotAllowed(_) => StatusCode::BAD_REQUEST,
             Self::ActionFailed(_) => StatusCode::CONFLICT,
             Self::IdempotencyInProgress | Self::TurnInProgress => StatusCode::CONFLICT,
             Self::AgentUnavailable => StatusCode::BAD_GATEWAY,
@@ -103,6 +107,7 @@ impl ApiError {
             Self::ActionInvalid(_) => "action.invalid",
             Self::ActionFailed(_) => "action.failed",
             Self::TaskNotFound(_) => "task.not_found",
+            Self::ModelNotAllowed(_) => "model.not_allowed",
             Self::TurnInProgress => "turn.in_progress",
             Self::IdempotencyMismatch => "idempotency.mismatch",
             Self::IdempotencyInProgress => "idempotency.in_progress",
@@ -472,6 +477,7 @@ impl From<crate::chatkit::ChatKitError> for ApiError {
             ChatKitError::Chat(e) => e.into(),
             ChatKitError::ActionUnknown(m) => Self::ActionUnknown(m),
             ChatKitError::ActionInvalid(m) => Self::ActionInvalid(m),
+            ChatKitError::ModelNotAllowed(m) => Self::ModelNotAllowed(m),
             ChatKitError::Action(e) => e.into(),
         }
     }

@@ -67,6 +67,7 @@ fn encode(event: TurnEvent) -> Option<String> {
         }
         TurnEvent::WorkflowStarted { .. }
         | TurnEvent::ToolStarted { .. }
+        | TurnEvent::ThreadUpdated(_)
         | TurnEvent::WorkflowDone { .. }
         | TurnEvent::MessageStarted { .. } => return None,
     })

@@ -58,6 +58,9 @@ pub enum ChatKitError {
     /// A widget action whose payload does not fit it.
     #[error("{0}")]
     ActionInvalid(String),
+    /// The composer picked a model this server does not offer.
+    #[error("{0}")]
+    ModelNotAllowed(String),
     /// The action was refused or failed.
     #[error(transparent)]
     Action(#[from] ActionError),
@@ -98,6 +101,8 @@ pub struct ChatKitService {
     chat: ChatService,
     actions: TaskActions,
     max_chars: usize,
+    /// The models the composer may pick.
+    models: std::sync::Arc<[String]>,
 }
 
 /// An action's payload is a task id and perhaps a form value or two; more is not a click.
@@ -237,6 +242,17 @@ fn parse_input(input: UserInput) -> Result<ParsedInput, ChatKitError> {
             .and_then(|t| t.get("id"))
             .and_then(Value::as_str)
         {
+            // A tool name as models take them; anything else names no tool.
+            let plain = (1..=64).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !plain {
+                return Err(ChatKitError::Malformed(
+                    "inference_options.tool_choice.id must be a tool name ([A-Za-z0-9_-], 1 to 64)"
+                        .into(),
+                ));
+            }
             options.insert("tool_choice".into(), json!({ "id": id }));
         }
     }
@@ -258,14 +274,39 @@ fn inline_error(message: String) -> Outcome {
 }
 
 impl ChatKitService {
-    /// A service that records messages of at most `max_chars` characters.
+    /// A service that records messages of at most `max_chars` characters and lets the
+    /// composer pick among `models`.
     #[must_use]
-    pub fn new(store: Store, chat: ChatService, actions: TaskActions, max_chars: usize) -> Self {
+    pub fn new(
+        store: Store,
+        chat: ChatService,
+        actions: TaskActions,
+        max_chars: usize,
+        models: Vec<String>,
+    ) -> Self {
         Self {
             store,
             chat,
             actions,
             max_chars,
+            models: models.into(),
+        }
+    }
+
+    /// Refuses a model the composer may not pick, before anything is recorded.
+    fn check_model(&self, input: &ParsedInput) -> Result<(), ChatKitError> {
+        let picked = input.payload["inference_options"]
+            .get("model")
+            .and_then(Value::as_str);
+        match picked {
+            Some(model) if !self.models.iter().any(|m| m == model) => {
+                let shown: String = model.chars().take(64).collect();
+                Err(ChatKitError::ModelNotAllowed(format!(
+                    "model {shown:?} is not one this server offers: {}",
+                    self.models.join(", ")
+                )))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -301,7 +342,13 @@ impl ChatKitService {
             }
             Request::CustomAction(p) => {
                 let (thread, outcome) = self.task_action(user, &p).await?;
-                let mut events = Vec::new();
+                // Every response stream starts with its options, as the SDK's do; an
+                // action's is over at once, so there is nothing to stop.
+                let mut events = vec![Event::StreamOptions {
+                    stream_options: StreamOptions {
+                        allow_cancel: false,
+                    },
+                }];
                 if let Some(item) = outcome.workflow.as_ref().and_then(items::item) {
                     events.push(Event::ItemDone { item });
                 }
@@ -359,6 +406,7 @@ impl ChatKitService {
 
     async fn create(&self, user: &UserId, p: CreateParams) -> Result<Outcome, ChatKitError> {
         let input = parse_input(p.input)?;
+        self.check_model(&input)?;
         let message = match self.message(&input)? {
             Ok(m) => m,
             Err(e) => return Ok(inline_error(e)),
@@ -378,6 +426,7 @@ impl ChatKitService {
         p: AddMessageParams,
     ) -> Result<Outcome, ChatKitError> {
         let input = parse_input(p.input)?;
+        self.check_model(&input)?;
         let message = match self.message(&input)? {
             Ok(m) => m,
             Err(e) => {

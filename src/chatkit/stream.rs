@@ -7,8 +7,8 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use super::{
-    items::{assistant_item, item, task, workflow_item},
-    wire::{Event, ItemUpdate, OutputText},
+    items::{self, assistant_item, item, task, workflow_item},
+    wire::{Event, ItemUpdate, OutputText, Page},
 };
 use crate::{
     chat::{ChatError, StopOnDrop, TurnEvent},
@@ -123,6 +123,8 @@ struct TurnEncoder {
     message_started: bool,
     /// The turn completed or failed: nothing follows.
     done: bool,
+    /// The thread's new title, sent once the answer is done.
+    retitled: Option<Event>,
 }
 
 impl TurnEncoder {
@@ -134,6 +136,7 @@ impl TurnEncoder {
             text: String::new(),
             message_started: false,
             done: false,
+            retitled: None,
         }
     }
 
@@ -146,6 +149,7 @@ impl TurnEncoder {
             text,
             message_started,
             done: finished,
+            retitled,
         } = self;
         let thread_id = &*thread_id;
         match event {
@@ -193,6 +197,12 @@ impl TurnEncoder {
                 });
             }
             TurnEvent::ToolStarted { tool } => send(tool_progress(&tool)),
+            // Sent after the answer's items, as the SDK does: the last event of a turn.
+            TurnEvent::ThreadUpdated(thread) => {
+                *retitled = Some(Event::ThreadUpdated {
+                    thread: items::thread(&thread, Page::empty()),
+                });
+            }
             TurnEvent::MessageStarted { id, at } => {
                 send(Event::ItemAdded {
                     item: assistant_item(&id, thread_id, &at, ""),
@@ -266,6 +276,9 @@ impl TurnEncoder {
                 done.extras.iter().filter_map(item).for_each(|item| {
                     send(Event::ItemDone { item });
                 });
+                if let Some(event) = retitled.take() {
+                    send(event);
+                }
                 *finished = true;
             }
             TurnEvent::Failed(error) => {

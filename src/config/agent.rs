@@ -126,9 +126,35 @@ pub struct OpenAiSettings {
     pub max_retries: u32,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
+    /// The models the ChatKit composer may pick (`inference_options.model`); empty means
+    /// `model` alone. The first turn's model need not be among them: `model` always is.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// After a new thread's first turn, ask the model for a short title (one bounded call).
+    #[serde(default = "default_titles")]
+    pub titles: bool,
+    /// How long that title call may take before the fallback title stays.
+    #[serde(default = "default_title_timeout_ms")]
+    pub title_timeout_ms: u64,
+}
+
+fn default_titles() -> bool {
+    true
+}
+
+fn default_title_timeout_ms() -> u64 {
+    5000
 }
 
 impl OpenAiSettings {
+    /// The models a turn may ask for: `models`, with `model` always among them.
+    #[must_use]
+    pub fn allowed_models(&self) -> Vec<String> {
+        let mut all = vec![self.model.clone()];
+        all.extend(self.models.iter().filter(|m| **m != self.model).cloned());
+        all
+    }
+
     /// Every out-of-range value (in every provider's settings, as before the provider was
     /// chosen), and what the `openai` provider needs to reach a model.
     fn check(&self, provider: AgentProvider, problems: &mut Vec<String>) {
@@ -179,9 +205,25 @@ impl OpenAiSettings {
                     self.retry_base_ms,
                     3_600_000,
                 ),
+                (
+                    "agent.openai.title_timeout_ms",
+                    self.title_timeout_ms,
+                    1,
+                    60_000,
+                ),
             ],
             problems,
         );
+        if let Some(bad) = self
+            .models
+            .iter()
+            .find(|m| m.trim().is_empty() || m.len() > 128 || m.chars().any(char::is_control))
+        {
+            problems.push(format!(
+                "{} names a model {bad:?} that is empty, over 128 bytes or has control characters",
+                setting_names("agent.openai.models")
+            ));
+        }
         if let Some(t) = self.temperature {
             if !(0.0..=2.0).contains(&t) {
                 problems.push(format!(

@@ -86,6 +86,7 @@ pub(super) fn layers(
                 .with_list_parse_key("server.cors_allowed_origins")
                 .with_list_parse_key("session.previous_secrets")
                 .with_list_parse_key("upstream.algorithms")
+                .with_list_parse_key("agent.openai.models")
                 .try_parsing(true)
                 .source(Some(vars.iter().cloned().collect())),
         )

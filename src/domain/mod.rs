@@ -252,6 +252,11 @@ impl Title {
     pub fn into_inner(self) -> String {
         self.0
     }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 fn json_has_nul(value: &serde_json::Value) -> bool {

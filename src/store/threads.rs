@@ -240,6 +240,29 @@ impl Store {
         Ok(thread)
     }
 
+    /// Renames the thread to `to` only while its title is still `from` (the one made from
+    /// its first message): a title the user set in the meantime stays. The thread as it
+    /// is now when renamed, `None` when it was not.
+    pub async fn retitle_if(
+        &self,
+        user: &UserId,
+        id: &ThreadId,
+        from: &str,
+        to: &Title,
+    ) -> Result<Option<thread::Model>, StoreError> {
+        let result = thread::Entity::update_many()
+            .col_expr(thread::Column::Title, Expr::value(to.as_str()))
+            .filter(thread::Column::Id.eq(id.as_str()))
+            .filter(thread::Column::UserId.eq(user.as_str()))
+            .filter(thread::Column::Title.eq(from))
+            .exec(&self.write)
+            .await?;
+        if result.rows_affected == 0 {
+            return Ok(None);
+        }
+        Ok(Some(self.get_thread(user, id).await?))
+    }
+
     /// Deletes the thread; its items go with it (foreign key cascade).
     pub async fn delete_thread(&self, user: &UserId, id: &ThreadId) -> Result<(), StoreError> {
         let result = thread::Entity::delete_many()

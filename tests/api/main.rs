@@ -11,6 +11,7 @@
 
 mod better_auth;
 mod chatkit;
+mod composer;
 mod cli;
 mod container;
 mod contract;

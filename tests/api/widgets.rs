@@ -113,15 +113,20 @@ async fn a_click_completes_the_task_and_replaces_the_widget_in_place() {
     assert_eq!(done.status, 200, "{}", done.raw);
     assert_eq!(
         done.types(),
-        ["thread.item.done", "thread.item.replaced", "client_effect"]
+        [
+            "stream_options",
+            "thread.item.done",
+            "thread.item.replaced",
+            "client_effect"
+        ]
     );
     // Recorded like a model's call: a workflow item listing it.
-    assert_eq!(done.events[0]["item"]["type"], "workflow");
+    assert_eq!(done.events[1]["item"]["type"], "workflow");
     assert_eq!(
-        done.events[0]["item"]["workflow"]["tasks"][0]["title"],
+        done.events[1]["item"]["workflow"]["tasks"][0]["title"],
         "Completed task 1: buy milk"
     );
-    let replaced = &done.events[1]["item"];
+    let replaced = &done.events[2]["item"];
     assert_eq!(replaced["id"], widget["id"]);
     assert_eq!(replaced["created_at"], widget["created_at"]);
     assert_eq!(replaced["copy_text"], "Task added\n[x] 1. buy milk");
@@ -131,7 +136,7 @@ async fn a_click_completes_the_task_and_replaces_the_widget_in_place() {
         [("task.reopen".into(), 1), ("task.delete".into(), 1)]
     );
     assert_eq!(
-        done.events[2],
+        done.events[3],
         json!({"type": "client_effect", "name": "tasks.changed",
                "data": {"task_ids": [1], "change": "completed"}})
     );
@@ -156,7 +161,7 @@ async fn a_replayed_click_changes_nothing_more() {
     let first = ck.request("threads.custom_action", complete.clone()).await;
     let again = ck.request("threads.custom_action", complete).await;
     assert_eq!(again.status, 200, "{}", again.raw);
-    assert_eq!(first.events[1]["item"], again.events[1]["item"]);
+    assert_eq!(first.events[2]["item"], again.events[2]["item"]);
     assert_eq!(tasks_now(&ck, &tid).await, [json!("[x] 1. buy milk")]);
     // Reopening is its own action, named by the control: not a toggle.
     let reopen = click(&widget, &tid, "task.reopen", json!(1));
@@ -168,13 +173,13 @@ async fn a_replayed_click_changes_nothing_more() {
     let gone = ck.request("threads.custom_action", delete.clone()).await;
     assert_eq!(gone.events.last().unwrap()["data"]["change"], "deleted");
     assert_eq!(
-        gone.events[1]["item"]["copy_text"],
+        gone.events[2]["item"]["copy_text"],
         "Task added\n[-] 1. buy milk (deleted)"
     );
-    assert!(actions_of(&gone.events[1]["item"]).is_empty());
+    assert!(actions_of(&gone.events[2]["item"]).is_empty());
     let again = ck.request("threads.custom_action", delete).await;
     assert_eq!(again.status, 200, "{}", again.raw);
-    assert_eq!(again.types(), ["thread.item.replaced"]);
+    assert_eq!(again.types(), ["stream_options", "thread.item.replaced"]);
     assert!(tasks_now(&ck, &tid).await.is_empty());
 }
 

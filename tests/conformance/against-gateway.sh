@@ -87,7 +87,8 @@ start_gateway() { # name, then extra VAR=value settings; sets $url
 status=0
 
 echo "== pass 1: the local agent"
-start_gateway local AGENT_PROVIDER=local
+# The composer's model picker may pick the model the conversation section sends.
+start_gateway local AGENT_PROVIDER=local GATEWAY__AGENT__OPENAI__MODELS=conformance-model
 GATEWAY_BIN="$bin" "$here/run.sh" "$url" "$@" || status=1
 [ "$status" = 0 ] || { echo "== the gateway's log (last 40 lines)" >&2; tail -n 40 "$tmp/local.log" >&2; }
 
@@ -98,7 +99,8 @@ python3 "$here/fake_openai.py" "$fake_port" >"$tmp/fake.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$fake_port/" "$tmp/fake.log"
 start_gateway openai AGENT_PROVIDER=openai OPENAI_BASE_URL="http://127.0.0.1:$fake_port/v1" \
-  OPENAI_MODEL=fake OPENAI_API_KEY=
+  OPENAI_MODEL=fake OPENAI_API_KEY= GATEWAY__AGENT__OPENAI__MODELS=conformance-model \
+  GATEWAY__AGENT__OPENAI__TITLES=false
 pass2=0
 GATEWAY_BIN="$bin" "$here/run.sh" "$url" --agent-faults "$@" || pass2=1
 [ "$pass2" = 0 ] || { echo "== the gateway's log (last 40 lines)" >&2; tail -n 40 "$tmp/openai.log" >&2; }

@@ -131,6 +131,9 @@ pub struct Fake {
     together: Option<(usize, Arc<tokio::sync::Barrier>)>,
     /// Answers whose stream is still open (the gateway has not dropped it).
     open: Arc<watch::Sender<usize>>,
+    /// Answers to title calls: a title, or an HTTP status to fail with.
+    titles: Arc<Mutex<VecDeque<Result<String, u16>>>>,
+    title_requests: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Default for Fake {
@@ -143,6 +146,8 @@ impl Default for Fake {
             arrived: Arc::new(watch::channel(0).0),
             together: None,
             open: Arc::new(watch::channel(0).0),
+            titles: Arc::default(),
+            title_requests: Arc::default(),
         }
     }
 }
@@ -254,6 +259,26 @@ async fn answer(
 
 #[handler]
 async fn completions(fake: Data<&Fake>, req: &Request, body: Json<Value>) -> Response {
+    // A non-streamed call is a thread's title: answered from its own queue, and kept
+    // apart, so the turns' scripts and requests are as they were.
+    if body.0.get("stream") == Some(&Value::Bool(false)) {
+        fake.title_requests.lock().unwrap().push(body.0);
+        let title = fake.titles.lock().unwrap().pop_front();
+        return match title {
+            Some(Ok(text)) => Response::builder().content_type("application/json").body(
+                json!({"id": "chatcmpl-t", "object": "chat.completion", "model": "fake",
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": text}}]})
+                .to_string(),
+            ),
+            Some(Err(code)) => Response::builder()
+                .status(poem::http::StatusCode::from_u16(code).unwrap())
+                .body("scripted"),
+            None => Response::builder()
+                .status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+                .body("no title scripted"),
+        };
+    }
     let auth = req
         .headers()
         .get("authorization")
@@ -354,6 +379,20 @@ impl FakeModel {
     pub async fn all_closed(&self) {
         let mut open = self.fake.open.subscribe();
         let _ = within("the model calls to be dropped", open.wait_for(|n| *n == 0)).await;
+    }
+
+    /// The answer to the next title call: a title, or an HTTP status to fail with.
+    pub fn push_title(&self, title: Result<&str, u16>) {
+        self.fake
+            .titles
+            .lock()
+            .unwrap()
+            .push_back(title.map(str::to_owned));
+    }
+
+    /// The title calls received, in order.
+    pub fn title_requests(&self) -> Vec<Value> {
+        self.fake.title_requests.lock().unwrap().clone()
     }
 
     /// How many answers' streams are open now.
@@ -476,4 +515,6 @@ pub fn use_model_at(s: &mut chatkit_gateway::Settings, base: &str) {
     s.agent.openai.model = "fake-model".into();
     s.agent.openai.retry_base_ms = 20;
     s.agent.openai.first_token_timeout_ms = 3000;
+    // Titles are a call of their own; the tests of titles turn them on.
+    s.agent.openai.titles = false;
 }
