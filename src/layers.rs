@@ -2,7 +2,7 @@
 //! modules below it, so no two modules import each other and nothing reaches up.
 
 /// Lowest first. A module may name any module listed before it, never one after it.
-const LAYERS: [&str; 13] = [
+const LAYERS: [&str; 14] = [
     "domain",
     "config",
     "store",
@@ -12,6 +12,7 @@ const LAYERS: [&str; 13] = [
     "agent",
     "limits",
     "chat",
+    "task_actions",
     "chatkit",
     "api",
     "http",
