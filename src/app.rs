@@ -152,7 +152,18 @@ impl Application {
             store.clone(),
         );
         let actions = crate::task_actions::TaskActions::new(store.clone(), agent.clone());
-        let chat = ChatService::new(store.clone(), agent, settings.messages.clone());
+        let client_tools = settings
+            .chatkit
+            .client_tools
+            .iter()
+            .map(|t| crate::agent::ClientTool {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                parameters: t.parameters.clone(),
+            })
+            .collect();
+        let chat = ChatService::new(store.clone(), agent, settings.messages.clone())
+            .with_client_tools(client_tools);
         let chatkit = ChatKitService::new(
             store.clone(),
             chat.clone(),

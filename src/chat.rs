@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    agent::{Agent, AgentError, AgentEvent, AgentRequest, EventSink, HistoryMessage, TaskTools},
+    agent::{
+        Agent, AgentError, AgentEvent, AgentRequest, ClientTool, EventSink, HistoryMessage,
+        Mention, Pending, Resume, TaskTools,
+    },
     config::MessageSettings,
     domain::{
         new_id, now, task_list::TaskList, IdempotencyKey, ItemId, MessageText, ThreadId, Title,
@@ -346,6 +349,86 @@ pub struct ChatService {
     store: Store,
     agent: Arc<dyn Agent>,
     settings: MessageSettings,
+    /// The page's tools, offered on turns a ChatKit client sent.
+    client_tools: Arc<[ClientTool]>,
+}
+
+/// A paused answer taken up again: the item it paused on (now answered), the turn it
+/// answers (pending again), and what the agent resumes with.
+pub struct Resumed {
+    /// The client tool call or question, with its output or answer.
+    pub item: thread_item::Model,
+    turn: Turn,
+    pending: Pending,
+    said: String,
+    reply: Value,
+}
+
+/// The pending item of `row`, as the agent paused on it.
+fn pending_of(row: &thread_item::Model) -> Option<Pending> {
+    let payload = row.payload.as_ref()?;
+    match row.item_type {
+        ItemType::ClientToolCall => Some(Pending::ClientTool {
+            call_id: payload["call_id"].as_str()?.to_owned(),
+            name: payload["name"].as_str()?.to_owned(),
+            arguments: payload["arguments"].clone(),
+        }),
+        ItemType::StructuredInput => Some(Pending::Question {
+            inputs: payload["inputs"].clone(),
+            context: payload["context"].clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// The item an answer that ends waiting stores, pending.
+fn pending_item(pending: &Pending, at: DateTime<Utc>) -> NewItem {
+    let (id, kind, payload) = match pending {
+        Pending::ClientTool {
+            call_id,
+            name,
+            arguments,
+        } => (
+            new_id("ctc"),
+            ItemType::ClientToolCall,
+            serde_json::json!({"call_id": call_id, "name": name, "arguments": arguments}),
+        ),
+        Pending::Question { inputs, context } => (
+            new_id("si"),
+            ItemType::StructuredInput,
+            serde_json::json!({"inputs": inputs, "context": context, "status": "pending"}),
+        ),
+    };
+    NewItem {
+        id,
+        at,
+        kind,
+        content: String::new(),
+        payload: Some(payload),
+        status: ItemStatus::Pending,
+    }
+}
+
+/// The tasks a ChatKit message @-mentions: its `input_tag` parts whose data names a task.
+fn mentions_of(turn: &Turn) -> Vec<Mention> {
+    let Some(parts) = turn
+        .payload
+        .as_ref()
+        .and_then(|p| p.get("content"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    parts
+        .iter()
+        .filter(|p| p["type"] == "input_tag")
+        .filter_map(|p| {
+            let task_id = p["data"]["task_id"].as_i64().filter(|n| *n > 0)?;
+            let text = p["text"].as_str()?.chars().take(200).collect();
+            Some(Mention { text, task_id })
+        })
+        .take(20)
+        .collect()
 }
 
 impl ChatService {
@@ -355,7 +438,87 @@ impl ChatService {
             store,
             agent,
             settings,
+            client_tools: Arc::new([]),
         }
+    }
+
+    /// These turns offer `tools` to the model when a ChatKit client sent them.
+    #[must_use]
+    pub fn with_client_tools(mut self, tools: Vec<ClientTool>) -> Self {
+        self.client_tools = tools.into();
+        self
+    }
+
+    /// Takes up an answer that paused on a client tool call or a question: `item` is the
+    /// question answered (or `None`: the newest item, a client tool call), `reply` its
+    /// output or answer, applied to the item by `apply`. The turn is pending again when
+    /// this returns; [`stream_resumed`](Self::stream_resumed) answers it.
+    pub async fn resume_paused(
+        &self,
+        user: &UserId,
+        thread_id: &ThreadId,
+        item: Option<&ItemId>,
+        kind: ItemType,
+        reply: Value,
+        apply: impl FnOnce(&mut Value),
+    ) -> Result<Resumed, ChatError> {
+        let (turn, item) = self
+            .store
+            .resume_turn(user, thread_id, item, kind, apply)
+            .await?;
+        let pending = pending_of(&item).ok_or(StoreError::ItemNotFound)?;
+        let said = self
+            .store
+            .load_answer(user, &turn.id)
+            .await?
+            .map(|a| a.item.content)
+            .unwrap_or_default();
+        Ok(Resumed {
+            item,
+            turn,
+            pending,
+            said,
+            reply,
+        })
+    }
+
+    /// Answers a resumed turn as a stoppable stream (see [`stream_stoppable`]).
+    #[must_use]
+    pub fn stream_resumed(
+        &self,
+        user: &UserId,
+        resumed: Resumed,
+    ) -> (mpsc::UnboundedReceiver<TurnEvent>, StopOnDrop) {
+        let stop = CancellationToken::new();
+        let (tx, rx) = mpsc::unbounded();
+        let this = self.clone();
+        let user = user.clone();
+        let token = stop.clone();
+        tokio::spawn(async move {
+            let sink = TurnSink(Some(tx));
+            let Resumed {
+                turn,
+                pending,
+                said,
+                reply,
+                ..
+            } = resumed;
+            let resume = Resume {
+                pending: &pending,
+                said: &said,
+                reply: &reply,
+            };
+            let span = answer_span(&turn);
+            let result = this
+                .run_agent(&user, turn, sink.clone(), Some(&token), Some(resume))
+                .instrument(span)
+                .await;
+            sink.emit(match result {
+                Ok(done) => TurnEvent::Completed(Box::new(done)),
+                Err(e) => TurnEvent::Failed(Box::new(e)),
+            });
+        });
+        (rx, StopOnDrop(stop))
     }
 
     /// Records the user's turn (or finds the one `key` names) and gets it answered.
@@ -409,7 +572,7 @@ impl ChatService {
             let result = match recorded {
                 Recorded::NeedsAnswer(turn) => {
                     let span = answer_span(&turn);
-                    this.run_agent(&user, turn, sink.clone(), stop.as_ref())
+                    this.run_agent(&user, turn, sink.clone(), stop.as_ref(), None)
                         .instrument(span)
                         .await
                 }
@@ -537,7 +700,7 @@ impl ChatService {
         let user = user.clone();
         let span = answer_span(&turn);
         let task = tokio::spawn(
-            async move { this.run_agent(&user, turn, events, None).await }.instrument(span),
+            async move { this.run_agent(&user, turn, events, None, None).await }.instrument(span),
         );
         match task.await {
             Ok(result) => result,
@@ -563,9 +726,10 @@ impl ChatService {
         turn: Turn,
         events: TurnSink,
         stop: Option<&CancellationToken>,
+        resume: Option<Resume<'_>>,
     ) -> Result<TurnResult, ChatError> {
         let started = std::time::Instant::now();
-        let result = self.try_run_agent(user, &turn, events, stop).await;
+        let result = self.try_run_agent(user, &turn, events, stop, resume).await;
         let provider = self.agent.provider();
         metrics::histogram!(crate::metrics::AGENT_DURATION, "provider" => provider)
             .record(started.elapsed().as_secs_f64());
@@ -599,6 +763,7 @@ impl ChatService {
         turn: &Turn,
         events: TurnSink,
         stop: Option<&CancellationToken>,
+        resume: Option<Resume<'_>>,
     ) -> Result<TurnResult, ChatError> {
         // The database calls of a turn are boxed here and in `run_agent`: a streamed
         // turn's future is allocated for as long as the model streams, at the size of its
@@ -622,19 +787,24 @@ impl ChatService {
             Vec::new()
         };
         // A new thread's first turn: its title is asked for while the answer is written.
-        let title = (self.agent.uses_history() && history.is_empty()).then(|| {
-            let agent = self.agent.clone();
-            let message = turn.content.clone();
-            AbortOnDrop(tokio::spawn(async move { agent.title(&message).await }))
-        });
+        let title =
+            (resume.is_none() && self.agent.uses_history() && history.is_empty()).then(|| {
+                let agent = self.agent.clone();
+                let message = turn.content.clone();
+                AbortOnDrop(tokio::spawn(async move { agent.title(&message).await }))
+            });
         let tools = TaskTools::new(self.store.clone(), user.clone());
         // The composer's picks, stored with the message, so a retry answers the same way.
-        let options = turn.payload.as_ref().and_then(|p| p.get("inference_options"));
+        let options = turn
+            .payload
+            .as_ref()
+            .and_then(|p| p.get("inference_options"));
         let model = options.and_then(|o| o.get("model")).and_then(Value::as_str);
         let tool_choice = options
             .and_then(|o| o.get("tool_choice"))
             .and_then(|t| t.get("id"))
             .and_then(Value::as_str);
+        let mentions = mentions_of(turn);
         let request = AgentRequest {
             user,
             history: &history,
@@ -642,6 +812,12 @@ impl ChatService {
             stop,
             model,
             tool_choice,
+            // Sent through ChatKit (its content parts are kept): the page can run client
+            // tools and answer questions.
+            interactive: turn.payload.is_some(),
+            client_tools: &self.client_tools,
+            mentions: &mentions,
+            resume,
         };
         // The agent's events go straight into the tracker as they are emitted (same task,
         // no channel between them); the tracker allocates the ids the answer is recorded
@@ -676,6 +852,9 @@ impl ChatService {
             })?;
             let tracker = &mut guard.0;
             let mut ids = tracker.finish(&answer.tool_calls);
+            if let Some(pending) = &answer.pending {
+                ids.extras.push(pending_item(pending, tracker.next_at()));
+            }
             if answer.stopped {
                 ids.message_status = ItemStatus::Cancelled;
                 ids.extras.push(NewItem {
@@ -697,10 +876,24 @@ impl ChatService {
                     .complete_turn(user, turn, ids, &answer.text, &answer.tool_calls),
             )
             .await?;
+        if let Some(waiting) = stored
+            .extras
+            .iter()
+            .find(|i| i.status == ItemStatus::Pending)
+        {
+            // One pending call or question per thread: an older one can no longer be
+            // answered.
+            if let Err(e) = Box::pin(self.store.drop_pending_except(user, waiting)).await {
+                tracing::warn!(error = %e, "could not close older pending items");
+            }
+        }
         if let Some(title) = title {
             if let Some(thread) = Box::pin(self.retitle(user, turn, title)).await {
                 if let Ok(guard) = tracker.lock() {
-                    guard.0.sink.emit(TurnEvent::ThreadUpdated(Box::new(thread)));
+                    guard
+                        .0
+                        .sink
+                        .emit(TurnEvent::ThreadUpdated(Box::new(thread)));
                 }
             }
         }

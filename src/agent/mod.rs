@@ -24,7 +24,9 @@ pub use local::LocalAgent;
 pub use mcp::{IdentityMinter, McpHub, ServerReport, IDENTITY_TTL_SECS};
 pub use openai::OpenAiAgent;
 pub use prompt::PromptTemplate;
-pub use provider::{Agent, AgentAnswer, AgentRequest, HistoryMessage};
+pub use provider::{
+    Agent, AgentAnswer, AgentRequest, ClientTool, HistoryMessage, Mention, Pending, Resume,
+};
 pub use tools::{Route, TaskTools, ToolError};
 
 use async_trait::async_trait;

@@ -25,7 +25,7 @@ use super::{
     error::AgentError,
     events::{AgentEvent, EventSink},
     prompt::PromptTemplate,
-    provider::{Agent, AgentAnswer, AgentRequest},
+    provider::{Agent, AgentAnswer, AgentRequest, ClientTool, Mention, Pending},
     tools::TaskTools,
 };
 use crate::config::OpenAiSettings;
@@ -548,12 +548,54 @@ impl OpenAiAgent {
                 content: &m.content,
             });
         }
+        let with_mentions;
+        let user_message = if request.mentions.is_empty() {
+            request.message
+        } else {
+            with_mentions = mentioned(request.message, request.mentions);
+            &with_mentions
+        };
         messages.push(ChatMessage::Text {
             role: "user",
-            content: request.message,
+            content: user_message,
         });
         let mut answer = AgentAnswer::default();
-        let offered = tools.offered_json();
+        // The call the answer paused on, and what came back for it.
+        let resumed_result;
+        if let Some(resume) = request.resume {
+            let (id, name, arguments) = match resume.pending {
+                Pending::ClientTool {
+                    call_id,
+                    name,
+                    arguments,
+                } => (call_id.clone(), name.clone(), arguments.to_string()),
+                Pending::Question { context, .. } => (
+                    context["call_id"].as_str().unwrap_or("call_ask").to_owned(),
+                    ASK_USER.to_owned(),
+                    context["arguments"].as_str().unwrap_or("{}").to_owned(),
+                ),
+            };
+            messages.push(ChatMessage::Calls {
+                role: "assistant",
+                content: (!resume.said.is_empty()).then(|| resume.said.to_owned()),
+                tool_calls: vec![CallOut {
+                    id: id.clone(),
+                    r#type: "function",
+                    function: FunctionOut { name, arguments },
+                }],
+            });
+            resumed_result = resume.reply.to_string();
+            messages.push(ChatMessage::ToolResult {
+                role: "tool",
+                tool_call_id: id,
+                content: resumed_result,
+            });
+        }
+        let offered: std::sync::Arc<RawValue> = if request.interactive {
+            with_client_tools(&tools.offered_json(), request.client_tools).into()
+        } else {
+            tools.offered_json()
+        };
         for step in 0..self.settings.max_tool_steps {
             if request.stop.is_some_and(CancellationToken::is_cancelled) {
                 answer.stopped = true;
@@ -611,6 +653,14 @@ impl OpenAiAgent {
                     .collect(),
             });
             for (call, id) in calls.into_iter().zip(ids) {
+                if request.interactive {
+                    if let Some(pending) = pause_on(&call, &id, request.client_tools) {
+                        // The client answers this one: the turn ends waiting for it (calls
+                        // the model asked for after it are not made).
+                        answer.pending = Some(pending);
+                        return Ok(answer);
+                    }
+                }
                 // Boxed: a tool's future (a database or MCP call) would otherwise size this
                 // one, which lives as long as the model streams.
                 let record =
@@ -632,6 +682,99 @@ impl OpenAiAgent {
         answer.text.push_str(&note);
         Ok(answer)
     }
+}
+
+/// The agent's own tool for asking the user to choose (ChatKit's structured input).
+const ASK_USER: &str = "ask_user";
+
+/// `ask_user`'s definition, offered on turns a ChatKit client sent.
+fn ask_user_definition() -> Value {
+    serde_json::json!({"type": "function", "function": {
+        "name": ASK_USER,
+        "description": "Ask the user to choose among a few options when their request is \
+            ambiguous (for example several tasks match). The turn ends; the user's choice comes \
+            back as this tool's result.",
+        "parameters": {"type": "object", "properties": {
+            "question": {"type": "string", "description": "The question, one sentence"},
+            "options": {"type": "array", "items": {"type": "string"}, "minItems": 2,
+                        "maxItems": 8, "description": "What the user may pick"},
+            "multiple": {"type": "boolean", "description": "Whether several may be picked"}},
+          "required": ["question", "options"]}}})
+}
+
+/// The tools of an interactive turn: the task tools, the page's tools and `ask_user`.
+fn with_client_tools(base: &RawValue, client_tools: &[ClientTool]) -> Box<RawValue> {
+    let mut extra: Vec<String> = client_tools
+        .iter()
+        .map(|t| {
+            serde_json::json!({"type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.parameters}})
+            .to_string()
+        })
+        .collect();
+    extra.push(ask_user_definition().to_string());
+    // `base` is an array serde_json wrote: its items and ours make one array.
+    let inner = base
+        .get()
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim();
+    let sep = if inner.is_empty() { "" } else { "," };
+    RawValue::from_string(format!("[{inner}{sep}{}]", extra.join(",")))
+        .unwrap_or_else(|_| RawValue::from_string("[]".to_owned()).unwrap_or_default())
+}
+
+/// The pause a call means: a client tool's, or `ask_user`'s with usable arguments (bad
+/// ones go back to the model as an error, like any tool's).
+fn pause_on(call: &PartialCall, id: &str, client_tools: &[ClientTool]) -> Option<Pending> {
+    let arguments: Value = serde_json::from_str(&call.arguments).unwrap_or(Value::Null);
+    if client_tools.iter().any(|t| t.name == call.name) {
+        let arguments = if arguments.is_object() {
+            arguments
+        } else {
+            serde_json::json!({})
+        };
+        return Some(Pending::ClientTool {
+            call_id: id.to_owned(),
+            name: call.name.clone(),
+            arguments,
+        });
+    }
+    if call.name != ASK_USER {
+        return None;
+    }
+    let question = arguments["question"].as_str()?.trim();
+    let options: Vec<&str> = arguments["options"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .collect();
+    if question.is_empty() || !(2..=8).contains(&options.len()) {
+        return None;
+    }
+    let question: String = question.chars().take(500).collect();
+    let options: Vec<Value> = options
+        .iter()
+        .map(|o| serde_json::json!({"value": o.chars().take(200).collect::<String>()}))
+        .collect();
+    Some(Pending::Question {
+        inputs: serde_json::json!([{"type": "multiple_choice", "id": "choice",
+            "question": question, "options": options,
+            "multiple": arguments["multiple"].as_bool().unwrap_or(false)}]),
+        context: serde_json::json!({"call_id": id, "arguments": call.arguments}),
+    })
+}
+
+/// The message with what its @-mentions name, for the model to act on the right tasks.
+fn mentioned(message: &str, mentions: &[Mention]) -> String {
+    let named: Vec<String> = mentions
+        .iter()
+        .map(|m| format!("\"{}\" is task {}", m.text, m.task_id))
+        .collect();
+    format!("{message}\n\n(Mentioned tasks: {}.)", named.join("; "))
 }
 
 /// What a title call asks: the message, and to answer with a title only.
@@ -694,10 +837,7 @@ impl OpenAiAgent {
         if !key.is_empty() {
             http = http.bearer_auth(key);
         }
-        let response = http
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
+        let response = http.send().await.map_err(|e| e.without_url().to_string())?;
         if !response.status().is_success() {
             return Err(format!("the model API answered HTTP {}", response.status()));
         }

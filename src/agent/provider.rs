@@ -14,6 +14,50 @@ pub struct HistoryMessage {
     pub content: String,
 }
 
+/// A tool the client page runs (`[[chatkit.client_tools]]`), offered to the model beside
+/// the task tools on turns a ChatKit client sent.
+#[derive(Clone, Debug)]
+pub struct ClientTool {
+    pub name: String,
+    pub description: String,
+    /// A JSON Schema object.
+    pub parameters: serde_json::Value,
+}
+
+/// A task the user @-mentioned in the composer: the tag's text and the task it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mention {
+    pub text: String,
+    pub task_id: i64,
+}
+
+/// What an answer waits for when it ends: the page to run a tool, or the user to choose.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pending {
+    /// A client tool call: the page runs it and sends its output.
+    ClientTool {
+        call_id: String,
+        name: String,
+        arguments: serde_json::Value,
+    },
+    /// Questions put to the user (ChatKit's `structured_input`): `inputs` as the client
+    /// shows them, `context` for the agent alone (what the answer is for).
+    Question {
+        inputs: serde_json::Value,
+        context: serde_json::Value,
+    },
+}
+
+/// What an answer resumes with: the pending item it ended on, and the reply to it (the
+/// tool's output, or `{"status", "answers"}`).
+#[derive(Clone, Copy, Debug)]
+pub struct Resume<'a> {
+    pub pending: &'a Pending,
+    /// What the assistant had said before it paused.
+    pub said: &'a str,
+    pub reply: &'a serde_json::Value,
+}
+
 /// What the agent is asked to answer.
 pub struct AgentRequest<'a> {
     /// Whose turn it is (tools act on this user's tasks only).
@@ -32,6 +76,15 @@ pub struct AgentRequest<'a> {
     /// A tool the user asked to be used (the composer's tool picker): the first model call
     /// must call it, when it is offered.
     pub tool_choice: Option<&'a str>,
+    /// The client can run client tools and answer questions (a ChatKit client); a REST
+    /// client can only read text.
+    pub interactive: bool,
+    /// The page's tools, offered when `interactive`.
+    pub client_tools: &'a [ClientTool],
+    /// Tasks the message @-mentions.
+    pub mentions: &'a [Mention],
+    /// The answer continues after a client tool's output or the user's choice.
+    pub resume: Option<Resume<'a>>,
 }
 
 /// The answer as the agent produced it, before it is recorded (the store returns it as a
@@ -44,6 +97,8 @@ pub struct AgentAnswer {
     pub tool_calls: Vec<ToolCallRecord>,
     /// The user stopped it: `text` is what was said before the stop.
     pub stopped: bool,
+    /// It ends waiting for the client: a client tool's output or the user's choice.
+    pub pending: Option<Pending>,
 }
 
 /// A provider: answers one message, calling tools as it needs.

@@ -609,6 +609,10 @@ mod tests {
             stop: None,
             model: None,
             tool_choice: None,
+            interactive: false,
+            client_tools: &[],
+            mentions: &[],
+            resume: None,
         };
         let err = LocalAgent
             .respond(request, &tools, &events)

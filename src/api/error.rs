@@ -41,6 +41,8 @@ pub enum ApiError {
     /// The composer picked a model this server does not offer.
     #[error("{0}")]
     ModelNotAllowed(String),
+    #[error("nothing in this thread waits for that answer: the newest item is not a pending client tool call or question")]
+    NothingPending,
     #[error("a turn of this thread is still being answered; wait for it to finish")]
     TurnInProgress,
     #[error("this Idempotency-Key was used for a different request")]
@@ -81,7 +83,7 @@ impl ApiError {
             | Self::ActionUnknown(_)
             | Self::ActionInvalid(_)
             | Self::ModelNotAllowed(_) => StatusCode::BAD_REQUEST,
-            Self::ActionFailed(_) => StatusCode::CONFLICT,
+            Self::ActionFailed(_) | Self::NothingPending => StatusCode::CONFLICT,
             Self::IdempotencyInProgress | Self::TurnInProgress => StatusCode::CONFLICT,
             Self::AgentUnavailable => StatusCode::BAD_GATEWAY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -108,6 +110,7 @@ impl ApiError {
             Self::ActionFailed(_) => "action.failed",
             Self::TaskNotFound(_) => "task.not_found",
             Self::ModelNotAllowed(_) => "model.not_allowed",
+            Self::NothingPending => "item.not_pending",
             Self::TurnInProgress => "turn.in_progress",
             Self::IdempotencyMismatch => "idempotency.mismatch",
             Self::IdempotencyInProgress => "idempotency.in_progress",
@@ -357,6 +360,7 @@ impl From<StoreError> for ApiError {
             StoreError::ThreadNotFound => Self::ThreadNotFound,
             StoreError::ItemNotFound => Self::ItemNotFound,
             StoreError::TurnInProgress => Self::TurnInProgress,
+            StoreError::NothingPending => Self::NothingPending,
             StoreError::CursorNotFound => {
                 Self::Invalid("`after` does not name an element of this list".into())
             }

@@ -15,11 +15,13 @@ use crate::{
 };
 
 /// Item types ChatKit shows, in the store's vocabulary.
-pub const VISIBLE_TYPES: [ItemType; 4] = [
+pub const VISIBLE_TYPES: [ItemType; 6] = [
     ItemType::UserMessage,
     ItemType::AssistantMessage,
     ItemType::Workflow,
     ItemType::Widget,
+    ItemType::ClientToolCall,
+    ItemType::StructuredInput,
 ];
 
 /// ChatKit timestamps: RFC 3339 UTC with microseconds (the storage precision).
@@ -73,12 +75,9 @@ pub fn item(row: &thread_item::Model) -> Option<Item> {
                     .unwrap_or_else(|| json!({})),
             })
         }
-        // Stopped before a word: nothing to show (the SDK keeps no empty message either).
-        ItemType::AssistantMessage
-            if row.status == ItemStatus::Cancelled && row.content.is_empty() =>
-        {
-            None
-        }
+        // No word said (stopped at once, or handed over to the page): nothing to show,
+        // as the SDK keeps no empty message either.
+        ItemType::AssistantMessage if row.content.is_empty() => None,
         ItemType::AssistantMessage => Some(Item::AssistantMessage {
             id,
             thread_id,
@@ -106,8 +105,40 @@ pub fn item(row: &thread_item::Model) -> Option<Item> {
         }
         // The model's alone: never sent to a client.
         ItemType::HiddenContext => None,
-        // Not yet drawn for ChatKit.
-        ItemType::ClientToolCall | ItemType::StructuredInput => None,
+        // Closed unanswered by a newer one: gone, as the SDK deletes them.
+        ItemType::ClientToolCall | ItemType::StructuredInput
+            if row.status == ItemStatus::Cancelled =>
+        {
+            None
+        }
+        ItemType::ClientToolCall => {
+            let p = row.payload.as_ref()?;
+            Some(Item::ClientToolCall {
+                id,
+                thread_id,
+                created_at,
+                status: if row.status == ItemStatus::Pending {
+                    "pending"
+                } else {
+                    "completed"
+                },
+                call_id: p["call_id"].as_str()?.to_owned(),
+                name: p["name"].as_str()?.to_owned(),
+                arguments: p.get("arguments").filter(|a| a.is_object()).cloned()?,
+                output: p.get("output").cloned(),
+            })
+        }
+        ItemType::StructuredInput => {
+            let p = row.payload.as_ref()?;
+            // `context` is the agent's own note of what the answer is for: not shown.
+            Some(Item::StructuredInput {
+                id,
+                thread_id,
+                created_at,
+                status: p["status"].as_str().unwrap_or("pending").to_owned(),
+                inputs: p.get("inputs").filter(|i| i.is_array()).cloned()?,
+            })
+        }
     }
 }
 

@@ -22,15 +22,16 @@ use serde_json::{json, Value};
 
 use self::wire::{
     ActionParams, AddMessageParams, CreateParams, Event, Item, ItemsListParams, ListParams, Page,
-    RetryParams, StreamOptions, ThreadParams, UpdateParams, UserInput,
+    RetryParams, StreamOptions, StructuredAnswer, StructuredInputParams, ThreadParams,
+    ToolOutputParams, UpdateParams, UserInput,
 };
 use crate::{
-    chat::{ChatError, ChatService, Recorded, SendMessage},
+    chat::{ChatError, ChatService, Recorded, Resumed, SendMessage},
     domain::{
         task_list::TaskAction, ItemId, MessageText, MessageTextError, Order, ThreadId, Title,
         UserId,
     },
-    store::{Store, StoreError},
+    store::{ItemType, Store, StoreError},
     task_actions::{ActionError, ActionOutcome, TaskActions},
 };
 
@@ -103,6 +104,65 @@ pub struct ChatKitService {
     max_chars: usize,
     /// The models the composer may pick.
     models: std::sync::Arc<[String]>,
+}
+
+/// A client tool's output or a question's answers, as JSON: enough for any page's tool,
+/// bounded so it cannot fill the model's context.
+const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// A question's answers, checked against its inputs: known input ids only, values among a
+/// multiple choice's options (one unless `multiple`), free text of a sane length. Returns
+/// the status and the answers as they will be stored.
+fn checked_answers(
+    inputs: &Value,
+    input: &StructuredAnswer,
+) -> Result<(String, serde_json::Map<String, Value>), ChatKitError> {
+    let bad = |m: String| Err(ChatKitError::Invalid(m));
+    if !matches!(input.status.as_str(), "answered" | "skipped") {
+        return bad("input.status must be \"answered\" or \"skipped\"".into());
+    }
+    let questions = inputs.as_array().cloned().unwrap_or_default();
+    let mut answers = serde_json::Map::new();
+    for (id, answer) in &input.answers {
+        let Some(question) = questions.iter().find(|q| q["id"].as_str() == Some(id)) else {
+            let shown: String = id.chars().take(64).collect();
+            return bad(format!("no question {shown:?} was asked"));
+        };
+        let values: Vec<String> = match answer.get("values") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(v)) if v.iter().all(Value::is_string) => v
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            Some(_) => return bad(format!("answers.{id}.values must be a list of strings")),
+        };
+        let skipped = answer
+            .get("skipped")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if question["type"] == "multiple_choice" {
+            let options: Vec<&str> = question["options"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|o| o["value"].as_str())
+                .collect();
+            if let Some(v) = values.iter().find(|v| !options.contains(&v.as_str())) {
+                let shown: String = v.chars().take(64).collect();
+                return bad(format!("{shown:?} is not one of the options of {id}"));
+            }
+            if values.len() > 1 && question["multiple"] != true {
+                return bad(format!("question {id} takes one choice"));
+            }
+        } else if values.len() > 1 || values.iter().any(|v| v.chars().count() > 4000) {
+            return bad(format!(
+                "question {id} takes one answer of at most 4000 characters"
+            ));
+        }
+        answers.insert(id.clone(), json!({"values": values, "skipped": skipped}));
+    }
+    Ok((input.status.clone(), answers))
 }
 
 /// An action's payload is a task id and perhaps a form value or two; more is not a click.
@@ -361,6 +421,8 @@ impl ChatKitService {
                 tracing::debug!(thread_id = %thread, "task action carried out");
                 Ok(Outcome::Stream(stream::TurnStream::events(events)))
             }
+            Request::AddClientToolOutput(p) => self.add_tool_output(user, p).await,
+            Request::AddStructuredInput(p) => self.add_structured_input(user, p).await,
             Request::SyncCustomAction(p) => {
                 let (_, outcome) = self.task_action(user, &p).await?;
                 let updated = items::item(&outcome.widget);
@@ -370,6 +432,103 @@ impl ChatKitService {
                 }))
             }
         }
+    }
+
+    /// The page's output for the client tool call the answer paused on; the answer goes
+    /// on in the same stream.
+    async fn add_tool_output(
+        &self,
+        user: &UserId,
+        p: ToolOutputParams,
+    ) -> Result<Outcome, ChatKitError> {
+        let thread = thread_id(&p.thread_id)?;
+        if p.result.to_string().len() > MAX_REPLY_BYTES {
+            return Err(ChatKitError::Invalid(format!(
+                "a client tool's output is at most {MAX_REPLY_BYTES} bytes of JSON"
+            )));
+        }
+        let output = p.result.clone();
+        let resumed = self
+            .chat
+            .resume_paused(
+                user,
+                &thread,
+                None,
+                ItemType::ClientToolCall,
+                p.result,
+                move |payload| payload["output"] = output,
+            )
+            .await?;
+        Ok(self.resumed_stream(user, &thread, resumed))
+    }
+
+    /// The user's answers to the question the answer paused on; the answer goes on.
+    async fn add_structured_input(
+        &self,
+        user: &UserId,
+        p: StructuredInputParams,
+    ) -> Result<Outcome, ChatKitError> {
+        let thread = thread_id(&p.thread_id)?;
+        let item = item_id(&p.item_id)?;
+        let Some(row) = self.store.find_item(user, &thread, &item).await? else {
+            self.store.get_thread(user, &thread).await?;
+            return Err(StoreError::ItemNotFound.into());
+        };
+        if row.item_type != ItemType::StructuredInput {
+            return Err(StoreError::ItemNotFound.into());
+        }
+        let inputs = row
+            .payload
+            .as_ref()
+            .and_then(|p| p.get("inputs"))
+            .cloned()
+            .unwrap_or_default();
+        let (status, answers) = checked_answers(&inputs, &p.input)?;
+        let reply = json!({"status": status, "answers": answers});
+        let resumed = self
+            .chat
+            .resume_paused(
+                user,
+                &thread,
+                Some(&item),
+                ItemType::StructuredInput,
+                reply,
+                move |payload| {
+                    let skipped = status == "skipped";
+                    if let Some(list) = payload.get_mut("inputs").and_then(Value::as_array_mut) {
+                        for input in list {
+                            let id = input["id"].as_str().unwrap_or_default().to_owned();
+                            input["answer"] = answers
+                                .get(&id)
+                                .cloned()
+                                .unwrap_or_else(|| json!({"values": [], "skipped": skipped}));
+                        }
+                    }
+                    payload["status"] = json!(status);
+                },
+            )
+            .await?;
+        Ok(self.resumed_stream(user, &thread, resumed))
+    }
+
+    /// The stream of a resumed answer: its options, the answered item replaced, then the
+    /// rest of the answer.
+    fn resumed_stream(&self, user: &UserId, thread: &ThreadId, resumed: Resumed) -> Outcome {
+        let mut first = vec![Event::StreamOptions {
+            stream_options: StreamOptions {
+                allow_cancel: ALLOW_CANCEL,
+            },
+        }];
+        if let Some(item) = items::item(&resumed.item) {
+            first.push(Event::ItemReplaced { item });
+        }
+        let (events, stop) = self.chat.stream_resumed(user, resumed);
+        Outcome::Stream(stream::TurnStream::turn(
+            first,
+            thread.as_str().to_owned(),
+            events,
+            stop,
+        ))
     }
 
     /// Carries out a click on a task widget.

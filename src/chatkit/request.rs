@@ -7,7 +7,8 @@ use serde_json::Value;
 use super::{
     wire::{
         ActionParams, AddMessageParams, CreateParams, Envelope, FeedbackParams, ItemsListParams,
-        ListParams, RetryParams, ThreadParams, UpdateParams,
+        ListParams, RetryParams, StructuredInputParams, ThreadParams, ToolOutputParams,
+        UpdateParams,
     },
     ChatKitError,
 };
@@ -27,13 +28,15 @@ pub enum Request {
     CustomAction(ActionParams),
     /// The same click, answered as JSON (it may come while an answer streams).
     SyncCustomAction(ActionParams),
+    /// The output of the client tool the answer paused on; the answer goes on.
+    AddClientToolOutput(ToolOutputParams),
+    /// The user's answers to the question the answer paused on; the answer goes on.
+    AddStructuredInput(StructuredInputParams),
 }
 
 /// Request types of the protocol this server does not implement (no attachments store,
 /// no transcription, no client tools, no widget actions).
-const UNSUPPORTED: [&str; 5] = [
-    "threads.add_client_tool_output",
-    "threads.add_structured_input",
+const UNSUPPORTED: [&str; 3] = [
     "attachments.create",
     "attachments.delete",
     "input.transcribe",
@@ -74,6 +77,8 @@ impl Request {
             "items.feedback" => Self::Feedback(params(kind, p)?),
             "threads.custom_action" => Self::CustomAction(params(kind, p)?),
             "threads.sync_custom_action" => Self::SyncCustomAction(params(kind, p)?),
+            "threads.add_client_tool_output" => Self::AddClientToolOutput(params(kind, p)?),
+            "threads.add_structured_input" => Self::AddStructuredInput(params(kind, p)?),
             other => {
                 return Err(ChatKitError::Malformed(format!(
                     "unknown request type {other:?}"
@@ -85,7 +90,14 @@ impl Request {
     /// Whether answering it runs a turn of the agent (rate-limited like `POST /messages`).
     #[must_use]
     pub fn runs_turn(&self) -> bool {
-        matches!(self, Self::Create(_) | Self::AddMessage(_) | Self::Retry(_))
+        matches!(
+            self,
+            Self::Create(_)
+                | Self::AddMessage(_)
+                | Self::Retry(_)
+                | Self::AddClientToolOutput(_)
+                | Self::AddStructuredInput(_)
+        )
     }
 }
 

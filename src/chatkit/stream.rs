@@ -2,6 +2,7 @@
 //! the ids they are recorded under; on failure every announced item is removed again, so
 //! the widget shows what a reload will show.
 
+use chrono::{DateTime, Utc};
 use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -60,7 +61,8 @@ fn tool_progress(tool: &str) -> Event {
 /// channel per stream. A client that goes away drops it; the turn runs on regardless.
 pub struct TurnStream {
     first: Vec<Event>,
-    turn: Option<(UnboundedReceiver<TurnEvent>, TurnEncoder)>,
+    // Boxed: the encoder's state is most of a stream's size, and a JSON answer has none.
+    turn: Option<Box<(UnboundedReceiver<TurnEvent>, TurnEncoder)>>,
     /// Stops the answer if the stream is dropped before the turn is done (the widget's
     /// stop button closes it).
     _stop: Option<StopOnDrop>,
@@ -87,7 +89,7 @@ impl TurnStream {
     ) -> Self {
         Self {
             first,
-            turn: Some((events, TurnEncoder::new(thread_id))),
+            turn: Some(Box::new((events, TurnEncoder::new(thread_id)))),
             _stop: Some(stop),
         }
     }
@@ -96,7 +98,8 @@ impl TurnStream {
     /// for the turn when nothing is; `None` at the end.
     pub async fn next_chunk(&mut self) -> Option<String> {
         let mut out = std::mem::take(&mut self.first);
-        if let Some((events, encoder)) = &mut self.turn {
+        if let Some(turn) = &mut self.turn {
+            let (events, encoder) = &mut **turn;
             while out.is_empty() && !encoder.done {
                 let event = events.next().await?;
                 encoder.encode(event, &mut out);
@@ -125,6 +128,22 @@ struct TurnEncoder {
     done: bool,
     /// The thread's new title, sent once the answer is done.
     retitled: Option<Event>,
+    /// The answer's message: id, instant, and whether it has been shown yet.
+    message: Option<(String, DateTime<Utc>, bool)>,
+}
+
+/// Announces an assistant message and its first (empty) content part.
+fn show_message(send: &mut impl FnMut(Event), thread_id: &str, id: &str, at: &DateTime<Utc>) {
+    send(Event::ItemAdded {
+        item: assistant_item(id, thread_id, at, ""),
+    });
+    send(Event::ItemUpdated {
+        item_id: id.to_owned(),
+        update: ItemUpdate::PartAdded {
+            content_index: 0,
+            content: OutputText::new(String::new()),
+        },
+    });
 }
 
 impl TurnEncoder {
@@ -137,6 +156,7 @@ impl TurnEncoder {
             message_started: false,
             done: false,
             retitled: None,
+            message: None,
         }
     }
 
@@ -150,6 +170,7 @@ impl TurnEncoder {
             message_started,
             done: finished,
             retitled,
+            message,
         } = self;
         let thread_id = &*thread_id;
         match event {
@@ -203,22 +224,19 @@ impl TurnEncoder {
                     thread: items::thread(&thread, Page::empty()),
                 });
             }
+            // The message is shown with its first text: an answer that only hands over to
+            // the page (a client tool call) has none, and no empty message is shown.
             TurnEvent::MessageStarted { id, at } => {
-                send(Event::ItemAdded {
-                    item: assistant_item(&id, thread_id, &at, ""),
-                });
-                send(Event::ItemUpdated {
-                    item_id: id.clone(),
-                    update: ItemUpdate::PartAdded {
-                        content_index: 0,
-                        content: OutputText::new(String::new()),
-                    },
-                });
-                shown.push(id);
+                *message = Some((id, at, false));
                 *message_started = true;
             }
             TurnEvent::TextDelta(delta) => {
-                if let Some(id) = shown.last() {
+                if let Some((id, at, shown_yet)) = message.as_mut() {
+                    if !*shown_yet {
+                        *shown_yet = true;
+                        show_message(&mut send, thread_id, id, at);
+                        shown.push(id.clone());
+                    }
                     text.push_str(&delta);
                     send(Event::ItemUpdated {
                         item_id: id.clone(),
@@ -242,7 +260,10 @@ impl TurnEncoder {
                             ),
                         });
                     }
-                } else {
+                } else if !done.response.is_empty() {
+                    if !message.as_ref().is_some_and(|m| m.2) {
+                        show_message(&mut send, thread_id, &done.response_id, &done.response_at);
+                    }
                     // Deltas must add up to the recorded text, even for a provider that
                     // did not stream all of it.
                     if let Some(rest) = done.response.strip_prefix(text.as_str()) {
@@ -264,14 +285,16 @@ impl TurnEncoder {
                         },
                     });
                 }
-                send(Event::ItemDone {
-                    item: assistant_item(
-                        &done.response_id,
-                        thread_id,
-                        &done.response_at,
-                        &done.response,
-                    ),
-                });
+                if !done.response.is_empty() {
+                    send(Event::ItemDone {
+                        item: assistant_item(
+                            &done.response_id,
+                            thread_id,
+                            &done.response_at,
+                            &done.response,
+                        ),
+                    });
+                }
                 // The answer's other items (the task widget) follow it, as stored.
                 done.extras.iter().filter_map(item).for_each(|item| {
                     send(Event::ItemDone { item });

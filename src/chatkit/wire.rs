@@ -96,6 +96,34 @@ pub struct FeedbackParams {
     pub kind: FeedbackKind,
 }
 
+/// `threads.add_client_tool_output`: the output of the pending client tool call.
+#[derive(Deserialize)]
+pub struct ToolOutputParams {
+    pub thread_id: String,
+    pub result: Value,
+}
+
+/// `threads.add_structured_input`: the user's answers to a pending `structured_input`.
+#[derive(Deserialize)]
+pub struct StructuredInputParams {
+    pub thread_id: String,
+    pub item_id: String,
+    pub input: StructuredAnswer,
+}
+
+/// `{status, answers: {<input id>: {values, skipped}}}`.
+#[derive(Deserialize)]
+pub struct StructuredAnswer {
+    #[serde(default = "answered")]
+    pub status: String,
+    #[serde(default)]
+    pub answers: Map<String, Value>,
+}
+
+fn answered() -> String {
+    "answered".to_owned()
+}
+
 /// `threads.custom_action` and `threads.sync_custom_action`.
 #[derive(Deserialize)]
 pub struct ActionParams {
@@ -237,6 +265,26 @@ pub enum Item {
         widget: super::widgets::WidgetRoot,
         copy_text: String,
     },
+    #[serde(rename = "client_tool_call")]
+    ClientToolCall {
+        id: String,
+        thread_id: String,
+        created_at: String,
+        status: &'static str,
+        call_id: String,
+        name: String,
+        arguments: Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
+    },
+    #[serde(rename = "structured_input")]
+    StructuredInput {
+        id: String,
+        thread_id: String,
+        created_at: String,
+        status: String,
+        inputs: Value,
+    },
 }
 
 impl Item {
@@ -246,7 +294,9 @@ impl Item {
             Self::UserMessage { id, .. }
             | Self::AssistantMessage { id, .. }
             | Self::Workflow { id, .. }
-            | Self::Widget { id, .. } => id,
+            | Self::Widget { id, .. }
+            | Self::ClientToolCall { id, .. }
+            | Self::StructuredInput { id, .. } => id,
         }
     }
 }

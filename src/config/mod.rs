@@ -20,8 +20,8 @@ pub use auth::{SessionSettings, UpstreamSettings, DEV_SECRET_MARKER};
 pub use database::DatabaseSettings;
 pub use limits::{MessageSettings, RateLimit, RateLimitSettings};
 pub use server::{
-    ChatKitSettings, LogFormat, LogSettings, ServerSettings, StreamSettings, DEFAULT_API_PREFIX,
-    DOCS_PATH, HEALTH_PATHS, ROOT_PATHS, SPEC_PATH,
+    ChatKitSettings, ClientToolSettings, LogFormat, LogSettings, ServerSettings, StreamSettings,
+    DEFAULT_API_PREFIX, DOCS_PATH, HEALTH_PATHS, ROOT_PATHS, SPEC_PATH,
 };
 
 use layers::setting_names;
@@ -146,6 +146,7 @@ impl Settings {
         let mut problems = Vec::new();
         let p = &mut problems;
         self.server.check(&self.chatkit.path, p);
+        self.chatkit.check(p);
         self.database.check(p);
         self.upstream.check(self.env, p);
         self.session.check(self.env, p);

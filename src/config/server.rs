@@ -140,12 +140,77 @@ pub(super) fn check_api_prefix(prefix: &str, chatkit_path: &str, problems: &mut 
 pub struct ChatKitSettings {
     /// Where `POST` speaks the protocol: the widget's `api.url`.
     pub path: String,
+    /// Tools the client page runs (`[[chatkit.client_tools]]`), offered to the model on
+    /// ChatKit turns; a call ends the turn until the page sends its output.
+    #[serde(default)]
+    pub client_tools: Vec<ClientToolSettings>,
+}
+
+/// One client tool: what the model is told about it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ClientToolSettings {
+    pub name: String,
+    pub description: String,
+    /// A JSON Schema object for the arguments.
+    #[serde(default = "empty_object_schema")]
+    pub parameters: serde_json::Value,
+}
+
+fn empty_object_schema() -> serde_json::Value {
+    serde_json::json!({"type": "object", "properties": {}})
 }
 
 impl Default for ChatKitSettings {
     fn default() -> Self {
         Self {
             path: "/chatkit".into(),
+            client_tools: Vec::new(),
+        }
+    }
+}
+
+/// Names the built-in tools take, and the agent's own question tool: a client tool may
+/// not shadow them.
+const RESERVED_TOOL_NAMES: [&str; 6] = [
+    "add_task",
+    "list_tasks",
+    "complete_task",
+    "delete_task",
+    "update_task",
+    "ask_user",
+];
+
+impl ChatKitSettings {
+    /// Client tools a model can call: names as models take them, unique, not a built-in
+    /// tool's, with a description and an object schema.
+    pub(super) fn check(&self, problems: &mut Vec<String>) {
+        let mut seen = std::collections::HashSet::new();
+        for tool in &self.client_tools {
+            let what = format!("chatkit.client_tools {:?}", tool.name);
+            let plain = (1..=64).contains(&tool.name.len())
+                && tool
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !plain {
+                problems.push(format!(
+                    "{what}: the name must be 1 to 64 letters, digits, '_' or '-'"
+                ));
+            }
+            if RESERVED_TOOL_NAMES.contains(&tool.name.as_str()) {
+                problems.push(format!("{what}: the name is a built-in tool's"));
+            }
+            if !seen.insert(tool.name.as_str()) {
+                problems.push(format!("{what} is declared twice"));
+            }
+            if tool.description.trim().is_empty() {
+                problems.push(format!("{what}: give a description (the model reads it)"));
+            }
+            if tool.parameters.get("type").and_then(|t| t.as_str()) != Some("object") {
+                problems.push(format!(
+                    "{what}: parameters must be a JSON Schema object ({{\"type\": \"object\", ...}})"
+                ));
+            }
         }
     }
 }

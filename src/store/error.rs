@@ -24,6 +24,9 @@ pub enum StoreError {
     /// A paging cursor that names no element of the list.
     #[error("no such element to page after")]
     CursorNotFound,
+    /// No client tool call or question of the thread waits for this answer.
+    #[error("nothing in this thread waits for that answer")]
+    NothingPending,
     /// A turn of the thread is still being answered.
     #[error("a turn of this thread is still being answered")]
     TurnInProgress,

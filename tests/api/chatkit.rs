@@ -344,7 +344,9 @@ async fn bad_requests_are_refused_before_any_stream_starts() {
         (json!({"type": "attachments.create", "params": {"name": "a", "size": 1, "mime_type": "text/plain"}}).to_string(), 400, "chatkit.unsupported"),
         (json!({"type": "input.transcribe", "params": {}}).to_string(), 400, "chatkit.unsupported"),
         (json!({"type": "threads.custom_action", "params": {"thread_id": tid, "action": {"type": "x"}}}).to_string(), 400, "action.unknown"),
-        (json!({"type": "threads.add_client_tool_output", "params": {"thread_id": tid, "result": {}}}).to_string(), 400, "chatkit.unsupported"),
+        (json!({"type": "threads.add_client_tool_output", "params": {"thread_id": tid, "result": {}}}).to_string(), 409, "item.not_pending"),
+        (json!({"type": "threads.add_client_tool_output", "params": {"thread_id": tid}}).to_string(), 400, "request.malformed"),
+        (json!({"type": "threads.add_structured_input", "params": {"thread_id": tid, "item_id": "msg_nope", "input": {}}}).to_string(), 404, "item.not_found"),
     ];
     for (body, status, code) in cases {
         let a = ck.send_raw(body.clone()).await;

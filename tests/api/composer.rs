@@ -111,7 +111,9 @@ async fn a_new_thread_gets_the_title_the_model_writes() {
     .await;
     let token = app.login("alice").await;
     let ck = app.chatkit(&token);
-    let a = ck.create("we need milk, eggs and bread for the weekend").await;
+    let a = ck
+        .create("we need milk, eggs and bread for the weekend")
+        .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     // Pushed in the same stream, last, as the SDK does.
     let last = a.events.last().unwrap();
@@ -147,7 +149,10 @@ async fn a_failed_title_call_or_a_users_title_keeps_the_title() {
     let a = ck.create("plan the party").await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert!(a.events.iter().all(|e| e["type"] != "thread.updated"));
-    assert_eq!(app.thread(&token, &a.thread_id()).await["title"], "plan the party");
+    assert_eq!(
+        app.thread(&token, &a.thread_id()).await["title"],
+        "plan the party"
+    );
 
     // A title the user set while the answer was written stays.
     let gate = crate::support::wait::Gate::new();
@@ -167,7 +172,10 @@ async fn a_failed_title_call_or_a_users_title_keeps_the_title() {
     let rename = async {
         gate.arrivals(1).await;
         let threads = app.get("/api/chatkit/threads", &token).await;
-        let id = threads.body["threads"][0]["id"].as_str().unwrap().to_owned();
+        let id = threads.body["threads"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         app.patch(
             &format!("/api/chatkit/threads/{id}"),
             &token,

@@ -11,13 +11,14 @@
 
 mod better_auth;
 mod chatkit;
-mod composer;
 mod cli;
+mod composer;
 mod container;
 mod contract;
 mod cors;
 mod crash;
 mod faults;
+mod handoffs;
 mod health;
 mod instances;
 mod jwks;

@@ -13,6 +13,8 @@ pub(super) enum Intent {
     List(&'static str),
     Add(String),
     Complete(i32),
+    /// "complete buy milk": a task named by words of its title, not its number.
+    CompleteNamed(String),
     Delete(i32),
     Rename(i32, String),
 }
@@ -21,7 +23,7 @@ impl Intent {
     /// The tool and arguments that carry the request out; none for a greeting or help.
     pub(super) fn tool_call(&self) -> Option<(&'static str, Value)> {
         match self {
-            Self::Greet | Self::Help => None,
+            Self::Greet | Self::Help | Self::CompleteNamed(_) => None,
             Self::List(filter) => Some(("list_tasks", json!({"status": filter}))),
             Self::Add(title) => Some(("add_task", json!({"title": title}))),
             Self::Complete(n) => Some(("complete_task", json!({"task_id": n}))),
@@ -54,6 +56,43 @@ fn task_number(lower: &str) -> Option<i32> {
                 .and_then(|i| i32::try_from(i + 1).ok())
         })
     })
+}
+
+/// "complete buy milk", "mark buy milk as done", "buy milk is done": the words naming a
+/// task to complete when no number does.
+fn named_completion(text: &str, lower: &str) -> Option<String> {
+    const LEADS: [&str; 8] = [
+        "complete ",
+        "finish ",
+        "mark ",
+        "check off ",
+        "tick off ",
+        "tick ",
+        "done with ",
+        "finished ",
+    ];
+    const TAILS: [&str; 5] = [
+        " as done",
+        " as complete",
+        " as completed",
+        " is done",
+        " done",
+    ];
+    let lead = LEADS.iter().find(|l| lower.starts_with(*l));
+    let tail = TAILS.iter().find(|t| lower.ends_with(*t));
+    if lead.is_none() && tail.is_none() {
+        return None;
+    }
+    let start = lead.map_or(0, |l| l.len());
+    let end = tail.map_or(text.len(), |t| text.len() - t.len());
+    let middle = text.get(start..end.max(start))?.trim();
+    let middle = strip_prefix_ci(middle, "the ")
+        .or_else(|| strip_prefix_ci(middle, "my "))
+        .unwrap_or(middle);
+    let middle = strip_prefix_ci(middle, "task ")
+        .unwrap_or(middle)
+        .trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace());
+    (!middle.is_empty() && middle.chars().count() <= 200).then(|| middle.to_owned())
 }
 
 fn strip_politeness(text: &str) -> &str {
@@ -300,6 +339,9 @@ pub(super) fn parse(text: &str) -> Intent {
             return Intent::Complete(n);
         }
     }
+    if let Some(words) = named_completion(&text, &lower) {
+        return Intent::CompleteNamed(words);
+    }
     let asks_to_show = has_any(
         &lower,
         &[
@@ -348,6 +390,22 @@ pub(super) fn parse(text: &str) -> Intent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_a_task_to_complete_by_its_words() {
+        assert_eq!(parse("complete buy"), Intent::CompleteNamed("buy".into()));
+        assert_eq!(
+            parse("mark buy milk as done"),
+            Intent::CompleteNamed("buy milk".into())
+        );
+        assert_eq!(
+            parse("Buy milk is done"),
+            Intent::CompleteNamed("Buy milk".into())
+        );
+        // A number still wins.
+        assert_eq!(parse("complete task 2"), Intent::Complete(2));
+        assert_eq!(parse("complete"), Intent::Help);
+    }
 
     #[test]
     fn understands_english_requests() {

@@ -48,8 +48,12 @@ pub(super) fn describe(intent: &Intent, result: &Value, lang: Lang) -> String {
     match (intent, ru) {
         (Intent::Add(_), false) => format!("Added task {number}: {title}."),
         (Intent::Add(_), true) => format!("Task {number} add kar diya: {title}."),
-        (Intent::Complete(_), false) => format!("Marked task {number} as done: {title}."),
-        (Intent::Complete(_), true) => format!("Task {number} mukammal kar diya: {title}."),
+        (Intent::Complete(_) | Intent::CompleteNamed(_), false) => {
+            format!("Marked task {number} as done: {title}.")
+        }
+        (Intent::Complete(_) | Intent::CompleteNamed(_), true) => {
+            format!("Task {number} mukammal kar diya: {title}.")
+        }
         (Intent::Delete(_), false) => format!("Deleted task {number}: {title}."),
         (Intent::Delete(_), true) => format!("Task {number} delete kar diya: {title}."),
         (Intent::Rename(..), false) => format!("Renamed task {number} to \"{title}\"."),
@@ -89,5 +93,38 @@ pub(super) fn greeting(lang: Lang) -> String {
         Lang::English => format!("Hello! {}", help_text(lang)),
         Lang::RomanUrdu => format!("Walaikum assalam! {}", help_text(lang)),
         Lang::Urdu => help_text(lang),
+    }
+}
+
+/// The question when several open tasks match the words of a completion.
+pub(super) fn which_one(words: &str, count: usize, lang: Lang) -> (String, String) {
+    if lang == Lang::RomanUrdu {
+        (
+            format!("\"{words}\" se {count} tasks milti hain. Kaun si mukammal karoon?"),
+            "Kaun si task mukammal karoon?".to_owned(),
+        )
+    } else {
+        (
+            format!("{count} open tasks match \"{words}\". Which one should I mark as done?"),
+            "Which task should I mark as done?".to_owned(),
+        )
+    }
+}
+
+/// No open task matches the words of a completion.
+pub(super) fn none_match(words: &str, lang: Lang) -> String {
+    if lang == Lang::RomanUrdu {
+        format!("\"{words}\" se koi adhoori task nahi mili.")
+    } else {
+        format!("I couldn't find an open task matching \"{words}\".")
+    }
+}
+
+/// The user skipped the question.
+pub(super) fn left_alone(lang: Lang) -> String {
+    if lang == Lang::RomanUrdu {
+        "Theek hai, tasks waise hi rehne diye.".to_owned()
+    } else {
+        "Okay, I left your tasks as they are.".to_owned()
     }
 }
