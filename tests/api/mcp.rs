@@ -636,3 +636,53 @@ identity_secret = "{SECRET}"
     let err = Settings::load_from(&vars).unwrap_err().to_string();
     assert!(err.contains("must not set Authorization"), "{err}");
 }
+
+#[tokio::test]
+#[ignore = "needs the test fixtures: run scripts/setup-fixtures.sh (scripts/test.sh runs these)"]
+async fn the_servers_tasks_get_a_widget_whose_clicks_go_through_the_server() {
+    let server = TodoServer::start().await;
+    let app = gateway(&server, None, |_| {}).await;
+    let alice = app.login("alice").await;
+    let ck = app.chatkit(&alice);
+    let added = ck.create("add a task to buy milk").await;
+    let widget = added.events.last().unwrap()["item"].clone();
+    assert_eq!(widget["type"], "widget", "{}", added.raw);
+    assert_eq!(widget["copy_text"], "Task added\n[ ] 1. buy milk");
+    let tid = added.thread_id();
+    // The click runs the server's own complete and reopen tools, as Alice: the widget
+    // shows what the server answered.
+    for (kind, line) in [
+        ("task.complete", "[x] 1. buy milk"),
+        ("task.reopen", "[ ] 1. buy milk"),
+    ] {
+        let before = server.calls().await.len();
+        let done = ck
+            .request(
+                "threads.custom_action",
+                json!({"thread_id": tid, "item_id": widget["id"],
+                       "action": {"type": kind, "payload": {"task_id": 1}}}),
+            )
+            .await;
+        assert_eq!(done.status, 200, "{}", done.raw);
+        let replaced = done
+            .events
+            .iter()
+            .find(|e| e["type"] == "thread.item.replaced")
+            .unwrap();
+        assert_eq!(replaced["item"]["copy_text"], format!("Task added\n{line}"));
+        assert!(done.events.iter().any(|e| e["item"]["type"] == "workflow"));
+        let calls = server.calls().await;
+        assert_eq!(calls.len(), before + 1, "{calls:?}");
+        assert_eq!(calls.last().unwrap()["sub"], "alice", "{calls:?}");
+    }
+    // Bob cannot reach Alice's widget, and so not her task on the server.
+    let bob = app.login("bob").await;
+    app.chatkit(&bob)
+        .request(
+            "threads.custom_action",
+            json!({"thread_id": tid, "item_id": widget["id"],
+                   "action": {"type": "task.delete", "payload": {"task_id": 1}}}),
+        )
+        .await
+        .error(404, "thread.not_found");
+}

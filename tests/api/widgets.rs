@@ -408,3 +408,44 @@ async fn the_model_is_told_of_the_click_and_clients_never_see_the_note() {
         .unwrap()
         .contains("marked as done"));
 }
+
+#[tokio::test]
+async fn a_sync_action_works_while_an_answer_streams() {
+    use crate::support::model::{chunk, Frame, Script};
+    let gate = crate::support::wait::Gate::new();
+    let model = FakeModel::start(vec![
+        call("add_task", json!({"title": "buy milk"})),
+        text(&["Added."]),
+        Script::Sse(vec![
+            Frame::Chunk(chunk(json!({"role": "assistant", "content": ""}), None)),
+            Frame::Chunk(chunk(json!({"content": "Thinking"}), None)),
+            Frame::Stall(gate.clone()),
+            Frame::Chunk(chunk(json!({}), Some("stop"))),
+            Frame::Done,
+        ]),
+    ])
+    .await;
+    let app = with_model(&model).await;
+    let token = app.login("alice").await;
+    let ck = app.chatkit(&token);
+    let (tid, widget) = thread_with_a_task(&ck).await;
+    let streaming = ck.add_message(&tid, "think about it");
+    let click = async {
+        // The answer is under way: its model call has arrived and stalls.
+        model.arrivals(3).await;
+        let answer = ck
+            .request(
+                "threads.sync_custom_action",
+                click(&widget, &tid, "task.complete", json!(1)),
+            )
+            .await;
+        gate.open();
+        answer
+    };
+    let (streamed, clicked) = tokio::join!(streaming, click);
+    assert_eq!(
+        clicked.ok()["updated_item"]["copy_text"],
+        "Task added\n[x] 1. buy milk"
+    );
+    assert_eq!(streamed.status, 200, "{}", streamed.raw);
+}
