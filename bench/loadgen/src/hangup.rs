@@ -164,6 +164,8 @@ pub struct Summary {
     /// Per such turn whose calls have all ended: µs from the hang-up to the end of its
     /// last call, sorted.
     pub ended_after_us: Vec<u32>,
+    /// The same, each with its hang-up instant (µs on [`clock`]), in turn order.
+    pub by_hang_up: Vec<(u64, u32)>,
     /// Turns with a call still open 1 s after the hang-up (ended later, or still open).
     pub open_after_1s: usize,
     /// Turns with a call open right now.
@@ -195,8 +197,9 @@ fn summarize(records: impl Iterator<Item = Record>) -> Summary {
         if after > LEFT_RUNNING_US {
             s.open_after_1s += 1;
         }
-        s.ended_after_us
-            .push(u32::try_from(after).unwrap_or(u32::MAX));
+        let after = u32::try_from(after).unwrap_or(u32::MAX);
+        s.ended_after_us.push(after);
+        s.by_hang_up.push((r.hung_up_us, after));
     }
     s.ended_after_us.sort_unstable();
     s
@@ -269,6 +272,12 @@ mod tests {
                 hung_up: 6,
                 without_call: 1,
                 ended_after_us: vec![50, 100, 400, 1_500_000],
+                by_hang_up: vec![
+                    (1_000_000, 400),
+                    (2_000_000, 100),
+                    (3_000_000, 1_500_000),
+                    (6_000_000, 50)
+                ],
                 open_after_1s: 2,
                 still_open: 1,
                 finished_anyway: 1,

@@ -704,6 +704,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "Delta latency p99 by second of the load (when the provider wrote the delta; the turns start in the first {:.0} s): {by_second}",
         ramp.as_secs_f64()
     )?;
+    if hanging > 0 {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Provider saw the call end after the client left, p99 by second of the hang-up: {}",
+            p99_by_second(&left.by_hang_up, load_start_us)
+        )?;
+    }
     if !results.errors.is_empty() {
         writeln!(out)?;
         writeln!(out, "Errors:")?;
