@@ -3,6 +3,7 @@
 pub mod chatkit;
 pub mod error;
 mod health;
+mod items;
 mod messages;
 mod prefix;
 mod security;

@@ -6,9 +6,10 @@ use poem_openapi::{
 };
 
 use super::{
+    items::types_for,
     types::{
-        Message, MessagePage, NoContent, OrderParam, PageLimit, Thread, ThreadCreated,
-        ThreadDetail, ThreadInput, ThreadList,
+        IncludeParam, Message, MessagePage, NoContent, OrderParam, PageLimit, Thread,
+        ThreadCreated, ThreadDetail, ThreadInput, ThreadList,
     },
     ApiTags, ClientSecret,
 };
@@ -20,7 +21,8 @@ use crate::{
 
 pub struct ThreadsApi;
 
-const LIMIT_INVALID: &str = "`limit` is not between 1 and 100 (`request.invalid`)";
+const LIMIT_INVALID: &str = "`limit` is not between 1 and 100, or `include` is neither \
+    `messages` nor `all` (`request.invalid`)";
 const PAGE_INVALID: &str = "`limit` is not between 1 and 100, or `after` is not a cursor \
     of this list (`request.invalid`)";
 const INPUT_INVALID: &str = "The title is blank, longer than 200 characters, not a JSON \
@@ -68,8 +70,9 @@ route_errors! {
         400 => described::MALFORMED_PARAMS,
         401 => described::UNAUTHORIZED,
         404 => described::THREAD_NOT_FOUND,
-        422 => "`limit` is not between 1 and 100, `order` is neither `asc` nor `desc`, or \
-            `after` is not a cursor of this list (`request.invalid`)",
+        422 => "`limit` is not between 1 and 100, `order` is neither `asc` nor `desc`, \
+            `include` is neither `messages` nor `all`, or `after` is not a cursor of this \
+            list (`request.invalid`)",
         503 => described::UNAVAILABLE_READ,
     }
 }
@@ -166,23 +169,34 @@ impl ThreadsApi {
     }
 
     /// A thread with its latest messages (oldest first).
+    ///
+    /// `include=all` shows every item a ChatKit client is shown, not only the messages:
+    /// workflows (tool calls), task widgets, client tool calls and structured input.
     #[oai(path = "/threads/:id", method = "get", operation_id = "getThread")]
     async fn get(
         &self,
         state: Data<&AppState>,
         auth: ClientSecret,
         id: Path<String>,
-        /// How many of the latest messages to include, 1 to 100 (default 20).
+        /// How many of the latest entries to include, 1 to 100 (default 20).
         limit: Query<Option<PageLimit>>,
+        /// `messages` (the default): the user's and the assistant's messages; `all`: every
+        /// item a ChatKit client is shown.
+        include: Query<Option<IncludeParam>>,
     ) -> Result<Json<ThreadDetail>, GetThreadError> {
         let limit = self::limit(limit.0)?;
+        let types = types_for(include.0.as_deref().map(String::as_str))?;
         let user = &auth.0.user;
         let id = thread_id(&id.0)?;
-        let (thread, page) = state.store.thread_and_messages(user, &id, limit).await?;
+        let (thread, page) = state
+            .store
+            .thread_and_items(user, &id, types, limit, None, Order::Desc)
+            .await?;
+        let stale = stale_before(&state);
         let mut messages: Vec<Message> = page
             .items
             .into_iter()
-            .map(|m| Message::read(m, stale_before(&state)))
+            .filter_map(|m| Message::read(m, stale))
             .collect();
         messages.reverse();
         Ok(Json(ThreadDetail {
@@ -229,7 +243,9 @@ impl ThreadsApi {
         Ok(NoContent::Done)
     }
 
-    /// Page through a thread's messages.
+    /// Page through a thread's messages (`include=all`: every item shown).
+    // poem-openapi takes each query parameter as an argument of its own.
+    #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/threads/:id/messages",
         method = "get",
@@ -246,28 +262,34 @@ impl ThreadsApi {
         after: Query<Option<String>>,
         /// `desc` (newest first, the default) or `asc`.
         order: Query<Option<OrderParam>>,
+        /// `messages` (the default): the user's and the assistant's messages; `all`: every
+        /// item a ChatKit client is shown.
+        include: Query<Option<IncludeParam>>,
     ) -> Result<Json<MessagePage>, ListMessagesError> {
         let limit = self::limit(limit.0)?;
         let after = cursor(after.0.as_deref())?;
         let order =
             Order::parse(order.0.as_deref().map(String::as_str)).map_err(ApiError::Invalid)?;
-        let page = state
+        let types = types_for(include.0.as_deref().map(String::as_str))?;
+        let (_, page) = state
             .store
-            .list_messages(
+            .thread_and_items(
                 &auth.0.user,
                 &thread_id(&id.0)?,
+                types,
                 limit,
                 after.as_ref(),
                 order,
             )
             .await?;
+        let stale = stale_before(&state);
         Ok(Json(MessagePage {
             has_more: page.next.is_some(),
             after: page.next.map(|c| c.encode()),
             data: page
                 .items
                 .into_iter()
-                .map(|m| Message::read(m, stale_before(&state)))
+                .filter_map(|m| Message::read(m, stale))
                 .collect(),
         }))
     }

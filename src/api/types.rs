@@ -1,6 +1,6 @@
 //! Wire shapes. Field names follow what existing frontends already use.
 
-use entity::{thread, thread_item};
+use entity::thread;
 use poem_openapi::{
     registry::{MetaSchema, MetaSchemaRef},
     types::Example,
@@ -10,7 +10,6 @@ use poem_openapi::{
 use serde_json::{json, Value};
 
 use chrono::{DateTime, Utc};
-use entity::thread_item::ItemStatus;
 
 use crate::{
     auth::MintedSession,
@@ -167,52 +166,60 @@ pub struct ThreadInput {
     pub metadata: Option<Metadata>,
 }
 
+/// An entry of a thread. By default (`include=messages`) only the user's and the
+/// assistant's messages; with `include=all`, every item a ChatKit client is shown, each
+/// with its data in the field named after its `type`. Fields present on every entry keep
+/// their meaning whatever the type.
 #[derive(Object)]
 #[oai(example)]
 pub struct Message {
     pub id: String,
-    /// `user` or `assistant`.
+    /// What the entry is: `user_message`, `assistant_message`, or with `include=all` also
+    /// `workflow` (the tool calls made for an answer, in `tool_calls`), `widget` (a task
+    /// list, in `tasks`), `client_tool_call` (in `client_tool_call`) and
+    /// `structured_input` (questions, in `structured_input`).
+    #[oai(rename = "type")]
+    pub kind: KindField,
+    /// `user` for the user's messages; `assistant` for everything else (the answers and what
+    /// the assistant adds to them).
     pub role: RoleField,
+    /// Plain text. A message's text; for a workflow one line per tool call ("Added task 1:
+    /// buy milk"), for a widget its text version (a heading, then one line per task), for a
+    /// client tool call the tool's name, for structured input its questions, one per line.
     pub content: String,
     pub created_at: Timestamp,
-    /// User messages: `pending`, `completed` or `failed` (the agent did not answer it).
+    /// User messages: `pending` (being answered), `completed` or `failed` (the agent did
+    /// not answer it). Assistant messages: `completed`, or `cancelled` when the user stopped
+    /// the answer (`content` is what was said before the stop, maybe nothing). Client tool
+    /// calls and structured input: `pending` until the client answers, then `completed`.
+    /// Workflows and widgets: `completed`.
     pub status: StatusField,
     /// The user's rating (`positive` or `negative`), given through ChatKit's feedback.
     #[oai(nullable)]
     pub feedback: Option<FeedbackField>,
-}
-
-impl Message {
-    /// A stored message as clients see it. A user turn without an Idempotency-Key that is
-    /// still pending after `stale_before` had its runner vanish (a crash, a restart): no
-    /// retry can reclaim it, so it reads as `failed` rather than pending forever. Keyed
-    /// turns stay pending: a retry with their key reclaims them.
-    pub fn read(m: thread_item::Model, stale_before: DateTime<Utc>) -> Self {
-        let abandoned = m.status == ItemStatus::Pending
-            && m.client_key.is_none()
-            && m.updated_at < stale_before;
-        Self {
-            id: m.id,
-            role: Declared::new(m.role.as_str().to_owned()),
-            content: m.content,
-            created_at: Timestamp::at(&m.created_at),
-            status: Declared::new(if abandoned {
-                ItemStatus::Failed.as_str().to_owned()
-            } else {
-                m.status.as_str().to_owned()
-            }),
-            feedback: m.feedback.map(Declared::new),
-        }
-    }
+    /// `type: workflow` only: the tool calls, in the order they ran (the same shape as
+    /// `tool_calls` of `POST /messages`).
+    #[oai(skip_serializing_if_is_none)]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// `type: widget` only: the tasks it shows.
+    #[oai(skip_serializing_if_is_none)]
+    pub tasks: Option<super::items::TaskList>,
+    /// `type: client_tool_call` only.
+    #[oai(skip_serializing_if_is_none)]
+    pub client_tool_call: Option<super::items::ClientToolCall>,
+    /// `type: structured_input` only.
+    #[oai(skip_serializing_if_is_none)]
+    pub structured_input: Option<super::items::StructuredInput>,
 }
 
 #[derive(Object)]
 pub struct ThreadDetail {
     #[oai(flatten)]
     pub thread: Thread,
-    /// The latest messages, oldest first.
+    /// The latest entries (messages, or with `include=all` every item shown), oldest first.
     pub messages: Vec<Message>,
-    /// Older messages exist; page them with GET /threads/{id}/messages?order=desc&after=...
+    /// Older entries exist; page them with GET /threads/{id}/messages?order=desc&after=...
+    /// (and the same `include`).
     pub has_more: bool,
     #[oai(nullable)]
     pub after: Option<String>,
@@ -488,6 +495,70 @@ fn string_enum(items: &[&str]) -> MetaSchema {
     }
 }
 
+/// What a thread entry is (see `entity::thread_item::ItemType`; never `hidden_context`).
+pub struct KindSchema;
+impl DeclaredSchema for KindSchema {
+    fn schema() -> MetaSchema {
+        string_enum(&[
+            "user_message",
+            "assistant_message",
+            "workflow",
+            "widget",
+            "client_tool_call",
+            "structured_input",
+        ])
+    }
+}
+pub type KindField = Declared<String, KindSchema>;
+
+/// What a task widget's tool calls or click did (see
+/// [`crate::domain::task_list::TaskChange`]).
+pub struct ChangeSchema;
+impl DeclaredSchema for ChangeSchema {
+    fn schema() -> MetaSchema {
+        string_enum(&[
+            "added",
+            "listed",
+            "completed",
+            "reopened",
+            "updated",
+            "deleted",
+        ])
+    }
+}
+pub type ChangeField = Declared<String, ChangeSchema>;
+
+/// Where a structured input stands, as its questions say.
+pub struct InputStatusSchema;
+impl DeclaredSchema for InputStatusSchema {
+    fn schema() -> MetaSchema {
+        string_enum(&["pending", "answered", "skipped"])
+    }
+}
+pub type InputStatusField = Declared<String, InputStatusSchema>;
+
+/// `include` on the thread reads: `messages` (the default) or `all`.
+pub struct IncludeSchema;
+impl DeclaredSchema for IncludeSchema {
+    fn schema() -> MetaSchema {
+        MetaSchema {
+            enum_items: vec![Value::from("messages"), Value::from("all")],
+            default: Some(Value::from("messages")),
+            ..MetaSchema::new("string")
+        }
+    }
+}
+pub type IncludeParam = Declared<String, IncludeSchema>;
+
+/// Any JSON object.
+pub struct ObjectSchema;
+impl DeclaredSchema for ObjectSchema {
+    fn schema() -> MetaSchema {
+        MetaSchema::new("object")
+    }
+}
+pub type JsonObject = Declared<Value, ObjectSchema>;
+
 /// Who wrote a message (see `entity::thread_item::Role`).
 pub struct RoleSchema;
 impl DeclaredSchema for RoleSchema {
@@ -497,11 +568,11 @@ impl DeclaredSchema for RoleSchema {
 }
 pub type RoleField = Declared<String, RoleSchema>;
 
-/// Where a message stands (see [`ItemStatus`]).
+/// Where a thread entry stands (see `entity::thread_item::ItemStatus`).
 pub struct StatusSchema;
 impl DeclaredSchema for StatusSchema {
     fn schema() -> MetaSchema {
-        string_enum(&["pending", "completed", "failed"])
+        string_enum(&["pending", "completed", "failed", "cancelled"])
     }
 }
 pub type StatusField = Declared<String, StatusSchema>;
@@ -572,11 +643,16 @@ impl Example for Message {
     fn example() -> Self {
         Self {
             id: "msg_0193522c9b0e7a41b3d95c7e2f816a0d".to_owned(),
+            kind: Declared::new("assistant_message".to_owned()),
             role: Declared::new("assistant".to_owned()),
             content: "Added \"Buy milk\" as task 3.".to_owned(),
             created_at: ts("2026-11-22T08:03:40.120Z"),
             status: Declared::new("completed".to_owned()),
             feedback: Some(Declared::new("positive".to_owned())),
+            tool_calls: None,
+            tasks: None,
+            client_tool_call: None,
+            structured_input: None,
         }
     }
 }

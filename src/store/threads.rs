@@ -6,7 +6,7 @@ use sea_orm::{
 use serde_json::Value;
 
 use super::{
-    rows::{insert_rows, into_page, keyset, ItemType, Page, MESSAGE_TYPES},
+    rows::{insert_rows, into_page, keyset, ItemType, Page},
     Store, StoreError,
 };
 use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
@@ -274,32 +274,6 @@ impl Store {
             return Err(StoreError::ThreadNotFound);
         }
         Ok(())
-    }
-
-    /// A page of the thread's messages in `order`; `ThreadNotFound` unless it is the user's.
-    pub async fn list_messages(
-        &self,
-        user: &UserId,
-        thread_id: &ThreadId,
-        limit: u64,
-        after: Option<&Cursor>,
-        order: Order,
-    ) -> Result<Page<thread_item::Model>, StoreError> {
-        let (_, page) = self
-            .thread_and_items(user, thread_id, &MESSAGE_TYPES, limit, after, order)
-            .await?;
-        Ok(page)
-    }
-
-    /// The thread with its latest `limit` messages (newest first).
-    pub async fn thread_and_messages(
-        &self,
-        user: &UserId,
-        thread_id: &ThreadId,
-        limit: u64,
-    ) -> Result<(thread::Model, Page<thread_item::Model>), StoreError> {
-        self.thread_and_items(user, thread_id, &MESSAGE_TYPES, limit, None, Order::Desc)
-            .await
     }
 
     /// Adds one message to the thread's counters and marks it active now. Runs inside the

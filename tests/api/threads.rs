@@ -1,9 +1,13 @@
 use std::collections::HashSet;
 
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::support::spawn_app;
+use crate::support::{
+    chatkit::Answer,
+    model::{call, text, use_model, FakeModel},
+    spawn_app, spawn_app_with, TestApp,
+};
 
 #[tokio::test]
 async fn thread_crud() {
@@ -349,4 +353,393 @@ async fn metadata_numbers_read_back_on_every_database() {
     assert_eq!(app.thread(&t, id).await["metadata"], metadata);
     let list = app.get("/api/chatkit/threads", &t).await.ok();
     assert_eq!(list["threads"][0]["metadata"], metadata);
+}
+
+/// Whether `value` is what `schema` (of the document `spec`) describes: the subset of
+/// OpenAPI 3.0 schemas the gateway's document uses (`$ref`, `allOf`, `oneOf`, `anyOf`,
+/// `type`, `required`, `properties`, `items`, `enum`, `nullable`, `maxItems`, `date-time`).
+/// `Err` says where and why not.
+pub(crate) fn conforms(
+    spec: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+) -> Result<(), String> {
+    if let Some(name) = schema["$ref"].as_str() {
+        let name = name.trim_start_matches("#/components/schemas/");
+        return conforms(spec, &spec["components"]["schemas"][name], value, at);
+    }
+    if value.is_null() && schema["nullable"] == true {
+        return Ok(());
+    }
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        conforms(spec, part, value, at)?;
+    }
+    if let Some(options) = schema["oneOf"].as_array() {
+        let matching = options
+            .iter()
+            .filter(|o| conforms(spec, o, value, at).is_ok())
+            .count();
+        if matching != 1 {
+            return Err(format!("{at}: {matching} of oneOf match {value}"));
+        }
+    }
+    if let Some(options) = schema["anyOf"].as_array() {
+        if !options.iter().any(|o| conforms(spec, o, value, at).is_ok()) {
+            return Err(format!("{at}: no anyOf matches {value}"));
+        }
+    }
+    if let Some(allowed) = schema["enum"].as_array() {
+        if !allowed.contains(value) {
+            return Err(format!("{at}: {value} not in {allowed:?}"));
+        }
+    }
+    let fits = match schema["type"].as_str() {
+        None | Some("") => true,
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        Some(other) => return Err(format!("{at}: unknown schema type {other}")),
+    };
+    if !fits {
+        return Err(format!("{at}: {value} is not {}", schema["type"]));
+    }
+    if schema["format"] == "date-time" {
+        chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap_or_default())
+            .map_err(|e| format!("{at}: {value}: {e}"))?;
+    }
+    if let Value::Object(fields) = value {
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let name = required.as_str().unwrap();
+            if !fields.contains_key(name) {
+                return Err(format!("{at}: {name} missing from {value}"));
+            }
+        }
+        if let Some(props) = schema["properties"].as_object() {
+            for (name, field) in fields {
+                if let Some(prop) = props.get(name) {
+                    conforms(spec, prop, field, &format!("{at}.{name}"))?;
+                }
+            }
+        }
+    }
+    if let Value::Array(items) = value {
+        if let Some(max) = schema["maxItems"].as_u64() {
+            if items.len() as u64 > max {
+                return Err(format!("{at}: more than {max} items"));
+            }
+        }
+        for (i, item) in items.iter().enumerate() {
+            conforms(spec, &schema["items"], item, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// `include=all` shows every item a ChatKit client is shown, in documented shapes, and
+/// nothing hidden; the default stays the messages alone.
+#[tokio::test]
+async fn include_all_shows_every_item_chatkit_shows_and_nothing_hidden() {
+    let app = spawn_app().await;
+    let t = app.login("alice").await;
+    let ck = app.chatkit(&t);
+    let created = ck.create("add a task to buy milk").await;
+    let tid = created.thread_id();
+    let widget = created
+        .events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "widget")
+        .expect("the turn's widget")["item"]
+        .clone();
+    // A click on the widget: a workflow of its own, the widget changed in place, and a
+    // hidden note for the model.
+    ck.request(
+        "threads.custom_action",
+        json!({"thread_id": tid, "item_id": widget["id"],
+               "action": {"type": "task.complete", "payload": {"task_id": 1}}}),
+    )
+    .await;
+    let spec = app
+        .request(Method::GET, "/openapi.json", None, None, &[])
+        .await
+        .ok();
+    let message_schema = json!({"$ref": "#/components/schemas/Message"});
+
+    let detail = app
+        .get(&format!("/api/chatkit/threads/{tid}?include=all"), &t)
+        .await
+        .ok();
+    conforms(
+        &spec,
+        &json!({"$ref": "#/components/schemas/ThreadDetail"}),
+        &detail,
+        "ThreadDetail",
+    )
+    .unwrap();
+    let entries = detail["messages"].as_array().unwrap();
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "user_message",
+            "workflow",
+            "assistant_message",
+            "widget",
+            "workflow"
+        ]
+    );
+    let roles: Vec<&str> = entries
+        .iter()
+        .map(|e| e["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["user", "assistant", "assistant", "assistant", "assistant"]
+    );
+    // The widget, with its tasks as data, as the click left it.
+    let shown = &entries[3];
+    assert_eq!(shown["id"], widget["id"]);
+    assert_eq!(
+        shown["tasks"],
+        json!({"change": "added", "tasks": [
+            {"task_id": 1, "title": "buy milk", "completed": true, "deleted": false}]})
+    );
+    assert_eq!(shown["content"], "Task added\n[x] 1. buy milk");
+    assert_eq!(shown["status"], "completed");
+    // Each entry carries its own typed field and no other.
+    let typed = [
+        "tool_calls",
+        "tasks",
+        "client_tool_call",
+        "structured_input",
+    ];
+    for entry in entries {
+        let own = match entry["type"].as_str().unwrap() {
+            "workflow" => Some("tool_calls"),
+            "widget" => Some("tasks"),
+            _ => None,
+        };
+        for field in typed {
+            assert_eq!(entry.get(field).is_some(), own == Some(field), "{entry}");
+        }
+        conforms(&spec, &message_schema, entry, "Message").unwrap();
+    }
+    // The check has teeth: a kind, a status or a task the document does not have fails it.
+    for (field, bad) in [
+        ("type", json!("hidden_context")),
+        ("status", json!("stopped")),
+        (
+            "tasks",
+            json!({"change": "added", "tasks": [{"task_id": "1"}]}),
+        ),
+    ] {
+        let mut wrong = shown.clone();
+        wrong[field] = bad;
+        assert!(
+            conforms(&spec, &message_schema, &wrong, "Message").is_err(),
+            "{wrong}"
+        );
+    }
+    assert_eq!(entries[1]["tool_calls"][0]["tool"], "add_task");
+    assert_eq!(entries[1]["content"], "Added task 1: buy milk");
+    assert_eq!(entries[4]["tool_calls"][0]["tool"], "complete_task");
+    // The hidden note exists (the model reads it) but no client ever sees it.
+    let raw = serde_json::to_string(&detail).unwrap();
+    assert!(
+        !raw.contains("hc_") && !raw.contains("marked as done"),
+        "{raw}"
+    );
+
+    // The same entries as ChatKit's items, page by page, in either order.
+    let items = ck
+        .request("items.list", json!({"thread_id": tid, "order": "asc"}))
+        .await;
+    let ids = |list: &[Value]| list.iter().map(|i| i["id"].clone()).collect::<Vec<_>>();
+    let chatkit_ids = ids(items.ok()["data"].as_array().unwrap());
+    let (asc, pages) = app
+        .walk(
+            &format!("/api/chatkit/threads/{tid}/messages?include=all&order=asc&limit=2"),
+            &t,
+            "data",
+        )
+        .await;
+    assert_eq!(pages, 3);
+    assert_eq!(ids(&asc), chatkit_ids);
+    assert_eq!(ids(entries), chatkit_ids);
+    let (mut desc, _) = app
+        .walk(
+            &format!("/api/chatkit/threads/{tid}/messages?include=all&limit=3"),
+            &t,
+            "data",
+        )
+        .await;
+    desc.reverse();
+    assert_eq!(desc, asc);
+
+    // By default, and with include=messages, the messages alone, as before; the count is
+    // theirs.
+    for query in ["", "?include=messages"] {
+        let detail = app
+            .get(&format!("/api/chatkit/threads/{tid}{query}"), &t)
+            .await
+            .ok();
+        let kinds: Vec<&str> = detail["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["user_message", "assistant_message"], "{query}");
+        assert_eq!(detail["message_count"], 2);
+    }
+    let messages = app.all_messages(&t, &tid).await;
+    assert_eq!(messages.len(), 2);
+    assert!(messages.iter().all(|m| m.get("tasks").is_none()));
+
+    // Anything else is refused, on both routes.
+    for path in [
+        format!("/api/chatkit/threads/{tid}?include=hidden"),
+        format!("/api/chatkit/threads/{tid}/messages?include=everything"),
+    ] {
+        app.get(&path, &t)
+            .await
+            .assert_error(422, "request.invalid");
+    }
+    // Another user's thread is not found, whatever is included.
+    let bob = app.login("bob").await;
+    app.get(&format!("/api/chatkit/threads/{tid}?include=all"), &bob)
+        .await
+        .assert_error(404, "thread.not_found");
+}
+
+/// Every entry of a thread's `include=all` read, oldest first, checked against the
+/// document's `Message`.
+async fn all_entries(app: &TestApp, token: &str, tid: &str) -> Vec<Value> {
+    let spec = app
+        .request(Method::GET, "/openapi.json", None, None, &[])
+        .await
+        .ok();
+    let path = format!("/api/chatkit/threads/{tid}/messages?include=all&order=asc&limit=100");
+    let entries = app.walk(&path, token, "data").await.0;
+    let schema = json!({"$ref": "#/components/schemas/Message"});
+    for entry in &entries {
+        conforms(&spec, &schema, entry, "Message").unwrap();
+    }
+    entries
+}
+
+fn last_done(answer: &Answer) -> Value {
+    let last = answer.events.last().unwrap();
+    assert_eq!(last["type"], "thread.item.done", "{}", answer.raw);
+    last["item"].clone()
+}
+
+/// The kinds ChatKit's hand-overs add: a question (the local agent asks which task
+/// "complete buy" means) and a client tool call, each pending until answered, then
+/// completed with what the client sent.
+#[tokio::test]
+async fn include_all_shows_questions_and_client_tool_calls_as_they_stand() {
+    let app = spawn_app().await;
+    let t = app.login("alice").await;
+    let ck = app.chatkit(&t);
+    let tid = ck.create("add a task to buy milk").await.thread_id();
+    ck.add_message(&tid, "add a task to buy bread").await;
+    let asked = ck.add_message(&tid, "complete buy").await;
+    let question = last_done(&asked);
+    assert_eq!(question["type"], "structured_input");
+    let entries = all_entries(&app, &t, &tid).await;
+    let shown = entries.iter().find(|e| e["id"] == question["id"]).unwrap();
+    assert_eq!(shown["type"], "structured_input");
+    assert_eq!(shown["status"], "pending");
+    assert_eq!(shown["structured_input"]["status"], "pending");
+    assert_eq!(
+        shown["structured_input"]["inputs"],
+        json!([{"type": "multiple_choice", "id": "task", "question": question["inputs"][0]["question"],
+                "options": [{"value": "1. buy milk"}, {"value": "2. buy bread"}], "multiple": false}])
+    );
+    assert_eq!(shown["content"], question["inputs"][0]["question"]);
+    // The agent's own note of what the answer is for stays on the server.
+    assert!(!serde_json::to_string(&entries)
+        .unwrap()
+        .contains("candidates"));
+    ck.request(
+        "threads.add_structured_input",
+        json!({"thread_id": tid, "item_id": question["id"],
+               "input": {"status": "answered", "answers": {"task": {"values": ["2. buy bread"]}}}}),
+    )
+    .await;
+    let entries = all_entries(&app, &t, &tid).await;
+    let shown = entries.iter().find(|e| e["id"] == question["id"]).unwrap();
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["structured_input"]["status"], "answered");
+    assert_eq!(
+        shown["structured_input"]["inputs"][0]["answer"],
+        json!({"values": ["2. buy bread"], "skipped": false})
+    );
+
+    // A client tool call, through the OpenAI-compatible agent.
+    let model = FakeModel::start(vec![
+        call("highlight_tasks", json!({"task_ids": [1]})),
+        text(&["Task 1 is highlighted."]),
+    ])
+    .await;
+    let app = spawn_app_with(|s| {
+        use_model(s, &model);
+        s.chatkit.client_tools = vec![chatkit_gateway::config::ClientToolSettings {
+            name: "highlight_tasks".into(),
+            description: "Highlight tasks in the page".into(),
+            parameters: json!({"type": "object"}),
+        }];
+    })
+    .await;
+    let t = app.login("alice").await;
+    let ck = app.chatkit(&t);
+    let paused = ck.create("show me task 1").await;
+    let tid = paused.thread_id();
+    let pending = last_done(&paused);
+    let entries = all_entries(&app, &t, &tid).await;
+    let shown = entries.iter().find(|e| e["id"] == pending["id"]).unwrap();
+    assert_eq!(shown["type"], "client_tool_call");
+    assert_eq!(shown["status"], "pending");
+    assert_eq!(
+        shown["client_tool_call"],
+        json!({"call_id": "call_highlight_tasks", "name": "highlight_tasks",
+               "arguments": {"task_ids": [1]}})
+    );
+    ck.request(
+        "threads.add_client_tool_output",
+        json!({"thread_id": tid, "result": {"highlighted": 1}}),
+    )
+    .await;
+    let entries = all_entries(&app, &t, &tid).await;
+    let shown = entries.iter().find(|e| e["id"] == pending["id"]).unwrap();
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(
+        shown["client_tool_call"]["output"],
+        json!({"highlighted": 1})
+    );
+    // The answer that handed over before a word stays, empty (ChatKit leaves it out); the
+    // answer after the output follows the call.
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "user_message",
+            "assistant_message",
+            "client_tool_call",
+            "assistant_message"
+        ]
+    );
+    assert_eq!(entries[1]["content"], "");
+    assert_eq!(entries[3]["content"], "Task 1 is highlighted.");
 }

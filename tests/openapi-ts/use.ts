@@ -5,14 +5,44 @@ import type { components, operations, paths } from "./schema";
 type Message = components["schemas"]["Message"];
 type SendBody = operations["sendMessage"]["requestBody"]["content"]["application/json; charset=utf-8"];
 type Sent = paths["/api/chatkit/messages"]["post"]["responses"][200]["content"]["application/json"];
+type ThreadQuery = NonNullable<operations["getThread"]["parameters"]["query"]>;
 
 const roles: Message["role"][] = ["user", "assistant"];
-const statuses: Message["status"][] = ["pending", "completed", "failed"];
+const statuses: Message["status"][] = ["pending", "completed", "failed", "cancelled"];
+const kinds: Message["type"][] = [
+  "user_message",
+  "assistant_message",
+  "workflow",
+  "widget",
+  "client_tool_call",
+  "structured_input",
+];
+const everything: ThreadQuery["include"] = "all";
 
 function describe(m: Message): string {
   const when: string = m.created_at;
   const rating: "positive" | "negative" | null | undefined = m.feedback;
   return `${m.role} at ${when}: ${m.content} (${m.status}, ${rating ?? "unrated"})`;
+}
+
+/** What a REST client draws for an entry of `include=all`, by its typed field. */
+function draw(m: Message): string {
+  switch (m.type) {
+    case "widget":
+      return (m.tasks?.tasks ?? [])
+        .map((t) => `${t.completed ? "[x]" : "[ ]"} ${t.task_id}. ${t.title}${t.deleted ? " (deleted)" : ""}`)
+        .join("\n");
+    case "workflow":
+      return (m.tool_calls ?? []).map((c) => c.tool).join(", ");
+    case "client_tool_call":
+      return `${m.client_tool_call?.name}(${JSON.stringify(m.client_tool_call?.arguments)})`;
+    case "structured_input":
+      return (m.structured_input?.inputs ?? [])
+        .map((i) => (i.type === "multiple_choice" ? `${i.question} ${i.options.map((o) => o.value).join("/")}` : i.question))
+        .join("\n");
+    default:
+      return describe(m);
+  }
 }
 
 async function send(base: string, secret: string, body: SendBody): Promise<Sent> {
@@ -31,7 +61,7 @@ async function main(): Promise<void> {
   });
   const tools: string[] = sent.tool_calls.map((c) => c.tool);
   const threadId: string = sent.thread_id;
-  console.log(tools, threadId, roles, statuses, describe);
+  console.log(tools, threadId, roles, statuses, kinds, everything, draw);
 }
 
 void main;
