@@ -106,3 +106,51 @@ fn the_layout_map_matches_the_tree() {
         );
     }
 }
+
+/// The README is a five-minute read for users: reference material lives in docs/ and the
+/// benchmark history in bench/RESULTS.md.
+#[test]
+fn the_readme_stays_short_and_names_no_issue_or_session_history() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let lines = readme.lines().count();
+    assert!(lines <= 300, "README.md has {lines} lines");
+    for link in ["docs/configuration.md", "docs/api.md", "bench/RESULTS.md"] {
+        assert!(readme.contains(link), "README.md does not link {link}");
+    }
+    // Issue numbers and commit hashes belong in commit messages and bench/RESULTS.md.
+    let lower = readme.to_lowercase();
+    for (at, _) in lower.match_indices("issue ") {
+        let next = lower[at + 6..].chars().next().unwrap_or(' ');
+        assert!(
+            !next.is_ascii_digit(),
+            "README.md names an issue: {}",
+            &readme[at..at + 12]
+        );
+    }
+}
+
+/// Code comments say why in their own words; issue numbers go in commit messages.
+#[test]
+fn code_comments_name_no_issue_numbers() {
+    let mut stack = vec![std::path::PathBuf::from("src")];
+    let mut found = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for (n, line) in text.lines().enumerate() {
+                let lower = line.to_lowercase();
+                if let Some(at) = lower.find("issue ") {
+                    if lower[at + 6..].starts_with(|c: char| c.is_ascii_digit()) {
+                        found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+}
