@@ -288,28 +288,22 @@ fn log_start(settings: &Settings, port: u16) {
 /// The whole HTTP application: API, docs, middleware and the error envelope.
 pub fn routes(state: AppState) -> impl Endpoint {
     let server = &state.settings.server;
-    let prefix = server.api_prefix.as_str();
-    let api = api::endpoint(prefix);
-    let spec = api::spec_json_at(prefix);
-    let chatkit_path = state.settings.chatkit.path.clone();
+    let paths = api::Paths::new(&server.api_prefix, &state.settings.chatkit.path);
+    let api = api::endpoint(&paths);
+    let spec = api::spec_json_for(&paths);
     let allow = Arc::new(http::allow::AllowedMethods::new(
         &spec,
         &[
-            (chatkit_path.as_str(), &["POST"][..]),
             (config::SPEC_PATH, &["GET"][..]),
             (config::DOCS_PATH, &["GET"][..]),
         ],
     ));
-    let ui = api::swagger_ui(prefix);
+    let ui = api::swagger_ui(&paths);
     let spec = api::spec_endpoint(spec);
     let cors = Arc::new(http::cors::CorsPolicy::new(&server.cors_allowed_origins));
     let body_limit = server.body_limit_bytes;
     let body_timeout = Duration::from_secs(server.body_read_timeout_secs);
     let route = Route::new()
-        .at(
-            state.settings.chatkit.path.as_str(),
-            poem::post(api::chatkit::endpoint),
-        )
         .at(config::SPEC_PATH, spec)
         .nest(config::DOCS_PATH, ui)
         .nest("/", api)

@@ -73,8 +73,10 @@ async fn main() -> ExitCode {
     };
     if let Some(Command::Openapi) = cli.command {
         let vars: Vec<(String, String)> = std::env::vars().collect();
-        return match Settings::api_prefix_from(&vars) {
-            Ok(prefix) => print_openapi(&prefix),
+        return match Settings::document_paths_from(&vars) {
+            Ok((prefix, chatkit)) => {
+                print_openapi(&chatkit_gateway::api::Paths::new(&prefix, &chatkit))
+            }
             Err(e) => {
                 eprintln!("chatkit-gateway: {e}");
                 ExitCode::from(EXIT_CONFIG)
@@ -133,10 +135,10 @@ fn error_chain(e: &anyhow::Error) -> String {
 
 /// `println!` panics when stdout is closed early (`openapi | head`); a reader that stops
 /// reading is not an error, so a broken pipe exits 0 quietly.
-fn print_openapi(prefix: &str) -> ExitCode {
+fn print_openapi(paths: &chatkit_gateway::api::Paths) -> ExitCode {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let doc = chatkit_gateway::api::spec_json_at(prefix);
+    let doc = chatkit_gateway::api::spec_json_for(paths);
     match writeln!(out, "{doc}").and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,

@@ -100,9 +100,9 @@ impl Settings {
         }
     }
 
-    /// `server.api_prefix` from every layer, without the rest of the settings: what
-    /// `chatkit-gateway openapi` needs, which must work without secrets.
-    pub fn api_prefix_from(vars: &[(String, String)]) -> Result<String, ConfigError> {
+    /// `server.api_prefix` and `chatkit.path` from every layer, without the rest of the
+    /// settings: what `chatkit-gateway openapi` needs, which must work without secrets.
+    pub fn document_paths_from(vars: &[(String, String)]) -> Result<(String, String), ConfigError> {
         let env_name = layers::app_env(vars).map_err(ConfigError::Invalid)?;
         let config = layers::layers(vars, &env_name)?.build()?;
         let read = |key: &str, default: String| match config.get_string(key) {
@@ -115,7 +115,7 @@ impl Settings {
         let mut problems = Vec::new();
         server::check_api_prefix(&prefix, &chatkit, &mut problems);
         if problems.is_empty() {
-            Ok(prefix)
+            Ok((prefix, chatkit))
         } else {
             Err(refused(problems))
         }
@@ -294,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn the_api_prefix_alone_is_read_and_checked() {
+    fn the_document_paths_alone_are_read_and_checked() {
         let vars = |prefix: &str| {
             vec![
                 ("APP_CONFIG_DIR".to_owned(), "/nonexistent".to_owned()),
@@ -302,8 +302,11 @@ mod tests {
                 ("GATEWAY__SERVER__API_PREFIX".to_owned(), prefix.to_owned()),
             ]
         };
-        assert_eq!(Settings::api_prefix_from(&vars("/v2")).unwrap(), "/v2");
-        let err = Settings::api_prefix_from(&vars("/docs")).unwrap_err();
+        assert_eq!(
+            Settings::document_paths_from(&vars("/v2")).unwrap(),
+            ("/v2".to_owned(), "/chatkit".to_owned())
+        );
+        let err = Settings::document_paths_from(&vars("/docs")).unwrap_err();
         assert!(err.to_string().contains("overlaps /docs"), "{err}");
     }
 }

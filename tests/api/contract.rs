@@ -41,7 +41,7 @@ fn param<'a>(op: &'a Value, name: &str) -> &'a Value {
 async fn each_operation_declares_its_own_errors() {
     let app = spawn_app().await;
     let spec = document(&app).await;
-    let expected: [(&str, &str, &str, &[&str]); 12] = [
+    let expected: [(&str, &str, &str, &[&str]); 13] = [
         (
             "/api/chatkit/session",
             "post",
@@ -104,6 +104,14 @@ async fn each_operation_declares_its_own_errors() {
                 "200", "400", "401", "404", "409", "413", "415", "422", "429", "502", "503",
             ],
         ),
+        (
+            "/chatkit",
+            "post",
+            "chatkit",
+            &[
+                "200", "400", "401", "404", "409", "413", "422", "429", "502", "503",
+            ],
+        ),
         ("/healthz", "get", "healthz", &["200", "400"]),
         ("/readyz", "get", "readyz", &["200", "503", "400"]),
     ];
@@ -147,7 +155,10 @@ async fn each_operation_declares_its_own_errors() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     // Every group with its operations; poem-openapi lists them by name.
-    assert_eq!(tags, ["Health", "Messages", "Session", "Threads"]);
+    assert_eq!(
+        tags,
+        ["ChatKit", "Health", "Messages", "Session", "Threads"]
+    );
 }
 
 #[tokio::test]
@@ -382,5 +393,202 @@ fn the_event_stream_example_lists_the_events() {
     assert_eq!(events, ["message.recorded", "tool_call", "delta", "done"]);
     for data in example.lines().filter_map(|l| l.strip_prefix("data: ")) {
         serde_json::from_str::<Value>(data).unwrap_or_else(|e| panic!("{data}: {e}"));
+    }
+}
+
+/// The protocol's request types, as `openai-chatkit` 1.6.5 names them.
+const CHATKIT_TYPES: [&str; 16] = [
+    "threads.create",
+    "threads.add_user_message",
+    "threads.add_client_tool_output",
+    "threads.add_structured_input",
+    "threads.retry_after_item",
+    "threads.custom_action",
+    "threads.sync_custom_action",
+    "threads.get_by_id",
+    "threads.list",
+    "items.list",
+    "threads.update",
+    "threads.delete",
+    "items.feedback",
+    "attachments.create",
+    "attachments.delete",
+    "input.transcribe",
+];
+
+/// `POST /chatkit` is in the document: every request type with its parameters, JSON and
+/// event-stream answers, the client_secret scheme, and an example Swagger UI's "Try it
+/// out" sends as it is.
+#[tokio::test]
+async fn the_chatkit_endpoint_is_documented_and_its_example_works() {
+    let app = spawn_app().await;
+    let spec = document(&app).await;
+    let op = operation(&spec, "/chatkit", "post");
+    assert_eq!(op["security"], json!([{"ClientSecret": []}]));
+    let body = &op["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["$ref"], "#/components/schemas/ChatKitRequest");
+    let schemas = &spec["components"]["schemas"];
+    let union = &schemas["ChatKitRequest"];
+    assert_eq!(union["discriminator"]["propertyName"], "type");
+    let mut documented: Vec<&str> = union["discriminator"]["mapping"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    documented.sort_unstable();
+    let mut protocol = CHATKIT_TYPES.to_vec();
+    protocol.sort_unstable();
+    assert_eq!(documented, protocol);
+    // Each type's parameters are its own schema.
+    for (kind, target) in union["discriminator"]["mapping"].as_object().unwrap() {
+        let variant = target.as_str().unwrap().rsplit('/').next().unwrap();
+        let envelope = schemas[variant]["allOf"][1]["$ref"].as_str().unwrap();
+        let envelope = &schemas[envelope.rsplit('/').next().unwrap()];
+        assert_eq!(envelope["required"], json!(["params"]), "{kind}");
+        assert!(
+            envelope["properties"]["params"]["$ref"].is_string(),
+            "{kind}"
+        );
+    }
+    // Every tagged union's mapping leads to the schema of that tag (a schema shared by two
+    // tags would say only one of them).
+    for (name, schema) in schemas.as_object().unwrap() {
+        let Some(mapping) = schema["discriminator"]["mapping"].as_object() else {
+            continue;
+        };
+        for (tag, target) in mapping {
+            let target = &schemas[target.as_str().unwrap().rsplit('/').next().unwrap()];
+            assert_eq!(
+                target["allOf"][0]["properties"]["type"]["enum"],
+                json!([tag]),
+                "{name}: {tag}"
+            );
+        }
+    }
+    let answer = &op["responses"]["200"]["content"];
+    assert_eq!(
+        answer["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ChatKitJsonAnswer"
+    );
+    let frame = &answer["text/event-stream"]["schema"];
+    assert_eq!(frame["required"], json!(["data"]));
+    let example: Value = serde_json::from_str(frame["example"]["data"].as_str().unwrap()).unwrap();
+    assert!(frame["description"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("- `{}` {{", example["type"].as_str().unwrap())));
+
+    // "Try it out": the example, with a client_secret, answers what the document says.
+    let t = app.login("alice").await;
+    app.chatkit(&t).create("add a task to buy milk").await;
+    let example = schemas["ChatKitRequest"]["example"].clone();
+    assert_eq!(example["type"], "threads.list");
+    let tried = app
+        .request(Method::POST, "/chatkit", Some(&t), Some(example), &[])
+        .await;
+    let page = tried.ok();
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    crate::threads::conforms(
+        &spec,
+        &answer["application/json"]["schema"],
+        &page,
+        "answer",
+    )
+    .unwrap();
+    // Without one, the documented 401.
+    app.request(
+        Method::POST,
+        "/chatkit",
+        None,
+        Some(json!({"type": "threads.list", "params": {}})),
+        &[],
+    )
+    .await
+    .assert_error(401, "auth.missing_token");
+}
+
+/// Every JSON answer of the endpoint is one the document describes: each JSON request
+/// type, on a thread holding each kind of item the gateway shows.
+#[tokio::test]
+async fn the_chatkit_json_answers_follow_the_document() {
+    let app = spawn_app().await;
+    let spec = document(&app).await;
+    let schema = &operation(&spec, "/chatkit", "post")["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    let t = app.login("alice").await;
+    let ck = app.chatkit(&t);
+    let created = ck.create("add a task to buy milk").await;
+    let tid = created.thread_id();
+    let widget = created.events.last().unwrap()["item"]["id"].clone();
+    let user_message = created.events[1]["item"]["id"].clone();
+    // The events of a stream, each one frame, are the documented events: named in the
+    // frame's description, carrying the documented items and threads.
+    let frame = &operation(&spec, "/chatkit", "post")["responses"]["200"]["content"]
+        ["text/event-stream"]["schema"];
+    let listed = frame["description"].as_str().unwrap();
+    let clicked = ck
+        .request(
+            "threads.custom_action",
+            json!({"thread_id": tid, "item_id": widget,
+                   "action": {"type": "task.reopen", "payload": {"task_id": 1}}}),
+        )
+        .await;
+    let tag = json!({"type": "input_tag", "id": "t1", "text": "@milk", "data": {"k": 1}});
+    let tagged = ck
+        .request(
+            "threads.add_user_message",
+            json!({"thread_id": tid, "input": {"content": [tag], "attachments": [],
+                   "quoted_text": "buy milk", "inference_options": {"model": "m"}}}),
+        )
+        .await;
+    let item = json!({"$ref": "#/components/schemas/ChatKitItem"});
+    let thread = json!({"$ref": "#/components/schemas/ChatKitThread"});
+    for event in created
+        .events
+        .iter()
+        .chain(&clicked.events)
+        .chain(&tagged.events)
+    {
+        let kind = event["type"].as_str().unwrap();
+        assert!(
+            listed.contains(&format!("- `{kind}` {{")),
+            "{kind} is not listed"
+        );
+        let data = json!({"data": event.to_string(), "event": "message"});
+        crate::threads::conforms(&spec, frame, &data, "frame").unwrap();
+        for (field, schema) in [("item", &item), ("thread", &thread)] {
+            if let Some(value) = event.get(field) {
+                crate::threads::conforms(&spec, schema, value, kind)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        if let Some(update) = event["update"]["type"].as_str() {
+            assert!(
+                listed.contains(&format!("`{update}`")),
+                "{update} is not listed"
+            );
+        }
+    }
+    for (kind, params) in [
+        ("threads.get_by_id", json!({"thread_id": tid})),
+        ("threads.list", json!({"limit": 1})),
+        ("items.list", json!({"thread_id": tid, "limit": 2})),
+        ("items.list", json!({"thread_id": tid, "order": "asc"})),
+        ("threads.update", json!({"thread_id": tid, "title": "Milk"})),
+        (
+            "items.feedback",
+            json!({"thread_id": tid, "item_ids": [user_message], "kind": "positive"}),
+        ),
+        (
+            "threads.sync_custom_action",
+            json!({"thread_id": tid, "item_id": widget,
+                   "action": {"type": "task.complete", "payload": {"task_id": 1}}}),
+        ),
+        ("threads.delete", json!({"thread_id": tid})),
+    ] {
+        let answer = ck.request(kind, params).await;
+        crate::threads::conforms(&spec, schema, answer.ok(), kind)
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
     }
 }

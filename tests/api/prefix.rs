@@ -1,4 +1,5 @@
 //! `server.api_prefix`: the REST API moves, the document follows, the root routes stay.
+//! `chatkit.path`: the ChatKit endpoint moves, and its entry in the document with it.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -91,7 +92,8 @@ async fn the_served_document_and_swagger_ui_follow_the_prefix() {
         .collect();
     for path in &paths {
         assert!(
-            path.starts_with(&format!("{PREFIX}/")) || ["/healthz", "/readyz"].contains(path),
+            path.starts_with(&format!("{PREFIX}/"))
+                || ["/healthz", "/readyz", "/chatkit"].contains(path),
             "{path} is outside the prefix: {paths:?}"
         );
     }
@@ -155,8 +157,9 @@ fn the_access_route_template_carries_the_prefix() {
 }
 
 /// `config::ROOT_PATHS`, which `server.api_prefix` may not overlap (refused at load, exit
-/// 2), are the paths the gateway serves outside the prefix: the document's root paths are
-/// exactly the health routes, and every listed path answers.
+/// 2), are the paths the gateway serves outside the prefix besides `chatkit.path`: the
+/// document's root paths are exactly the health routes and the ChatKit endpoint, and every
+/// listed path answers.
 #[tokio::test]
 async fn the_root_paths_the_prefix_may_not_overlap_are_the_served_ones() {
     use chatkit_gateway::config::{DOCS_PATH, HEALTH_PATHS, ROOT_PATHS, SPEC_PATH};
@@ -169,7 +172,7 @@ async fn the_root_paths_the_prefix_may_not_overlap_are_the_served_ones() {
         .filter(|path| !path.starts_with(&format!("{PREFIX}/")))
         .collect();
     roots.sort_unstable();
-    let mut health = HEALTH_PATHS.to_vec();
+    let mut health = [&HEALTH_PATHS[..], &["/chatkit"]].concat();
     health.sort_unstable();
     assert_eq!(
         roots, health,
@@ -186,4 +189,61 @@ async fn the_root_paths_the_prefix_may_not_overlap_are_the_served_ones() {
         let resp = app.request(Method::GET, path, None, None, &[]).await;
         assert_eq!(resp.status, 200, "{path} is not served");
     }
+}
+
+#[tokio::test]
+async fn a_custom_chatkit_path_moves_the_endpoint_and_its_document() {
+    const CHATKIT: &str = "/ck/v1";
+    let app = spawn_app_with(|s| s.chatkit.path = CHATKIT.into()).await;
+    let token = app.login("alice").await;
+    let page = app
+        .request(
+            Method::POST,
+            CHATKIT,
+            Some(&token),
+            Some(json!({"type": "threads.list", "params": {}})),
+            &[],
+        )
+        .await
+        .ok();
+    assert_eq!(page["data"], json!([]));
+    let old = app
+        .request(
+            Method::POST,
+            "/chatkit",
+            Some(&token),
+            Some(json!({"type": "threads.list", "params": {}})),
+            &[],
+        )
+        .await;
+    assert_eq!(old.status, 404, "the default path still answers");
+    let resp = app
+        .request(Method::GET, CHATKIT, Some(&token), None, &[])
+        .await;
+    resp.assert_error(405, "route.method_not_allowed");
+    assert_eq!(
+        resp.headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+    let spec = app
+        .request(Method::GET, "/openapi.json", None, None, &[])
+        .await
+        .ok();
+    let paths = spec["paths"].as_object().unwrap();
+    assert_eq!(paths[CHATKIT]["post"]["operationId"], "chatkit");
+    assert!(!paths.contains_key("/chatkit"));
+    assert!(spec["info"]["description"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("POST {CHATKIT}")));
+    // The document is the default one with only that path changed.
+    assert_eq!(
+        chatkit_gateway::api::spec_json_for(&chatkit_gateway::api::Paths::new(
+            "/api/chatkit",
+            CHATKIT
+        ))
+        .replace(&format!("\"{CHATKIT}\""), "\"/chatkit\"")
+        .replace(&format!("POST {CHATKIT}"), "POST /chatkit"),
+        chatkit_gateway::api::spec_json()
+    );
 }

@@ -6,6 +6,10 @@ type Message = components["schemas"]["Message"];
 type SendBody = operations["sendMessage"]["requestBody"]["content"]["application/json; charset=utf-8"];
 type Sent = paths["/api/chatkit/messages"]["post"]["responses"][200]["content"]["application/json"];
 type ThreadQuery = NonNullable<operations["getThread"]["parameters"]["query"]>;
+type ChatKitBody = operations["chatkit"]["requestBody"]["content"]["application/json"];
+type ChatKitJson = paths["/chatkit"]["post"]["responses"][200]["content"]["application/json"];
+type ChatKitFrame = paths["/chatkit"]["post"]["responses"][200]["content"]["text/event-stream"];
+type ChatKitItem = components["schemas"]["ChatKitItem"];
 
 const roles: Message["role"][] = ["user", "assistant"];
 const statuses: Message["status"][] = ["pending", "completed", "failed", "cancelled"];
@@ -54,6 +58,21 @@ async function send(base: string, secret: string, body: SendBody): Promise<Sent>
   return (await resp.json()) as Sent;
 }
 
+async function chatkit(base: string, secret: string, body: ChatKitBody): Promise<ChatKitJson> {
+  const resp = await fetch(`${base}/chatkit`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${secret}` },
+    body: JSON.stringify(body),
+  });
+  return (await resp.json()) as ChatKitJson;
+}
+
+/** A stream's frame: its `data` is one event as JSON; a finished item is a `ChatKitItem`. */
+function onFrame(frame: ChatKitFrame): string {
+  const event = JSON.parse(frame.data) as { type: string; item?: ChatKitItem };
+  return event.type === "thread.item.done" && event.item ? `${event.type}: ${event.item.type}` : event.type;
+}
+
 async function main(): Promise<void> {
   const sent = await send("http://127.0.0.1:8000", "secret", {
     thread_id: null,
@@ -61,7 +80,8 @@ async function main(): Promise<void> {
   });
   const tools: string[] = sent.tool_calls.map((c) => c.tool);
   const threadId: string = sent.thread_id;
-  console.log(tools, threadId, roles, statuses, kinds, everything, draw);
+  const threads = await chatkit("http://127.0.0.1:8000", "secret", { type: "threads.list", params: { limit: 10 } });
+  console.log(tools, threadId, roles, statuses, kinds, everything, draw, threads, onFrame);
 }
 
 void main;
