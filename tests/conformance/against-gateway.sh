@@ -3,8 +3,9 @@
 # a fresh database, development config), in two passes:
 #   1. the offline local agent: the whole scripted session (check.py);
 #   2. the `openai` provider pointed at fake_openai.py: a model that dies half-way, a retry,
-#      a slow turn with a concurrent retry (409) and a client that hangs up
-#      (check.py --agent-faults).
+#      a slow turn with a concurrent retry (409), a client that stops the answer, a client
+#      tool (highlight_tasks, declared in a config file), ask_user, the model picker and
+#      the titles the model writes (check.py --agent-faults --fake-model).
 #
 #   tests/conformance/against-gateway.sh target/debug/chatkit-gateway [check.py options]
 #
@@ -16,7 +17,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-[ $# -ge 1 ] || { sed -n '2,16p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,18p' "$0" >&2; exit 2; }
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 shift
 [ -x "$bin" ] || { echo "conformance: $bin is not an executable" >&2; exit 2; }
@@ -98,11 +99,22 @@ fake_port="$(free_port)"
 python3 "$here/fake_openai.py" "$fake_port" >"$tmp/fake.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$fake_port/" "$tmp/fake.log"
+# The page's client tool is a list of tables, which no variable can hold: a config file in a
+# directory of its own (layered over the compiled-in settings).
+mkdir -p "$tmp/openai-config"
+cat >"$tmp/openai-config/development.toml" <<'TOML'
+[[chatkit.client_tools]]
+name = "highlight_tasks"
+description = "Highlight tasks in the page's task panel"
+parameters = { type = "object", properties = { task_ids = { type = "array", items = { type = "integer" } } }, required = ["task_ids"] }
+TOML
+# Titles on: the fake model answers the non-streamed title request of every new thread.
 start_gateway openai AGENT_PROVIDER=openai OPENAI_BASE_URL="http://127.0.0.1:$fake_port/v1" \
   OPENAI_MODEL=fake OPENAI_API_KEY= GATEWAY__AGENT__OPENAI__MODELS=conformance-model \
-  GATEWAY__AGENT__OPENAI__TITLES=false
+  GATEWAY__AGENT__OPENAI__TITLES=true APP_CONFIG_DIR="$tmp/openai-config"
 pass2=0
-GATEWAY_BIN="$bin" "$here/run.sh" "$url" --agent-faults "$@" || pass2=1
+GATEWAY_BIN="$bin" "$here/run.sh" "$url" --agent-faults --fake-model "http://127.0.0.1:$fake_port" \
+  "$@" || pass2=1
 [ "$pass2" = 0 ] || { echo "== the gateway's log (last 40 lines)" >&2; tail -n 40 "$tmp/openai.log" >&2; }
 
 "${CONFORMANCE_VENV:-$here/.venv}/bin/python" "$here/check_widgets.py" "$here/../../target/chatkit-widget-samples.json" || status=1

@@ -6,7 +6,10 @@ event against the official SDK's pydantic models (`openai-chatkit`, pinned in
 requirements.txt), plus what pydantic does not see: unknown keys, `null`s, string
 RFC 3339 timestamps, exact SSE framing, event order, paging cursors, reload consistency,
 error envelopes, authentication and isolation between users; the task widgets a turn ends
-with and the clicks on them (threads.custom_action, threads.sync_custom_action).
+with and the clicks on them (threads.custom_action, threads.sync_custom_action); answers
+that hand over to the page and go on (threads.add_client_tool_output,
+threads.add_structured_input); the model picker; and, with --agent-faults, the stop button
+and the titles the model writes.
 
 Usage: check.py BASE_URL        (normally through run.sh, which provides the venv)
 
@@ -17,7 +20,8 @@ Upstream tokens (for POST /api/chatkit/session) come from
 Every check is tagged `shape` (the wire contract the SDK itself honours) or `gateway`
 (behaviour the SDK leaves to the integrator and the gateway promises: 4xx envelopes before
 streaming, auth, isolation, `chatkit.unsupported`, inline validation errors, clamping,
-tool activity, task widgets and what their actions do). The last line is
+tool activity, task widgets and what their actions do, stops, hand-overs, the model
+picker, titles). The last line is
 `N passed, M failed`; the exit status is 1 on any failure.
 """
 
@@ -35,6 +39,7 @@ import threading
 import time
 import traceback
 import urllib.parse
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -69,14 +74,17 @@ UNSUPPORTED_TYPES = [
     "attachments.create",
     "attachments.delete",
     "input.transcribe",
-    "threads.add_client_tool_output",
-    "threads.add_structured_input",
 ]
 MISSING_THREAD = "thr_conformance_missing_0000"
 MISSING_ITEM = "msg_conformance_missing_0000"
 # What fake_openai.py answers (see there).
 FAKE_ANSWER = "Hello from the fake model."
 FAKE_SLOW = [f"slow {i}. " for i in range(10)]
+FAKE_QUESTION = {"type": "multiple_choice", "id": "choice", "question": "Which list?",
+                 "options": [{"value": "Home"}, {"value": "Work"}], "multiple": False}
+FAKE_TITLE = "Weekend groceries"  # its title, cleaned of the quotes and the full stop
+# The models the composer may pick (against-gateway.sh sets GATEWAY__AGENT__OPENAI__MODELS).
+PICKABLE_MODEL = "conformance-model"
 MISSING_ATTACHMENT = "atc_conformance_missing_0000"
 # A task widget's copy_text: its heading, then one line per task ("No tasks yet." for none).
 TASK_LINE = re.compile(r"^\[([ x-])\] ([1-9]\d*)\. (.+)$")
@@ -90,8 +98,10 @@ HEADINGS = {  # change -> (heading for one task, for several)
 }
 ACTION_KEY = re.compile(r"^on[A-Z][A-Za-z]*Action$")
 # What a reload must never show: the note the model gets of a click, hidden item types.
-HIDDEN_TEXT = re.compile(r"marked as done|task list shown in the chat|hidden_context")
-SHOWN_ITEM_TYPES = {"user_message", "assistant_message", "workflow", "widget"}
+HIDDEN_TEXT = re.compile(r"marked as done|task list shown in the chat|hidden_context|"
+                         r"stopped the previous answer|cancelled the stream")
+SHOWN_ITEM_TYPES = {"user_message", "assistant_message", "workflow", "widget", "client_tool_call",
+                    "structured_input"}
 
 
 class Abort(Exception):
@@ -403,6 +413,9 @@ class Turn:
     user_message: dict[str, Any] | None
     widget: dict[str, Any] | None = None  # the widget item the turn ended with
     task_ids: list[int] = field(default_factory=list)  # from its tasks.changed effects
+    replaced: dict[str, Any] | None = None  # a resumed turn's answered item, as replaced
+    pending: dict[str, Any] | None = None  # the client tool call or question it ended with
+    effects: list[dict[str, Any]] = field(default_factory=list)  # its client_effect events
 
 
 def norm_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -608,14 +621,20 @@ class Conformance:
     def check_turn(
         self, what: str, resp: Resp, kind: str, user_input: str | dict[str, Any] | None = None,
         thread_id: str | None = None, tools: str | None = None, calls: int = 1,
-        change: str | None = None,
+        change: str | None = None, pending: str | None = None,
     ) -> Turn:
         """Checks the event order of one turn (chatkit-protocol.md 6.3).
 
+        `kind`: "create", "add" (the user message is echoed first), "retry", or "resume"
+        (an answer taken up again: stream_options, then thread.item.replaced with the item
+        it paused on, answered, then the rest as any turn).
         `tools`: "mutating" or "read" when the message makes the agent call such a tool
         (`calls` of them, each a `change`, "added" or "listed" unless told); then each call
         has a progress_update before its workflow task, a workflow item shows them, each
-        mutating call sends a tasks.changed effect, and the turn ends with a task widget."""
+        mutating call sends a tasks.changed effect, and the turn ends with a task widget.
+        `pending`: "client_tool_call" or "structured_input" when the turn hands over to the
+        page: it ends with that item, pending; an assistant message is then optional, and
+        never an empty one."""
         rep = self.rep
         events = self.parse_stream(what, resp)
         types = [e.get("type") for e in events]
@@ -662,6 +681,14 @@ class Conformance:
         ev = events[i] if i < len(events) else {}
         rep.require(f"{what}: stream_options next", ev.get("type") == "stream_options", types)
         i += 1
+        replaced = None
+        if kind == "resume":
+            ev = events[i] if i < len(events) else {}
+            replaced = ev.get("item") if ev.get("type") == "thread.item.replaced" else None
+            rep.require(f"{what}: thread.item.replaced next (the item the answer paused on, "
+                        "answered)", isinstance(replaced, dict)
+                        and replaced.get("thread_id") == thread_id, types, kind="gateway")
+            i += 1
 
         problems: list[str] = []
         open_items: dict[str, dict[str, Any]] = {}
@@ -811,8 +838,21 @@ class Conformance:
                 problems.append(f"event {j}: unexpected {t} in a normal turn")
         if open_items:
             problems.append(f"items added but never done: {sorted(open_items)}")
-        if assistant_done is None:
+        if assistant_done is None and pending is None:
             problems.append("no assistant message")
+        if assistant_done is not None and not assistant_text(assistant_done):
+            problems.append("an empty assistant message")
+        waiting = None
+        if pending is not None:
+            last_item = done_items[-1] if done_items else {}
+            if last_item.get("type") != pending or last_item.get("status") != "pending":
+                problems.append(f"the last item is a {last_item.get('type')} "
+                                f"({last_item.get('status')}), want a pending {pending}")
+            else:
+                waiting = last_item
+        else:
+            problems += [f"a {d.get('type')} item in a turn that hands nothing over" for d in done_items
+                         if d.get("type") in ("client_tool_call", "structured_input")]
         for w in workflow_done_at:
             if assistant_added_at is not None and w > assistant_added_at:
                 problems.append(f"workflow done at event {w} after the assistant started at {assistant_added_at}")
@@ -861,7 +901,7 @@ class Conformance:
                           ours + [json.dumps(widget)[:600]], kind="gateway")
         all_items = ([user_message] if user_message else []) + done_items
         return Turn(events, thread_id or "", all_items, assistant_done, user_message, widget,
-                    task_ids)
+                    task_ids, replaced, waiting, effects)
 
     def items_of(self, client: Client, thread_id: str, order: str = "asc") -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -1113,6 +1153,8 @@ class Conformance:
         self.unchanged("the refused retries changed nothing")
 
     def sec_disconnect(self) -> None:
+        # The local agent answers at once, so a client gone after the first bytes finds the
+        # whole answer recorded; a model's answer is stopped instead (sec_stop, pass 2).
         self.rep.start("a client that disconnects mid-stream: the turn is still recorded")
         a, tid = self.a, self.thread_id
         text = f"add a task to walk the dog {self.run_id}"
@@ -1176,14 +1218,10 @@ class Conformance:
     def sec_unsupported(self) -> None:
         self.rep.start("unsupported request types: 400 chatkit.unsupported")
         a, tid = self.a, self.thread_id
-        user1 = self.turn1.user_message["id"]
         params = {
             "attachments.create": {"name": "a.txt", "size": 3, "mime_type": "text/plain"},
             "attachments.delete": {"attachment_id": "atc_conformance"},
             "input.transcribe": {"audio_base64": "AAAA", "mime_type": "audio/webm;codecs=opus"},
-            "threads.add_client_tool_output": {"thread_id": tid, "result": {"ok": True}},
-            "threads.add_structured_input": {"thread_id": tid, "item_id": user1,
-                                             "input": {"status": "answered", "answers": {}}},
         }
         for type_ in UNSUPPORTED_TYPES:
             r = a.call(type_, params[type_])
@@ -1267,6 +1305,9 @@ class Conformance:
             ("items.feedback", {"thread_id": tid, "item_ids": [item], "kind": "negative"}),
             ("threads.add_user_message", {"thread_id": tid, "input": text_input("add a task to hijack")}),
             ("threads.retry_after_item", {"thread_id": tid, "item_id": item}),
+            ("threads.add_client_tool_output", {"thread_id": tid, "result": {"highlighted": [1]}}),
+            ("threads.add_structured_input", {"thread_id": tid, "item_id": item, "input": {
+                "status": "answered", "answers": {"task": {"values": ["1. buy milk"]}}}}),
             ("threads.delete", {"thread_id": tid}),
         ]
 
@@ -1294,9 +1335,6 @@ class Conformance:
         for type_, params in self.thread_scoped(tid, item):
             self.error_answer(f"user B: {type_} on A's thread: 404 thread.not_found",
                               b.call(type_, params), 404, "thread.not_found")
-        r = b.call("threads.add_client_tool_output", {"thread_id": tid, "result": {}})
-        self.error_answer("user B: threads.add_client_tool_output on A's thread: 4xx envelope", r,
-                          (400, 404))
         widget = self.turn1.widget or {"id": MISSING_ITEM}
         for type_ in ("threads.custom_action", "threads.sync_custom_action"):
             click = {"thread_id": tid, "item_id": widget["id"],
@@ -1793,8 +1831,9 @@ class Conformance:
         self.rep.check("preflight: the widget's headers are allowed", not missing,
                        f"missing {missing} in {allow_headers!r}", kind="gateway")
 
-    def hang_up_after_first_event(self, client: Client, type_: str, params: dict[str, Any]) -> Resp:
-        """Sends a streaming request, reads the first bytes, and closes the connection."""
+    def hang_up_after(self, client: Client, type_: str, params: dict[str, Any], until: bytes) -> Resp:
+        """Sends a streaming request, reads until `until` has come (or the stream ends), and
+        closes the connection, as the widget's stop button does; returns what was read."""
         body = json.dumps({"type": type_, "params": params}).encode()
         cls = http.client.HTTPSConnection if self.http.scheme == "https" else http.client.HTTPConnection
         conn = cls(self.http.host, self.http.port, timeout=self.http.timeout)
@@ -1802,9 +1841,27 @@ class Conformance:
             conn.request("POST", self.http.prefix + self.args.path, body=body, headers={
                 "Authorization": f"Bearer {client.secret}", "Content-Type": "application/json"})
             r = conn.getresponse()
-            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read(6))
+            read = b""
+            while until not in read or b"\n\n" not in read[read.index(until):]:
+                more = r.read1(65536)
+                if not more:
+                    break
+                read += more
+            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, read)
         finally:
             conn.close()
+
+    def model_log(self, marker: str, stream: bool | None = True) -> list[dict[str, Any]]:
+        """fake_openai.py's record of the requests whose last user message holds `marker`
+        (streamed ones, the non-streamed title requests, or None: both); [] without
+        --fake-model."""
+        if not self.args.fake_model:
+            return []
+        with urllib.request.urlopen(self.args.fake_model.rstrip("/") + "/conformance/log",
+                                    timeout=10) as r:
+            entries = json.load(r)
+        return [e for e in entries if marker in str(e.get("user"))
+                and (stream is None or e.get("stream") is stream)]
 
     def sec_agent_faults(self) -> None:
         """With fake_openai.py as the model API: a failing and a slow agent."""
@@ -1884,38 +1941,371 @@ class Conformance:
         self.same_items("the slow turn: reload = the live stream", self.items_of(a, tid), live,
                         kind="gateway")
 
-        # A client that hangs up during a slow turn still finds the whole turn recorded.
-        text = f"conformance:slow hang-up {self.run_id}"
-        r = self.hang_up_after_first_event(a, "threads.add_user_message",
-                                           {"thread_id": tid, "input": text_input(text)})
-        self.rep.check("hang-up: the stream had started", r.status == 200 and r.body == b"data: ",
-                       r.brief())
-        problems = ["no answer recorded"]
+        self.sec_stop(tid, live)
+
+    def sec_stop(self, tid: str, live: list[dict[str, Any]]) -> None:
+        """The stop button: a client that closes the stream mid-answer stops the model; the
+        user message stays and what was said so far is the answer."""
+        self.rep.start("stop: a client that closes the stream mid-answer (allow_cancel)")
+        rep, a = self.rep, self.a
+        text = f"conformance:slow stop {self.run_id}"
+        whole = "".join(FAKE_SLOW)
+        r = self.hang_up_after(a, "threads.add_user_message",
+                               {"thread_id": tid, "input": text_input(text)},
+                               b'"assistant_message.content_part.text_delta"')
+        events, _, _ = split_sse(r.body[:r.body.rfind(b"\n\n") + 2])
+        options = [e for e in events if e.get("type") == "stream_options"]
+        said = "".join(e["update"].get("delta", "") for e in events
+                       if e.get("type") == "thread.item.updated"
+                       and e.get("update", {}).get("type") == "assistant_message.content_part.text_delta")
+        rep.check("stop: the stream started and the answer with it (200, a text delta read)",
+                  r.status == 200 and bool(said), r.brief())
+        rep.check("stop: the turn announced stream_options {allow_cancel: true}",
+                  [o.get("stream_options") for o in options] == [{"allow_cancel": True}],
+                  options or [e.get("type") for e in events], kind="gateway")
+        rep.check("stop: no error event before the stop", all(e.get("type") != "error" for e in events),
+                  [e for e in events if e.get("type") == "error"], kind="gateway")
+        items: list[dict[str, Any]] = []
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             items = self.items_of(a, tid)[len(live):]
-            if [i.get("type") for i in items] == ["user_message", "assistant_message"]:
-                problems = [] if assistant_text(items[1]) == "".join(FAKE_SLOW) else \
-                    [f"recorded {assistant_text(items[1])!r}"]
+            if len(items) > 1:
                 break
             time.sleep(0.2)
-        self.rep.check("hang-up: the turn completes and is recorded whole", not problems, problems,
-                       kind="gateway")
+        problems = []
+        types = [i.get("type") for i in items]
+        if types != ["user_message", "assistant_message"]:
+            problems.append(f"recorded {types}, want the user message and the partial answer")
+        else:
+            kept = assistant_text(items[1])
+            if not (kept.startswith(said) and whole.startswith(kept) and kept != whole):
+                problems.append(f"recorded {kept!r}: want what was streamed ({said!r}) and at most "
+                                f"a little more, not the whole answer {whole!r}")
+            if items[0].get("content") != [{"type": "input_text", "text": text}]:
+                problems.append(f"the user message is {items[0].get('content')!r}")
+        rep.check("stop: the user message stays and the answer is recorded as far as it went "
+                  "(the model stopped at once)", not problems, problems, kind="gateway")
+        dropped = None
+        deadline = time.monotonic() + 10
+        while self.args.fake_model and time.monotonic() < deadline:
+            dropped = [e for e in self.model_log(text) if e.get("dropped")]
+            if dropped:
+                break
+            time.sleep(0.2)
+        if self.args.fake_model:
+            rep.check("stop: the gateway dropped the model's stream before it finished",
+                      bool(dropped) and dropped[0].get("parts", 99) < len(FAKE_SLOW),
+                      self.model_log(text), kind="gateway")
+        live = live + items
+        self.reload_shows("stop: the thread on reload", tid, live, kind="gateway")
+        user = items[0] if items and items[0].get("type") == "user_message" else None
+        rep.require("stop: the user message to answer again", user is not None, types,
+                    kind="gateway")
+        r = a.call("threads.retry_after_item", {"thread_id": tid, "item_id": user["id"]})
+        turn = self.check_turn("retry after the stop", r, "retry", thread_id=tid)
+        rep.check("retry after the stop: the whole answer", turn.assistant is not None
+                  and assistant_text(turn.assistant) == whole, turn.assistant, kind="gateway")
+        live = live[:live.index(user) + 1] + turn.items
+        self.same_items("retry after the stop: reload = the user message and the new answer",
+                        self.items_of(a, tid), live)
+
+    # -------------------------------------------------------- the composer, titles
+
+    def sec_composer(self) -> None:
+        self.rep.start("the composer's model picker: a listed model, and any other refused")
+        rep, a, fake = self.rep, self.a, self.args.agent_faults
+        text = f"{self.run_id}: " + ("conformance:which-model" if fake else "hello")
+        picked = text_input(text, inference_options={"model": PICKABLE_MODEL})
+        r = a.call("threads.create", {"input": picked})
+        turn = self.check_turn(f"a turn with the model {PICKABLE_MODEL}", r, "create", picked)
+        tid, live = turn.thread_id, list(turn.items)
+        if fake:
+            want = f"You picked the model {PICKABLE_MODEL}."
+            rep.check(f"the model sees the pick: it answers {want!r}", turn.assistant is not None
+                      and assistant_text(turn.assistant) == want, turn.assistant, kind="gateway")
+        for bad in ("gpt-unlisted", f"{PICKABLE_MODEL} ", ""):
+            params = {"thread_id": tid, "input": text_input(
+                f"{self.run_id}: again", inference_options={"model": bad})}
+            self.error_answer(f"a turn with the model {bad!r}: 400 model.not_allowed before any "
+                              "stream", a.call("threads.add_user_message", params), 400,
+                              "model.not_allowed")
+        before = self.thread_ids(a)
+        params = {"input": text_input(f"{self.run_id}: again", inference_options={"model": "gpt-unlisted"})}
+        self.error_answer("threads.create with the model 'gpt-unlisted': 400 model.not_allowed",
+                          a.call("threads.create", params), 400, "model.not_allowed")
+        rep.check("the refused threads.create created no thread", self.thread_ids(a) == before,
+                  "threads changed", kind="gateway")
+        self.same_items("the refused turns recorded nothing", self.items_of(a, tid), live,
+                        kind="gateway")
+        if self.args.fake_model:
+            seen = [e.get("model") for e in self.model_log(f"{self.run_id}: again", stream=None)]
+            asked = [e.get("model") for e in self.model_log(f"{self.run_id}: conformance:which-model")]
+            rep.check(f"the model API was asked for {PICKABLE_MODEL}, and never for a refused one",
+                      asked == [PICKABLE_MODEL] and not seen, f"{asked} {seen}", kind="gateway")
+
+    def sec_titles(self) -> None:
+        """With the gateway's titles on: the model's title for a new thread, pushed last."""
+        self.rep.start("titles: a new thread gets the title the model writes (thread.updated, last)")
+        rep, a = self.rep, self.a
+        text = f"{self.run_id}: conformance:title we need milk, eggs and bread for the weekend"
+        r = a.call("threads.create", {"input": text_input(text)})
+        turn = self.check_turn("a new thread's first turn", r, "create", text)
+        tid = turn.thread_id
+        last = turn.events[-1] if turn.events else {}
+        rep.check(f"the stream ends with thread.updated titled {FAKE_TITLE!r}",
+                  last.get("type") == "thread.updated"
+                  and (last.get("thread") or {}).get("title") == FAKE_TITLE, last, kind="gateway")
+        r = a.call("threads.get_by_id", {"thread_id": tid})
+        th = self.json_answer("threads.get_by_id of the titled thread", r, THREAD, "Thread")
+        rep.check(f"threads.get_by_id: the title {FAKE_TITLE!r}", th.get("title") == FAKE_TITLE,
+                  th.get("title"), kind="gateway")
+        r = a.call("threads.list", {"limit": 100})
+        page = self.json_answer("threads.list after the title", r, THREAD_PAGE, "Page[Thread]")
+        entry = [t.get("title") for t in page.get("data", []) if t.get("id") == tid]
+        rep.check(f"threads.list: the title {FAKE_TITLE!r}", entry == [FAKE_TITLE], entry,
+                  kind="gateway")
+        text2 = f"{self.run_id}: and butter"
+        r = a.call("threads.add_user_message", {"thread_id": tid, "input": text_input(text2)})
+        turn2 = self.check_turn("the thread's second turn", r, "add", text2, thread_id=tid)
+        rep.check("the second turn: no thread.updated (the title is asked for once)",
+                  all(e.get("type") != "thread.updated" for e in turn2.events),
+                  [e.get("type") for e in turn2.events], kind="gateway")
+        if self.args.fake_model:
+            asked = self.model_log(text, stream=False) + self.model_log(text2, stream=False)
+            rep.check("the model API was asked for the title once, not streamed, for 24 tokens, "
+                      "with the first message", [(e["max_tokens"], e["user"]) for e in asked]
+                      == [(24, text)], asked, kind="gateway")
+
+    # -------------------------------------------------------- handing over to the page
+
+    def sec_client_tools(self) -> None:
+        """The page's client tool (highlight_tasks, declared by against-gateway.sh)."""
+        self.rep.start("client tools: the answer pauses on the page's tool, its output resumes it")
+        rep, a, b = self.rep, self.a, self.b
+        text = f"{self.run_id}: conformance:client-tool 3"
+        r = a.call("threads.create", {"input": text_input(text)})
+        turn = self.check_turn("a turn that calls the page's tool", r, "create", text,
+                               pending="client_tool_call")
+        tid, call = turn.thread_id, turn.pending
+        rep.require("the turn ends with a pending client_tool_call", call is not None,
+                    [i.get("type") for i in turn.items], kind="gateway")
+        problems = [f"{k}: {call.get(k)!r}, want {v!r}" for k, v in
+                    (("name", "highlight_tasks"), ("arguments", {"task_ids": [3]}),
+                     ("status", "pending")) if call.get(k) != v]
+        if not (isinstance(call.get("call_id"), str) and call["call_id"]):
+            problems.append(f"call_id {call.get('call_id')!r}")
+        if call.get("output") is not None:
+            problems.append(f"an output already: {call.get('output')!r}")
+        rep.check("the call: name highlight_tasks, arguments {task_ids: [3]}, a call_id, pending",
+                  not problems, problems, kind="gateway")
+        rep.check("the turn shows no assistant message (nothing was said)", turn.assistant is None,
+                  turn.assistant, kind="gateway")
+        if self.args.fake_model:
+            offered = [e.get("tools") for e in self.model_log(text)][:1]
+            rep.check("the model was offered highlight_tasks and ask_user beside the task tools",
+                      bool(offered) and {"highlight_tasks", "ask_user", "add_task"} <= set(offered[0]),
+                      offered, kind="gateway")
+        live = list(turn.items)
+        output = {"thread_id": tid, "result": {"highlighted": [3]}}
+        self.error_answer("user B: threads.add_client_tool_output on A's thread: 404 "
+                          "thread.not_found", b.call("threads.add_client_tool_output", output), 404,
+                          "thread.not_found")
+        self.same_items("user B's output changed nothing", self.items_of(a, tid), live, kind="gateway")
+        r = a.call("threads.add_client_tool_output", output)
+        rest = self.check_turn("threads.add_client_tool_output", r, "resume", thread_id=tid)
+        new = rest.replaced or {}
+        want = {**call, "status": "completed", "output": {"highlighted": [3]}}
+        problems = [f"{k}: {new.get(k)!r}, want {v!r}" for k, v in want.items() if new.get(k) != v]
+        problems += [f"{k}: {new[k]!r} is new" for k in new if k not in want]
+        rep.check("threads.add_client_tool_output: the call replaced, completed with the output "
+                  "(same id, call_id, arguments, created_at)", not problems, problems, kind="gateway")
+        said = "The page highlighted [3]."
+        rep.check(f"threads.add_client_tool_output: the model goes on from the output: {said!r}",
+                  rest.assistant is not None and assistant_text(rest.assistant) == said,
+                  rest.assistant, kind="gateway")
+        live = [new if i.get("id") == new.get("id") else i for i in live] + rest.items
+        self.same_items("reload: the call completed, then the answer", self.items_of(a, tid), live)
+        self.error_answer("a second output: 409 item.not_pending",
+                          a.call("threads.add_client_tool_output", output), 409, "item.not_pending")
+        text = f"{self.run_id}: hello"
+        r = b.call("threads.create", {"input": text_input(text)})
+        other = self.check_turn("user B: a thread that never paused", r, "create", text)
+        self.error_answer("an output on a thread with nothing pending: 409 item.not_pending",
+                          b.call("threads.add_client_tool_output",
+                                 {"thread_id": other.thread_id, "result": {"highlighted": []}}),
+                          409, "item.not_pending")
+        self.same_items("the refused outputs changed nothing", self.items_of(a, tid), live,
+                        kind="gateway")
+
+    def sec_questions(self) -> None:
+        """A question the answer pauses on (structured_input): the local agent asks which task
+        "complete buy" means; with fake_openai.py, the model's ask_user tool asks."""
+        fake = self.args.agent_faults
+        self.rep.start("questions: the answer pauses on a structured_input, the answer resumes it")
+        rep = self.rep
+        client = self.a if fake else self.b  # B's tasks hold no other "buy"
+        if fake:
+            text = f"{self.run_id}: conformance:ask-user"
+            r = client.call("threads.create", {"input": text_input(text)})
+            turn = self.check_turn("a turn that asks", r, "create", text, pending="structured_input")
+            tid, live = turn.thread_id, []
+            inputs = [FAKE_QUESTION]
+            answer, wrong = "Work", "Elsewhere"
+            done_text, skipped_text = "You picked Work.", "Okay, no choice made."
+        else:
+            r = client.call("threads.create", {"input": text_input("add a task to buy milk")})
+            milk = self.check_turn("add buy milk", r, "create", "add a task to buy milk",
+                                   tools="mutating")
+            tid, live = milk.thread_id, list(milk.items)
+            r = client.call("threads.add_user_message", {"thread_id": tid, "input": text_input(
+                "add a task to buy bread")})
+            bread = self.check_turn("add buy bread", r, "add", "add a task to buy bread",
+                                    thread_id=tid, tools="mutating")
+            live += bread.items
+            rep.require("two task ids", len(milk.task_ids) == 1 and len(bread.task_ids) == 1,
+                        f"{milk.task_ids} {bread.task_ids}", kind="gateway")
+            n, m = milk.task_ids[0], bread.task_ids[0]
+            r = client.call("threads.add_user_message", {"thread_id": tid, "input": text_input(
+                "complete buy")})
+            turn = self.check_turn("complete buy (two tasks match)", r, "add", "complete buy",
+                                   thread_id=tid, pending="structured_input")
+            inputs = [{"type": "multiple_choice", "id": "task", "question": None,
+                       "options": [{"value": f"{n}. buy milk"}, {"value": f"{m}. buy bread"}],
+                       "multiple": False}]
+            answer, wrong = f"{m}. buy bread", f"{m + 1000}. buy eggs"
+            done_text, skipped_text = f"Marked task {m} as done: buy bread.", \
+                "Okay, I left your tasks as they are."
+        live += turn.items
+        question = turn.pending
+        rep.require("the turn ends with a pending structured_input", question is not None,
+                    [i.get("type") for i in turn.items], kind="gateway")
+        got = question.get("inputs")
+        problems = []
+        if fake:
+            if got != inputs:
+                problems.append(f"inputs {got!r}, want {inputs!r}")
+        elif not (isinstance(got, list) and len(got) == 1 and isinstance(got[0], dict)
+                  and isinstance(got[0].get("question"), str) and got[0]["question"].strip()
+                  and {**got[0], "question": None} == inputs[0]):
+            problems.append(f"inputs {got!r}, want {inputs!r} with a question")
+        extra = sorted(set(question) - {"type", "id", "thread_id", "created_at", "status", "inputs"})
+        if extra:
+            problems.append(f"keys the SDK's StructuredInputItem lacks: {extra}")
+        rep.check("the question: one multiple_choice input with the options, pending, no context",
+                  not problems, problems, kind="gateway")
+        rep.check("the asking turn did nothing yet (no effect, workflow or widget)",
+                  not turn.effects and not [i for i in turn.items if i.get("type") in ("workflow", "widget")],
+                  [i.get("type") for i in turn.items], kind="gateway")
+        input_id = inputs[0]["id"]
+
+        def submit(values: Any, status: str = "answered", answers: Any = None) -> dict[str, Any]:
+            return {"thread_id": tid, "item_id": question["id"], "input": {
+                "status": status, "answers": answers if answers is not None else {
+                    input_id: {"values": values}}}}
+
+        for label, params in (
+            ("an option not offered", submit([wrong])),
+            ("two values for a single choice", submit([inputs[0]["options"][0]["value"], answer])),
+            ("values that are not a list", submit(answer)),
+            ("an unknown input id", submit(None, answers={"who": {"values": [answer]}})),
+            ("status \"maybe\"", submit([answer], status="maybe")),
+        ):
+            self.error_answer(f"an answer with {label}: 422 request.invalid",
+                              client.call("threads.add_structured_input", params), 422,
+                              "request.invalid")
+        other = self.b if fake else self.a
+        self.error_answer("another user's answer: 404 thread.not_found",
+                          other.call("threads.add_structured_input", submit([answer])), 404,
+                          "thread.not_found")
+        for label, item in (("a user message", live[0]["id"]), ("no item", MISSING_ITEM)):
+            self.error_answer(f"an answer naming {label}: 404 item.not_found",
+                              client.call("threads.add_structured_input",
+                                          {**submit([answer]), "item_id": item}), 404, "item.not_found")
+        self.same_items("the refused answers changed nothing", self.items_of(client, tid), live,
+                        kind="gateway")
+
+        r = client.call("threads.add_structured_input", submit([answer]))
+        tools = None if fake else "mutating"
+        rest = self.check_turn("threads.add_structured_input", r, "resume", thread_id=tid,
+                               tools=tools, change="completed")
+        self.answered("threads.add_structured_input", question, rest, "answered",
+                      {"values": [answer], "skipped": False})
+        rep.check(f"threads.add_structured_input: the answer goes on: {done_text!r}",
+                  rest.assistant is not None and assistant_text(rest.assistant) == done_text,
+                  rest.assistant, kind="gateway")
+        if not fake:
+            rep.check(f"threads.add_structured_input: task {m} completed (effect, widget)",
+                      rest.task_ids == [m] and (rest.widget or {}).get("copy_text")
+                      == f"Task completed\n[x] {m}. buy bread",
+                      f"{rest.task_ids} {(rest.widget or {}).get('copy_text')!r}", kind="gateway")
+        live = [rest.replaced if i.get("id") == question["id"] else i for i in live] + rest.items
+        self.same_items("reload: the question answered, then the answer", self.items_of(client, tid),
+                        live)
+        self.error_answer("answering again: 409 item.not_pending",
+                          client.call("threads.add_structured_input", submit([answer])), 409,
+                          "item.not_pending")
+
+        # Skipped: nothing is done.
+        if fake:
+            text = f"{self.run_id}: conformance:ask-user again"
+        else:
+            text = "add a task to buy eggs"
+            r = client.call("threads.add_user_message", {"thread_id": tid, "input": text_input(text)})
+            eggs = self.check_turn("add buy eggs", r, "add", text, thread_id=tid, tools="mutating")
+            live += eggs.items
+            text = "complete buy"
+        r = client.call("threads.add_user_message", {"thread_id": tid, "input": text_input(text)})
+        turn = self.check_turn("another question", r, "add", text, thread_id=tid,
+                               pending="structured_input")
+        live += turn.items
+        question = turn.pending or {}
+        r = client.call("threads.add_structured_input", {
+            "thread_id": tid, "item_id": question.get("id"), "input": {"status": "skipped"}})
+        rest = self.check_turn("a skipped question", r, "resume", thread_id=tid)
+        self.answered("a skipped question", question, rest, "skipped", {"values": [], "skipped": True})
+        rep.check(f"a skipped question: {skipped_text!r}, nothing done", rest.assistant is not None
+                  and assistant_text(rest.assistant) == skipped_text and not rest.effects
+                  and not [i for i in rest.items if i.get("type") in ("workflow", "widget")],
+                  [rest.assistant, rest.effects], kind="gateway")
+        live = [rest.replaced if i.get("id") == question.get("id") else i for i in live] + rest.items
+        self.same_items("reload: the question skipped", self.items_of(client, tid), live)
+        if not fake:
+            tasks = self.listed("list after the questions", client, tid, live)
+            want = {n: f"[ ] {n}. buy milk", m: f"[x] {m}. buy bread"}
+            rep.check("the listing: buy bread done, buy milk open",
+                      {k: tasks.get(k) for k in want} == want, tasks, kind="gateway")
+
+    def answered(self, what: str, question: dict[str, Any], rest: Turn, status: str,
+                 answer: dict[str, Any]) -> None:
+        """The question as a resumed turn replaced it: same item, `status`, each input with
+        `answer`."""
+        new = rest.replaced or {}
+        want = {**question, "status": status,
+                "inputs": [{**i, "answer": answer} for i in question.get("inputs", [])]}
+        problems = [f"{k}: {new.get(k)!r}, want {v!r}" for k, v in want.items() if new.get(k) != v]
+        problems += [f"{k}: {new[k]!r} is new" for k in new if k not in want]
+        self.rep.check(f"{what}: the question replaced, {status}, with the answer {answer} (same "
+                       "id and created_at)", not problems, problems, kind="gateway")
 
     def run(self) -> int:
         print(f"ChatKit conformance against {self.args.base_url}{self.args.path} "
               f"(run {self.run_id})")
         sections = [self.sec_session, self.sec_auth, self.sec_turns, self.sec_update_feedback,
-                    self.sec_retry, self.sec_disconnect, self.sec_validation, self.sec_unsupported,
-                    self.sec_malformed, self.sec_not_found, self.sec_isolation, self.sec_widgets,
-                    self.sec_widget_refusals, self.sec_paging, self.sec_delete]
+                    self.sec_retry, self.sec_disconnect, self.sec_validation, self.sec_composer,
+                    self.sec_unsupported, self.sec_malformed, self.sec_not_found,
+                    self.sec_isolation, self.sec_widgets, self.sec_widget_refusals,
+                    self.sec_questions, self.sec_paging, self.sec_delete]
         if self.args.cors_origin:
             sections.append(self.sec_cors)
         if self.args.agent_faults:
-            sections = [self.sec_session, self.sec_agent_faults, self.sec_widgets,
+            sections = [self.sec_session, self.sec_agent_faults, self.sec_composer, self.sec_titles,
+                        self.sec_client_tools, self.sec_questions, self.sec_widgets,
                         self.sec_widget_refusals]
         if not self.args.tools:
-            sections = [s for s in sections if s not in (self.sec_widgets, self.sec_widget_refusals)]
+            # The local agent's questions are about its tasks; the fake model's are not.
+            skip = [self.sec_widgets, self.sec_widget_refusals] + \
+                ([] if self.args.agent_faults else [self.sec_questions])
+            sections = [s for s in sections if s not in skip]
         needs_thread = {self.sec_update_feedback, self.sec_retry, self.sec_disconnect, self.sec_validation,
                         self.sec_unsupported, self.sec_malformed, self.sec_not_found,
                         self.sec_isolation, self.sec_delete}
@@ -1963,8 +2353,13 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--json-report", metavar="FILE", help="also write every check as JSON")
     p.add_argument("--agent-faults", action="store_true",
-                   help="only the failing/slow model checks; the gateway must use fake_openai.py "
-                        "as its model API (against-gateway.sh does this in a second pass)")
+                   help="only the checks of a scripted model: the gateway must use fake_openai.py "
+                        "as its model API, with the client tool highlight_tasks and titles on "
+                        "(against-gateway.sh does this in a second pass)")
+    p.add_argument("--fake-model", metavar="URL",
+                   help="fake_openai.py's base URL: also check what the model API was asked "
+                        "(its /conformance/log): the tools offered, the picked model, the title "
+                        "request, the stream dropped on a stop")
     args = p.parse_args()
     if args.threads < 22:
         p.error("--threads must be at least 22 (the default page is 20)")

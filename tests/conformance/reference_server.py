@@ -6,12 +6,16 @@
 `chatkit.server.ChatKitServer` with an in-memory store scoped per user, a trivial responder
 (task tools as a workflow with a progress update before each task, a `tasks.changed`
 client effect per change, a streamed assistant message, then a task-list widget whose
-controls `action()`/`sync_action()` carry out; the first answer sets the title) and a
-minimal ASGI app: `POST /chatkit` and a `POST /api/chatkit/session` that hands any bearer
-back as `ref-<bearer>`. It has what the
-SDK has and no more: no auth on /chatkit, 500 for malformed input and unknown threads, no
-CORS, no inline validation. So against it every `shape` check of check.py must pass and
-only `gateway` checks may fail (run.sh --self-test asserts exactly that).
+controls `action()`/`sync_action()` carry out; "complete buy" with several matches asks
+which (a structured_input); fake_openai.py's scripts: a client tool call, ask_user, the
+picked model said back, a slow answer; the first answer sets the title) and a minimal ASGI
+app: `POST /chatkit`, streamed as Starlette would (a client that goes away cancels the
+turn, and the SDK keeps what was said), and a `POST /api/chatkit/session` that hands any
+bearer back as `ref-<bearer>`. It has what the SDK has and no more (but for one rule:
+answers must fit their question, else a 500): no auth on /chatkit, 500 for malformed input
+and unknown threads, no CORS, no inline validation, no model list. So against it every
+`shape` check of check.py must pass and only `gateway` checks may fail (run.sh --self-test
+asserts exactly that).
 
 REF_STRICT=1 adds a front that does what the gateway promises on top of the SDK (issued
 client_secrets, 4xx envelopes, ...): then every check passes. REF_MUTATE=<fault> injects
@@ -42,9 +46,13 @@ from chatkit.types import (
     AssistantMessageContentPartTextDelta,
     AssistantMessageItem,
     ClientEffectEvent,
+    ClientToolCallItem,
     CustomTask,
     Page,
     ProgressUpdateEvent,
+    StructuredInputItem,
+    StructuredInputMultipleChoice,
+    StructuredInputMultipleChoiceOption,
     SyncCustomActionResponse,
     ThreadItemAddedEvent,
     ThreadItemDoneEvent,
@@ -186,6 +194,28 @@ def tool_calls(text: str) -> list[tuple[str, str]]:
     return []
 
 
+def complete_words(text: str) -> str | None:
+    """The words of "complete buy" (a task named by its words), as the local agent reads it."""
+    if text.startswith("complete ") and not text[len("complete "):].strip().startswith("task "):
+        return text[len("complete "):].strip() or None
+    return None
+
+
+PROGRESS = {"add": "Adding a task…", "complete": "Completing a task…", "list": "Looking at your tasks…"}
+# fake_openai.py's ask_user question and the title it writes.
+FAKE_QUESTION = {"id": "choice", "question": "Which list?", "options": ["Home", "Work"]}
+FAKE_TITLE = "Weekend groceries"
+
+
+def question_item(thread_id: str, q: dict[str, Any]) -> StructuredInputItem:
+    """A pending question with one single-choice input."""
+    return StructuredInputItem(
+        id=f"si_{uuid.uuid4().hex}", thread_id=thread_id, created_at=now(),
+        inputs=[StructuredInputMultipleChoice(
+            id=q["id"], question=q["question"],
+            options=[StructuredInputMultipleChoiceOption(value=o) for o in q["options"]])])
+
+
 def task_widget(change: str, rows: list[dict[str, Any]]) -> tuple[Any, str]:
     """A Card with a row per task (a checkbox that completes or reopens it, its title, a
     delete button; a deleted one struck out without controls) and its copy_text."""
@@ -267,10 +297,115 @@ class Reference(ChatKitServer[str]):
     async def respond(
         self, thread: ThreadMetadata, input_user_message: UserMessageItem | None, context: str
     ) -> AsyncIterator[Any]:
-        text = ""
-        if input_user_message is not None:
-            text = "".join(getattr(p, "text", "") for p in input_user_message.content)
+        if input_user_message is None:
+            # A client tool's output or a question's answer: the SDK has saved the item the
+            # answer paused on, answered; it is the thread's newest.
+            async for event in self._resumed(thread, context):
+                yield event
+            return
+        text = "".join(getattr(p, "text", "") for p in input_user_message.content)
+        async for event in self._respond(thread, input_user_message, context, text):
+            yield event
+        if not thread.title and text:
+            # Set last: the SDK pushes the change as thread.updated once the answer is over.
+            thread.title = FAKE_TITLE if "conformance:title" in text else text[:30]
+
+    async def _respond(self, thread: ThreadMetadata, input_user_message: UserMessageItem,
+                       context: str, text: str) -> AsyncIterator[Any]:
+        # The page's tool and the model's question (fake_openai.py's scripts): the turn
+        # ends on the pending item, nothing said.
+        if "conformance:client-tool" in text:
+            rest = text.split("conformance:client-tool", 1)[1]
+            yield ThreadItemDoneEvent(item=ClientToolCallItem(
+                id=self.store.generate_item_id("tool_call", thread, context), thread_id=thread.id,
+                created_at=now(), call_id="call_conformance_0", name="highlight_tasks",
+                arguments={"task_ids": [int(w) for w in rest.split() if w.isdigit()]}))
+            return
+        if "conformance:ask-user" in text:
+            yield ThreadItemDoneEvent(item=question_item(thread.id, FAKE_QUESTION))
+            return
+        words = ["Hello ", "from the ", "fake model."]
+        if "conformance:which-model" in text:
+            model = getattr(input_user_message.inference_options, "model", None) or "fake"
+            words = ["You picked the model ", f"{model}."]
         calls = tool_calls(text)
+        named = complete_words(text)
+        if named is not None:
+            # The local agent's "complete buy": one open match is completed, several asked about.
+            found = [t for t in TASKS.get(context, []) if not t["completed"]
+                     and all(w in t["title"].lower() for w in named.lower().split())]
+            if len(found) > 1:
+                async for event in self._say(thread, context, [
+                        f"{len(found)} open tasks match \"{named}\". ",
+                        "Which one should I mark as done?"]):
+                    yield event
+                yield ThreadItemDoneEvent(item=question_item(thread.id, {
+                    "id": "task", "question": "Which task should I mark as done?",
+                    "options": [f"{t['id']}. {t['title']}" for t in found[:8]]}))
+                return
+            calls = [("complete", str(t["id"])) for t in found]
+            if found:
+                words = [f"Marked task {found[0]['id']} as done: {found[0]['title']}."]
+        async for event in self._tools_and_answer(thread, context, calls, words, text):
+            yield event
+
+    async def _resumed(self, thread: ThreadMetadata, context: str) -> AsyncIterator[Any]:
+        newest = (await self.store.load_thread_items(thread.id, None, 1, "desc", context)).data
+        item = newest[0] if newest else None
+        if isinstance(item, ClientToolCallItem):
+            # The gateway shows the call completed in the stream; the SDK only saves it.
+            yield ThreadItemReplacedEvent(item=item)
+            shown = item.output.get("highlighted") if isinstance(item.output, dict) else item.output
+            words = ["The page ", f"highlighted {json.dumps(shown)}."]
+            async for event in self._say(thread, context, words):
+                yield event
+            return
+        question = item.inputs[0] if isinstance(item, StructuredInputItem) and item.inputs else None
+        picked = question.answer.values if question and question.answer and \
+            item.status == "answered" else []
+        if question is not None and question.id == "task":
+            n = picked[0].split(".", 1)[0] if picked else ""
+            task = next((t for t in TASKS.get(context, []) if str(t["id"]) == n), None)
+            if task is None:
+                words, calls = ["Okay, I left your tasks as they are."], []
+            else:
+                words = [f"Marked task {n} as done: {task['title']}."]
+                calls = [("complete", n)]
+            async for event in self._tools_and_answer(thread, context, calls, words, ""):
+                yield event
+            return
+        words = ["You picked ", f"{picked[0]}."] if picked else ["Okay, no choice ", "made."]
+        async for event in self._say(thread, context, words):
+            yield event
+
+    async def _say(self, thread: ThreadMetadata, context: str, words: list[str],
+                   pause: float = 0.0) -> AsyncIterator[Any]:
+        """A streamed assistant message of `words`."""
+        msg = AssistantMessageItem(
+            id=self.store.generate_item_id("message", thread, context), thread_id=thread.id,
+            created_at=now(), content=[],
+        )
+        yield ThreadItemAddedEvent(item=msg)
+        yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartAdded(
+            content_index=0, content=AssistantMessageContent(text="")))
+        for w in words:
+            yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartTextDelta(
+                content_index=0, delta=w))
+            if pause:
+                # Only a slow answer waits: a quick one is written whole at once, as the local
+                # agent's is, so a client that leaves early cannot stop it half way.
+                await asyncio.sleep(pause)
+        final = AssistantMessageContent(text="".join(words))
+        yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartDone(
+            content_index=0, content=final))
+        msg.content = [final]
+        yield ThreadItemDoneEvent(item=msg)
+
+    async def _tools_and_answer(self, thread: ThreadMetadata, context: str,
+                                calls: list[tuple[str, str]], words: list[str],
+                                text: str) -> AsyncIterator[Any]:
+        """The task tools as a workflow (a progress update before each task, a tasks.changed
+        effect per change), the answer, then a task widget."""
         shown: list[dict[str, Any]] = []
         change = "listed"
         if calls:
@@ -279,18 +414,25 @@ class Reference(ChatKitServer[str]):
                 created_at=now(), workflow=Workflow(type="custom", tasks=[]),
             )
             tasks = TASKS.setdefault(context, [])
-            for i, (tool, title) in enumerate(calls):
-                yield ProgressUpdateEvent(text="Adding a task…" if tool == "add" else
-                                          "Looking at your tasks…", icon="bolt")
+            for i, (tool, arg) in enumerate(calls):
+                yield ProgressUpdateEvent(text=PROGRESS[tool], icon="bolt")
                 if i == 0:
                     yield ThreadItemAddedEvent(item=wf)
                 if tool == "add":
                     n = max((t["id"] for t in tasks), default=0) + 1
-                    tasks.append({"id": n, "title": title, "completed": False})
+                    tasks.append({"id": n, "title": arg, "completed": False})
                     rows = [{**tasks[-1], "deleted": False}]
-                    task = CustomTask(title=f"Added task {n}: {title}", icon="plus",
+                    task = CustomTask(title=f"Added task {n}: {arg}", icon="plus",
                                       status_indicator="complete")
                     change = "added"
+                elif tool == "complete":
+                    done = next(t for t in tasks if str(t["id"]) == arg)
+                    done["completed"] = True
+                    n = done["id"]
+                    rows = [{**done, "deleted": False}]
+                    task = CustomTask(title=f"Completed task {n}: {done['title']}", icon="check",
+                                      status_indicator="complete")
+                    change = "completed"
                 else:
                     rows = [{**t, "deleted": False} for t in tasks]
                     task = CustomTask(title=f"Listed {len(rows)} tasks", icon="search",
@@ -298,43 +440,34 @@ class Reference(ChatKitServer[str]):
                 shown += [r for r in rows if r["id"] not in {s["id"] for s in shown}]
                 yield ThreadItemUpdatedEvent(item_id=wf.id, update=WorkflowTaskAdded(task_index=i, task=task))
                 wf.workflow.tasks.append(task)
-                if tool == "add":
-                    yield ClientEffectEvent(name="tasks.changed", data={"task_ids": [n], "change": "added"})
+                if tool != "list":
+                    yield ClientEffectEvent(name="tasks.changed", data={"task_ids": [n], "change": change})
             yield ThreadItemDoneEvent(item=wf)
-        msg = AssistantMessageItem(
-            id=self.store.generate_item_id("message", thread, context), thread_id=thread.id,
-            created_at=now(), content=[],
-        )
-        yield ThreadItemAddedEvent(item=msg)
-        yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartAdded(
-            content_index=0, content=AssistantMessageContent(text="")))
         # The same script as fake_openai.py, for check.py --agent-faults.
-        words, pause = ["Hello ", "from the ", "fake model."], 0.0
+        pause = 0.0
         if "conformance:slow" in text:
             words, pause = [f"slow {i}. " for i in range(10)], 0.3
-        fail = "conformance:fail-midway" in text and text not in self.failed_once
-        if fail:
+        if "conformance:fail-midway" in text and text not in self.failed_once:
             self.failed_once.add(text)
-            words = ["Partial ", "answer "]
-        for w in words:
-            yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartTextDelta(
-                content_index=0, delta=w))
-            await asyncio.sleep(pause)
-        if fail:
+            msg = AssistantMessageItem(
+                id=self.store.generate_item_id("message", thread, context), thread_id=thread.id,
+                created_at=now(), content=[],
+            )
+            yield ThreadItemAddedEvent(item=msg)
+            yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartAdded(
+                content_index=0, content=AssistantMessageContent(text="")))
+            for w in ["Partial ", "answer "]:
+                yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartTextDelta(
+                    content_index=0, delta=w))
             # What the gateway does: take back the unfinished item, then fail (the SDK turns
             # the exception into a retryable stream.error).
             yield ThreadItemRemovedEvent(item_id=msg.id)
             raise RuntimeError("the model died half-way")
-        final = AssistantMessageContent(text="".join(words))
-        yield ThreadItemUpdatedEvent(item_id=msg.id, update=AssistantMessageContentPartDone(
-            content_index=0, content=final))
-        msg.content = [final]
-        yield ThreadItemDoneEvent(item=msg)
+        async for event in self._say(thread, context, words, pause):
+            yield event
         if calls:
             yield ThreadItemDoneEvent(item=widget_item(f"wgt_{uuid.uuid4().hex}", thread.id, now(),
                                                        change, shown))
-        if not thread.title and text:
-            thread.title = text[:30]
 
 
 SERVER = Reference(MemoryStore())
@@ -357,15 +490,17 @@ async def _send(send, status: int, ctype: bytes, body: bytes, headers=()) -> Non
 
 # REF_STRICT=1 puts in front of the SDK what the gateway promises on top of it (auth with
 # issued client_secrets, 4xx envelopes before streaming, chatkit.unsupported, clamped
-# limits, checked cursors, inline validation errors, CORS), so that the self-test can show
+# limits, checked cursors, inline validation errors, the model list, 409 for an output or
+# an answer nothing waits for, 422 for answers that do not fit, CORS), so that the
+# self-test can show
 # every gateway check of check.py is satisfiable, not just the shape checks.
 STRICT = os.environ.get("REF_STRICT") == "1"
 SESSIONS: dict[str, str] = {}  # client_secret -> user
 RUNNING: set[str] = set()  # threads with a turn in progress
-TURNS: set[asyncio.Task] = set()  # turns keep running when their client hangs up
+TURNS: set[asyncio.Task] = set()  # the turns streaming now
 REQUEST = TypeAdapter(ChatKitReq)
-UNSUPPORTED = {"attachments.create", "attachments.delete", "input.transcribe",
-               "threads.add_client_tool_output", "threads.add_structured_input"}
+UNSUPPORTED = {"attachments.create", "attachments.delete", "input.transcribe"}
+MODELS = {"conformance-model"}  # what the composer may pick
 CUSTOM_ACTIONS = {"threads.custom_action", "threads.sync_custom_action"}
 
 
@@ -400,12 +535,84 @@ def _task_action(params: dict[str, Any]) -> int:
     return n
 
 
+def answer_problem(item: StructuredInputItem, submission: Any) -> str | None:
+    """Why answers do not fit the question they answer (the SDK takes any): an input the
+    question has not, values that are not a list of strings, a value not among a choice's
+    options, several for a single choice, a status other than answered or skipped."""
+    if not isinstance(submission, dict):
+        return "input must be an object"
+    if submission.get("status", "answered") not in ("answered", "skipped"):
+        return "input.status must be \"answered\" or \"skipped\""
+    answers = submission.get("answers") or {}
+    if not isinstance(answers, dict):
+        return "input.answers must be an object"
+    questions = {q.id: q for q in item.inputs}
+    for qid, answer in answers.items():
+        question = questions.get(qid)
+        values = answer.get("values") if isinstance(answer, dict) else None
+        values = [] if values is None else values
+        if question is None:
+            return f"no question {qid[:64]!r} was asked"
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            return f"answers.{qid}.values must be a list of strings"
+        if isinstance(question, StructuredInputMultipleChoice):
+            if any(v not in [o.value for o in question.options] for v in values):
+                return f"a value is not one of the options of {qid}"
+            if len(values) > 1 and not question.multiple:
+                return f"question {qid} takes one choice"
+    return None
+
+
+async def _fitting_answers(body: bytes, user: str) -> None:
+    """The one rule of the reference's own on top of the SDK without the front: answers must
+    fit their question (the SDK would record any, and the question could not be answered
+    right any more). A ValueError, which the stock wiring answers with a 500."""
+    try:
+        raw = json.loads(body)
+        params = raw["params"] if raw.get("type") == "threads.add_structured_input" else None
+        item = await SERVER.store.load_item(params["thread_id"], params["item_id"], user) \
+            if isinstance(params, dict) else None
+    except (ValueError, KeyError, TypeError, AttributeError, NotFoundError):
+        return
+    if isinstance(item, StructuredInputItem):
+        problem = answer_problem(item, params.get("input"))
+        if problem is not None:
+            raise ValueError(problem)
+
+
+async def _structured_input(raw: dict[str, Any], user: str) -> None:
+    """threads.add_structured_input, checked before the SDK parses it: 404 for a thread or
+    question that is not the user's, 422 for answers that do not fit, 409 once answered."""
+    params = raw.get("params")
+    if not isinstance(params, dict) or not all(isinstance(params.get(k), str)
+                                               for k in ("thread_id", "item_id")):
+        raise Refusal(400, "request.invalid", "thread_id and item_id are required")
+    try:
+        await SERVER.store.load_thread(params["thread_id"], user)
+    except NotFoundError:
+        raise Refusal(404, "thread.not_found", "no such thread") from None
+    try:
+        item = await SERVER.store.load_item(params["thread_id"], params["item_id"], user)
+    except NotFoundError:
+        item = None
+    if not isinstance(item, StructuredInputItem):
+        raise Refusal(404, "item.not_found", "no such question")
+    problem = answer_problem(item, params.get("input"))
+    if problem is not None and MUTATE != "answer_lenient":
+        raise Refusal(422, "request.invalid", problem)
+    if item.status != "pending":
+        raise Refusal(409, "item.not_pending", "the question was answered already")
+
+
 async def _strict_request(body: bytes, user: str) -> tuple[bytes, bytes | None]:
     """The body to hand to the SDK, or a ready SSE answer (inline validation error)."""
     try:
         raw = json.loads(body)
     except ValueError:
         raise Refusal(400, "request.malformed", "the body is not JSON") from None
+    if isinstance(raw, dict) and raw.get("type") == "threads.add_structured_input":
+        await _structured_input(raw, user)
+        return body, None
     try:
         req = REQUEST.validate_python(raw)
     except ValidationError as e:
@@ -423,6 +630,11 @@ async def _strict_request(body: bytes, user: str) -> tuple[bytes, bytes | None]:
             raise Refusal(404, "thread.not_found", "no such thread") from None
         if req.type == "threads.retry_after_item" and tid in RUNNING:
             raise Refusal(409, "turn.in_progress", "a turn is running in this thread")
+        if req.type == "threads.add_client_tool_output":
+            newest = (await store.load_thread_items(tid, None, 1, "desc", user)).data
+            if not (newest and isinstance(newest[0], ClientToolCallItem)
+                    and newest[0].status == "pending"):
+                raise Refusal(409, "item.not_pending", "no client tool call waits for its output")
     for item_id in [getattr(req.params, "item_id", None), *getattr(req.params, "item_ids", [])]:
         if item_id is None:
             continue
@@ -451,6 +663,9 @@ async def _strict_request(body: bytes, user: str) -> tuple[bytes, bytes | None]:
     if req.type in ("threads.create", "threads.add_user_message"):
         if req.params.input.attachments:
             raise Refusal(400, "chatkit.unsupported", "attachments are not supported")
+        model = getattr(req.params.input.inference_options, "model", None)
+        if model is not None and model not in MODELS and MUTATE != "model_any":
+            raise Refusal(400, "model.not_allowed", f"the composer may pick {sorted(MODELS)}")
         text = "".join(getattr(p, "text", "") for p in req.params.input.content)
         if not text.strip() or len(text) > 8000:
             event = {"type": "error", "code": "custom", "allow_retry": False,
@@ -501,6 +716,8 @@ def _mutate_widgets(out: dict[str, Any]) -> dict[str, Any]:
         out["payload"] = {"task": out["payload"].get("task_id")}
     elif MUTATE == "replaced_id" and out.get("type") == "thread.item.replaced":
         out["item"] = {**out["item"], "id": "wgt_mutated"}
+    elif MUTATE == "question_context" and out.get("type") == "structured_input":
+        out["context"] = {"tool": "complete_task"}  # the agent's own note, which stays server-side
     elif MUTATE == "sync_shape" and set(out) == {"updated_item"}:
         out = {"item": out["updated_item"]}
     elif MUTATE == "hidden_item" and isinstance(out.get("data"), list):
@@ -514,7 +731,7 @@ def _mutate_widgets(out: dict[str, Any]) -> dict[str, Any]:
 
 JSON_MUTATIONS = ("null", "unknown_key", "epoch", "naive", "bad_delta", "cursor", "drop_default",
                   "widget_key", "widget_dynamic", "effect_shape", "action_payload", "replaced_id",
-                  "sync_shape", "hidden_item")
+                  "sync_shape", "hidden_item", "question_context")
 
 
 def _mutate_json(body: bytes) -> bytes:
@@ -528,6 +745,9 @@ def _mutate_chunk(chunk: bytes) -> bytes:
         return chunk
     payload = _mutate_json(chunk[len(b"data: "):-2])
     if MUTATE == "no_progress" and payload.startswith(b'{"type":"progress_update"'):
+        return b""
+    if MUTATE == "no_replaced" and payload.startswith(b'{"type":"thread.item.replaced"') \
+            and b'"client_tool_call"' in payload:
         return b""
     if MUTATE == "event_line":
         return b"event: message\ndata: " + payload + b"\n\n"
@@ -546,7 +766,7 @@ async def app(scope, receive, send) -> None:  # noqa: ANN001
     bearer = authorization.removeprefix("Bearer ").strip()
     body = await _read_body(receive)
     if STRICT:
-        await _strict_app(scope, send, headers, authorization, body)
+        await _strict_app(scope, receive, send, headers, authorization, body)
         return
     if scope["method"] == "POST" and scope["path"] == "/api/chatkit/session":
         secret = f"ref-{bearer or 'anonymous'}"
@@ -557,37 +777,71 @@ async def app(scope, receive, send) -> None:  # noqa: ANN001
         return
     user = bearer.removeprefix("ref-") or "anonymous"
     try:
+        await _fitting_answers(body, user)
         result = await SERVER.process(body, user)
     except Exception as e:  # noqa: BLE001 - the stock SDK wiring answers 500
         await _send(send, 500, b"text/plain", f"{type(e).__name__}: {e}".encode())
         return
     if isinstance(result, StreamingResult):
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
-        chunks = []
-        try:
-            async for chunk in result:
-                chunks.append(_mutate_chunk(chunk))
-                if MUTATE != "order":
-                    await send({"type": "http.response.body", "body": chunks[-1], "more_body": True})
-            if MUTATE == "order":
-                # stream_options before the user message
-                opts = [i for i, c in enumerate(chunks) if b'"stream_options"' in c][:1]
-                if opts and opts[0] > 0:
-                    i = opts[0]
-                    chunks[i - 1], chunks[i] = chunks[i], chunks[i - 1]
-                for c in chunks:
-                    await send({"type": "http.response.body", "body": c, "more_body": True})
-            if MUTATE == "done":
-                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
-        except Exception:  # noqa: BLE001 - the SDK cuts the stream off, as here
-            pass
-        await send({"type": "http.response.body", "body": b""})
+        await _stream(result, receive, send)
     else:
         await _send(send, 200, b"application/json", _mutate_json(result.json))
 
 
-async def _strict_app(scope, send, headers, authorization: str, body: bytes) -> None:  # noqa: ANN001
+async def _stream(result: StreamingResult, receive, send, thread_id: str | None = None) -> None:  # noqa: ANN001
+    """Streams a turn, as an ASGI server with Starlette's StreamingResponse would: when the
+    client goes away (the stop button), the turn is cancelled where it waits, and the SDK's
+    handle_stream_cancelled keeps what was said. The turn runs on a task of its own that
+    only waits inside the SDK, so the cancellation lands there."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump() -> None:
+        if thread_id:
+            RUNNING.add(thread_id)
+        try:
+            async for chunk in result:
+                await queue.put(chunk)
+        except Exception:  # noqa: BLE001 - the SDK cuts the stream off, as here
+            pass
+        finally:
+            RUNNING.discard(thread_id)
+            await queue.put(None)
+
+    turn = asyncio.create_task(pump())
+    TURNS.add(turn)
+    turn.add_done_callback(TURNS.discard)
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if MUTATE != "stop_ignored":
+            turn.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        chunks = []
+        while (chunk := await queue.get()) is not None:
+            chunks.append(_mutate_chunk(chunk))
+            if MUTATE != "order":
+                await send({"type": "http.response.body", "body": chunks[-1], "more_body": True})
+        if MUTATE == "order":
+            # stream_options before the user message
+            opts = [i for i, c in enumerate(chunks) if b'"stream_options"' in c][:1]
+            if opts and opts[0] > 0:
+                i = opts[0]
+                chunks[i - 1], chunks[i] = chunks[i], chunks[i - 1]
+            for c in chunks:
+                await send({"type": "http.response.body", "body": c, "more_body": True})
+        if MUTATE == "done":
+            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        watcher.cancel()
+
+
+async def _strict_app(scope, receive, send, headers, authorization: str, body: bytes) -> None:  # noqa: ANN001
     method, path = scope["method"], scope["path"]
     bearer = authorization[len("Bearer "):] if authorization.startswith("Bearer ") else ""
     try:
@@ -618,28 +872,7 @@ async def _strict_app(scope, send, headers, authorization: str, body: bytes) -> 
                 return
             result = await SERVER.process(body, user)
             if isinstance(result, StreamingResult):
-                tid = json.loads(body)["params"].get("thread_id")
-                queue: asyncio.Queue = asyncio.Queue()
-
-                async def pump() -> None:
-                    if tid:
-                        RUNNING.add(tid)
-                    try:
-                        async for chunk in result:
-                            await queue.put(chunk)
-                    finally:
-                        RUNNING.discard(tid)
-                        await queue.put(None)
-
-                task = asyncio.create_task(pump())
-                TURNS.add(task)
-                task.add_done_callback(TURNS.discard)
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [(b"content-type", b"text/event-stream")]})
-                while (chunk := await queue.get()) is not None:
-                    await send({"type": "http.response.body", "body": _mutate_chunk(chunk),
-                                "more_body": True})
-                await send({"type": "http.response.body", "body": b""})
+                await _stream(result, receive, send, json.loads(body)["params"].get("thread_id"))
             else:
                 await _send(send, 200, b"application/json", _mutate_json(result.json))
         else:

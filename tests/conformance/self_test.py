@@ -11,10 +11,13 @@
    offset-less timestamps, `event:` lines, comments, `[DONE]`, multi-line JSON, wrong
    order, deltas that do not add up, wrong cursors, and a widget the SDK's models refuse
    or only take as their catch-all component.
-4. Behind the front (REF_STRICT=1), one fault of the task widgets at a time: the named
-   check (of any kind) must fail: effects of the old shape, actions without the task,
-   no progress updates, a replaced widget under another id, a hidden item on reload, a
-   sync answer of another shape, a 5xx refusal.
+4. Behind the front (REF_STRICT=1), one fault of the task widgets, questions or the model
+   picker at a time: the named check (of any kind) must fail: effects of the old shape,
+   actions without the task, no progress updates, a replaced widget under another id, a
+   hidden item on reload, a sync answer of another shape, a 5xx refusal, a question that
+   shows its context, any model allowed, answers that do not fit the question taken.
+5. The same with check.py --agent-faults: a stop that lets the answer run to its end, a
+   client tool's output that does not replace the call in the stream.
 
 Prints `N passed, M failed` and exits 1 on any failure.
 """
@@ -59,6 +62,14 @@ STRICT_MUTATIONS = {
     "hidden_item": "no hidden item and no note of the click",
     "sync_shape": "threads.sync_custom_action: {\"updated_item\"",
     "action_500": "a payload over 2 KiB: 400 action.invalid",
+    "question_context": "the question: one multiple_choice input with the options, pending, no context",
+    "model_any": "400 model.not_allowed",
+    "answer_lenient": "an answer with an option not offered: 422 request.invalid",
+}
+# fault -> a check of check.py --agent-faults that must fail with the front in place
+AGENT_MUTATIONS = {
+    "stop_ignored": "stop: the user message stays and the answer is recorded as far as it went",
+    "no_replaced": "threads.add_client_tool_output: thread.item.replaced next",
 }
 
 
@@ -141,12 +152,20 @@ def main() -> int:
         check(f"REF_MUTATE={mutation}: a failing check '… {expected} …'", bool(hit),
               "\n".join(f"{r['name']}: {r['ok']}" for r in results if not r["ok"])[:2000])
 
-    print("== check.py notices deliberate faults of the task widgets (behind the front)")
+    print("== check.py notices deliberate faults of the task widgets, questions and models "
+          "(behind the front)")
     for mutation, expected in STRICT_MUTATIONS.items():
         results = run_against_reference(mutation, ["--threads", "22"], strict=True)
         hit = [r for r in results if not r["ok"] and expected in r["name"]]
         check(f"REF_STRICT=1 REF_MUTATE={mutation}: a failing check '… {expected} …'", bool(hit),
               "\n".join(f"{r['name']}: {r['ok']}" for r in results if not r["ok"])[:2000])
+
+    print("== check.py --agent-faults notices deliberate faults of stops and hand-overs (behind the front)")
+    for mutation, expected in AGENT_MUTATIONS.items():
+        results = run_against_reference(mutation, ["--agent-faults"], strict=True)
+        hit = [r for r in results if not r["ok"] and expected in r["name"]]
+        check(f"REF_STRICT=1 REF_MUTATE={mutation} --agent-faults: a failing check '… {expected} …'",
+              bool(hit), "\n".join(f"{r['name']}: {r['ok']}" for r in results if not r["ok"])[:2000])
 
     print(f"\n{passed} passed, {failed} failed")
     return 1 if failed else 0
