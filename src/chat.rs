@@ -5,8 +5,9 @@
 //! Failure semantics: the user's message is committed before the agent runs. If the agent
 //! fails, the turn is marked failed (502 to the caller) and an `Idempotency-Key` retry
 //! claims it atomically and re-runs the agent for the same recorded message. A retry after
-//! success returns the stored answer. The turn runs on its own task, so a client that hangs
-//! up does not cancel it half way.
+//! success returns the stored answer. The turn runs on its own task, so a REST client that
+//! hangs up does not cancel it half way; a ChatKit client's stream stops it (the stop
+//! button, [`ChatService::stream_stoppable`]), recording what was said.
 
 use std::sync::{Arc, Mutex};
 
@@ -423,7 +424,12 @@ fn mentions_of(turn: &Turn) -> Vec<Mention> {
         .iter()
         .filter(|p| p["type"] == "input_tag")
         .filter_map(|p| {
-            let task_id = p["data"]["task_id"].as_i64().filter(|n| *n > 0)?;
+            // ChatKit types an entity's data as strings: "2" names task 2 as well as 2 does.
+            let id = &p["data"]["task_id"];
+            let task_id = id
+                .as_i64()
+                .or_else(|| id.as_str().and_then(|s| s.trim().parse().ok()))
+                .filter(|n| *n > 0)?;
             let text = p["text"].as_str()?.chars().take(200).collect();
             Some(Mention { text, task_id })
         })
@@ -791,7 +797,14 @@ impl ChatService {
             (resume.is_none() && self.agent.uses_history() && history.is_empty()).then(|| {
                 let agent = self.agent.clone();
                 let message = turn.content.clone();
-                AbortOnDrop(tokio::spawn(async move { agent.title(&message).await }))
+                let model = turn
+                    .payload
+                    .as_ref()
+                    .and_then(|p| p["inference_options"]["model"].as_str())
+                    .map(str::to_owned);
+                AbortOnDrop(tokio::spawn(async move {
+                    agent.title(&message, model.as_deref()).await
+                }))
             });
         let tools = TaskTools::new(self.store.clone(), user.clone());
         // The composer's picks, stored with the message, so a retry answers the same way.

@@ -66,8 +66,8 @@ impl Agent for WithToolServers {
         self.inner.provider()
     }
 
-    async fn title(&self, message: &str) -> Option<String> {
-        self.inner.title(message).await
+    async fn title(&self, message: &str, model: Option<&str>) -> Option<String> {
+        self.inner.title(message, model).await
     }
 
     async fn tools_for_actions(&self, tools: TaskTools) -> Result<TaskTools, AgentError> {

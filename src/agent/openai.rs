@@ -607,7 +607,9 @@ impl OpenAiAgent {
                 // Forced on the first call only: after it the model decides again, or a
                 // forced tool would be called until the step limit.
                 tool_choice: match request.tool_choice {
-                    Some(name) if step == 0 && tools.offers(name) => ToolChoice::Function(name),
+                    Some(name) if step == 0 && offers(tools, &request, name) => {
+                        ToolChoice::Function(name)
+                    }
                     _ => ToolChoice::Auto,
                 },
             };
@@ -682,6 +684,14 @@ impl OpenAiAgent {
         answer.text.push_str(&note);
         Ok(answer)
     }
+}
+
+/// Whether this turn offers a tool of this name: a task tool, or on a ChatKit turn the
+/// page's tools and `ask_user`.
+fn offers(tools: &TaskTools, request: &AgentRequest<'_>, name: &str) -> bool {
+    tools.offers(name)
+        || (request.interactive
+            && (name == ASK_USER || request.client_tools.iter().any(|t| t.name == name)))
 }
 
 /// The agent's own tool for asking the user to choose (ChatKit's structured input).
@@ -795,7 +805,7 @@ fn clean_title(raw: &str) -> Option<String> {
 
 impl OpenAiAgent {
     /// One non-streamed call for a thread's title.
-    async fn ask_title(&self, message: &str) -> Result<String, String> {
+    async fn ask_title(&self, message: &str, model: &str) -> Result<String, String> {
         #[derive(Serialize)]
         struct TitleRequest<'a> {
             model: &'a str,
@@ -817,7 +827,7 @@ impl OpenAiAgent {
         }
         let excerpt: String = message.chars().take(2000).collect();
         let request = TitleRequest {
-            model: &self.settings.model,
+            model,
             messages: [
                 ChatMessage::Text {
                     role: "system",
@@ -860,12 +870,13 @@ impl Agent for OpenAiAgent {
         "openai"
     }
 
-    async fn title(&self, message: &str) -> Option<String> {
+    async fn title(&self, message: &str, model: Option<&str>) -> Option<String> {
         if !self.settings.titles {
             return None;
         }
         let limit = Duration::from_millis(self.settings.title_timeout_ms);
-        match tokio::time::timeout(limit, self.ask_title(message)).await {
+        let model = model.unwrap_or(&self.settings.model);
+        match tokio::time::timeout(limit, self.ask_title(message, model)).await {
             Ok(Ok(title)) => clean_title(&title),
             // The title made from the message stays; nothing the user sees failed.
             Ok(Err(e)) => {

@@ -122,9 +122,10 @@ pub trait Agent: Send + Sync {
     }
 
     /// A short title for a thread that starts with `message`, when this provider writes
-    /// one (one bounded call); `None` keeps the title made from the message.
-    async fn title(&self, message: &str) -> Option<String> {
-        let _ = message;
+    /// one (one bounded call, with the composer's `model` when one was picked); `None`
+    /// keeps the title made from the message.
+    async fn title(&self, message: &str, model: Option<&str>) -> Option<String> {
+        let _ = (message, model);
         None
     }
 

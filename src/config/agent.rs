@@ -151,7 +151,13 @@ impl OpenAiSettings {
     #[must_use]
     pub fn allowed_models(&self) -> Vec<String> {
         let mut all = vec![self.model.clone()];
-        all.extend(self.models.iter().filter(|m| **m != self.model).cloned());
+        // "a, b" in the variable: the spaces are not part of the names.
+        all.extend(
+            self.models
+                .iter()
+                .map(|m| m.trim().to_owned())
+                .filter(|m| !m.is_empty() && *m != self.model),
+        );
         all
     }
 

@@ -27,7 +27,8 @@ async fn gateway(model: &FakeModel, models: &[&str]) -> TestApp {
 #[tokio::test]
 async fn the_composer_picks_among_the_configured_models_only() {
     let model = FakeModel::start(vec![text(&["Hi."]), text(&["Hi again."])]).await;
-    let app = gateway(&model, &["fake-large"]).await;
+    // As the variable gives them: "fake-large" among spaces.
+    let app = gateway(&model, &[" fake-large "]).await;
     let token = app.login("alice").await;
     let ck = app.chatkit(&token);
     let picked = ck
@@ -84,6 +85,7 @@ async fn the_tool_picker_forces_the_first_call_only() {
     );
     assert_eq!(requests[1]["tool_choice"], "auto");
     // A tool that is not offered leaves the choice to the model.
+    // (The page's tools and ask_user can be forced too: see handoffs.rs.)
     ck.request(
         "threads.add_user_message",
         json!({"thread_id": forced.thread_id(),

@@ -115,6 +115,29 @@ async fn a_client_tool_call_pauses_the_answer_until_the_page_sends_its_output() 
 }
 
 #[tokio::test]
+async fn the_tool_picker_can_force_a_client_tool() {
+    let model = FakeModel::start(vec![
+        call("highlight_tasks", json!({"task_ids": []})),
+        text(&["Cleared."]),
+    ])
+    .await;
+    let app = with_client_tool(&model).await;
+    let token = app.login("alice").await;
+    app.chatkit(&token)
+        .request(
+            "threads.create",
+            json!({"input": {"content": [{"type": "input_text", "text": "clear"}],
+                   "attachments": [],
+                   "inference_options": {"tool_choice": {"id": "highlight_tasks"}}}}),
+        )
+        .await;
+    assert_eq!(
+        model.requests()[0]["tool_choice"],
+        json!({"type": "function", "function": {"name": "highlight_tasks"}})
+    );
+}
+
+#[tokio::test]
 async fn an_output_with_no_pending_call_is_refused() {
     let model = FakeModel::start(vec![
         call("highlight_tasks", json!({"task_ids": [2]})),
@@ -376,7 +399,8 @@ async fn a_mentioned_task_is_the_one_acted_on() {
             json!({"input": {
                 "content": [
                     {"type": "input_text", "text": "what about "},
-                    {"type": "input_tag", "id": "t7", "text": "the report", "data": {"task_id": 7}},
+                    // ChatKit's entities carry string data.
+                    {"type": "input_tag", "id": "t7", "text": "the report", "data": {"task_id": "7"}},
                 ],
                 "attachments": [], "inference_options": {}}}),
         )
