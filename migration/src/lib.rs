@@ -6,6 +6,7 @@ mod m20261122_000001_refresh_successor;
 mod m20261122_000002_chatkit;
 mod m20261122_000003_hot_claims;
 mod m20261201_000001_partial_indexes;
+mod m20261204_000001_attachments;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_chatkit::Migration),
             Box::new(m20261122_000003_hot_claims::Migration),
             Box::new(m20261201_000001_partial_indexes::Migration),
+            Box::new(m20261204_000001_attachments::Migration),
         ]
     }
 }
