@@ -7,6 +7,7 @@
 //! start-up attempt. This is the lowest layer: nothing here imports the rest of the crate.
 
 mod agent;
+mod attachments;
 mod auth;
 mod database;
 mod layers;
@@ -16,6 +17,7 @@ mod server;
 use serde::Deserialize;
 
 pub use agent::{AgentProvider, AgentSettings, Http2Mode, McpServerSettings, OpenAiSettings};
+pub use attachments::{AttachmentSettings, AttachmentStore, S3Settings, KNOWN_MIME_TYPES};
 pub use auth::{SessionSettings, UpstreamSettings, DEV_SECRET_MARKER};
 pub use database::DatabaseSettings;
 pub use limits::{MessageSettings, RateLimit, RateLimitSettings};
@@ -60,6 +62,7 @@ pub struct Settings {
     #[serde(default)]
     pub chatkit: ChatKitSettings,
     pub rate_limits: RateLimitSettings,
+    pub attachments: AttachmentSettings,
 }
 
 impl Settings {
@@ -155,6 +158,7 @@ impl Settings {
         self.agent.check(self.env, p);
         self.stream.check(p);
         self.rate_limits.check(p);
+        self.attachments.check(p);
         problems
     }
 
