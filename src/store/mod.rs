@@ -7,6 +7,7 @@
 //!
 //! [`UserId`]: crate::domain::UserId
 
+mod attachments;
 mod error;
 mod items;
 mod pool;
@@ -22,6 +23,10 @@ use std::{sync::Arc, time::Duration};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
+pub use attachments::{
+    NewAttachment, QuotaBreach, StampRefusal, UploadClaim, STATE_CREATED, STATE_UPLOADED,
+    STATE_UPLOADING,
+};
 pub use error::StoreError;
 pub use rows::{
     started_thread, tool_calls_of, workflow_payload, AnswerIds, ItemStatus, ItemType, NewItem,
