@@ -2,7 +2,7 @@
 //! modules below it, so no two modules import each other and nothing reaches up.
 
 /// Lowest first. A module may name any module listed before it, never one after it.
-const LAYERS: [&str; 14] = [
+const LAYERS: [&str; 15] = [
     "domain",
     "config",
     "store",
@@ -11,6 +11,7 @@ const LAYERS: [&str; 14] = [
     "auth",
     "agent",
     "limits",
+    "attachments",
     "chat",
     "task_actions",
     "chatkit",

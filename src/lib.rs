@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod api;
 pub mod app;
+pub mod attachments;
 pub mod auth;
 pub mod chat;
 pub mod chatkit;
