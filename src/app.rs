@@ -171,7 +171,15 @@ impl Application {
             settings.messages.max_chars,
             settings.agent.openai.allowed_models(),
         );
+        let attachments = crate::attachments::Attachments::new(
+            store.clone(),
+            &settings.attachments,
+            &settings.session,
+            &settings.server.api_prefix,
+        )
+        .context("could not set up attachment storage")?;
         let state = AppState {
+            attachments,
             settings: Arc::new(settings),
             store,
             auth,
@@ -206,6 +214,7 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         let grace = Duration::from_secs(self.state.settings.server.shutdown_grace_secs);
         let purge = spawn_purger(self.state.auth.clone());
+        let collector = self.state.attachments.spawn_collector();
         let metrics = match self.metrics {
             Some((acceptor, port)) => {
                 let handle = crate::metrics::handle().map_err(std::io::Error::other)?;
@@ -240,6 +249,7 @@ impl Application {
         };
         let result = http::server::serve(acceptor, app, shutdown, options).await;
         purge.abort();
+        collector.abort();
         if let Some(metrics) = metrics {
             metrics.abort();
         }
@@ -303,18 +313,36 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let cors = Arc::new(http::cors::CorsPolicy::new(&server.cors_allowed_origins));
     let body_limit = server.body_limit_bytes;
     let body_timeout = Duration::from_secs(server.body_read_timeout_secs);
+    let prefix = server.api_prefix.clone();
+    let attachments =
+        api::attachments::AttachmentsState::new(state.attachments.clone(), state.auth.clone());
     let route = Route::new()
         .at(config::SPEC_PATH, spec)
         .nest(config::DOCS_PATH, ui)
+        .nest(
+            format!("{}/attachments", prefix.trim_end_matches('/')),
+            api::attachments::routes(),
+        )
         .nest("/", api)
         // Boxed: the middleware types nest deep enough to overflow the compiler's limit.
         .boxed();
     route
-        .around(move |ep, req| http::middleware::limit_body(ep, req, body_limit))
+        .around(move |ep, req| {
+            // Attachment uploads stream to storage, bounded by attachments.max_bytes.
+            let streams = api::attachments::streams_body(&prefix, req.uri().path());
+            async move {
+                if streams {
+                    ep.call(req).await.map(poem::IntoResponse::into_response)
+                } else {
+                    http::middleware::limit_body(ep, req, body_limit).await
+                }
+            }
+        })
         // Outside limit_body, which reads chunked bodies itself.
         .around(move |ep, req| http::connections::body_deadline(ep, req, body_timeout))
         .around(http::middleware::single_authorization)
         .data(state)
+        .data(attachments)
         .with(poem::middleware::CatchPanic::new())
         .catch_all_error(envelope_errors)
         .boxed()

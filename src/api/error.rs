@@ -63,6 +63,9 @@ pub enum ApiError {
     StorageFull,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// An attachment refused or not found (`attachment.*`; see src/attachments/error.rs).
+    #[error("{0}")]
+    Attachment(crate::attachments::AttachmentError),
 }
 
 impl ApiError {
@@ -91,6 +94,9 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Attachment(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 
@@ -120,6 +126,7 @@ impl ApiError {
             Self::ReadOnly => "service.read_only",
             Self::StorageFull => "service.storage_full",
             Self::Internal(_) => "internal",
+            Self::Attachment(e) => e.code(),
         }
     }
 }
@@ -377,6 +384,21 @@ impl From<StoreError> for ApiError {
                 Self::StorageFull
             }
             other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<crate::attachments::AttachmentError> for ApiError {
+    fn from(err: crate::attachments::AttachmentError) -> Self {
+        use crate::attachments::AttachmentError;
+        match err {
+            AttachmentError::Store(e) => e.into(),
+            AttachmentError::ThreadNotFound => Self::ThreadNotFound,
+            AttachmentError::Storage(ref why) => {
+                tracing::warn!(error = %why, "attachment storage unavailable");
+                Self::Attachment(err)
+            }
+            other => Self::Attachment(other),
         }
     }
 }

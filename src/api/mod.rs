@@ -1,5 +1,6 @@
 //! The HTTP surface (poem-openapi). Handlers parse, call a service, map the result.
 
+pub mod attachments;
 pub mod chatkit;
 mod chatkit_doc;
 pub mod error;
@@ -81,6 +82,7 @@ pub type Apis = (
     threads::ThreadsApi,
     messages::MessagesApi,
     chatkit::ChatKitApi,
+    attachments::AttachmentsApi,
 );
 
 /// The one service the routes, the document and Swagger UI come from.
@@ -96,6 +98,7 @@ fn service(paths: &Paths) -> OpenApiService<Apis, ()> {
             threads::ThreadsApi,
             messages::MessagesApi,
             chatkit::ChatKitApi,
+            attachments::AttachmentsApi,
         ),
         "chatkit-gateway",
         env!("CARGO_PKG_VERSION"),

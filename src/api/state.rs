@@ -18,4 +18,6 @@ pub struct AppState {
     pub mcp: Option<crate::agent::McpHub>,
     /// Per-caller rate limits (none unless `[rate_limits] enabled`).
     pub limits: crate::limits::RateLimits,
+    /// Attachments: their rows, bytes and signed links.
+    pub attachments: crate::attachments::Attachments,
 }

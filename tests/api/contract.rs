@@ -157,7 +157,14 @@ async fn each_operation_declares_its_own_errors() {
     // Every group with its operations; poem-openapi lists them by name.
     assert_eq!(
         tags,
-        ["ChatKit", "Health", "Messages", "Session", "Threads"]
+        [
+            "Attachments",
+            "ChatKit",
+            "Health",
+            "Messages",
+            "Session",
+            "Threads"
+        ]
     );
 }
 
