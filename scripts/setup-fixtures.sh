@@ -6,6 +6,8 @@
 #
 #   - the real Better Auth server: Node >= 20, its pinned packages (npm ci in tests/better-auth);
 #   - the real MCP server: python3 >= 3.10 with venv, its pinned SDK (tests/mcp/setup.sh);
+#   - a real S3-compatible server for the attachment tests: moto's server, pinned
+#     (tests/s3/setup.sh, the same python3);
 #   - PostgreSQL's server programs (initdb, pg_ctl): tests/api/pg_outage.rs runs a cluster
 #     of its own;
 #   - Redis on 127.0.0.1:6379, for the rate limit shared between two instances.
@@ -28,8 +30,9 @@ fi
 
 if command -v python3 >/dev/null 2>&1; then
   tests/mcp/setup.sh
+  tests/s3/setup.sh
 else
-  missing+=("python3 >= 3.10 with venv (the MCP test server, tests/mcp)")
+  missing+=("python3 >= 3.10 with venv (the MCP test server, tests/mcp; the S3 test server, tests/s3)")
 fi
 
 # Where tests/api/support/fixtures.rs looks: Debian's layout, then PATH.

@@ -9,6 +9,7 @@
 //! those as ignored, with the reason. scripts/setup-fixtures.sh installs the fixtures;
 //! scripts/test.sh runs every test (see support/fixtures.rs).
 
+mod attachments;
 mod better_auth;
 mod chatkit;
 mod cli;

@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod jwks;
 pub mod mcp;
 pub mod model;
+pub mod s3;
 pub mod wait;
 
 pub use app::*;
