@@ -5,12 +5,13 @@
 //! when its response body was dropped, i.e. when the provider's server saw the gateway's
 //! side of the call closed (over HTTP/1.1 the connection, over HTTP/2 an `RST_STREAM`).
 //!
-//! A server notices a closed connection only when it reads or writes. hyper's HTTP/1.1
-//! server reads a connection's end even while it writes a response (no half-close), and
-//! its HTTP/2 server sees a reset at once; so that the figures do not rest on that alone,
-//! a call whose client has hung up also writes an SSE comment every `--probe-ms` (for at
-//! most [`PROBE_WINDOW`]), the way a model streaming tokens would write: a write to a
-//! closed stream fails at the latest one probe (plus a loopback round trip) after the close.
+//! The fake's HTTP/2 server sees a reset stream at once. Its HTTP/1.1 server (poem, on
+//! hyper-util's connection) does not read while it streams a response: a connection the
+//! gateway has closed stays in `CLOSE_WAIT` until the next write, which the gateway's side
+//! answers with a reset, and the write after that fails. So a call whose client has hung
+//! up writes an SSE comment every `--probe-ms` (for at most [`PROBE_WINDOW`]), the way a
+//! model streaming tokens would write: over HTTP/1.1 the call is then seen to end at most
+//! about two probes after the gateway closed it.
 
 use std::{
     sync::atomic::{AtomicU32, AtomicU64, Ordering},

@@ -69,8 +69,9 @@ struct Args {
     #[arg(long)]
     hang_up_after_deltas: Option<u32>,
     /// Once a call's client has hung up, the fake provider writes an SSE comment to it
-    /// every this many ms (for up to 1.5 s), as a model streaming tokens writes: so that
-    /// the closed stream is also seen by a failed write, not only by a read (0: never).
+    /// every this many ms (for up to 1.5 s), as a model streaming tokens writes: its
+    /// HTTP/1.1 server sees a closed connection only by writing, at the second write after
+    /// the close (0: never).
     #[arg(long, default_value_t = 20)]
     probe_ms: u64,
     /// Start this gateway binary (`<bin> serve`) pointed at the fake provider. Its
