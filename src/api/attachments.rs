@@ -21,10 +21,11 @@
 //! `Content-Security-Policy: default-src 'none'; sandbox`, and text is sent as
 //! `text/plain`, so nothing an attachment holds can run in the gateway's origin.
 
+use futures_util::TryStreamExt;
 use poem::{
     http::{header, HeaderValue, StatusCode},
-    web::{Multipart, Path as PoemPath, Query as PoemQuery},
-    Body, FromRequest, IntoResponse, Request, RequestBody, Response, Route,
+    web::{Path as PoemPath, Query as PoemQuery},
+    Body, IntoResponse, Request, Response, Route,
 };
 use poem_openapi::{
     auth::Bearer,
@@ -35,7 +36,6 @@ use poem_openapi::{
     ApiResponse, OpenApi, SecurityScheme, Tags,
 };
 use serde::Deserialize;
-use tokio_util::io::ReaderStream;
 
 use crate::{
     api::error::{described, route_errors, ApiError},
@@ -132,7 +132,7 @@ async fn create(req: &Request, body: Body) -> Result<Response, ApiError> {
         if length.is_some_and(|n| n > attachments.settings().max_bytes + MULTIPART_SLACK) {
             return Err(too_large(attachments));
         }
-        let mut multipart = multipart(req, body).await?;
+        let mut multipart = multipart(req, body)?;
         let (name, mime_type, file) = file_part(&mut multipart).await?;
         let name = name.ok_or_else(|| {
             AttachmentError::NameInvalid("the `file` part has no file name".into())
@@ -164,7 +164,7 @@ async fn upload_multipart(
     let grant = state
         .attachments
         .verify_upload_link(&id, sig.sig.as_deref().unwrap_or_default())?;
-    let mut multipart = multipart(req, body).await?;
+    let mut multipart = multipart(req, body)?;
     let (_, _, file) = file_part(&mut multipart).await?;
     let uploaded = state.attachments.upload(&grant, &id, file).await?;
     Ok(json_response(
@@ -279,16 +279,20 @@ fn too_large(attachments: &Attachments) -> ApiError {
     .into()
 }
 
-async fn multipart(req: &Request, body: Body) -> Result<Multipart, ApiError> {
-    Multipart::from_request(req, &mut RequestBody::new(body))
-        .await
-        .map_err(|e| AttachmentError::BadUpload(format!("not a multipart body: {e}")).into())
+/// The multipart parser over `body`, which reaches it one piece at a time ([`Paced`]).
+fn multipart(req: &Request, body: Body) -> Result<multer::Multipart<'static>, ApiError> {
+    let boundary = multer::parse_boundary(req.content_type().unwrap_or_default())
+        .map_err(|e| AttachmentError::BadUpload(format!("not a multipart body: {e}")))?;
+    Ok(multer::Multipart::new(
+        Paced::new(body.into_bytes_stream()),
+        boundary,
+    ))
 }
 
 /// The first part named `file`: its file name, type and bytes as they arrive. Parts
 /// before it are skipped.
 async fn file_part(
-    multipart: &mut Multipart,
+    multipart: &mut multer::Multipart<'static>,
 ) -> Result<(Option<String>, String, ByteStream), ApiError> {
     loop {
         let field = multipart
@@ -300,12 +304,49 @@ async fn file_part(
             continue;
         }
         let name = field.file_name().map(str::to_owned);
-        let mime_type = field
-            .content_type()
-            .unwrap_or("application/octet-stream")
-            .to_owned();
-        let stream: ByteStream = Box::pin(ReaderStream::new(field.into_async_read()));
+        let mime_type = field.content_type().map_or_else(
+            || "application/octet-stream".to_owned(),
+            ToString::to_string,
+        );
+        let stream: ByteStream = Box::pin(field.map_err(std::io::Error::other));
         return Ok((name, mime_type, stream));
+    }
+}
+
+/// A body stream that yields one piece per poll and then reports itself not ready (waking
+/// its task at once). multer reads its input for as long as the input is ready, so over a
+/// fast connection it would copy everything the socket holds (megabytes per upload) into
+/// its buffer while the upload waits on storage; paced, it holds one piece.
+struct Paced<S> {
+    inner: S,
+    yielded: bool,
+}
+
+impl<S> Paced<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            yielded: false,
+        }
+    }
+}
+
+impl<S: futures_util::Stream + Unpin> futures_util::Stream for Paced<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.yielded {
+            this.yielded = false;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        let next = std::pin::Pin::new(&mut this.inner).poll_next(cx);
+        this.yielded = matches!(next, std::task::Poll::Ready(Some(_)));
+        next
     }
 }
 

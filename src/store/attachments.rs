@@ -6,9 +6,8 @@
 use chrono::{DateTime, Utc};
 use entity::{attachment, attachment_chunk, thread};
 use sea_orm::{
-    sea_query::{Expr, Query},
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, TransactionTrait,
+    sea_query::Expr, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 
 use super::{Store, StoreError};
@@ -168,6 +167,10 @@ impl Store {
 
     /// Stores chunk `seq` of an upload this caller has claimed. False when the attachment
     /// is no longer the user's upload in progress (deleted meanwhile).
+    ///
+    /// Runs on sqlx directly, so the chunk's bytes are moved into the statement: SeaORM's
+    /// statements copy their values once more on the way to the pool, and the chunks of
+    /// every upload waiting for SQLite's one writer connection would be held twice.
     pub async fn put_attachment_chunk(
         &self,
         user: &UserId,
@@ -175,28 +178,38 @@ impl Store {
         seq: i32,
         bytes: Vec<u8>,
     ) -> Result<bool, StoreError> {
+        use sea_orm::sqlx;
         // INSERT … SELECT … FROM attachments WHERE (id, user, uploading): the row's owner is
         // checked by the statement that writes, not by an earlier read.
-        let owner = Query::select()
-            .exprs([Expr::val(id), Expr::val(seq), Expr::val(bytes)])
-            .from(attachment::Entity)
-            .and_where(Expr::col(attachment::Column::Id).eq(id))
-            .and_where(Expr::col(attachment::Column::UserId).eq(user.as_str()))
-            .and_where(Expr::col(attachment::Column::State).eq(STATE_UPLOADING))
-            .to_owned();
-        let insert = Query::insert()
-            .into_table(attachment_chunk::Entity)
-            .columns([
-                attachment_chunk::Column::AttachmentId,
-                attachment_chunk::Column::Seq,
-                attachment_chunk::Column::Bytes,
-            ])
-            .select_from(owner)
-            .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?
-            .to_owned();
-        let backend = self.write.get_database_backend();
-        let result = self.write.execute(backend.build(&insert)).await?;
-        Ok(result.rows_affected() == 1)
+        const SQL_SQLITE: &str = "INSERT INTO attachment_chunks (attachment_id, seq, bytes) \
+            SELECT ?1, ?2, ?3 FROM attachments WHERE id = ?1 AND user_id = ?4 AND state = ?5";
+        const SQL_POSTGRES: &str = "INSERT INTO attachment_chunks (attachment_id, seq, bytes) \
+            SELECT $1, $2, $3 FROM attachments WHERE id = $1 AND user_id = $4 AND state = $5";
+        let sqlx_err = |e| sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e));
+        let rows = if self.write.get_database_backend() == DatabaseBackend::Postgres {
+            sqlx::query(SQL_POSTGRES)
+                .bind(id)
+                .bind(seq)
+                .bind(bytes)
+                .bind(user.as_str())
+                .bind(STATE_UPLOADING)
+                .execute(self.write.get_postgres_connection_pool())
+                .await
+                .map_err(sqlx_err)?
+                .rows_affected()
+        } else {
+            sqlx::query(SQL_SQLITE)
+                .bind(id)
+                .bind(seq)
+                .bind(bytes)
+                .bind(user.as_str())
+                .bind(STATE_UPLOADING)
+                .execute(self.write.get_sqlite_connection_pool())
+                .await
+                .map_err(sqlx_err)?
+                .rows_affected()
+        };
+        Ok(rows == 1)
     }
 
     /// Marks a claimed upload done with `stored_size` bytes (`declared_size` too, when the
