@@ -831,6 +831,7 @@ impl ChatService {
             client_tools: &self.client_tools,
             mentions: &mentions,
             resume,
+            attachments: &[],
         };
         // The agent's events go straight into the tracker as they are emitted (same task,
         // no channel between them); the tracker allocates the ids the answer is recorded

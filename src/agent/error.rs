@@ -14,6 +14,9 @@ pub enum AgentError {
     /// The app's MCP server could not be reached (or its link broke during a call).
     #[error("the app's tool server failed: {0}")]
     ToolServer(String),
+    /// The provider cannot turn speech into text (the local agent has no model for it).
+    #[error("this server's agent cannot transcribe audio")]
+    TranscriptionUnavailable,
     /// A tool call's database work failed: a storage failure, not the model's.
     #[error("task storage failed: {0}")]
     Store(#[source] StoreError),

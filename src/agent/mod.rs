@@ -25,7 +25,8 @@ pub use mcp::{IdentityMinter, McpHub, ServerReport, IDENTITY_TTL_SECS};
 pub use openai::OpenAiAgent;
 pub use prompt::PromptTemplate;
 pub use provider::{
-    Agent, AgentAnswer, AgentRequest, ClientTool, HistoryMessage, Mention, Pending, Resume,
+    Agent, AgentAnswer, AgentRequest, AttachedFile, ClientTool, HistoryMessage, Mention, Pending,
+    Resume,
 };
 pub use tools::{Route, TaskTools, ToolError};
 

@@ -58,6 +58,25 @@ pub struct Resume<'a> {
     pub reply: &'a serde_json::Value,
 }
 
+/// A file the user attached to the message, its bytes already read (each capped by the
+/// attachments settings; the provider applies its own smaller caps when it sends them on).
+#[derive(Clone, Debug)]
+pub struct AttachedFile {
+    /// The name the user gave it (checked: no path, no control characters).
+    pub name: String,
+    /// The stored MIME type (images were checked against their magic bytes).
+    pub mime_type: String,
+    pub bytes: bytes::Bytes,
+}
+
+impl AttachedFile {
+    /// Whether it is an image (`image/*`), sent to a model as an image, not as text.
+    #[must_use]
+    pub fn is_image(&self) -> bool {
+        self.mime_type.starts_with("image/")
+    }
+}
+
 /// What the agent is asked to answer.
 pub struct AgentRequest<'a> {
     /// Whose turn it is (tools act on this user's tasks only).
@@ -85,6 +104,8 @@ pub struct AgentRequest<'a> {
     pub mentions: &'a [Mention],
     /// The answer continues after a client tool's output or the user's choice.
     pub resume: Option<Resume<'a>>,
+    /// Files attached to the new message, in the order the user attached them.
+    pub attachments: &'a [AttachedFile],
 }
 
 /// The answer as the agent produced it, before it is recorded (the store returns it as a
@@ -127,6 +148,14 @@ pub trait Agent: Send + Sync {
     async fn title(&self, message: &str, model: Option<&str>) -> Option<String> {
         let _ = (message, model);
         None
+    }
+
+    /// The text spoken in `audio` (the composer's dictation), `mime_type` as the browser
+    /// recorded it. Providers without speech recognition answer
+    /// [`AgentError::TranscriptionUnavailable`].
+    async fn transcribe(&self, audio: bytes::Bytes, mime_type: &str) -> Result<String, AgentError> {
+        let _ = (audio, mime_type);
+        Err(AgentError::TranscriptionUnavailable)
     }
 
     /// Answers `request`, streaming text and tool calls to `events` as they happen.

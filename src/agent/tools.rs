@@ -613,6 +613,7 @@ mod tests {
             client_tools: &[],
             mentions: &[],
             resume: None,
+            attachments: &[],
         };
         let err = LocalAgent
             .respond(request, &tools, &events)
