@@ -136,6 +136,21 @@ pub struct OpenAiSettings {
     /// How long that title call may take before the fallback title stays.
     #[serde(default = "default_title_timeout_ms")]
     pub title_timeout_ms: u64,
+    /// The model `{base_url}/audio/transcriptions` is asked to transcribe dictation with.
+    #[serde(default = "default_transcription_model")]
+    pub transcription_model: String,
+    /// The largest dictation (decoded audio bytes) sent for transcription.
+    #[serde(default = "default_max_audio_bytes")]
+    pub max_audio_bytes: u64,
+}
+
+fn default_transcription_model() -> String {
+    "gpt-4o-mini-transcribe".into()
+}
+
+/// OpenAI's own limit for one transcription upload.
+fn default_max_audio_bytes() -> u64 {
+    25 * 1024 * 1024
 }
 
 fn default_titles() -> bool {
@@ -217,6 +232,12 @@ impl OpenAiSettings {
                     1,
                     60_000,
                 ),
+                (
+                    "agent.openai.max_audio_bytes",
+                    self.max_audio_bytes,
+                    1024,
+                    100 * 1024 * 1024,
+                ),
             ],
             problems,
         );
@@ -249,6 +270,12 @@ impl OpenAiSettings {
         }
         if self.model.trim().is_empty() {
             problems.push("OPENAI_MODEL must name a model".into());
+        }
+        if self.transcription_model.trim().is_empty() {
+            problems.push(format!(
+                "{} must name a model",
+                setting_names("agent.openai.transcription_model")
+            ));
         }
     }
 }
