@@ -129,6 +129,20 @@ fn the_readme_stays_short_and_names_no_issue_or_session_history() {
     }
 }
 
+/// The example cannot sign in without one of these, and its page names them too.
+#[test]
+fn the_chatkit_section_says_how_the_example_signs_in() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let section = readme
+        .split("## ChatKit React")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a ChatKit React section");
+    for name in ["VITE_DEV_UPSTREAM_TOKEN", "dev-token", "VITE_BETTER_AUTH_URL"] {
+        assert!(section.contains(name), "the ChatKit section does not name {name}");
+    }
+}
+
 /// Code comments say why in their own words; issue numbers go in commit messages.
 #[test]
 fn code_comments_name_no_issue_numbers() {
