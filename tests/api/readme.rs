@@ -138,8 +138,15 @@ fn the_chatkit_section_says_how_the_example_signs_in() {
         .nth(1)
         .and_then(|s| s.split("\n## ").next())
         .expect("a ChatKit React section");
-    for name in ["VITE_DEV_UPSTREAM_TOKEN", "dev-token", "VITE_BETTER_AUTH_URL"] {
-        assert!(section.contains(name), "the ChatKit section does not name {name}");
+    for name in [
+        "VITE_DEV_UPSTREAM_TOKEN",
+        "dev-token",
+        "VITE_BETTER_AUTH_URL",
+    ] {
+        assert!(
+            section.contains(name),
+            "the ChatKit section does not name {name}"
+        );
     }
 }
 
