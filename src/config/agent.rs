@@ -142,6 +142,24 @@ pub struct OpenAiSettings {
     /// The largest dictation (decoded audio bytes) sent for transcription.
     #[serde(default = "default_max_audio_bytes")]
     pub max_audio_bytes: u64,
+    /// The largest attached image sent to the model (as a base64 `data:` URL, a third
+    /// larger); a larger one is left out with a note saying so.
+    #[serde(default = "default_max_image_bytes")]
+    pub max_image_bytes: u64,
+    /// The most of an attached text file (UTF-8 bytes) sent to the model; the rest is cut
+    /// with a note.
+    #[serde(default = "default_max_text_bytes")]
+    pub max_text_bytes: u64,
+}
+
+/// Well under OpenAI's 20 MB per image, and a request of a few of them stays small.
+fn default_max_image_bytes() -> u64 {
+    4 * 1024 * 1024
+}
+
+/// About 16,000 tokens of English: a long list, a fraction of a model's context.
+fn default_max_text_bytes() -> u64 {
+    64 * 1024
 }
 
 fn default_transcription_model() -> String {
@@ -237,6 +255,18 @@ impl OpenAiSettings {
                     self.max_audio_bytes,
                     1024,
                     100 * 1024 * 1024,
+                ),
+                (
+                    "agent.openai.max_image_bytes",
+                    self.max_image_bytes,
+                    1024,
+                    20 * 1024 * 1024,
+                ),
+                (
+                    "agent.openai.max_text_bytes",
+                    self.max_text_bytes,
+                    256,
+                    1024 * 1024,
                 ),
             ],
             problems,

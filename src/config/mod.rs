@@ -273,6 +273,34 @@ mod tests {
     }
 
     #[test]
+    fn the_caps_on_what_the_model_is_sent_are_range_checked() {
+        let err = load(&[
+            ("GATEWAY__AGENT__OPENAI__MAX_IMAGE_BYTES", "21000000"),
+            ("GATEWAY__AGENT__OPENAI__MAX_TEXT_BYTES", "0"),
+            ("GATEWAY__AGENT__OPENAI__MAX_AUDIO_BYTES", "10"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("3 problems"), "{err}");
+        for refusal in [
+            "agent.openai.max_image_bytes (GATEWAY__AGENT__OPENAI__MAX_IMAGE_BYTES) must be between 1024 and 20971520, got 21000000",
+            "agent.openai.max_text_bytes (GATEWAY__AGENT__OPENAI__MAX_TEXT_BYTES) must be between 256 and 1048576, got 0",
+            "agent.openai.max_audio_bytes (GATEWAY__AGENT__OPENAI__MAX_AUDIO_BYTES) must be between 1024 and 104857600, got 10",
+        ] {
+            assert!(err.contains(refusal), "{refusal} missing: {err}");
+        }
+        let fine = load(&[
+            ("GATEWAY__AGENT__OPENAI__MAX_IMAGE_BYTES", "1024"),
+            ("GATEWAY__AGENT__OPENAI__MAX_TEXT_BYTES", "1048576"),
+        ])
+        .unwrap();
+        assert_eq!(fine.agent.openai.max_image_bytes, 1024);
+        assert_eq!(fine.agent.openai.max_text_bytes, 1_048_576);
+        let defaults = Settings::defaults();
+        assert_eq!(defaults.agent.openai.max_image_bytes, 4 * 1024 * 1024);
+        assert_eq!(defaults.agent.openai.max_text_bytes, 64 * 1024);
+    }
+
+    #[test]
     fn one_refusal_is_reported_without_a_count() {
         let err = load(&[("GATEWAY__DATABASE__TURN_WRITERS", "0")]).unwrap_err();
         assert!(
