@@ -1,13 +1,14 @@
 //! The agent: turns a user's message (plus history) into an answer, acting on the user's
 //! tasks through [`TaskTools`]. Providers stream their output through an [`EventSink`].
 //!
-//! The vocabulary lives in leaf modules (`error`, `events`, `provider`, `tools`) that the
-//! providers (`local`, `openai`) import; this module only names the public parts and picks
-//! the configured provider.
+//! The vocabulary lives in leaf modules (`error`, `events`, `files`, `provider`, `tools`)
+//! that the providers (`local`, `openai`) import; this module only names the public parts
+//! and picks the configured provider.
 
 mod client_pool;
 mod error;
 mod events;
+mod files;
 mod local;
 mod mcp;
 mod openai;

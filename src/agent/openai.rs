@@ -24,6 +24,7 @@ use super::{
     client_pool::{ClientOptions, ModelClientPool, SetupError},
     error::AgentError,
     events::{AgentEvent, EventSink},
+    files::{self, ContentPart},
     prompt::PromptTemplate,
     provider::{Agent, AgentAnswer, AgentRequest, ClientTool, Mention, Pending},
     tools::TaskTools,
@@ -34,6 +35,8 @@ use crate::config::OpenAiSettings;
 pub struct OpenAiAgent {
     clients: ModelClientPool,
     url: String,
+    /// `{base_url}/audio/transcriptions`, for dictation.
+    transcription_url: String,
     settings: OpenAiSettings,
     prompt: PromptTemplate,
 }
@@ -63,6 +66,11 @@ struct StepOutput {
 enum ChatMessage<'a> {
     /// A system, user or assistant message with text.
     Text { role: &'a str, content: &'a str },
+    /// A user message with files: its text and each file as parts (images as images).
+    Parts {
+        role: &'static str,
+        content: Vec<ContentPart>,
+    },
     /// The assistant asking for tool calls (`content` is null when it said nothing).
     Calls {
         role: &'static str,
@@ -341,13 +349,13 @@ impl OpenAiAgent {
             settings.http2_streams_per_connection as usize,
             options,
         );
-        let url = format!(
-            "{}/chat/completions",
-            settings.base_url.trim_end_matches('/')
-        );
+        let base = settings.base_url.trim_end_matches('/');
+        let url = format!("{base}/chat/completions");
+        let transcription_url = format!("{base}/audio/transcriptions");
         Ok(Self {
             clients,
             url,
+            transcription_url,
             settings,
             prompt,
         })
@@ -555,10 +563,22 @@ impl OpenAiAgent {
             with_mentions = mentioned(request.message, request.mentions);
             &with_mentions
         };
-        messages.push(ChatMessage::Text {
-            role: "user",
-            content: user_message,
-        });
+        if request.attachments.is_empty() {
+            messages.push(ChatMessage::Text {
+                role: "user",
+                content: user_message,
+            });
+        } else {
+            // The new message's files only: earlier messages go as their text.
+            let caps = files::Caps {
+                image_bytes: self.settings.max_image_bytes,
+                text_bytes: self.settings.max_text_bytes,
+            };
+            messages.push(ChatMessage::Parts {
+                role: "user",
+                content: files::message_parts(user_message, request.attachments, caps),
+            });
+        }
         let mut answer = AgentAnswer::default();
         // The call the answer paused on, and what came back for it.
         let resumed_result;
@@ -864,6 +884,88 @@ impl OpenAiAgent {
     }
 }
 
+impl OpenAiAgent {
+    /// One try at `/audio/transcriptions` with the multipart `body`: the text heard.
+    async fn transcribe_once(
+        &self,
+        content_type: &str,
+        body: bytes::Bytes,
+    ) -> Result<String, AttemptError> {
+        #[derive(serde::Deserialize)]
+        struct Transcription {
+            text: String,
+        }
+        let lease = self.clients.lease();
+        let mut http = lease
+            .client()
+            .post(&self.transcription_url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .body(body);
+        let key = self.settings.api_key.expose_secret();
+        if !key.is_empty() {
+            http = http.bearer_auth(key);
+        }
+        let response = http
+            .send()
+            .await
+            .map_err(|e| retryable(format!("request failed: {}", e.without_url())))?;
+        let status = response.status();
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Err(AttemptError::Retryable {
+                reason: format!("the transcription API answered HTTP {status}"),
+                retry_after: retry_after(response.headers()),
+            });
+        }
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            let excerpt: String = text.chars().take(300).collect();
+            return Err(AttemptError::Fatal(format!(
+                "the transcription API answered HTTP {status}: {excerpt}"
+            )));
+        }
+        let answer: Transcription = response.json().await.map_err(|e| {
+            AttemptError::Fatal(format!(
+                "the transcription API's answer has no text: {}",
+                e.without_url()
+            ))
+        })?;
+        Ok(answer.text.trim().to_owned())
+    }
+
+    /// [`transcribe_once`](Self::transcribe_once), retried like a model call (connect
+    /// errors, 429 and 5xx, `Retry-After` honoured).
+    async fn transcribe_with_retries(
+        &self,
+        content_type: &str,
+        body: bytes::Bytes,
+    ) -> Result<String, AgentError> {
+        let mut attempt = 0;
+        loop {
+            match self.transcribe_once(content_type, body.clone()).await {
+                Ok(text) => return Ok(text),
+                Err(AttemptError::Retryable {
+                    reason,
+                    retry_after,
+                }) if attempt < self.settings.max_retries => {
+                    let wait = self.backoff(attempt, retry_after);
+                    tracing::warn!(%reason, attempt, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "transcription failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(AttemptError::Retryable { reason, .. } | AttemptError::Fatal(reason)) => {
+                    return Err(AgentError::Unavailable(reason))
+                }
+                Err(AttemptError::Stopped) => {
+                    return Err(AgentError::Unavailable(
+                        "the transcription was stopped".into(),
+                    ))
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Agent for OpenAiAgent {
     fn provider(&self) -> &'static str {
@@ -888,6 +990,30 @@ impl Agent for OpenAiAgent {
                 None
             }
         }
+    }
+
+    /// Sends the recording to `{base_url}/audio/transcriptions` with
+    /// `agent.openai.transcription_model`, over the same clients as model calls.
+    async fn transcribe(&self, audio: bytes::Bytes, mime_type: &str) -> Result<String, AgentError> {
+        // The caller checks the size first and answers the user; this keeps a caller that
+        // forgot from sending the provider more than it was configured to.
+        let size = u64::try_from(audio.len()).unwrap_or(u64::MAX);
+        if size > self.settings.max_audio_bytes {
+            return Err(AgentError::Unavailable(format!(
+                "the recording ({size} bytes) is over agent.openai.max_audio_bytes ({})",
+                self.settings.max_audio_bytes
+            )));
+        }
+        let (content_type, body) =
+            files::transcription_body(&self.settings.transcription_model, &audio, mime_type);
+        drop(audio);
+        let total = Duration::from_millis(self.settings.total_timeout_ms);
+        tokio::time::timeout(
+            total,
+            self.transcribe_with_retries(&content_type, body.into()),
+        )
+        .await
+        .map_err(|_| AgentError::Timeout)?
     }
 
     async fn respond(

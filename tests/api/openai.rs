@@ -1,5 +1,6 @@
 //! The `openai` provider against a fake OpenAI-compatible server on loopback that plays
-//! scripted responses in the real wire format (SSE `data:` chunks).
+//! scripted responses in the real wire format (SSE `data:` chunks), and reads dictation's
+//! multipart uploads.
 
 use std::{sync::Arc, time::Duration};
 
@@ -8,10 +9,11 @@ use serde_json::{json, Value};
 
 use chatkit_gateway::{
     agent::{
-        Agent, AgentAnswer, AgentError, AgentRequest, EventSink, OpenAiAgent, PromptTemplate,
-        TaskTools,
+        Agent, AgentAnswer, AgentError, AgentRequest, AttachedFile, EventSink, HistoryMessage,
+        OpenAiAgent, PromptTemplate, TaskTools,
     },
     config::{AgentProvider, Http2Mode},
+    domain::UserId,
     store::Store,
     Settings,
 };
@@ -23,7 +25,7 @@ use crate::support::{
     },
     parse_sse, roles, spawn_app_with, spawn_app_with_agent,
     wait::{eventually, within, Gate},
-    TestApp,
+    TestApp, TestDb,
 };
 
 /// Model calls held open together: the fake's first `HELD` answers stream nothing before
@@ -907,4 +909,247 @@ async fn a_database_failure_inside_a_tool_call_is_a_503_not_a_model_failure() {
     let (name, data) = events.last().unwrap();
     assert_eq!(name, "error");
     assert_eq!(data["code"], "service.unavailable");
+}
+
+// Files attached to a message, and dictation, driven through the `Agent` trait.
+
+fn file(name: &str, mime_type: &str, bytes: &[u8]) -> AttachedFile {
+    AttachedFile {
+        name: name.into(),
+        mime_type: mime_type.into(),
+        bytes: bytes::Bytes::copy_from_slice(bytes),
+    }
+}
+
+/// The openai provider pointed at `model`, with `edit` applied to its settings.
+fn openai(model: &FakeModel, edit: impl FnOnce(&mut Settings)) -> OpenAiAgent {
+    let mut settings = Settings::defaults();
+    use_model(&mut settings, model);
+    edit(&mut settings);
+    OpenAiAgent::new(settings.agent.openai, PromptTemplate::load("/nonexistent")).unwrap()
+}
+
+/// `user`'s tools on a fresh, migrated test database (SQLite, or PostgreSQL when
+/// TEST_DATABASE_URL is set).
+async fn tools_for(user: &UserId) -> (TestDb, Store, TaskTools) {
+    let db = TestDb::new().await;
+    let store = Store::connect(&db.url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let tools = TaskTools::new(store.clone(), user.clone());
+    (db, store, tools)
+}
+
+fn request<'a>(
+    user: &'a UserId,
+    history: &'a [HistoryMessage],
+    message: &'a str,
+    attachments: &'a [AttachedFile],
+) -> AgentRequest<'a> {
+    AgentRequest {
+        user,
+        history,
+        message,
+        stop: None,
+        model: None,
+        tool_choice: None,
+        interactive: false,
+        client_tools: &[],
+        mentions: &[],
+        resume: None,
+        attachments,
+    }
+}
+
+/// The last message of model request `i`.
+fn last_message(model: &FakeModel, i: usize) -> Value {
+    model.requests()[i]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn the_model_is_sent_the_new_messages_images_and_text_files_as_content_parts() {
+    let model = FakeModel::start(vec![text(&["Noted."]), text(&["Plain."])]).await;
+    let agent = openai(&model, |s| {
+        s.agent.openai.max_image_bytes = 1024;
+        s.agent.openai.max_text_bytes = 256;
+    });
+    let user = UserId::parse("alice").unwrap();
+    let (_db, _store, tools) = tools_for(&user).await;
+    let png = [
+        0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D,
+    ];
+    let mut big_png = png.to_vec();
+    big_png.resize(1500, 0);
+    // 300 bytes: "é" (two bytes) straddles the 256-byte cap at bytes 255-256.
+    let long_text = format!("{}é{}", "a".repeat(255), "b".repeat(43));
+    assert_eq!(long_text.len(), 300);
+    let files = [
+        file("board.png", "image/png", &png),
+        file("list.md", "text/markdown", b"- milk\n- eggs\n"),
+        file("huge.png", "image/png", &big_png),
+        file(
+            "notes.txt",
+            "text/plain; charset=utf-8",
+            long_text.as_bytes(),
+        ),
+        file("report.pdf", "application/pdf", b"%PDF-1.7 ..."),
+    ];
+    let history = [
+        HistoryMessage {
+            role: "user".into(),
+            content: "hello".into(),
+        },
+        HistoryMessage {
+            role: "assistant".into(),
+            content: "Hi!".into(),
+        },
+    ];
+    let answer = agent
+        .respond(
+            request(&user, &history, "add these", &files),
+            &tools,
+            &EventSink::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.text, "Noted.");
+    let sent = model.requests()[0]["messages"].clone();
+    // The history stays text; the new message carries the files, in the order attached.
+    assert_eq!(sent[1], json!({"role": "user", "content": "hello"}));
+    assert_eq!(sent[2], json!({"role": "assistant", "content": "Hi!"}));
+    assert_eq!(sent.as_array().unwrap().len(), 4);
+    assert_eq!(
+        last_message(&model, 0),
+        json!({"role": "user", "content": [
+            {"type": "text", "text": "add these"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAAN"}},
+            {"type": "text", "text": "The user attached the file \"list.md\" (text/markdown):\n\n- milk\n- eggs\n"},
+            {"type": "text", "text": "[The user attached the image \"huge.png\" (1.5 KB), but it is over the 1.0 KB limit for images sent to you, so it is left out: tell the user if it matters.]"},
+            {"type": "text", "text": format!("The user attached the file \"notes.txt\" (text/plain):\n\n{}\n\n[The file is cut here: only its first 256 bytes of 300 bytes are included.]", "a".repeat(255))},
+            {"type": "text", "text": "[The user attached the file \"report.pdf\" (application/pdf, 12 bytes); its contents cannot be sent to you.]"}
+        ]})
+    );
+
+    // A message without files is sent as plain text, as before.
+    agent
+        .respond(
+            request(&user, &[], "and now?", &[]),
+            &tools,
+            &EventSink::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        last_message(&model, 1),
+        json!({"role": "user", "content": "and now?"})
+    );
+}
+
+#[tokio::test]
+async fn dictation_is_sent_as_multipart_to_audio_transcriptions() {
+    let model = FakeModel::start(vec![]).await;
+    let agent = openai(&model, |_| {});
+    let audio: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    model.push_transcript(Ok("  remind me to call mom \n"));
+    let heard = agent
+        .transcribe(audio.clone().into(), "audio/webm;codecs=opus")
+        .await
+        .unwrap();
+    assert_eq!(heard, "remind me to call mom");
+    let seen = &model.transcriptions()[0];
+    assert_eq!(seen.fields, ["model", "file"]);
+    assert_eq!(seen.model.as_deref(), Some("gpt-4o-mini-transcribe"));
+    assert_eq!(seen.file_name.as_deref(), Some("audio.webm"));
+    assert_eq!(seen.file_type.as_deref(), Some("audio/webm"));
+    assert_eq!(seen.file, audio, "every byte arrives as sent");
+    assert_eq!(seen.authorization.as_deref(), Some("Bearer sk-test"));
+    // No chat call is made for it.
+    assert!(model.requests().is_empty());
+
+    // The configured model; each recording type under the name providers read it by.
+    let agent = openai(&model, |s| {
+        s.agent.openai.transcription_model = "whisper-1".into();
+    });
+    for (mime, name, sent_type) in [
+        ("audio/ogg", "audio.ogg", "audio/ogg"),
+        ("audio/mp4", "audio.m4a", "audio/mp4"),
+        ("audio/mpeg", "audio.mp3", "audio/mpeg"),
+        ("audio/wav", "audio.wav", "audio/wav"),
+    ] {
+        model.push_transcript(Ok(mime));
+        let heard = agent.transcribe(vec![1, 2, 3].into(), mime).await.unwrap();
+        assert_eq!(heard, mime);
+        let seen = model.transcriptions().pop().unwrap();
+        assert_eq!(seen.model.as_deref(), Some("whisper-1"));
+        assert_eq!(seen.file_name.as_deref(), Some(name), "{mime}");
+        assert_eq!(seen.file_type.as_deref(), Some(sent_type), "{mime}");
+        assert_eq!(seen.file, [1, 2, 3]);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_transcription_is_unavailable_after_the_retries_a_model_call_gets() {
+    let model = FakeModel::start(vec![]).await;
+    let agent = openai(&model, |s| s.agent.openai.max_retries = 1);
+    // A 503 is retried, and the retry's text is the answer.
+    model.push_transcript(Err(503));
+    model.push_transcript(Ok("second try"));
+    let heard = agent.transcribe(vec![7; 10].into(), "audio/webm").await;
+    assert_eq!(heard.unwrap(), "second try");
+    assert_eq!(model.transcriptions().len(), 2);
+
+    // A 400 is not retried.
+    model.push_transcript(Err(400));
+    let err = agent
+        .transcribe(vec![7; 10].into(), "audio/webm")
+        .await
+        .unwrap_err();
+    assert_eq!(model.transcriptions().len(), 3);
+    let AgentError::Unavailable(reason) = err else {
+        panic!("{err:?}");
+    };
+    assert!(reason.contains("HTTP 400"), "{reason}");
+    assert!(!reason.contains("sk-test"), "the key stays out: {reason}");
+
+    // Down after its retries (nothing scripted: 500, twice).
+    let err = agent
+        .transcribe(vec![7; 10].into(), "audio/webm")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AgentError::Unavailable(_)), "{err:?}");
+    assert_eq!(model.transcriptions().len(), 5);
+
+    // Nobody listening at all.
+    let gone = openai(&model, |s| {
+        s.agent.openai.base_url = "http://127.0.0.1:9/v1".into();
+        s.agent.openai.max_retries = 0;
+    });
+    let err = gone
+        .transcribe(vec![7; 10].into(), "audio/webm")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AgentError::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_recording_over_max_audio_bytes_is_never_sent() {
+    let model = FakeModel::start(vec![]).await;
+    let agent = openai(&model, |s| s.agent.openai.max_audio_bytes = 2048);
+    model.push_transcript(Ok("fits"));
+    let err = agent
+        .transcribe(vec![0; 2049].into(), "audio/webm")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AgentError::Unavailable(_)), "{err:?}");
+    assert!(model.transcriptions().is_empty());
+    // At the limit it goes.
+    let heard = agent.transcribe(vec![0; 2048].into(), "audio/webm").await;
+    assert_eq!(heard.unwrap(), "fits");
+    assert_eq!(model.transcriptions()[0].file.len(), 2048);
 }

@@ -1,7 +1,9 @@
 //! A fake OpenAI-compatible model API on loopback: it plays scripted answers in the real
 //! wire format (SSE `data:` chunks of `chat.completion.chunk`), records every request, can
 //! hold an answer back until the test opens a [`Gate`], and serves over TLS when asked.
-//! Unscripted calls are answered HTTP 500, as a model API that is down answers.
+//! Unscripted calls are answered HTTP 500, as a model API that is down answers. It also
+//! transcribes: `/audio/transcriptions` reads the multipart upload for real and answers
+//! scripted text.
 
 use std::{
     collections::VecDeque,
@@ -134,6 +136,23 @@ pub struct Fake {
     /// Answers to title calls: a title, or an HTTP status to fail with.
     titles: Arc<Mutex<VecDeque<Result<String, u16>>>>,
     title_requests: Arc<Mutex<Vec<Value>>>,
+    /// Answers to transcription calls: the text heard, or an HTTP status to fail with.
+    transcripts: Arc<Mutex<VecDeque<Result<String, u16>>>>,
+    transcriptions: Arc<Mutex<Vec<Transcription>>>,
+}
+
+/// A transcription call as the fake read it from its multipart body.
+#[derive(Clone, Debug, Default)]
+pub struct Transcription {
+    /// The form's field names, in order.
+    pub fields: Vec<String>,
+    /// The `model` field.
+    pub model: Option<String>,
+    /// The `file` field's file name, type and bytes.
+    pub file_name: Option<String>,
+    pub file_type: Option<String>,
+    pub file: Vec<u8>,
+    pub authorization: Option<String>,
 }
 
 impl Default for Fake {
@@ -148,6 +167,8 @@ impl Default for Fake {
             open: Arc::new(watch::channel(0).0),
             titles: Arc::default(),
             title_requests: Arc::default(),
+            transcripts: Arc::default(),
+            transcriptions: Arc::default(),
         }
     }
 }
@@ -303,6 +324,66 @@ async fn completions(fake: Data<&Fake>, req: &Request, body: Json<Value>) -> Res
     answer(script, barrier, fake.open.clone()).await
 }
 
+#[handler]
+async fn transcriptions(fake: Data<&Fake>, req: &Request, body: Body) -> Response {
+    let reply = |code: u16, body: Value| {
+        Response::builder()
+            .status(poem::http::StatusCode::from_u16(code).unwrap())
+            .content_type("application/json")
+            .body(body.to_string())
+    };
+    let boundary = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| multer::parse_boundary(v).ok());
+    let Some(boundary) = boundary else {
+        return reply(
+            400,
+            json!({"error": {"message": "not multipart/form-data"}}),
+        );
+    };
+    let mut seen = Transcription {
+        authorization: req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        ..Transcription::default()
+    };
+    let mut form = multer::Multipart::new(body.into_bytes_stream(), boundary);
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return reply(400, json!({"error": {"message": e.to_string()}})),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        seen.fields.push(name.clone());
+        if name == "file" {
+            seen.file_name = field.file_name().map(str::to_owned);
+            seen.file_type = field.content_type().map(ToString::to_string);
+        }
+        let Ok(bytes) = field.bytes().await else {
+            return reply(400, json!({"error": {"message": "a field broke off"}}));
+        };
+        match name.as_str() {
+            "model" => seen.model = Some(String::from_utf8_lossy(&bytes).into_owned()),
+            "file" => seen.file = bytes.to_vec(),
+            _ => {}
+        }
+    }
+    fake.transcriptions.lock().unwrap().push(seen);
+    match fake.transcripts.lock().unwrap().pop_front() {
+        Some(Ok(text)) => reply(200, json!({"text": text})),
+        Some(Err(code)) => reply(
+            code,
+            json!({"error": {"message": "scripted", "type": "server_error"}}),
+        ),
+        None => reply(500, json!({"error": {"message": "no transcript scripted"}})),
+    }
+}
+
 /// The fake, serving at `base` (its `/v1`).
 pub struct FakeModel {
     pub base: String,
@@ -328,6 +409,7 @@ impl FakeModel {
         fake.scripts.lock().unwrap().extend(scripts);
         let api = Route::new()
             .at("/v1/chat/completions", post(completions))
+            .at("/v1/audio/transcriptions", post(transcriptions))
             .data(fake.clone());
         let base = match tls {
             None => serve_on_loopback(api).await,
@@ -393,6 +475,20 @@ impl FakeModel {
     /// The title calls received, in order.
     pub fn title_requests(&self) -> Vec<Value> {
         self.fake.title_requests.lock().unwrap().clone()
+    }
+
+    /// The answer to the next transcription call: the text heard, or an HTTP status.
+    pub fn push_transcript(&self, text: Result<&str, u16>) {
+        self.fake
+            .transcripts
+            .lock()
+            .unwrap()
+            .push_back(text.map(str::to_owned));
+    }
+
+    /// The transcription calls received, in order, as read from their multipart bodies.
+    pub fn transcriptions(&self) -> Vec<Transcription> {
+        self.fake.transcriptions.lock().unwrap().clone()
     }
 
     /// How many answers' streams are open now.
