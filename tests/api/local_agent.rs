@@ -1,9 +1,21 @@
 //! The local agent (`AGENT_PROVIDER=local`): what it understands and how it answers, in
-//! English and Roman Urdu, through `POST /messages`.
+//! English and Roman Urdu, through `POST /messages`; and, driven through the `Agent` trait
+//! on the test database, what it does with attached lists and dictation.
+
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::spawn_app;
+use chatkit_gateway::{
+    agent::{
+        Agent, AgentAnswer, AgentError, AgentEvent, AgentRequest, AttachedFile, EventSink,
+        LocalAgent, TaskTools,
+    },
+    domain::UserId,
+    store::{Store, TaskFilter},
+};
+
+use crate::support::{spawn_app, TestDb};
 
 #[tokio::test]
 async fn the_local_agent_manages_tasks_in_english() {
@@ -86,4 +98,214 @@ async fn the_local_agent_understands_roman_urdu() {
         .as_str()
         .unwrap()
         .starts_with("Main aap ke tasks"));
+}
+
+/// `user`'s tools on a fresh, migrated test database.
+async fn tools_for(user: &UserId) -> (TestDb, Store, TaskTools) {
+    let db = TestDb::new().await;
+    let store = Store::connect(&db.url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let tools = TaskTools::new(store.clone(), user.clone());
+    (db, store, tools)
+}
+
+fn file(name: &str, mime_type: &str, text: &str) -> AttachedFile {
+    AttachedFile {
+        name: name.into(),
+        mime_type: mime_type.into(),
+        bytes: bytes::Bytes::copy_from_slice(text.as_bytes()),
+    }
+}
+
+/// The local agent's answer to `message` with `attachments`, and the events it emitted.
+async fn respond(
+    tools: &TaskTools,
+    user: &UserId,
+    message: &str,
+    attachments: &[AttachedFile],
+) -> (AgentAnswer, Vec<AgentEvent>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let request = AgentRequest {
+        user,
+        history: &[],
+        message,
+        stop: None,
+        model: None,
+        tool_choice: None,
+        interactive: true,
+        client_tools: &[],
+        mentions: &[],
+        resume: None,
+        attachments,
+    };
+    let answer = LocalAgent
+        .respond(request, tools, &EventSink::new(tx))
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        events.push(event);
+    }
+    (answer, events)
+}
+
+async fn titles(store: &Store, user: &UserId) -> Vec<String> {
+    store
+        .list_tasks(user, TaskFilter::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.title)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_local_agent_adds_one_task_per_line_of_an_attached_list() {
+    let user = UserId::parse("alice").unwrap();
+    let (_db, store, tools) = tools_for(&user).await;
+    let md = "# This week\n\n- [ ] buy milk\n- [x] call mom\n1. pay rent\n* Buy  milk\n\n---\n";
+    let files = [
+        file("photo.png", "image/png", "\u{89}PNG"),
+        file("todo.md", "text/markdown", md),
+    ];
+    let (answer, events) = respond(&tools, &user, "add these tasks", &files).await;
+    assert_eq!(
+        answer.text,
+        "Added 3 tasks from todo.md:\n1. buy milk\n2. call mom\n3. pay rent\nI skipped 1 repeated line."
+    );
+    // One add_task per line, each recorded and reported as a single request's call is (the
+    // chat service builds the task widget from these).
+    let calls: Vec<(&str, &serde_json::Value)> = answer
+        .tool_calls
+        .iter()
+        .map(|c| (c.tool.as_str(), &c.args))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("add_task", &json!({"title": "buy milk"})),
+            ("add_task", &json!({"title": "call mom"})),
+            ("add_task", &json!({"title": "pay rent"})),
+        ]
+    );
+    let reported: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::ToolCall(record) => Some(record.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported, answer.tool_calls);
+    let streamed: String = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::TextDelta(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(streamed, answer.text);
+    assert_eq!(
+        titles(&store, &user).await,
+        ["buy milk", "call mom", "pay rent"]
+    );
+
+    // Roman Urdu, from a CSV with a header row.
+    let csv = "title,due\nsabzi lana,kal\n\"doodh, dahi lena\",aaj\n";
+    let (answer, _) = respond(
+        &tools,
+        &user,
+        "in ko add kar do",
+        &[file("tasks.csv", "text/csv", csv)],
+    )
+    .await;
+    assert_eq!(
+        answer.text,
+        "tasks.csv se 2 tasks add kar diye:\n4. sabzi lana\n5. doodh, dahi lena"
+    );
+    let (answer, _) = respond(
+        &tools,
+        &user,
+        "yeh tasks add karo",
+        &[file("more.txt", "text/plain", "phal lana\n")],
+    )
+    .await;
+    assert_eq!(
+        answer.text,
+        "more.txt se 1 task add kar diya:\n6. phal lana"
+    );
+}
+
+#[tokio::test]
+async fn a_long_list_is_capped_and_what_cannot_be_added_is_said() {
+    let user = UserId::parse("bob").unwrap();
+    let (_db, store, tools) = tools_for(&user).await;
+    // 52 lines, one of them longer than a title may be.
+    let mut lines: Vec<String> = (1..=51).map(|i| format!("task {i}")).collect();
+    lines.insert(1, "x".repeat(501));
+    let (answer, _) = respond(
+        &tools,
+        &user,
+        "please add all of these to my list",
+        &[file("long.txt", "text/plain", &lines.join("\n"))],
+    )
+    .await;
+    assert_eq!(answer.tool_calls.len(), 50);
+    let text = &answer.text;
+    assert!(
+        text.starts_with("Added 49 tasks from long.txt:\n1. task 1\n2. task 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!(
+            "\n49. task 49\nI couldn't add \"{}\": invalid arguments: title is longer than 500 characters.\nI add at most 50 tasks from one message; send the other 2 in another.",
+            "x".repeat(501)
+        )),
+        "{text}"
+    );
+    assert_eq!(titles(&store, &user).await.len(), 49);
+
+    // Files it cannot read as a list: said, and nothing is done.
+    let (answer, _) = respond(
+        &tools,
+        &user,
+        "add these",
+        &[file("board.jpg", "image/jpeg", "\u{ff}\u{d8}")],
+    )
+    .await;
+    assert_eq!(
+        answer.text,
+        "I can add tasks from a text, Markdown or CSV list, one task per line; I can't read board.jpg."
+    );
+    assert!(answer.tool_calls.is_empty());
+    // An attached list with a message about something else: the message is what is done.
+    let (answer, _) = respond(
+        &tools,
+        &user,
+        "add a task to buy bread",
+        &[file("list.txt", "text/plain", "eggs\n")],
+    )
+    .await;
+    assert_eq!(answer.text, "Added task 50: buy bread.");
+    let (answer, _) = respond(
+        &tools,
+        &user,
+        "add these",
+        &[file("empty.md", "text/markdown", "# nothing\n\n")],
+    )
+    .await;
+    assert_eq!(answer.text, "I found no tasks to add in empty.md.");
+}
+
+#[tokio::test]
+async fn the_local_agent_cannot_transcribe() {
+    let err = LocalAgent
+        .transcribe(bytes::Bytes::from_static(b"RIFF...."), "audio/wav")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AgentError::TranscriptionUnavailable),
+        "{err:?}"
+    );
 }

@@ -4,10 +4,12 @@
 //! a short guide to what it can do, never an error.
 //!
 //! [`intent`] reads the request, [`language`] decides the answer's language, [`replies`]
-//! words the answer; this module runs the one tool call in between.
+//! words the answer; this module runs the tool call in between. A request to add the lists
+//! attached to the message ([`list`]) is one `add_task` call per line.
 
 mod intent;
 mod language;
+mod list;
 mod replies;
 mod text;
 
@@ -18,7 +20,7 @@ use serde_json::{json, Value};
 use super::{
     error::AgentError,
     events::{AgentEvent, EventSink},
-    provider::{Agent, AgentAnswer, AgentRequest, Pending, Resume},
+    provider::{Agent, AgentAnswer, AgentRequest, AttachedFile, Pending, Resume},
     tools::{Route, TaskTools},
 };
 use intent::Intent;
@@ -58,6 +60,11 @@ impl Agent for LocalAgent {
             stream_words(&answer.text, events);
             return Ok(answer);
         }
+        if !request.attachments.is_empty() && list::asks_to_add(request.message) {
+            answer.text = add_listed(request.attachments, tools, events, lang, &mut answer).await?;
+            stream_words(&answer.text, events);
+            return Ok(answer);
+        }
         let mut intent = intent::parse(request.message);
         // An @-mentioned task is the task the request is about, whatever its words.
         if let (Intent::CompleteNamed(_) | Intent::Help, Some(m)) =
@@ -92,6 +99,56 @@ impl Agent for LocalAgent {
         stream_words(&answer.text, events);
         Ok(answer)
     }
+}
+
+/// Adds one task per line of the attached lists, each through the same `add_task` route
+/// as a single request, so every call is recorded and shown like one.
+async fn add_listed(
+    files: &[AttachedFile],
+    tools: &TaskTools,
+    events: &EventSink,
+    lang: language::Lang,
+    answer: &mut AgentAnswer,
+) -> Result<String, AgentError> {
+    let sources: Vec<&str> = files
+        .iter()
+        .filter(|f| list::is_list(f))
+        .map(|f| f.name.as_str())
+        .collect();
+    if sources.is_empty() {
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        return Ok(replies::no_list(&names, lang));
+    }
+    let listed = list::read(files);
+    let mut added = Vec::new();
+    let mut refused = Vec::new();
+    for title in listed.titles {
+        let args = json!({"title": title});
+        let name = match tools.route("add_task", &args) {
+            Route::Call(name) => name,
+            Route::Unreachable(why) => return Ok(why),
+        };
+        let call = tools.run(&name, args, events).await?;
+        if let Some(task) = call.result.get("task") {
+            added.push(task.clone());
+        } else {
+            let why = call.result["error"]
+                .as_str()
+                .unwrap_or("the tool gave no task back")
+                .to_owned();
+            refused.push((title, why));
+        }
+        answer.tool_calls.push(call);
+    }
+    let report = replies::ListReport {
+        sources: &sources,
+        added: &added,
+        refused: &refused,
+        duplicates: listed.duplicates,
+        left_over: listed.left_over,
+        cut: listed.cut,
+    };
+    Ok(replies::listed(&report, lang))
 }
 
 /// The open tasks whose titles hold every word of `words` (case aside).

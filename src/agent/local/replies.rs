@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{intent::Intent, language::Lang};
+use super::{intent::Intent, language::Lang, list::MAX_LISTED};
 
 fn task_line(t: &Value) -> String {
     let mark = if t["completed"].as_bool() == Some(true) {
@@ -126,5 +126,89 @@ pub(super) fn left_alone(lang: Lang) -> String {
         "Theek hai, tasks waise hi rehne diye.".to_owned()
     } else {
         "Okay, I left your tasks as they are.".to_owned()
+    }
+}
+
+/// What was added from the attached lists, one line per task, with what was left out.
+pub(super) struct ListReport<'a> {
+    /// The files read, by name.
+    pub sources: &'a [&'a str],
+    /// The tasks added (`task_id`, `title`, as the tool reported them).
+    pub added: &'a [Value],
+    /// Titles the tool refused, with its reason.
+    pub refused: &'a [(String, String)],
+    pub duplicates: usize,
+    pub left_over: usize,
+    pub cut: bool,
+}
+
+/// The answer after adding the tasks of attached lists.
+pub(super) fn listed(report: &ListReport<'_>, lang: Lang) -> String {
+    let ru = lang == Lang::RomanUrdu;
+    let from = report.sources.join(", ");
+    let count = report.added.len();
+    let mut text = match (count, ru) {
+        (0, false) => format!("I found no tasks to add in {from}."),
+        (0, true) => format!("{from} mein add karne ke liye koi task nahi mila."),
+        (1, false) => format!("Added 1 task from {from}:"),
+        (1, true) => format!("{from} se 1 task add kar diya:"),
+        (n, false) => format!("Added {n} tasks from {from}:"),
+        (n, true) => format!("{from} se {n} tasks add kar diye:"),
+    };
+    for task in report.added {
+        text.push_str(&format!(
+            "\n{}. {}",
+            task["task_id"],
+            task["title"].as_str().unwrap_or_default()
+        ));
+    }
+    for (title, why) in report.refused {
+        text.push_str(&if ru {
+            format!("\n\"{title}\" add nahi ho saka: {why}.")
+        } else {
+            format!("\nI couldn't add \"{title}\": {why}.")
+        });
+    }
+    let mut notes = Vec::new();
+    match (report.duplicates, ru) {
+        (0, _) => {}
+        (1, false) => notes.push("I skipped 1 repeated line.".to_owned()),
+        (n, false) => notes.push(format!("I skipped {n} repeated lines.")),
+        (n, true) => notes.push(format!("{n} dohrai gayi lines chhor di.")),
+    }
+    if report.left_over > 0 {
+        notes.push(if ru {
+            format!(
+                "Main ek message se {MAX_LISTED} tasks tak add karta hoon; baqi {} agle message mein bhejein.",
+                report.left_over
+            )
+        } else {
+            format!(
+                "I add at most {MAX_LISTED} tasks from one message; send the other {} in another.",
+                report.left_over
+            )
+        });
+    }
+    if report.cut {
+        notes.push(if ru {
+            "File bohat lambi thi: sirf us ka pehla hissa parha.".to_owned()
+        } else {
+            "The file was too long to read whole: I read its beginning only.".to_owned()
+        });
+    }
+    if !notes.is_empty() {
+        text.push('\n');
+        text.push_str(&notes.join(" "));
+    }
+    text
+}
+
+/// The message asks to add what is attached, but no file is a list this agent reads.
+pub(super) fn no_list(names: &[&str], lang: Lang) -> String {
+    let names = names.join(", ");
+    if lang == Lang::RomanUrdu {
+        format!("Main text, Markdown ya CSV list se tasks add kar sakta hoon, har line ek task; {names} nahi parh sakta.")
+    } else {
+        format!("I can add tasks from a text, Markdown or CSV list, one task per line; I can't read {names}.")
     }
 }
