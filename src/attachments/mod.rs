@@ -127,6 +127,23 @@ pub fn chatkit_json(
     out
 }
 
+/// Most attachments one message may carry.
+pub const MAX_PER_MESSAGE: usize = 10;
+
+/// The ids of the attachments a user message was sent with, as kept in its stored
+/// payload (`{"attachments": ["atc_…", …]}`, ChatKit's `input.attachments`).
+#[must_use]
+pub fn ids_in_payload(payload: Option<&Value>) -> Vec<String> {
+    payload
+        .and_then(|p| p.get("attachments"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The attachments service: cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Attachments {
@@ -381,6 +398,89 @@ impl Attachments {
             self.db_stream(user.clone(), &attachment)
         };
         Ok((attachment, bytes))
+    }
+
+    /// The user's attachment and all its bytes, in memory: for the agent, which sends them
+    /// on whole. More than `max` stored bytes is [`AttachmentError::TooLarge`] (uploads are
+    /// held to `max_bytes` already; this bounds what one read can hold).
+    pub async fn read_all(
+        &self,
+        user: &UserId,
+        id: &str,
+        max: u64,
+    ) -> Result<(Attachment, bytes::Bytes), AttachmentError> {
+        let (attachment, mut stream) = self.read(user, id).await?;
+        if attachment.stored_size > max {
+            return Err(AttachmentError::TooLarge(format!(
+                "attachment {id} has more than {max} bytes"
+            )));
+        }
+        let mut bytes =
+            bytes::BytesMut::with_capacity(usize::try_from(attachment.stored_size).unwrap_or(0));
+        while let Some(piece) = stream.next().await {
+            let piece = piece.map_err(|e| AttachmentError::Storage(e.to_string()))?;
+            if (bytes.len() + piece.len()) as u64 > max {
+                return Err(AttachmentError::TooLarge(format!(
+                    "attachment {id} has more than {max} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&piece);
+        }
+        Ok((attachment, bytes.freeze()))
+    }
+
+    /// The attachments `ids` of a message about to be sent, in the order given and once
+    /// each, checked without changing anything: each must be the user's
+    /// ([`AttachmentError::NotFoundId`]), uploaded (`NotUploaded`), and not used in a
+    /// thread other than `thread` (`InUse`; with no thread yet, in none). [`Self::stamp`]
+    /// makes it so once the message has a thread.
+    pub async fn sendable(
+        &self,
+        user: &UserId,
+        ids: &[String],
+        thread: Option<&ThreadId>,
+    ) -> Result<Vec<Attachment>, AttachmentError> {
+        let rows = self.inner.store.attachments_by_ids(user, ids).await?;
+        let mut out: Vec<Attachment> = Vec::with_capacity(ids.len());
+        for id in ids {
+            if out.iter().any(|a| &a.id == id) {
+                continue;
+            }
+            let row = rows
+                .iter()
+                .find(|r| &r.id == id)
+                .ok_or_else(|| AttachmentError::NotFoundId(id.clone()))?;
+            let attachment = Attachment::from(row.clone());
+            if !attachment.uploaded {
+                return Err(AttachmentError::NotUploaded(id.clone()));
+            }
+            if attachment
+                .thread_id
+                .as_deref()
+                .is_some_and(|t| Some(t) != thread.map(ThreadId::as_str))
+            {
+                return Err(AttachmentError::InUse(id.clone()));
+            }
+            out.push(attachment);
+        }
+        Ok(out)
+    }
+
+    /// The user's attachments among `ids`, by id, to show with the messages that used
+    /// them (deleted ones are simply absent). One query whatever the number.
+    pub async fn shown(
+        &self,
+        user: &UserId,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Attachment>, AttachmentError> {
+        Ok(self
+            .inner
+            .store
+            .attachments_by_ids(user, ids)
+            .await?
+            .into_iter()
+            .map(|row| (row.id.clone(), Attachment::from(row)))
+            .collect())
     }
 
     /// Deletes the user's attachment and its bytes.

@@ -140,6 +140,23 @@ impl Store {
             .await?)
     }
 
+    /// The user's attachments among `ids` (any order; ids of other users' or of none are
+    /// left out): one query for every attachment a page of messages shows.
+    pub async fn attachments_by_ids(
+        &self,
+        user: &UserId,
+        ids: &[String],
+    ) -> Result<Vec<attachment::Model>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(attachment::Entity::find()
+            .filter(attachment::Column::Id.is_in(ids.iter().map(String::as_str)))
+            .filter(attachment::Column::UserId.eq(user.as_str()))
+            .all(&self.read)
+            .await?)
+    }
+
     /// Claims the attachment for its one upload: `created` becomes `uploading` in a single
     /// conditional update, so of two uploads racing (on any instances) exactly one wins.
     pub async fn claim_attachment_upload(
