@@ -1094,6 +1094,31 @@ async fn dictation_is_sent_as_multipart_to_audio_transcriptions() {
 }
 
 #[tokio::test]
+async fn dictation_goes_over_the_providers_tls_with_its_private_ca_like_model_calls() {
+    let alpn: &[&[u8]] = &[b"h2", b"http/1.1"];
+    let model = FakeModel::start_tls(Fake::default(), vec![], alpn).await;
+    let agent = openai(&model, |s| {
+        s.agent.openai.ca_file = Some(tls_fixture("ca.pem"));
+    });
+    model.push_transcript(Ok("over tls"));
+    let heard = agent.transcribe(vec![9; 64].into(), "audio/ogg").await;
+    assert_eq!(heard.unwrap(), "over tls");
+    assert_eq!(model.transcriptions()[0].file, [9; 64]);
+    assert_eq!(
+        model.transcriptions()[0].authorization.as_deref(),
+        Some("Bearer sk-test")
+    );
+    // Without the CA the provider's certificate is not trusted: no call reaches it.
+    let untrusting = openai(&model, |s| s.agent.openai.max_retries = 0);
+    let err = untrusting
+        .transcribe(vec![9; 64].into(), "audio/ogg")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AgentError::Unavailable(_)), "{err:?}");
+    assert_eq!(model.transcriptions().len(), 1);
+}
+
+#[tokio::test]
 async fn a_failed_transcription_is_unavailable_after_the_retries_a_model_call_gets() {
     let model = FakeModel::start(vec![]).await;
     let agent = openai(&model, |s| s.agent.openai.max_retries = 1);
