@@ -162,15 +162,6 @@ impl Application {
                 parameters: t.parameters.clone(),
             })
             .collect();
-        let chat = ChatService::new(store.clone(), agent, settings.messages.clone())
-            .with_client_tools(client_tools);
-        let chatkit = ChatKitService::new(
-            store.clone(),
-            chat.clone(),
-            actions,
-            settings.messages.max_chars,
-            settings.agent.openai.allowed_models(),
-        );
         let attachments = crate::attachments::Attachments::new(
             store.clone(),
             &settings.attachments,
@@ -178,6 +169,18 @@ impl Application {
             &settings.server.api_prefix,
         )
         .context("could not set up attachment storage")?;
+        let chat = ChatService::new(store.clone(), agent, settings.messages.clone())
+            .with_client_tools(client_tools)
+            .with_attachments(attachments.clone());
+        let chatkit = ChatKitService::new(
+            store.clone(),
+            chat.clone(),
+            actions,
+            attachments.clone(),
+            settings.messages.max_chars,
+            settings.agent.openai.allowed_models(),
+            settings.agent.openai.max_audio_bytes,
+        );
         let state = AppState {
             attachments,
             settings: Arc::new(settings),
@@ -314,6 +317,8 @@ pub fn routes(state: AppState) -> impl Endpoint {
     let body_limit = server.body_limit_bytes;
     let body_timeout = Duration::from_secs(server.body_read_timeout_secs);
     let prefix = server.api_prefix.clone();
+    // The ChatKit endpoint holds bodies to body_limit_bytes itself, except dictation's.
+    let chatkit_path = state.settings.chatkit.path.clone();
     let attachments =
         api::attachments::AttachmentsState::new(state.attachments.clone(), state.auth.clone());
     let route = Route::new()
@@ -328,8 +333,10 @@ pub fn routes(state: AppState) -> impl Endpoint {
         .boxed();
     route
         .around(move |ep, req| {
-            // Attachment uploads stream to storage, bounded by attachments.max_bytes.
-            let streams = api::attachments::streams_body(&prefix, req.uri().path());
+            // Attachment uploads stream to storage, bounded by attachments.max_bytes;
+            // POST /chatkit reads its body within the limit of its request type.
+            let streams = api::attachments::streams_body(&prefix, req.uri().path())
+                || req.uri().path() == chatkit_path;
             async move {
                 if streams {
                     ep.call(req).await.map(poem::IntoResponse::into_response)

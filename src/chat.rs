@@ -20,9 +20,10 @@ use tracing::Instrument;
 
 use crate::{
     agent::{
-        Agent, AgentError, AgentEvent, AgentRequest, ClientTool, EventSink, HistoryMessage,
-        Mention, Pending, Resume, TaskTools,
+        Agent, AgentError, AgentEvent, AgentRequest, AttachedFile, ClientTool, EventSink,
+        HistoryMessage, Mention, Pending, Resume, TaskTools,
     },
+    attachments::{ids_in_payload, Attachments},
     config::MessageSettings,
     domain::{
         new_id, now, task_list::TaskList, IdempotencyKey, ItemId, MessageText, ThreadId, Title,
@@ -352,6 +353,8 @@ pub struct ChatService {
     settings: MessageSettings,
     /// The page's tools, offered on turns a ChatKit client sent.
     client_tools: Arc<[ClientTool]>,
+    /// Where the files a message names are read from, for the agent.
+    attachments: Option<Attachments>,
 }
 
 /// A paused answer taken up again: the item it paused on (now answered), the turn it
@@ -445,7 +448,48 @@ impl ChatService {
             agent,
             settings,
             client_tools: Arc::new([]),
+            attachments: None,
         }
+    }
+
+    /// These turns give the agent the files their messages name, read from `attachments`.
+    #[must_use]
+    pub fn with_attachments(mut self, attachments: Attachments) -> Self {
+        self.attachments = Some(attachments);
+        self
+    }
+
+    /// The text spoken in `audio` (dictation), by the agent's provider.
+    pub async fn transcribe(
+        &self,
+        audio: bytes::Bytes,
+        mime_type: &str,
+    ) -> Result<String, AgentError> {
+        self.agent.transcribe(audio, mime_type).await
+    }
+
+    /// The files `turn` was sent with, bytes and all, in the order attached. One deleted
+    /// since (or over the size limit) is left out, with a warning: the message stands.
+    async fn attached_files(&self, user: &UserId, turn: &Turn) -> Vec<AttachedFile> {
+        let ids = ids_in_payload(turn.payload.as_ref());
+        let Some(attachments) = self.attachments.as_ref().filter(|_| !ids.is_empty()) else {
+            return Vec::new();
+        };
+        let max = attachments.settings().max_bytes;
+        let mut files = Vec::with_capacity(ids.len());
+        for id in &ids {
+            match attachments.read_all(user, id, max).await {
+                Ok((attachment, bytes)) => files.push(AttachedFile {
+                    name: attachment.name,
+                    mime_type: attachment.mime_type,
+                    bytes,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, attachment_id = %id, "an attached file is not given to the agent");
+                }
+            }
+        }
+        files
     }
 
     /// These turns offer `tools` to the model when a ChatKit client sent them.
@@ -818,6 +862,7 @@ impl ChatService {
             .and_then(|t| t.get("id"))
             .and_then(Value::as_str);
         let mentions = mentions_of(turn);
+        let files = Box::pin(self.attached_files(user, turn)).await;
         let request = AgentRequest {
             user,
             history: &history,
@@ -831,7 +876,7 @@ impl ChatService {
             client_tools: &self.client_tools,
             mentions: &mentions,
             resume,
-            attachments: &[],
+            attachments: &files,
         };
         // The agent's events go straight into the tracker as they are emitted (same task,
         // no channel between them); the tracker allocates the ids the answer is recorded

@@ -39,34 +39,51 @@ route_errors! {
             a content part that is neither `input_text` nor `input_tag`, an \
             `inference_options.tool_choice.id` that is not a tool name, an `order` other \
             than `asc`/`desc`, an `after` that names no element of the list, several \
-            `Authorization` headers (`request.malformed`); a request type or input this \
-            server does not implement: `attachments.create`, `attachments.delete`, \
-            `input.transcribe`, an input with attachments (`chatkit.unsupported`); an \
+            `Authorization` headers (`request.malformed`); an \
             `inference_options.model` this server does not offer (`model.not_allowed`); a \
             widget action of a type this server does not carry out (`action.unknown`), or \
-            whose payload or widget does not fit it (`action.invalid`)",
+            whose payload or widget does not fit it (`action.invalid`); dictation that is \
+            not base64 or is empty (`transcription.audio_invalid`)",
         401 => described::UNAUTHORIZED,
         404 => "The thread does not exist or is another user's (`thread.not_found`); an item \
             the request names is not in the thread, not a user message for a retry or not a \
             question for `threads.add_structured_input` (`item.not_found`); the task a \
-            widget action names does not exist (`task.not_found`)",
+            widget action names does not exist (`task.not_found`); an attachment the request \
+            names does not exist or is another user's (`attachment.not_found`)",
         409 => "A turn of the thread is still being answered (`turn.in_progress`, \
             `threads.retry_after_item`); the newest item of the thread is not the pending \
             client tool call or question the output or answers are for \
-            (`item.not_pending`); the task tool refused a widget action (`action.failed`)",
-        413 => described::TOO_LARGE,
+            (`item.not_pending`); the task tool refused a widget action (`action.failed`); \
+            an attachment of the message has not been uploaded (`attachment.not_uploaded`) \
+            or was sent in another thread (`attachment.in_use`); `attachments.create` over \
+            the user's quota (`attachment.quota_exceeded`)",
+        413 => "The body is over `server.body_limit_bytes` (`request.too_large`; an \
+            `input.transcribe` may be as large as the base64 of \
+            `agent.openai.max_audio_bytes` plus 64 KiB); `attachments.create` of more than \
+            `attachments.max_bytes` (`attachment.too_large`); dictation of more than \
+            `agent.openai.max_audio_bytes` (`transcription.too_large`)",
+        415 => "`attachments.create` of a type not in `attachments.allowed_mime_types` \
+            (`attachment.type_not_allowed`); dictation whose `mime_type` is not `audio/*` \
+            (`transcription.type_not_allowed`)",
         422 => "A blank or over-long title in `threads.update`, a NUL character in a message, \
-            a client tool's output over 64 KiB of JSON, answers that do not fit the question \
-            (an unknown input id, a value that is not one of the options, several values \
-            where one is taken, a `status` other than `answered` or `skipped`) \
-            (`request.invalid`)",
+            more than 10 attachments in one message, a client tool's output over 64 KiB of \
+            JSON, answers that do not fit the question (an unknown input id, a value that \
+            is not one of the options, several values where one is taken, a `status` other \
+            than `answered` or `skipped`) (`request.invalid`); `attachments.create` with a \
+            name that is a path or holds control characters (`attachment.name_invalid`) or \
+            a size of 0 (`attachment.empty`)",
         429 => "Over the user's `turns` rate limit (`rate_limited`; turns only: \
             `threads.create`, `threads.add_user_message`, `threads.retry_after_item`, \
-            `threads.add_client_tool_output`, `threads.add_structured_input`); retry after \
+            `threads.add_client_tool_output`, `threads.add_structured_input`, and \
+            `input.transcribe`); retry after `Retry-After` seconds",
+        501 => "`input.transcribe` with an agent that cannot transcribe, the local one \
+            (`transcription.unavailable`)",
+        502 => "The tools a widget action runs through could not be reached, or the \
+            provider failed to transcribe (`agent.unavailable`)",
+        503 => "The database is unreachable (`service.unavailable`), read-only \
+            (`service.read_only`) or full (`service.storage_full`), or the attachment \
+            storage is unreachable (`attachment.storage_unavailable`); retry after \
             `Retry-After` seconds",
-        502 => "The tools a widget action runs through could not be reached \
-            (`agent.unavailable`)",
-        503 => described::UNAVAILABLE_WRITE,
     }
 }
 
@@ -165,7 +182,8 @@ impl ApiResponse for ChatKitAnswer {
             responses: vec![MetaResponse {
                 description: "Decided by the request type alone. JSON (`threads.get_by_id`, \
                     `threads.list`, `items.list`, `threads.update`, `threads.delete`, \
-                    `items.feedback`, `threads.sync_custom_action`): one value. A stream \
+                    `items.feedback`, `threads.sync_custom_action`, `attachments.create`, \
+                    `attachments.delete`, `input.transcribe`): one value. A stream \
                     (`threads.create`, `threads.add_user_message`, \
                     `threads.add_client_tool_output`, `threads.add_structured_input`, \
                     `threads.retry_after_item`, `threads.custom_action`): \
@@ -256,6 +274,47 @@ fn frame_schema() -> MetaSchemaRef {
     }))
 }
 
+/// The largest body of an `input.transcribe`: `agent.openai.max_audio_bytes` of audio as
+/// base64 (4 characters per 3 bytes), plus room for the envelope and the MIME type.
+#[must_use]
+pub fn transcribe_body_limit(max_audio_bytes: u64, body_limit_bytes: usize) -> usize {
+    let encoded = max_audio_bytes.div_ceil(3).saturating_mul(4) + 64 * 1024;
+    usize::try_from(encoded)
+        .unwrap_or(usize::MAX)
+        .max(body_limit_bytes)
+}
+
+/// The request's body, within `server.body_limit_bytes`, except for dictation: a body of
+/// type `input.transcribe` may be as large as [`transcribe_body_limit`]. The route is
+/// mounted outside the server-wide body limit for this (app.rs); everything else is held
+/// to it here, and a body's size alone is refused before it is read.
+async fn read_body(state: &AppState, req: &Request, body: Body) -> Result<bytes::Bytes, ApiError> {
+    let limit = state.settings.server.body_limit_bytes;
+    let most = transcribe_body_limit(state.settings.agent.openai.max_audio_bytes, limit);
+    let too_large = |limit: usize| {
+        ApiError::TooLarge(format!(
+            "the request body is too large (at most {limit} bytes; an input.transcribe at \
+             most {most})"
+        ))
+    };
+    let declared = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > most) {
+        return Err(too_large(limit));
+    }
+    let bytes = body.into_bytes_limit(most).await.map_err(|e| match e {
+        poem::error::ReadBodyError::PayloadTooLarge => too_large(limit),
+        other => ApiError::Malformed(format!("the body could not be read: {other}")),
+    })?;
+    if bytes.len() > limit && !ChatKitRequestParsed::is_transcribe(&bytes) {
+        return Err(too_large(limit));
+    }
+    Ok(bytes)
+}
+
 #[OpenApi(tag = "ApiTags::ChatKit", prefix_path = &super::prefix::chatkit())]
 impl ChatKitApi {
     /// The ChatKit protocol: one request, by `type`, answered as JSON or as a stream.
@@ -270,13 +329,11 @@ impl ChatKitApi {
         &self,
         state: Data<&AppState>,
         caller: Caller,
+        req: &Request,
         body: ChatKitBody,
     ) -> Result<ChatKitAnswer, ChatKitRouteError> {
         let principal = caller.0;
-        let limit = state.settings.server.body_limit_bytes;
-        let body = body.0.into_bytes_limit(limit).await.map_err(|_| {
-            ApiError::Malformed(format!("the body could not be read (limit {limit} bytes)"))
-        })?;
+        let body = read_body(&state, req, body.0).await?;
         let request = ChatKitRequestParsed::parse(&body).map_err(ApiError::from)?;
         if request.runs_turn() {
             state.limits.turn(&principal.user).await?;

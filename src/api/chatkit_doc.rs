@@ -65,16 +65,43 @@ impl DeclaredSchema for ChatKitLimitSchema {
     }
 }
 
-/// An input's attachments: this server takes none.
-pub struct NoAttachmentsSchema;
-impl DeclaredSchema for NoAttachmentsSchema {
+/// An input's attachments: ids, at most [`crate::attachments::MAX_PER_MESSAGE`].
+pub struct AttachmentIdsSchema;
+impl DeclaredSchema for AttachmentIdsSchema {
     fn schema() -> MetaSchema {
         MetaSchema {
             items: Some(Box::new(poem_openapi::registry::MetaSchemaRef::Inline(
-                Box::new(MetaSchema::ANY),
+                Box::new(MetaSchema::new("string")),
             ))),
-            max_items: Some(0),
+            max_items: Some(crate::attachments::MAX_PER_MESSAGE),
             ..MetaSchema::new("array")
+        }
+    }
+}
+
+/// An attachment's `type`.
+pub struct AttachmentKindSchema;
+impl DeclaredSchema for AttachmentKindSchema {
+    fn schema() -> MetaSchema {
+        string_enum(&["file", "image"])
+    }
+}
+
+/// An upload's method: the gateway hands out `POST`.
+pub struct UploadMethodSchema;
+impl DeclaredSchema for UploadMethodSchema {
+    fn schema() -> MetaSchema {
+        string_enum(&["POST", "PUT"])
+    }
+}
+
+/// A declared size in bytes.
+pub struct SizeSchema;
+impl DeclaredSchema for SizeSchema {
+    fn schema() -> MetaSchema {
+        MetaSchema {
+            minimum: Some(0.0),
+            ..MetaSchema::new_with_format("integer", "int64")
         }
     }
 }
@@ -123,9 +150,7 @@ type OrderField = Option<Declared<String, ChatKitOrderSchema>>;
 /// optional (`{}`). Answered with a stream: `threads.create`, `threads.add_user_message`,
 /// `threads.retry_after_item`, `threads.add_client_tool_output`,
 /// `threads.add_structured_input` (turns: rate-limited), `threads.custom_action`. Answered
-/// with JSON: the others.
-/// `attachments.create`, `attachments.delete` and `input.transcribe` are not implemented:
-/// 400 `chatkit.unsupported`.
+/// with JSON: the others (`input.transcribe` is rate-limited like a turn).
 #[derive(Union)]
 #[oai(discriminator_name = "type", one_of)]
 pub enum ChatKitRequest {
@@ -217,13 +242,26 @@ request! {
     /// `items.feedback`: rates items of a thread; shown as `feedback` on the REST messages.
     /// JSON: `{}`.
     ItemsFeedbackRequest(ItemsFeedbackParams);
-    /// `attachments.create`: registers an upload. Not implemented: 400
-    /// `chatkit.unsupported`.
+    /// `attachments.create`: registers a file the widget is about to upload (its
+    /// two-phase strategy). JSON: the attachment, with an `upload_descriptor` whose signed
+    /// URL takes the bytes (multipart POST with a `file` part, or the raw bytes with PUT)
+    /// for `attachments.upload_url_ttl_secs`, exactly `size` of them, once. Refused: a name
+    /// that is a path or holds control characters (422 `attachment.name_invalid`), a size
+    /// of 0 (422 `attachment.empty`) or over `attachments.max_bytes` (413
+    /// `attachment.too_large`), a type not allowed (415 `attachment.type_not_allowed`), a
+    /// user over a quota (409 `attachment.quota_exceeded`).
     AttachmentsCreateRequest(AttachmentsCreateParams);
-    /// `attachments.delete`: deletes an upload. Not implemented: 400 `chatkit.unsupported`.
+    /// `attachments.delete`: deletes one of the user's attachments and its bytes (another
+    /// user's, or none: 404 `attachment.not_found`). JSON: `{}`.
     AttachmentsDeleteRequest(AttachmentsDeleteParams);
-    /// `input.transcribe`: dictation, audio in and text out. Not implemented: 400
-    /// `chatkit.unsupported`.
+    /// `input.transcribe`: dictation. JSON: `{"text"}`, the words spoken, from the agent's
+    /// provider (`{base_url}/audio/transcriptions`). Refused: audio that is not base64 or
+    /// is empty (400 `transcription.audio_invalid`), a type that is not `audio/*` (415
+    /// `transcription.type_not_allowed`), more than `agent.openai.max_audio_bytes` decoded
+    /// (413 `transcription.too_large`), an agent that cannot transcribe (the local one:
+    /// 501 `transcription.unavailable`), a provider that fails (502 `agent.unavailable`).
+    /// Its body may exceed `server.body_limit_bytes`, up to the base64 of
+    /// `max_audio_bytes` plus 64 KiB.
     InputTranscribeRequest(InputTranscribeParams);
 }
 
@@ -234,8 +272,13 @@ request! {
 pub struct UserInput {
     /// The parts, stored as sent and shown again on the item.
     pub content: Vec<ChatKitUserContent>,
-    /// Must be empty: attachments are not supported (400 `chatkit.unsupported`).
-    pub attachments: Declared<Vec<Value>, NoAttachmentsSchema>,
+    /// Ids of the user's attachments (`attachments.create` and uploaded, or the direct
+    /// upload route), at most 10. Each is checked before anything is recorded: another
+    /// user's or none is 404 `attachment.not_found`, one not uploaded 409
+    /// `attachment.not_uploaded`, one sent in another thread 409 `attachment.in_use`. They
+    /// then belong to the thread (deleted with it) and the agent gets their contents. With
+    /// attachments the text may be blank: the message is recorded as "(attached: <names>)".
+    pub attachments: Declared<Vec<String>, AttachmentIdsSchema>,
     /// Stored and shown again on the item; not sent to the agent.
     #[oai(nullable)]
     pub quoted_text: Option<StrictString>,
@@ -396,35 +439,85 @@ pub struct ItemsFeedbackParams {
 
 #[derive(Object)]
 pub struct AttachmentsCreateParams {
-    pub name: String,
-    pub size: i64,
-    pub mime_type: String,
+    /// The file's name: no path, no control characters, at most 255 bytes.
+    pub name: StrictString,
+    /// Bytes; the upload must bring exactly this many.
+    pub size: Declared<i64, SizeSchema>,
+    /// One of `attachments.allowed_mime_types`; an image type is checked against the
+    /// bytes' signature when they arrive.
+    pub mime_type: StrictString,
 }
 
 #[derive(Object)]
 pub struct AttachmentsDeleteParams {
-    pub attachment_id: String,
+    pub attachment_id: StrictString,
 }
 
 #[derive(Object)]
 pub struct InputTranscribeParams {
-    /// Base64-encoded audio.
-    pub audio_base64: String,
-    /// e.g. `audio/webm;codecs=opus`.
-    pub mime_type: String,
+    /// Base64-encoded audio (standard alphabet, padding optional).
+    pub audio_base64: StrictString,
+    /// An `audio/*` type as recorded, e.g. `audio/webm;codecs=opus`.
+    pub mime_type: StrictString,
 }
 
 // ---- JSON answers -------------------------------------------------------------------------
 
 /// A JSON answer, by request type: `threads.get_by_id` and `threads.update` a thread,
-/// `threads.list` a page of threads, `items.list` a page of items, `threads.delete` and
-/// `items.feedback` `{}`, `threads.sync_custom_action` `{"updated_item"}`.
+/// `threads.list` a page of threads, `items.list` a page of items, `threads.delete`,
+/// `items.feedback` and `attachments.delete` `{}`, `threads.sync_custom_action`
+/// `{"updated_item"}`, `attachments.create` an attachment, `input.transcribe` `{"text"}`.
 #[derive(Union)]
 pub enum ChatKitJsonAnswer {
     Thread(ChatKitThread),
     ThreadPage(ChatKitThreadPage),
     ItemPage(ChatKitItemPage),
     Done(ChatKitDone),
+    Attachment(ChatKitAttachment),
+    Transcription(ChatKitTranscription),
+}
+
+/// A file or image attached to a message (`FileAttachment` / `ImageAttachment`).
+#[derive(Object)]
+pub struct ChatKitAttachment {
+    /// `image` (shown inline, with `preview_url`) or `file`.
+    #[oai(rename = "type")]
+    pub kind: Declared<String, AttachmentKindSchema>,
+    /// `atc_…`.
+    pub id: String,
+    pub name: String,
+    pub mime_type: String,
+    /// Until its bytes have arrived: where to send them.
+    #[oai(skip_serializing_if_is_none)]
+    pub upload_descriptor: Option<ChatKitUploadDescriptor>,
+    /// Images only: a signed link to the image, valid for
+    /// `attachments.preview_url_ttl_secs` and minted afresh on every read (an `<img>`
+    /// sends no Authorization header). Served with `X-Content-Type-Options: nosniff` and a
+    /// sandboxing `Content-Security-Policy`; tampered or expired: 403
+    /// `attachment.link_invalid`.
+    #[oai(skip_serializing_if_is_none)]
+    pub preview_url: Option<String>,
+    /// The thread of the message that used it.
+    #[oai(skip_serializing_if_is_none)]
+    pub thread_id: Option<String>,
+}
+
+/// Where the widget sends an attachment's bytes (two-phase upload).
+#[derive(Object)]
+pub struct ChatKitUploadDescriptor {
+    /// A signed link on the gateway, bound to the attachment, its owner and its size; it
+    /// starts with `attachments.public_base_url` (empty: a path on this origin).
+    pub url: String,
+    /// `POST`: multipart/form-data with a `file` part (the raw bytes also go with `PUT`).
+    pub method: Declared<String, UploadMethodSchema>,
+    /// Always `{}`.
+    pub headers: JsonObject,
+}
+
+/// What was said in a dictation.
+#[derive(Object)]
+pub struct ChatKitTranscription {
+    pub text: String,
 }
 
 /// A thread. `title` is always present; `metadata` is always `{}` (REST metadata stays
@@ -501,8 +594,9 @@ pub struct ChatKitUserMessage {
     pub thread_id: String,
     pub created_at: Micros,
     pub content: Vec<ChatKitUserContent>,
-    /// Always `[]`.
-    pub attachments: Declared<Vec<Value>, NoAttachmentsSchema>,
+    /// The attachments it was sent with (one deleted since is left out), with fresh
+    /// preview links.
+    pub attachments: Vec<ChatKitAttachment>,
     #[oai(skip_serializing_if_is_none)]
     pub quoted_text: Option<String>,
     /// `{}` when none; else `model` and `tool_choice` as sent.

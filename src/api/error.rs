@@ -25,8 +25,6 @@ pub enum ApiError {
     ThreadNotFound,
     #[error("item not found in this thread")]
     ItemNotFound,
-    #[error("{0}")]
-    Unsupported(String),
     /// A widget action of a type this server does not carry out.
     #[error("{0}")]
     ActionUnknown(String),
@@ -66,6 +64,19 @@ pub enum ApiError {
     /// An attachment refused or not found (`attachment.*`; see src/attachments/error.rs).
     #[error("{0}")]
     Attachment(crate::attachments::AttachmentError),
+    /// A body over the limit that applies to it (`request.too_large`).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Dictation that is not base64 audio.
+    #[error("{0}")]
+    AudioInvalid(String),
+    #[error("{0}")]
+    AudioTooLarge(String),
+    #[error("{0}")]
+    AudioTypeNotAllowed(String),
+    /// The agent's provider cannot transcribe (the local agent).
+    #[error("this server's agent cannot transcribe dictation; type the message instead")]
+    TranscriptionUnavailable,
 }
 
 impl ApiError {
@@ -82,10 +93,9 @@ impl ApiError {
             Self::ThreadNotFound | Self::ItemNotFound | Self::TaskNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
-            Self::Unsupported(_)
-            | Self::ActionUnknown(_)
-            | Self::ActionInvalid(_)
-            | Self::ModelNotAllowed(_) => StatusCode::BAD_REQUEST,
+            Self::ActionUnknown(_) | Self::ActionInvalid(_) | Self::ModelNotAllowed(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::ActionFailed(_) | Self::NothingPending => StatusCode::CONFLICT,
             Self::IdempotencyInProgress | Self::TurnInProgress => StatusCode::CONFLICT,
             Self::AgentUnavailable => StatusCode::BAD_GATEWAY,
@@ -97,6 +107,10 @@ impl ApiError {
             Self::Attachment(e) => {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
+            Self::TooLarge(_) | Self::AudioTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::AudioInvalid(_) => StatusCode::BAD_REQUEST,
+            Self::AudioTypeNotAllowed(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TranscriptionUnavailable => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -110,7 +124,6 @@ impl ApiError {
             Self::MessageTooLong { .. } => "message.too_long",
             Self::ThreadNotFound => "thread.not_found",
             Self::ItemNotFound => "item.not_found",
-            Self::Unsupported(_) => "chatkit.unsupported",
             Self::ActionUnknown(_) => "action.unknown",
             Self::ActionInvalid(_) => "action.invalid",
             Self::ActionFailed(_) => "action.failed",
@@ -127,6 +140,11 @@ impl ApiError {
             Self::StorageFull => "service.storage_full",
             Self::Internal(_) => "internal",
             Self::Attachment(e) => e.code(),
+            Self::TooLarge(_) => "request.too_large",
+            Self::AudioInvalid(_) => "transcription.audio_invalid",
+            Self::AudioTooLarge(_) => "transcription.too_large",
+            Self::AudioTypeNotAllowed(_) => "transcription.type_not_allowed",
+            Self::TranscriptionUnavailable => "transcription.unavailable",
         }
     }
 }
@@ -422,8 +440,10 @@ impl From<AuthError> for ApiError {
 
 impl From<AgentError> for ApiError {
     fn from(err: AgentError) -> Self {
-        if let AgentError::Store(e) = err {
-            return e.into();
+        match err {
+            AgentError::Store(e) => return e.into(),
+            AgentError::TranscriptionUnavailable => return Self::TranscriptionUnavailable,
+            _ => {}
         }
         tracing::warn!(error = %err, "agent failed");
         Self::AgentUnavailable
@@ -497,7 +517,6 @@ impl From<crate::chatkit::ChatKitError> for ApiError {
         use crate::chatkit::ChatKitError;
         match err {
             ChatKitError::Malformed(m) => Self::Malformed(m),
-            ChatKitError::Unsupported(m) => Self::Unsupported(m),
             ChatKitError::Invalid(m) => Self::Invalid(m),
             ChatKitError::Store(e) => e.into(),
             ChatKitError::Chat(e) => e.into(),
@@ -505,6 +524,11 @@ impl From<crate::chatkit::ChatKitError> for ApiError {
             ChatKitError::ActionInvalid(m) => Self::ActionInvalid(m),
             ChatKitError::ModelNotAllowed(m) => Self::ModelNotAllowed(m),
             ChatKitError::Action(e) => e.into(),
+            ChatKitError::Attachment(e) => e.into(),
+            ChatKitError::AudioInvalid(m) => Self::AudioInvalid(m),
+            ChatKitError::AudioTooLarge(m) => Self::AudioTooLarge(m),
+            ChatKitError::AudioType(m) => Self::AudioTypeNotAllowed(m),
+            ChatKitError::Agent(e) => e.into(),
         }
     }
 }

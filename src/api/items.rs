@@ -14,8 +14,10 @@ use super::{
     },
 };
 use crate::{
+    attachments::{ids_in_payload, Attachment, Attachments},
     chatkit::{items::task, task_widget::task_widget},
     domain::task_list::TaskList as StoredTaskList,
+    domain::UserId,
     store::tool_calls_of,
 };
 
@@ -321,9 +323,92 @@ impl Message {
             tasks: shown.tasks,
             client_tool_call: shown.client_tool_call,
             structured_input: shown.structured_input,
+            attachments: None,
         })
     }
+
+    /// [`Message::read`] for each row, user messages with the attachments they were sent
+    /// with (looked up at once, their preview links minted now).
+    pub async fn read_all(
+        rows: Vec<thread_item::Model>,
+        stale_before: chrono::DateTime<chrono::Utc>,
+        user: &UserId,
+        attachments: &Attachments,
+    ) -> Result<Vec<Self>, ApiError> {
+        let ids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.item_type == ItemType::UserMessage)
+            .flat_map(|r| ids_in_payload(r.payload.as_ref()))
+            .collect();
+        let found = if ids.is_empty() {
+            std::collections::HashMap::new()
+        } else {
+            attachments.shown(user, &ids).await?
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let ids = ids_in_payload(row.payload.as_ref());
+                let mut message = Self::read(row, stale_before)?;
+                if message.kind.as_str() == "user_message" && !ids.is_empty() {
+                    message.attachments = Some(
+                        ids.iter()
+                            .filter_map(|id| found.get(id))
+                            .map(|a| MessageAttachment::of(a, attachments))
+                            .collect(),
+                    );
+                }
+                Some(message)
+            })
+            .collect())
+    }
 }
+
+/// A file or image sent with a user message. Its owner downloads it with the
+/// client_secret at `GET {api_prefix}/attachments/{id}`.
+#[derive(Object)]
+pub struct MessageAttachment {
+    /// `atc_…`.
+    pub id: String,
+    /// `image` (with `preview_url`) or `file`.
+    #[oai(rename = "type")]
+    pub kind: AttachmentKindField,
+    /// The name it was uploaded with (no path).
+    pub name: String,
+    pub mime_type: String,
+    /// Bytes.
+    pub size: u64,
+    /// Images only: a signed link that shows the image without a bearer (for an `<img>`),
+    /// valid for `attachments.preview_url_ttl_secs` from this read.
+    #[oai(skip_serializing_if_is_none)]
+    pub preview_url: Option<String>,
+}
+
+impl MessageAttachment {
+    fn of(a: &Attachment, attachments: &Attachments) -> Self {
+        Self {
+            id: a.id.clone(),
+            kind: Declared::new(a.kind().to_owned()),
+            name: a.name.clone(),
+            mime_type: a.mime_type.clone(),
+            size: a.stored_size,
+            preview_url: attachments.preview_url(a),
+        }
+    }
+}
+
+/// `file` or `image`.
+pub struct AttachmentKindSchema;
+impl super::types::DeclaredSchema for AttachmentKindSchema {
+    fn schema() -> poem_openapi::registry::MetaSchema {
+        poem_openapi::registry::MetaSchema {
+            enum_items: vec![Value::from("file"), Value::from("image")],
+            ..poem_openapi::registry::MetaSchema::new("string")
+        }
+    }
+}
+
+pub type AttachmentKindField = Declared<String, AttachmentKindSchema>;
 
 #[cfg(test)]
 mod tests {

@@ -193,11 +193,7 @@ impl ThreadsApi {
             .thread_and_items(user, &id, types, limit, None, Order::Desc)
             .await?;
         let stale = stale_before(&state);
-        let mut messages: Vec<Message> = page
-            .items
-            .into_iter()
-            .filter_map(|m| Message::read(m, stale))
-            .collect();
+        let mut messages = Message::read_all(page.items, stale, user, &state.attachments).await?;
         messages.reverse();
         Ok(Json(ThreadDetail {
             thread: thread.into(),
@@ -224,7 +220,7 @@ impl ThreadsApi {
         Ok(Json(thread.into()))
     }
 
-    /// Delete a thread and all of its messages.
+    /// Delete a thread, all of its messages and the attachments they were sent with.
     #[oai(
         path = "/threads/:id",
         method = "delete",
@@ -236,10 +232,14 @@ impl ThreadsApi {
         auth: ClientSecret,
         id: Path<String>,
     ) -> Result<NoContent, DeleteThreadError> {
+        let thread = thread_id(&id.0)?;
+        // The attachments first: objects in a bucket would not go with the thread's rows.
         state
-            .store
-            .delete_thread(&auth.0.user, &thread_id(&id.0)?)
-            .await?;
+            .attachments
+            .delete_for_thread(&auth.0.user, &thread)
+            .await
+            .map_err(ApiError::from)?;
+        state.store.delete_thread(&auth.0.user, &thread).await?;
         Ok(NoContent::Done)
     }
 
@@ -283,14 +283,13 @@ impl ThreadsApi {
             )
             .await?;
         let stale = stale_before(&state);
+        let has_more = page.next.is_some();
+        let after = page.next.map(|c| c.encode());
+        let data = Message::read_all(page.items, stale, &auth.0.user, &state.attachments).await?;
         Ok(Json(MessagePage {
-            has_more: page.next.is_some(),
-            after: page.next.map(|c| c.encode()),
-            data: page
-                .items
-                .into_iter()
-                .filter_map(|m| Message::read(m, stale))
-                .collect(),
+            has_more,
+            after,
+            data,
         }))
     }
 }

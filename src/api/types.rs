@@ -210,6 +210,10 @@ pub struct Message {
     /// `type: structured_input` only.
     #[oai(skip_serializing_if_is_none)]
     pub structured_input: Option<super::items::StructuredInput>,
+    /// `type: user_message` sent with attachments (through ChatKit): the files, in the
+    /// order attached; one deleted since is left out.
+    #[oai(skip_serializing_if_is_none)]
+    pub attachments: Option<Vec<super::items::MessageAttachment>>,
 }
 
 #[derive(Object)]
@@ -653,6 +657,7 @@ impl Example for Message {
             tasks: None,
             client_tool_call: None,
             structured_input: None,
+            attachments: None,
         }
     }
 }

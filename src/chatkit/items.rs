@@ -10,6 +10,7 @@ use super::{
     wire::{Item, OutputText, Page, Summary, Task, Thread, ThreadStatus, Workflow},
 };
 use crate::{
+    attachments::ids_in_payload,
     domain::{task_list::TaskList, ToolCallRecord},
     store::{tool_calls_of, ItemStatus, ItemType},
 };
@@ -43,8 +44,29 @@ pub fn thread(t: &thread::Model, items: Page<Item>) -> Thread {
     }
 }
 
+/// The attachments a set of items shows, by id, as ChatKit JSON (links minted now).
+pub type ShownAttachments = std::collections::HashMap<String, Value>;
+
+/// The attachment ids the user messages among `rows` were sent with (to fetch them all
+/// at once, then render with [`item_with`]).
+pub fn attachment_ids<'a>(rows: impl IntoIterator<Item = &'a thread_item::Model>) -> Vec<String> {
+    rows.into_iter()
+        .filter(|r| r.item_type == ItemType::UserMessage)
+        .flat_map(|r| ids_in_payload(r.payload.as_ref()))
+        .collect()
+}
+
 /// A stored row as the item a client is shown; `None` for rows ChatKit does not show.
+/// A user message shows no attachments this way: see [`item_with`].
+#[must_use]
 pub fn item(row: &thread_item::Model) -> Option<Item> {
+    item_with(row, &ShownAttachments::new())
+}
+
+/// [`item`], a user message showing its attachments as found in `shown` (one deleted
+/// since is left out).
+#[must_use]
+pub fn item_with(row: &thread_item::Model, shown: &ShownAttachments) -> Option<Item> {
     let (id, thread_id, created_at) = (
         row.id.clone(),
         row.thread_id.clone(),
@@ -63,7 +85,10 @@ pub fn item(row: &thread_item::Model) -> Option<Item> {
                 thread_id,
                 created_at,
                 content,
-                attachments: Vec::new(),
+                attachments: ids_in_payload(payload)
+                    .iter()
+                    .filter_map(|id| shown.get(id).cloned())
+                    .collect(),
                 quoted_text: payload
                     .and_then(|p| p.get("quoted_text"))
                     .and_then(Value::as_str)

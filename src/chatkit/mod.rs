@@ -23,9 +23,11 @@ use serde_json::{json, Value};
 use self::wire::{
     ActionParams, AddMessageParams, CreateParams, Event, Item, ItemsListParams, ListParams, Page,
     RetryParams, StreamOptions, StructuredAnswer, StructuredInputParams, ThreadParams,
-    ToolOutputParams, UpdateParams, UserInput,
+    ToolOutputParams, TranscribeParams, UpdateParams, UserInput,
 };
 use crate::{
+    agent::AgentError,
+    attachments::{Attachment, AttachmentError, Attachments},
     chat::{ChatError, ChatService, Recorded, Resumed, SendMessage},
     domain::{
         task_list::TaskAction, ItemId, MessageText, MessageTextError, Order, ThreadId, Title,
@@ -41,9 +43,6 @@ pub enum ChatKitError {
     /// Not a ChatKit request: bad JSON, unknown type, missing or ill-typed params.
     #[error("{0}")]
     Malformed(String),
-    /// A request type this server does not implement.
-    #[error("{0}")]
-    Unsupported(String),
     /// Well-formed, but a value is not acceptable (e.g. an empty title).
     #[error("{0}")]
     Invalid(String),
@@ -65,6 +64,31 @@ pub enum ChatKitError {
     /// The action was refused or failed.
     #[error(transparent)]
     Action(#[from] ActionError),
+    /// An attachment refused, or one a message names that is not the user's or not ready.
+    #[error(transparent)]
+    Attachment(AttachmentError),
+    /// Dictation that is not base64 audio, or none.
+    #[error("{0}")]
+    AudioInvalid(String),
+    /// Dictation over `agent.openai.max_audio_bytes`.
+    #[error("{0}")]
+    AudioTooLarge(String),
+    /// Dictation whose type is not an audio type.
+    #[error("{0}")]
+    AudioType(String),
+    /// The provider could not transcribe (or has no way to).
+    #[error(transparent)]
+    Agent(AgentError),
+}
+
+impl From<AttachmentError> for ChatKitError {
+    fn from(err: AttachmentError) -> Self {
+        match err {
+            AttachmentError::ThreadNotFound => Self::Store(StoreError::ThreadNotFound),
+            AttachmentError::Store(e) => e.into(),
+            other => Self::Attachment(other),
+        }
+    }
 }
 
 impl From<StoreError> for ChatKitError {
@@ -101,9 +125,12 @@ pub struct ChatKitService {
     store: Store,
     chat: ChatService,
     actions: TaskActions,
+    attachments: Attachments,
     max_chars: usize,
     /// The models the composer may pick.
     models: std::sync::Arc<[String]>,
+    /// The largest dictation, decoded.
+    max_audio_bytes: u64,
 }
 
 /// A client tool's output or a question's answers, as JSON: enough for any page's tool,
@@ -243,18 +270,27 @@ fn page_of<T, U>(page: crate::store::Page<T>, map: impl Fn(&T) -> Option<U>) -> 
     }
 }
 
-/// A user message as sent: its text for the agent, and its parts (normalised to the
-/// fields the protocol defines) for a faithful reload.
+/// A user message as sent: its text for the agent, its parts (normalised to the fields
+/// the protocol defines) for a faithful reload, and the attachments it names.
 struct ParsedInput {
     text: String,
     payload: Value,
+    /// Attachment ids, in the order given, once each.
+    attachments: Vec<String>,
 }
 
 fn parse_input(input: UserInput) -> Result<ParsedInput, ChatKitError> {
-    if !input.attachments.is_empty() {
-        return Err(ChatKitError::Unsupported(
-            "attachments are not supported by this server".into(),
-        ));
+    let mut attachments: Vec<String> = Vec::with_capacity(input.attachments.len());
+    for id in input.attachments {
+        if !attachments.contains(&id) {
+            attachments.push(id);
+        }
+    }
+    if attachments.len() > crate::attachments::MAX_PER_MESSAGE {
+        return Err(ChatKitError::Invalid(format!(
+            "a message may carry at most {} attachments",
+            crate::attachments::MAX_PER_MESSAGE
+        )));
     }
     let mut text = String::new();
     let mut parts = Vec::with_capacity(input.content.len());
@@ -320,8 +356,30 @@ fn parse_input(input: UserInput) -> Result<ParsedInput, ChatKitError> {
     if let Some(quote) = input.quoted_text.filter(|q| !q.is_empty()) {
         payload["quoted_text"] = json!(quote);
     }
-    Ok(ParsedInput { text, payload })
+    if !attachments.is_empty() {
+        payload["attachments"] = json!(attachments);
+    }
+    Ok(ParsedInput {
+        text,
+        payload,
+        attachments,
+    })
 }
+
+/// The text a message of attachments alone is recorded with (its title, what the REST
+/// API and the agent's history show); ChatKit shows its parts, which are none.
+fn attachments_text(attached: &[Attachment]) -> String {
+    let names: Vec<&str> = attached.iter().map(|a| a.name.as_str()).collect();
+    format!("(attached: {})", names.join(", "))
+}
+
+/// The standard alphabet, with or without padding: what browsers' `btoa` and
+/// `FileReader.readAsDataURL` produce, and what Python's `b64encode` does.
+const AUDIO_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
 /// A message the widget should show inline instead of an HTTP error (an empty or
 /// over-long message): a stream of one `error` event; nothing is recorded.
@@ -336,20 +394,25 @@ fn inline_error(message: String) -> Outcome {
 impl ChatKitService {
     /// A service that records messages of at most `max_chars` characters and lets the
     /// composer pick among `models`.
+    /// Dictation is taken up to `max_audio_bytes` of audio.
     #[must_use]
     pub fn new(
         store: Store,
         chat: ChatService,
         actions: TaskActions,
+        attachments: Attachments,
         max_chars: usize,
         models: Vec<String>,
+        max_audio_bytes: u64,
     ) -> Self {
         Self {
             store,
             chat,
             actions,
+            attachments,
             max_chars,
             models: models.into(),
+            max_audio_bytes,
         }
     }
 
@@ -381,11 +444,25 @@ impl ChatKitService {
             Request::ListItems(p) => self.list_items(user, p).await,
             Request::Update(p) => self.update(user, p).await,
             Request::Delete(p) => {
-                self.store
-                    .delete_thread(user, &thread_id(&p.thread_id)?)
-                    .await?;
+                let thread = thread_id(&p.thread_id)?;
+                // The attachments first: their objects in a bucket would not go with the
+                // thread's rows.
+                self.attachments.delete_for_thread(user, &thread).await?;
+                self.store.delete_thread(user, &thread).await?;
                 Ok(Outcome::Json(json!({})))
             }
+            Request::CreateAttachment(p) => {
+                let created = self
+                    .attachments
+                    .create(user, &p.name, p.size, &p.mime_type)
+                    .await?;
+                Ok(Outcome::Json(self.attachments.to_chatkit(&created)))
+            }
+            Request::DeleteAttachment(p) => {
+                self.attachments.delete(user, &p.attachment_id).await?;
+                Ok(Outcome::Json(json!({})))
+            }
+            Request::Transcribe(p) => self.transcribe(p).await,
             Request::Feedback(p) => {
                 self.store
                     .set_feedback(
@@ -546,9 +623,19 @@ impl ChatKitService {
         Ok((thread, outcome))
     }
 
-    /// The message, or (outer `Ok(Err)`) what the widget should show inline instead.
-    fn message(&self, input: &ParsedInput) -> Result<Result<MessageText, String>, ChatKitError> {
-        Ok(match MessageText::parse(&input.text, self.max_chars) {
+    /// The message, or (outer `Ok(Err)`) what the widget should show inline instead. A
+    /// message of attachments alone is recorded with their names as its text.
+    fn message(
+        &self,
+        input: &ParsedInput,
+        attached: &[Attachment],
+    ) -> Result<Result<MessageText, String>, ChatKitError> {
+        let text = if input.text.trim().is_empty() && !attached.is_empty() {
+            attachments_text(attached)
+        } else {
+            input.text.clone()
+        };
+        Ok(match MessageText::parse(&text, self.max_chars) {
             Ok(m) => Ok(m),
             Err(MessageTextError::Empty) => Err("Type a message before sending.".to_owned()),
             Err(MessageTextError::TooLong { max, got }) => Err(format!(
@@ -563,20 +650,119 @@ impl ChatKitService {
         })
     }
 
+    /// The ChatKit JSON of `attached`, by id, with links minted now.
+    fn shown_of(&self, attached: &[Attachment]) -> items::ShownAttachments {
+        attached
+            .iter()
+            .map(|a| (a.id.clone(), self.attachments.to_chatkit(a)))
+            .collect()
+    }
+
+    /// The attachments the user messages among `rows` show (one query for all).
+    async fn shown(
+        &self,
+        user: &UserId,
+        rows: &[entity::thread_item::Model],
+    ) -> Result<items::ShownAttachments, ChatKitError> {
+        let ids = items::attachment_ids(rows);
+        if ids.is_empty() {
+            return Ok(items::ShownAttachments::new());
+        }
+        let found = self.attachments.shown(user, &ids).await?;
+        Ok(found
+            .values()
+            .map(|a| (a.id.clone(), self.attachments.to_chatkit(a)))
+            .collect())
+    }
+
     async fn create(&self, user: &UserId, p: CreateParams) -> Result<Outcome, ChatKitError> {
         let input = parse_input(p.input)?;
         self.check_model(&input)?;
-        let message = match self.message(&input)? {
+        // Every attachment is checked before anything is recorded (4xx, no stream).
+        let attached = self
+            .attachments
+            .sendable(user, &input.attachments, None)
+            .await?;
+        let message = match self.message(&input, &attached)? {
             Ok(m) => m,
             Err(e) => return Ok(inline_error(e)),
         };
         let recorded = self.record(user, None, message, input.payload).await?;
+        let turn = recorded.turn();
+        let attached = if input.attachments.is_empty() {
+            attached
+        } else {
+            // The thread exists only now. Stamping refuses only what changed since the
+            // check (an attachment deleted or sent elsewhere meanwhile): the message is
+            // then marked failed, unanswered, and the refusal is the answer.
+            let thread = ThreadId::parse(&turn.thread_id).ok_or(StoreError::ThreadNotFound)?;
+            match self
+                .attachments
+                .stamp(user, &input.attachments, &thread)
+                .await
+            {
+                Ok(stamped) => stamped,
+                Err(e) => {
+                    if let Err(failed) = self.store.fail_turn(user, &turn.id).await {
+                        tracing::warn!(error = %failed, "could not mark a turn failed");
+                    }
+                    return Err(e.into());
+                }
+            }
+        };
         // The thread as the writer recorded it with this message (no read back).
-        let thread = crate::store::started_thread(recorded.turn());
+        let thread = crate::store::started_thread(turn);
         let first = Event::ThreadCreated {
             thread: items::thread(&thread, Page::empty()),
         };
-        Ok(self.turn_stream(user, vec![first], recorded, true))
+        let shown = self.shown_of(&attached);
+        Ok(self.turn_stream(user, vec![first], recorded, Some(&shown)))
+    }
+
+    /// Dictation: the audio's text, from the agent's provider.
+    async fn transcribe(&self, p: TranscribeParams) -> Result<Outcome, ChatKitError> {
+        use base64::Engine as _;
+        let mime_type = p.mime_type.trim();
+        let media_type = mime_type.split(';').next().unwrap_or_default().trim();
+        let plain =
+            mime_type.len() <= 255 && mime_type.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+        if !plain
+            || !media_type.to_ascii_lowercase().starts_with("audio/")
+            || media_type.len() <= "audio/".len()
+        {
+            let shown: String = mime_type.chars().take(64).collect();
+            return Err(ChatKitError::AudioType(format!(
+                "{shown:?} is not an audio type (audio/webm, audio/ogg, audio/mp4, …)"
+            )));
+        }
+        let max = self.max_audio_bytes;
+        let too_large = || {
+            ChatKitError::AudioTooLarge(format!(
+                "a recording may have at most {max} bytes; record a shorter one"
+            ))
+        };
+        let encoded = p.audio_base64.trim();
+        // Refused on its length, before a byte is decoded: 4 characters carry 3 bytes.
+        if (encoded.len() / 4) as u64 * 3 > max.saturating_add(2) {
+            return Err(too_large());
+        }
+        let audio = AUDIO_BASE64
+            .decode(encoded)
+            .map_err(|e| ChatKitError::AudioInvalid(format!("audio_base64 is not base64: {e}")))?;
+        if audio.is_empty() {
+            return Err(ChatKitError::AudioInvalid(
+                "audio_base64 holds no audio".into(),
+            ));
+        }
+        if audio.len() as u64 > max {
+            return Err(too_large());
+        }
+        let text = self
+            .chat
+            .transcribe(audio.into(), mime_type)
+            .await
+            .map_err(ChatKitError::Agent)?;
+        Ok(Outcome::Json(json!({ "text": text })))
     }
 
     async fn add_message(
@@ -586,22 +772,36 @@ impl ChatKitService {
     ) -> Result<Outcome, ChatKitError> {
         let input = parse_input(p.input)?;
         self.check_model(&input)?;
-        let message = match self.message(&input)? {
+        let thread = thread_id(&p.thread_id)?;
+        let attached = self
+            .attachments
+            .sendable(user, &input.attachments, Some(&thread))
+            .await?;
+        let message = match self.message(&input, &attached)? {
             Ok(m) => m,
             Err(e) => {
                 // Another user's thread is a 404 even for a message that would be refused.
-                self.store
-                    .get_thread(user, &thread_id(&p.thread_id)?)
-                    .await?;
+                self.store.get_thread(user, &thread).await?;
                 return Ok(inline_error(e));
             }
+        };
+        // Stamped before the message is recorded, so the agent finds them; stamping checks
+        // the thread is the user's (404). Should recording then fail, they stay with this
+        // thread, where a retried message may use them again.
+        let attached = if input.attachments.is_empty() {
+            attached
+        } else {
+            self.attachments
+                .stamp(user, &input.attachments, &thread)
+                .await?
         };
         // Recording checks the thread is the user's in the same atomic statement (404
         // before any stream byte), so no read ahead of it.
         let recorded = self
-            .record(user, Some(thread_id(&p.thread_id)?), message, input.payload)
+            .record(user, Some(thread), message, input.payload)
             .await?;
-        Ok(self.turn_stream(user, Vec::new(), recorded, true))
+        let shown = self.shown_of(&attached);
+        Ok(self.turn_stream(user, Vec::new(), recorded, Some(&shown)))
     }
 
     async fn retry(&self, user: &UserId, p: RetryParams) -> Result<Outcome, ChatKitError> {
@@ -611,7 +811,7 @@ impl ChatKitService {
             .chat
             .reopen(user, &thread, &item_id(&p.item_id)?)
             .await?;
-        Ok(self.turn_stream(user, Vec::new(), recorded, false))
+        Ok(self.turn_stream(user, Vec::new(), recorded, None))
     }
 
     async fn record(
@@ -630,19 +830,19 @@ impl ChatKitService {
         Ok(self.chat.record(user, &request).await?)
     }
 
-    /// `first` events, the user's message (unless retrying), `stream_options`, then the
-    /// turn as it runs.
+    /// `first` events, the user's message with its attachments `echo` (none when
+    /// retrying), `stream_options`, then the turn as it runs.
     fn turn_stream(
         &self,
         user: &UserId,
         first: Vec<Event>,
         recorded: Recorded,
-        echo_user_message: bool,
+        echo: Option<&items::ShownAttachments>,
     ) -> Outcome {
         let mut first = first;
         let turn = recorded.turn();
-        if echo_user_message {
-            if let Some(item) = items::item(turn) {
+        if let Some(shown) = echo {
+            if let Some(item) = items::item_with(turn, shown) {
                 first.push(Event::ItemDone { item });
             }
         }
@@ -669,7 +869,8 @@ impl ChatKitService {
                 Order::Asc,
             )
             .await?;
-        let thread = items::thread(&thread, page_of(page, items::item));
+        let shown = self.shown(user, &page.items).await?;
+        let thread = items::thread(&thread, page_of(page, |r| items::item_with(r, &shown)));
         Ok(Outcome::Json(json!(thread)))
     }
 
@@ -699,7 +900,8 @@ impl ChatKitService {
                 order(p.page.order.as_deref())?,
             )
             .await?;
-        let page: Page<Item> = page_of(page, items::item);
+        let shown = self.shown(user, &page.items).await?;
+        let page: Page<Item> = page_of(page, |r| items::item_with(r, &shown));
         Ok(Outcome::Json(json!(page)))
     }
 

@@ -6,9 +6,9 @@ use serde_json::Value;
 
 use super::{
     wire::{
-        ActionParams, AddMessageParams, CreateParams, Envelope, FeedbackParams, ItemsListParams,
-        ListParams, RetryParams, StructuredInputParams, ThreadParams, ToolOutputParams,
-        UpdateParams,
+        ActionParams, AddMessageParams, AttachmentCreateParams, AttachmentDeleteParams,
+        CreateParams, Envelope, FeedbackParams, ItemsListParams, ListParams, RetryParams,
+        StructuredInputParams, ThreadParams, ToolOutputParams, TranscribeParams, UpdateParams,
     },
     ChatKitError,
 };
@@ -32,15 +32,12 @@ pub enum Request {
     AddClientToolOutput(ToolOutputParams),
     /// The user's answers to the question the answer paused on; the answer goes on.
     AddStructuredInput(StructuredInputParams),
+    /// A file the widget is about to upload (two-phase): answered with its upload link.
+    CreateAttachment(AttachmentCreateParams),
+    DeleteAttachment(AttachmentDeleteParams),
+    /// The composer's dictation, answered with its text.
+    Transcribe(TranscribeParams),
 }
-
-/// Request types of the protocol this server does not implement (no attachments store,
-/// no transcription, no client tools, no widget actions).
-const UNSUPPORTED: [&str; 3] = [
-    "attachments.create",
-    "attachments.delete",
-    "input.transcribe",
-];
 
 fn params<T: DeserializeOwned>(kind: &str, params: Value) -> Result<T, ChatKitError> {
     serde_json::from_value(params)
@@ -56,11 +53,6 @@ impl Request {
             ))
         })?;
         let kind = envelope.kind.as_str();
-        if UNSUPPORTED.contains(&kind) {
-            return Err(ChatKitError::Unsupported(format!(
-                "{kind} is not supported by this server"
-            )));
-        }
         let p = envelope
             .params
             .filter(Value::is_object)
@@ -79,6 +71,9 @@ impl Request {
             "threads.sync_custom_action" => Self::SyncCustomAction(params(kind, p)?),
             "threads.add_client_tool_output" => Self::AddClientToolOutput(params(kind, p)?),
             "threads.add_structured_input" => Self::AddStructuredInput(params(kind, p)?),
+            "attachments.create" => Self::CreateAttachment(params(kind, p)?),
+            "attachments.delete" => Self::DeleteAttachment(params(kind, p)?),
+            "input.transcribe" => Self::Transcribe(params(kind, p)?),
             other => {
                 return Err(ChatKitError::Malformed(format!(
                     "unknown request type {other:?}"
@@ -87,7 +82,8 @@ impl Request {
         })
     }
 
-    /// Whether answering it runs a turn of the agent (rate-limited like `POST /messages`).
+    /// Whether answering it runs a turn of the agent, or calls the model provider as one
+    /// does (a transcription): rate-limited like `POST /messages`.
     #[must_use]
     pub fn runs_turn(&self) -> bool {
         matches!(
@@ -97,7 +93,21 @@ impl Request {
                 | Self::Retry(_)
                 | Self::AddClientToolOutput(_)
                 | Self::AddStructuredInput(_)
+                | Self::Transcribe(_)
         )
+    }
+
+    /// Whether this is the one request type whose body may be larger than
+    /// `server.body_limit_bytes` (dictation: audio as base64), judged from the body's
+    /// `type` alone without building its params.
+    #[must_use]
+    pub fn is_transcribe(body: &[u8]) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Kind<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: std::borrow::Cow<'a, str>,
+        }
+        serde_json::from_slice::<Kind>(body).is_ok_and(|k| k.kind == "input.transcribe")
     }
 }
 
@@ -146,7 +156,11 @@ mod tests {
         ));
         assert!(matches!(
             err(r#"{"type":"input.transcribe","params":{}}"#),
-            ChatKitError::Unsupported(_)
+            ChatKitError::Malformed(m) if m.contains("input.transcribe")
+        ));
+        assert!(matches!(
+            err(r#"{"type":"attachments.create","params":{"name":"a.png","size":-1,"mime_type":"image/png"}}"#),
+            ChatKitError::Malformed(m) if m.contains("attachments.create")
         ));
         assert!(matches!(
             err(r#"{"type":"threads.list","params":[]}"#),

@@ -20,11 +20,35 @@ pub struct Envelope {
 #[derive(Deserialize)]
 pub struct UserInput {
     pub content: Vec<Value>,
-    pub attachments: Vec<Value>,
+    /// Ids of attachments made with `attachments.create` (or the direct upload route).
+    pub attachments: Vec<String>,
     #[serde(default)]
     pub quoted_text: Option<String>,
     #[serde(default)]
     pub inference_options: Option<Value>,
+}
+
+/// `attachments.create`: what the widget knows of a file before it uploads it.
+#[derive(Deserialize)]
+pub struct AttachmentCreateParams {
+    pub name: String,
+    /// Bytes; a negative size is not a number of bytes (400).
+    pub size: u64,
+    pub mime_type: String,
+}
+
+/// `attachments.delete`.
+#[derive(Deserialize)]
+pub struct AttachmentDeleteParams {
+    pub attachment_id: String,
+}
+
+/// `input.transcribe`: the composer's dictation.
+#[derive(Deserialize)]
+pub struct TranscribeParams {
+    pub audio_base64: String,
+    /// As the browser recorded it, e.g. `audio/webm;codecs=opus`.
+    pub mime_type: String,
 }
 
 #[derive(Deserialize)]

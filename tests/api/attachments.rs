@@ -25,22 +25,22 @@ use crate::support::{
     s3::S3Server, spawn_app, spawn_app_with, wait::eventually, ApiResponse, TestApp,
 };
 
-const PNG: &[u8] =
+pub(crate) const PNG: &[u8] =
     b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
 const BOUNDARY: &str = "gw-test-boundary-7MA4YWxkTrZu0gW";
 
-fn prefix(app: &TestApp) -> String {
+pub(crate) fn prefix(app: &TestApp) -> String {
     app.settings.server.api_prefix.clone()
 }
 
 /// A PNG of `len` bytes (signature, then filler).
-fn png(len: usize) -> Vec<u8> {
+pub(crate) fn png(len: usize) -> Vec<u8> {
     let mut bytes = PNG.to_vec();
     bytes.resize(len.max(PNG.len()), 0x42);
     bytes
 }
 
-async fn response(resp: reqwest::Response) -> ApiResponse {
+pub(crate) async fn response(resp: reqwest::Response) -> ApiResponse {
     let status = resp.status();
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap_or_default();
@@ -52,7 +52,13 @@ async fn response(resp: reqwest::Response) -> ApiResponse {
 }
 
 /// `POST {prefix}/attachments` with JSON: a two-phase attachment.
-async fn create(app: &TestApp, token: &str, name: &str, size: u64, mime: &str) -> ApiResponse {
+pub(crate) async fn create(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    size: u64,
+    mime: &str,
+) -> ApiResponse {
     app.request(
         Method::POST,
         &format!("{}/attachments", prefix(app)),
@@ -81,7 +87,7 @@ fn multipart_type() -> String {
 }
 
 /// The widget's upload: a multipart POST to the descriptor's URL.
-async fn upload(app: &TestApp, url: &str, bytes: &[u8]) -> ApiResponse {
+pub(crate) async fn upload(app: &TestApp, url: &str, bytes: &[u8]) -> ApiResponse {
     let resp = app
         .client
         .post(format!("{}{url}", app.base))
@@ -106,7 +112,7 @@ async fn put(app: &TestApp, url: &str, body: impl Into<reqwest::Body>) -> ApiRes
 }
 
 /// The direct strategy: a multipart POST with the client_secret.
-async fn direct(
+pub(crate) async fn direct(
     app: &TestApp,
     token: &str,
     filename: &str,
@@ -125,7 +131,7 @@ async fn direct(
     response(resp).await
 }
 
-async fn download(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
+pub(crate) async fn download(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
     app.client
         .get(format!("{}{}/attachments/{id}", app.base, prefix(app)))
         .bearer_auth(token)
@@ -134,7 +140,7 @@ async fn download(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn fetch(app: &TestApp, url: &str) -> reqwest::Response {
+pub(crate) async fn fetch(app: &TestApp, url: &str) -> reqwest::Response {
     app.client
         .get(format!("{}{url}", app.base))
         .send()
@@ -143,14 +149,20 @@ async fn fetch(app: &TestApp, url: &str) -> reqwest::Response {
 }
 
 /// Creates and uploads an attachment of `user`; returns its JSON after the upload.
-async fn uploaded(app: &TestApp, token: &str, name: &str, mime: &str, bytes: &[u8]) -> Value {
+pub(crate) async fn uploaded(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    mime: &str,
+    bytes: &[u8],
+) -> Value {
     let created = create(app, token, name, bytes.len() as u64, mime).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let url = created.body["upload_descriptor"]["url"].as_str().unwrap();
     upload(app, url, bytes).await.ok()
 }
 
-fn upload_url(created: &Value) -> String {
+pub(crate) fn upload_url(created: &Value) -> String {
     created["upload_descriptor"]["url"]
         .as_str()
         .expect("an upload descriptor")
@@ -163,7 +175,7 @@ fn sha(bytes: &[u8]) -> Vec<u8> {
 
 /// The service over the test app's database, for what no route does (stamping,
 /// collecting): the ChatKit protocol calls these.
-async fn service(app: &TestApp) -> Attachments {
+pub(crate) async fn service(app: &TestApp) -> Attachments {
     let store = Store::open(&app.settings.database).await.unwrap();
     Attachments::new(
         store,
@@ -174,7 +186,7 @@ async fn service(app: &TestApp) -> Attachments {
     .unwrap()
 }
 
-fn user(name: &str) -> UserId {
+pub(crate) fn user(name: &str) -> UserId {
     UserId::parse(name).unwrap()
 }
 
@@ -208,7 +220,7 @@ async fn state_of(app: &TestApp, id: &str) -> String {
 }
 
 #[track_caller]
-fn assert_safe_headers(headers: &reqwest::header::HeaderMap) {
+pub(crate) fn assert_safe_headers(headers: &reqwest::header::HeaderMap) {
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(
         headers["content-security-policy"],
@@ -932,11 +944,11 @@ async fn the_download_is_declared_in_the_openapi_document() {
 // ---------------------------------------------------------------------------------------
 // The S3 store, against a real S3-compatible server.
 
-async fn s3_app(server: &S3Server) -> TestApp {
+pub(crate) async fn s3_app(server: &S3Server) -> TestApp {
     s3_app_with(server, |_| {}).await
 }
 
-async fn s3_app_with(
+pub(crate) async fn s3_app_with(
     server: &S3Server,
     edit: impl FnOnce(&mut chatkit_gateway::Settings),
 ) -> TestApp {

@@ -12,6 +12,7 @@
 mod attachments;
 mod better_auth;
 mod chatkit;
+mod chatkit_attachments;
 mod cli;
 mod composer;
 mod container;
