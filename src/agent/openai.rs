@@ -361,6 +361,18 @@ impl OpenAiAgent {
         })
     }
 
+    /// The start of a provider's error body, for the logs and the turn's failure: the API
+    /// key taken out, since some providers and proxies quote the credentials they refused.
+    fn error_excerpt(&self, body: &str) -> String {
+        let key = self.settings.api_key.expose_secret();
+        let body = if key.is_empty() {
+            Cow::Borrowed(body)
+        } else {
+            Cow::Owned(body.replace(key, "[api key]"))
+        };
+        body.chars().take(300).collect()
+    }
+
     fn backoff(&self, attempt: u32, hinted: Option<Duration>) -> Duration {
         let max = Duration::from_millis(self.settings.retry_max_ms);
         if let Some(hint) = hinted {
@@ -486,9 +498,9 @@ impl OpenAiAgent {
         }
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            let excerpt: String = text.chars().take(300).collect();
             return Err(AttemptError::Fatal(format!(
-                "the model API answered HTTP {status}: {excerpt}"
+                "the model API answered HTTP {status}: {}",
+                self.error_excerpt(&text)
             )));
         }
         let mut stream = response.bytes_stream().eventsource();
@@ -919,9 +931,9 @@ impl OpenAiAgent {
         }
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            let excerpt: String = text.chars().take(300).collect();
             return Err(AttemptError::Fatal(format!(
-                "the transcription API answered HTTP {status}: {excerpt}"
+                "the transcription API answered HTTP {status}: {}",
+                self.error_excerpt(&text)
             )));
         }
         let answer: Transcription = response.json().await.map_err(|e| {

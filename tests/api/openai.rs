@@ -1141,6 +1141,19 @@ async fn a_failed_transcription_is_unavailable_after_the_retries_a_model_call_ge
     };
     assert!(reason.contains("HTTP 400"), "{reason}");
     assert!(!reason.contains("sk-test"), "the key stays out: {reason}");
+    // A provider that quotes the key it refused: the key is taken out of the reason.
+    model.push_transcript(Err(401));
+    let err = agent
+        .transcribe(vec![7; 10].into(), "audio/webm")
+        .await
+        .unwrap_err();
+    let AgentError::Unavailable(reason) = err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        reason.ends_with("HTTP 401 Unauthorized: {\"error\":{\"message\":\"Incorrect API key provided: [api key]\",\"type\":\"invalid_request_error\"}}"),
+        "{reason}"
+    );
 
     // Down after its retries (nothing scripted: 500, twice).
     let err = agent
@@ -1148,7 +1161,7 @@ async fn a_failed_transcription_is_unavailable_after_the_retries_a_model_call_ge
         .await
         .unwrap_err();
     assert!(matches!(err, AgentError::Unavailable(_)), "{err:?}");
-    assert_eq!(model.transcriptions().len(), 5);
+    assert_eq!(model.transcriptions().len(), 6);
 
     // Nobody listening at all.
     let gone = openai(&model, |s| {

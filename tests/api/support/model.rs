@@ -373,9 +373,20 @@ async fn transcriptions(fake: Data<&Fake>, req: &Request, body: Body) -> Respons
             _ => {}
         }
     }
+    let seen_key = seen
+        .authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::to_owned);
     fake.transcriptions.lock().unwrap().push(seen);
     match fake.transcripts.lock().unwrap().pop_front() {
         Some(Ok(text)) => reply(200, json!({"text": text})),
+        // A refused key is quoted back, as some providers and proxies do.
+        Some(Err(401)) => reply(
+            401,
+            json!({"error": {"message": format!("Incorrect API key provided: {}",
+                seen_key.unwrap_or_default()), "type": "invalid_request_error"}}),
+        ),
         Some(Err(code)) => reply(
             code,
             json!({"error": {"message": "scripted", "type": "server_error"}}),
