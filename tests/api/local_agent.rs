@@ -15,7 +15,10 @@ use chatkit_gateway::{
     store::{Store, TaskFilter},
 };
 
-use crate::support::{spawn_app, TestDb};
+use crate::{
+    attachments::uploaded,
+    support::{chatkit::input, spawn_app, TestDb},
+};
 
 #[tokio::test]
 async fn the_local_agent_manages_tasks_in_english() {
@@ -307,5 +310,47 @@ async fn the_local_agent_cannot_transcribe() {
     assert!(
         matches!(err, AgentError::TranscriptionUnavailable),
         "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_list_attached_in_chatkit_becomes_tasks_and_their_widget() {
+    let app = spawn_app().await;
+    let t = app.login("ali").await;
+    let list = uploaded(
+        &app,
+        &t,
+        "kaam.md",
+        "text/markdown",
+        b"# Kal\n- [ ] doodh lena\n- [ ] sabzi lana\n",
+    )
+    .await;
+    let mut input = input("yeh tasks add karo");
+    input["attachments"] = json!([list["id"]]);
+    let a = app
+        .chatkit(&t)
+        .request("threads.create", json!({ "input": input }))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    let said = a
+        .events
+        .iter()
+        .find(|e| e["type"] == "thread.item.done" && e["item"]["type"] == "assistant_message")
+        .unwrap_or_else(|| panic!("no answer: {}", a.raw));
+    assert_eq!(
+        said["item"]["content"][0]["text"],
+        "kaam.md se 2 tasks add kar diye:\n1. doodh lena\n2. sabzi lana"
+    );
+    let last = a.events.last().unwrap();
+    assert_eq!(last["item"]["type"], "widget", "{}", a.raw);
+    assert_eq!(
+        last["item"]["copy_text"],
+        "Tasks added\n[ ] 1. doodh lena\n[ ] 2. sabzi lana"
+    );
+    // The same tasks, as the REST API's agent lists them.
+    let id = a.thread_id();
+    assert_eq!(
+        app.say(&t, &id, "meri tasks dikhao").await["response"],
+        "Aap ke tasks:\n1. [ ] doodh lena\n2. [ ] sabzi lana"
     );
 }

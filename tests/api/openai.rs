@@ -18,7 +18,9 @@ use chatkit_gateway::{
     Settings,
 };
 
+use crate::attachments::{png, uploaded};
 use crate::support::{
+    chatkit::input as chatkit_input,
     model::{
         chunk, chunks, die, text, tls_fixture, tool_call, use_model, use_model_at, Fake, FakeModel,
         Frame, Script,
@@ -1190,4 +1192,48 @@ async fn a_recording_over_max_audio_bytes_is_never_sent() {
     let heard = agent.transcribe(vec![0; 2048].into(), "audio/webm").await;
     assert_eq!(heard.unwrap(), "fits");
     assert_eq!(model.transcriptions()[0].file.len(), 2048);
+}
+
+#[tokio::test]
+async fn a_chatkit_message_with_files_reaches_the_model_as_content_parts() {
+    use base64::Engine as _;
+    let model = FakeModel::start(vec![text(&["Got them."])]).await;
+    let app = gateway(&model, |_| {}).await;
+    let t = app.login("alice").await;
+    let image = uploaded(&app, &t, "board.png", "image/png", &png(100)).await;
+    let list = uploaded(&app, &t, "todo.txt", "text/plain", b"milk\neggs\n").await;
+    let mut input = chatkit_input("add these");
+    input["attachments"] = json!([image["id"], list["id"]]);
+    let a = app
+        .chatkit(&t)
+        .request("threads.create", json!({ "input": input }))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    let data = base64::engine::general_purpose::STANDARD.encode(png(100));
+    assert_eq!(
+        last_message(&model, 0),
+        json!({"role": "user", "content": [
+            {"type": "text", "text": "add these"},
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{data}")}},
+            {"type": "text", "text": "The user attached the file \"todo.txt\" (text/plain):\n\nmilk\neggs\n"}
+        ]})
+    );
+    // The next turn sends that message as its text: the files went with it once.
+    model.push(text(&["Sure."]));
+    let b = app.chatkit(&t).add_message(&a.thread_id(), "thanks").await;
+    assert_eq!(b.status, 200, "{}", b.raw);
+    let sent = model.requests()[1]["messages"].clone();
+    let users: Vec<&Value> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .collect();
+    assert_eq!(
+        users,
+        [
+            &json!({"role": "user", "content": "add these"}),
+            &json!({"role": "user", "content": "thanks"})
+        ]
+    );
 }
