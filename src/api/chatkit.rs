@@ -353,3 +353,17 @@ impl ChatKitApi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::transcribe_body_limit;
+
+    #[test]
+    fn dictation_bodies_fit_the_base64_of_the_largest_recording() {
+        // 25 MiB of audio is 34.95 MB of base64.
+        let limit = transcribe_body_limit(25 << 20, 256 << 10);
+        assert_eq!(limit, (25 << 20) / 3 * 4 + 4 + 64 * 1024);
+        // Never below the server's own limit.
+        assert_eq!(transcribe_body_limit(10, 1 << 20), 1 << 20);
+    }
+}

@@ -144,6 +144,27 @@ mod tests {
     }
 
     #[test]
+    fn dictation_is_told_apart_by_its_type_alone() {
+        assert!(Request::is_transcribe(
+            br#"{"params":{"audio_base64":"AAAA","mime_type":"audio/webm"},"type":"input.transcribe"}"#
+        ));
+        // Escaped, it is the same type.
+        assert!(Request::is_transcribe(
+            br#"{"type":"input\u002etranscribe","params":{}}"#
+        ));
+        for body in [
+            &br#"{"type":"threads.list","params":{"x":"input.transcribe"}}"#[..],
+            br#"{"type":"input.transcribe""#,
+            b"not json",
+        ] {
+            assert!(!Request::is_transcribe(body));
+        }
+        assert!(parse(r#"{"type":"input.transcribe","params":{"audio_base64":"AAAA","mime_type":"audio/ogg"}}"#)
+            .unwrap()
+            .runs_turn());
+    }
+
+    #[test]
     fn bad_bodies_are_refused_with_the_reason() {
         let err = |body: &str| match parse(body) {
             Err(e) => e,
