@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the conformance check against a gateway binary it starts on 127.0.0.1 (free ports,
 # a fresh database, development config), in two passes:
-#   1. the offline local agent: the whole scripted session (check.py);
+#   1. the offline local agent: the whole scripted session (check.py), attachments and
+#      dictation included (--attachments);
 #   2. the `openai` provider pointed at fake_openai.py: a model that dies half-way, a retry,
 #      a slow turn with a concurrent retry (409), a client that stops the answer, a client
 #      tool (highlight_tasks, declared in a config file), ask_user, the model picker and
@@ -77,7 +78,9 @@ start_gateway() { # name, then extra VAR=value settings; sets $url
   port="$(free_port)"
   (
     cd "$tmp"
-    exec env APP_ENV=development HOST=127.0.0.1 PORT="$port" DATABASE_URL="$db_url" "$@" \
+    # Links absolute, as the SDK's Attachment models require (AnyUrl).
+    exec env APP_ENV=development HOST=127.0.0.1 PORT="$port" DATABASE_URL="$db_url" \
+      GATEWAY__ATTACHMENTS__PUBLIC_BASE_URL="http://127.0.0.1:$port" "$@" \
       "$bin" serve >"$tmp/$name.log" 2>&1
   ) &
   pids+=($!)
@@ -90,7 +93,7 @@ status=0
 echo "== pass 1: the local agent"
 # The composer's model picker may pick the model the conversation section sends.
 start_gateway local AGENT_PROVIDER=local GATEWAY__AGENT__OPENAI__MODELS=conformance-model
-GATEWAY_BIN="$bin" "$here/run.sh" "$url" "$@" || status=1
+GATEWAY_BIN="$bin" "$here/run.sh" "$url" --attachments "$@" || status=1
 [ "$status" = 0 ] || { echo "== the gateway's log (last 40 lines)" >&2; tail -n 40 "$tmp/local.log" >&2; }
 
 echo

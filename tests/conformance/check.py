@@ -45,11 +45,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from chatkit.types import (
+    Attachment,
     Page,
     SyncCustomActionResponse,
     Thread,
     ThreadItem,
     ThreadStreamEvent,
+    TranscriptionResult,
     UserMessageInput,
 )
 from pydantic import TypeAdapter, ValidationError
@@ -62,6 +64,12 @@ USER_INPUT = TypeAdapter(UserMessageInput)
 THREAD_PAGE = TypeAdapter(Page[Thread])
 ITEM_PAGE = TypeAdapter(Page[ThreadItem])
 SYNC_ACTION = TypeAdapter(SyncCustomActionResponse)
+ATTACHMENT = TypeAdapter(Attachment)
+TRANSCRIPTION = TypeAdapter(TranscriptionResult)
+# A 1x1 PNG: what the attachment checks upload as an image.
+PNG_BYTES = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
 
 # RFC 3339 demands an offset; the SDK's naive local times would not pass, on purpose
 # (chatkit-protocol.md 5.3 recommends UTC with `Z`).
@@ -1813,6 +1821,141 @@ class Conformance:
                           a.call("threads.delete", {"thread_id": tid}), 404, "thread.not_found")
         self.rep.check("threads.list no longer shows it", tid not in self.thread_ids(a), "still listed")
 
+    def upload(self, url: str, name: str, mime: str, data: bytes) -> Resp:
+        """What the widget does with an upload_descriptor: a multipart POST of the file."""
+        u = urllib.parse.urlsplit(url)
+        boundary = f"conformance{uuid.uuid4().hex}"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                f"filename=\"{name}\"\r\nContent-Type: {mime}\r\n\r\n").encode() + data + \
+            f"\r\n--{boundary}--\r\n".encode()
+        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        conn = cls(u.hostname, u.port or (443 if u.scheme == "https" else 80), timeout=self.args.timeout)
+        try:
+            conn.request("POST", u.path + (f"?{u.query}" if u.query else ""), body=body,
+                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            r = conn.getresponse()
+            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        finally:
+            conn.close()
+
+    def fetch(self, url: str) -> Resp:
+        u = urllib.parse.urlsplit(url)
+        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        conn = cls(u.hostname, u.port or (443 if u.scheme == "https" else 80), timeout=self.args.timeout)
+        try:
+            conn.request("GET", u.path + (f"?{u.query}" if u.query else ""))
+            r = conn.getresponse()
+            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        finally:
+            conn.close()
+
+    def attachment(self, client: Client, name: str, mime: str, data: bytes) -> dict[str, Any]:
+        """attachments.create, then the upload its descriptor asks for; the uploaded one."""
+        r = client.call("attachments.create", {"name": name, "size": len(data), "mime_type": mime})
+        created = self.json_answer(f"attachments.create {mime}", r, ATTACHMENT, "Attachment")
+        desc = created.get("upload_descriptor") or {}
+        self.rep.require(f"attachments.create {mime}: an upload_descriptor (url, POST)",
+                         isinstance(desc.get("url"), str) and desc.get("method") == "POST", created,
+                         kind="gateway")
+        r = self.upload(desc["url"], name, mime, data)
+        done = self.json_answer(f"upload {mime} to the descriptor's url", r, ATTACHMENT, "Attachment")
+        self.rep.check(f"upload {mime}: the same attachment, no descriptor left",
+                       done.get("id") == created.get("id") and "upload_descriptor" not in done, done,
+                       kind="gateway")
+        return done
+
+    def sec_attachments(self) -> None:
+        self.rep.start("attachments: create, upload, send, list, delete; dictation")
+        a, b = self.a, self.b
+        text = self.attachment(a, "groceries.txt", "text/plain", b"milk\neggs\n")
+        image = self.attachment(a, "list.png", "image/png", PNG_BYTES)
+        self.rep.check("a text file is a `file`, an image an `image` with a preview_url",
+                       text.get("type") == "file" and "preview_url" not in text
+                       and image.get("type") == "image" and isinstance(image.get("preview_url"), str),
+                       [text, image], kind="gateway")
+        shown = self.fetch(image["preview_url"])
+        self.rep.check("the preview_url shows the image (image/png, nosniff)",
+                       shown.status == 200 and shown.content_type == "image/png"
+                       and shown.body == PNG_BYTES
+                       and shown.headers.get("x-content-type-options") == "nosniff",
+                       shown.brief(), kind="gateway")
+
+        ids = [text["id"], image["id"]]
+        r = a.call("threads.create", {"input": text_input("add these", attachments=ids)})
+        events = self.parse_stream("threads.create with two attachments", r)
+        created = [e for e in events if e.get("type") == "thread.created"]
+        self.rep.require("threads.create with attachments: thread.created", bool(created), events[:2],
+                         kind="gateway")
+        tid = created[0]["thread"]["id"]
+        echoed = [e["item"] for e in events
+                  if e.get("type") == "thread.item.done" and e["item"].get("type") == "user_message"]
+        echo_ids = [x.get("id") for x in (echoed[0].get("attachments") or [])] if echoed else []
+        self.rep.check("the echoed user message carries both attachments, in order",
+                       echo_ids == ids, echoed[:1], kind="gateway")
+
+        r = a.call("items.list", {"thread_id": tid, "order": "asc"})
+        page = self.json_answer("items.list of a message with attachments", r, ITEM_PAGE, "Page[ThreadItem]")
+        users = [i for i in page.get("data", []) if i.get("type") == "user_message"]
+        listed = (users[0].get("attachments") or []) if users else []
+        self.rep.check("items.list: the user message shows its attachments with thread_id",
+                       [x.get("id") for x in listed] == ids
+                       and all(x.get("thread_id") == tid for x in listed), listed, kind="gateway")
+        previews = [x["preview_url"] for x in listed if x.get("type") == "image" and "preview_url" in x]
+        self.rep.check("items.list: the image's preview_url works", bool(previews)
+                       and self.fetch(previews[0]).status == 200, previews, kind="gateway")
+        r = a.call("threads.get_by_id", {"thread_id": tid})
+        th = self.json_answer("threads.get_by_id of a thread with attachments", r, THREAD, "Thread")
+        first = (th.get("items", {}).get("data") or [{}])[0]
+        self.rep.check("threads.get_by_id: the user message shows its attachments",
+                       [x.get("id") for x in first.get("attachments") or []] == ids, first, kind="gateway")
+
+        # Isolation: B can neither send, nor delete, A's attachment.
+        before = self.thread_ids(b)
+        r = b.call("threads.create", {"input": text_input("mine now", attachments=[text["id"]])})
+        self.error_answer("user B: threads.create with A's attachment: 404 attachment.not_found", r, 404,
+                          "attachment.not_found")
+        self.rep.check("user B: no thread created", self.thread_ids(b) == before, "threads changed",
+                       kind="gateway")
+        r = b.call("attachments.delete", {"attachment_id": text["id"]})
+        self.error_answer("user B: attachments.delete of A's: 404 attachment.not_found", r, 404,
+                          "attachment.not_found")
+        r = a.call("threads.create", {"input": text_input("hello", attachments=[MISSING_ATTACHMENT])})
+        self.error_answer("threads.create with an unknown attachment id: 404 before streaming", r, 404,
+                          "attachment.not_found")
+        pending = a.call("attachments.create", {"name": "later.txt", "size": 3, "mime_type": "text/plain"})
+        pending = self.json_answer("attachments.create (never uploaded)", pending, ATTACHMENT, "Attachment")
+        r = a.call("threads.add_user_message",
+                   {"thread_id": tid, "input": text_input("and this", attachments=[pending["id"]])})
+        self.error_answer("a message with an attachment not uploaded: 409 attachment.not_uploaded", r, 409,
+                          "attachment.not_uploaded")
+
+        # attachments.delete: {} once, then not found.
+        r = a.call("attachments.delete", {"attachment_id": pending["id"]})
+        self.json_answer("attachments.delete", r, None)
+        r = a.call("attachments.delete", {"attachment_id": pending["id"]})
+        self.error_answer("attachments.delete again: 404 attachment.not_found", r, 404, "attachment.not_found")
+        r = a.call("attachments.create", {"name": "page.html", "size": 3, "mime_type": "text/html"})
+        self.error_answer("attachments.create of text/html: 415 attachment.type_not_allowed", r, 415,
+                          "attachment.type_not_allowed")
+
+        # Deleting the thread takes its attachments.
+        self.json_answer("threads.delete of the thread with attachments",
+                         a.call("threads.delete", {"thread_id": tid}), None)
+        self.rep.check("the deleted thread's image no longer previews",
+                       self.fetch(image["preview_url"]).status == 404, "", kind="gateway")
+
+        # Dictation: the local agent has no speech recognition.
+        r = a.call("input.transcribe", {"audio_base64": "GkXfo0AgQoaBAULygQRC84EIQoKEd2VibQ==",
+                                        "mime_type": "audio/webm;codecs=opus"})
+        if r.status == 200:
+            self.json_answer("input.transcribe", r, TRANSCRIPTION, "TranscriptionResult")
+        else:
+            self.error_answer("input.transcribe with the local agent: 501 transcription.unavailable", r, 501,
+                              "transcription.unavailable")
+        r = a.call("input.transcribe", {"audio_base64": "%%% not base64", "mime_type": "audio/webm"})
+        self.error_answer("input.transcribe of bad base64: 400 transcription.audio_invalid", r, 400,
+                          "transcription.audio_invalid")
+
     def sec_cors(self) -> None:
         self.rep.start("CORS preflight from the widget's page")
         origin = self.args.cors_origin
@@ -2295,6 +2438,10 @@ class Conformance:
                     self.sec_unsupported, self.sec_malformed, self.sec_not_found,
                     self.sec_isolation, self.sec_widgets, self.sec_widget_refusals,
                     self.sec_questions, self.sec_paging, self.sec_delete]
+        if self.args.attachments:
+            # The gateway implements them: their section replaces the unsupported one.
+            at = sections.index(self.sec_unsupported)
+            sections[at] = self.sec_attachments
         if self.args.cors_origin:
             sections.append(self.sec_cors)
         if self.args.agent_faults:
@@ -2350,6 +2497,10 @@ def main() -> int:
                         "the local one)")
     p.add_argument("--cors-origin", default="http://localhost:5173",
                    help="origin for the preflight check ('' to skip; default http://localhost:5173)")
+    p.add_argument("--attachments", action="store_true",
+                   help="check attachments.create/delete, uploads, messages with attachments and "
+                        "input.transcribe (instead of expecting chatkit.unsupported); the server's "
+                        "links must be absolute URLs, as the SDK's models require")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--json-report", metavar="FILE", help="also write every check as JSON")
     p.add_argument("--agent-faults", action="store_true",
