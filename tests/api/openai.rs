@@ -1237,3 +1237,30 @@ async fn a_chatkit_message_with_files_reaches_the_model_as_content_parts() {
         ]
     );
 }
+
+#[tokio::test]
+async fn chatkit_dictation_is_transcribed_by_the_provider_over_multipart() {
+    use base64::Engine as _;
+    let model = FakeModel::start(vec![]).await;
+    let app = gateway(&model, |s| s.agent.openai.max_retries = 0).await;
+    let t = app.login("alice").await;
+    let audio: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    let params = json!({
+        "audio_base64": base64::engine::general_purpose::STANDARD.encode(&audio),
+        "mime_type": "audio/webm;codecs=opus",
+    });
+    model.push_transcript(Ok("remind me to call mom"));
+    let a = app
+        .chatkit(&t)
+        .request("input.transcribe", params.clone())
+        .await;
+    assert_eq!(a.ok(), &json!({"text": "remind me to call mom"}));
+    let seen = &model.transcriptions()[0];
+    assert_eq!(seen.model.as_deref(), Some("gpt-4o-mini-transcribe"));
+    assert_eq!(seen.file_name.as_deref(), Some("audio.webm"));
+    assert_eq!(seen.file, audio);
+    // The provider refusing it is the provider's failure, not the user's.
+    model.push_transcript(Err(400));
+    let a = app.chatkit(&t).request("input.transcribe", params).await;
+    a.error(502, "agent.unavailable");
+}
