@@ -78,6 +78,30 @@ export function App() {
       // Checked by the widget, never by the gateway; register real domains with OpenAI.
       domainKey: "domain_pk_localhost_dev",
       fetch: gatewayFetch,
+      // Two-phase (the widget's default, said here to be explicit): `attachments.create`
+      // answers a signed upload link on the gateway, which takes the file. The other way,
+      // { type: "direct", uploadUrl: `${GATEWAY_URL}/api/chatkit/attachments` }, posts the
+      // file to the gateway with the client_secret in one request.
+      uploadStrategy: { type: "two_phase" },
+    },
+    composer: {
+      // What the gateway accepts by default (attachments.allowed_mime_types, max_bytes); it
+      // checks again whatever the widget lets through.
+      attachments: {
+        enabled: true,
+        maxCount: 10,
+        maxSize: 10 * 1024 * 1024,
+        accept: {
+          "image/*": [".png", ".jpg", ".jpeg", ".gif", ".webp"],
+          "text/plain": [".txt"],
+          "text/markdown": [".md"],
+          "text/csv": [".csv"],
+          "application/pdf": [".pdf"],
+        },
+      },
+      // input.transcribe: text from the OpenAI-compatible agent; the local agent answers
+      // 501 transcription.unavailable.
+      dictation: { enabled: true },
     },
     startScreen: {
       greeting: "What should I add to your tasks?",
