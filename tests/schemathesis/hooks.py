@@ -57,6 +57,20 @@ def _chatkit_probe():
         except urllib.error.HTTPError as err:
             if json.load(err).get("error", {}).get("code") == "chatkit.unsupported":
                 unsupported.add(kind)
+    # Dictation with an agent that cannot transcribe (the local one) answers 501
+    # `transcription.unavailable` to every valid request, by design.
+    req = urllib.request.Request(
+        f"{BASE}{path}",
+        method="POST",
+        data=json.dumps({"type": "input.transcribe",
+                         "params": {"audio_base64": "AAAA", "mime_type": "audio/webm"}}).encode(),
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    try:
+        urllib.request.urlopen(req, timeout=10).close()
+    except urllib.error.HTTPError as err:
+        if json.load(err).get("error", {}).get("code") == "transcription.unavailable":
+            unsupported.add("input.transcribe")
     return path, unsupported
 
 
@@ -88,8 +102,9 @@ def _chatkit_type(case):
 
 @schemathesis.hook
 def filter_case(ctx, case):
-    """No valid request of a ChatKit type the gateway does not implement: valid or not, it
-    answers 400 `chatkit.unsupported` by design. Invalid ones are still sent."""
+    """No valid request of a ChatKit type the gateway does not implement (valid or not, it
+    answers 400 `chatkit.unsupported` by design) or cannot answer with its agent (dictation
+    with the local agent: 501 `transcription.unavailable`). Invalid ones are still sent."""
     return not (_is_positive(case) and _chatkit_type(case) in CHATKIT_UNSUPPORTED)
 
 
@@ -110,6 +125,15 @@ def map_case(ctx, case):
         case.query = {k: v for k, v in case.query.items() if k != "after"}
     if _chatkit_type(case) and isinstance(case.body.get("params"), dict):
         case.body["params"].pop("after", None)
+    if _chatkit_type(case) == "attachments.create" and isinstance(case.body.get("params"), dict):
+        # A file name, a type and a size the gateway takes: the document types them as
+        # strings and an integer, and what it refuses (paths, control characters, types
+        # outside the allow-list, sizes over the limit) is answered 4xx by design.
+        params = case.body["params"]
+        params["name"] = f"fuzz-{uuid.uuid4().hex[:8]}.txt"
+        params["mime_type"] = "text/plain"
+        if isinstance(params.get("size"), int):
+            params["size"] = min(max(params["size"], 1), 10 * 1024 * 1024)
     if case.headers:
         for name in list(case.headers):
             if name.lower() == "idempotency-key" and isinstance(case.headers[name], str):
