@@ -33,6 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{activity::Activity, connections::GuardedIo};
 
+/// The most an HTTP/1.1 connection reads ahead of its handler: a request's head must fit.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// What the loop needs besides the acceptor and the application.
 #[derive(Clone, Copy, Debug)]
 pub struct ServeOptions {
@@ -175,7 +178,12 @@ async fn serve_connection<E: Endpoint<Output = poem::Response> + 'static>(
         let graceful = hyper::server::conn::http2::Connection::graceful_shutdown;
         Box::pin(drive(conn, graceful, activity, idle_timeout, finish, close)).await;
     } else {
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+        // hyper grows a connection's read buffer up to 400 KiB while a large body streams
+        // in; capped, 50 uploads at once hold 3 MiB of it instead of 20 (requests' heads
+        // still get 64 KiB).
+        let conn = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(READ_BUFFER_BYTES)
+            .serve_connection(io, service);
         let graceful = hyper::server::conn::http1::Connection::graceful_shutdown;
         drive(conn, graceful, activity, idle_timeout, finish, close).await;
     }

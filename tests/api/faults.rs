@@ -457,13 +457,23 @@ async fn repeated_authorization_headers_and_loose_booleans() {
     app.stop().await;
 }
 
-/// hyper refuses a header block over its buffer (~400 KB) with a bodiless 431 before any
-/// poem middleware runs, and poem 3 exposes no HTTP/1 setting for it, so no JSON envelope
-/// can be added; what is held here is that the refusal is a 4xx and the service carries on.
+/// hyper refuses a header block over its read buffer (64 KiB, capped so that streaming
+/// uploads hold little) with a bodiless 431 before any poem middleware runs, so no JSON
+/// envelope can be added; what is held here is that a large but fitting head is served,
+/// the refusal is a 4xx and the service carries on.
 #[tokio::test]
 async fn an_oversized_header_block_is_refused_without_harm() {
     let app = crate::support::spawn_app().await;
     let t = app.login("alice").await;
+    let fits = app
+        .client
+        .get(format!("{}/api/chatkit/threads", app.base))
+        .bearer_auth(&t)
+        .header("x-junk", "a".repeat(48 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fits.status(), 200);
     let resp = app
         .client
         .get(format!("{}/api/chatkit/threads", app.base))
