@@ -79,7 +79,7 @@ route_errors! {
         501 => "`input.transcribe` with an agent that cannot transcribe, the local one \
             (`transcription.unavailable`)",
         502 => "The tools a widget action runs through could not be reached, or the \
-            provider failed to transcribe (`agent.unavailable`)",
+            provider failed to transcribe (`transcription.failed`)",
         503 => "The database is unreachable (`service.unavailable`), read-only \
             (`service.read_only`) or full (`service.storage_full`), or the attachment \
             storage is unreachable (`attachment.storage_unavailable`); retry after \

@@ -77,6 +77,9 @@ pub enum ApiError {
     /// The agent's provider cannot transcribe (the local agent).
     #[error("this server's agent cannot transcribe dictation; type the message instead")]
     TranscriptionUnavailable,
+    /// The provider failed to transcribe: unlike a failed turn, nothing was recorded.
+    #[error("the model provider could not transcribe the recording; nothing was saved, try again")]
+    TranscriptionFailed,
 }
 
 impl ApiError {
@@ -98,7 +101,7 @@ impl ApiError {
             }
             Self::ActionFailed(_) | Self::NothingPending => StatusCode::CONFLICT,
             Self::IdempotencyInProgress | Self::TurnInProgress => StatusCode::CONFLICT,
-            Self::AgentUnavailable => StatusCode::BAD_GATEWAY,
+            Self::AgentUnavailable | Self::TranscriptionFailed => StatusCode::BAD_GATEWAY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable | Self::ReadOnly | Self::StorageFull => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -134,6 +137,7 @@ impl ApiError {
             Self::IdempotencyMismatch => "idempotency.mismatch",
             Self::IdempotencyInProgress => "idempotency.in_progress",
             Self::AgentUnavailable => "agent.unavailable",
+            Self::TranscriptionFailed => "transcription.failed",
             Self::RateLimited(_) => "rate_limited",
             Self::Unavailable => "service.unavailable",
             Self::ReadOnly => "service.read_only",
@@ -528,7 +532,14 @@ impl From<crate::chatkit::ChatKitError> for ApiError {
             ChatKitError::AudioInvalid(m) => Self::AudioInvalid(m),
             ChatKitError::AudioTooLarge(m) => Self::AudioTooLarge(m),
             ChatKitError::AudioType(m) => Self::AudioTypeNotAllowed(m),
-            ChatKitError::Agent(e) => e.into(),
+            // Only dictation calls the provider outside a turn.
+            ChatKitError::Agent(e) => match e {
+                AgentError::Store(_) | AgentError::TranscriptionUnavailable => e.into(),
+                other => {
+                    tracing::warn!(error = %other, "transcription failed");
+                    Self::TranscriptionFailed
+                }
+            },
         }
     }
 }

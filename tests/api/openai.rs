@@ -1262,5 +1262,7 @@ async fn chatkit_dictation_is_transcribed_by_the_provider_over_multipart() {
     // The provider refusing it is the provider's failure, not the user's.
     model.push_transcript(Err(400));
     let a = app.chatkit(&t).request("input.transcribe", params).await;
-    a.error(502, "agent.unavailable");
+    a.error(502, "transcription.failed");
+    // Nothing was recorded: the answer must not promise a saved message.
+    assert!(!a.raw.contains("saved, retry"), "{}", a.raw);
 }
