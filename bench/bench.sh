@@ -5,6 +5,7 @@
 #   bench/bench.sh --db postgres       # a throw-away database on the local PostgreSQL
 #   bench/bench.sh streams [...]       # 5,000 concurrent streamed turns (bench/bench_streams.sh)
 #   bench/bench.sh --db postgres --peer  # the same rows against the Python peer (bench/peer)
+#   bench/bench.sh --chatkit-peer [--db postgres]  # the ChatKit rows, gateway and SDK peer
 #   BENCH_DURATION=30s bench/bench.sh
 #
 # bench/README.md says what each row measures; bench/RESULTS.md holds the results so far.
@@ -13,17 +14,24 @@
 # in a temporary directory (or a fresh PostgreSQL database, dropped afterwards), measures
 # start-up time (second start, migrations already applied) and idle RSS, seeds a reader (20
 # threads, one of them with 20 messages) and a writer (32 threads), drives the REST
-# endpoints and the ChatKit protocol (`threads.list`, and a streamed
-# `threads.add_user_message` turn) with `wrk -t2 -c32 --latency`, and prints a markdown
-# table plus memory figures. On PostgreSQL it also reports, for the turn rows, the
-# database's CPU time per turn (all `postgres` processes, from /proc) and, when the server
-# loads `pg_stat_statements`, the statements per turn.
+# endpoints and the ChatKit protocol (`threads.list`, `items.list`, `threads.get_by_id`, and
+# a streamed `threads.add_user_message` turn) with `wrk -t2 -c32 --latency`, and prints a
+# markdown table plus memory figures, and the server's CPU time per request of each row (on
+# PostgreSQL also the database's: all `postgres` processes, from /proc) and, when the
+# server loads `pg_stat_statements`, the statements per turn.
 #
 # --peer runs the rows both implement against bench/peer instead: the FastAPI + SQLAlchemy
 # (asyncpg) backend this project replaces, with PEER_WORKERS uvicorn workers (default 2),
 # in a venv made from bench/peer/requirements.txt (PEER_VENV, default target/peer-venv).
 # Same seed data, same wrk scripts, same database server; compare it with a gateway run
 # made in the same hour (machines differ too much between sessions for anything else).
+#
+# --chatkit-peer runs the ChatKit rows against the gateway and bench/peer_chatkit (the
+# official openai-chatkit ChatKitServer over a SQLAlchemy store, PEER_WORKERS uvicorn
+# workers, venv CHATKIT_PEER_VENV, default target/peer-chatkit-venv) in one run, on either
+# database: the peer gets a copy of the gateway's seeded threads and items and accepts the
+# gateway's client_secrets; each row alternates gateway and peer BENCH_ROUNDS times
+# (default 3), and the report gives the medians, the ratio and the CPU per request.
 #
 # Environment:
 #   BENCH_DURATION     wrk duration per endpoint (default 10s; a bare number means seconds)
@@ -34,6 +42,10 @@
 #   BENCH_BIN          a gateway binary to measure instead of building one (to compare builds)
 #   BENCH_PG_URL       PostgreSQL server for --db postgres (default
 #                      postgres://postgres@127.0.0.1:5432; a database is created and dropped)
+#   BENCH_ROUNDS       --chatkit-peer: runs of each row per side (default 3; the median counts)
+#   BENCH_COMMIT       the commit BENCH_BIN was built from, for the report
+#   BENCH_PERF         a directory: each row is also recorded with `perf record -a`
+#                      (BENCH_PERF_ARGS, default `-F 1999`), one perf.data file per row
 #
 # Load goes to 127.0.0.1 only. The server is stopped and the temp dir removed on exit.
 set -euo pipefail
@@ -47,16 +59,20 @@ if [[ ${1:-} == streams ]]; then
 fi
 DB=${BENCH_DB:-sqlite}
 PEER=0
+CKPEER=0
 while (($#)); do
     case $1 in
     --db) DB=${2:-}; shift 2 ;;
     --db=*) DB=${1#--db=}; shift ;;
     --peer) PEER=1; shift ;;
-    *) echo "usage: $0 [--db sqlite|postgres] [--peer] | streams [...]" >&2; exit 64 ;;
+    --chatkit-peer) CKPEER=1; shift ;;
+    *) echo "usage: $0 [--db sqlite|postgres] [--peer | --chatkit-peer] | streams [...]" >&2; exit 64 ;;
     esac
 done
 [[ $DB == sqlite || $DB == postgres ]] || { echo "--db must be sqlite or postgres" >&2; exit 64; }
 ((PEER)) && [[ $DB != postgres ]] && { echo "--peer runs on PostgreSQL only (--db postgres)" >&2; exit 64; }
+((PEER && CKPEER)) && { echo "--peer and --chatkit-peer are separate runs" >&2; exit 64; }
+ROUNDS=${BENCH_ROUNDS:-3}
 PG_SERVER=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 PG_DB=""
 
@@ -111,12 +127,26 @@ if ((PEER)); then
     # secret they are signed with.
     export BETTER_AUTH_SECRET="bench-peer-INSECURE-DEV-upstream-secret-0123456789"
 fi
+CKPEER_DIR=$ROOT/bench/peer_chatkit
+CKPEER_VENV=${CHATKIT_PEER_VENV:-"${CARGO_TARGET_DIR:-$ROOT/target}/peer-chatkit-venv"}
+if ((CKPEER)); then
+    if ! cmp -s "$CKPEER_DIR/requirements.txt" "$CKPEER_VENV/requirements.txt"; then
+        log "creating the ChatKit peer's venv in $CKPEER_VENV"
+        rm -rf "$CKPEER_VENV"
+        python3 -m venv "$CKPEER_VENV"
+        "$CKPEER_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$CKPEER_DIR/requirements.txt"
+        cp "$CKPEER_DIR/requirements.txt" "$CKPEER_VENV/requirements.txt"
+    fi
+fi
+# The key of the gateway's client_secrets: the ChatKit peer verifies them with it.
+export CHATKIT_SESSION_SECRET="bench-INSECURE-chatkit-session-secret-0123456789abcdef"
 
 # --- environment --------------------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/chatkit-bench.XXXXXX")
 SERVER_PID=""
 SAMPLER_PID=""
 BA_PID=""
+CKPEER_PID=""
 
 # The server's processes: the gateway, or uvicorn's master and its workers.
 server_pids() {
@@ -144,6 +174,10 @@ cleanup() {
         wait "$SAMPLER_PID" 2>/dev/null || true
     fi
     stop_server
+    if [[ -n $CKPEER_PID ]]; then
+        kill -TERM "$CKPEER_PID" 2>/dev/null || true
+        wait "$CKPEER_PID" 2>/dev/null || true
+    fi
     [[ -n $BA_PID ]] && kill "$BA_PID" 2>/dev/null
     [[ -n $PG_DB ]] && psql -q "$PG_SERVER/postgres" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
     rm -rf "$TMP"
@@ -348,6 +382,16 @@ wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer $CLIENT_SECRET"
 wrk.body = '{"type":"threads.list","params":{}}'
 EOF
+cat >"$TMP/ck-items.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer $CLIENT_SECRET"
+wrk.body = '{"type":"items.list","params":{"thread_id":"$THREAD_ID","limit":20}}'
+EOF
+cat >"$TMP/ck-get.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer $CLIENT_SECRET"
+wrk.body = '{"type":"threads.get_by_id","params":{"thread_id":"$THREAD_ID"}}'
+EOF
 cat >"$TMP/ck-turn.lua" <<EOF
 wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer $CLIENT_SECRET"
@@ -378,76 +422,185 @@ if [[ $DB == postgres ]] &&
     psql_bench 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' 2>/dev/null; then
     PGSS=1
 fi
-cpu_ticks() { # cpu_ticks PID... -> utime + stime, in clock ticks
+cpu_ticks() { # cpu_ticks PID... -> utime + stime, in clock ticks (a PID gone is skipped)
     local p
-    for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $14 + $15 } END { print s + 0 }'
+    for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null || true; done | awk '{ s += $14 + $15 } END { print s + 0 }'
 }
-pg_ticks() { cpu_ticks $(pgrep -x postgres); }
-DB_ROWS=()
+# Every postgres process, plus the backends that have exited: the postmaster (the oldest
+# postgres process) reaps them, and their time then counts in its cutime + cstime. (A
+# client whose pool closes connections, as SQLAlchemy's overflow does, would otherwise take
+# their CPU out of the count.)
+pg_ticks() {
+    local main
+    main=$(pgrep -o -x postgres)
+    # shellcheck disable=SC2046
+    { cpu_ticks $(pgrep -x postgres); awk '{ print $16 + $17 }' "/proc/$main/stat" 2>/dev/null || true; } |
+        awk '{ s += $1 } END { print s + 0 }'
+}
+CPU_ROWS=()
 STATEMENTS=()
 # The statements of the bench database, without the script's own queries.
 BENCH_STATEMENTS="WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
     AND query NOT LIKE '%pg_stat_statements%'"
 
+# One wrk run of SCRIPT against URL; sets M_RPS, M_P50, M_P99, M_REQS, M_NON2XX, M_SOCKERR,
+# and the CPU per request, in µs, of PIDS (M_SRV_US) and, on PostgreSQL, of every postgres
+# process (M_DB_US), over the run.
+measure() { # measure SCRIPT URL PIDS...
+    local script=$1 url=$2 out pg0=0 pg1=0 s0 s1
+    shift 2
+    [[ $DB == postgres ]] && pg0=$(pg_ticks)
+    s0=$(cpu_ticks "$@")
+    if [[ -n ${BENCH_PERF:-} ]]; then
+        mkdir -p "$BENCH_PERF"
+        PERF_N=$((${PERF_N:-0} + 1))
+        # shellcheck disable=SC2086
+        perf record -a ${BENCH_PERF_ARGS:--F 1999} -o "$BENCH_PERF/row$PERF_N.perf.data" \
+            -- sleep "${DURATION%s}" >/dev/null 2>&1 &
+        PERF_PID=$!
+    fi
+    out=$(wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$DURATION" --latency -s "$script" "$url")
+    s1=$(cpu_ticks "$@")
+    if [[ -n ${BENCH_PERF:-} ]]; then
+        wait "$PERF_PID" || true
+        echo "row$PERF_N: $script $url" >>"$BENCH_PERF/rows.txt"
+    fi
+    [[ $DB == postgres ]] && pg1=$(pg_ticks)
+    printf '%s\n' "$out" >>"$TMP/wrk.log"
+    M_RPS=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    M_P50=$(awk '$1 == "50%" { print $2 }' <<<"$out")
+    M_P99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
+    M_REQS=$(awk '/requests in/ { print $1 }' <<<"$out")
+    M_NON2XX=$(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' <<<"$out")
+    M_SOCKERR=$(sed -n 's/.*Socket errors: *//p' <<<"$out")
+    M_SRV_US=$(per_request $((s1 - s0)) "${M_REQS:-0}")
+    M_DB_US="-"
+    [[ $DB == postgres ]] && M_DB_US=$(per_request $((pg1 - pg0)) "${M_REQS:-0}")
+    return 0
+}
+per_request() { # per_request TICKS REQUESTS -> µs of CPU per request
+    awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.0f", t / hz / n * 1e6; else print "?" }'
+}
+
 run_wrk() { # run_wrk LABEL SCRIPT PATH [turns]
-    local label=$1 script=$2 path=$3 kind=${4:-} out rps p50 p99 non2xx sockerr reqs
-    local pg0=0 gw0=0
+    local label=$1 script=$2 path=$3 kind=${4:-} stmts="n/a" reqs
     if [[ -n ${BENCH_ONLY:-} ]] && ! grep -qE -- "$BENCH_ONLY" <<<"$label"; then
         return 0
     fi
-    if [[ $kind == turns && $DB == postgres ]]; then
-        [[ -n $PGSS ]] && psql_bench 'SELECT pg_stat_statements_reset()' >/dev/null
-        pg0=$(pg_ticks)
-        gw0=$(cpu_ticks $(server_pids))
+    if [[ $kind == turns && -n $PGSS ]]; then
+        psql_bench 'SELECT pg_stat_statements_reset()' >/dev/null
     fi
     log "wrk -t$WRK_THREADS -c$WRK_CONNS -d$DURATION  $label"
-    out=$(wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$DURATION" --latency -s "$script" "$BASE$path")
-    printf '%s\n' "$out" >>"$TMP/wrk.log"
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-    p50=$(awk '$1 == "50%" { print $2 }' <<<"$out")
-    p99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
-    reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
-    non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' <<<"$out")
-    sockerr=$(sed -n 's/.*Socket errors: *//p' <<<"$out")
-    ROWS+=("| $label | ${rps:-?} | ${p50:-?} | ${p99:-?} | ${non2xx:-0} |")
-    if [[ -n $non2xx || -n $sockerr ]]; then
-        DETAILS+=("- $label: ${non2xx:+$non2xx non-2xx responses}${non2xx:+${sockerr:+; }}${sockerr:+socket errors: $sockerr}")
+    # shellcheck disable=SC2046
+    measure "$script" "$BASE$path" $(server_pids)
+    ROWS+=("| $label | ${M_RPS:-?} | ${M_P50:-?} | ${M_P99:-?} | ${M_NON2XX:-0} |")
+    if [[ -n $M_NON2XX || -n $M_SOCKERR ]]; then
+        DETAILS+=("- $label: ${M_NON2XX:+$M_NON2XX non-2xx responses}${M_NON2XX:+${M_SOCKERR:+; }}${M_SOCKERR:+socket errors: $M_SOCKERR}")
     fi
-    if [[ $kind == turns && $DB == postgres && ${reqs:-0} -gt 0 ]]; then
-        local pg1 gw1 stmts="n/a"
-        pg1=$(pg_ticks)
-        gw1=$(cpu_ticks $(server_pids))
-        if [[ -n $PGSS ]]; then
-            stmts=$(psql_bench "SELECT round(sum(calls)::numeric / $reqs, 2) FROM pg_stat_statements
-                $BENCH_STATEMENTS")
-            STATEMENTS+=("" "$label, per turn:" "" "| calls | mean execution | mean planning | statement |" "| ---: | ---: | ---: | --- |")
-            while IFS='|' read -r calls mean plan query; do
-                STATEMENTS+=("| $calls | $mean ms | $plan ms | \`$query\` |")
-            done < <(psql_bench "SELECT round(calls::numeric / $reqs, 2), round(mean_exec_time::numeric, 3),
-                    round(total_plan_time::numeric / greatest(plans, 1), 3),
-                    left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
-                FROM pg_stat_statements
-                $BENCH_STATEMENTS AND calls >= $reqs / 20
-                ORDER BY calls DESC, query LIMIT 12")
-        fi
-        DB_ROWS+=("| $label | $stmts | $(awk -v t=$((pg1 - pg0)) -v n="$reqs" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f µs", t / hz / n * 1e6 }') | $(awk -v t=$((gw1 - gw0)) -v n="$reqs" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f µs", t / hz / n * 1e6 }') |")
+    reqs=${M_REQS:-0}
+    if [[ $kind == turns && -n $PGSS && $reqs -gt 0 ]]; then
+        stmts=$(psql_bench "SELECT round(sum(calls)::numeric / $reqs, 2) FROM pg_stat_statements
+            $BENCH_STATEMENTS")
+        STATEMENTS+=("" "$label, per turn:" "" "| calls | mean execution | mean planning | statement |" "| ---: | ---: | ---: | --- |")
+        while IFS='|' read -r calls mean plan query; do
+            STATEMENTS+=("| $calls | $mean ms | $plan ms | \`$query\` |")
+        done < <(psql_bench "SELECT round(calls::numeric / $reqs, 2), round(mean_exec_time::numeric, 3),
+                round(total_plan_time::numeric / greatest(plans, 1), 3),
+                left(regexp_replace(query, '\\s+', ' ', 'g'), 110)
+            FROM pg_stat_statements
+            $BENCH_STATEMENTS AND calls >= $reqs / 20
+            ORDER BY calls DESC, query LIMIT 12")
     fi
+    [[ $kind == turns ]] || stmts="-"
+    CPU_ROWS+=("| $label | $M_SRV_US µs | $([[ $DB == postgres ]] && echo "$M_DB_US µs" || echo "(in the server)") | $stmts |")
 }
 
-run_wrk "POST /api/chatkit/session (HS256 upstream)" "$TMP/session.lua" /api/chatkit/session
-if [[ -n $EDDSA_TOKEN ]]; then
-    curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $EDDSA_TOKEN" "$BASE/api/chatkit/session" ||
-        die "the gateway refused the Better Auth EdDSA token"
-    run_wrk "POST /api/chatkit/session (EdDSA via JWKS, real Better Auth)" "$TMP/session-eddsa.lua" /api/chatkit/session
-fi
-run_wrk "GET /api/chatkit/threads" "$TMP/get.lua" /api/chatkit/threads
-run_wrk "GET /api/chatkit/threads/{id}" "$TMP/get.lua" "/api/chatkit/threads/$THREAD_ID"
-run_wrk "POST /api/chatkit/messages (32 threads, no tool)" "$TMP/messages-spread.lua" /api/chatkit/messages turns
-# The peer has no tools and no ChatKit endpoint.
-if ((!PEER)); then
-    run_wrk "POST /api/chatkit/messages (one thread, list_tasks tool)" "$TMP/messages.lua" /api/chatkit/messages turns
-    run_wrk "POST /chatkit threads.list" "$TMP/ck-list.lua" /chatkit
-    run_wrk "POST /chatkit threads.add_user_message (streamed)" "$TMP/ck-turn.lua" /chatkit turns
+# --- the ChatKit peer, side by side (--chatkit-peer) -----------------------------------
+# The peer gets the reader's threads and items as the gateway lists them, under the same
+# ids, and streams the answer the gateway gave the benchmarked message; it verifies the
+# gateway's client_secrets, so the same wrk scripts drive both.
+CK_ROWS=()
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "?"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+compare_row() { # compare_row LABEL SCRIPT
+    local label=$1 script=$2 r g_rps=() p_rps=() g_p99=() p_p99=() g_cpu=() p_cpu=() g_db=() p_db=()
+    local g p ratio
+    if [[ -n ${BENCH_ONLY:-} ]] && ! grep -qE -- "$BENCH_ONLY" <<<"$label"; then
+        return 0
+    fi
+    for r in $(seq 1 "$ROUNDS"); do
+        log "round $r/$ROUNDS, gateway: $label"
+        measure "$script" "$BASE/chatkit" "$SERVER_PID"
+        g_rps+=("${M_RPS:-0}"); g_p99+=("${M_P99:-?}"); g_cpu+=("$M_SRV_US"); g_db+=("$M_DB_US")
+        [[ -n $M_NON2XX || -n $M_SOCKERR ]] && DETAILS+=("- gateway, $label, round $r: ${M_NON2XX:-0} non-2xx${M_SOCKERR:+, socket errors: $M_SOCKERR}")
+        log "round $r/$ROUNDS, peer: $label"
+        # shellcheck disable=SC2046
+        measure "$script" "$CKPEER_BASE/chatkit" "$CKPEER_PID" $(pgrep -P "$CKPEER_PID")
+        p_rps+=("${M_RPS:-0}"); p_p99+=("${M_P99:-?}"); p_cpu+=("$M_SRV_US"); p_db+=("$M_DB_US")
+        [[ -n $M_NON2XX || -n $M_SOCKERR ]] && DETAILS+=("- peer, $label, round $r: ${M_NON2XX:-0} non-2xx${M_SOCKERR:+, socket errors: $M_SOCKERR}")
+    done
+    g=$(printf '%s\n' "${g_rps[@]}" | median)
+    p=$(printf '%s\n' "${p_rps[@]}" | median)
+    ratio=$(awk -v g="$g" -v p="$p" 'BEGIN { if (p > 0) printf "x%.1f", g / p; else print "?" }')
+    local IFS=/
+    CK_ROWS+=("| $label | ${g} (${g_rps[*]}) | ${p} (${p_rps[*]}) | **$ratio** | ${g_p99[*]} | ${p_p99[*]} | ${g_cpu[*]} | ${p_cpu[*]} | ${g_db[*]} | ${p_db[*]} |")
+}
+
+if ((CKPEER)); then
+    CKPEER_PORT=$((PORT + 1))
+    while port_in_use "$CKPEER_PORT"; do CKPEER_PORT=$((CKPEER_PORT + 1)); done
+    CKPEER_BASE="http://127.0.0.1:$CKPEER_PORT"
+    if [[ $DB == postgres ]]; then
+        CKPEER_DATABASE_URL="postgresql+asyncpg://${DATABASE_URL#*://}"
+        CKPEER_DATABASE_URL=${CKPEER_DATABASE_URL%%\?*} # app.py turns TLS off itself
+    else
+        CKPEER_DATABASE_URL="sqlite+aiosqlite:///$TMP/peer.db"
+    fi
+    log "copying the reader's threads and items to the ChatKit peer"
+    (cd "$CKPEER_DIR" && DATABASE_URL="$CKPEER_DATABASE_URL" "$CKPEER_VENV/bin/python" app.py init) ||
+        die "the ChatKit peer could not create its tables"
+    CKPEER_ANSWER=$(cd "$CKPEER_DIR" && DATABASE_URL="$CKPEER_DATABASE_URL" \
+        "$CKPEER_VENV/bin/python" app.py copy "$BASE" "$CLIENT_SECRET" "list my tasks") ||
+        die "the ChatKit peer could not copy the gateway's threads"
+    (cd "$CKPEER_DIR" && DATABASE_URL="$CKPEER_DATABASE_URL" PEER_ANSWER="$CKPEER_ANSWER" \
+        exec "$CKPEER_VENV/bin/uvicorn" app:app --host 127.0.0.1 --port "$CKPEER_PORT" \
+        --workers "$PEER_WORKERS" --no-access-log --log-level warning) >>"$TMP/peer.log" 2>&1 &
+    CKPEER_PID=$!
+    for _ in $(seq 1 3000); do
+        curl -fsS -o /dev/null --max-time 1 "$CKPEER_BASE/healthz" 2>/dev/null && break
+        kill -0 "$CKPEER_PID" 2>/dev/null || { cat "$TMP/peer.log" >&2; die "the ChatKit peer exited during start-up"; }
+        sleep 0.05
+    done
+    sleep 1
+    CKPEER_IDLE_KB=$(for p in $CKPEER_PID $(pgrep -P "$CKPEER_PID"); do status_field "$p" VmRSS; done | awk '{ s += $1 } END { print s + 0 }')
+    # Both answer the same: the same items, in the same order.
+    for body in '{"type":"items.list","params":{"thread_id":"'"$THREAD_ID"'","limit":20}}' \
+        '{"type":"threads.get_by_id","params":{"thread_id":"'"$THREAD_ID"'"}}'; do
+        ids() { curl -fsS -X POST -H "Authorization: Bearer $CLIENT_SECRET" -d "$body" "$1/chatkit" |
+            grep -o '"id":"[^"]*"' | tr '\n' ' '; }
+        [[ $(ids "$BASE") == "$(ids "$CKPEER_BASE")" ]] || die "the peer does not answer $body as the gateway does"
+    done
+    compare_row "threads.list" "$TMP/ck-list.lua"
+    compare_row "items.list (20 items)" "$TMP/ck-items.lua"
+    compare_row "threads.get_by_id" "$TMP/ck-get.lua"
+    compare_row "threads.add_user_message (streamed)" "$TMP/ck-turn.lua"
+else
+    run_wrk "POST /api/chatkit/session (HS256 upstream)" "$TMP/session.lua" /api/chatkit/session
+    if [[ -n $EDDSA_TOKEN ]]; then
+        curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $EDDSA_TOKEN" "$BASE/api/chatkit/session" ||
+            die "the gateway refused the Better Auth EdDSA token"
+        run_wrk "POST /api/chatkit/session (EdDSA via JWKS, real Better Auth)" "$TMP/session-eddsa.lua" /api/chatkit/session
+    fi
+    run_wrk "GET /api/chatkit/threads" "$TMP/get.lua" /api/chatkit/threads
+    run_wrk "GET /api/chatkit/threads/{id}" "$TMP/get.lua" "/api/chatkit/threads/$THREAD_ID"
+    run_wrk "POST /api/chatkit/messages (32 threads, no tool)" "$TMP/messages-spread.lua" /api/chatkit/messages turns
+    # The peer has no tools and no ChatKit endpoint.
+    if ((!PEER)); then
+        run_wrk "POST /api/chatkit/messages (one thread, list_tasks tool)" "$TMP/messages.lua" /api/chatkit/messages turns
+        run_wrk "POST /chatkit threads.list" "$TMP/ck-list.lua" /chatkit
+        run_wrk "POST /chatkit items.list (20 items)" "$TMP/ck-items.lua" /chatkit
+        run_wrk "POST /chatkit threads.get_by_id" "$TMP/ck-get.lua" /chatkit
+        run_wrk "POST /chatkit threads.add_user_message (streamed)" "$TMP/ck-turn.lua" /chatkit turns
+    fi
 fi
 
 PEAK_RSS_KB=$(server_field VmHWM)
@@ -479,25 +632,41 @@ else
 fi
 echo
 echo "$(nproc) cores${cpu:+ ($cpu)}, $SERVER_BUILD, $DB_LABEL, wrk -t$WRK_THREADS -c$WRK_CONNS -d$DURATION, $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
-echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted changes in src/)')"
+if [[ -n ${BENCH_COMMIT:-} ]]; then
+    echo "commit $BENCH_COMMIT (BENCH_BIN=$BIN)"
+else
+    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted changes in src/)')"
+fi
 echo
-echo "| endpoint | req/s | p50 | p99 | errors (non-2xx) |"
-echo "| --- | ---: | ---: | ---: | ---: |"
-printf '%s\n' "${ROWS[@]}"
-echo
+if ((${#ROWS[@]})); then
+    echo "| endpoint | req/s | p50 | p99 | errors (non-2xx) |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    printf '%s\n' "${ROWS[@]}"
+    echo
+fi
 read -r idle_anon idle_file <<<"$IDLE_PARTS"
 echo "- idle RSS after start-up: $(mib "$IDLE_RSS_KB") ($(mib "${idle_anon:-0}") anonymous, $(mib "${idle_file:-0}") file-backed)"
 echo "- peak RSS (VmHWM): $(mib "$PEAK_RSS_KB") (largest 0.5 s sample: $(mib "${SAMPLED_MAX_KB:-0}"), of it $(mib "${SAMPLED_ANON_KB:-0}") anonymous and $(mib "${SAMPLED_FILE_KB:-0}") file-backed; RSS at the end: $(mib "$END_RSS_KB"))"
 echo "- start-up to first healthy /healthz (migrations already applied): ${STARTUP_MS} ms (first start, applying migrations: ${first_ms} ms)"
 echo "- the benchmarked thread ended with ${final_count:-?} messages"
-if ((${#DB_ROWS[@]})); then
+if ((${#CPU_ROWS[@]})); then
     echo
-    echo "Database work per turn (PostgreSQL; CPU of all postgres processes and of the server, over the row):"
+    echo "CPU per request, over each row: the $SERVER_NAME's process(es)$([[ $DB == postgres ]] && echo ' and every postgres process'):"
     echo
-    echo "| row | statements/turn | database CPU/turn | $SERVER_NAME CPU/turn |"
+    echo "| row | $SERVER_NAME CPU/request | database CPU/request | statements/turn |"
     echo "| --- | ---: | ---: | ---: |"
-    printf '%s\n' "${DB_ROWS[@]}"
+    printf '%s\n' "${CPU_ROWS[@]}"
     ((${#STATEMENTS[@]})) && printf '%s\n' "${STATEMENTS[@]}"
+fi
+if ((${#CK_ROWS[@]})); then
+    echo
+    echo "ChatKit, gateway against bench/peer_chatkit (openai-chatkit $(sed -n 's/^openai-chatkit==//p' "$CKPEER_DIR/requirements.txt") ChatKitServer, request adapter built once, SQLAlchemy store, $PEER_WORKERS uvicorn workers, $("$CKPEER_VENV/bin/python" -c 'import platform; print("Python", platform.python_version())')), $ROUNDS rounds per row, alternating; req/s as the median (each round); CPU per request in µs$([[ $DB == postgres ]] && echo '; database: every postgres process'):"
+    echo
+    echo "| request | gateway req/s | peer req/s | ratio | gateway p99 | peer p99 | gateway CPU/req | peer CPU/req | database CPU/req, gateway | database CPU/req, peer |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    printf '%s\n' "${CK_ROWS[@]}"
+    echo
+    echo "- the peer's idle RSS (master and workers): $(mib "${CKPEER_IDLE_KB:-0}")"
 fi
 if ((${#DETAILS[@]})); then
     echo
