@@ -159,18 +159,18 @@ impl<'a> ApiExtractor<'a> for ChatKitBody {
     }
 }
 
-/// The answer: one JSON value, or a stream of events.
+/// The answer: one JSON value (serialized), or a stream of events.
 pub enum ChatKitAnswer {
-    Json(serde_json::Value),
+    Json(Vec<u8>),
     Events(Response),
 }
 
 impl IntoResponse for ChatKitAnswer {
     fn into_response(self) -> Response {
         match self {
-            Self::Json(value) => Response::builder()
+            Self::Json(body) => Response::builder()
                 .content_type("application/json")
-                .body(value.to_string()),
+                .body(body),
             Self::Events(resp) => resp,
         }
     }

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     attachments::ids_in_payload,
     domain::{task_list::TaskList, ToolCallRecord},
-    store::{tool_calls_of, ItemStatus, ItemType},
+    store::{tool_calls_in, ItemStatus, ItemType},
 };
 
 /// Item types ChatKit shows, in the store's vocabulary.
@@ -67,58 +67,73 @@ pub fn item(row: &thread_item::Model) -> Option<Item> {
 /// since is left out).
 #[must_use]
 pub fn item_with(row: &thread_item::Model, shown: &ShownAttachments) -> Option<Item> {
-    let (id, thread_id, created_at) = (
-        row.id.clone(),
-        row.thread_id.clone(),
-        timestamp(&row.created_at),
-    );
-    match row.item_type {
+    into_item(row.clone(), shown)
+}
+
+/// [`item_with`], taking the row: its strings and payload parts move into the item
+/// instead of being copied (what the listings do, for every row of a page).
+#[must_use]
+pub fn into_item(row: thread_item::Model, shown: &ShownAttachments) -> Option<Item> {
+    let created_at = timestamp(&row.created_at);
+    let thread_item::Model {
+        id,
+        thread_id,
+        item_type,
+        content: text,
+        payload,
+        status,
+        ..
+    } = row;
+    match item_type {
         ItemType::UserMessage => {
-            let payload = row.payload.as_ref();
-            let content = payload
-                .and_then(|p| p.get("content"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_else(|| vec![json!({"type": "input_text", "text": row.content})]);
+            let attachments = ids_in_payload(payload.as_ref())
+                .iter()
+                .filter_map(|id| shown.get(id).cloned())
+                .collect();
+            let mut payload = match payload {
+                Some(Value::Object(map)) => map,
+                _ => Map::new(),
+            };
+            let content = match payload.remove("content") {
+                Some(Value::Array(parts)) => parts,
+                _ => vec![json!({"type": "input_text", "text": text})],
+            };
             Some(Item::UserMessage {
                 id,
                 thread_id,
                 created_at,
                 content,
-                attachments: ids_in_payload(payload)
-                    .iter()
-                    .filter_map(|id| shown.get(id).cloned())
-                    .collect(),
-                quoted_text: payload
-                    .and_then(|p| p.get("quoted_text"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
+                attachments,
+                quoted_text: match payload.remove("quoted_text") {
+                    Some(Value::String(quote)) => Some(quote),
+                    _ => None,
+                },
                 inference_options: payload
-                    .and_then(|p| p.get("inference_options"))
-                    .filter(|o| o.is_object())
-                    .cloned()
+                    .remove("inference_options")
+                    .filter(Value::is_object)
                     .unwrap_or_else(|| json!({})),
             })
         }
         // No word said (stopped at once, or handed over to the page): nothing to show,
         // as the SDK keeps no empty message either.
-        ItemType::AssistantMessage if row.content.is_empty() => None,
+        ItemType::AssistantMessage if text.is_empty() => None,
         ItemType::AssistantMessage => Some(Item::AssistantMessage {
             id,
             thread_id,
             created_at,
-            content: vec![OutputText::new(row.content.clone())],
+            content: vec![OutputText::new(text)],
         }),
-        ItemType::Workflow => Some(workflow_item(
-            id,
-            thread_id,
-            &row.created_at,
-            &tool_calls_of(row),
-        )),
-        // Answers from before workflows: their calls are not shown as items.
-        ItemType::ToolCall => None,
+        ItemType::Workflow | ItemType::ToolCall => {
+            // Answers from before workflows: their calls are not shown as items.
+            if item_type == ItemType::ToolCall {
+                return None;
+            }
+            let calls = tool_calls_in(item_type, payload);
+            let at = created_at;
+            Some(workflow_item_at(id, thread_id, at, &calls))
+        }
         ItemType::Widget => {
-            let list: TaskList = serde_json::from_value(row.payload.clone()?).ok()?;
+            let list: TaskList = serde_json::from_value(payload?).ok()?;
             let (widget, copy_text) = task_widget(&list.tasks, list.change);
             Some(Item::Widget {
                 id,
@@ -131,37 +146,48 @@ pub fn item_with(row: &thread_item::Model, shown: &ShownAttachments) -> Option<I
         // The model's alone: never sent to a client.
         ItemType::HiddenContext => None,
         // Closed unanswered by a newer one: gone, as the SDK deletes them.
-        ItemType::ClientToolCall | ItemType::StructuredInput
-            if row.status == ItemStatus::Cancelled =>
-        {
+        ItemType::ClientToolCall | ItemType::StructuredInput if status == ItemStatus::Cancelled => {
             None
         }
         ItemType::ClientToolCall => {
-            let p = row.payload.as_ref()?;
+            let Value::Object(mut p) = payload? else {
+                return None;
+            };
+            let Some(Value::String(call_id)) = p.remove("call_id") else {
+                return None;
+            };
+            let Some(Value::String(name)) = p.remove("name") else {
+                return None;
+            };
             Some(Item::ClientToolCall {
                 id,
                 thread_id,
                 created_at,
-                status: if row.status == ItemStatus::Pending {
+                status: if status == ItemStatus::Pending {
                     "pending"
                 } else {
                     "completed"
                 },
-                call_id: p["call_id"].as_str()?.to_owned(),
-                name: p["name"].as_str()?.to_owned(),
-                arguments: p.get("arguments").filter(|a| a.is_object()).cloned()?,
-                output: p.get("output").cloned(),
+                call_id,
+                name,
+                arguments: p.remove("arguments").filter(Value::is_object)?,
+                output: p.remove("output"),
             })
         }
         ItemType::StructuredInput => {
-            let p = row.payload.as_ref()?;
+            let Value::Object(mut p) = payload? else {
+                return None;
+            };
             // `context` is the agent's own note of what the answer is for: not shown.
             Some(Item::StructuredInput {
                 id,
                 thread_id,
                 created_at,
-                status: p["status"].as_str().unwrap_or("pending").to_owned(),
-                inputs: p.get("inputs").filter(|i| i.is_array()).cloned()?,
+                status: match p.remove("status") {
+                    Some(Value::String(status)) => status,
+                    _ => "pending".to_owned(),
+                },
+                inputs: p.remove("inputs").filter(Value::is_array)?,
             })
         }
     }
@@ -183,10 +209,21 @@ pub fn assistant_item(id: &str, thread_id: &str, at: &DateTime<Utc>, text: &str)
 }
 
 /// The workflow item listing `calls` as tasks.
+#[must_use]
 pub fn workflow_item(
     id: String,
     thread_id: String,
     at: &DateTime<Utc>,
+    calls: &[ToolCallRecord],
+) -> Item {
+    workflow_item_at(id, thread_id, timestamp(at), calls)
+}
+
+/// [`workflow_item`], its instant already on the wire's clock.
+fn workflow_item_at(
+    id: String,
+    thread_id: String,
+    created_at: String,
     calls: &[ToolCallRecord],
 ) -> Item {
     let tasks: Vec<Task> = calls.iter().map(task).collect();
@@ -202,7 +239,7 @@ pub fn workflow_item(
     Item::Workflow {
         id,
         thread_id,
-        created_at: timestamp(at),
+        created_at,
         workflow: Workflow {
             kind: "custom",
             tasks,

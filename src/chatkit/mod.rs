@@ -105,10 +105,20 @@ impl From<StoreError> for ChatKitError {
 
 /// What a request answers: one JSON value, or a stream of events.
 pub enum Outcome {
-    /// A plain JSON answer.
-    Json(Value),
+    /// A plain JSON answer, serialized once, straight from the wire types (no
+    /// `serde_json::Value` tree in between).
+    Json(Vec<u8>),
     /// Server-sent events: some at once, then a turn's as it runs.
     Stream(stream::TurnStream),
+}
+
+impl Outcome {
+    /// `value` as the JSON answer.
+    fn json<T: serde::Serialize + ?Sized>(value: &T) -> Self {
+        // The wire types are plain structs, strings and maps with string keys: serde_json
+        // cannot fail on them.
+        Self::Json(serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()))
+    }
 }
 
 /// Items embedded by `threads.get_by_id`: the oldest ones, as the SDK does.
@@ -261,12 +271,12 @@ fn order(raw: Option<&str>) -> Result<Order, ChatKitError> {
     Order::parse(raw).map_err(ChatKitError::Malformed)
 }
 
-fn page_of<T, U>(page: crate::store::Page<T>, map: impl Fn(&T) -> Option<U>) -> Page<U> {
+fn page_of<T, U>(page: crate::store::Page<T>, map: impl FnMut(T) -> Option<U>) -> Page<U> {
     let after = page.next.map(|c| c.id);
     Page {
         has_more: after.is_some(),
         after,
-        data: page.items.iter().filter_map(map).collect(),
+        data: page.items.into_iter().filter_map(map).collect(),
     }
 }
 
@@ -449,18 +459,18 @@ impl ChatKitService {
                 // thread's rows.
                 self.attachments.delete_for_thread(user, &thread).await?;
                 self.store.delete_thread(user, &thread).await?;
-                Ok(Outcome::Json(json!({})))
+                Ok(Outcome::json(&json!({})))
             }
             Request::CreateAttachment(p) => {
                 let created = self
                     .attachments
                     .create(user, &p.name, p.size, &p.mime_type)
                     .await?;
-                Ok(Outcome::Json(self.attachments.to_chatkit(&created)))
+                Ok(Outcome::json(&self.attachments.to_chatkit(&created)))
             }
             Request::DeleteAttachment(p) => {
                 self.attachments.delete(user, &p.attachment_id).await?;
-                Ok(Outcome::Json(json!({})))
+                Ok(Outcome::json(&json!({})))
             }
             Request::Transcribe(p) => self.transcribe(p).await,
             Request::Feedback(p) => {
@@ -475,7 +485,7 @@ impl ChatKitService {
                         p.kind.as_str(),
                     )
                     .await?;
-                Ok(Outcome::Json(json!({})))
+                Ok(Outcome::json(&json!({})))
             }
             Request::CustomAction(p) => {
                 let (thread, outcome) = self.task_action(user, &p).await?;
@@ -503,10 +513,10 @@ impl ChatKitService {
             Request::SyncCustomAction(p) => {
                 let (_, outcome) = self.task_action(user, &p).await?;
                 let updated = items::item(&outcome.widget);
-                Ok(Outcome::Json(match updated {
-                    Some(item) => json!({ "updated_item": item }),
-                    None => json!({}),
-                }))
+                Ok(match updated {
+                    Some(item) => Outcome::json(&json!({ "updated_item": item })),
+                    None => Outcome::json(&json!({})),
+                })
             }
         }
     }
@@ -762,7 +772,7 @@ impl ChatKitService {
             .transcribe(audio.into(), mime_type)
             .await
             .map_err(ChatKitError::Agent)?;
-        Ok(Outcome::Json(json!({ "text": text })))
+        Ok(Outcome::json(&json!({ "text": text })))
     }
 
     async fn add_message(
@@ -870,8 +880,8 @@ impl ChatKitService {
             )
             .await?;
         let shown = self.shown(user, &page.items).await?;
-        let thread = items::thread(&thread, page_of(page, |r| items::item_with(r, &shown)));
-        Ok(Outcome::Json(json!(thread)))
+        let thread = items::thread(&thread, page_of(page, |r| items::into_item(r, &shown)));
+        Ok(Outcome::json(&thread))
     }
 
     async fn list_threads(&self, user: &UserId, p: ListParams) -> Result<Outcome, ChatKitError> {
@@ -884,8 +894,8 @@ impl ChatKitService {
                 order(p.order.as_deref())?,
             )
             .await?;
-        let page = page_of(page, |t| Some(items::thread(t, Page::empty())));
-        Ok(Outcome::Json(json!(page)))
+        let page = page_of(page, |t| Some(items::thread(&t, Page::empty())));
+        Ok(Outcome::json(&page))
     }
 
     async fn list_items(&self, user: &UserId, p: ItemsListParams) -> Result<Outcome, ChatKitError> {
@@ -901,8 +911,8 @@ impl ChatKitService {
             )
             .await?;
         let shown = self.shown(user, &page.items).await?;
-        let page: Page<Item> = page_of(page, |r| items::item_with(r, &shown));
-        Ok(Outcome::Json(json!(page)))
+        let page: Page<Item> = page_of(page, |r| items::into_item(r, &shown));
+        Ok(Outcome::json(&page))
     }
 
     async fn update(&self, user: &UserId, p: UpdateParams) -> Result<Outcome, ChatKitError> {
@@ -911,6 +921,6 @@ impl ChatKitService {
             .store
             .update_thread(user, &thread_id(&p.thread_id)?, Some(title), None)
             .await?;
-        Ok(Outcome::Json(json!(items::thread(&thread, Page::empty()))))
+        Ok(Outcome::json(&items::thread(&thread, Page::empty())))
     }
 }

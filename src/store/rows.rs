@@ -149,10 +149,17 @@ pub fn workflow_payload(calls: &[ToolCallRecord]) -> Value {
 /// The tool calls a `workflow` (or legacy `tool_call`) item holds.
 #[must_use]
 pub fn tool_calls_of(row: &thread_item::Model) -> Vec<ToolCallRecord> {
-    let Some(payload) = row.payload.clone() else {
+    tool_calls_in(row.item_type, row.payload.clone())
+}
+
+/// The tool calls in the payload of an item of `kind` ([`tool_calls_of`], taking the
+/// payload).
+#[must_use]
+pub fn tool_calls_in(kind: ItemType, payload: Option<Value>) -> Vec<ToolCallRecord> {
+    let Some(payload) = payload else {
         return Vec::new();
     };
-    match row.item_type {
+    match kind {
         ItemType::Workflow => serde_json::from_value::<WorkflowPayload>(payload)
             .map(|w| w.tool_calls)
             .unwrap_or_default(),
