@@ -4,12 +4,11 @@
 use chrono::{DateTime, Utc};
 use entity::{thread, thread_item};
 use sea_orm::{
-    sea_query::Expr, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
-    TransactionTrait,
+    sea_query::Expr, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
 };
 
 use super::{
-    rows::{after_cursor, into_page, keyset, ItemStatus, ItemType, Page, Turn, MESSAGE_TYPES},
+    rows::{after_cursor, into_page, ItemStatus, ItemType, Page, Turn, MESSAGE_TYPES},
     Store, StoreError,
 };
 use crate::domain::{now, Cursor, ItemId, Order, ThreadId, UserId};
@@ -37,14 +36,9 @@ impl Store {
             }
             None => None,
         };
-        let query = keyset(
-            thread::Entity::find().filter(thread::Column::UserId.eq(user.as_str())),
-            thread::Column::CreatedAt,
-            thread::Column::Id,
-            after.as_ref(),
-            order,
-        );
-        let rows = query.limit(limit + 1).all(&self.read).await?;
+        let rows = self
+            .thread_page("created_at", user, limit, after.as_ref(), order)
+            .await?;
         Ok(into_page(rows, limit, |t| Cursor {
             at: t.created_at,
             id: t.id.clone(),

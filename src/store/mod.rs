@@ -11,6 +11,7 @@ mod attachments;
 mod error;
 mod items;
 mod pool;
+mod reads;
 mod rows;
 mod tasks;
 mod threads;
@@ -49,6 +50,8 @@ pub struct Store {
     write: DatabaseConnection,
     writer: turn_writer::TurnWriter,
     health: Arc<WriteHealth>,
+    /// The hot reads' connections, kept between reads (see [`reads`]).
+    reads: Arc<reads::Reads>,
 }
 
 impl Store {
@@ -56,7 +59,13 @@ impl Store {
     /// pool on PostgreSQL (read and write are the same pool there).
     #[must_use]
     pub fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
-        pool::stats(&self.read, &self.write)
+        let mut stats = pool::stats(&self.read, &self.write);
+        // The hot reads keep their idle connections out of the pool: idle all the same.
+        let kept = self.reads.idle();
+        if let Some((_, _, idle)) = stats.iter_mut().find(|(name, _, _)| *name != "write") {
+            *idle += kept;
+        }
+        stats
     }
 
     /// Connects as configured (see [`Store::connect`]).
@@ -108,7 +117,9 @@ impl Store {
         )
         .await?;
         let health = Arc::new(pools.health);
+        let reads = Arc::new(reads::Reads::new(&pools.read));
         Ok(Self {
+            reads,
             read: pools.read,
             writer: turn_writer::TurnWriter::spawn(
                 pools.write.clone(),
@@ -152,6 +163,8 @@ impl Store {
 
     /// Closes the pools (at shutdown).
     pub async fn close(self) {
+        // A closing pool waits for every connection it lent out.
+        self.reads.release();
         let _ = self.read.close().await;
         let _ = self.write.close().await;
     }

@@ -1,12 +1,10 @@
 use entity::{thread, thread_item};
-use sea_orm::{
-    sea_query::Expr, ActiveEnum, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryResult, QuerySelect, Statement,
-};
+use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
 use super::{
-    rows::{insert_rows, into_page, keyset, ItemType, Page},
+    reads::{self, Param, Rows},
+    rows::{insert_rows, into_page, ItemType, Page},
     Store, StoreError,
 };
 use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
@@ -16,7 +14,7 @@ use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
 /// Item columns line up with the thread's where they mean the same (`title` with
 /// `content`, `metadata` with `payload`); `k` tells the rows apart. The NULLs are typed
 /// (`CAST`, which both databases read) so PostgreSQL can match the two halves' columns. The page is the same
-/// query as [`keyset`] builds, so the `thread_items` page index serves it.
+/// query as `rows::keyset` builds, so the `thread_items` page index serves it.
 fn thread_and_items_sql(types: &[ItemType], after: bool, order: Order) -> String {
     let types = types
         .iter()
@@ -47,48 +45,45 @@ fn thread_and_items_sql(types: &[ItemType], after: bool, order: Order) -> String
     )
 }
 
-fn enum_at<T: ActiveEnum<Value = String>>(
-    row: &QueryResult,
-    i: usize,
-) -> Result<T, sea_orm::DbErr> {
-    T::try_from_value(&row.try_get_by_index::<String>(i)?)
+/// The SQL of the thread lists: a keyset page of the user's threads by `time` (the same
+/// query as `rows::keyset` builds, so the `(user_id, time, id)` index serves it).
+fn threads_sql(time: &str, after: bool, order: Order) -> String {
+    let (cmp, dir) = match order {
+        Order::Asc => (">", "ASC"),
+        Order::Desc => ("<", "DESC"),
+    };
+    let after = if after {
+        format!("AND ({time} {cmp} $3 OR ({time} = $3 AND id {cmp} $4))")
+    } else {
+        String::new()
+    };
+    format!(
+        "SELECT id, title, metadata, status, message_count, created_at, updated_at \
+         FROM threads WHERE user_id = $1 {after} \
+         ORDER BY {time} {dir}, id {dir} LIMIT $2"
+    )
 }
 
-fn thread_row(row: &QueryResult, user: &UserId) -> Result<thread::Model, sea_orm::DbErr> {
-    Ok(thread::Model {
-        id: row.try_get_by_index(1)?,
-        user_id: user.as_str().to_owned(),
-        title: row.try_get_by_index(2)?,
-        metadata: row
-            .try_get_by_index::<Option<Value>>(3)?
-            .unwrap_or_else(|| Value::Object(Default::default())),
-        status: row.try_get_by_index(4)?,
-        message_count: row.try_get_by_index(5)?,
-        created_at: row.try_get_by_index(6)?,
-        updated_at: row.try_get_by_index(7)?,
-    })
+/// Rows of either database as models, with the same code.
+macro_rules! decode_rows {
+    ($rows:expr, |$row:ident, $d:ident| $body:expr) => {
+        match $rows {
+            Rows::Postgres(rows) => {
+                use reads::postgres_rows as $d;
+                rows.iter().map(|$row| $body).collect::<Result<Vec<_>, _>>()
+            }
+            Rows::Sqlite(rows) => {
+                use reads::sqlite_rows as $d;
+                rows.iter().map(|$row| $body).collect::<Result<Vec<_>, _>>()
+            }
+        }
+    };
 }
 
-fn item_row(
-    row: &QueryResult,
-    user: &UserId,
-    thread_id: &ThreadId,
-) -> Result<thread_item::Model, sea_orm::DbErr> {
-    Ok(thread_item::Model {
-        id: row.try_get_by_index(1)?,
-        thread_id: thread_id.as_str().to_owned(),
-        user_id: user.as_str().to_owned(),
-        content: row.try_get_by_index(2)?,
-        payload: row.try_get_by_index(3)?,
-        status: enum_at(row, 4)?,
-        created_at: row.try_get_by_index(6)?,
-        updated_at: row.try_get_by_index(7)?,
-        item_type: enum_at(row, 8)?,
-        role: enum_at(row, 9)?,
-        client_key: row.try_get_by_index(10)?,
-        reply_to: row.try_get_by_index(11)?,
-        feedback: row.try_get_by_index(12)?,
-    })
+/// An item or the thread, as a row of the thread-and-items read says.
+enum Either {
+    Thread(thread::Model),
+    Item(thread_item::Model),
 }
 
 impl Store {
@@ -99,23 +94,41 @@ impl Store {
         limit: u64,
         after: Option<&Cursor>,
     ) -> Result<Page<thread::Model>, StoreError> {
-        let query = keyset(
-            thread::Entity::find().filter(thread::Column::UserId.eq(user.as_str())),
-            thread::Column::UpdatedAt,
-            thread::Column::Id,
-            after,
-            Order::Desc,
-        );
-        let rows = query.limit(limit + 1).all(&self.read).await?;
+        let rows = self
+            .thread_page("updated_at", user, limit, after, Order::Desc)
+            .await?;
         Ok(into_page(rows, limit, |t| Cursor {
             at: t.updated_at,
             id: t.id.clone(),
         }))
     }
 
+    /// A keyset page of the user's threads by `time`, `limit + 1` of them (see
+    /// [`threads_sql`]).
+    pub(super) async fn thread_page(
+        &self,
+        time: &str,
+        user: &UserId,
+        limit: u64,
+        after: Option<&Cursor>,
+        order: Order,
+    ) -> Result<Vec<thread::Model>, StoreError> {
+        let mut params = vec![
+            Param::Str(user.as_str()),
+            Param::Int(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)),
+        ];
+        if let Some(cursor) = after {
+            params.push(Param::At(cursor.at));
+            params.push(Param::Str(&cursor.id));
+        }
+        let sql = threads_sql(time, after.is_some(), order);
+        let rows = self.reads.fetch_all(&sql, &params).await?;
+        Ok(decode_rows!(&rows, |row, d| d::thread(row, 0, user)).map_err(reads::decode_err)?)
+    }
+
     /// The thread (if it is the user's) and a page of its items of `types`, in `order`
-    /// after `after`: one round trip where it was two. (Every round trip on PostgreSQL is
-    /// two: sqlx pings each connection as it goes back to the pool.)
+    /// after `after`: one round trip where it was two, on a kept connection (see
+    /// [`reads`]).
     pub async fn thread_and_items(
         &self,
         user: &UserId,
@@ -125,30 +138,29 @@ impl Store {
         after: Option<&Cursor>,
         order: Order,
     ) -> Result<(thread::Model, Page<thread_item::Model>), StoreError> {
-        let backend = self.read.get_database_backend();
-        let mut values: Vec<sea_orm::Value> = vec![
-            thread_id.as_str().into(),
-            user.as_str().into(),
-            i64::try_from(limit.saturating_add(1))
-                .unwrap_or(i64::MAX)
-                .into(),
+        let mut params = vec![
+            Param::Str(thread_id.as_str()),
+            Param::Str(user.as_str()),
+            Param::Int(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)),
         ];
         if let Some(cursor) = after {
-            values.push(cursor.at.into());
-            values.push(cursor.id.as_str().into());
+            params.push(Param::At(cursor.at));
+            params.push(Param::Str(&cursor.id));
         }
         let sql = thread_and_items_sql(types, after.is_some(), order);
-        let rows = self
-            .read
-            .query_all(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
+        let rows = self.reads.fetch_all(&sql, &params).await?;
+        let rows = decode_rows!(&rows, |row, d| if d::is_thread(row)? {
+            d::thread(row, 1, user).map(Either::Thread)
+        } else {
+            d::item(row, user, thread_id.as_str()).map(Either::Item)
+        })
+        .map_err(reads::decode_err)?;
         let mut thread = None;
         let mut items = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if row.try_get_by_index::<i32>(0).map_err(StoreError::from)? == 0 {
-                thread = Some(thread_row(row, user)?);
-            } else {
-                items.push(item_row(row, user, thread_id)?);
+        for row in rows {
+            match row {
+                Either::Thread(t) => thread = Some(t),
+                Either::Item(i) => items.push(i),
             }
         }
         let thread = thread.ok_or(StoreError::ThreadNotFound)?;
