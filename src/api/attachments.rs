@@ -69,7 +69,7 @@ pub fn routes() -> Route {
         )
         .at(
             "/:id/upload",
-            post(upload_multipart.map_to_response()).put(upload_raw.map_to_response()),
+            post(upload.map_to_response()).put(upload.map_to_response()),
         )
         .at("/:id/preview", get(preview.map_to_response()))
 }
@@ -153,8 +153,10 @@ async fn create(req: &Request, body: Body) -> Result<Response, ApiError> {
     ))
 }
 
+/// The bytes of a two-phase upload: a multipart POST with a `file` part, as the widget
+/// sends them, or the raw body of a PUT.
 #[poem::handler]
-async fn upload_multipart(
+async fn upload(
     req: &Request,
     PoemPath(id): PoemPath<String>,
     PoemQuery(sig): PoemQuery<Sig>,
@@ -164,30 +166,14 @@ async fn upload_multipart(
     let grant = state
         .attachments
         .verify_upload_link(&id, sig.sig.as_deref().unwrap_or_default())?;
-    let mut multipart = multipart(req, body)?;
-    let (_, _, file) = file_part(&mut multipart).await?;
+    // The parser outlives the part's stream, which reads through it.
+    let mut parser = None;
+    let file: ByteStream = if req.method() == poem::http::Method::PUT {
+        Box::pin(body.into_bytes_stream())
+    } else {
+        file_part(parser.insert(multipart(req, body)?)).await?.2
+    };
     let uploaded = state.attachments.upload(&grant, &id, file).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &state.attachments.to_chatkit(&uploaded),
-    ))
-}
-
-#[poem::handler]
-async fn upload_raw(
-    req: &Request,
-    PoemPath(id): PoemPath<String>,
-    PoemQuery(sig): PoemQuery<Sig>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let state = state(req)?;
-    let grant = state
-        .attachments
-        .verify_upload_link(&id, sig.sig.as_deref().unwrap_or_default())?;
-    let uploaded = state
-        .attachments
-        .upload(&grant, &id, Box::pin(body.into_bytes_stream()))
-        .await?;
     Ok(json_response(
         StatusCode::OK,
         &state.attachments.to_chatkit(&uploaded),

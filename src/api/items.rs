@@ -335,16 +335,7 @@ impl Message {
         user: &UserId,
         attachments: &Attachments,
     ) -> Result<Vec<Self>, ApiError> {
-        let ids: Vec<String> = rows
-            .iter()
-            .filter(|r| r.item_type == ItemType::UserMessage)
-            .flat_map(|r| ids_in_payload(r.payload.as_ref()))
-            .collect();
-        let found = if ids.is_empty() {
-            std::collections::HashMap::new()
-        } else {
-            attachments.shown(user, &ids).await?
-        };
+        let found = attachments.shown(user, &rows).await?;
         Ok(rows
             .into_iter()
             .filter_map(|row| {

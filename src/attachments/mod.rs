@@ -466,17 +466,26 @@ impl Attachments {
         Ok(out)
     }
 
-    /// The user's attachments among `ids`, by id, to show with the messages that used
-    /// them (deleted ones are simply absent). One query whatever the number.
+    /// The user's attachments the user messages among `rows` were sent with, by id, to
+    /// show with them (deleted ones are simply absent). One query whatever the number, none
+    /// when no message has any.
     pub async fn shown(
         &self,
         user: &UserId,
-        ids: &[String],
+        rows: &[entity::thread_item::Model],
     ) -> Result<std::collections::HashMap<String, Attachment>, AttachmentError> {
+        let ids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.item_type == entity::thread_item::ItemType::UserMessage)
+            .flat_map(|r| ids_in_payload(r.payload.as_ref()))
+            .collect();
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
         Ok(self
             .inner
             .store
-            .attachments_by_ids(user, ids)
+            .attachments_by_ids(user, &ids)
             .await?
             .into_iter()
             .map(|row| (row.id.clone(), Attachment::from(row)))

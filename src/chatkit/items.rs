@@ -47,15 +47,6 @@ pub fn thread(t: &thread::Model, items: Page<Item>) -> Thread {
 /// The attachments a set of items shows, by id, as ChatKit JSON (links minted now).
 pub type ShownAttachments = std::collections::HashMap<String, Value>;
 
-/// The attachment ids the user messages among `rows` were sent with (to fetch them all
-/// at once, then render with [`item_with`]).
-pub fn attachment_ids<'a>(rows: impl IntoIterator<Item = &'a thread_item::Model>) -> Vec<String> {
-    rows.into_iter()
-        .filter(|r| r.item_type == ItemType::UserMessage)
-        .flat_map(|r| ids_in_payload(r.payload.as_ref()))
-        .collect()
-}
-
 /// A stored row as the item a client is shown; `None` for rows ChatKit does not show.
 /// A user message shows no attachments this way: see [`item_with`].
 #[must_use]

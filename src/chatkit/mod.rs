@@ -674,11 +674,7 @@ impl ChatKitService {
         user: &UserId,
         rows: &[entity::thread_item::Model],
     ) -> Result<items::ShownAttachments, ChatKitError> {
-        let ids = items::attachment_ids(rows);
-        if ids.is_empty() {
-            return Ok(items::ShownAttachments::new());
-        }
-        let found = self.attachments.shown(user, &ids).await?;
+        let found = self.attachments.shown(user, rows).await?;
         Ok(found
             .values()
             .map(|a| (a.id.clone(), self.attachments.to_chatkit(a)))
