@@ -7,6 +7,7 @@ mod m20261122_000002_chatkit;
 mod m20261122_000003_hot_claims;
 mod m20261201_000001_partial_indexes;
 mod m20261204_000001_attachments;
+mod m20261205_000001_payload_json;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_hot_claims::Migration),
             Box::new(m20261201_000001_partial_indexes::Migration),
             Box::new(m20261204_000001_attachments::Migration),
+            Box::new(m20261205_000001_payload_json::Migration),
         ]
     }
 }

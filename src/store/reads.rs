@@ -209,6 +209,10 @@ impl Reads {
         }
     }
 
+    pub(super) fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
     /// Connections kept idle.
     pub(super) fn idle(&self) -> usize {
         match self {

@@ -14,8 +14,9 @@ use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
 /// Item columns line up with the thread's where they mean the same (`title` with
 /// `content`, `metadata` with `payload`); `k` tells the rows apart. The NULLs are typed
 /// (`CAST`, which both databases read) so PostgreSQL can match the two halves' columns. The page is the same
-/// query as `rows::keyset` builds, so the `thread_items` page index serves it.
-fn thread_and_items_sql(types: &[ItemType], after: bool, order: Order) -> String {
+/// query as `rows::keyset` builds, so the `thread_items` page index serves it. On
+/// PostgreSQL the thread's `jsonb` metadata is cast to the payloads' `json`.
+fn thread_and_items_sql(types: &[ItemType], after: bool, order: Order, postgres: bool) -> String {
     let types = types
         .iter()
         .map(|t| format!("'{}'", t.as_str()))
@@ -30,8 +31,13 @@ fn thread_and_items_sql(types: &[ItemType], after: bool, order: Order) -> String
     } else {
         String::new()
     };
+    let metadata = if postgres {
+        "CAST(metadata AS json)"
+    } else {
+        "metadata"
+    };
     format!(
-        "SELECT 0 AS k, id, title AS content, metadata AS payload, status, \
+        "SELECT 0 AS k, id, title AS content, {metadata} AS payload, status, \
                 message_count, created_at, updated_at, CAST(NULL AS VARCHAR) AS item_type, \
                 CAST(NULL AS VARCHAR) AS role, CAST(NULL AS VARCHAR) AS client_key, \
                 CAST(NULL AS VARCHAR) AS reply_to, CAST(NULL AS VARCHAR) AS feedback \
@@ -147,7 +153,7 @@ impl Store {
             params.push(Param::At(cursor.at));
             params.push(Param::Str(&cursor.id));
         }
-        let sql = thread_and_items_sql(types, after.is_some(), order);
+        let sql = thread_and_items_sql(types, after.is_some(), order, self.reads.is_postgres());
         let rows = self.reads.fetch_all(&sql, &params).await?;
         let rows = decode_rows!(&rows, |row, d| if d::is_thread(row)? {
             d::thread(row, 1, user).map(Either::Thread)

@@ -730,6 +730,63 @@ async fn a_client_that_hangs_up_mid_turn_still_gets_the_turn_recorded() {
     assert_eq!(answer["content"][0]["text"], "thinking… done");
 }
 
+/// PostgreSQL only: item payloads are kept as `json`, the text as written, which the
+/// database sends back as is; `jsonb` rebuilt every payload's text on every read. The
+/// items a turn recorded (a message, its workflow, its task widget) read back through
+/// ChatKit and REST.
+#[tokio::test]
+#[ignore = "PostgreSQL only: needs TEST_DATABASE_URL=postgres://…; scripts/test.sh runs it in its PostgreSQL pass"]
+async fn postgres_only_item_payloads_are_stored_as_json_text() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = TestDb::new().await;
+    assert!(db.url.starts_with("postgres"), "set TEST_DATABASE_URL");
+    let url = db.url.clone();
+    let app = spawn_on(db).await;
+    let t = app.login("alice").await;
+    let turn = app.send(&t, None, "add a task to buy milk").await.ok();
+    let thread = turn["thread_id"].as_str().unwrap().to_owned();
+
+    let conn = sea_orm::Database::connect(&url).await.unwrap();
+    let types: Vec<String> = conn
+        .query_all(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT DISTINCT pg_typeof(payload)::text AS t FROM thread_items \
+             WHERE payload IS NOT NULL"
+                .to_owned(),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String>("", "t").unwrap())
+        .collect();
+    assert_eq!(types, ["json"], "every stored payload is json");
+    conn.close().await.unwrap();
+
+    let items = app
+        .chatkit(&t)
+        .request("items.list", json!({"thread_id": thread, "order": "asc"}))
+        .await
+        .ok()
+        .clone();
+    let kinds: Vec<&str> = items["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["user_message", "workflow", "assistant_message", "widget"]
+    );
+    let all = app
+        .get(&format!("/api/chatkit/threads/{thread}?include=all"), &t)
+        .await
+        .ok();
+    let widget = &all["messages"][3];
+    assert_eq!(widget["type"], "widget");
+    assert_eq!(widget["tasks"]["tasks"][0]["title"], "buy milk");
+}
+
 #[tokio::test]
 async fn a_database_from_before_chatkit_migrates_without_losing_data() {
     use migration::MigratorTrait;

@@ -72,7 +72,7 @@ items AS (
     SELECT r.id, r.thread_id, r.user_id, r.item_type, r.role, r.content, r.payload,
         r.client_key, r.reply_to, r.status, r.created_at, r.updated_at
     FROM json_to_recordset($4::json) AS r(id varchar, thread_id varchar, user_id varchar,
-        item_type varchar, role varchar, content text, payload jsonb, client_key varchar,
+        item_type varchar, role varchar, content text, payload json, client_key varchar,
         reply_to varchar, status varchar, created_at timestamptz, updated_at timestamptz,
         new_thread bool)
     WHERE CASE WHEN r.reply_to IS NULL
