@@ -49,7 +49,7 @@ pub fn types_for(include: Option<&str>) -> Result<&'static [ItemType], ApiError>
 }
 
 /// The tasks a widget shows and what happened to them (`type: widget`).
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct TaskList {
     /// What the turn or click did to these tasks: `added`, `listed`, `completed`,
     /// `reopened`, `updated` or `deleted`.
@@ -59,7 +59,7 @@ pub struct TaskList {
 }
 
 /// One task of a widget.
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct TaskRow {
     /// The task's number, as the tools and the user name it.
     pub task_id: i64,
@@ -71,7 +71,7 @@ pub struct TaskRow {
 
 /// A tool the client runs (`type: client_tool_call`): the entry's `status` is `pending`
 /// until the client sends the output, then `completed`.
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct ClientToolCall {
     pub call_id: String,
     /// The tool the client is asked to run.
@@ -80,12 +80,13 @@ pub struct ClientToolCall {
     pub arguments: JsonObject,
     /// What the client sent back (any JSON value); absent while pending.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
 }
 
 /// Questions put to the user (`type: structured_input`): the entry's `status` is
 /// `pending` until the user answers or skips them, then `completed`.
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct StructuredInput {
     /// `pending`, `answered` or `skipped`.
     pub status: InputStatusField,
@@ -93,18 +94,21 @@ pub struct StructuredInput {
 }
 
 /// One question, by `type`.
-#[derive(Union)]
+#[derive(Union, serde::Serialize)]
 #[oai(discriminator_name = "type", one_of)]
+#[serde(tag = "type")]
 pub enum StructuredInputField {
     /// Answered by choosing one option, or several when `multiple`.
     #[oai(mapping = "multiple_choice")]
+    #[serde(rename = "multiple_choice")]
     MultipleChoice(MultipleChoiceInput),
     /// Answered with free text.
     #[oai(mapping = "freeform")]
+    #[serde(rename = "freeform")]
     Freeform(FreeformInput),
 }
 
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct MultipleChoiceInput {
     /// Stable within the item; answers are keyed by it.
     pub id: String,
@@ -115,29 +119,32 @@ pub struct MultipleChoiceInput {
     pub multiple: bool,
     /// Present once answered.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<StructuredInputAnswer>,
 }
 
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct ChoiceOption {
     /// The text submitted when this option is chosen.
     pub value: String,
 }
 
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct FreeformInput {
     /// Stable within the item; answers are keyed by it.
     pub id: String,
     pub question: String,
     /// Supporting text shown with the question.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Present once answered.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub answer: Option<StructuredInputAnswer>,
 }
 
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct StructuredInputAnswer {
     /// The values given (default none).
     #[oai(default)]
@@ -357,12 +364,13 @@ impl Message {
 
 /// A file or image sent with a user message. Its owner downloads it with the
 /// client_secret at `GET {api_prefix}/attachments/{id}`.
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct MessageAttachment {
     /// `atc_…`.
     pub id: String,
     /// `image` (with `preview_url`) or `file`.
     #[oai(rename = "type")]
+    #[serde(rename = "type")]
     pub kind: AttachmentKindField,
     /// The name it was uploaded with (no path).
     pub name: String,
@@ -372,6 +380,7 @@ pub struct MessageAttachment {
     /// Images only: a signed link that shows the image without a bearer (for an `<img>`),
     /// valid for `attachments.preview_url_ttl_secs` from this read.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub preview_url: Option<String>,
 }
 

@@ -8,7 +8,7 @@ use poem_openapi::{
 use super::{
     items::types_for,
     types::{
-        IncludeParam, Message, MessagePage, NoContent, OrderParam, PageLimit, Thread,
+        IncludeParam, JsonBody, Message, MessagePage, NoContent, OrderParam, PageLimit, Thread,
         ThreadCreated, ThreadDetail, ThreadInput, ThreadList,
     },
     ApiTags, ClientSecret,
@@ -134,14 +134,14 @@ impl ThreadsApi {
         limit: Query<Option<PageLimit>>,
         /// The `after` value of the previous page.
         after: Query<Option<String>>,
-    ) -> Result<Json<ThreadList>, ListThreadsError> {
+    ) -> Result<JsonBody<ThreadList>, ListThreadsError> {
         let limit = self::limit(limit.0)?;
         let after = cursor(after.0.as_deref())?;
         let page = state
             .store
             .list_threads(&auth.0.user, limit, after.as_ref())
             .await?;
-        Ok(Json(ThreadList {
+        Ok(JsonBody(ThreadList {
             has_more: page.next.is_some(),
             after: page.next.map(|c| c.encode()),
             threads: page.items.into_iter().map(Thread::from).collect(),
@@ -183,7 +183,7 @@ impl ThreadsApi {
         /// `messages` (the default): the user's and the assistant's messages; `all`: every
         /// item a ChatKit client is shown.
         include: Query<Option<IncludeParam>>,
-    ) -> Result<Json<ThreadDetail>, GetThreadError> {
+    ) -> Result<JsonBody<ThreadDetail>, GetThreadError> {
         let limit = self::limit(limit.0)?;
         let types = types_for(include.0.as_deref().map(String::as_str))?;
         let user = &auth.0.user;
@@ -195,7 +195,7 @@ impl ThreadsApi {
         let stale = stale_before(&state);
         let mut messages = Message::read_all(page.items, stale, user, &state.attachments).await?;
         messages.reverse();
-        Ok(Json(ThreadDetail {
+        Ok(JsonBody(ThreadDetail {
             thread: thread.into(),
             messages,
             has_more: page.next.is_some(),
@@ -265,7 +265,7 @@ impl ThreadsApi {
         /// `messages` (the default): the user's and the assistant's messages; `all`: every
         /// item a ChatKit client is shown.
         include: Query<Option<IncludeParam>>,
-    ) -> Result<Json<MessagePage>, ListMessagesError> {
+    ) -> Result<JsonBody<MessagePage>, ListMessagesError> {
         let limit = self::limit(limit.0)?;
         let after = cursor(after.0.as_deref())?;
         let order =
@@ -286,7 +286,7 @@ impl ThreadsApi {
         let has_more = page.next.is_some();
         let after = page.next.map(|c| c.encode());
         let data = Message::read_all(page.items, stale, &auth.0.user, &state.attachments).await?;
-        Ok(Json(MessagePage {
+        Ok(JsonBody(MessagePage {
             has_more,
             after,
             data,

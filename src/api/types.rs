@@ -120,7 +120,7 @@ pub struct RefreshRequest {
     pub token: StrictString,
 }
 
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 #[oai(example)]
 pub struct Thread {
     pub id: String,
@@ -145,7 +145,7 @@ impl From<thread::Model> for Thread {
     }
 }
 
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct ThreadList {
     /// Most recent activity first.
     pub threads: Vec<Thread>,
@@ -170,7 +170,7 @@ pub struct ThreadInput {
 /// assistant's messages; with `include=all`, every item a ChatKit client is shown, each
 /// with its data in the field named after its `type`. Fields present on every entry keep
 /// their meaning whatever the type.
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 #[oai(example)]
 pub struct Message {
     pub id: String,
@@ -179,6 +179,7 @@ pub struct Message {
     /// list, in `tasks`), `client_tool_call` (in `client_tool_call`) and
     /// `structured_input` (questions, in `structured_input`).
     #[oai(rename = "type")]
+    #[serde(rename = "type")]
     pub kind: KindField,
     /// `user` for the user's messages; `assistant` for everything else (the answers and what
     /// the assistant adds to them).
@@ -200,25 +201,31 @@ pub struct Message {
     /// `type: workflow` only: the tool calls, in the order they ran (the same shape as
     /// `tool_calls` of `POST /messages`).
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
     /// `type: widget` only: the tasks it shows.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks: Option<super::items::TaskList>,
     /// `type: client_tool_call` only.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_tool_call: Option<super::items::ClientToolCall>,
     /// `type: structured_input` only.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub structured_input: Option<super::items::StructuredInput>,
     /// `type: user_message` sent with attachments (through ChatKit): the files, in the
     /// order attached; one deleted since is left out.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<super::items::MessageAttachment>>,
 }
 
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct ThreadDetail {
     #[oai(flatten)]
+    #[serde(flatten)]
     pub thread: Thread,
     /// The latest entries (messages, or with `include=all` every item shown), oldest first.
     pub messages: Vec<Message>,
@@ -229,7 +236,7 @@ pub struct ThreadDetail {
     pub after: Option<String>,
 }
 
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct MessagePage {
     pub data: Vec<Message>,
     pub has_more: bool,
@@ -249,7 +256,7 @@ pub struct SendMessageRequest {
     pub message: MessageField,
 }
 
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 #[oai(example)]
 pub struct ToolCall {
     pub tool: String,
@@ -372,6 +379,12 @@ impl<T: ParseFromParameter, S: DeclaredSchema> ParseFromParameter for Declared<T
         T::parse_from_parameter(value)
             .map(|v| Self(v, std::marker::PhantomData))
             .map_err(ParseError::propagate)
+    }
+}
+
+impl<T: serde::Serialize, S> serde::Serialize for Declared<T, S> {
+    fn serialize<Ser: serde::Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        self.0.serialize(serializer)
     }
 }
 
@@ -696,5 +709,250 @@ impl Example for SendMessageResponse {
             thread_id: EXAMPLE_THREAD_ID.to_owned(),
             tool_calls: vec![ToolCall::example()],
         }
+    }
+}
+
+/// A JSON answer written by serde straight into its body, documented as poem-openapi's
+/// `Json<T>` documents it. poem-openapi's own builds a `serde_json::Value` tree of the
+/// whole answer first (`ToJSON`), a map per object: for the read answers, a page of
+/// messages, that tree cost more than writing the bytes. The wire types derive both, and
+/// a test holds the two renderings equal.
+pub struct JsonBody<T>(pub T);
+
+/// poem's own JSON answers say the same.
+const JSON_UTF8: &str = "application/json; charset=utf-8";
+
+impl<T: Type> poem_openapi::payload::Payload for JsonBody<T> {
+    const CONTENT_TYPE: &'static str = JSON_UTF8;
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: serde::Serialize + Send> poem::IntoResponse for JsonBody<T> {
+    fn into_response(self) -> poem::Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(body) => poem::Response::builder().content_type(JSON_UTF8).body(body),
+            // Plain structs, strings and maps with string keys: not reached.
+            Err(e) => {
+                poem::Error::new(e, poem::http::StatusCode::INTERNAL_SERVER_ERROR).into_response()
+            }
+        }
+    }
+}
+
+impl<T: Type + serde::Serialize + Send> ApiResponse for JsonBody<T> {
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        use poem_openapi::{
+            payload::Payload,
+            registry::{MetaMediaType, MetaResponse, MetaResponses},
+        };
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "",
+                status: Some(200),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: Self::CONTENT_TYPE,
+                    schema: Self::schema_ref(),
+                }],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::items::{
+        ChoiceOption, ClientToolCall, FreeformInput, MessageAttachment, MultipleChoiceInput,
+        StructuredInput, StructuredInputAnswer, StructuredInputField, TaskList, TaskRow,
+    };
+
+    /// serde's rendering, as the answers are written, against poem-openapi's.
+    fn same<T: ToJSON + serde::Serialize>(value: &T) -> Value {
+        let written = serde_json::to_value(value).unwrap();
+        assert_eq!(Some(written.clone()), value.to_json());
+        written
+    }
+
+    fn thread() -> Thread {
+        Thread {
+            id: "thr_1".into(),
+            title: "Groceries".into(),
+            created_at: Timestamp::new("2026-12-05T10:00:00.000Z".into()),
+            updated_at: Timestamp::new("2026-12-05T10:01:00.000Z".into()),
+            message_count: 2,
+            metadata: json!({"n": 1.5, "list": [true, null, "x"], "nested": {"a": {}}}),
+        }
+    }
+
+    fn message(kind: &str) -> Message {
+        Message {
+            id: format!("msg_{kind}"),
+            kind: Declared::new(kind.into()),
+            role: Declared::new("assistant".into()),
+            content: "text".into(),
+            created_at: Timestamp::new("2026-12-05T10:00:00.000Z".into()),
+            status: Declared::new("completed".into()),
+            feedback: None,
+            tool_calls: None,
+            tasks: None,
+            client_tool_call: None,
+            structured_input: None,
+            attachments: None,
+        }
+    }
+
+    fn answer() -> Option<StructuredInputAnswer> {
+        Some(StructuredInputAnswer {
+            values: vec!["yes".into()],
+            skipped: false,
+        })
+    }
+
+    /// Every kind of entry with every optional field set and unset: a field renamed,
+    /// skipped or flattened on one side only would differ here.
+    fn messages() -> Vec<Message> {
+        let mut user = message("user_message");
+        user.role = Declared::new("user".into());
+        user.feedback = Some(Declared::new("positive".into()));
+        user.attachments = Some(vec![
+            MessageAttachment {
+                id: "atc_1".into(),
+                kind: Declared::new("image".into()),
+                name: "cat.png".into(),
+                mime_type: "image/png".into(),
+                size: 3,
+                preview_url: Some("https://gw/preview".into()),
+            },
+            MessageAttachment {
+                id: "atc_2".into(),
+                kind: Declared::new("file".into()),
+                name: "notes.txt".into(),
+                mime_type: "text/plain".into(),
+                size: 4,
+                preview_url: None,
+            },
+        ]);
+        let mut workflow = message("workflow");
+        workflow.tool_calls = Some(vec![ToolCall {
+            tool: "add_task".into(),
+            args: json!({"title": "milk"}),
+            result: json!({"task": {"task_id": 1, "title": "milk"}}),
+        }]);
+        let mut widget = message("widget");
+        widget.tasks = Some(TaskList {
+            change: Declared::new("added".into()),
+            tasks: vec![TaskRow {
+                task_id: 1,
+                title: "milk".into(),
+                completed: false,
+                deleted: true,
+            }],
+        });
+        let mut pending = message("client_tool_call");
+        pending.status = Declared::new("pending".into());
+        pending.client_tool_call = Some(ClientToolCall {
+            call_id: "call_1".into(),
+            name: "get_location".into(),
+            arguments: Declared::new(json!({"precise": true})),
+            output: None,
+        });
+        let mut done = message("client_tool_call");
+        done.client_tool_call = Some(ClientToolCall {
+            call_id: "call_2".into(),
+            name: "get_location".into(),
+            arguments: Declared::new(json!({})),
+            output: Some(json!(["anything", 1])),
+        });
+        let mut questions = message("structured_input");
+        questions.structured_input = Some(StructuredInput {
+            status: Declared::new("answered".into()),
+            inputs: vec![
+                StructuredInputField::MultipleChoice(MultipleChoiceInput {
+                    id: "q1".into(),
+                    question: "Which?".into(),
+                    options: vec![ChoiceOption {
+                        value: "yes".into(),
+                    }],
+                    multiple: true,
+                    answer: answer(),
+                }),
+                StructuredInputField::MultipleChoice(MultipleChoiceInput {
+                    id: "q2".into(),
+                    question: "Which?".into(),
+                    options: vec![],
+                    multiple: false,
+                    answer: None,
+                }),
+                StructuredInputField::Freeform(FreeformInput {
+                    id: "q3".into(),
+                    question: "Why?".into(),
+                    description: Some("say".into()),
+                    answer: answer(),
+                }),
+                StructuredInputField::Freeform(FreeformInput {
+                    id: "q4".into(),
+                    question: "Why?".into(),
+                    description: None,
+                    answer: None,
+                }),
+            ],
+        });
+        vec![
+            user,
+            message("assistant_message"),
+            workflow,
+            widget,
+            pending,
+            done,
+            questions,
+        ]
+    }
+
+    #[test]
+    fn read_answers_are_written_as_poem_openapi_renders_them() {
+        same(&ThreadList {
+            threads: vec![thread(), thread()],
+            has_more: true,
+            after: Some("cursor".into()),
+        });
+        same(&ThreadList {
+            threads: vec![],
+            has_more: false,
+            after: None,
+        });
+        let detail = same(&ThreadDetail {
+            thread: thread(),
+            messages: messages(),
+            has_more: false,
+            after: None,
+        });
+        assert_eq!(
+            detail["title"], "Groceries",
+            "the thread's fields are flattened"
+        );
+        assert_eq!(
+            detail["messages"][6]["structured_input"]["inputs"][2]["type"],
+            "freeform"
+        );
+        same(&MessagePage {
+            data: messages(),
+            has_more: true,
+            after: Some("cursor".into()),
+        });
     }
 }
