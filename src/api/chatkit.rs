@@ -336,7 +336,9 @@ impl ChatKitApi {
         let body = read_body(&state, req, body.0).await?;
         let request = ChatKitRequestParsed::parse(&body).map_err(ApiError::from)?;
         if request.runs_turn() {
-            state.limits.turn(&principal.user).await?;
+            // Boxed, as the service boxes turns: a shared limit's Redis round trip keeps
+            // its state out of the reads' future.
+            Box::pin(state.limits.turn(&principal.user)).await?;
         }
         let service: &ChatKitService = &state.chatkit;
         match service

@@ -454,6 +454,18 @@ impl ChatKitService {
     /// Answers one parsed request of `user`.
     pub async fn handle(&self, user: &UserId, request: Request) -> Result<Outcome, ChatKitError> {
         match request {
+            Request::GetById(p) => self.get(user, p).await,
+            Request::ListThreads(p) => self.list_threads(user, p).await,
+            Request::ListItems(p) => self.list_items(user, p).await,
+            // The other types, turns above all, hold far more across their awaits. Boxed,
+            // their state stays out of the reads' future, which every layer above copies
+            // as it moves it.
+            other => Box::pin(self.handle_other(user, other)).await,
+        }
+    }
+
+    async fn handle_other(&self, user: &UserId, request: Request) -> Result<Outcome, ChatKitError> {
+        match request {
             Request::Create(p) => self.create(user, p).await,
             Request::AddMessage(p) => self.add_message(user, p).await,
             Request::Retry(p) => self.retry(user, p).await,
