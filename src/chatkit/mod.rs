@@ -464,14 +464,15 @@ impl ChatKitService {
         }
     }
 
+    /// Every request type but the three reads [`Self::handle`] answers itself.
     async fn handle_other(&self, user: &UserId, request: Request) -> Result<Outcome, ChatKitError> {
         match request {
+            read @ (Request::GetById(_) | Request::ListThreads(_) | Request::ListItems(_)) => {
+                self.handle(user, read).await
+            }
             Request::Create(p) => self.create(user, p).await,
             Request::AddMessage(p) => self.add_message(user, p).await,
             Request::Retry(p) => self.retry(user, p).await,
-            Request::GetById(p) => self.get(user, p).await,
-            Request::ListThreads(p) => self.list_threads(user, p).await,
-            Request::ListItems(p) => self.list_items(user, p).await,
             Request::Update(p) => self.update(user, p).await,
             Request::Delete(p) => {
                 let thread = thread_id(&p.thread_id)?;

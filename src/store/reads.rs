@@ -209,6 +209,7 @@ impl Reads {
         }
     }
 
+    /// Whether the reads run on PostgreSQL (whose SQL differs in places).
     pub(super) fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres(_))
     }
@@ -243,7 +244,7 @@ fn stored<T: ActiveEnum<Value = String> + sea_orm::Iterable + Copy>(
 /// Decodes rows of either database with the same code: the column types each decoder
 /// reads are the same on both. The columns are the reads' own SQL, so their types are
 /// known: decoding skips sqlx's per-value type check (`try_get_unchecked`), which compared
-/// type names for every column of every row, about a tenth of a page's decoding.
+/// type names for every column of every row, about a quarter of a page's row decoding.
 macro_rules! decoders {
     ($($name:ident: $row:ty),*) => {$(
         pub(super) mod $name {
