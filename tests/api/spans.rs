@@ -76,6 +76,10 @@ async fn turn_refresh_and_jwks_spans_carry_their_ids_and_no_secrets() {
     // Nothing listens on port 1: the start-up key prefetch fails, inside its span.
     let app = spawn_app_with(|s| s.upstream.jwks_url = "http://127.0.0.1:1/keys?k=v".into()).await;
     let token = app.login("alice").await;
+    // tracing caches per callsite whether anyone listens. A test on another thread that
+    // first reached one of these callsites while this subscriber was being set up can
+    // leave "no one" cached for it: ask again now that the subscriber is in place.
+    tracing::callsite::rebuild_interest_cache();
     let reply = app
         .post(
             "/api/chatkit/messages",
