@@ -69,6 +69,11 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
 // subscriber sees all of them.
 #[tokio::test(flavor = "current_thread")]
 async fn turn_refresh_and_jwks_spans_carry_their_ids_and_no_secrets() {
+    // tracing caches per callsite whether anyone listens. While a single dispatcher is
+    // registered, a callsite first reached on another test's thread asks only that
+    // thread's default (none) and caches "never", hiding it from this test too. A second
+    // registered dispatcher makes every callsite ask all of them.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let capture = Capture::default();
     let _guard = tracing_subscriber::registry()
         .with(capture.clone())
@@ -76,9 +81,8 @@ async fn turn_refresh_and_jwks_spans_carry_their_ids_and_no_secrets() {
     // Nothing listens on port 1: the start-up key prefetch fails, inside its span.
     let app = spawn_app_with(|s| s.upstream.jwks_url = "http://127.0.0.1:1/keys?k=v".into()).await;
     let token = app.login("alice").await;
-    // tracing caches per callsite whether anyone listens. A test on another thread that
-    // first reached one of these callsites while this subscriber was being set up can
-    // leave "no one" cached for it: ask again now that the subscriber is in place.
+    // A callsite first reached on another thread while this subscriber was being
+    // registered can still hold "never": ask again now that both are in place.
     tracing::callsite::rebuild_interest_cache();
     let reply = app
         .post(
