@@ -33,7 +33,7 @@ pub fn timestamp(t: &DateTime<Utc>) -> String {
 
 /// A stored thread as ChatKit's Thread, with `items` as given.
 #[must_use]
-pub fn thread(t: &thread::Model, items: Page<Item>) -> Thread {
+pub fn thread<I>(t: &thread::Model, items: Page<I>) -> Thread<I> {
     Thread {
         id: t.id.clone(),
         title: Some(t.title.clone()),

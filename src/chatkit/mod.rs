@@ -8,13 +8,15 @@
 //! only what happens during a turn is reported in the stream.
 
 pub mod items;
+mod rendered;
 mod request;
 mod stream;
 pub mod task_widget;
 pub mod widgets;
 pub mod wire;
 
-pub use self::request::Request;
+use self::rendered::Shown;
+pub use self::{rendered::RenderedItems, request::Request};
 
 pub use self::stream::TurnStream;
 
@@ -27,13 +29,13 @@ use self::wire::{
 };
 use crate::{
     agent::AgentError,
-    attachments::{Attachment, AttachmentError, Attachments},
+    attachments::{ids_in_payload, Attachment, AttachmentError, Attachments},
     chat::{ChatError, ChatService, Recorded, Resumed, SendMessage},
     domain::{
         task_list::TaskAction, ItemId, MessageText, MessageTextError, Order, ThreadId, Title,
         UserId,
     },
-    store::{ItemType, Store, StoreError},
+    store::{ItemRow, ItemType, Store, StoreError},
     task_actions::{ActionError, ActionOutcome, TaskActions},
 };
 
@@ -149,6 +151,8 @@ pub struct ChatKitService {
     models: std::sync::Arc<[String]>,
     /// The largest dictation, decoded.
     max_audio_bytes: u64,
+    /// Items already rendered, for pages that show them again.
+    rendered: RenderedItems,
 }
 
 /// A client tool's output or a question's answers, as JSON: enough for any page's tool,
@@ -429,6 +433,7 @@ impl ChatKitService {
             actions,
             attachments,
             max_chars,
+            rendered: RenderedItems::default(),
             models: models.into(),
             max_audio_bytes,
         }
@@ -702,6 +707,51 @@ impl ChatKitService {
             .collect())
     }
 
+    /// A page of item rows as ChatKit shows them: kept renderings of unchanged rows, the
+    /// rest rendered now (their attachments looked up in one query) and kept, except a
+    /// user message showing attachments, whose links are minted for each read.
+    async fn show_page(
+        &self,
+        user: &UserId,
+        page: crate::store::Page<ItemRow>,
+    ) -> Result<Page<Shown>, ChatKitError> {
+        let after = page.next.map(|c| c.id);
+        let mut data: Vec<Option<Shown>> = Vec::with_capacity(page.items.len());
+        let mut missed = Vec::new();
+        for row in page.items {
+            match self.rendered.get(&row) {
+                Some(kept) => data.push(kept.is_shown().then_some(Shown::Kept(kept))),
+                None => {
+                    missed.push((data.len(), row));
+                    data.push(None);
+                }
+            }
+        }
+        if !missed.is_empty() {
+            let models = missed
+                .iter()
+                .map(|(_, row)| row.clone().into_model())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::from)?;
+            let shown = self.shown(user, &models).await?;
+            for ((slot, row), model) in missed.into_iter().zip(models) {
+                let linked = model.item_type == ItemType::UserMessage
+                    && !ids_in_payload(model.payload.as_ref()).is_empty();
+                data[slot] = if linked {
+                    items::into_item(model, &shown).map(|i| Shown::Fresh(Box::new(i)))
+                } else {
+                    self.rendered
+                        .keep(&row, model, |m| items::into_item(m, &shown))
+                };
+            }
+        }
+        Ok(Page {
+            has_more: after.is_some(),
+            after,
+            data: data.into_iter().flatten().collect(),
+        })
+    }
+
     async fn create(&self, user: &UserId, p: CreateParams) -> Result<Outcome, ChatKitError> {
         let input = parse_input(p.input)?;
         self.check_model(&input)?;
@@ -740,7 +790,7 @@ impl ChatKitService {
         // The thread as the writer recorded it with this message (no read back).
         let thread = crate::store::started_thread(turn);
         let first = Event::ThreadCreated {
-            thread: items::thread(&thread, Page::empty()),
+            thread: items::thread(&thread, Page::<Item>::empty()),
         };
         let shown = self.shown_of(&attached);
         Ok(self.turn_stream(user, vec![first], recorded, Some(&shown)))
@@ -887,7 +937,7 @@ impl ChatKitService {
         let id = thread_id(&p.thread_id)?;
         let (thread, page) = self
             .store
-            .thread_and_items(
+            .thread_and_item_rows(
                 user,
                 &id,
                 &items::VISIBLE_TYPES,
@@ -896,9 +946,8 @@ impl ChatKitService {
                 Order::Asc,
             )
             .await?;
-        let shown = self.shown(user, &page.items).await?;
-        let thread = items::thread(&thread, page_of(page, |r| items::into_item(r, &shown)));
-        Ok(Outcome::json(&thread))
+        let page = self.show_page(user, page).await?;
+        Ok(Outcome::json(&items::thread(&thread, page)))
     }
 
     async fn list_threads(&self, user: &UserId, p: ListParams) -> Result<Outcome, ChatKitError> {
@@ -911,7 +960,7 @@ impl ChatKitService {
                 order(p.order.as_deref())?,
             )
             .await?;
-        let page = page_of(page, |t| Some(items::thread(&t, Page::empty())));
+        let page = page_of(page, |t| Some(items::thread(&t, Page::<Item>::empty())));
         Ok(Outcome::json(&page))
     }
 
@@ -927,8 +976,7 @@ impl ChatKitService {
                 order(p.page.order.as_deref())?,
             )
             .await?;
-        let shown = self.shown(user, &page.items).await?;
-        let page: Page<Item> = page_of(page, |r| items::into_item(r, &shown));
+        let page = self.show_page(user, page).await?;
         Ok(Outcome::json(&page))
     }
 
@@ -938,6 +986,9 @@ impl ChatKitService {
             .store
             .update_thread(user, &thread_id(&p.thread_id)?, Some(title), None)
             .await?;
-        Ok(Outcome::json(&items::thread(&thread, Page::empty())))
+        Ok(Outcome::json(&items::thread(
+            &thread,
+            Page::<Item>::empty(),
+        )))
     }
 }

@@ -195,7 +195,7 @@ pub enum ThreadStatus {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Thread {
+pub struct Thread<I = Item> {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -203,7 +203,7 @@ pub struct Thread {
     pub status: ThreadStatus,
     /// Server-private in ChatKit: always `{}` on the wire, as the SDK sends it.
     pub metadata: Map<String, Value>,
-    pub items: Page<Item>,
+    pub items: Page<I>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::{
-    rows::{after_cursor, into_page, ItemStatus, ItemType, Page, Turn, MESSAGE_TYPES},
+    rows::{after_cursor, into_page, ItemRow, ItemStatus, ItemType, Page, Turn, MESSAGE_TYPES},
     Store, StoreError,
 };
 use crate::domain::{now, Cursor, ItemId, Order, ThreadId, UserId};
@@ -55,7 +55,7 @@ impl Store {
         limit: u64,
         after: Option<&ItemId>,
         order: Order,
-    ) -> Result<Page<thread_item::Model>, StoreError> {
+    ) -> Result<Page<ItemRow>, StoreError> {
         let after = match after {
             Some(id) => match self.find_item(user, thread_id, id).await? {
                 Some(anchor) => Some(Cursor {
@@ -71,7 +71,7 @@ impl Store {
             None => None,
         };
         let (_, page) = self
-            .thread_and_items(user, thread_id, types, limit, after.as_ref(), order)
+            .thread_and_item_rows(user, thread_id, types, limit, after.as_ref(), order)
             .await?;
         Ok(page)
     }

@@ -30,7 +30,7 @@ pub use attachments::{
 };
 pub use error::StoreError;
 pub use rows::{
-    started_thread, tool_calls_in, tool_calls_of, workflow_payload, AnswerIds, ItemStatus,
+    started_thread, tool_calls_in, tool_calls_of, workflow_payload, AnswerIds, ItemRow, ItemStatus,
     ItemType, NewItem, Page, RecordedAnswer, Role, Turn,
 };
 pub use tasks::{TaskFilter, TaskUpdate};

@@ -25,6 +25,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 
+use super::rows::ItemRow;
 use crate::domain::UserId;
 
 /// Connections kept between hot reads, taken from and given back to one sqlx pool. At
@@ -272,27 +273,31 @@ macro_rules! decoders {
             }
 
             /// An item row of `user`'s `thread_id` in the columns of the thread-and-items
-            /// read (see `threads::thread_and_items_sql`).
+            /// read (see `threads::thread_and_items_sql`), its payload the column's text
+            /// (`json` on PostgreSQL, whose binary form is the text as stored).
             pub(in crate::store) fn item(
                 row: &$row,
                 user: &UserId,
                 thread_id: &str,
-            ) -> Result<thread_item::Model, sqlx::Error> {
+            ) -> Result<ItemRow, sqlx::Error> {
                 let name = |i| row.try_get_unchecked::<&str, _>(i);
-                Ok(thread_item::Model {
-                    id: row.try_get_unchecked(1)?,
-                    thread_id: thread_id.to_owned(),
-                    user_id: user.as_str().to_owned(),
-                    content: row.try_get_unchecked(2)?,
+                Ok(ItemRow {
+                    row: thread_item::Model {
+                        id: row.try_get_unchecked(1)?,
+                        thread_id: thread_id.to_owned(),
+                        user_id: user.as_str().to_owned(),
+                        content: row.try_get_unchecked(2)?,
+                        payload: None,
+                        status: stored(name(4)?, thread_item::ItemStatus::as_str)?,
+                        created_at: row.try_get_unchecked(6)?,
+                        updated_at: row.try_get_unchecked(7)?,
+                        item_type: stored(name(8)?, thread_item::ItemType::as_str)?,
+                        role: stored(name(9)?, thread_item::Role::as_str)?,
+                        client_key: row.try_get_unchecked(10)?,
+                        reply_to: row.try_get_unchecked(11)?,
+                        feedback: row.try_get_unchecked(12)?,
+                    },
                     payload: row.try_get_unchecked(3)?,
-                    status: stored(name(4)?, thread_item::ItemStatus::as_str)?,
-                    created_at: row.try_get_unchecked(6)?,
-                    updated_at: row.try_get_unchecked(7)?,
-                    item_type: stored(name(8)?, thread_item::ItemType::as_str)?,
-                    role: stored(name(9)?, thread_item::Role::as_str)?,
-                    client_key: row.try_get_unchecked(10)?,
-                    reply_to: row.try_get_unchecked(11)?,
-                    feedback: row.try_get_unchecked(12)?,
                 })
             }
 

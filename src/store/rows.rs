@@ -73,6 +73,27 @@ impl NewItem {
     }
 }
 
+/// An item row of the hot reads with its payload as the database sent it, JSON text: a
+/// reader that can answer from the text (one that keeps rendered items) need not parse it.
+#[derive(Clone, Debug)]
+pub struct ItemRow {
+    /// The row, its `payload` left `None`.
+    pub row: thread_item::Model,
+    pub payload: Option<String>,
+}
+
+impl ItemRow {
+    /// The row with its payload parsed.
+    pub fn into_model(self) -> Result<thread_item::Model, DbErr> {
+        let Self { mut row, payload } = self;
+        row.payload = payload
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| DbErr::Type(format!("item {} payload: {e}", row.id)))?;
+        Ok(row)
+    }
+}
+
 /// Ids and instants of the items an answer will be recorded as. They are chosen when the
 /// items are first announced to a listener, so a stream and a later reload agree.
 #[derive(Clone, Debug)]

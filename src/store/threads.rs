@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::{
     reads::{self, Param, Rows},
-    rows::{insert_rows, into_page, ItemType, Page},
+    rows::{insert_rows, into_page, ItemRow, ItemType, Page},
     Store, StoreError,
 };
 use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
@@ -89,7 +89,7 @@ macro_rules! decode_rows {
 /// An item or the thread, as a row of the thread-and-items read says.
 enum Either {
     Thread(thread::Model),
-    Item(thread_item::Model),
+    Item(ItemRow),
 }
 
 impl Store {
@@ -144,6 +144,33 @@ impl Store {
         after: Option<&Cursor>,
         order: Order,
     ) -> Result<(thread::Model, Page<thread_item::Model>), StoreError> {
+        let (thread, page) = self
+            .thread_and_item_rows(user, thread_id, types, limit, after, order)
+            .await?;
+        let items = page
+            .items
+            .into_iter()
+            .map(ItemRow::into_model)
+            .collect::<Result<_, _>>()?;
+        Ok((
+            thread,
+            Page {
+                items,
+                next: page.next,
+            },
+        ))
+    }
+
+    /// [`Store::thread_and_items`], the items' payloads left as the database's text.
+    pub async fn thread_and_item_rows(
+        &self,
+        user: &UserId,
+        thread_id: &ThreadId,
+        types: &[ItemType],
+        limit: u64,
+        after: Option<&Cursor>,
+        order: Order,
+    ) -> Result<(thread::Model, Page<ItemRow>), StoreError> {
         let mut params = vec![
             Param::Str(thread_id.as_str()),
             Param::Str(user.as_str()),
@@ -172,6 +199,7 @@ impl Store {
         let thread = thread.ok_or(StoreError::ThreadNotFound)?;
         // Rows of a union come in no promised order: the page's own order, again.
         items.sort_unstable_by(|a, b| {
+            let (a, b) = (&a.row, &b.row);
             let asc = (a.created_at, &a.id).cmp(&(b.created_at, &b.id));
             match order {
                 Order::Asc => asc,
@@ -179,8 +207,8 @@ impl Store {
             }
         });
         let page = into_page(items, limit, |m| Cursor {
-            at: m.created_at,
-            id: m.id.clone(),
+            at: m.row.created_at,
+            id: m.row.id.clone(),
         });
         Ok((thread, page))
     }

@@ -49,6 +49,18 @@ fn click(widget: &Value, thread_id: &str, kind: &str, task_id: Value) -> Value {
     })
 }
 
+/// Clicks task 1's checkbox in `widget` (streamed), which completes it.
+async fn complete_task_1(ck: &ChatKit<'_>, thread_id: &str, widget: &Value) -> Answer {
+    let done = ck
+        .request(
+            "threads.custom_action",
+            click(widget, thread_id, "task.complete", json!(1)),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.raw);
+    done
+}
+
 /// A thread holding one open task, "buy milk" (task 1), and the widget that shows it.
 async fn thread_with_a_task(ck: &ChatKit<'_>) -> (String, Value) {
     let a = ck.create("add a task to buy milk").await;
@@ -104,13 +116,7 @@ async fn a_click_completes_the_task_and_replaces_the_widget_in_place() {
     let token = app.login("alice").await;
     let ck = app.chatkit(&token);
     let (tid, widget) = thread_with_a_task(&ck).await;
-    let done = ck
-        .request(
-            "threads.custom_action",
-            click(&widget, &tid, "task.complete", json!(1)),
-        )
-        .await;
-    assert_eq!(done.status, 200, "{}", done.raw);
+    let done = complete_task_1(&ck, &tid, &widget).await;
     assert_eq!(
         done.types(),
         [
@@ -149,6 +155,51 @@ async fn a_click_completes_the_task_and_replaces_the_widget_in_place() {
     let reloaded = items.iter().find(|i| i["id"] == widget["id"]).unwrap();
     assert_eq!(reloaded, replaced);
     assert!(items.iter().all(|i| i["type"] != "hidden_context_item"));
+}
+
+/// The widget item with `id` as `items.list` and `threads.get_by_id` show it now.
+async fn widget_as_read(ck: &ChatKit<'_>, thread_id: &str, id: &Value) -> [Value; 2] {
+    let listed = ck
+        .request(
+            "items.list",
+            json!({"thread_id": thread_id, "order": "asc"}),
+        )
+        .await;
+    let got = ck
+        .request("threads.get_by_id", json!({"thread_id": thread_id}))
+        .await;
+    let find = |items: &Value| {
+        items["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == *id)
+            .cloned()
+            .unwrap()
+    };
+    [find(listed.ok()), find(&got.ok()["items"])]
+}
+
+#[tokio::test]
+async fn pages_read_before_a_click_show_the_widget_as_it_is_after() {
+    let app = spawn_app().await;
+    let token = app.login("alice").await;
+    let ck = app.chatkit(&token);
+    let (tid, widget) = thread_with_a_task(&ck).await;
+    // Read twice: the second read is answered from what the first rendered.
+    for read in [
+        widget_as_read(&ck, &tid, &widget["id"]).await,
+        widget_as_read(&ck, &tid, &widget["id"]).await,
+    ] {
+        assert_eq!(read, [widget.clone(), widget.clone()]);
+    }
+    let done = complete_task_1(&ck, &tid, &widget).await;
+    let replaced = done.events[2]["item"].clone();
+    assert_eq!(replaced["copy_text"], "Task added\n[x] 1. buy milk");
+    assert_eq!(
+        widget_as_read(&ck, &tid, &widget["id"]).await,
+        [replaced.clone(), replaced]
+    );
 }
 
 #[tokio::test]
