@@ -15,8 +15,9 @@ pub mod task_widget;
 pub mod widgets;
 pub mod wire;
 
-use self::rendered::Shown;
+use self::rendered::{Rendered, Shown};
 pub use self::{rendered::RenderedItems, request::Request};
+use std::sync::Arc;
 
 pub use self::stream::TurnStream;
 
@@ -35,7 +36,7 @@ use crate::{
         task_list::TaskAction, ItemId, MessageText, MessageTextError, Order, ThreadId, Title,
         UserId,
     },
-    store::{ItemRow, ItemType, Store, StoreError},
+    store::{Fetched, ItemType, Store, StoreError},
     task_actions::{ActionError, ActionOutcome, TaskActions},
 };
 
@@ -713,15 +714,15 @@ impl ChatKitService {
     async fn show_page(
         &self,
         user: &UserId,
-        page: crate::store::Page<ItemRow>,
+        page: crate::store::Page<Fetched<Arc<Rendered>>>,
     ) -> Result<Page<Shown>, ChatKitError> {
         let after = page.next.map(|c| c.id);
         let mut data: Vec<Option<Shown>> = Vec::with_capacity(page.items.len());
         let mut missed = Vec::new();
-        for row in page.items {
-            match self.rendered.get(&row) {
-                Some(kept) => data.push(kept.is_shown().then_some(Shown::Kept(kept))),
-                None => {
+        for item in page.items {
+            match item {
+                Fetched::Known(kept) => data.push(kept.is_shown().then_some(Shown::Kept(kept))),
+                Fetched::Row(row) => {
                     missed.push((data.len(), row));
                     data.push(None);
                 }
@@ -944,6 +945,7 @@ impl ChatKitService {
                 EMBEDDED_ITEMS,
                 None,
                 Order::Asc,
+                |row| self.rendered.get(row),
             )
             .await?;
         let page = self.show_page(user, page).await?;
@@ -974,6 +976,7 @@ impl ChatKitService {
                 page_size(p.page.limit),
                 after(p.page.after.as_deref(), ItemId::parse)?.as_ref(),
                 order(p.page.order.as_deref())?,
+                |row| self.rendered.get(row),
             )
             .await?;
         let page = self.show_page(user, page).await?;

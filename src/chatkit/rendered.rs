@@ -16,7 +16,7 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::wire::Item;
-use crate::store::{ItemRow, ItemStatus, ItemType};
+use crate::store::{ItemRow, ItemStatus, ItemType, ItemView};
 
 /// What the kept JSON holds at most, counted in bytes of text (JSON and source fields).
 const MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -45,14 +45,13 @@ impl Source {
         }
     }
 
-    fn matches(&self, row: &ItemRow) -> bool {
-        let r = &row.row;
-        self.created_at == r.created_at
-            && self.item_type == r.item_type
-            && self.status == r.status
-            && self.thread_id == r.thread_id
-            && self.content == r.content
-            && self.payload == row.payload
+    fn matches(&self, row: &ItemView<'_>) -> bool {
+        self.created_at == row.created_at
+            && self.item_type == row.item_type
+            && self.status == row.status
+            && self.thread_id == row.thread_id
+            && self.content == row.content
+            && self.payload.as_deref() == row.payload
     }
 
     fn len(&self) -> usize {
@@ -121,9 +120,9 @@ impl RenderedItems {
 
     /// The kept rendering of `row`, if it was made from the same fields.
     #[must_use]
-    pub fn get(&self, row: &ItemRow) -> Option<Arc<Rendered>> {
+    pub fn get(&self, row: &ItemView<'_>) -> Option<Arc<Rendered>> {
         self.kept
-            .get(&row.row.id)
+            .get(row.id)
             .filter(|kept| kept.source.matches(row))
     }
 
@@ -184,6 +183,19 @@ mod tests {
         }
     }
 
+    /// The row as the read shows it to the kept items.
+    fn view(row: &ItemRow) -> ItemView<'_> {
+        ItemView {
+            id: &row.row.id,
+            thread_id: &row.row.thread_id,
+            item_type: row.row.item_type,
+            status: row.row.status,
+            created_at: row.row.created_at,
+            content: &row.row.content,
+            payload: row.payload.as_deref(),
+        }
+    }
+
     fn render(kept: &RenderedItems, row: &ItemRow) -> Option<Shown> {
         let model = row.clone().into_model().unwrap();
         kept.keep(row, model, |m| into_item(m, &ShownAttachments::new()))
@@ -203,10 +215,13 @@ mod tests {
         );
         let answer = row(ItemType::AssistantMessage, "hello \"you\"", None);
         for r in [&user, &answer] {
-            assert!(kept.get(r).is_none(), "nothing is kept before a rendering");
+            assert!(
+                kept.get(&view(r)).is_none(),
+                "nothing is kept before a rendering"
+            );
             let fresh = into_item(r.clone().into_model().unwrap(), &ShownAttachments::new());
             let first = render(&kept, r).expect("shown");
-            let again = Shown::Kept(kept.get(r).expect("kept"));
+            let again = Shown::Kept(kept.get(&view(r)).expect("kept"));
             let expected = serde_json::to_string(&fresh.unwrap()).unwrap();
             assert_eq!(json(&first), expected);
             assert_eq!(json(&again), expected);
@@ -222,7 +237,7 @@ mod tests {
             Some(r#"{"call_id":"c","name":"n","arguments":{}}"#),
         );
         render(&kept, &base);
-        assert!(kept.get(&base).is_some());
+        assert!(kept.get(&view(&base)).is_some());
         let changes: [fn(&mut ItemRow); 6] = [
             |r| r.row.content.push('!'),
             |r| r.row.status = ItemStatus::Pending,
@@ -234,12 +249,12 @@ mod tests {
         for change in changes {
             let mut changed = base.clone();
             change(&mut changed);
-            assert!(kept.get(&changed).is_none());
+            assert!(kept.get(&view(&changed)).is_none());
         }
         // Only the fields the JSON is made of: a bumped updated_at changes nothing shown.
         let mut touched = base.clone();
         touched.row.updated_at += chrono::Duration::seconds(1);
-        assert!(kept.get(&touched).is_some());
+        assert!(kept.get(&view(&touched)).is_some());
     }
 
     #[test]
@@ -247,7 +262,7 @@ mod tests {
         let kept = RenderedItems::default();
         let empty = row(ItemType::AssistantMessage, "", None);
         assert!(render(&kept, &empty).is_none());
-        assert!(!kept.get(&empty).expect("kept").is_shown());
+        assert!(!kept.get(&view(&empty)).expect("kept").is_shown());
     }
 
     #[test]

@@ -8,7 +8,9 @@ use sea_orm::{
 };
 
 use super::{
-    rows::{after_cursor, into_page, ItemRow, ItemStatus, ItemType, Page, Turn, MESSAGE_TYPES},
+    rows::{
+        after_cursor, into_page, Fetched, ItemStatus, ItemType, ItemView, Page, Turn, MESSAGE_TYPES,
+    },
     Store, StoreError,
 };
 use crate::domain::{now, Cursor, ItemId, Order, ThreadId, UserId};
@@ -46,8 +48,10 @@ impl Store {
     }
 
     /// A page of a thread's items of `types`; `after` is the id of the last item of the
-    /// previous page. `ThreadNotFound` unless the thread is the user's.
-    pub async fn list_items(
+    /// previous page. `ThreadNotFound` unless the thread is the user's. Each row is first
+    /// shown to `known` (see [`Store::thread_and_item_rows`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list_items<T>(
         &self,
         user: &UserId,
         thread_id: &ThreadId,
@@ -55,7 +59,8 @@ impl Store {
         limit: u64,
         after: Option<&ItemId>,
         order: Order,
-    ) -> Result<Page<ItemRow>, StoreError> {
+        known: impl Fn(&ItemView<'_>) -> Option<T>,
+    ) -> Result<Page<Fetched<T>>, StoreError> {
         let after = match after {
             Some(id) => match self.find_item(user, thread_id, id).await? {
                 Some(anchor) => Some(Cursor {
@@ -71,7 +76,7 @@ impl Store {
             None => None,
         };
         let (_, page) = self
-            .thread_and_item_rows(user, thread_id, types, limit, after.as_ref(), order)
+            .thread_and_item_rows(user, thread_id, types, limit, after.as_ref(), order, known)
             .await?;
         Ok(page)
     }

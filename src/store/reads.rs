@@ -25,7 +25,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 
-use super::rows::ItemRow;
+use super::rows::{ItemRow, ItemView};
 use crate::domain::UserId;
 
 /// Connections kept between hot reads, taken from and given back to one sqlx pool. At
@@ -297,6 +297,23 @@ macro_rules! decoders {
                         reply_to: row.try_get_unchecked(11)?,
                         feedback: row.try_get_unchecked(12)?,
                     },
+                    payload: row.try_get_unchecked(3)?,
+                })
+            }
+
+            /// [`item`], borrowed from the row.
+            pub(in crate::store) fn item_view<'r>(
+                row: &'r $row,
+                thread_id: &'r str,
+            ) -> Result<ItemView<'r>, sqlx::Error> {
+                let name = |i| row.try_get_unchecked::<&str, _>(i);
+                Ok(ItemView {
+                    id: row.try_get_unchecked(1)?,
+                    thread_id,
+                    item_type: stored(name(8)?, thread_item::ItemType::as_str)?,
+                    status: stored(name(4)?, thread_item::ItemStatus::as_str)?,
+                    created_at: row.try_get_unchecked(6)?,
+                    content: row.try_get_unchecked(2)?,
                     payload: row.try_get_unchecked(3)?,
                 })
             }

@@ -94,6 +94,27 @@ impl ItemRow {
     }
 }
 
+/// An item row as a page read received it, borrowed: enough for a reader to tell whether
+/// it already knows the row (see [`Fetched`]) before any of its values is copied.
+pub struct ItemView<'a> {
+    pub id: &'a str,
+    pub thread_id: &'a str,
+    pub item_type: ItemType,
+    pub status: ItemStatus,
+    pub created_at: DateTime<Utc>,
+    pub content: &'a str,
+    /// The payload's JSON text.
+    pub payload: Option<&'a str>,
+}
+
+/// An item of a page read: what the reader said it already knew of the row, or the row.
+/// Unboxed: on REST reads every item is a row, and a box would be one more allocation each.
+#[allow(clippy::large_enum_variant)]
+pub enum Fetched<T> {
+    Known(T),
+    Row(ItemRow),
+}
+
 /// Ids and instants of the items an answer will be recorded as. They are chosen when the
 /// items are first announced to a listener, so a stream and a later reload agree.
 #[derive(Clone, Debug)]

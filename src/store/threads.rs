@@ -1,10 +1,13 @@
+use std::convert::Infallible;
+
+use chrono::{DateTime, Utc};
 use entity::{thread, thread_item};
 use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
 use super::{
     reads::{self, Param, Rows},
-    rows::{insert_rows, into_page, ItemRow, ItemType, Page},
+    rows::{insert_rows, into_page, Fetched, ItemType, ItemView, Page},
     Store, StoreError,
 };
 use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
@@ -87,9 +90,10 @@ macro_rules! decode_rows {
 }
 
 /// An item or the thread, as a row of the thread-and-items read says.
-enum Either {
+enum Either<T> {
     Thread(thread::Model),
-    Item(ItemRow),
+    /// The item's place in the page (creation time, id), and the item.
+    Item((DateTime<Utc>, String), Fetched<T>),
 }
 
 impl Store {
@@ -145,12 +149,17 @@ impl Store {
         order: Order,
     ) -> Result<(thread::Model, Page<thread_item::Model>), StoreError> {
         let (thread, page) = self
-            .thread_and_item_rows(user, thread_id, types, limit, after, order)
+            .thread_and_item_rows(user, thread_id, types, limit, after, order, |_| {
+                None::<Infallible>
+            })
             .await?;
         let items = page
             .items
             .into_iter()
-            .map(ItemRow::into_model)
+            .map(|item| match item {
+                Fetched::Row(row) => row.into_model(),
+                Fetched::Known(never) => match never {},
+            })
             .collect::<Result<_, _>>()?;
         Ok((
             thread,
@@ -161,8 +170,10 @@ impl Store {
         ))
     }
 
-    /// [`Store::thread_and_items`], the items' payloads left as the database's text.
-    pub async fn thread_and_item_rows(
+    /// [`Store::thread_and_items`], the items' payloads left as the database's text, and
+    /// each row first shown to `known`: a row it knows is not copied out of the answer.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn thread_and_item_rows<T>(
         &self,
         user: &UserId,
         thread_id: &ThreadId,
@@ -170,7 +181,8 @@ impl Store {
         limit: u64,
         after: Option<&Cursor>,
         order: Order,
-    ) -> Result<(thread::Model, Page<ItemRow>), StoreError> {
+        known: impl Fn(&ItemView<'_>) -> Option<T>,
+    ) -> Result<(thread::Model, Page<Fetched<T>>), StoreError> {
         let mut params = vec![
             Param::Str(thread_id.as_str()),
             Param::Str(user.as_str()),
@@ -185,7 +197,13 @@ impl Store {
         let rows = decode_rows!(&rows, |row, d| if d::is_thread(row)? {
             d::thread(row, 1, user).map(Either::Thread)
         } else {
-            d::item(row, user, thread_id.as_str()).map(Either::Item)
+            let view = d::item_view(row, thread_id.as_str())?;
+            let key = (view.created_at, view.id.to_owned());
+            match known(&view) {
+                Some(t) => Ok(Either::Item(key, Fetched::Known(t))),
+                None => d::item(row, user, thread_id.as_str())
+                    .map(|i| Either::Item(key, Fetched::Row(i))),
+            }
         })
         .map_err(reads::decode_err)?;
         let mut thread = None;
@@ -193,24 +211,26 @@ impl Store {
         for row in rows {
             match row {
                 Either::Thread(t) => thread = Some(t),
-                Either::Item(i) => items.push(i),
+                Either::Item(key, item) => items.push((key, item)),
             }
         }
         let thread = thread.ok_or(StoreError::ThreadNotFound)?;
         // Rows of a union come in no promised order: the page's own order, again.
-        items.sort_unstable_by(|a, b| {
-            let (a, b) = (&a.row, &b.row);
-            let asc = (a.created_at, &a.id).cmp(&(b.created_at, &b.id));
-            match order {
-                Order::Asc => asc,
-                Order::Desc => asc.reverse(),
-            }
+        items.sort_unstable_by(|(a, _), (b, _)| match order {
+            Order::Asc => a.cmp(b),
+            Order::Desc => b.cmp(a),
         });
-        let page = into_page(items, limit, |m| Cursor {
-            at: m.row.created_at,
-            id: m.row.id.clone(),
+        let page = into_page(items, limit, |((at, id), _)| Cursor {
+            at: *at,
+            id: id.clone(),
         });
-        Ok((thread, page))
+        Ok((
+            thread,
+            Page {
+                items: page.items.into_iter().map(|(_, item)| item).collect(),
+                next: page.next,
+            },
+        ))
     }
 
     /// A new, empty thread of the user's.
