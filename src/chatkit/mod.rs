@@ -15,14 +15,15 @@ pub mod task_widget;
 pub mod widgets;
 pub mod wire;
 
-use self::rendered::{Rendered, Shown};
 pub use self::{rendered::RenderedItems, request::Request};
-use std::sync::Arc;
 
 pub use self::stream::TurnStream;
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
+use self::rendered::{Rendered, Shown, Source};
 use self::wire::{
     ActionParams, AddMessageParams, CreateParams, Event, Item, ItemsListParams, ListParams, Page,
     RetryParams, StreamOptions, StructuredAnswer, StructuredInputParams, ThreadParams,
@@ -716,39 +717,36 @@ impl ChatKitService {
         user: &UserId,
         page: crate::store::Page<Fetched<Arc<Rendered>>>,
     ) -> Result<Page<Shown>, ChatKitError> {
-        let after = page.next.map(|c| c.id);
-        let mut data: Vec<Option<Shown>> = Vec::with_capacity(page.items.len());
-        let mut missed = Vec::new();
-        for item in page.items {
+        let page = page_of(page, Some);
+        let mut data: Vec<Option<Shown>> = Vec::with_capacity(page.data.len());
+        // The rows to render: their slots and sources, and the rows parsed.
+        let (mut missed, mut models) = (Vec::new(), Vec::new());
+        for item in page.data {
             match item {
                 Fetched::Known(kept) => data.push(kept.is_shown().then_some(Shown::Kept(kept))),
                 Fetched::Row(row) => {
-                    missed.push((data.len(), row));
+                    missed.push((data.len(), Source::of(&row)));
+                    models.push(row.into_model().map_err(StoreError::from)?);
                     data.push(None);
                 }
             }
         }
-        if !missed.is_empty() {
-            let models = missed
-                .iter()
-                .map(|(_, row)| row.clone().into_model())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(StoreError::from)?;
+        if !models.is_empty() {
             let shown = self.shown(user, &models).await?;
-            for ((slot, row), model) in missed.into_iter().zip(models) {
+            for ((slot, source), model) in missed.into_iter().zip(models) {
                 let linked = model.item_type == ItemType::UserMessage
                     && !ids_in_payload(model.payload.as_ref()).is_empty();
                 data[slot] = if linked {
                     items::into_item(model, &shown).map(|i| Shown::Fresh(Box::new(i)))
                 } else {
                     self.rendered
-                        .keep(&row, model, |m| items::into_item(m, &shown))
+                        .keep(source, model, |m| items::into_item(m, &shown))
                 };
             }
         }
         Ok(Page {
-            has_more: after.is_some(),
-            after,
+            has_more: page.has_more,
+            after: page.after,
             data: data.into_iter().flatten().collect(),
         })
     }

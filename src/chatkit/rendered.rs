@@ -21,9 +21,9 @@ use crate::store::{ItemRow, ItemStatus, ItemType, ItemView};
 /// What the kept JSON holds at most, counted in bytes of text (JSON and source fields).
 const MAX_BYTES: u64 = 16 * 1024 * 1024;
 
-/// The fields of a row its JSON is made of (the id is the key).
-#[derive(PartialEq, Eq)]
-struct Source {
+/// The fields of a row its JSON is made of (the id is the key), taken before the row is
+/// parsed and rendered.
+pub struct Source {
     thread_id: String,
     item_type: ItemType,
     status: ItemStatus,
@@ -33,7 +33,8 @@ struct Source {
 }
 
 impl Source {
-    fn of(row: &ItemRow) -> Self {
+    #[must_use]
+    pub fn of(row: &ItemRow) -> Self {
         let r = &row.row;
         Self {
             thread_id: r.thread_id.clone(),
@@ -83,10 +84,7 @@ impl Serialize for Shown {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Self::Fresh(item) => item.serialize(s),
-            Self::Kept(kept) => match &kept.json {
-                Some(json) => json.serialize(s),
-                None => s.serialize_none(),
-            },
+            Self::Kept(kept) => kept.json.serialize(s),
         }
     }
 }
@@ -126,11 +124,11 @@ impl RenderedItems {
             .filter(|kept| kept.source.matches(row))
     }
 
-    /// Renders `row` (parsed as `model`) with `render` and keeps the result for the next
+    /// Renders `model` (a row of `source`) with `render` and keeps the result for the next
     /// read. Returns the item to show, if shown.
     pub fn keep(
         &self,
-        row: &ItemRow,
+        source: Source,
         model: thread_item::Model,
         render: impl FnOnce(thread_item::Model) -> Option<Item>,
     ) -> Option<Shown> {
@@ -145,10 +143,7 @@ impl RenderedItems {
             // Not kept; shown as rendered (writing it out meets the same error).
             Err(_) => return item.map(|i| Shown::Fresh(Box::new(i))),
         };
-        let rendered = Arc::new(Rendered {
-            source: Source::of(row),
-            json,
-        });
+        let rendered = Arc::new(Rendered { source, json });
         self.kept.insert(id, rendered.clone());
         rendered.is_shown().then_some(Shown::Kept(rendered))
     }
@@ -198,7 +193,9 @@ mod tests {
 
     fn render(kept: &RenderedItems, row: &ItemRow) -> Option<Shown> {
         let model = row.clone().into_model().unwrap();
-        kept.keep(row, model, |m| into_item(m, &ShownAttachments::new()))
+        kept.keep(Source::of(row), model, |m| {
+            into_item(m, &ShownAttachments::new())
+        })
     }
 
     fn json(shown: &Shown) -> String {

@@ -272,36 +272,8 @@ macro_rules! decoders {
                 })
             }
 
-            /// An item row of `user`'s `thread_id` in the columns of the thread-and-items
-            /// read (see `threads::thread_and_items_sql`), its payload the column's text
-            /// (`json` on PostgreSQL, whose binary form is the text as stored).
-            pub(in crate::store) fn item(
-                row: &$row,
-                user: &UserId,
-                thread_id: &str,
-            ) -> Result<ItemRow, sqlx::Error> {
-                let name = |i| row.try_get_unchecked::<&str, _>(i);
-                Ok(ItemRow {
-                    row: thread_item::Model {
-                        id: row.try_get_unchecked(1)?,
-                        thread_id: thread_id.to_owned(),
-                        user_id: user.as_str().to_owned(),
-                        content: row.try_get_unchecked(2)?,
-                        payload: None,
-                        status: stored(name(4)?, thread_item::ItemStatus::as_str)?,
-                        created_at: row.try_get_unchecked(6)?,
-                        updated_at: row.try_get_unchecked(7)?,
-                        item_type: stored(name(8)?, thread_item::ItemType::as_str)?,
-                        role: stored(name(9)?, thread_item::Role::as_str)?,
-                        client_key: row.try_get_unchecked(10)?,
-                        reply_to: row.try_get_unchecked(11)?,
-                        feedback: row.try_get_unchecked(12)?,
-                    },
-                    payload: row.try_get_unchecked(3)?,
-                })
-            }
-
-            /// [`item`], borrowed from the row.
+            /// An item row in the columns of the thread-and-items read (see
+            /// `threads::thread_and_items_sql`), borrowed: the thread's id is the read's.
             pub(in crate::store) fn item_view<'r>(
                 row: &'r $row,
                 thread_id: &'r str,
@@ -315,6 +287,34 @@ macro_rules! decoders {
                     created_at: row.try_get_unchecked(6)?,
                     content: row.try_get_unchecked(2)?,
                     payload: row.try_get_unchecked(3)?,
+                })
+            }
+
+            /// `user`'s item row `view` was read from, owned: the view's values and the
+            /// row's other columns, its payload the column's text (`json` on PostgreSQL,
+            /// whose binary form is the text as stored).
+            pub(in crate::store) fn item(
+                row: &$row,
+                view: &ItemView<'_>,
+                user: &UserId,
+            ) -> Result<ItemRow, sqlx::Error> {
+                Ok(ItemRow {
+                    row: thread_item::Model {
+                        id: view.id.to_owned(),
+                        thread_id: view.thread_id.to_owned(),
+                        user_id: user.as_str().to_owned(),
+                        content: view.content.to_owned(),
+                        payload: None,
+                        status: view.status,
+                        created_at: view.created_at,
+                        updated_at: row.try_get_unchecked(7)?,
+                        item_type: view.item_type,
+                        role: stored(row.try_get_unchecked(9)?, thread_item::Role::as_str)?,
+                        client_key: row.try_get_unchecked(10)?,
+                        reply_to: row.try_get_unchecked(11)?,
+                        feedback: row.try_get_unchecked(12)?,
+                    },
+                    payload: view.payload.map(str::to_owned),
                 })
             }
 

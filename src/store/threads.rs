@@ -90,10 +90,11 @@ macro_rules! decode_rows {
 }
 
 /// An item or the thread, as a row of the thread-and-items read says.
-enum Either<T> {
+enum Either<'r, T> {
     Thread(thread::Model),
-    /// The item's place in the page (creation time, id), and the item.
-    Item((DateTime<Utc>, String), Fetched<T>),
+    /// The item's place in the page (creation time, id, borrowed from the answer), and the
+    /// item.
+    Item((DateTime<Utc>, &'r str), Fetched<T>),
 }
 
 impl Store {
@@ -198,12 +199,14 @@ impl Store {
             d::thread(row, 1, user).map(Either::Thread)
         } else {
             let view = d::item_view(row, thread_id.as_str())?;
-            let key = (view.created_at, view.id.to_owned());
-            match known(&view) {
-                Some(t) => Ok(Either::Item(key, Fetched::Known(t))),
-                None => d::item(row, user, thread_id.as_str())
-                    .map(|i| Either::Item(key, Fetched::Row(i))),
-            }
+            let key = (view.created_at, view.id);
+            Ok(Either::Item(
+                key,
+                match known(&view) {
+                    Some(t) => Fetched::Known(t),
+                    None => Fetched::Row(d::item(row, &view, user)?),
+                },
+            ))
         })
         .map_err(reads::decode_err)?;
         let mut thread = None;
@@ -222,7 +225,7 @@ impl Store {
         });
         let page = into_page(items, limit, |((at, id), _)| Cursor {
             at: *at,
-            id: id.clone(),
+            id: (*id).to_owned(),
         });
         Ok((
             thread,
