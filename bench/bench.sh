@@ -6,6 +6,7 @@
 #   bench/bench.sh streams [...]       # 5,000 concurrent streamed turns (bench/bench_streams.sh)
 #   bench/bench.sh --db postgres --peer  # the same rows against the Python peer (bench/peer)
 #   bench/bench.sh --chatkit-peer [--db postgres]  # the ChatKit rows, gateway and SDK peer
+#   bench/bench.sh --db postgres --floor  # ChatKit threads.list, gateway and bench/floor
 #   BENCH_DURATION=30s bench/bench.sh
 #
 # bench/README.md says what each row measures; bench/RESULTS.md holds the results so far.
@@ -33,6 +34,11 @@
 # gateway's client_secrets; each row alternates gateway and peer BENCH_ROUNDS times
 # (default 3), and the report gives the medians, the ratio and the CPU per request.
 #
+# --floor (PostgreSQL) runs ChatKit `threads.list` against the gateway and bench/floor, the
+# least a poem + sqlx server can do for it (the same statement on a kept connection, the
+# same JSON, nothing else), alternated BENCH_ROUNDS times: what this machine allows any
+# server on this stack, beside what the gateway reaches.
+#
 # Environment:
 #   BENCH_DURATION     wrk duration per endpoint (default 10s; a bare number means seconds)
 #   BENCH_THREADS      wrk threads (default 2)
@@ -40,6 +46,7 @@
 #   BENCH_PORT         first port to try (default 18080; the next free one is used)
 #   BENCH_ONLY         run only the rows whose label matches this extended regex
 #   BENCH_BIN          a gateway binary to measure instead of building one (to compare builds)
+#   FLOOR_BIN          --floor: a bench/floor binary instead of building one
 #   BENCH_PG_URL       PostgreSQL server for --db postgres (default
 #                      postgres://postgres@127.0.0.1:5432; a database is created and dropped)
 #   BENCH_ROUNDS       --chatkit-peer: runs of each row per side (default 3; the median counts)
@@ -60,18 +67,21 @@ fi
 DB=${BENCH_DB:-sqlite}
 PEER=0
 CKPEER=0
+FLOOR=0
 while (($#)); do
     case $1 in
     --db) DB=${2:-}; shift 2 ;;
     --db=*) DB=${1#--db=}; shift ;;
     --peer) PEER=1; shift ;;
     --chatkit-peer) CKPEER=1; shift ;;
-    *) echo "usage: $0 [--db sqlite|postgres] [--peer | --chatkit-peer] | streams [...]" >&2; exit 64 ;;
+    --floor) FLOOR=1; shift ;;
+    *) echo "usage: $0 [--db sqlite|postgres] [--peer | --chatkit-peer | --floor] | streams [...]" >&2; exit 64 ;;
     esac
 done
 [[ $DB == sqlite || $DB == postgres ]] || { echo "--db must be sqlite or postgres" >&2; exit 64; }
 ((PEER)) && [[ $DB != postgres ]] && { echo "--peer runs on PostgreSQL only (--db postgres)" >&2; exit 64; }
-((PEER && CKPEER)) && { echo "--peer and --chatkit-peer are separate runs" >&2; exit 64; }
+((PEER + CKPEER + FLOOR > 1)) && { echo "--peer, --chatkit-peer and --floor are separate runs" >&2; exit 64; }
+((FLOOR)) && [[ $DB != postgres ]] && { echo "--floor runs on PostgreSQL only (--db postgres)" >&2; exit 64; }
 ROUNDS=${BENCH_ROUNDS:-3}
 PG_SERVER=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 PG_DB=""
@@ -110,6 +120,12 @@ if [[ -z ${BENCH_BIN:-} ]]; then
     cargo build --release --quiet
 fi
 [[ -x $BIN ]] || die "$BIN was not built"
+FLOOR_BIN=${FLOOR_BIN:-"${CARGO_TARGET_DIR:-$ROOT/target}/release/floor"}
+if ((FLOOR)) && [[ ! -x $FLOOR_BIN ]]; then
+    log "cargo build --release -p chatkit-floor"
+    cargo build --release --quiet -p chatkit-floor
+    [[ -x $FLOOR_BIN ]] || die "$FLOOR_BIN was not built"
+fi
 
 # --- the Python peer (--peer) ---------------------------------------------------------
 PEER_DIR=$ROOT/bench/peer
@@ -583,6 +599,26 @@ if ((CKPEER)); then
     compare_row "items.list (20 items)" "$TMP/ck-items.lua"
     compare_row "threads.get_by_id" "$TMP/ck-get.lua"
     compare_row "threads.add_user_message (streamed)" "$TMP/ck-turn.lua"
+elif ((FLOOR)); then
+    # The floor stands where the peer would: compare_row drives CKPEER_BASE, cleanup stops
+    # CKPEER_PID.
+    CKPEER_PORT=$((PORT + 1))
+    while port_in_use "$CKPEER_PORT"; do CKPEER_PORT=$((CKPEER_PORT + 1)); done
+    CKPEER_BASE="http://127.0.0.1:$CKPEER_PORT"
+    FLOOR_USER=$(psql_bench "SELECT user_id FROM threads WHERE id = '$THREAD_ID'")
+    [[ -n $FLOOR_USER ]] || die "the reader's user id was not found"
+    "$FLOOR_BIN" --user "$FLOOR_USER" --listen "127.0.0.1:$CKPEER_PORT" >>"$TMP/floor.log" 2>&1 &
+    CKPEER_PID=$!
+    for _ in $(seq 1 100); do
+        port_in_use "$CKPEER_PORT" && break
+        kill -0 "$CKPEER_PID" 2>/dev/null || { cat "$TMP/floor.log" >&2; die "the floor exited during start-up"; }
+        sleep 0.05
+    done
+    # Both list the same threads.
+    ids() { curl -fsS -X POST -H "Authorization: Bearer $CLIENT_SECRET" -d '{"type":"threads.list","params":{}}' "$1/chatkit" |
+        grep -o '"id":"[^"]*"' | tr '\n' ' '; }
+    [[ $(ids "$BASE") == "$(ids "$CKPEER_BASE")" ]] || die "the floor does not list the threads as the gateway does"
+    compare_row "threads.list" "$TMP/ck-list.lua"
 else
     run_wrk "POST /api/chatkit/session (HS256 upstream)" "$TMP/session.lua" /api/chatkit/session
     if [[ -n $EDDSA_TOKEN ]]; then
@@ -658,7 +694,14 @@ if ((${#CPU_ROWS[@]})); then
     printf '%s\n' "${CPU_ROWS[@]}"
     ((${#STATEMENTS[@]})) && printf '%s\n' "${STATEMENTS[@]}"
 fi
-if ((${#CK_ROWS[@]})); then
+if ((${#CK_ROWS[@]})) && ((FLOOR)); then
+    echo
+    echo "ChatKit threads.list, gateway against bench/floor (the same statement on a kept connection and the same JSON, nothing else), $ROUNDS rounds per row, alternating; req/s as the median (each round); CPU per request in µs; database: every postgres process:"
+    echo
+    echo "| request | gateway req/s | floor req/s | gateway / floor | gateway p99 | floor p99 | gateway CPU/req | floor CPU/req | database CPU/req, gateway | database CPU/req, floor |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    printf '%s\n' "${CK_ROWS[@]}"
+elif ((${#CK_ROWS[@]})); then
     echo
     echo "ChatKit, gateway against bench/peer_chatkit (openai-chatkit $(sed -n 's/^openai-chatkit==//p' "$CKPEER_DIR/requirements.txt") ChatKitServer, request adapter built once, SQLAlchemy store, $PEER_WORKERS uvicorn workers, $("$CKPEER_VENV/bin/python" -c 'import platform; print("Python", platform.python_version())')), $ROUNDS rounds per row, alternating; req/s as the median (each round); CPU per request in µs$([[ $DB == postgres ]] && echo '; database: every postgres process'):"
     echo
