@@ -12,7 +12,7 @@ use super::{
 use crate::{
     attachments::ids_in_payload,
     domain::{task_list::TaskList, ToolCallRecord},
-    store::{tool_calls_in, ItemStatus, ItemType},
+    store::{tool_calls_in, ItemStatus, ItemType, ListedThread},
 };
 
 /// Item types ChatKit shows, in the store's vocabulary.
@@ -41,6 +41,19 @@ pub fn thread<I>(t: &thread::Model, items: Page<I>) -> Thread<I> {
         status: ThreadStatus::Active,
         metadata: Map::new(),
         items,
+    }
+}
+
+/// A listed thread as `threads.list` shows it: no items.
+#[must_use]
+pub fn listed_thread(t: ListedThread) -> Thread<Item> {
+    Thread {
+        id: t.id,
+        title: Some(t.title),
+        created_at: timestamp(&t.created_at),
+        status: ThreadStatus::Active,
+        metadata: Map::new(),
+        items: Page::empty(),
     }
 }
 

@@ -960,7 +960,7 @@ impl ChatKitService {
                 order(p.order.as_deref())?,
             )
             .await?;
-        let page = page_of(page, |t| Some(items::thread(&t, Page::<Item>::empty())));
+        let page = page_of(page, |t| Some(items::listed_thread(t)));
         Ok(Outcome::json(&page))
     }
 

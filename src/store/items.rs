@@ -2,14 +2,15 @@
 //! feedback, and re-answering a turn (retry). Scoped by user like everything else.
 
 use chrono::{DateTime, Utc};
-use entity::{thread, thread_item};
+use entity::thread_item;
 use sea_orm::{
     sea_query::Expr, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
 };
 
 use super::{
     rows::{
-        after_cursor, into_page, Fetched, ItemStatus, ItemType, ItemView, Page, Turn, MESSAGE_TYPES,
+        after_cursor, into_page, Fetched, ItemStatus, ItemType, ItemView, ListedThread, Page, Turn,
+        MESSAGE_TYPES,
     },
     Store, StoreError,
 };
@@ -24,7 +25,7 @@ impl Store {
         limit: u64,
         after: Option<&ThreadId>,
         order: Order,
-    ) -> Result<Page<thread::Model>, StoreError> {
+    ) -> Result<Page<ListedThread>, StoreError> {
         let after = match after {
             Some(id) => {
                 let anchor = self
@@ -39,7 +40,7 @@ impl Store {
             None => None,
         };
         let rows = self
-            .thread_page("created_at", user, limit, after.as_ref(), order)
+            .listed_thread_page(user, limit, after.as_ref(), order)
             .await?;
         Ok(into_page(rows, limit, |t| Cursor {
             at: t.created_at,

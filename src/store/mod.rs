@@ -31,7 +31,7 @@ pub use attachments::{
 pub use error::StoreError;
 pub use rows::{
     started_thread, tool_calls_in, tool_calls_of, workflow_payload, AnswerIds, Fetched, ItemRow,
-    ItemStatus, ItemType, ItemView, NewItem, Page, RecordedAnswer, Role, Turn,
+    ItemStatus, ItemType, ItemView, ListedThread, NewItem, Page, RecordedAnswer, Role, Turn,
 };
 pub use tasks::{TaskFilter, TaskUpdate};
 pub use tokens::{

@@ -25,7 +25,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 
-use super::rows::{ItemRow, ItemView};
+use super::rows::{ItemRow, ItemView, ListedThread};
 use crate::domain::UserId;
 
 /// Connections kept between hot reads, taken from and given back to one sqlx pool. At
@@ -269,6 +269,15 @@ macro_rules! decoders {
                     message_count: row.try_get_unchecked(at + 4)?,
                     created_at: row.try_get_unchecked(at + 5)?,
                     updated_at: row.try_get_unchecked(at + 6)?,
+                })
+            }
+
+            /// A listed thread (id, title, created_at).
+            pub(in crate::store) fn listed_thread(row: &$row) -> Result<ListedThread, sqlx::Error> {
+                Ok(ListedThread {
+                    id: row.try_get_unchecked(0)?,
+                    title: row.try_get_unchecked(1)?,
+                    created_at: row.try_get_unchecked(2)?,
                 })
             }
 

@@ -73,6 +73,15 @@ impl NewItem {
     }
 }
 
+/// A thread as a list shows it to ChatKit (`threads.list`): the protocol sends nothing else
+/// of a listed thread, so the list reads nothing else.
+#[derive(Clone, Debug)]
+pub struct ListedThread {
+    pub id: String,
+    pub title: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// An item row of the hot reads with its payload as the database sent it, JSON text: a
 /// reader that can answer from the text (one that keeps rendered items) need not parse it.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{
     reads::{self, Param, Rows},
-    rows::{insert_rows, into_page, Fetched, ItemType, ItemView, Page},
+    rows::{insert_rows, into_page, Fetched, ItemType, ItemView, ListedThread, Page},
     Store, StoreError,
 };
 use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
@@ -54,9 +54,15 @@ fn thread_and_items_sql(types: &[ItemType], after: bool, order: Order, postgres:
     )
 }
 
-/// The SQL of the thread lists: a keyset page of the user's threads by `time` (the same
-/// query as `rows::keyset` builds, so the `(user_id, time, id)` index serves it).
-fn threads_sql(time: &str, after: bool, order: Order) -> String {
+/// Every column of a thread, in the order `reads::*::thread` decodes them.
+const THREAD_COLUMNS: &str = "id, title, metadata, status, message_count, created_at, updated_at";
+
+/// The columns of a [`ListedThread`], in the order `reads::*::listed_thread` decodes them.
+const LISTED_COLUMNS: &str = "id, title, created_at";
+
+/// The SQL of the thread lists: `columns` of a keyset page of the user's threads by `time`
+/// (the same query as `rows::keyset` builds, so the `(user_id, time, id)` index serves it).
+fn threads_sql(columns: &str, time: &str, after: bool, order: Order) -> String {
     let (cmp, dir) = match order {
         Order::Asc => (">", "ASC"),
         Order::Desc => ("<", "DESC"),
@@ -67,8 +73,7 @@ fn threads_sql(time: &str, after: bool, order: Order) -> String {
         String::new()
     };
     format!(
-        "SELECT id, title, metadata, status, message_count, created_at, updated_at \
-         FROM threads WHERE user_id = $1 {after} \
+        "SELECT {columns} FROM threads WHERE user_id = $1 {after} \
          ORDER BY {time} {dir}, id {dir} LIMIT $2"
     )
 }
@@ -124,6 +129,35 @@ impl Store {
         after: Option<&Cursor>,
         order: Order,
     ) -> Result<Vec<thread::Model>, StoreError> {
+        let rows = self
+            .thread_rows(THREAD_COLUMNS, time, user, limit, after, order)
+            .await?;
+        Ok(decode_rows!(&rows, |row, d| d::thread(row, 0, user)).map_err(reads::decode_err)?)
+    }
+
+    /// As [`Store::thread_page`] by creation time, each thread only as ChatKit lists it.
+    pub(super) async fn listed_thread_page(
+        &self,
+        user: &UserId,
+        limit: u64,
+        after: Option<&Cursor>,
+        order: Order,
+    ) -> Result<Vec<ListedThread>, StoreError> {
+        let rows = self
+            .thread_rows(LISTED_COLUMNS, "created_at", user, limit, after, order)
+            .await?;
+        Ok(decode_rows!(&rows, |row, d| d::listed_thread(row)).map_err(reads::decode_err)?)
+    }
+
+    async fn thread_rows(
+        &self,
+        columns: &str,
+        time: &str,
+        user: &UserId,
+        limit: u64,
+        after: Option<&Cursor>,
+        order: Order,
+    ) -> Result<Rows, StoreError> {
         let mut params = vec![
             Param::Str(user.as_str()),
             Param::Int(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)),
@@ -132,9 +166,8 @@ impl Store {
             params.push(Param::At(cursor.at));
             params.push(Param::Str(&cursor.id));
         }
-        let sql = threads_sql(time, after.is_some(), order);
-        let rows = self.reads.fetch_all(&sql, &params).await?;
-        Ok(decode_rows!(&rows, |row, d| d::thread(row, 0, user)).map_err(reads::decode_err)?)
+        let sql = threads_sql(columns, time, after.is_some(), order);
+        Ok(self.reads.fetch_all(&sql, &params).await?)
     }
 
     /// The thread (if it is the user's) and a page of its items of `types`, in `order`

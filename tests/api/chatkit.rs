@@ -229,6 +229,39 @@ async fn rest_and_chatkit_read_the_same_rows() {
     assert!(messages[1]["feedback"].is_null());
 }
 
+/// The list reads only what it shows of a thread; what it shows is what the thread itself
+/// shows, from the fields of a thread that was renamed and answered since it was created.
+#[tokio::test]
+async fn a_listed_thread_shows_what_the_thread_shows() {
+    let app = spawn_app().await;
+    let token = app.login("alice").await;
+    let ck = app.chatkit(&token);
+    let first = ck.create("add a task to buy milk").await.thread_id();
+    let second = ck.create("hello").await.thread_id();
+    ck.request(
+        "threads.update",
+        json!({"thread_id": first, "title": "Groceries"}),
+    )
+    .await
+    .ok();
+    ck.add_message(&first, "list my tasks").await;
+    let list = ck.request("threads.list", json!({"order": "asc"})).await;
+    let listed = list.ok()["data"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2);
+    for (shown, tid) in listed.iter().zip([&first, &second]) {
+        let thread = ck
+            .request("threads.get_by_id", json!({"thread_id": tid}))
+            .await;
+        let thread = thread.ok();
+        for field in ["id", "title", "created_at", "status", "metadata"] {
+            assert_eq!(shown[field], thread[field], "{field} of {tid}");
+        }
+        assert_eq!(shown["items"], json!({"data": [], "has_more": false}));
+    }
+    assert_eq!(listed[0]["title"], "Groceries");
+    assert_ne!(listed[0]["created_at"], listed[1]["created_at"]);
+}
+
 #[tokio::test]
 async fn lists_page_by_element_id_in_either_order() {
     let app = spawn_app().await;
