@@ -6,7 +6,7 @@
 #   bench/bench.sh streams [...]       # 5,000 concurrent streamed turns (bench/bench_streams.sh)
 #   bench/bench.sh --db postgres --peer  # the same rows against the Python peer (bench/peer)
 #   bench/bench.sh --chatkit-peer [--db postgres]  # the ChatKit rows, gateway and SDK peer
-#   bench/bench.sh --db postgres --floor  # ChatKit threads.list, gateway and bench/floor
+#   bench/bench.sh --floor [--db postgres]  # ChatKit threads.list, gateway and bench/floor
 #   BENCH_DURATION=30s bench/bench.sh
 #
 # bench/README.md says what each row measures; bench/RESULTS.md holds the results so far.
@@ -34,10 +34,10 @@
 # gateway's client_secrets; each row alternates gateway and peer BENCH_ROUNDS times
 # (default 3), and the report gives the medians, the ratio and the CPU per request.
 #
-# --floor (PostgreSQL) runs ChatKit `threads.list` against the gateway and bench/floor, the
-# least a poem + sqlx server can do for it (the same statement on a kept connection, the
-# same JSON, nothing else), alternated BENCH_ROUNDS times: what this machine allows any
-# server on this stack, beside what the gateway reaches.
+# --floor runs ChatKit `threads.list` against the gateway and bench/floor, the least a
+# poem + sqlx server can do for it (the same statement on a kept connection to the same
+# database, the same JSON, nothing else), alternated BENCH_ROUNDS times: what this machine
+# allows any server on this stack, beside what the gateway reaches.
 #
 # Environment:
 #   BENCH_DURATION     wrk duration per endpoint (default 10s; a bare number means seconds)
@@ -81,7 +81,6 @@ done
 [[ $DB == sqlite || $DB == postgres ]] || { echo "--db must be sqlite or postgres" >&2; exit 64; }
 ((PEER)) && [[ $DB != postgres ]] && { echo "--peer runs on PostgreSQL only (--db postgres)" >&2; exit 64; }
 ((PEER + CKPEER + FLOOR > 1)) && { echo "--peer, --chatkit-peer and --floor are separate runs" >&2; exit 64; }
-((FLOOR)) && [[ $DB != postgres ]] && { echo "--floor runs on PostgreSQL only (--db postgres)" >&2; exit 64; }
 ROUNDS=${BENCH_ROUNDS:-3}
 PG_SERVER=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 PG_DB=""
@@ -605,9 +604,7 @@ elif ((FLOOR)); then
     CKPEER_PORT=$((PORT + 1))
     while port_in_use "$CKPEER_PORT"; do CKPEER_PORT=$((CKPEER_PORT + 1)); done
     CKPEER_BASE="http://127.0.0.1:$CKPEER_PORT"
-    FLOOR_USER=$(psql_bench "SELECT user_id FROM threads WHERE id = '$THREAD_ID'")
-    [[ -n $FLOOR_USER ]] || die "the reader's user id was not found"
-    "$FLOOR_BIN" --user "$FLOOR_USER" --listen "127.0.0.1:$CKPEER_PORT" >>"$TMP/floor.log" 2>&1 &
+    "$FLOOR_BIN" --user bench-user --listen "127.0.0.1:$CKPEER_PORT" >>"$TMP/floor.log" 2>&1 &
     CKPEER_PID=$!
     for _ in $(seq 1 100); do
         port_in_use "$CKPEER_PORT" && break
@@ -696,7 +693,7 @@ if ((${#CPU_ROWS[@]})); then
 fi
 if ((${#CK_ROWS[@]})) && ((FLOOR)); then
     echo
-    echo "ChatKit threads.list, gateway against bench/floor (the same statement on a kept connection and the same JSON, nothing else), $ROUNDS rounds per row, alternating; req/s as the median (each round); CPU per request in µs; database: every postgres process:"
+    echo "ChatKit threads.list, gateway against bench/floor (the same statement on a kept connection and the same JSON, nothing else), $ROUNDS rounds per row, alternating; req/s as the median (each round); CPU per request in µs$([[ $DB == postgres ]] && echo '; database: every postgres process'):"
     echo
     echo "| request | gateway req/s | floor req/s | gateway / floor | gateway p99 | floor p99 | gateway CPU/req | floor CPU/req | database CPU/req, gateway | database CPU/req, floor |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"

@@ -1,8 +1,8 @@
-//! The floor of `bench.sh --chatkit-peer --floor`: a ChatKit `threads.list` answered with
-//! the least work a poem + sqlx server can do for it. It parses the body, reads the same
-//! 21 rows with the same statement on a kept PostgreSQL connection, and writes the same
-//! JSON, with no authentication, no middleware, no logging and no metrics. What it
-//! serves per CPU-second on this machine bounds what any gateway on this stack can.
+//! The floor of `bench.sh --floor`: a ChatKit `threads.list` answered with the least work
+//! a poem + sqlx server can do for it. It parses the body, reads the same 21 rows with the
+//! gateway's statement on a kept connection (PostgreSQL or SQLite), and writes the same
+//! JSON, with no authentication, no middleware, no logging and no metrics. What it serves
+//! per CPU-second on this machine bounds what any gateway on this stack can.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,22 +12,24 @@ use poem::{
     handler, http::StatusCode, listener::TcpListener, post, web::Data, EndpointExt, Response,
     Route, Server,
 };
-use sea_orm::sqlx::{self, postgres::PgConnection, Connection as _, Row as _};
+use sea_orm::sqlx::{
+    self, postgres::PgConnection, sqlite::SqliteConnection, Connection as _, Row as _,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// The gateway's thread-list statement, page size 20 (one more row says whether there is
-/// more).
-const SQL: &str = "SELECT id, title, metadata, status, message_count, created_at, updated_at \
-    FROM threads WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2";
+/// The gateway's statement for ChatKit's thread list, page size 20 (one more row says
+/// whether there is more).
+const SQL: &str = "SELECT id, title, created_at FROM threads WHERE user_id = $1 \
+    ORDER BY created_at DESC, id DESC LIMIT $2";
 const PAGE: usize = 20;
 
 #[derive(Parser)]
 struct Args {
-    /// The gateway's database, migrated and seeded.
+    /// The gateway's database, migrated and seeded (`postgres://…` or `sqlite://…`).
     #[arg(long, env = "DATABASE_URL")]
     database_url: String,
     /// The user whose threads every request lists.
@@ -42,8 +44,18 @@ struct Args {
 
 struct Floor {
     user: String,
-    idle: Mutex<Vec<PgConnection>>,
+    idle: Mutex<Vec<Conn>>,
     permits: Semaphore,
+}
+
+enum Conn {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+enum Rows {
+    Postgres(Result<Vec<sqlx::postgres::PgRow>, sqlx::Error>),
+    Sqlite(Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error>),
 }
 
 #[derive(Deserialize)]
@@ -112,35 +124,57 @@ async fn answer(body: poem::Body, floor: &Floor) -> Result<Vec<u8>, StatusCode> 
         .unwrap()
         .pop()
         .ok_or(StatusCode::SERVICE_UNAVAILABLE)?;
-    let rows = sqlx::query(SQL)
-        .bind(&floor.user)
-        .bind(i64::try_from(PAGE + 1).unwrap_or(i64::MAX))
-        .fetch_all(&mut conn)
-        .await;
+    let limit = i64::try_from(PAGE + 1).unwrap_or(i64::MAX);
+    let rows = match &mut conn {
+        Conn::Postgres(c) => Rows::Postgres(
+            sqlx::query(SQL)
+                .bind(floor.user.as_str())
+                .bind(limit)
+                .fetch_all(c)
+                .await,
+        ),
+        Conn::Sqlite(c) => Rows::Sqlite(
+            sqlx::query(SQL)
+                .bind(floor.user.as_str())
+                .bind(limit)
+                .fetch_all(c)
+                .await,
+        ),
+    };
     floor.idle.lock().unwrap().push(conn);
-    let rows = rows.map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
-    let mut data = Vec::with_capacity(rows.len());
-    for row in rows.iter().take(PAGE) {
-        let created_at: DateTime<Utc> = row.try_get(5).map_err(|_| StatusCode::BAD_GATEWAY)?;
-        let _: (serde_json::Value, String, i32, DateTime<Utc>) = (
-            row.try_get(2).map_err(|_| StatusCode::BAD_GATEWAY)?,
-            row.try_get(3).map_err(|_| StatusCode::BAD_GATEWAY)?,
-            row.try_get(4).map_err(|_| StatusCode::BAD_GATEWAY)?,
-            row.try_get(6).map_err(|_| StatusCode::BAD_GATEWAY)?,
-        );
-        data.push(Thread {
-            id: row.try_get(0).map_err(|_| StatusCode::BAD_GATEWAY)?,
-            title: row.try_get(1).map_err(|_| StatusCode::BAD_GATEWAY)?,
-            created_at: created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-            status: Status { kind: "active" },
-            metadata: serde_json::Map::new(),
-            items: Empty {
-                data: [],
-                has_more: false,
-            },
-        });
+    // The same decoding for either database's rows.
+    macro_rules! threads {
+        ($rows:expr) => {{
+            let rows = $rows.map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+            let mut data = Vec::with_capacity(rows.len());
+            for row in rows.iter().take(PAGE) {
+                let created_at: DateTime<Utc> = row
+                    .try_get_unchecked(2)
+                    .map_err(|_| StatusCode::BAD_GATEWAY)?;
+                data.push(Thread {
+                    id: row
+                        .try_get_unchecked(0)
+                        .map_err(|_| StatusCode::BAD_GATEWAY)?,
+                    title: row
+                        .try_get_unchecked(1)
+                        .map_err(|_| StatusCode::BAD_GATEWAY)?,
+                    created_at: created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+                    status: Status { kind: "active" },
+                    metadata: serde_json::Map::new(),
+                    items: Empty {
+                        data: [],
+                        has_more: false,
+                    },
+                });
+            }
+            (rows.len(), data)
+        }};
     }
-    let has_more = rows.len() > PAGE;
+    let (rows, data) = match rows {
+        Rows::Postgres(rows) => threads!(rows),
+        Rows::Sqlite(rows) => threads!(rows),
+    };
+    let has_more = rows > PAGE;
     let after = has_more
         .then(|| data.last().map(|t| t.id.clone()))
         .flatten();
@@ -157,7 +191,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut idle = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        idle.push(PgConnection::connect(&args.database_url).await?);
+        idle.push(if args.database_url.starts_with("sqlite:") {
+            Conn::Sqlite(SqliteConnection::connect(&args.database_url).await?)
+        } else {
+            Conn::Postgres(PgConnection::connect(&args.database_url).await?)
+        });
     }
     let floor = Arc::new(Floor {
         user: args.user,
