@@ -19,9 +19,10 @@
 # release), so a rebuild does not silently change compiler or libc.
 FROM rust:1.95.0-bookworm AS builder
 WORKDIR /src
-# The workspace: the service, its entity and migration crates, the load generator (a
-# workspace member: cargo reads every member's manifest, even to build one binary), and
-# config/ (every TOML file and the system prompt are compiled into the binary).
+# The workspace: the service, its entity and migration crates, the benchmark's load
+# generator and floor (workspace members: cargo reads every member's manifest, even to
+# build one binary), and config/ (every TOML file and the system prompt are compiled into
+# the binary).
 # .cargo/config.toml carries the SQLite and jemalloc build settings (the allocator's purge
 # timing, SQLite's allocator without a global mutex). tests/api/container.rs checks that
 # these files alone make a workspace cargo can read.
@@ -30,6 +31,7 @@ COPY .cargo ./.cargo
 COPY entity ./entity
 COPY migration ./migration
 COPY bench/loadgen ./bench/loadgen
+COPY bench/floor ./bench/floor
 COPY config ./config
 COPY src ./src
 # Cache mounts keep the crate registry and build artefacts between builds (BuildKit).
