@@ -416,25 +416,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::Role;
+    use crate::{domain::UserId, store::new_item_row};
 
     fn row(kind: ItemType, content: &str, payload: Option<Value>) -> thread_item::Model {
-        let at = Utc::now();
-        thread_item::Model {
-            id: "msg_1".into(),
-            thread_id: "thr_1".into(),
-            user_id: "alice".into(),
-            item_type: kind,
-            role: Role::Assistant,
-            content: content.into(),
-            payload,
-            client_key: None,
-            reply_to: None,
-            status: ItemStatus::Completed,
-            feedback: None,
-            created_at: at,
-            updated_at: at,
-        }
+        let user = UserId::parse("alice").unwrap();
+        let mut row = new_item_row("thr_1", &user, kind, content.into(), Utc::now());
+        row.id = "msg_1".into();
+        row.payload = payload;
+        row
     }
 
     fn shown_json(row: thread_item::Model) -> Option<Value> {

@@ -725,7 +725,7 @@ impl ChatKitService {
             match item {
                 Fetched::Known(kept) => data.push(kept.is_shown().then_some(Shown::Kept(kept))),
                 Fetched::Row(row) => {
-                    missed.push((data.len(), Source::of(&row)));
+                    missed.push((data.len(), Source::of(&row.view())));
                     models.push(row.into_model().map_err(StoreError::from)?);
                     data.push(None);
                 }

@@ -16,7 +16,7 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::wire::Item;
-use crate::store::{ItemRow, ItemStatus, ItemType, ItemView};
+use crate::store::{ItemStatus, ItemType, ItemView};
 
 /// What the kept JSON holds at most, counted in bytes of text (JSON and source fields).
 const MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -34,15 +34,14 @@ pub struct Source {
 
 impl Source {
     #[must_use]
-    pub fn of(row: &ItemRow) -> Self {
-        let r = &row.row;
+    pub fn of(row: &ItemView<'_>) -> Self {
         Self {
-            thread_id: r.thread_id.clone(),
-            item_type: r.item_type,
-            status: r.status,
-            created_at: r.created_at,
-            content: r.content.clone(),
-            payload: row.payload.clone(),
+            thread_id: row.thread_id.to_owned(),
+            item_type: row.item_type,
+            status: row.status,
+            created_at: row.created_at,
+            content: row.content.to_owned(),
+            payload: row.payload.map(str::to_owned),
         }
     }
 
@@ -154,46 +153,26 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::chatkit::items::{into_item, ShownAttachments};
+    use crate::{
+        chatkit::items::{into_item, ShownAttachments},
+        domain::UserId,
+        store::{new_item_row, ItemRow},
+    };
 
     fn row(kind: ItemType, content: &str, payload: Option<&str>) -> ItemRow {
         let at = Utc.with_ymd_and_hms(2026, 12, 5, 12, 0, 0).unwrap();
+        let user = UserId::parse("alice").unwrap();
+        let mut row = new_item_row("thr_1", &user, kind, content.into(), at);
+        row.id = "msg_1".into();
         ItemRow {
-            row: thread_item::Model {
-                id: "msg_1".into(),
-                thread_id: "thr_1".into(),
-                user_id: "alice".into(),
-                item_type: kind,
-                role: kind.role(),
-                content: content.into(),
-                payload: None,
-                client_key: None,
-                reply_to: None,
-                status: ItemStatus::Completed,
-                feedback: None,
-                created_at: at,
-                updated_at: at,
-            },
+            row,
             payload: payload.map(str::to_owned),
-        }
-    }
-
-    /// The row as the read shows it to the kept items.
-    fn view(row: &ItemRow) -> ItemView<'_> {
-        ItemView {
-            id: &row.row.id,
-            thread_id: &row.row.thread_id,
-            item_type: row.row.item_type,
-            status: row.row.status,
-            created_at: row.row.created_at,
-            content: &row.row.content,
-            payload: row.payload.as_deref(),
         }
     }
 
     fn render(kept: &RenderedItems, row: &ItemRow) -> Option<Shown> {
         let model = row.clone().into_model().unwrap();
-        kept.keep(Source::of(row), model, |m| {
+        kept.keep(Source::of(&row.view()), model, |m| {
             into_item(m, &ShownAttachments::new())
         })
     }
@@ -213,12 +192,12 @@ mod tests {
         let answer = row(ItemType::AssistantMessage, "hello \"you\"", None);
         for r in [&user, &answer] {
             assert!(
-                kept.get(&view(r)).is_none(),
+                kept.get(&r.view()).is_none(),
                 "nothing is kept before a rendering"
             );
             let fresh = into_item(r.clone().into_model().unwrap(), &ShownAttachments::new());
             let first = render(&kept, r).expect("shown");
-            let again = Shown::Kept(kept.get(&view(r)).expect("kept"));
+            let again = Shown::Kept(kept.get(&r.view()).expect("kept"));
             let expected = serde_json::to_string(&fresh.unwrap()).unwrap();
             assert_eq!(json(&first), expected);
             assert_eq!(json(&again), expected);
@@ -234,7 +213,7 @@ mod tests {
             Some(r#"{"call_id":"c","name":"n","arguments":{}}"#),
         );
         render(&kept, &base);
-        assert!(kept.get(&view(&base)).is_some());
+        assert!(kept.get(&base.view()).is_some());
         let changes: [fn(&mut ItemRow); 6] = [
             |r| r.row.content.push('!'),
             |r| r.row.status = ItemStatus::Pending,
@@ -246,12 +225,12 @@ mod tests {
         for change in changes {
             let mut changed = base.clone();
             change(&mut changed);
-            assert!(kept.get(&view(&changed)).is_none());
+            assert!(kept.get(&changed.view()).is_none());
         }
         // Only the fields the JSON is made of: a bumped updated_at changes nothing shown.
         let mut touched = base.clone();
         touched.row.updated_at += chrono::Duration::seconds(1);
-        assert!(kept.get(&view(&touched)).is_some());
+        assert!(kept.get(&touched.view()).is_some());
     }
 
     #[test]
@@ -259,7 +238,7 @@ mod tests {
         let kept = RenderedItems::default();
         let empty = row(ItemType::AssistantMessage, "", None);
         assert!(render(&kept, &empty).is_none());
-        assert!(!kept.get(&view(&empty)).expect("kept").is_shown());
+        assert!(!kept.get(&empty.view()).expect("kept").is_shown());
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub use attachments::{
     STATE_UPLOADING,
 };
 pub use error::StoreError;
+/// The store's builder of a new completed item row, for other modules' test fixtures.
+#[cfg(test)]
+pub(crate) use rows::item as new_item_row;
 pub use rows::{
     started_thread, tool_calls_in, tool_calls_of, workflow_payload, AnswerIds, Fetched, ItemRow,
     ItemStatus, ItemType, ItemView, ListedThread, NewItem, Page, RecordedAnswer, Role, Turn,

@@ -101,6 +101,20 @@ impl ItemRow {
             .map_err(|e| DbErr::Type(format!("item {} payload: {e}", row.id)))?;
         Ok(row)
     }
+
+    /// The row as a page read shows it, borrowed.
+    #[must_use]
+    pub fn view(&self) -> ItemView<'_> {
+        ItemView {
+            id: &self.row.id,
+            thread_id: &self.row.thread_id,
+            item_type: self.row.item_type,
+            status: self.row.status,
+            created_at: self.row.created_at,
+            content: &self.row.content,
+            payload: self.payload.as_deref(),
+        }
+    }
 }
 
 /// An item row as a page read received it, borrowed: enough for a reader to tell whether
