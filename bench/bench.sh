@@ -535,6 +535,17 @@ run_wrk() { # run_wrk LABEL SCRIPT PATH [turns]
 # ids, and streams the answer the gateway gave the benchmarked message; it verifies the
 # gateway's client_secrets, so the same wrk scripts drive both.
 CK_ROWS=()
+# Stops the run unless SERVER answers BODY with the same ids, in the same order, as the
+# gateway: what is compared with the gateway must answer alike. An answer without ids
+# stops it too, so two failed answers do not pass as equal.
+same_ids() { # same_ids SERVER BODY WHAT
+    local ours theirs
+    ours=$(curl -fsS -X POST -H "Authorization: Bearer $CLIENT_SECRET" -d "$2" "$BASE/chatkit" |
+        { grep -o '"id":"[^"]*"' || true; } | tr '\n' ' ')
+    theirs=$(curl -fsS -X POST -H "Authorization: Bearer $CLIENT_SECRET" -d "$2" "$1/chatkit" |
+        { grep -o '"id":"[^"]*"' || true; } | tr '\n' ' ')
+    [[ -n $ours && $ours == "$theirs" ]] || die "$3 does not answer $2 as the gateway does"
+}
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "?"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 compare_row() { # compare_row LABEL SCRIPT
     local label=$1 script=$2 r g_rps=() p_rps=() g_p99=() p_p99=() g_cpu=() p_cpu=() g_db=() p_db=()
@@ -590,9 +601,7 @@ if ((CKPEER)); then
     # Both answer the same: the same items, in the same order.
     for body in '{"type":"items.list","params":{"thread_id":"'"$THREAD_ID"'","limit":20}}' \
         '{"type":"threads.get_by_id","params":{"thread_id":"'"$THREAD_ID"'"}}'; do
-        ids() { curl -fsS -X POST -H "Authorization: Bearer $CLIENT_SECRET" -d "$body" "$1/chatkit" |
-            grep -o '"id":"[^"]*"' | tr '\n' ' '; }
-        [[ $(ids "$BASE") == "$(ids "$CKPEER_BASE")" ]] || die "the peer does not answer $body as the gateway does"
+        same_ids "$CKPEER_BASE" "$body" "the peer"
     done
     compare_row "threads.list" "$TMP/ck-list.lua"
     compare_row "items.list (20 items)" "$TMP/ck-items.lua"
@@ -611,10 +620,7 @@ elif ((FLOOR)); then
         kill -0 "$CKPEER_PID" 2>/dev/null || { cat "$TMP/floor.log" >&2; die "the floor exited during start-up"; }
         sleep 0.05
     done
-    # Both list the same threads.
-    ids() { curl -fsS -X POST -H "Authorization: Bearer $CLIENT_SECRET" -d '{"type":"threads.list","params":{}}' "$1/chatkit" |
-        grep -o '"id":"[^"]*"' | tr '\n' ' '; }
-    [[ $(ids "$BASE") == "$(ids "$CKPEER_BASE")" ]] || die "the floor does not list the threads as the gateway does"
+    same_ids "$CKPEER_BASE" '{"type":"threads.list","params":{}}' "the floor"
     compare_row "threads.list" "$TMP/ck-list.lua"
 else
     run_wrk "POST /api/chatkit/session (HS256 upstream)" "$TMP/session.lua" /api/chatkit/session
