@@ -412,6 +412,11 @@ wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer $CLIENT_SECRET"
 wrk.body = '{"type":"threads.add_user_message","params":{"thread_id":"$THREAD_ID","input":{"content":[{"type":"input_text","text":"list my tasks"}],"attachments":[],"inference_options":{}}}}'
 EOF
+cat >"$TMP/ck-hello.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer $CLIENT_SECRET"
+wrk.body = '{"type":"threads.add_user_message","params":{"thread_id":"$THREAD_ID","input":{"content":[{"type":"input_text","text":"hello"}],"attachments":[],"inference_options":{}}}}'
+EOF
 
 # --- load ---------------------------------------------------------------------------
 : >"$TMP/rss.samples"
@@ -584,10 +589,10 @@ if ((CKPEER)); then
     log "copying the reader's threads and items to the ChatKit peer"
     (cd "$CKPEER_DIR" && DATABASE_URL="$CKPEER_DATABASE_URL" "$CKPEER_VENV/bin/python" app.py init) ||
         die "the ChatKit peer could not create its tables"
-    CKPEER_ANSWER=$(cd "$CKPEER_DIR" && DATABASE_URL="$CKPEER_DATABASE_URL" \
-        "$CKPEER_VENV/bin/python" app.py copy "$BASE" "$CLIENT_SECRET" "list my tasks") ||
+    CKPEER_ANSWERS=$(cd "$CKPEER_DIR" && DATABASE_URL="$CKPEER_DATABASE_URL" \
+        "$CKPEER_VENV/bin/python" app.py copy "$BASE" "$CLIENT_SECRET" "list my tasks" hello) ||
         die "the ChatKit peer could not copy the gateway's threads"
-    (cd "$CKPEER_DIR" && DATABASE_URL="$CKPEER_DATABASE_URL" PEER_ANSWER="$CKPEER_ANSWER" \
+    (cd "$CKPEER_DIR" && DATABASE_URL="$CKPEER_DATABASE_URL" PEER_ANSWERS="$CKPEER_ANSWERS" \
         exec "$CKPEER_VENV/bin/uvicorn" app:app --host 127.0.0.1 --port "$CKPEER_PORT" \
         --workers "$PEER_WORKERS" --no-access-log --log-level warning) >>"$TMP/peer.log" 2>&1 &
     CKPEER_PID=$!
@@ -606,7 +611,11 @@ if ((CKPEER)); then
     compare_row "threads.list" "$TMP/ck-list.lua"
     compare_row "items.list (20 items)" "$TMP/ck-items.lua"
     compare_row "threads.get_by_id" "$TMP/ck-get.lua"
-    compare_row "threads.add_user_message (streamed)" "$TMP/ck-turn.lua"
+    # The peer streams the gateway's answer text and runs no tool: the first turn is the
+    # same work on both sides; in the second the gateway also runs list_tasks and records
+    # its call.
+    compare_row "threads.add_user_message (streamed, no tool)" "$TMP/ck-hello.lua"
+    compare_row "threads.add_user_message (streamed, list_tasks on the gateway)" "$TMP/ck-turn.lua"
 elif ((FLOOR)); then
     # The floor stands where the peer would: compare_row drives CKPEER_BASE, cleanup stops
     # CKPEER_PID.

@@ -13,15 +13,18 @@ the way a competent Python team would write it:
 - `POST /chatkit` authenticates the gateway's own client_secrets (HS256, the gateway's
   `CHATKIT_SESSION_SECRET`, its issuer and audience), so one seed and one set of tokens
   serve both sides of a run;
-- `respond` streams the answer text the gateway's built-in agent gives the benchmarked
-  message (`PEER_ANSWER`), word by word as the gateway does, as one assistant message.
+- `respond` streams the answer text the gateway's built-in agent gives the same message
+  (`PEER_ANSWERS`), word by word as the gateway does, as one assistant message. It runs
+  no tool: for a message the gateway answers with a tool (`list my tasks`), the gateway
+  does more work than the peer.
 
 Not part of the product and not tested by the suite: a benchmark fixture.
 
     python app.py init             # creates the tables in $DATABASE_URL
-    python app.py copy BASE_URL CLIENT_SECRET [MESSAGE]
+    python app.py copy BASE_URL CLIENT_SECRET [MESSAGE...]
         # stores the user's threads and items as the gateway's POST /chatkit lists them;
-        # prints the answer the gateway last gave MESSAGE (JSON), for PEER_ANSWER
+        # prints the answers the gateway last gave each MESSAGE (a JSON object), for
+        # PEER_ANSWERS
     uvicorn app:app --workers 2
 """
 
@@ -64,8 +67,9 @@ DATABASE_URL = os.environ["DATABASE_URL"]
 SESSION_SECRET = os.environ.get("CHATKIT_SESSION_SECRET", "")
 ISSUER = "chatkit-gateway"
 AUDIENCE = "chatkit"
-# The text to stream, as JSON (`copy` prints it).
-ANSWER = json.loads(os.environ.get("PEER_ANSWER", '"Hello! How can I help with your tasks?"'))
+# The text to stream for each message, as a JSON object (`copy` prints it).
+ANSWERS: dict[str, str] = json.loads(os.environ.get("PEER_ANSWERS", "{}"))
+DEFAULT_ANSWER = "Hello! How can I help with your tasks?"
 
 # Built once (the SDK's process() builds the request adapter on every call).
 REQUEST_ADAPTER: TypeAdapter[Any] = TypeAdapter(ChatKitReq)
@@ -271,13 +275,16 @@ class PeerServer(ChatKitServer[str]):
             created_at=datetime.now(timezone.utc),
             content=[],
         )
+        asked = "".join(getattr(p, "text", "") for p in input_user_message.content) \
+            if input_user_message else ""
+        answer = ANSWERS.get(asked, DEFAULT_ANSWER)
         yield ThreadItemAddedEvent(item=item)
         yield ThreadItemUpdatedEvent(item_id=item.id, update=AssistantMessageContentPartAdded(
             content_index=0, content=AssistantMessageContent(text="")))
-        for piece in words(ANSWER):
+        for piece in words(answer):
             yield ThreadItemUpdatedEvent(item_id=item.id, update=AssistantMessageContentPartTextDelta(
                 content_index=0, delta=piece))
-        done = AssistantMessageContent(text=ANSWER)
+        done = AssistantMessageContent(text=answer)
         yield ThreadItemUpdatedEvent(item_id=item.id, update=AssistantMessageContentPartDone(
             content_index=0, content=done))
         item.content = [done]
@@ -343,32 +350,34 @@ def every(base: str, secret: str, kind: str, params: dict) -> list[dict]:
         after = page["after"]
 
 
-async def copy(base: str, secret: str, message: str | None) -> None:
+async def copy(base: str, secret: str, messages: list[str]) -> None:
     """The user's threads and items as the gateway's ChatKit API lists them, stored here
     under the same ids: both sides of a run then serve the same data. Prints the text of
-    the last answer the gateway gave `message`."""
+    the last answer the gateway gave each of `messages`, as a JSON object."""
     user = jwt.decode(secret, options={"verify_signature": False})["sub"]
-    asked, answer = False, None
+    asked, answers = None, {}
     for thread in every(base, secret, "threads.list", {}):
         meta = ThreadMetadata.model_validate({k: v for k, v in thread.items() if k != "items"})
         await store.save_thread(meta, user)
         for item in every(base, secret, "items.list", {"thread_id": meta.id}):
             await store.add_thread_item(meta.id, ITEM_ADAPTER.validate_python(item), user)
             if item["type"] == "user_message":
-                asked = [p.get("text") for p in item["content"]] == [message]
-            elif item["type"] == "assistant_message" and asked:
-                answer = "".join(p["text"] for p in item["content"])
+                asked = "".join(p.get("text") or "" for p in item["content"])
+            elif item["type"] == "assistant_message" and asked in messages:
+                answers[asked] = "".join(p["text"] for p in item["content"])
+                asked = None
     await engine.dispose()
-    if message is not None:
-        if answer is None:
-            sys.exit(f"the gateway never answered {message!r}")
-        print(json.dumps(answer))
+    missing = [m for m in messages if m not in answers]
+    if missing:
+        sys.exit(f"the gateway never answered {missing!r}")
+    if messages:
+        print(json.dumps(answers))
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["init"]:
         asyncio.run(init())
-    elif sys.argv[1:2] == ["copy"] and len(sys.argv) in (4, 5):
-        asyncio.run(copy(sys.argv[2], sys.argv[3], (sys.argv[4:] or [None])[0]))
+    elif sys.argv[1:2] == ["copy"] and len(sys.argv) >= 4:
+        asyncio.run(copy(sys.argv[2], sys.argv[3], sys.argv[4:]))
     else:
         sys.exit(__doc__)
