@@ -3,9 +3,12 @@
 //!
 //! It was `BEGIN`, a bump, a claim, an insert per table and `COMMIT`: six round trips per
 //! batch, each a send and a wake-up on both sides, while the writer that owns the batch
-//! waited. The rows are now built by the caller ([`super::plan::Plan`]) and travel as four JSON
-//! parameters, so the statement text is the same whatever the batch holds: it is prepared
-//! once per connection and runs on a generic plan.
+//! waited. The rows are now built by the caller ([`super::plan::Plan`]) and travel as one
+//! array parameter per column, sent in PostgreSQL's binary format, so the statement text
+//! is the same whatever the batch holds: it is prepared once per connection and runs on a
+//! generic plan. (They travelled as four JSON documents until PostgreSQL's JSON lexer
+//! took a sixth of the database's CPU per turn: bench/RESULTS.md.) Only the payloads are
+//! JSON, as the column they go to is.
 //!
 //! What each part does, in the order the statement guarantees:
 //! - `locked`: every existing thread the batch writes to is locked, in id order, when it
@@ -22,131 +25,119 @@
 //!   locked, and the answers whose claim was won.
 //!
 //! Rows are found through `id = ANY (ARRAY(…))`, a primary-key path, with the user checked
-//! by correlated subqueries the planner cannot turn into joins: joins to the JSON rows got
-//! sequential-scan plans on young tables, and a thread condition on `thread_items` served
-//! by the page index would read every item of the thread.
+//! by correlated subqueries the planner cannot turn into joins: joins to the unnested rows
+//! got sequential-scan plans on young tables, and a thread condition on `thread_items`
+//! served by the page index would read every item of the thread.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
-use serde::Serialize;
-use serde_json::Value;
+use sea_orm::{
+    sqlx::{self, Row as _},
+    DatabaseConnection, DbErr, RuntimeErr,
+};
 
 use super::plan::{Decided, Plan};
 use crate::domain::UserId;
 
+/// The parameter types of [`BATCH`], in order (for a `PREPARE` of it).
+#[cfg(test)]
+pub(super) const BATCH_PARAMS: &str = "varchar[], varchar[], int[], varchar[], varchar[], \
+    timestamptz, varchar[], varchar[], varchar[], text[], varchar[], int[], timestamptz[], \
+    timestamptz[], varchar[], varchar[], varchar[], varchar[], varchar[], text[], text[], \
+    varchar[], varchar[], varchar[], timestamptz[], timestamptz[], bool[]";
+
 // The status strings are the `ItemStatus` values as stored ('pending', 'completed').
 pub(super) const BATCH: &str = "\
 WITH touched AS (
-    SELECT * FROM json_to_recordset($1::json) AS v(id varchar, user_id varchar, n int)),
+    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::int[]) AS v(id, user_id, n)),
 claims AS (
-    SELECT * FROM json_to_recordset($2::json) AS c(id varchar, user_id varchar)),
+    SELECT * FROM unnest($4::varchar[], $5::varchar[]) AS c(id, user_id)),
 locked AS (
     SELECT t.id, t.user_id FROM threads t
     WHERE t.id = ANY (ARRAY(SELECT id FROM touched))
       AND t.user_id IN (SELECT v.user_id FROM touched v WHERE v.id = t.id)
     ORDER BY t.id FOR UPDATE),
 claimed AS (
-    UPDATE thread_items i SET status = 'completed', updated_at = $5
+    UPDATE thread_items i SET status = 'completed', updated_at = $6
     WHERE i.id = ANY (ARRAY(SELECT id FROM claims))
       AND i.user_id IN (SELECT c.user_id FROM claims c WHERE c.id = i.id)
       AND i.status = 'pending'
       AND i.thread_id IN (SELECT l.id FROM locked l WHERE l.user_id = i.user_id)
     RETURNING i.id, i.thread_id),
 bumped AS (
-    UPDATE threads t SET updated_at = $5,
+    UPDATE threads t SET updated_at = $6,
         message_count = t.message_count
             + (SELECT v.n FROM touched v WHERE v.id = t.id AND v.user_id = t.user_id)
             + (SELECT count(*) FROM claimed c WHERE c.thread_id = t.id)
     WHERE t.id = ANY (ARRAY(SELECT id FROM locked))),
 new_threads AS (
     INSERT INTO threads (id, user_id, title, metadata, status, message_count, created_at, updated_at)
-    SELECT n.id, n.user_id, n.title, n.metadata, n.status, n.message_count, n.created_at, n.updated_at
-    FROM json_to_recordset($3::json) AS n(id varchar, user_id varchar, title varchar,
-        metadata jsonb, status varchar, message_count int, created_at timestamptz,
-        updated_at timestamptz)),
+    SELECT n.id, n.user_id, n.title, n.metadata::jsonb, n.status, n.message_count, n.created_at,
+        n.updated_at
+    FROM unnest($7::varchar[], $8::varchar[], $9::varchar[], $10::text[], $11::varchar[],
+        $12::int[], $13::timestamptz[], $14::timestamptz[])
+        AS n(id, user_id, title, metadata, status, message_count, created_at, updated_at)),
 items AS (
     INSERT INTO thread_items (id, thread_id, user_id, item_type, role, content, payload,
         client_key, reply_to, status, created_at, updated_at)
-    SELECT r.id, r.thread_id, r.user_id, r.item_type, r.role, r.content, r.payload,
+    SELECT r.id, r.thread_id, r.user_id, r.item_type, r.role, r.content, r.payload::json,
         r.client_key, r.reply_to, r.status, r.created_at, r.updated_at
-    FROM json_to_recordset($4::json) AS r(id varchar, thread_id varchar, user_id varchar,
-        item_type varchar, role varchar, content text, payload json, client_key varchar,
-        reply_to varchar, status varchar, created_at timestamptz, updated_at timestamptz,
-        new_thread bool)
+    FROM unnest($15::varchar[], $16::varchar[], $17::varchar[], $18::varchar[], $19::varchar[],
+        $20::text[], $21::text[], $22::varchar[], $23::varchar[], $24::varchar[],
+        $25::timestamptz[], $26::timestamptz[], $27::bool[])
+        AS r(id, thread_id, user_id, item_type, role, content, payload, client_key, reply_to,
+        status, created_at, updated_at, new_thread)
     WHERE CASE WHEN r.reply_to IS NULL
         THEN r.new_thread OR (r.thread_id, r.user_id) IN (SELECT id, user_id FROM locked)
         ELSE r.reply_to IN (SELECT id FROM claimed) END)
 SELECT true AS locked, id, user_id FROM locked
 UNION ALL SELECT false, id, NULL FROM claimed";
 
-#[derive(Serialize)]
-struct Touched<'a> {
-    id: &'a str,
-    user_id: &'a str,
-    n: i32,
+/// The new items of a batch, a column each.
+#[derive(Default)]
+struct Items<'a> {
+    id: Vec<&'a str>,
+    thread_id: Vec<&'a str>,
+    user_id: Vec<&'a str>,
+    item_type: Vec<&'static str>,
+    role: Vec<&'static str>,
+    content: Vec<&'a str>,
+    payload: Vec<Option<String>>,
+    client_key: Vec<Option<&'a str>>,
+    reply_to: Vec<Option<&'a str>>,
+    status: Vec<&'static str>,
+    created_at: Vec<DateTime<Utc>>,
+    updated_at: Vec<DateTime<Utc>>,
+    new_thread: Vec<bool>,
 }
 
-#[derive(Serialize)]
-struct Claim<'a> {
-    id: &'a str,
-    user_id: &'a str,
-}
-
-#[derive(Serialize)]
-struct NewThread<'a> {
-    id: &'a str,
-    user_id: &'a str,
-    title: &'a str,
-    metadata: &'a Value,
-    status: &'a str,
-    message_count: i32,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-#[derive(Serialize)]
-struct Item<'a> {
-    id: &'a str,
-    thread_id: &'a str,
-    user_id: &'a str,
-    item_type: &'static str,
-    role: &'static str,
-    content: &'a str,
-    payload: Option<&'a Value>,
-    client_key: Option<&'a str>,
-    reply_to: Option<&'a str>,
-    status: &'static str,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    new_thread: bool,
-}
-
-impl<'a> Item<'a> {
-    fn of(row: &'a entity::thread_item::Model, new_thread: bool) -> Self {
-        Self {
-            id: &row.id,
-            thread_id: &row.thread_id,
-            user_id: &row.user_id,
-            item_type: row.item_type.as_str(),
-            role: row.role.as_str(),
-            content: &row.content,
-            payload: row.payload.as_ref(),
-            client_key: row.client_key.as_deref(),
-            reply_to: row.reply_to.as_deref(),
-            status: row.status.as_str(),
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            new_thread,
-        }
+impl<'a> Items<'a> {
+    fn push(&mut self, row: &'a entity::thread_item::Model, new_thread: bool) -> Result<(), DbErr> {
+        self.id.push(&row.id);
+        self.thread_id.push(&row.thread_id);
+        self.user_id.push(&row.user_id);
+        self.item_type.push(row.item_type.as_str());
+        self.role.push(row.role.as_str());
+        self.content.push(&row.content);
+        self.payload
+            .push(row.payload.as_ref().map(json).transpose()?);
+        self.client_key.push(row.client_key.as_deref());
+        self.reply_to.push(row.reply_to.as_deref());
+        self.status.push(row.status.as_str());
+        self.created_at.push(row.created_at);
+        self.updated_at.push(row.updated_at);
+        self.new_thread.push(new_thread);
+        Ok(())
     }
 }
 
-fn json<T: Serialize>(rows: &[T]) -> Result<sea_orm::Value, DbErr> {
-    serde_json::to_string(rows)
-        .map(Into::into)
-        .map_err(|e| DbErr::Custom(format!("cannot encode a batch: {e}")))
+fn json(value: &serde_json::Value) -> Result<String, DbErr> {
+    serde_json::to_string(value).map_err(|e| DbErr::Custom(format!("cannot encode a batch: {e}")))
+}
+
+fn query_err(err: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(err))
 }
 
 /// Runs the batch as one statement and reads back what the database decided.
@@ -156,67 +147,90 @@ pub(super) async fn write(
     at: DateTime<Utc>,
 ) -> Result<Decided, DbErr> {
     let mut touched: Vec<_> = plan.touched().into_iter().collect();
-    // Sorted only so the JSON (and so a logged statement) is the same for the same batch.
+    // Sorted only so the parameters (and so a logged statement) are the same for the same
+    // batch.
     touched.sort_unstable_by(|((a, ua), _), ((b, ub), _)| (a, ua.as_str()).cmp(&(b, ub.as_str())));
-    let touched_rows: Vec<Touched> = touched
-        .iter()
-        .map(|((id, user), n)| Touched {
-            id,
-            user_id: user.as_str(),
-            n: *n,
-        })
-        .collect();
-    let claims: Vec<Claim> = plan
+    let claims: Vec<(&str, &str)> = plan
         .claims()
-        .map(|(turn, user, _)| Claim {
-            id: &turn.id,
-            user_id: user.as_str(),
-        })
+        .map(|(turn, user, _)| (turn.id.as_str(), user.as_str()))
         .collect();
-    let threads: Vec<NewThread> = plan
-        .threads
-        .iter()
-        .map(|t| NewThread {
-            id: &t.id,
-            user_id: &t.user_id,
-            title: &t.title,
-            metadata: &t.metadata,
-            status: &t.status,
-            message_count: t.message_count,
-            created_at: t.created_at,
-            updated_at: t.updated_at,
-        })
-        .collect();
-    let mut items: Vec<Item> = plan
-        .turns
-        .iter()
-        .flatten()
-        .map(|t| Item::of(&t.row, t.new_thread))
-        .collect();
-    for (_, _, answer) in plan.claims() {
-        items.extend(answer.rows().map(|row| Item::of(row, false)));
+    let threads = &plan.threads;
+    let mut items = Items::default();
+    for turn in plan.turns.iter().flatten() {
+        items.push(&turn.row, turn.new_thread)?;
     }
-    let values = vec![
-        json(&touched_rows)?,
-        json(&claims)?,
-        json(&threads)?,
-        json(&items)?,
-        at.into(),
-    ];
-    let rows = db
-        .query_all(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            BATCH,
-            values,
-        ))
-        .await?;
+    for (_, _, answer) in plan.claims() {
+        for row in answer.rows() {
+            items.push(row, false)?;
+        }
+    }
+    let metadata = threads
+        .iter()
+        .map(|t| json(&t.metadata))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = sqlx::query(BATCH)
+        .bind(
+            touched
+                .iter()
+                .map(|((id, _), _)| id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            touched
+                .iter()
+                .map(|((_, user), _)| user.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(touched.iter().map(|(_, n)| *n).collect::<Vec<i32>>())
+        .bind(claims.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(claims.iter().map(|(_, user)| *user).collect::<Vec<_>>())
+        .bind(at)
+        .bind(threads.iter().map(|t| t.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            threads
+                .iter()
+                .map(|t| t.user_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(threads.iter().map(|t| t.title.as_str()).collect::<Vec<_>>())
+        .bind(metadata)
+        .bind(
+            threads
+                .iter()
+                .map(|t| t.status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            threads
+                .iter()
+                .map(|t| t.message_count)
+                .collect::<Vec<i32>>(),
+        )
+        .bind(threads.iter().map(|t| t.created_at).collect::<Vec<_>>())
+        .bind(threads.iter().map(|t| t.updated_at).collect::<Vec<_>>())
+        .bind(items.id)
+        .bind(items.thread_id)
+        .bind(items.user_id)
+        .bind(items.item_type)
+        .bind(items.role)
+        .bind(items.content)
+        .bind(items.payload)
+        .bind(items.client_key)
+        .bind(items.reply_to)
+        .bind(items.status)
+        .bind(items.created_at)
+        .bind(items.updated_at)
+        .bind(items.new_thread)
+        .fetch_all(db.get_postgres_connection_pool())
+        .await
+        .map_err(query_err)?;
     let mut locked: HashSet<(String, String)> = HashSet::new();
     let mut claimed = HashSet::new();
     for row in rows {
-        let is_thread: bool = row.try_get_by_index(0)?;
-        let id: String = row.try_get_by_index(1)?;
+        let is_thread: bool = row.try_get(0).map_err(query_err)?;
+        let id: String = row.try_get(1).map_err(query_err)?;
         if is_thread {
-            locked.insert((id, row.try_get_by_index(2)?));
+            locked.insert((id, row.try_get(2).map_err(query_err)?));
         } else {
             claimed.insert(id);
         }
@@ -233,7 +247,7 @@ pub(super) async fn write(
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::TransactionTrait;
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 
     use super::*;
 
@@ -252,19 +266,18 @@ mod tests {
         }
         // One connection for the prepared statement and the setting.
         let txn = store.write.begin().await.unwrap();
-        txn.execute_unprepared(&format!(
-            "PREPARE batch (json, json, json, json, timestamptz) AS {}",
-            BATCH
-        ))
-        .await
-        .unwrap();
+        txn.execute_unprepared(&format!("PREPARE batch ({BATCH_PARAMS}) AS {BATCH}"))
+            .await
+            .unwrap();
         txn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
             .await
             .unwrap();
         let rows = txn
             .query_all(Statement::from_string(
                 DbBackend::Postgres,
-                "EXPLAIN EXECUTE batch ('[]', '[]', '[]', '[]', now())",
+                "EXPLAIN EXECUTE batch ('{}', '{}', '{}', '{}', '{}', now(), '{}', '{}', '{}', \
+                 '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', \
+                 '{}', '{}', '{}', '{}', '{}')",
             ))
             .await
             .unwrap();
