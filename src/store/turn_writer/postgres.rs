@@ -40,13 +40,6 @@ use sea_orm::{
 use super::plan::{Decided, Plan};
 use crate::domain::UserId;
 
-/// The parameter types of [`BATCH`], in order (for a `PREPARE` of it).
-#[cfg(test)]
-pub(super) const BATCH_PARAMS: &str = "varchar[], varchar[], int[], varchar[], varchar[], \
-    timestamptz, varchar[], varchar[], varchar[], text[], varchar[], int[], timestamptz[], \
-    timestamptz[], varchar[], varchar[], varchar[], varchar[], varchar[], text[], text[], \
-    varchar[], varchar[], varchar[], timestamptz[], timestamptz[], bool[]";
-
 // The status strings are the `ItemStatus` values as stored ('pending', 'completed').
 pub(super) const BATCH: &str = "\
 WITH touched AS (
@@ -266,7 +259,9 @@ mod tests {
         }
         // One connection for the prepared statement and the setting.
         let txn = store.write.begin().await.unwrap();
-        txn.execute_unprepared(&format!("PREPARE batch ({BATCH_PARAMS}) AS {BATCH}"))
+        // No type list: PostgreSQL takes each parameter's type from the statement's casts, as
+        // it does when sqlx prepares it.
+        txn.execute_unprepared(&format!("PREPARE batch AS {BATCH}"))
             .await
             .unwrap();
         txn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
