@@ -181,7 +181,7 @@ impl Application {
             settings.agent.openai.allowed_models(),
             settings.agent.openai.max_audio_bytes,
         );
-        let state = AppState {
+        let state = AppState::new(api::Services {
             attachments,
             settings: Arc::new(settings),
             store,
@@ -190,7 +190,7 @@ impl Application {
             chatkit,
             mcp,
             limits,
-        };
+        });
         Ok(Self {
             acceptor,
             port,
@@ -259,7 +259,7 @@ impl Application {
         if let Some(listener) = listener {
             listener.abort();
         }
-        self.state.store.close().await;
+        self.state.store.clone().close().await;
         result
     }
 }

@@ -20,7 +20,7 @@ use poem::{endpoint::make_sync, web::Html, Endpoint, IntoEndpoint, Response, Rou
 use poem_openapi::{OpenApiService, ServerObject, Tags};
 
 pub use security::{ClientSecret, UpstreamBearer};
-pub use state::AppState;
+pub use state::{AppState, Services};
 
 /// The document's groups of operations. poem-openapi lists tags by name (its registry keeps
 /// them in a sorted set), so Swagger UI shows them in that order.
