@@ -7,6 +7,7 @@ mod revocation;
 mod service;
 mod session;
 mod upstream;
+mod verified;
 mod verifier;
 
 pub use hs256::Hs256Verifier;

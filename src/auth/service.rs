@@ -9,6 +9,7 @@ use super::{
     revocation::RevocationCache,
     session::{SessionClaims, SessionSigner, SESSION_TYP},
     upstream::UpstreamVerifiers,
+    verified::Verified,
     AuthError,
 };
 use crate::{
@@ -16,6 +17,9 @@ use crate::{
     domain::{new_id, now, seconds, seconds_i64, UserId},
     store::{ConsumeOutcome, Store, Successor},
 };
+
+/// Verified client_secrets kept at once: about half a kilobyte each.
+const VERIFIED_CAPACITY: u64 = 10_000;
 
 /// The claims that make a new client_secret new: a fresh `jti`, issued now.
 fn fresh_successor() -> Successor {
@@ -59,6 +63,7 @@ struct Inner {
     signer: SessionSigner,
     store: Store,
     revocations: RevocationCache,
+    verified: Verified,
     settings: SessionSettings,
 }
 
@@ -74,6 +79,11 @@ impl AuthService {
                 revocations: RevocationCache::new(Duration::from_secs(
                     settings.revocation_cache_ttl_secs,
                 )),
+                verified: Verified::new(
+                    VERIFIED_CAPACITY,
+                    Duration::from_secs(settings.ttl_secs.saturating_add(settings.leeway_secs)),
+                    settings.leeway_secs,
+                ),
                 settings: settings.clone(),
             }),
         }
@@ -223,20 +233,27 @@ impl AuthService {
 
     /// Every client_secret-authenticated request.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        let claims = self.inner.signer.verify(token)?;
-        let user = UserId::parse(&claims.sub).ok_or(AuthError::InvalidToken)?;
+        let principal = match self.inner.verified.get(token, Utc::now().timestamp()) {
+            Some(principal) => principal,
+            None => {
+                let claims = self.inner.signer.verify(token)?;
+                let principal = Principal {
+                    user: UserId::parse(&claims.sub).ok_or(AuthError::InvalidToken)?,
+                    sid: claims.sid,
+                };
+                self.inner.verified.insert(token, &principal, claims.exp);
+                principal
+            }
+        };
         if self
             .inner
             .revocations
-            .is_revoked(&self.inner.store, &user, &claims.sid)
+            .is_revoked(&self.inner.store, &principal.user, &principal.sid)
             .await?
         {
             return Err(AuthError::Revoked);
         }
-        Ok(Principal {
-            user,
-            sid: claims.sid,
-        })
+        Ok(principal)
     }
 
     /// `DELETE /session`: this family, or (`all`) every family the user has started so far.

@@ -152,6 +152,30 @@ async fn upstream_tokens_and_client_secrets_are_not_interchangeable() {
 }
 
 #[tokio::test]
+async fn a_client_secret_that_worked_is_refused_once_it_expires() {
+    // Verified tokens are kept between requests; expiry must still be read off the clock.
+    let app = spawn_app_with(|s| s.session.leeway_secs = 0).await;
+    let secret = app.forge_session("alice", |c| c.exp = chrono::Utc::now().timestamp() + 3);
+    app.get("/api/chatkit/threads", &secret).await.ok();
+    app.get("/api/chatkit/threads", &secret).await.ok();
+    // A token that differs from it by one character of its signature was never verified.
+    let at = secret.rfind('.').unwrap() + 1;
+    let first = if secret[at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    let tampered = format!("{}{first}{}", &secret[..at], &secret[at + 1..]);
+    app.get("/api/chatkit/threads", &tampered)
+        .await
+        .assert_error(401, "auth.invalid_token");
+    tokio::time::sleep(Duration::from_millis(4100)).await;
+    app.get("/api/chatkit/threads", &secret)
+        .await
+        .assert_error(401, "auth.expired");
+}
+
+#[tokio::test]
 async fn refresh_rotates_and_detects_reuse() {
     let app = spawn_app_with(|s| s.session.refresh_race_window_secs = 1).await;
 
