@@ -90,13 +90,17 @@ impl AllowedMethods {
         self.find(path).map(|(_, _, template)| template)
     }
 
+    /// Every request looks itself up here, so the path is compared segment by segment in
+    /// place, never split into a list of its own.
     fn find(&self, path: &str) -> Option<&(Vec<String>, HeaderValue, Arc<str>)> {
-        let wanted = segments(path);
+        let path = path.trim_start_matches('/');
         self.routes.iter().find(|(template, _, _)| {
-            template.len() == wanted.len()
-                && template.iter().zip(&wanted).all(|(t, w)| {
+            let mut wanted = path.split('/');
+            template.iter().all(|t| {
+                wanted.next().is_some_and(|w| {
                     t == w || (t.starts_with('{') && t.ends_with('}') && !w.is_empty())
                 })
+            }) && wanted.next().is_none()
         })
     }
 }
@@ -107,9 +111,9 @@ pub async fn add_allow<E: Endpoint>(
     req: Request,
     table: Arc<AllowedMethods>,
 ) -> poem::Result<Response> {
-    let path = req.uri().path().to_owned();
+    let route = table.find(req.uri().path());
     let mut resp = ep.call(req).await?.into_response();
-    if let Some((_, allow, template)) = table.find(&path) {
+    if let Some((_, allow, template)) = route {
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
             resp.headers_mut().insert(header::ALLOW, allow.clone());
         }
@@ -147,5 +151,9 @@ mod tests {
         assert_eq!(allow("/healthz").as_deref(), Some("GET, HEAD"));
         assert_eq!(allow("/api/chatkit/threads//messages"), None);
         assert_eq!(allow("/nowhere"), None);
+        // A template's segments, not a prefix or an extension of them.
+        assert_eq!(allow("/api/chatkit/threads/thr_1/messages/more"), None);
+        assert_eq!(allow("/api/chatkit"), None);
+        assert_eq!(allow("/chatkit/"), None);
     }
 }
