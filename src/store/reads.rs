@@ -130,7 +130,9 @@ pub(super) enum Rows {
     Sqlite(Vec<sqlx::sqlite::SqliteRow>),
 }
 
-fn query_err(err: sqlx::Error) -> DbErr {
+/// A failed statement run with sqlx directly, as sea-orm reports one, so the store's error
+/// classification (duplicate keys, lost connections) reads it the same way.
+pub(super) fn query_err(err: sqlx::Error) -> DbErr {
     DbErr::Query(sea_orm::RuntimeErr::SqlxError(err))
 }
 

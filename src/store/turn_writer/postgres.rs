@@ -34,11 +34,11 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     sqlx::{self, Row as _},
-    DatabaseConnection, DbErr, RuntimeErr,
+    DatabaseConnection, DbErr,
 };
 
 use super::plan::{Decided, Plan};
-use crate::domain::UserId;
+use crate::{domain::UserId, store::reads::query_err};
 
 // The status strings are the `ItemStatus` values as stored ('pending', 'completed').
 pub(super) const BATCH: &str = "\
@@ -87,6 +87,33 @@ items AS (
 SELECT true AS locked, id, user_id FROM locked
 UNION ALL SELECT false, id, NULL FROM claimed";
 
+/// The new threads of a batch, a column each.
+#[derive(Default)]
+struct Threads<'a> {
+    id: Vec<&'a str>,
+    user_id: Vec<&'a str>,
+    title: Vec<&'a str>,
+    metadata: Vec<String>,
+    status: Vec<&'a str>,
+    message_count: Vec<i32>,
+    created_at: Vec<DateTime<Utc>>,
+    updated_at: Vec<DateTime<Utc>>,
+}
+
+impl<'a> Threads<'a> {
+    fn push(&mut self, row: &'a entity::thread::Model) -> Result<(), DbErr> {
+        self.id.push(&row.id);
+        self.user_id.push(&row.user_id);
+        self.title.push(&row.title);
+        self.metadata.push(json(&row.metadata)?);
+        self.status.push(&row.status);
+        self.message_count.push(row.message_count);
+        self.created_at.push(row.created_at);
+        self.updated_at.push(row.updated_at);
+        Ok(())
+    }
+}
+
 /// The new items of a batch, a column each.
 #[derive(Default)]
 struct Items<'a> {
@@ -129,10 +156,6 @@ fn json(value: &serde_json::Value) -> Result<String, DbErr> {
     serde_json::to_string(value).map_err(|e| DbErr::Custom(format!("cannot encode a batch: {e}")))
 }
 
-fn query_err(err: sqlx::Error) -> DbErr {
-    DbErr::Query(RuntimeErr::SqlxError(err))
-}
-
 /// Runs the batch as one statement and reads back what the database decided.
 pub(super) async fn write(
     db: &DatabaseConnection,
@@ -147,7 +170,10 @@ pub(super) async fn write(
         .claims()
         .map(|(turn, user, _)| (turn.id.as_str(), user.as_str()))
         .collect();
-    let threads = &plan.threads;
+    let mut threads = Threads::default();
+    for thread in &plan.threads {
+        threads.push(thread)?;
+    }
     let mut items = Items::default();
     for turn in plan.turns.iter().flatten() {
         items.push(&turn.row, turn.new_thread)?;
@@ -157,10 +183,6 @@ pub(super) async fn write(
             items.push(row, false)?;
         }
     }
-    let metadata = threads
-        .iter()
-        .map(|t| json(&t.metadata))
-        .collect::<Result<Vec<_>, _>>()?;
     let rows = sqlx::query(BATCH)
         .bind(
             touched
@@ -178,29 +200,14 @@ pub(super) async fn write(
         .bind(claims.iter().map(|(id, _)| *id).collect::<Vec<_>>())
         .bind(claims.iter().map(|(_, user)| *user).collect::<Vec<_>>())
         .bind(at)
-        .bind(threads.iter().map(|t| t.id.as_str()).collect::<Vec<_>>())
-        .bind(
-            threads
-                .iter()
-                .map(|t| t.user_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(threads.iter().map(|t| t.title.as_str()).collect::<Vec<_>>())
-        .bind(metadata)
-        .bind(
-            threads
-                .iter()
-                .map(|t| t.status.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            threads
-                .iter()
-                .map(|t| t.message_count)
-                .collect::<Vec<i32>>(),
-        )
-        .bind(threads.iter().map(|t| t.created_at).collect::<Vec<_>>())
-        .bind(threads.iter().map(|t| t.updated_at).collect::<Vec<_>>())
+        .bind(threads.id)
+        .bind(threads.user_id)
+        .bind(threads.title)
+        .bind(threads.metadata)
+        .bind(threads.status)
+        .bind(threads.message_count)
+        .bind(threads.created_at)
+        .bind(threads.updated_at)
         .bind(items.id)
         .bind(items.thread_id)
         .bind(items.user_id)
