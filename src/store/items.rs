@@ -39,9 +39,15 @@ impl Store {
             }
             None => None,
         };
-        let rows = self
-            .listed_thread_page(user, limit, after.as_ref(), order)
-            .await?;
+        // The first page newest first, what a chat UI asks for on every load, is read in
+        // batches; the other pages and orders alone.
+        let rows = match (&after, order) {
+            (None, Order::Desc) => self.lists.first_page(user, limit).await?,
+            _ => {
+                self.listed_thread_page(user, limit, after.as_ref(), order)
+                    .await?
+            }
+        };
         Ok(into_page(rows, limit, |t| Cursor {
             at: t.created_at,
             id: t.id.clone(),

@@ -14,6 +14,7 @@ mod pool;
 mod reads;
 mod rows;
 mod tasks;
+mod thread_lists;
 mod threads;
 mod tokens;
 mod turn_writer;
@@ -55,6 +56,8 @@ pub struct Store {
     health: Arc<WriteHealth>,
     /// The hot reads' connections, kept between reads (see [`reads`]).
     reads: Arc<reads::Reads>,
+    /// The first pages of ChatKit's thread lists, read in batches (see [`thread_lists`]).
+    lists: thread_lists::ThreadLists,
 }
 
 impl Store {
@@ -122,6 +125,7 @@ impl Store {
         let health = Arc::new(pools.health);
         let reads = Arc::new(reads::Reads::new(&pools.read));
         Ok(Self {
+            lists: thread_lists::ThreadLists::spawn(reads.clone(), thread_lists::readers(&reads)),
             reads,
             read: pools.read,
             writer: turn_writer::TurnWriter::spawn(

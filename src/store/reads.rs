@@ -36,6 +36,7 @@ pub(super) struct Kept<DB: sqlx::Database> {
     pool: sqlx::Pool<DB>,
     idle: Mutex<Vec<PoolConnection<DB>>>,
     permits: Semaphore,
+    most: usize,
 }
 
 /// A hot read's connection: [`Kept::keep`] keeps it; dropped otherwise, it goes back to
@@ -53,6 +54,7 @@ impl<DB: sqlx::Database> Kept<DB> {
             pool,
             idle: Mutex::new(Vec::with_capacity(most)),
             permits: Semaphore::new(most),
+            most,
         }
     }
 
@@ -122,6 +124,30 @@ pub(super) enum Param<'a> {
     Str(&'a str),
     Int(i64),
     At(DateTime<Utc>),
+    /// A list of strings: a `text[]` on PostgreSQL, a JSON array (for `json_each`) on
+    /// SQLite, which has no arrays.
+    Strs(&'a [&'a str]),
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+fn bind_postgres<'q>(query: PgQuery<'q>, param: Param<'q>) -> PgQuery<'q> {
+    match param {
+        Param::Str(v) => query.bind(v),
+        Param::Int(v) => query.bind(v),
+        Param::At(v) => query.bind(v),
+        Param::Strs(v) => query.bind(v),
+    }
+}
+
+fn bind_sqlite<'q>(query: SqliteQuery<'q>, param: Param<'q>) -> SqliteQuery<'q> {
+    match param {
+        Param::Str(v) => query.bind(v),
+        Param::Int(v) => query.bind(v),
+        Param::At(v) => query.bind(v),
+        Param::Strs(v) => query.bind(Value::from(v).to_string()),
+    }
 }
 
 /// The rows of a hot read, by database.
@@ -143,19 +169,15 @@ fn is_dead_connection(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
 }
 
-/// Runs `$sql` with `$params` on a kept connection of `$kept`, as `$rows`.
+/// Runs `$sql` with `$params` bound by `$bind` on a kept connection of `$kept`, as `$rows`.
 macro_rules! fetch_on {
-    ($kept:expr, $sql:expr, $params:expr, $rows:path) => {{
+    ($kept:expr, $sql:expr, $params:expr, $bind:path, $rows:path) => {{
         let kept = $kept;
         macro_rules! run {
             ($conn:expr) => {{
                 let mut query = sqlx::query($sql);
                 for p in $params {
-                    query = match *p {
-                        Param::Str(v) => query.bind(v),
-                        Param::Int(v) => query.bind(v),
-                        Param::At(v) => query.bind(v),
-                    };
+                    query = $bind(query, *p);
                 }
                 query.fetch_all($conn).await
             }};
@@ -207,8 +229,24 @@ impl Reads {
     /// The rows `sql` selects with `params` (`$1`, `$2`, ... on both databases).
     pub(super) async fn fetch_all(&self, sql: &str, params: &[Param<'_>]) -> Result<Rows, DbErr> {
         match self {
-            Self::Postgres(kept) => fetch_on!(kept, sql, params, Rows::Postgres),
-            Self::Sqlite(kept) => fetch_on!(kept, sql, params, Rows::Sqlite),
+            Self::Postgres(kept) => fetch_on!(kept, sql, params, bind_postgres, Rows::Postgres),
+            Self::Sqlite(kept) => fetch_on!(kept, sql, params, bind_sqlite, Rows::Sqlite),
+        }
+    }
+
+    /// How long a read may wait for a connection (the pool's acquire timeout).
+    pub(super) fn acquire_timeout(&self) -> std::time::Duration {
+        match self {
+            Self::Postgres(kept) => kept.pool.options().get_acquire_timeout(),
+            Self::Sqlite(kept) => kept.pool.options().get_acquire_timeout(),
+        }
+    }
+
+    /// How many hot reads may hold a connection at once.
+    pub(super) fn most(&self) -> usize {
+        match self {
+            Self::Postgres(kept) => kept.most,
+            Self::Sqlite(kept) => kept.most,
         }
     }
 
@@ -281,6 +319,14 @@ macro_rules! decoders {
                     title: row.try_get_unchecked(1)?,
                     created_at: row.try_get_unchecked(2)?,
                 })
+            }
+
+            /// A listed thread (id, title, created_at) and, in column 3, the place in
+            /// its batch of the request it answers.
+            pub(in crate::store) fn batched_listed_thread(
+                row: &$row,
+            ) -> Result<(i64, ListedThread), sqlx::Error> {
+                Ok((row.try_get_unchecked(3)?, listed_thread(row)?))
             }
 
             /// An item row in the columns of the thread-and-items read (see

@@ -7,7 +7,11 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use secrecy::SecretString;
 use serde_json::json;
 
-use crate::support::{fixtures, spawn_with, wait::Gate, TestApp};
+use crate::support::{
+    fixtures, spawn_with,
+    wait::{within, Gate},
+    TestApp,
+};
 
 /// Settings for an SQLite file of the test's own, whatever TEST_DATABASE_URL says: the
 /// fault is SQLite's (one writer connection, a file that can fill up).
@@ -588,5 +592,50 @@ async fn postgres_only_lost_connections_answer_503_and_recover_without_a_restart
             "{text} was lost"
         );
     }
+    app.stop().await;
+}
+
+/// PostgreSQL only: the first page of ChatKit's thread list is read for many requests at
+/// once, so a statement that does not end would hold up every list behind it. Here its
+/// table is locked by another session: the list is answered 503 once the acquire timeout
+/// has passed, not held for as long as the lock, and lists are answered again once the
+/// lock is gone. (SQLite's readers are not blocked by a writer: there is nothing to lock.)
+#[tokio::test]
+#[ignore = "PostgreSQL only: needs TEST_DATABASE_URL=postgres://…; scripts/test.sh runs it in its PostgreSQL pass"]
+async fn postgres_only_a_thread_list_held_by_a_lock_answers_503_then_recovers() {
+    use sea_orm::TransactionTrait;
+
+    let db = crate::support::TestDb::new().await;
+    let mut settings = crate::support::test_settings(&db);
+    settings.database.acquire_timeout_ms = 500;
+    let app = spawn_with(settings, None).await;
+    let token = app.login("alice").await;
+    let ck = app.chatkit(&token);
+    let thread = ck.create("add a task to buy milk").await.thread_id();
+    let first = |page: &crate::support::chatkit::Answer| page.ok()["data"][0]["id"].clone();
+    assert_eq!(
+        first(&ck.request("threads.list", json!({})).await),
+        json!(thread)
+    );
+
+    let side = Database::connect(&db.url).await.unwrap();
+    let lock = side.begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE threads IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let held = within(
+            "a thread list while its table is locked",
+            ck.request("threads.list", json!({})),
+        )
+        .await;
+        held.error(503, "service.unavailable");
+    }
+    lock.rollback().await.unwrap();
+    assert_eq!(
+        first(&ck.request("threads.list", json!({})).await),
+        json!(thread)
+    );
+    side.close().await.unwrap();
     app.stop().await;
 }

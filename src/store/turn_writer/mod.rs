@@ -281,7 +281,7 @@ async fn write(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use sea_orm::ConnectionTrait;
@@ -294,7 +294,7 @@ mod tests {
 
     /// A store on a fresh SQLite file, or on a fresh schema of `TEST_DATABASE_URL`'s
     /// PostgreSQL when that is set (the schema is dropped by the suite's sweep of `t_*`).
-    pub(super) async fn store(dir: &tempfile::TempDir) -> Store {
+    pub(in crate::store) async fn store(dir: &tempfile::TempDir) -> Store {
         let url = match std::env::var("TEST_DATABASE_URL") {
             Ok(base) if !base.is_empty() => {
                 let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
