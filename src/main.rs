@@ -6,7 +6,8 @@ use std::process::ExitCode;
 /// "First profiles"). mimalloc, used before, was as fast, but after a storm of streams it kept
 /// ~50 MiB resident for good: its 64 KiB pages stay whole while any object in them lives.
 /// jemalloc's smaller slabs and its background purge thread bring the process back to near
-/// its idle figure within seconds (settings in .cargo/config.toml).
+/// its idle figure within seconds (settings in .cargo/config.toml). It is built unprefixed, as
+/// the process's `malloc` too, so the bundled SQLite allocates from it rather than from glibc.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

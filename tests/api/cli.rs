@@ -225,12 +225,14 @@ fn openapi_prints_the_document() {
 /// The allocator's purge timing (bench/RESULTS.md, "jemalloc instead of mimalloc") is compiled in from
 /// `.cargo/config.toml`; without it jemalloc's 10 s default would keep the standard
 /// benchmark's peak memory 8 MiB higher. jemalloc prints the settings it runs with at exit
-/// when asked through its environment variable.
+/// when asked through its environment variable: `MALLOC_CONF`, the unprefixed name, which
+/// only a jemalloc built as the process's `malloc` reads (one built beside glibc's reads
+/// `_RJEM_MALLOC_CONF`), so the bundled SQLite allocates from it too.
 #[test]
 fn the_allocator_runs_with_the_configured_purge_timing() {
     let out = bin()
         .arg("--version")
-        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .env("MALLOC_CONF", "stats_print:true")
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
