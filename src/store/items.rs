@@ -42,7 +42,7 @@ impl Store {
         // The first page newest first, what a chat UI asks for on every load, is read in
         // batches; the other pages and orders alone.
         let rows = match (&after, order) {
-            (None, Order::Desc) => self.lists.first_page(user, limit).await?,
+            (None, Order::Desc) => self.first_listed_threads(user, limit).await?,
             _ => {
                 self.listed_thread_page(user, limit, after.as_ref(), order)
                     .await?

@@ -8,13 +8,13 @@
 //! [`UserId`]: crate::domain::UserId
 
 mod attachments;
+mod batched;
 mod error;
 mod items;
 mod pool;
 mod reads;
 mod rows;
 mod tasks;
-mod thread_lists;
 mod threads;
 mod tokens;
 mod turn_writer;
@@ -56,8 +56,8 @@ pub struct Store {
     health: Arc<WriteHealth>,
     /// The hot reads' connections, kept between reads (see [`reads`]).
     reads: Arc<reads::Reads>,
-    /// The first pages of ChatKit's thread lists, read in batches (see [`thread_lists`]).
-    lists: thread_lists::ThreadLists,
+    /// The reads run for many requests at once (see [`batched`]).
+    batches: Arc<batched::Batches>,
 }
 
 impl Store {
@@ -125,7 +125,7 @@ impl Store {
         let health = Arc::new(pools.health);
         let reads = Arc::new(reads::Reads::new(&pools.read));
         Ok(Self {
-            lists: thread_lists::ThreadLists::spawn(reads.clone(), thread_lists::readers(&reads)),
+            batches: Arc::new(batched::Batches::new(reads.clone())),
             reads,
             read: pools.read,
             writer: turn_writer::TurnWriter::spawn(

@@ -321,14 +321,6 @@ macro_rules! decoders {
                 })
             }
 
-            /// A listed thread (id, title, created_at) and, in column 3, the place in
-            /// its batch of the request it answers.
-            pub(in crate::store) fn batched_listed_thread(
-                row: &$row,
-            ) -> Result<(i64, ListedThread), sqlx::Error> {
-                Ok((row.try_get_unchecked(3)?, listed_thread(row)?))
-            }
-
             /// An item row in the columns of the thread-and-items read (see
             /// `threads::thread_and_items_sql`), borrowed: the thread's id is the read's.
             pub(in crate::store) fn item_view<'r>(
