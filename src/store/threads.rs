@@ -21,48 +21,6 @@ use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
 /// query as `rows::keyset` builds, so the `thread_items` page index serves it. On
 /// PostgreSQL the thread's `jsonb` metadata is cast to the payloads' `json`.
 fn thread_and_items_sql(types: &[ItemType], after: bool, order: Order, postgres: bool) -> String {
-    thread_and_items_of("$1", "$2", types, after, order, postgres)
-}
-
-/// [`thread_and_items_sql`] for every request of a batch, on PostgreSQL: the same read for
-/// each thread and user of the arrays `$1` (users) and `$2` (threads), `$3` rows, each
-/// row followed by its request's place (see [`batched`]).
-fn batched_thread_and_items_sql(types: &[ItemType], order: Order) -> String {
-    format!(
-        "SELECT r.*, q.n - 1 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY \
-             AS q(user_id, thread_id, n) \
-         CROSS JOIN LATERAL ({}) AS r",
-        thread_and_items_of("q.thread_id", "q.user_id", types, false, order, true)
-    )
-}
-
-/// The first page of the user's threads newest first (as [`threads_sql`] reads it), for
-/// every user of the array `$1`, `$2` rows each, each row followed by its request's place
-/// (see [`batched`]). SQLite has no lateral join: each user's page is a list of rowids the
-/// `(user_id, created_at, id)` index gives, and the rows are looked up by rowid.
-fn batched_first_threads_sql(postgres: bool) -> &'static str {
-    if postgres {
-        "SELECT t.id, t.title, t.created_at, q.n - 1 \
-         FROM unnest($1::text[]) WITH ORDINALITY AS q(user_id, n) \
-         CROSS JOIN LATERAL (SELECT id, title, created_at FROM threads \
-             WHERE user_id = q.user_id ORDER BY created_at DESC, id DESC LIMIT $2) AS t"
-    } else {
-        "SELECT t.id, t.title, t.created_at, q.key FROM json_each($1) AS q \
-         JOIN threads AS t ON t.rowid IN (SELECT rowid FROM threads WHERE user_id = q.value \
-             ORDER BY created_at DESC, id DESC LIMIT $2)"
-    }
-}
-
-/// [`thread_and_items_sql`] with the thread's id and the user's taken from `thread` and
-/// `user`.
-fn thread_and_items_of(
-    thread: &str,
-    user: &str,
-    types: &[ItemType],
-    after: bool,
-    order: Order,
-    postgres: bool,
-) -> String {
     let types = types
         .iter()
         .map(|t| format!("'{}'", t.as_str()))
@@ -87,14 +45,31 @@ fn thread_and_items_of(
                 message_count, created_at, updated_at, CAST(NULL AS VARCHAR) AS item_type, \
                 CAST(NULL AS VARCHAR) AS role, CAST(NULL AS VARCHAR) AS client_key, \
                 CAST(NULL AS VARCHAR) AS reply_to, CAST(NULL AS VARCHAR) AS feedback \
-         FROM threads WHERE id = {thread} AND user_id = {user} \
+         FROM threads WHERE id = $1 AND user_id = $2 \
          UNION ALL \
          SELECT * FROM (SELECT 1, id, content, payload, status, CAST(NULL AS INTEGER), \
                 created_at, updated_at, item_type, role, client_key, reply_to, feedback \
              FROM thread_items \
-             WHERE thread_id = {thread} AND user_id = {user} AND item_type IN ({types}) {after} \
+             WHERE thread_id = $1 AND user_id = $2 AND item_type IN ({types}) {after} \
              ORDER BY created_at {dir}, id {dir} LIMIT $3) AS page"
     )
+}
+
+/// The first page of the user's threads newest first (as [`threads_sql`] reads it), for
+/// every user of the array `$1`, `$2` rows each, each row followed by its request's place
+/// (see [`batched`]). SQLite has no lateral join: each user's page is a list of rowids the
+/// `(user_id, created_at, id)` index gives, and the rows are looked up by rowid.
+pub(super) fn batched_first_threads_sql(postgres: bool) -> &'static str {
+    if postgres {
+        "SELECT t.id, t.title, t.created_at, q.n - 1 \
+         FROM unnest($1::text[]) WITH ORDINALITY AS q(user_id, n) \
+         CROSS JOIN LATERAL (SELECT id, title, created_at FROM threads \
+             WHERE user_id = q.user_id ORDER BY created_at DESC, id DESC LIMIT $2) AS t"
+    } else {
+        "SELECT t.id, t.title, t.created_at, q.key FROM json_each($1) AS q \
+         JOIN threads AS t ON t.rowid IN (SELECT rowid FROM threads WHERE user_id = q.value \
+             ORDER BY created_at DESC, id DESC LIMIT $2)"
+    }
 }
 
 /// Every column of a thread, in the order `reads::*::thread` decodes them.
@@ -187,7 +162,6 @@ impl Store {
     ) -> Result<Vec<ListedThread>, StoreError> {
         let wanted = Wanted {
             user: user.clone(),
-            thread: None,
             rows: limit.saturating_add(1),
         };
         let sql = batched_first_threads_sql(self.reads.is_postgres());
@@ -293,18 +267,8 @@ impl Store {
             params.push(Param::At(cursor.at));
             params.push(Param::Str(&cursor.id));
         }
-        let rows = if after.is_none() && self.reads.is_postgres() {
-            let wanted = Wanted {
-                user: user.clone(),
-                thread: Some(thread_id.clone()),
-                rows: limit.saturating_add(1),
-            };
-            let sql = batched_thread_and_items_sql(types, order);
-            self.batches.read(&sql, wanted).await?
-        } else {
-            let sql = thread_and_items_sql(types, after.is_some(), order, self.reads.is_postgres());
-            self.reads.fetch_all(&sql, &params).await?
-        };
+        let sql = thread_and_items_sql(types, after.is_some(), order, self.reads.is_postgres());
+        let rows = self.reads.fetch_all(&sql, &params).await?;
         let rows = decode_rows!(&rows, |row, d| if d::is_thread(row)? {
             d::thread(row, 1, user).map(Either::Thread)
         } else {

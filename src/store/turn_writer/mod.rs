@@ -319,6 +319,34 @@ pub(super) mod tests {
         store
     }
 
+    /// The generic plan PostgreSQL makes for `sql` (as it plans a statement once per
+    /// connection), for the arguments `args`: `EXPLAIN EXECUTE` in a transaction rolled
+    /// back, so the statement and the setting share one connection. No type list: each
+    /// parameter's type comes from the statement's casts, as when sqlx prepares it.
+    pub(in crate::store) async fn generic_plan(store: &Store, sql: &str, args: &str) -> String {
+        use sea_orm::{DbBackend, Statement, TransactionTrait};
+
+        let txn = store.write.begin().await.unwrap();
+        txn.execute_unprepared(&format!("PREPARE planned AS {sql}"))
+            .await
+            .unwrap();
+        txn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
+            .await
+            .unwrap();
+        let rows = txn
+            .query_all(Statement::from_string(
+                DbBackend::Postgres,
+                format!("EXPLAIN EXECUTE planned ({args})"),
+            ))
+            .await
+            .unwrap();
+        txn.rollback().await.unwrap();
+        rows.iter()
+            .map(|row| row.try_get_by_index::<String>(0).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     fn answer(user: &UserId, turn: &Turn, text: &str) -> CompleteOp {
         CompleteOp {
             user: user.clone(),

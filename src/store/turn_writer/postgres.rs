@@ -247,7 +247,7 @@ pub(super) async fn write(
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    use sea_orm::{ConnectionTrait, DbBackend};
 
     use super::*;
 
@@ -264,33 +264,15 @@ mod tests {
         if store.write.get_database_backend() != DbBackend::Postgres {
             return;
         }
-        // One connection for the prepared statement and the setting.
-        let txn = store.write.begin().await.unwrap();
-        // No type list: PostgreSQL takes each parameter's type from the statement's casts, as
-        // it does when sqlx prepares it.
-        txn.execute_unprepared(&format!("PREPARE batch AS {BATCH}"))
-            .await
-            .unwrap();
-        txn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
-            .await
-            .unwrap();
-        let rows = txn
-            .query_all(Statement::from_string(
-                DbBackend::Postgres,
-                "EXPLAIN EXECUTE batch ('{}', '{}', '{}', '{}', '{}', now(), '{}', '{}', '{}', \
-                 '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', \
-                 '{}', '{}', '{}', '{}', '{}')",
-            ))
-            .await
-            .unwrap();
-        let plan = rows
-            .iter()
-            .map(|row| row.try_get_by_index::<String>(0).unwrap())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let plan = super::super::tests::generic_plan(
+            &store,
+            BATCH,
+            "'{}', '{}', '{}', '{}', '{}', now(), '{}', '{}', '{}', '{}', '{}', '{}', '{}', \
+             '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}'",
+        )
+        .await;
         assert!(!plan.contains("Seq Scan"), "{plan}");
         assert!(plan.contains("threads_pkey"), "{plan}");
         assert!(plan.contains("thread_items_pkey"), "{plan}");
-        txn.rollback().await.unwrap();
     }
 }
