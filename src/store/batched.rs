@@ -18,12 +18,9 @@
 //! name the same user; and its rows are read after it arrived, so they show every write
 //! acknowledged before it, as a lone read's would.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex, PoisonError,
-    },
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
 };
 
 use futures_util::FutureExt;
@@ -48,10 +45,10 @@ pub(super) struct Wanted {
 
 type Answer = oneshot::Sender<Result<Rows, StoreError>>;
 
-/// The batched reads, a queue and its readers for each statement, started on first use.
-pub(super) struct Batches {
-    reads: Arc<Reads>,
-    queues: Mutex<HashMap<String, flume::Sender<(Wanted, Answer)>>>,
+/// One statement's queue and its readers.
+#[derive(Clone)]
+pub(super) struct Batched {
+    queue: flume::Sender<(Wanted, Answer)>,
     /// Statements run so far: one per batch, one relaxed add; the tests read it.
     #[cfg_attr(not(test), allow(dead_code))]
     statements: Arc<AtomicU64>,
@@ -61,47 +58,28 @@ fn readers_gone() -> StoreError {
     StoreError::Unavailable(DbErr::Custom("the batched readers have stopped".into()))
 }
 
-impl Batches {
-    pub(super) fn new(reads: Arc<Reads>) -> Self {
-        Self {
-            reads,
-            queues: Mutex::new(HashMap::new()),
-            statements: Arc::new(AtomicU64::new(0)),
+impl Batched {
+    /// Starts the readers of `sql`, which reads for every request of a batch: `$1` is the
+    /// array of their user ids, `$2` the most rows any of them wants; its last column is
+    /// the request's place in that array, from 0. The queue is unbounded: each entry is a
+    /// request in flight, which the server's own limits bound.
+    pub(super) fn spawn(reads: &Arc<Reads>, sql: &'static str) -> Self {
+        let (queue, taken) = flume::unbounded();
+        let statements = Arc::new(AtomicU64::new(0));
+        for _ in 0..readers(reads) {
+            tokio::spawn(run(reads.clone(), sql, taken.clone(), statements.clone()));
         }
+        Self { queue, statements }
     }
 
-    /// The rows `sql` reads for `wanted`, with the requests queued beside it. `sql` reads
-    /// for every request of a batch: `$1` is the array of their user ids, `$2` the most
-    /// rows any of them wants; its last column is the request's place in that array, from
-    /// 0. A request's
-    /// rows come in no promised order, and may be more than it wants.
-    pub(super) async fn read(&self, sql: &str, wanted: Wanted) -> Result<Rows, StoreError> {
+    /// The rows read for `wanted`, with the requests queued beside it. They come in no
+    /// promised order, and may be more than it wants.
+    pub(super) async fn read(&self, wanted: Wanted) -> Result<Rows, StoreError> {
         let (answer, rows) = oneshot::channel();
-        self.queue(sql)
+        self.queue
             .send((wanted, answer))
             .map_err(|_| readers_gone())?;
         rows.await.map_err(|_| readers_gone())?
-    }
-
-    /// The queue of `sql`'s readers. Unbounded: each entry is a request in flight, which
-    /// the server's own limits bound. The statements are the store's own constants, so
-    /// the map stays small.
-    fn queue(&self, sql: &str) -> flume::Sender<(Wanted, Answer)> {
-        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(queue) = queues.get(sql) {
-            return queue.clone();
-        }
-        let (queue, taken) = flume::unbounded();
-        for _ in 0..readers(&self.reads) {
-            tokio::spawn(run(
-                self.reads.clone(),
-                sql.to_owned(),
-                taken.clone(),
-                self.statements.clone(),
-            ));
-        }
-        queues.insert(sql.to_owned(), queue.clone());
-        queue
     }
 
     /// Statements run so far.
@@ -126,7 +104,7 @@ fn readers(reads: &Reads) -> usize {
 
 async fn run(
     reads: Arc<Reads>,
-    sql: String,
+    sql: &'static str,
     taken: flume::Receiver<(Wanted, Answer)>,
     statements: Arc<AtomicU64>,
 ) {
@@ -143,7 +121,7 @@ async fn run(
         let (wanted, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         // A bug in one batch must not stop the reader: its requests see an error, the
         // next batch runs.
-        match std::panic::AssertUnwindSafe(read(&reads, &sql, &wanted))
+        match std::panic::AssertUnwindSafe(read(&reads, sql, &wanted))
             .catch_unwind()
             .await
         {
@@ -252,7 +230,7 @@ mod tests {
             (&bob, 5),
             (&alice, 1),
         ];
-        let before = store.batches.statements();
+        let before = store.lists.statements();
         // Polled together on this one-threaded runtime, every request is queued before a
         // reader runs.
         let pages =
@@ -261,7 +239,7 @@ mod tests {
             }))
             .await;
         assert_eq!(
-            store.batches.statements() - before,
+            store.lists.statements() - before,
             1,
             "one statement for all"
         );

@@ -56,8 +56,9 @@ pub struct Store {
     health: Arc<WriteHealth>,
     /// The hot reads' connections, kept between reads (see [`reads`]).
     reads: Arc<reads::Reads>,
-    /// The reads run for many requests at once (see [`batched`]).
-    batches: Arc<batched::Batches>,
+    /// The first pages of ChatKit's thread lists, read for many requests at once (see
+    /// [`batched`]).
+    lists: batched::Batched,
 }
 
 impl Store {
@@ -125,7 +126,10 @@ impl Store {
         let health = Arc::new(pools.health);
         let reads = Arc::new(reads::Reads::new(&pools.read));
         Ok(Self {
-            batches: Arc::new(batched::Batches::new(reads.clone())),
+            lists: batched::Batched::spawn(
+                &reads,
+                threads::batched_first_threads_sql(reads.is_postgres()),
+            ),
             reads,
             read: pools.read,
             writer: turn_writer::TurnWriter::spawn(

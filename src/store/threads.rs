@@ -154,7 +154,8 @@ impl Store {
     }
 
     /// The user's `limit + 1` newest threads as ChatKit lists them, read in a batch (see
-    /// [`batched`]).
+    /// [`batched`]), newest first; maybe more, when another request of the batch wanted
+    /// more ([`into_page`] keeps the page).
     pub(super) async fn first_listed_threads(
         &self,
         user: &UserId,
@@ -164,15 +165,13 @@ impl Store {
             user: user.clone(),
             rows: limit.saturating_add(1),
         };
-        let sql = batched_first_threads_sql(self.reads.is_postgres());
-        let rows = self.batches.read(sql, wanted).await?;
+        let rows = self.lists.read(wanted).await?;
         let mut threads =
             decode_rows!(&rows, |row, d| d::listed_thread(row)).map_err(reads::decode_err)?;
         // A batch's rows come in no promised order: the lone read's, newest first (ids
         // compared as bytes, as SQLite compares text; on PostgreSQL ids are ASCII, whose
         // order every collation keeps).
         threads.sort_unstable_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-        threads.truncate(usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX));
         Ok(threads)
     }
 
