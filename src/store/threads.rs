@@ -8,7 +8,9 @@ use serde_json::Value;
 use super::{
     batched::Wanted,
     reads::{self, Param, Rows},
-    rows::{insert_rows, into_page, Fetched, ItemType, ItemView, ListedThread, Page},
+    rows::{
+        insert_rows, into_page, types_left_out, Fetched, ItemType, ItemView, ListedThread, Page,
+    },
     Store, StoreError,
 };
 use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
@@ -18,14 +20,19 @@ use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
 /// Item columns line up with the thread's where they mean the same (`title` with
 /// `content`, `metadata` with `payload`); `k` tells the rows apart. The NULLs are typed
 /// (`CAST`, which both databases read) so PostgreSQL can match the two halves' columns. The page is the same
-/// query as `rows::keyset` builds, so the `thread_items` page index serves it. On
-/// PostgreSQL the thread's `jsonb` metadata is cast to the payloads' `json`.
+/// query as `rows::keyset` builds over `rows::items_of_thread`, so the `thread_items`
+/// page index serves it, for a thread of any length. On PostgreSQL the thread's `jsonb`
+/// metadata is cast to the payloads' `json`.
 fn thread_and_items_sql(types: &[ItemType], after: bool, order: Order, postgres: bool) -> String {
-    let types = types
-        .iter()
+    let left_out = types_left_out(types)
         .map(|t| format!("'{}'", t.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
+    let types = if left_out.is_empty() {
+        String::new()
+    } else {
+        format!("AND item_type NOT IN ({left_out})")
+    };
     let (cmp, dir) = match order {
         Order::Asc => (">", "ASC"),
         Order::Desc => ("<", "DESC"),
@@ -50,7 +57,8 @@ fn thread_and_items_sql(types: &[ItemType], after: bool, order: Order, postgres:
          SELECT * FROM (SELECT 1, id, content, payload, status, CAST(NULL AS INTEGER), \
                 created_at, updated_at, item_type, role, client_key, reply_to, feedback \
              FROM thread_items \
-             WHERE thread_id = $1 AND user_id = $2 AND item_type IN ({types}) {after} \
+             WHERE thread_id = $1 {types} {after} \
+                 AND EXISTS (SELECT 1 FROM threads WHERE id = $1 AND user_id = $2) \
              ORDER BY created_at {dir}, id {dir} LIMIT $3) AS page"
     )
 }
@@ -441,5 +449,120 @@ impl Store {
             return Err(StoreError::ThreadNotFound);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use entity::thread_item;
+    use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryTrait, Value};
+
+    use super::thread_and_items_sql;
+    use crate::{
+        chatkit::items::VISIBLE_TYPES,
+        domain::{Order, UserId},
+        store::{
+            rows::{ItemType, MESSAGE_TYPES},
+            turn_writer::tests::{generic_plan, store},
+            turns::history_query,
+            Store,
+        },
+    };
+
+    /// One thread of 30,000 items among 3,000 short ones, in tables never analysed (as
+    /// after a burst of writes, before autovacuum comes by): the estimates a generic plan
+    /// is made from are then the planner's defaults.
+    async fn long_thread(store: &Store) {
+        store
+            .write
+            .execute_unprepared(
+                "ALTER TABLE threads SET (autovacuum_enabled = off); \
+                 ALTER TABLE thread_items SET (autovacuum_enabled = off); \
+                 INSERT INTO threads (id, user_id, title, metadata, status, message_count, \
+                     created_at, updated_at) \
+                 SELECT 'thr_' || i, 'u' || (i % 500), 't', '{}', 'active', 0, now(), now() \
+                 FROM generate_series(0, 3000) AS i; \
+                 INSERT INTO thread_items (id, thread_id, user_id, item_type, role, content, \
+                     status, created_at, updated_at) \
+                 SELECT 'itm_' || i, CASE WHEN i < 30000 THEN 'thr_0' \
+                         ELSE 'thr_' || (1 + i % 3000) END, \
+                     CASE WHEN i < 30000 THEN 'u0' ELSE 'u' || ((1 + i % 3000) % 500) END, \
+                     CASE WHEN i % 2 = 0 THEN 'user_message' ELSE 'assistant_message' END, \
+                     'user', 'hello', 'completed', \
+                     now() - i * interval '1 ms', now() \
+                 FROM generate_series(0, 36000) AS i",
+            )
+            .await
+            .unwrap();
+    }
+
+    fn assert_walks_the_page_index(plan: &str, backward: bool) {
+        let scan = if backward {
+            "Index Scan Backward using idx_thread_items_page"
+        } else {
+            "Index Scan using idx_thread_items_page"
+        };
+        assert!(plan.contains(scan), "{plan}");
+        assert!(!plan.contains("Sort"), "{plan}");
+        assert!(!plan.contains("Bitmap"), "{plan}");
+    }
+
+    /// PostgreSQL plans a thread's page of items once per connection, whatever thread it
+    /// will read; that plan must walk the thread's items in the index's order and stop at
+    /// the page, not fetch a long thread's items to sort them, in either order, with or
+    /// without a cursor, for every set of types read.
+    #[tokio::test]
+    async fn a_page_of_items_walks_the_index_however_long_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        if !store.reads.is_postgres() {
+            return;
+        }
+        long_thread(&store).await;
+        let types: [&[ItemType]; 2] = [&VISIBLE_TYPES, &MESSAGE_TYPES];
+        for types in types {
+            for order in [Order::Desc, Order::Asc] {
+                let sql = thread_and_items_sql(types, false, order, true);
+                let plan = generic_plan(&store, &sql, "'thr_0', 'u0', 21").await;
+                assert_walks_the_page_index(&plan, order == Order::Desc);
+                let sql = thread_and_items_sql(types, true, order, true);
+                let args = "'thr_0', 'u0', 21, now() - interval '1 s', 'itm_1000'";
+                let plan = generic_plan(&store, &sql, args).await;
+                assert_walks_the_page_index(&plan, order == Order::Desc);
+            }
+        }
+    }
+
+    /// The same for the history a turn reads for the model.
+    #[tokio::test]
+    async fn a_turns_history_walks_the_index_however_long_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        if !store.reads.is_postgres() {
+            return;
+        }
+        long_thread(&store).await;
+        let user = UserId::parse("u0").unwrap();
+        let turn = thread_item::Entity::find_by_id("itm_10")
+            .one(&store.write)
+            .await
+            .unwrap()
+            .unwrap();
+        let statement = history_query(&user, &turn, 40).build(DbBackend::Postgres);
+        let args = statement
+            .values
+            .iter()
+            .flat_map(|values| values.0.iter())
+            .map(|value| match value {
+                Value::String(Some(s)) => format!("'{s}'"),
+                Value::ChronoDateTimeUtc(Some(t)) => format!("'{}'", t.to_rfc3339()),
+                Value::BigUnsigned(Some(n)) => n.to_string(),
+                Value::Int(Some(n)) => n.to_string(),
+                other => panic!("no literal for {other:?}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let plan = generic_plan(&store, &statement.sql, &args).await;
+        assert_walks_the_page_index(&plan, true);
     }
 }

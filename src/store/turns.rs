@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use super::{
     rows::{
-        keyset, tool_calls_of, AnswerIds, ItemStatus, ItemType, RecordedAnswer, Turn, HISTORY_TYPES,
+        items_of_thread, keyset, tool_calls_of, AnswerIds, ItemStatus, ItemType, RecordedAnswer,
+        Turn, HISTORY_TYPES,
     },
     turn_writer::{CompleteOp, RecordOp},
     Store, StoreError,
@@ -170,23 +171,7 @@ impl Store {
         max_items: u64,
         max_chars: usize,
     ) -> Result<Vec<thread_item::Model>, StoreError> {
-        let before_turn = Cursor {
-            at: turn.created_at,
-            id: turn.id.clone(),
-        };
-        let rows = keyset(
-            thread_item::Entity::find()
-                .filter(thread_item::Column::ThreadId.eq(turn.thread_id.as_str()))
-                .filter(thread_item::Column::UserId.eq(user.as_str()))
-                .filter(thread_item::Column::ItemType.is_in(HISTORY_TYPES)),
-            thread_item::Column::CreatedAt,
-            thread_item::Column::Id,
-            Some(&before_turn),
-            Order::Desc,
-        )
-        .limit(max_items)
-        .all(&self.read)
-        .await?;
+        let rows = history_query(user, turn, max_items).all(&self.read).await?;
         let mut budget = max_chars;
         let mut kept: Vec<_> = rows
             .into_iter()
@@ -200,4 +185,24 @@ impl Store {
         kept.reverse();
         Ok(kept)
     }
+}
+
+/// The read of [`Store::history`]: the newest `max_items` history items before `turn`.
+pub(super) fn history_query(
+    user: &UserId,
+    turn: &Turn,
+    max_items: u64,
+) -> sea_orm::Select<thread_item::Entity> {
+    let before_turn = Cursor {
+        at: turn.created_at,
+        id: turn.id.clone(),
+    };
+    keyset(
+        items_of_thread(user, &turn.thread_id, &HISTORY_TYPES),
+        thread_item::Column::CreatedAt,
+        thread_item::Column::Id,
+        Some(&before_turn),
+        Order::Desc,
+    )
+    .limit(max_items)
 }

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use super::{
-    rows::{insert_rows, ItemStatus, ItemType, NewItem, Turn},
+    rows::{insert_rows, items_of_thread, ItemStatus, ItemType, NewItem, Turn},
     Store, StoreError,
 };
 use crate::domain::{now, task_list::TaskList, ItemId, ThreadId, UserId};
@@ -102,10 +102,7 @@ impl Store {
     ) -> Result<(Turn, thread_item::Model), StoreError> {
         let txn = self.write.begin().await?;
         let lock = txn.get_database_backend() == DbBackend::Postgres;
-        let mut newest = thread_item::Entity::find()
-            .filter(thread_item::Column::ThreadId.eq(thread_id.as_str()))
-            .filter(thread_item::Column::UserId.eq(user.as_str()))
-            .filter(thread_item::Column::ItemType.is_in(SHOWN_TYPES))
+        let mut newest = items_of_thread(user, thread_id.as_str(), &SHOWN_TYPES)
             .order_by_desc(thread_item::Column::CreatedAt)
             .order_by_desc(thread_item::Column::Id)
             .limit(1);

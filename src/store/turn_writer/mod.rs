@@ -340,6 +340,8 @@ pub(super) mod tests {
             ))
             .await
             .unwrap();
+        // A prepared statement outlives the transaction; the connection goes back to the pool.
+        txn.execute_unprepared("DEALLOCATE planned").await.unwrap();
         txn.rollback().await.unwrap();
         rows.iter()
             .map(|row| row.try_get_by_index::<String>(0).unwrap())
