@@ -1,18 +1,20 @@
-//! Reads run for many requests in one statement: the first page of ChatKit's thread list.
-//! It is the read a chat UI makes most (every load, every new thread), and alone it is a
-//! small statement whose cost is mostly what any statement costs: on PostgreSQL the
-//! message, the snapshot, the executor's start and the round trip; in the gateway a
-//! connection, a socket write and read. Requests hand such a read to a reader task of its
+//! Reads run for many requests in one statement: the first page of ChatKit's thread list,
+//! and on PostgreSQL a thread with the first page of its items. They are the reads a chat
+//! UI makes most (every load, every thread opened), and alone each is a small statement
+//! whose cost is mostly what any statement costs: on PostgreSQL the message, the
+//! snapshot, the executor's start and the round trip; in the gateway a connection, a
+//! socket write and read. Requests hand such a read to a reader task of its
 //! kind (its statement), and each reader takes whatever has queued while it was busy (up
 //! to [`MAX_BATCH`]) and runs it for every request at once, each user's rows by the same
 //! index scan a lone read makes. With nothing queued a batch is one request, read at
 //! once: no added latency. Under load those costs are paid once per batch. The reader only
 //! splits the rows by request; each request decodes its own, on its own task.
 //!
-//! A read joins this only if its statement's plan cannot turn on the data: the thread
-//! list's scan is its index's order exactly, with no filter left over. A thread's page of
-//! items filters on item types, and its lateral form got a plan that sorted a whole
-//! thread's items once a thread had thousands (bench/RESULTS.md).
+//! A read joins this only if its statement's plan cannot turn on the data, since one slow
+//! statement holds every request of its kind behind it: each scan walks its index in the
+//! page's order and stops at the page, however many rows a user or thread has (the plan
+//! tests hold the statements to it; `rows::items_of_thread` says how the item page keeps
+//! its plan).
 //!
 //! Each request still gets its own scan, scoped by its own user id, even when several
 //! name the same user; and its rows are read after it arrived, so they show every write
@@ -31,7 +33,7 @@ use super::{
     reads::{Param, Reads, Rows},
     StoreError,
 };
-use crate::domain::UserId;
+use crate::domain::{ThreadId, UserId};
 
 /// The most requests one statement reads for.
 pub(super) const MAX_BATCH: usize = 64;
@@ -39,6 +41,8 @@ pub(super) const MAX_BATCH: usize = 64;
 /// A request's read.
 pub(super) struct Wanted {
     pub user: UserId,
+    /// The thread read, for a read of a thread's items.
+    pub thread: Option<ThreadId>,
     /// Rows wanted: the page size and one more (whether there is more).
     pub rows: u64,
 }
@@ -60,14 +64,21 @@ fn readers_gone() -> StoreError {
 
 impl Batched {
     /// Starts the readers of `sql`, which reads for every request of a batch: `$1` is the
-    /// array of their user ids, `$2` the most rows any of them wants; its last column is
-    /// the request's place in that array, from 0. The queue is unbounded: each entry is a
-    /// request in flight, which the server's own limits bound.
-    pub(super) fn spawn(reads: &Arc<Reads>, sql: &'static str) -> Self {
+    /// array of their user ids, then (reads of a thread's items) the array of their
+    /// threads, then the most rows any of them wants; its last column is the request's
+    /// place in those arrays, from 0. The queue is unbounded: each entry is a request in
+    /// flight, which the server's own limits bound.
+    pub(super) fn spawn(reads: &Arc<Reads>, sql: impl Into<Arc<str>>) -> Self {
         let (queue, taken) = flume::unbounded();
         let statements = Arc::new(AtomicU64::new(0));
+        let sql = sql.into();
         for _ in 0..readers(reads) {
-            tokio::spawn(run(reads.clone(), sql, taken.clone(), statements.clone()));
+            tokio::spawn(run(
+                reads.clone(),
+                sql.clone(),
+                taken.clone(),
+                statements.clone(),
+            ));
         }
         Self { queue, statements }
     }
@@ -104,7 +115,7 @@ fn readers(reads: &Reads) -> usize {
 
 async fn run(
     reads: Arc<Reads>,
-    sql: &'static str,
+    sql: Arc<str>,
     taken: flume::Receiver<(Wanted, Answer)>,
     statements: Arc<AtomicU64>,
 ) {
@@ -121,7 +132,7 @@ async fn run(
         let (wanted, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         // A bug in one batch must not stop the reader: its requests see an error, the
         // next batch runs.
-        match std::panic::AssertUnwindSafe(read(&reads, sql, &wanted))
+        match std::panic::AssertUnwindSafe(read(&reads, &sql, &wanted))
             .catch_unwind()
             .await
         {
@@ -158,11 +169,19 @@ fn copy(err: &StoreError) -> StoreError {
 /// Every request's rows, in the batch's order.
 async fn read(reads: &Reads, sql: &str, batch: &[Wanted]) -> Result<Vec<Rows>, DbErr> {
     let users: Vec<&str> = batch.iter().map(|w| w.user.as_str()).collect();
+    let threads: Vec<&str> = batch
+        .iter()
+        .filter_map(|w| w.thread.as_ref().map(ThreadId::as_str))
+        .collect();
     // One row count for the statement: pages of several sizes in one batch are rare
     // (ChatKit asks with one), and each request keeps only its own.
     let rows = batch.iter().map(|w| w.rows).max().unwrap_or(1);
     let rows = Param::Int(i64::try_from(rows).unwrap_or(i64::MAX));
-    let params = [Param::Strs(&users), rows];
+    let mut params = vec![Param::Strs(&users)];
+    if !threads.is_empty() {
+        params.push(Param::Strs(&threads));
+    }
+    params.push(rows);
     // A statement that does not end (a connection lost without a reset, a table locked
     // for long) would hold up every read of its kind behind it: it is given up after the
     // time a request may wait for a connection, and its requests are answered
@@ -198,9 +217,13 @@ async fn read(reads: &Reads, sql: &str, batch: &[Wanted]) -> Result<Vec<Rows>, D
 mod tests {
     use futures_util::future::join_all;
 
+    use super::Batched;
     use crate::{
-        domain::{Order, Title, UserId},
-        store::turn_writer::tests::{generic_plan, store},
+        domain::{Order, ThreadId, Title, UserId},
+        store::{
+            turn_writer::tests::{generic_plan, store},
+            StoreError,
+        },
     };
 
     /// Requests queued together are read in one statement, and each gets its own user's
@@ -311,5 +334,102 @@ mod tests {
         );
         assert!(!plan.contains("Sort"), "{plan}");
         assert!(!plan.contains("Seq Scan"), "{plan}");
+    }
+
+    /// On PostgreSQL, a thread with the first page of its items is read in batches too: each
+    /// request gets its own thread and items, at its own size, or "not found" for a thread
+    /// that is not its user's, though another request of the same batch reads that thread.
+    /// (On SQLite these reads stay one per statement.)
+    #[tokio::test]
+    async fn item_pages_queued_together_are_one_statement_on_postgres_each_its_own() {
+        use crate::store::Fetched;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let (alice, bob) = (
+            UserId::parse("alice").unwrap(),
+            UserId::parse("bob").unwrap(),
+        );
+        let mut threads = Vec::new();
+        for (user, items) in [(&alice, 3), (&bob, 25)] {
+            let title = Title::parse(user.as_str()).unwrap();
+            let thread = store
+                .create_thread(user, title, serde_json::json!({}))
+                .await
+                .unwrap();
+            let id = ThreadId::parse(&thread.id).unwrap();
+            for i in 0..items {
+                let text = format!("{} {i}", user.as_str());
+                store
+                    .record_user_turn(user, Some(&id), &text, None, None)
+                    .await
+                    .unwrap();
+            }
+            threads.push(id);
+        }
+        let wanted = [
+            (&alice, &threads[0], 20, Order::Desc),
+            (&bob, &threads[1], 20, Order::Desc),
+            (&bob, &threads[1], 5, Order::Desc),
+            (&alice, &threads[1], 20, Order::Desc),
+        ];
+        let ids = |page: crate::store::Page<Fetched<std::convert::Infallible>>| -> Vec<String> {
+            page.items
+                .into_iter()
+                .map(|item| match item {
+                    Fetched::Row(row) => row.row.id,
+                    Fetched::Known(never) => match never {},
+                })
+                .collect()
+        };
+        let before = page_statements(&store);
+        let pages = join_all(wanted.iter().map(|w| page_of(&store, w.0, w.1, w.2, w.3))).await;
+        let batched = if store.reads.is_postgres() { 1 } else { 0 };
+        assert_eq!(page_statements(&store) - before, batched);
+        for (w, page) in wanted.iter().zip(pages) {
+            let alone = page_of(&store, w.0, w.1, w.2, w.3).await;
+            let (user, thread, limit, _) = w;
+            match (page, alone) {
+                (Ok((t, page)), Ok((t_alone, alone))) => {
+                    assert_eq!(t.id, thread.as_str());
+                    assert_eq!(t.user_id, t_alone.user_id);
+                    assert_eq!(page.next.is_some(), alone.next.is_some(), "{limit}");
+                    assert_eq!(ids(page), ids(alone), "{} at {limit}", user.as_str());
+                }
+                (Err(StoreError::ThreadNotFound), Err(StoreError::ThreadNotFound)) => {
+                    assert_eq!(user.as_str(), "alice", "only alice asked for bob's thread");
+                }
+                (page, alone) => panic!("batched {:?}, alone {:?}", page.err(), alone.err()),
+            }
+        }
+    }
+
+    async fn page_of(
+        store: &crate::store::Store,
+        user: &UserId,
+        thread: &ThreadId,
+        limit: u64,
+        order: Order,
+    ) -> Result<
+        (
+            entity::thread::Model,
+            crate::store::Page<crate::store::Fetched<std::convert::Infallible>>,
+        ),
+        StoreError,
+    > {
+        let types = crate::store::rows::MESSAGE_TYPES;
+        store
+            .thread_and_item_rows(user, thread, &types, limit, None, order, |_| None)
+            .await
+    }
+
+    fn page_statements(store: &crate::store::Store) -> u64 {
+        store
+            .pages
+            .read()
+            .unwrap()
+            .values()
+            .map(Batched::statements)
+            .sum()
     }
 }

@@ -59,6 +59,9 @@ pub struct Store {
     /// The first pages of ChatKit's thread lists, read for many requests at once (see
     /// [`batched`]).
     lists: batched::Batched,
+    /// The first pages of threads' items on PostgreSQL, likewise, one queue per kind of
+    /// page (the item types and order read), started on first use.
+    pages: Arc<std::sync::RwLock<std::collections::HashMap<u16, batched::Batched>>>,
 }
 
 impl Store {
@@ -130,6 +133,7 @@ impl Store {
                 &reads,
                 threads::batched_first_threads_sql(reads.is_postgres()),
             ),
+            pages: Arc::default(),
             reads,
             read: pools.read,
             writer: turn_writer::TurnWriter::spawn(

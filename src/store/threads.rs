@@ -6,7 +6,7 @@ use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
 use super::{
-    batched::Wanted,
+    batched::{Batched, Wanted},
     reads::{self, Param, Rows},
     rows::{
         insert_rows, into_page, types_left_out, Fetched, ItemType, ItemView, ListedThread, Page,
@@ -24,6 +24,30 @@ use crate::domain::{now, Cursor, Order, ThreadId, Title, UserId};
 /// page index serves it, for a thread of any length. On PostgreSQL the thread's `jsonb`
 /// metadata is cast to the payloads' `json`.
 fn thread_and_items_sql(types: &[ItemType], after: bool, order: Order, postgres: bool) -> String {
+    thread_and_items_of("$1", "$2", types, after, order, postgres)
+}
+
+/// [`thread_and_items_sql`]'s first page for every request of a batch, on PostgreSQL: the
+/// same read for each user and thread of the arrays `$1` and `$2`, `$3` rows, each row
+/// followed by its request's place (see [`batched`]).
+pub(super) fn batched_thread_and_items_sql(types: &[ItemType], order: Order) -> String {
+    format!(
+        "SELECT r.*, q.n - 1 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY \
+             AS q(user_id, thread_id, n) \
+         CROSS JOIN LATERAL ({}) AS r",
+        thread_and_items_of("q.thread_id", "q.user_id", types, false, order, true)
+    )
+}
+
+/// [`thread_and_items_sql`], the thread's id and the user's taken from `thread` and `user`.
+fn thread_and_items_of(
+    thread: &str,
+    user: &str,
+    types: &[ItemType],
+    after: bool,
+    order: Order,
+    postgres: bool,
+) -> String {
     let left_out = types_left_out(types)
         .map(|t| format!("'{}'", t.as_str()))
         .collect::<Vec<_>>()
@@ -52,13 +76,13 @@ fn thread_and_items_sql(types: &[ItemType], after: bool, order: Order, postgres:
                 message_count, created_at, updated_at, CAST(NULL AS VARCHAR) AS item_type, \
                 CAST(NULL AS VARCHAR) AS role, CAST(NULL AS VARCHAR) AS client_key, \
                 CAST(NULL AS VARCHAR) AS reply_to, CAST(NULL AS VARCHAR) AS feedback \
-         FROM threads WHERE id = $1 AND user_id = $2 \
+         FROM threads WHERE id = {thread} AND user_id = {user} \
          UNION ALL \
          SELECT * FROM (SELECT 1, id, content, payload, status, CAST(NULL AS INTEGER), \
                 created_at, updated_at, item_type, role, client_key, reply_to, feedback \
              FROM thread_items \
-             WHERE thread_id = $1 {types} {after} \
-                 AND EXISTS (SELECT 1 FROM threads WHERE id = $1 AND user_id = $2) \
+             WHERE thread_id = {thread} {types} {after} \
+                 AND EXISTS (SELECT 1 FROM threads WHERE id = {thread} AND user_id = {user}) \
              ORDER BY created_at {dir}, id {dir} LIMIT $3) AS page"
     )
 }
@@ -171,6 +195,7 @@ impl Store {
     ) -> Result<Vec<ListedThread>, StoreError> {
         let wanted = Wanted {
             user: user.clone(),
+            thread: None,
             rows: limit.saturating_add(1),
         };
         let rows = self.lists.read(wanted).await?;
@@ -181,6 +206,28 @@ impl Store {
         // order every collation keeps).
         threads.sort_unstable_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         Ok(threads)
+    }
+
+    /// The batched reader of a first page of items of `types` in `order`: on PostgreSQL
+    /// only, which reads each request's page by its own lateral scan. SQLite has no
+    /// lateral join, and a statement per request there is a call on its own thread.
+    fn item_pages(&self, types: &[ItemType], first: bool, order: Order) -> Option<Batched> {
+        if !first || !self.reads.is_postgres() {
+            return None;
+        }
+        let kind = types
+            .iter()
+            .fold(u16::from(order == Order::Asc) << 15, |kind, t| {
+                kind | 1 << (*t as u16)
+            });
+        if let Some(pages) = self.pages.read().ok()?.get(&kind) {
+            return Some(pages.clone());
+        }
+        let mut all = self.pages.write().ok()?;
+        let pages = all.entry(kind).or_insert_with(|| {
+            Batched::spawn(&self.reads, batched_thread_and_items_sql(types, order))
+        });
+        Some(pages.clone())
     }
 
     /// As [`Store::thread_page`] by creation time, each thread only as ChatKit lists it.
@@ -274,8 +321,23 @@ impl Store {
             params.push(Param::At(cursor.at));
             params.push(Param::Str(&cursor.id));
         }
-        let sql = thread_and_items_sql(types, after.is_some(), order, self.reads.is_postgres());
-        let rows = self.reads.fetch_all(&sql, &params).await?;
+        // A first page on PostgreSQL is read in a batch (see [`batched`]); its rows carry
+        // one more column, the request's place, which decoding does not read.
+        let rows = match self.item_pages(types, after.is_none(), order) {
+            Some(pages) => {
+                let wanted = Wanted {
+                    user: user.clone(),
+                    thread: Some(thread_id.clone()),
+                    rows: limit.saturating_add(1),
+                };
+                pages.read(wanted).await?
+            }
+            None => {
+                let postgres = self.reads.is_postgres();
+                let sql = thread_and_items_sql(types, after.is_some(), order, postgres);
+                self.reads.fetch_all(&sql, &params).await?
+            }
+        };
         let rows = decode_rows!(&rows, |row, d| if d::is_thread(row)? {
             d::thread(row, 1, user).map(Either::Thread)
         } else {
@@ -457,7 +519,7 @@ mod tests {
     use entity::thread_item;
     use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryTrait, Value};
 
-    use super::thread_and_items_sql;
+    use super::{batched_thread_and_items_sql, thread_and_items_sql};
     use crate::{
         chatkit::items::VISIBLE_TYPES,
         domain::{Order, UserId},
@@ -469,10 +531,15 @@ mod tests {
         },
     };
 
-    /// One thread of 30,000 items among 3,000 short ones, in tables never analysed (as
-    /// after a burst of writes, before autovacuum comes by): the estimates a generic plan
-    /// is made from are then the planner's defaults.
-    async fn long_thread(store: &Store) {
+    /// A PostgreSQL store (none on SQLite) with one thread of 30,000 items among 3,000
+    /// short ones, in tables never analysed (as after a burst of writes, before autovacuum
+    /// comes by): the estimates a generic plan is made from are then the planner's
+    /// defaults.
+    async fn long_thread(dir: &tempfile::TempDir) -> Option<Store> {
+        let store = store(dir).await;
+        if !store.reads.is_postgres() {
+            return None;
+        }
         store
             .write
             .execute_unprepared(
@@ -494,6 +561,7 @@ mod tests {
             )
             .await
             .unwrap();
+        Some(store)
     }
 
     fn assert_walks_the_page_index(plan: &str, backward: bool) {
@@ -514,11 +582,9 @@ mod tests {
     #[tokio::test]
     async fn a_page_of_items_walks_the_index_however_long_the_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir).await;
-        if !store.reads.is_postgres() {
+        let Some(store) = long_thread(&dir).await else {
             return;
-        }
-        long_thread(&store).await;
+        };
         let types: [&[ItemType]; 2] = [&VISIBLE_TYPES, &MESSAGE_TYPES];
         for types in types {
             for order in [Order::Desc, Order::Asc] {
@@ -533,15 +599,29 @@ mod tests {
         }
     }
 
+    /// The same for the batched first page, each request's scan apart: `q` names the
+    /// request's thread, so the plan cannot know how long any of them is.
+    #[tokio::test]
+    async fn a_batch_of_item_pages_walks_the_index_however_long_the_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(store) = long_thread(&dir).await else {
+            return;
+        };
+        let args = "ARRAY['u0', 'u1'], ARRAY['thr_0', 'thr_1'], 21";
+        for order in [Order::Desc, Order::Asc] {
+            let sql = batched_thread_and_items_sql(&VISIBLE_TYPES, order);
+            let plan = generic_plan(&store, &sql, args).await;
+            assert_walks_the_page_index(&plan, order == Order::Desc);
+        }
+    }
+
     /// The same for the history a turn reads for the model.
     #[tokio::test]
     async fn a_turns_history_walks_the_index_however_long_the_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store(&dir).await;
-        if !store.reads.is_postgres() {
+        let Some(store) = long_thread(&dir).await else {
             return;
-        }
-        long_thread(&store).await;
+        };
         let user = UserId::parse("u0").unwrap();
         let turn = thread_item::Entity::find_by_id("itm_10")
             .one(&store.write)
