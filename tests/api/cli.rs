@@ -222,14 +222,15 @@ fn openapi_prints_the_document() {
     assert!(spec["paths"]["/api/chatkit/messages"]["post"].is_object());
 }
 
-/// The allocator's purge timing (bench/RESULTS.md, "jemalloc instead of mimalloc") is compiled in from
-/// `.cargo/config.toml`; without it jemalloc's 10 s default would keep the standard
-/// benchmark's peak memory 8 MiB higher. jemalloc prints the settings it runs with at exit
+/// The allocator's purge timing (bench/RESULTS.md, "jemalloc instead of mimalloc") and
+/// arenas are compiled in from `.cargo/config.toml`; without them jemalloc's 10 s default
+/// would keep the standard benchmark's peak memory 8 MiB higher, its arenas another 6 MiB
+/// on a 2-core machine. jemalloc prints the settings it runs with at exit
 /// when asked through its environment variable: `MALLOC_CONF`, the unprefixed name, which
 /// only a jemalloc built as the process's `malloc` reads (one built beside glibc's reads
 /// `_RJEM_MALLOC_CONF`), so the bundled SQLite allocates from it too.
 #[test]
-fn the_allocator_runs_with_the_configured_purge_timing() {
+fn the_allocator_runs_with_the_configured_purge_timing_and_arenas() {
     let out = bin()
         .arg("--version")
         .env("MALLOC_CONF", "stats_print:true")
@@ -241,6 +242,7 @@ fn the_allocator_runs_with_the_configured_purge_timing() {
         "opt.background_thread: true",
         "opt.dirty_decay_ms: 3000",
         "opt.muzzy_decay_ms: 0",
+        "opt.percpu_arena: \"phycpu\"",
     ] {
         assert!(stats.contains(setting), "{setting} not in:\n{stats}");
     }
