@@ -387,19 +387,18 @@ mod tests {
         let batched = if store.reads.is_postgres() { 1 } else { 0 };
         assert_eq!(page_statements(&store) - before, batched);
         for (w, page) in wanted.iter().zip(pages) {
-            let alone = page_of(&store, w.0, w.1, w.2, w.3).await;
             let (user, thread, limit, _) = w;
+            let alone = page_alone(&store, user, thread, *limit).await;
             match (page, alone) {
-                (Ok((t, page)), Ok((t_alone, alone))) => {
+                (Ok((t, page)), Some((alone, more))) => {
                     assert_eq!(t.id, thread.as_str());
-                    assert_eq!(t.user_id, t_alone.user_id);
-                    assert_eq!(page.next.is_some(), alone.next.is_some(), "{limit}");
-                    assert_eq!(ids(page), ids(alone), "{} at {limit}", user.as_str());
+                    assert_eq!(page.next.is_some(), more, "{limit}");
+                    assert_eq!(ids(page), alone, "{} at {limit}", user.as_str());
                 }
-                (Err(StoreError::ThreadNotFound), Err(StoreError::ThreadNotFound)) => {
+                (Err(StoreError::ThreadNotFound), None) => {
                     assert_eq!(user.as_str(), "alice", "only alice asked for bob's thread");
                 }
-                (page, alone) => panic!("batched {:?}, alone {:?}", page.err(), alone.err()),
+                (page, alone) => panic!("batched {:?}, alone {alone:?}", page.err()),
             }
         }
     }
@@ -421,6 +420,42 @@ mod tests {
         store
             .thread_and_item_rows(user, thread, &types, limit, None, order, |_| None)
             .await
+    }
+
+    /// The newest page of the user's thread as a plain query of both tables reads it, apart
+    /// from the batches and their statement: its ids and whether more follow, or `None`
+    /// when the thread is not the user's.
+    async fn page_alone(
+        store: &crate::store::Store,
+        user: &UserId,
+        thread: &ThreadId,
+        limit: u64,
+    ) -> Option<(Vec<String>, bool)> {
+        use entity::{thread, thread_item};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+        thread::Entity::find_by_id(thread.as_str())
+            .filter(thread::Column::UserId.eq(user.as_str()))
+            .one(&store.read)
+            .await
+            .unwrap()?;
+        let rows = thread_item::Entity::find()
+            .filter(thread_item::Column::ThreadId.eq(thread.as_str()))
+            .filter(thread_item::Column::UserId.eq(user.as_str()))
+            .filter(thread_item::Column::ItemType.is_in(crate::store::rows::MESSAGE_TYPES))
+            .order_by_desc(thread_item::Column::CreatedAt)
+            .order_by_desc(thread_item::Column::Id)
+            .limit(limit + 1)
+            .all(&store.read)
+            .await
+            .unwrap();
+        let more = rows.len() as u64 > limit;
+        let ids = rows
+            .into_iter()
+            .take(usize::try_from(limit).unwrap())
+            .map(|r| r.id)
+            .collect();
+        Some((ids, more))
     }
 
     fn page_statements(store: &crate::store::Store) -> u64 {

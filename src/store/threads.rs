@@ -312,15 +312,6 @@ impl Store {
         order: Order,
         known: impl Fn(&ItemView<'_>) -> Option<T>,
     ) -> Result<(thread::Model, Page<Fetched<T>>), StoreError> {
-        let mut params = vec![
-            Param::Str(thread_id.as_str()),
-            Param::Str(user.as_str()),
-            Param::Int(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)),
-        ];
-        if let Some(cursor) = after {
-            params.push(Param::At(cursor.at));
-            params.push(Param::Str(&cursor.id));
-        }
         // A first page on PostgreSQL is read in a batch (see [`batched`]); its rows carry
         // one more column, the request's place, which decoding does not read.
         let rows = match self.item_pages(types, after.is_none(), order) {
@@ -333,6 +324,15 @@ impl Store {
                 pages.read(wanted).await?
             }
             None => {
+                let mut params = vec![
+                    Param::Str(thread_id.as_str()),
+                    Param::Str(user.as_str()),
+                    Param::Int(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)),
+                ];
+                if let Some(cursor) = after {
+                    params.push(Param::At(cursor.at));
+                    params.push(Param::Str(&cursor.id));
+                }
                 let postgres = self.reads.is_postgres();
                 let sql = thread_and_items_sql(types, after.is_some(), order, postgres);
                 self.reads.fetch_all(&sql, &params).await?
